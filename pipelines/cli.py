@@ -1,0 +1,321 @@
+"""The ``vigil`` command line.
+
+Settings are applied before Prefect or MLflow is imported (both read the environment at
+import time), so every command imports its heavy modules lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from pipelines.settings import get_settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SAMPLES = REPO_ROOT / "data" / "samples"
+DEFAULT_SPEC = REPO_ROOT / "data" / "specs" / "demo_transactions.yaml"
+
+
+def _fail(message: str) -> None:
+    click.echo(click.style(f"error: {message}", fg="red"), err=True)
+    sys.exit(2)
+
+
+class _Group(click.Group):
+    """Turns the errors people cause (bad files, bad specs, unknown models) into one
+    readable line instead of a traceback."""
+
+    def invoke(self, ctx):
+        from pipelines.ingest import DataSourceError
+        from pipelines.spec import SpecError
+
+        try:
+            return super().invoke(ctx)
+        except (DataSourceError, SpecError, ValueError, FileNotFoundError) as exc:
+            _fail(str(exc))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """vigil: train VAE and GAN anomaly detectors, score batches, review flags."""
+    get_settings().apply_environment()
+
+
+# -- spec ---------------------------------------------------------------------------------
+
+
+@main.group()
+def spec() -> None:
+    """Data-set specs: which column is the id, the label, the features."""
+
+
+@spec.command("init")
+@click.option("--data", "data", required=True, help="CSV/Parquet file to infer from.")
+@click.option("--id-col", required=True, help="Column that identifies a record.")
+@click.option("--label-col", default=None, help="0/1 label column (evaluation only).")
+@click.option("--entity-col", default=None, help="Entity column for sequence data.")
+@click.option("--time-col", default=None, help="Time column for sequence data.")
+@click.option("--name", default=None, help="Data-set name (default: from the file name).")
+@click.option("--out", "out", default=None, help="Where to write the spec YAML.")
+def spec_init(data, id_col, label_col, entity_col, time_col, name, out) -> None:
+    """Infer a spec from a data file; edit it before training."""
+    from pipelines.ingest import read_batch
+    from pipelines.spec import infer_spec
+
+    batch = read_batch(data)
+    frame = batch.frame.head(50_000)
+    name = name or _slug(Path(data).name.split(".")[0])
+    inferred = infer_spec(
+        frame,
+        name=name,
+        id_column=id_col,
+        label_column=label_col,
+        entity_column=entity_col,
+        time_column=time_col,
+    )
+    out_path = Path(out) if out else REPO_ROOT / "data" / "specs" / f"{name}.yaml"
+    inferred.save(out_path)
+    click.echo(f"wrote {out_path}")
+    click.echo(f"  numeric:     {', '.join(inferred.numeric_features) or '-'}")
+    click.echo(f"  categorical: {', '.join(inferred.categorical_features) or '-'}")
+    skipped = [
+        c
+        for c in frame.columns
+        if c not in inferred.feature_columns and c not in {id_col, label_col, entity_col, time_col}
+    ]
+    if skipped:
+        click.echo(f"  left out:    {', '.join(skipped)} (high-cardinality text or dates)")
+    click.echo("Review the file, then: vigil train --data F --spec " + str(out_path))
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text) or "dataset"
+
+
+# -- train / score ------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--data", required=True, help="Training file (CSV/Parquet) or SQLAlchemy URL.")
+@click.option("--spec", "spec_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--detectors", default="vae,gan", show_default=True, help="Comma-separated: vae, gan."
+)
+@click.option("--epochs", type=int, default=None, help="Override epochs for every detector.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--target-fpr", type=float, default=0.01, show_default=True)
+@click.option(
+    "--threshold-method", type=click.Choice(["fpr", "f1"]), default="fpr", show_default=True
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def train(data, spec_path, detectors, epochs, seed, target_fpr, threshold_method, as_json) -> None:
+    """Train the detectors on normal records and register them in MLflow."""
+    from pipelines.flows import train_flow
+    from pipelines.training import TrainConfig
+
+    kinds = [k.strip() for k in detectors.split(",") if k.strip()]
+    overrides = {"epochs": epochs} if epochs else {}
+    config = TrainConfig(
+        detectors=kinds,
+        seed=seed,
+        target_fpr=target_fpr,
+        threshold_method=threshold_method,
+        vae=dict(overrides),
+        gan=dict(overrides),
+    )
+    result = train_flow(data=str(data), spec_path=str(spec_path), config=config)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+        return
+    click.echo(
+        f"trained on {result['rows_train']} normal records "
+        f"({result['rows_quarantined']} rows quarantined, "
+        f"{result['rows_evaluation']} held out for evaluation)"
+    )
+    for model in result["models"]:
+        click.echo(_model_line(model))
+
+
+def _model_line(model: dict) -> str:
+    m = model["metrics"]
+    quality = (
+        f"AUROC {m['auroc']:.3f}  AUPRC {m['auprc']:.3f}  "
+        f"precision {m['precision_at_threshold']:.2f} recall {m['recall_at_threshold']:.2f}"
+        if "auroc" in m
+        else "no labels: AUROC n/a"
+    )
+    return (
+        f"  {model['model']} v{model['version']} [{', '.join(model['aliases'])}]  {quality}  "
+        f"threshold {m['threshold']:.4g} (target FPR {m['target_fpr']:.1%}, "
+        f"hold-out FPR {m['holdout_fpr']:.1%})  fit {m['fit_seconds']:.1f}s"
+    )
+
+
+@main.command()
+@click.option("--data", required=True, help="Batch to score (CSV/Parquet) or SQLAlchemy URL.")
+@click.option("--model", default=None, help="NAME@ALIAS or NAME/VERSION (default: champion).")
+@click.option("--out", default=None, help="Write every record's id, score and flag here.")
+@click.option("--batch-id", default=None, help="Default: a hash of the batch content.")
+@click.option("--table", default=None, help="SQL table, when --data is a database URL.")
+@click.option("--query", default=None, help="SQL query, when --data is a database URL.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def score(data, model, out, batch_id, table, query, as_json) -> None:
+    """Score a batch with a registered model and store scores and flags."""
+    from pipelines.flows import score_flow
+
+    result = score_flow(
+        data=str(data), model=model, batch_id=batch_id, out=out, table=table, query=query
+    )
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+        return
+    click.echo(_score_line(result))
+    if result.get("out"):
+        click.echo(f"  scores written to {result['out']}")
+
+
+def _score_line(r: dict) -> str:
+    prefix = "already scored, nothing written: " if r["already_scored"] else ""
+    return (
+        f"{prefix}run {r['run_id'][:8]} batch {r['batch_id']} with {r['model']} "
+        f"v{r['model_version']}: {r['rows_in']} rows in = {r['rows_scored']} scored + "
+        f"{r['rows_quarantined']} quarantined; {r['rows_flagged']} flagged "
+        f"(threshold {r['threshold']:.4g})"
+    )
+
+
+# -- reading results ----------------------------------------------------------------------
+
+
+def _store():
+    from pipelines.store import ResultsStore
+
+    return ResultsStore(get_settings().resolved_database_url)
+
+
+@main.command()
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def runs(limit, as_json) -> None:
+    """List scoring runs, newest first."""
+    rows = [
+        {
+            "run_id": r.id,
+            "batch_id": r.batch_id,
+            "model": r.model_name,
+            "version": r.model_version,
+            "status": r.status,
+            "rows_in": r.rows_in,
+            "rows_scored": r.rows_scored,
+            "rows_quarantined": r.rows_quarantined,
+            "rows_flagged": r.rows_flagged,
+            "started_at": r.started_at.isoformat() if r.started_at else None,
+            "source": r.source,
+        }
+        for r in _store().list_runs(limit)
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no scoring runs yet")
+        return
+    click.echo(
+        f"{'run':8}  {'status':9}  {'model':28}  {'in':>6} {'scored':>6} "
+        f"{'quar.':>5} {'flags':>5}  started"
+    )
+    for r in rows:
+        click.echo(
+            f"{r['run_id'][:8]}  {r['status']:9}  {r['model'] + ' v' + r['version']:28}  "
+            f"{r['rows_in']:>6} {r['rows_scored']:>6} {r['rows_quarantined']:>5} "
+            f"{r['rows_flagged']:>5}  {(r['started_at'] or '')[:19]}"
+        )
+
+
+@main.command()
+@click.option("--run", "run_id", default=None, help="Only this run (id or id prefix).")
+@click.option("--status", default=None, help="open, confirmed or dismissed.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def flags(run_id, status, limit, as_json) -> None:
+    """List flagged records with the reasons they were flagged, highest score first."""
+    store = _store()
+    if run_id:
+        run = store.get_run(run_id)
+        if run is None:
+            _fail(f"no scoring run {run_id!r}")
+        run_id = run.id
+    rows = [
+        {
+            "flag_id": f.id,
+            "run_id": f.run_id,
+            "record_id": f.record_id,
+            "score": f.score,
+            "threshold": f.threshold,
+            "status": f.status,
+            "reasons": f.reasons,
+            "record": f.record,
+        }
+        for f in store.list_flags(run_id=run_id, status=status, limit=limit)
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no flags")
+        return
+    for r in rows:
+        reasons = "; ".join(x["text"] for x in r["reasons"]) or "-"
+        click.echo(
+            f"{r['record_id']:>12}  score {r['score']:10.4g}  [{r['status']}]  run "
+            f"{r['run_id'][:8]}  {reasons}"
+        )
+
+
+@main.command()
+def models() -> None:
+    """List registered models with versions, aliases and thresholds."""
+    from mlflow import MlflowClient
+
+    from pipelines.registry import configure_mlflow, registry_summary
+
+    configure_mlflow(get_settings())
+    names = [m.name for m in MlflowClient().search_registered_models()]
+    if not names:
+        click.echo("no registered models")
+        return
+    click.echo(registry_summary(names).to_string(index=False))
+
+
+# -- demo ---------------------------------------------------------------------------------
+
+
+@main.command("demo-data")
+@click.option("--out-dir", default=str(DEFAULT_SAMPLES), show_default=True)
+@click.option("--spec-out", default=str(DEFAULT_SPEC), show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+def demo_data(out_dir, spec_out, seed) -> None:
+    """Write the seeded demo transactions and their spec."""
+    from pipelines.demo import DEMO_SPEC, write_demo_data
+
+    paths = write_demo_data(out_dir, seed=seed)
+    DEMO_SPEC.save(spec_out)
+    for role, path in paths.items():
+        click.echo(f"{role}: {path}")
+    click.echo(f"spec: {spec_out}")
+
+
+@main.command()
+@click.option("--epochs", type=int, default=None, help="Override epochs (faster, rougher).")
+def demo(epochs) -> None:
+    """The whole loop on bundled sample data: train both detectors, register, score."""
+    from pipelines.demo import run_demo
+
+    run_demo(epochs=epochs, echo=click.echo)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,131 @@
+"""Prefect flows: each reads as the story of its job; the work is in plain functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+
+from pipelines.ingest import Batch, ValidationResult, read_batch, validate_batch
+from pipelines.settings import get_settings
+from pipelines.spec import DatasetSpec, load_spec
+from pipelines.store import ResultsStore
+from pipelines.training import (
+    DetectorKind,
+    TrainConfig,
+    TrainingSplit,
+    evaluate_detector,
+    fit_detector,
+    log_and_register,
+    split_for_training,
+)
+
+
+@task(name="load-and-validate")
+def load_and_validate(
+    data: str, spec: DatasetSpec, table: str | None = None, query: str | None = None
+) -> tuple[Batch, ValidationResult]:
+    batch = read_batch(data, table=table, query=query)
+    validated = validate_batch(batch, spec)
+    if validated.rows_quarantined:
+        logger = get_run_logger()
+        logger.warning(
+            "%s: %d of %d rows quarantined; first: %s",
+            batch.source,
+            validated.rows_quarantined,
+            validated.rows_in,
+            validated.error_summary(batch.row_label)[:3],
+        )
+    return batch, validated
+
+
+@task(name="split")
+def split(validated: ValidationResult, spec: DatasetSpec, config: TrainConfig) -> TrainingSplit:
+    return split_for_training(
+        validated.clean, spec, evaluation_fraction=config.evaluation_fraction, seed=config.seed
+    )
+
+
+@task(name="fit-evaluate-register")
+def train_detector(
+    kind: DetectorKind,
+    spec: DatasetSpec,
+    data_split: TrainingSplit,
+    config: TrainConfig,
+    data_source: str,
+) -> dict[str, Any]:
+    detector = fit_detector(kind, spec, data_split, config)
+    evaluation = evaluate_detector(detector, spec, data_split, config)
+    return log_and_register(
+        kind,
+        detector,
+        evaluation,
+        spec,
+        config,
+        data_source=data_source,
+        max_reasons=get_settings().max_reasons,
+        input_example=data_split.train[[spec.id_column, *spec.feature_columns]].head(3),
+    )
+
+
+@flow(name="train", log_prints=True)
+def train_flow(data: str, spec_path: str, config: TrainConfig | None = None) -> dict[str, Any]:
+    """Load → validate → split normals → fit each detector → evaluate → log → register."""
+    from pipelines.registry import configure_mlflow
+
+    settings = get_settings()
+    config = config or TrainConfig()
+    configure_mlflow(settings)
+    spec = load_spec(spec_path)
+    batch, validated = load_and_validate(data, spec)
+    if validated.rows_quarantined:
+        store = ResultsStore(settings.resolved_database_url)
+        store.replace_training_quarantine(batch.content_hash, batch.source, validated.quarantined)
+    data_split = split(validated, spec, config)
+    models = [
+        train_detector(kind, spec, data_split, config, batch.source) for kind in config.detectors
+    ]
+    return {
+        "dataset": spec.name,
+        "rows_in": validated.rows_in,
+        "rows_quarantined": validated.rows_quarantined,
+        "rows_train": len(data_split.train),
+        "rows_evaluation": len(data_split.evaluation),
+        "models": models,
+    }
+
+
+@flow(name="score", log_prints=True)
+def score_flow(
+    data: str,
+    model: str | None = None,
+    batch_id: str | None = None,
+    out: str | None = None,
+    table: str | None = None,
+    query: str | None = None,
+) -> dict[str, Any]:
+    """Resolve the champion → load and validate the batch → score in chunks → store."""
+    from pipelines.registry import configure_mlflow, load_bundle, resolve_model
+    from pipelines.scoring import score_batch, write_scores_file
+
+    settings = get_settings()
+    configure_mlflow(settings)
+    ref = resolve_model(model)
+    bundle = load_bundle(ref)
+    batch, validated = load_and_validate(data, bundle.spec, table=table, query=query)
+    store = ResultsStore(settings.resolved_database_url)
+    report = score_batch(
+        bundle=bundle,
+        batch=batch,
+        validated=validated,
+        store=store,
+        model_name=ref.name,
+        model_version=ref.version,
+        model_alias=ref.alias,
+        batch_id=batch_id,
+        chunk_size=settings.score_chunk_size,
+    )
+    result = report.to_dict()
+    if out:
+        result["out"] = str(write_scores_file(store, report.run_id, out))
+    return result

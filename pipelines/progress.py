@@ -1,0 +1,73 @@
+"""Progress for long work (training epochs, scoring batches).
+
+A rich progress bar on a terminal; plain log lines elsewhere (CI, Prefect workers), so a
+run that takes minutes always shows where it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+logger = logging.getLogger("vigil")
+
+Advance = Callable[..., None]
+
+
+def _use_bar() -> bool:
+    setting = os.environ.get("VIGIL_PROGRESS", "auto").lower()
+    if setting in {"0", "false", "off", "log"}:
+        return False
+    if setting in {"1", "true", "on", "bar"}:
+        return True
+    return sys.stderr.isatty()
+
+
+@contextmanager
+def progress(description: str, total: int, unit: str = "step") -> Iterator[Advance]:
+    """Yield ``advance(n=1, **fields)``; fields (e.g. ``val_loss=0.12``) are shown."""
+    if _use_bar():
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(unit),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+        )
+        with Progress(*columns, transient=False) as bar:
+            task = bar.add_task(description, total=total, info="")
+
+            def advance(n: int = 1, **fields) -> None:
+                info = " ".join(f"{k}={_fmt(v)}" for k, v in fields.items())
+                bar.update(task, advance=n, info=info)
+
+            yield advance
+        return
+
+    done = 0
+    every = max(1, total // 10)
+
+    def advance_log(n: int = 1, **fields) -> None:
+        nonlocal done
+        done += n
+        if done % every == 0 or done >= total or n > 1:
+            info = " ".join(f"{k}={_fmt(v)}" for k, v in fields.items())
+            print(f"{description}: {done}/{total} {unit} {info}".rstrip(), file=sys.stderr)
+
+    yield advance_log
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

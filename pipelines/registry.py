@@ -1,0 +1,203 @@
+"""MLflow glue: experiments, logging bundles as pyfunc models, versions and aliases.
+
+The registry decides which model is champion; nothing else keeps that fact.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+import detectors
+import pipelines
+from pipelines.bundle import ScoringBundle
+from pipelines.settings import VigilSettings
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+TAG_DATASET = "vigil.dataset"
+TAG_DETECTOR = "vigil.detector"
+
+
+def configure_mlflow(settings: VigilSettings) -> str:
+    """Point MLflow at the settings' store and make sure the experiment exists.
+
+    The experiment gets an explicit artifact location: MLflow's default is frozen from the
+    working directory at creation time.
+    """
+    settings.apply_environment()
+    uri = settings.resolved_mlflow_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    if experiment is None:
+        settings.artifact_root.mkdir(parents=True, exist_ok=True)
+        experiment_id = client.create_experiment(
+            settings.mlflow_experiment, artifact_location=settings.artifact_root.as_uri()
+        )
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def model_name_for(dataset: str, detector_kind: str) -> str:
+    return f"{dataset}-{detector_kind}"
+
+
+def _signature(bundle: ScoringBundle) -> ModelSignature:
+    spec = bundle.spec
+    inputs = [ColSpec("string", spec.id_column, required=False)]
+    inputs += [ColSpec("double", c, required=True) for c in spec.numeric_features]
+    inputs += [ColSpec("string", c, required=True) for c in spec.categorical_features]
+    outputs = [
+        ColSpec("string", spec.id_column, required=False),
+        ColSpec("double", "score"),
+        ColSpec("boolean", "is_anomaly"),
+        ColSpec("string", "reasons"),
+    ]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+
+
+def log_bundle(
+    bundle: ScoringBundle,
+    *,
+    registered_name: str,
+    detector_kind: str,
+    input_example: pd.DataFrame | None = None,
+) -> str:
+    """Log the bundle as a pyfunc model in the active run and register a new version.
+
+    Returns the new version (as a string: MLflow gives int on SQLite, str over HTTP).
+    The package source travels with the model (``code_paths``) so a fresh process, or
+    ``mlflow models serve``, can load it.
+    """
+    code_paths = [str(Path(detectors.__file__).parent), str(Path(pipelines.__file__).parent)]
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle_dir = bundle.save(Path(tmp) / "bundle")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(pipelines.__file__).with_name("pyfunc_model.py")),
+            artifacts={"bundle": str(bundle_dir)},
+            code_paths=code_paths,
+            signature=_signature(bundle),
+            input_example=input_example,
+            registered_model_name=registered_name,
+            pip_requirements=_pip_requirements(),
+        )
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    client.set_registered_model_tag(registered_name, TAG_DATASET, bundle.spec.name)
+    client.set_registered_model_tag(registered_name, TAG_DETECTOR, detector_kind)
+    client.set_model_version_tag(registered_name, version, "threshold", str(bundle.threshold))
+    return version
+
+
+def _pip_requirements() -> list[str]:
+    """The scoring dependencies pinned to what trained the model.
+
+    Given explicitly because MLflow's inference loads the model in a subprocess, which
+    costs tens of seconds per registration.
+    """
+    from importlib.metadata import version
+
+    packages = ["torch", "numpy", "pandas", "scikit-learn", "pydantic", "pyyaml", "mlflow"]
+    return [f"{name}=={version(name)}" for name in packages]
+
+
+def assign_new_version_aliases(name: str, version: str) -> list[str]:
+    """A new version is the challenger; the first version of a model is also champion."""
+    client = MlflowClient()
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    aliases = [CHALLENGER]
+    if CHAMPION not in client.get_registered_model(name).aliases:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        aliases.append(CHAMPION)
+    return aliases
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved registry reference: what ``NAME@ALIAS`` pointed to at load time."""
+
+    name: str
+    version: str
+    alias: str | None
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def __str__(self) -> str:
+        suffix = f"@{self.alias}" if self.alias else ""
+        return f"{self.name}{suffix} (v{self.version})"
+
+
+def resolve_model(reference: str | None) -> ModelRef:
+    """``NAME@ALIAS``, ``NAME/VERSION`` or ``NAME`` (= champion); no reference means the
+    VAE champion of the only data set that has one."""
+    client = MlflowClient()
+    if not reference:
+        reference = f"{default_model_name()}@{CHAMPION}"
+    match = re.fullmatch(r"(?:models:/)?([^@/]+)(?:@([\w-]+)|/(\d+))?", reference)
+    if match is None:
+        raise ValueError(f"model reference {reference!r}: use NAME@ALIAS or NAME/VERSION")
+    name, alias, version = match.group(1), match.group(2), match.group(3)
+    if version is None:
+        alias = alias or CHAMPION
+        try:
+            version = str(client.get_model_version_by_alias(name, alias).version)
+        except MlflowException as exc:
+            raise ValueError(f"no model version {name}@{alias} in the registry") from exc
+    return ModelRef(name=name, version=str(version), alias=alias)
+
+
+def default_model_name() -> str:
+    """The registered VAE model, when exactly one data set has one."""
+    models = [
+        m for m in MlflowClient().search_registered_models() if m.tags.get(TAG_DETECTOR) == "vae"
+    ]
+    if len(models) == 1:
+        return models[0].name
+    if not models:
+        raise ValueError("no trained model in the registry yet: run `vigil train` first")
+    names = ", ".join(sorted(m.name for m in models))
+    raise ValueError(f"several models are registered ({names}): pick one with --model")
+
+
+def load_bundle(ref: ModelRef) -> ScoringBundle:
+    """Load the registered pyfunc and hand back the bundle inside it."""
+    model = mlflow.pyfunc.load_model(ref.uri)
+    return model.unwrap_python_model().bundle
+
+
+def registry_summary(names: list[str]) -> pd.DataFrame:
+    """Versions and aliases of the given registered models, for people to read."""
+    client = MlflowClient()
+    rows = []
+    for name in names:
+        aliases = client.get_registered_model(name).aliases
+        by_version: dict[str, list[str]] = {}
+        for alias, version in aliases.items():
+            by_version.setdefault(str(version), []).append(alias)
+        for mv in client.search_model_versions(f"name='{name}'"):
+            rows.append(
+                {
+                    "model": name,
+                    "version": str(mv.version),
+                    "aliases": ",".join(sorted(by_version.get(str(mv.version), []))),
+                    "threshold": mv.tags.get("threshold"),
+                    "run_id": mv.run_id,
+                }
+            )
+    return pd.DataFrame(rows)

@@ -1,0 +1,74 @@
+"""Typed settings: the one place configuration comes from.
+
+Everything is read from ``VIGIL_*`` environment variables (or a ``.env`` file) so the
+embedded default (SQLite + local MLflow + ephemeral Prefect, all under one state folder)
+switches to production by settings alone.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class VigilSettings(BaseSettings):
+    """Where state lives and which services to talk to."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path(".vigil"), description="State folder for the embedded default.")
+    database_url: str | None = Field(
+        default=None, description="Results store SQLAlchemy URL; default SQLite under home."
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking/registry URI; default SQLite under home."
+    )
+    mlflow_experiment: str = "vigil"
+    score_chunk_size: int = Field(default=5000, gt=0, description="Rows per scoring batch.")
+    max_reasons: int = Field(default=3, gt=0, description="Top reasons stored per flag.")
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'vigil.db'}"
+
+    @property
+    def resolved_mlflow_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.home_dir / "mlartifacts"
+
+    def apply_environment(self) -> None:
+        """Export the offline defaults Prefect and MLflow read from the environment.
+
+        Called before Prefect or MLflow is imported; values a user already set win.
+        """
+        self.home_dir.mkdir(parents=True, exist_ok=True)
+        defaults = {
+            "PREFECT_HOME": str(self.home_dir / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "GIT_PYTHON_REFRESH": "quiet",
+        }
+        for key, value in defaults.items():
+            os.environ.setdefault(key, value)
+        # MLflow follows the settings, never a stale value left in the shell.
+        os.environ["MLFLOW_TRACKING_URI"] = self.resolved_mlflow_uri
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> VigilSettings:
+    """Settings for this process (cached; tests clear the cache after changing env)."""
+    return VigilSettings()

@@ -1,0 +1,262 @@
+"""Results store access: the one place that decides what a run wrote.
+
+Idempotency lives here: a scoring run is keyed by (batch id, model name, model version).
+Scoring a batch that already has a completed run writes nothing; a run that failed
+half-way is wiped and redone, so a re-run never duplicates or drops records.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipelines.store.models import AuditEvent, Flag, QuarantinedRow, Score, ScoringRun
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with SQLite made safe for a CLI and a web app sharing one file."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class ResultsStore:
+    """Reads and writes scoring results; every write happens in one transaction."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if migrate:
+            self.migrate()
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (no-op when current)."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    # -- scoring runs -------------------------------------------------------------------
+
+    def begin_run(
+        self,
+        *,
+        batch_id: str,
+        source: str,
+        dataset: str,
+        model_name: str,
+        model_version: str,
+        model_alias: str | None,
+        threshold: float,
+    ) -> tuple[ScoringRun, bool]:
+        """Return ``(run, already_completed)``.
+
+        A completed run for the same batch and model version is returned untouched; an
+        unfinished one (a crash, a failure) is cleared so the re-run starts clean.
+        """
+        with self.session() as session:
+            run = session.scalars(
+                sa.select(ScoringRun).where(
+                    ScoringRun.batch_id == batch_id,
+                    ScoringRun.model_name == model_name,
+                    ScoringRun.model_version == str(model_version),
+                )
+            ).one_or_none()
+            if run is not None and run.status == "completed":
+                return run, True
+            if run is not None:
+                for table in (Score, Flag, QuarantinedRow):
+                    session.execute(sa.delete(table).where(table.run_id == run.id))
+                run.status = "running"
+                run.error = None
+                run.started_at = datetime.now(UTC)
+                run.finished_at = None
+                run.source = source
+                run.threshold = threshold
+                run.model_alias = model_alias
+            else:
+                run = ScoringRun(
+                    id=str(uuid.uuid4()),
+                    batch_id=batch_id,
+                    source=source,
+                    dataset=dataset,
+                    model_name=model_name,
+                    model_version=str(model_version),
+                    model_alias=model_alias,
+                    threshold=threshold,
+                    status="running",
+                )
+                session.add(run)
+            return run, False
+
+    def add_scores(self, run_id: str, scores: pd.DataFrame, flags: Sequence[dict]) -> None:
+        """Write one chunk's scores and flags together, so a chunk is all-or-nothing."""
+        with self.session() as session:
+            if len(scores):
+                session.execute(
+                    sa.insert(Score),
+                    [
+                        {
+                            "run_id": run_id,
+                            "record_id": str(r.record_id),
+                            "score": float(r.score),
+                            "is_anomaly": bool(r.is_anomaly),
+                        }
+                        for r in scores.itertuples(index=False)
+                    ],
+                )
+            if flags:
+                session.execute(sa.insert(Flag), [{"run_id": run_id, **f} for f in flags])
+
+    def add_quarantine(
+        self, run_id: str | None, batch_id: str, source: str, quarantined: pd.DataFrame
+    ) -> None:
+        if not len(quarantined):
+            return
+        rows = [
+            {
+                "run_id": run_id,
+                "batch_id": batch_id,
+                "source": source,
+                "row_number": int(r.row_number),
+                "record_id": r.record_id,
+                "column": r.column,
+                "value": r.value,
+                "reason": r.reason,
+                "raw": r.raw,
+            }
+            for r in quarantined.itertuples(index=False)
+        ]
+        with self.session() as session:
+            session.execute(sa.insert(QuarantinedRow), rows)
+
+    def replace_training_quarantine(
+        self, batch_id: str, source: str, quarantined: pd.DataFrame
+    ) -> None:
+        """Training data has no scoring run; re-training on the same file replaces, not
+        duplicates, its quarantined rows."""
+        with self.session() as session:
+            session.execute(
+                sa.delete(QuarantinedRow).where(
+                    QuarantinedRow.batch_id == batch_id, QuarantinedRow.run_id.is_(None)
+                )
+            )
+        self.add_quarantine(None, batch_id, source, quarantined)
+
+    def finish_run(
+        self, run_id: str, *, rows_in: int, rows_scored: int, rows_quarantined: int
+    ) -> ScoringRun:
+        with self.session() as session:
+            run = session.get(ScoringRun, run_id)
+            run.rows_in = rows_in
+            run.rows_scored = rows_scored
+            run.rows_quarantined = rows_quarantined
+            run.rows_flagged = session.scalar(
+                sa.select(sa.func.count()).select_from(Flag).where(Flag.run_id == run_id)
+            )
+            run.status = "completed"
+            run.finished_at = datetime.now(UTC)
+            session.add(
+                AuditEvent(
+                    actor="vigil",
+                    action="scoring_run.completed",
+                    entity="scoring_run",
+                    entity_id=run_id,
+                    detail={"batch_id": run.batch_id, "flagged": run.rows_flagged},
+                )
+            )
+            return run
+
+    def fail_run(self, run_id: str, error: str) -> None:
+        with self.session() as session:
+            run = session.get(ScoringRun, run_id)
+            if run is not None:
+                run.status = "failed"
+                run.error = error[:4000]
+                run.finished_at = datetime.now(UTC)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def list_runs(self, limit: int = 50) -> list[ScoringRun]:
+        with self.session() as session:
+            return list(
+                session.scalars(
+                    sa.select(ScoringRun).order_by(ScoringRun.started_at.desc()).limit(limit)
+                )
+            )
+
+    def get_run(self, run_id: str) -> ScoringRun | None:
+        with self.session() as session:
+            run = session.get(ScoringRun, run_id)
+            if run is None:  # allow an unambiguous id prefix, as people copy short ids
+                matches = list(
+                    session.scalars(sa.select(ScoringRun).where(ScoringRun.id.like(f"{run_id}%")))
+                )
+                run = matches[0] if len(matches) == 1 else None
+            return run
+
+    def list_flags(
+        self, run_id: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[Flag]:
+        with self.session() as session:
+            query = sa.select(Flag).order_by(Flag.score.desc()).limit(limit)
+            if run_id:
+                query = query.where(Flag.run_id == run_id)
+            if status:
+                query = query.where(Flag.status == status)
+            return list(session.scalars(query))
+
+    def count(self, table: type, run_id: str | None = None) -> int:
+        with self.session() as session:
+            query = sa.select(sa.func.count()).select_from(table)
+            if run_id is not None:
+                query = query.where(table.run_id == run_id)
+            return int(session.scalar(query))
+
+    def scores_frame(self, run_id: str) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            return pd.read_sql(
+                sa.select(Score.record_id, Score.score, Score.is_anomaly).where(
+                    Score.run_id == run_id
+                ),
+                conn,
+            )
+
+    def quarantine_frame(self, run_id: str) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            return pd.read_sql(
+                sa.select(QuarantinedRow).where(QuarantinedRow.run_id == run_id), conn
+            )
