@@ -56,17 +56,19 @@ def model_name_for(dataset: str, detector_kind: str) -> str:
 
 
 def _signature(bundle: ScoringBundle) -> ModelSignature:
-    spec = bundle.spec
-    inputs = [ColSpec("string", spec.id_column, required=False)]
-    inputs += [ColSpec("double", c, required=True) for c in spec.numeric_features]
-    inputs += [ColSpec("string", c, required=True) for c in spec.categorical_features]
+    """Output schema only.
+
+    MLflow's input enforcement refuses int64 for a double column ("cannot safely
+    convert"), which would reject most real CSVs; the bundle checks its own input columns
+    and types them by the spec, with an error that names the missing column.
+    """
     outputs = [
-        ColSpec("string", spec.id_column, required=False),
+        ColSpec("string", bundle.spec.id_column, required=False),
         ColSpec("double", "score"),
         ColSpec("boolean", "is_anomaly"),
         ColSpec("string", "reasons"),
     ]
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+    return ModelSignature(inputs=None, outputs=Schema(outputs))
 
 
 def log_bundle(

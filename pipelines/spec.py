@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 
 class SpecError(ValueError):
@@ -88,8 +88,12 @@ def load_spec(path: str | Path) -> DatasetSpec:
         raise SpecError(f"{path}: expected a mapping of spec fields")
     try:
         return DatasetSpec.model_validate(raw)
-    except ValueError as exc:
-        raise SpecError(f"{path}: {exc}") from exc
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise SpecError(f"{path}: {details}") from exc
 
 
 def infer_spec(
@@ -130,6 +134,7 @@ def infer_spec(
         elif pd.api.types.is_datetime64_any_dtype(series):
             continue
         else:
+            series = series.replace("", None)
             converted = pd.to_numeric(series, errors="coerce")
             if converted.notna().sum() >= 0.95 * series.notna().sum() and series.notna().any():
                 numeric.append(column)

@@ -1,0 +1,80 @@
+"""Shared test set-up: one isolated state folder and one Prefect test harness per session.
+
+Tests keep data tiny and epochs few; quality targets live in benchmarks/, not here.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+_STATE = Path(tempfile.mkdtemp(prefix="vigil-test-"))
+os.environ["VIGIL_HOME"] = str(_STATE / "home")
+os.environ["VIGIL_PROGRESS"] = "log"
+os.environ.pop("VIGIL_DATABASE_URL", None)
+os.environ.pop("VIGIL_MLFLOW_TRACKING_URI", None)
+
+from pipelines.settings import get_settings  # noqa: E402
+
+get_settings.cache_clear()
+get_settings().apply_environment()
+
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+
+# Small, fast detectors for tests of the pipeline (not of detection quality).
+FAST_VAE = {"epochs": 4, "hidden_dims": [32, 16], "latent_dim": 4, "batch_size": 256}
+FAST_GAN = {"epochs": 4, "batch_size": 256}
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect API for the whole session (~13 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="session")
+def state_dir() -> Path:
+    return _STATE
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A data-set name no other test uses, so registry assertions stay independent."""
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def postgres_url():
+    """The real PostgreSQL for production-path tests, in a throwaway schema per test.
+
+    Used when VIGIL_TEST_POSTGRES_URL is set (CI sets it); otherwise the test is skipped
+    with the reason.
+    """
+    url = os.environ.get("VIGIL_TEST_POSTGRES_URL")
+    if not url and os.environ.get("CI"):
+        url = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    if not url:
+        pytest.skip("no PostgreSQL configured: set VIGIL_TEST_POSTGRES_URL to run this test")
+    import sqlalchemy as sa
+
+    schema = f"vigil_test_{uuid.uuid4().hex[:8]}"
+    try:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"PostgreSQL at {url} not reachable: {exc.__class__.__name__}: {exc}")
+    separator = "&" if "?" in url else "?"
+    yield f"{url}{separator}options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
