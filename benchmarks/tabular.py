@@ -1,0 +1,354 @@
+"""Tabular benchmark: vigil's VAE and GAN detectors side by side with PyOD on real data.
+
+    python -m benchmarks.tabular --datasets cardio thyroid mammography shuttle \
+        --seeds 3 --out benchmarks/results/tabular.json
+
+Protocol (the one users live in): per seed, split the normal records 60/40; fit on the 60%
+normals only (scaling fitted there too); test on the other 40% normals plus all anomalies.
+Every model's threshold is set on held-out *training* normals for a 1% false-positive
+target (vigil: its internal 20% validation split; PyOD: fit on 80% of the training
+normals, calibrate on the other 20%), so the threshold never sees test labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.datasets import NAMED, Split, load_dataset, split_normals
+from detectors import GANDetector, Threshold, VAEDetector, metrics
+
+DEFAULT_DATASETS = ["cardio", "thyroid", "mammography", "shuttle", "creditcard_ulb"]
+VIGIL_MODELS = ["vigil_vae", "vigil_gan"]
+PYOD_MODELS = [
+    "pyod_vae",
+    "pyod_autoencoder",
+    "pyod_deepsvdd",
+    "pyod_alad",
+    "pyod_iforest",
+    "pyod_ecod",
+]
+TARGET_FPR = 0.01
+
+
+@dataclass
+class Fitted:
+    score: Callable[[np.ndarray], np.ndarray]
+    threshold: float
+    fit_seconds: float
+    bare_forward: Callable[[np.ndarray], None] | None = None
+
+
+def fit_vigil(kind: str, X_train: np.ndarray, seed: int, overrides: dict) -> Fitted:
+    cls = VAEDetector if kind == "vigil_vae" else GANDetector
+    detector = cls(seed=seed, target_fpr=TARGET_FPR, **overrides)
+    started = time.perf_counter()
+    detector.fit(X_train)
+    fit_seconds = time.perf_counter() - started
+
+    def bare_forward(X: np.ndarray) -> None:
+        """The same network on already-encoded tensors: the ceiling for scoring speed."""
+        encoded = torch.from_numpy(detector.encoder_.transform(X))
+        model = detector.model_
+        model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(encoded), 8192):
+                detector._score_batch(encoded[start : start + 8192])
+
+    return Fitted(
+        score=detector.decision_function,
+        threshold=float(detector.threshold_.value),
+        fit_seconds=fit_seconds,
+        bare_forward=bare_forward,
+    )
+
+
+def _pyod_model(kind: str, n_features: int, seed: int):
+    if kind == "pyod_vae":
+        from pyod.models.vae import VAE
+
+        return VAE(random_state=seed, verbose=0)
+    if kind == "pyod_autoencoder":
+        from pyod.models.auto_encoder import AutoEncoder
+
+        return AutoEncoder(random_state=seed, verbose=0)
+    if kind == "pyod_deepsvdd":
+        from pyod.models.deep_svdd import DeepSVDD
+
+        return DeepSVDD(n_features=n_features, random_state=seed, verbose=0)
+    if kind == "pyod_alad":
+        from pyod.models.alad import ALAD
+
+        return ALAD(verbose=0)
+    if kind == "pyod_iforest":
+        from pyod.models.iforest import IForest
+
+        return IForest(random_state=seed)
+    if kind == "pyod_ecod":
+        from pyod.models.ecod import ECOD
+
+        return ECOD()
+    raise ValueError(f"unknown model {kind}")
+
+
+def fit_pyod(kind: str, X_train: np.ndarray, seed: int) -> Fitted:
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(seed + 1000)
+    order = rng.permutation(len(X_train))
+    n_cal = max(1, int(round(0.2 * len(X_train))))
+    calibration, fit_rows = X_train[order[:n_cal]], X_train[order[n_cal:]]
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    scaler = StandardScaler().fit(fit_rows)
+    model = _pyod_model(kind, X_train.shape[1], seed)
+    model.fit(scaler.transform(fit_rows))
+    fit_seconds = time.perf_counter() - started
+
+    def score(X: np.ndarray) -> np.ndarray:
+        return np.asarray(model.decision_function(scaler.transform(X)), dtype="float64")
+
+    threshold = Threshold.for_fpr(score(calibration), TARGET_FPR).value
+    return Fitted(score=score, threshold=float(threshold), fit_seconds=fit_seconds)
+
+
+def rows_per_second(fn: Callable[[np.ndarray], object], X: np.ndarray, min_seconds: float) -> float:
+    """Throughput over repeated passes (at least ``min_seconds`` of work) after a warm-up."""
+    fn(X[: min(len(X), 256)])
+    rows, started = 0, time.perf_counter()
+    while True:
+        fn(X)
+        rows += len(X)
+        elapsed = time.perf_counter() - started
+        if elapsed >= min_seconds:
+            return rows / elapsed
+
+
+def evaluate(fitted: Fitted, split: Split, min_seconds: float) -> dict:
+    scores = fitted.score(split.X_test)
+    precision, recall = metrics.precision_recall_at(fitted.threshold, split.y_test, scores)
+    result = {
+        "auroc": metrics.auroc(split.y_test, scores),
+        "auprc": metrics.auprc(split.y_test, scores),
+        "precision_at_threshold": float(precision),
+        "recall_at_threshold": float(recall),
+        "test_fpr": metrics.fpr_at(fitted.threshold, scores[split.y_test == 0]),
+        "fit_seconds": fitted.fit_seconds,
+        "score_rows_per_s": rows_per_second(fitted.score, split.X_test, min_seconds),
+    }
+    if fitted.bare_forward is not None:
+        result["bare_forward_rows_per_s"] = rows_per_second(
+            fitted.bare_forward, split.X_test, min_seconds
+        )
+    return {k: float(v) for k, v in result.items()}
+
+
+def run(
+    datasets: list[str],
+    models: list[str],
+    seeds: int,
+    *,
+    label_col: str | None = None,
+    vigil_overrides: dict | None = None,
+    max_rows: int | None = None,
+    min_seconds: float = 0.5,
+    log: Callable[[str], None] = print,
+) -> dict:
+    torch.set_num_threads(2)
+    rows = []
+    for name in datasets:
+        dataset = load_dataset(name, label_col=label_col)
+        if max_rows and len(dataset.y) > max_rows:
+            keep = np.random.default_rng(0).choice(len(dataset.y), max_rows, replace=False)
+            dataset.X, dataset.y = dataset.X[np.sort(keep)], dataset.y[np.sort(keep)]
+        for seed in range(seeds):
+            split = split_normals(dataset, seed)
+            for model in models:
+                if model in VIGIL_MODELS:
+                    fitted = fit_vigil(model, split.X_train, seed, vigil_overrides or {})
+                else:
+                    fitted = fit_pyod(model, split.X_train, seed)
+                result = evaluate(fitted, split, min_seconds)
+                rows.append({"dataset": dataset.name, "model": model, "seed": seed, **result})
+                log(
+                    f"{dataset.name:>14} seed {seed} {model:>16}: AUROC {result['auroc']:.3f} "
+                    f"AUPRC {result['auprc']:.3f} FPR {result['test_fpr']:.3f} "
+                    f"fit {result['fit_seconds']:.1f}s {result['score_rows_per_s']:,.0f} rows/s"
+                )
+    return {"meta": _meta(datasets, models, seeds), "results": rows}
+
+
+def _meta(datasets, models, seeds) -> dict:
+    def v(package: str) -> str | None:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return None
+
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"{platform.processor() or platform.platform()}",
+        "python": sys.version.split()[0],
+        "versions": {p: v(p) for p in ("torch", "numpy", "scikit-learn", "pyod", "vigil")},
+        "datasets": datasets,
+        "models": models,
+        "seeds": seeds,
+        "protocol": "fit on 60% of normals; test on 40% normals + all anomalies; threshold "
+        "for 1% FPR set on held-out training normals",
+    }
+
+
+def summarise(report: dict) -> dict:
+    """Mean and std over seeds per (dataset, model), and the mean over data sets."""
+    import pandas as pd
+
+    frame = pd.DataFrame(report["results"])
+    numeric = [c for c in frame.columns if c not in {"dataset", "model", "seed"}]
+    grouped = frame.groupby(["model", "dataset"])[numeric]
+    mean, std = grouped.mean(), grouped.std(ddof=0).fillna(0.0)
+    per_dataset: dict = {}
+    for (model, dataset), row in mean.iterrows():
+        per_dataset.setdefault(model, {})[dataset] = {
+            k: {"mean": float(row[k]), "std": float(std.loc[(model, dataset), k])}
+            for k in numeric
+            if not np.isnan(row[k])
+        }
+    overall = {
+        model: {k: float(v) for k, v in mean.loc[model].mean().items() if not np.isnan(v)}
+        for model in mean.index.get_level_values(0).unique()
+    }
+    worst_seed_gap = {}
+    for model, part in frame.groupby("model"):
+        by = part.groupby("dataset")["auroc"]
+        worst_seed_gap[model] = float((by.transform("mean") - part["auroc"]).max())
+    return {"per_dataset": per_dataset, "overall": overall, "worst_seed_auroc_gap": worst_seed_gap}
+
+
+def write_markdown(report: dict, summary: dict, path: Path) -> None:
+    meta = report["meta"]
+    datasets = meta["datasets"]
+    models = [m for m in meta["models"] if m in summary["overall"]]
+    lines = [
+        "# Benchmark results: tabular",
+        "",
+        f"Run {meta['date']} on {meta['machine']}, Python {meta['python']}; versions "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
+        + ".",
+        "",
+        f"Protocol: {meta['protocol']}; {meta['seeds']} seeds, mean ± std over seeds.",
+        "",
+    ]
+    for metric, label in (
+        ("auroc", "AUROC"),
+        ("auprc", "AUPRC"),
+        ("test_fpr", "FPR on test normals at the stored 1% threshold"),
+        ("recall_at_threshold", "recall at the stored threshold"),
+        ("fit_seconds", "fit seconds"),
+        ("score_rows_per_s", "scoring rows/s (detector only)"),
+    ):
+        lines += [
+            f"## {label}",
+            "",
+            "| model | " + " | ".join(datasets) + " | mean |",
+            "|---|" + "---:|" * (len(datasets) + 1),
+        ]
+        for model in models:
+            cells = []
+            for dataset in datasets:
+                cell = summary["per_dataset"][model].get(dataset, {}).get(metric)
+                cells.append(_cell(cell, metric))
+            overall = summary["overall"][model].get(metric)
+            cells.append(
+                _cell({"mean": overall, "std": 0.0}, metric, bold=True)
+                if overall is not None
+                else ""
+            )
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if any("bare_forward_rows_per_s" in summary["overall"].get(m, {}) for m in models):
+        lines += [
+            "## scoring speed vs a bare torch forward of the same network",
+            "",
+            "| model | detector rows/s | bare forward rows/s | ratio |",
+            "|---|---:|---:|---:|",
+        ]
+        for model in models:
+            o = summary["overall"][model]
+            if "bare_forward_rows_per_s" in o:
+                ratio = o["score_rows_per_s"] / o["bare_forward_rows_per_s"]
+                lines.append(
+                    f"| {model} | {o['score_rows_per_s']:,.0f} | "
+                    f"{o['bare_forward_rows_per_s']:,.0f} | {ratio:.2f} |"
+                )
+        lines.append("")
+    lines += ["## stability", "", "Largest drop of one seed's AUROC below its data set's mean:", ""]
+    lines += [f"- {m}: {summary['worst_seed_auroc_gap'][m]:.3f}" for m in models]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _cell(cell: dict | None, metric: str, bold: bool = False) -> str:
+    if not cell or cell.get("mean") is None:
+        return ""
+    mean, std = cell["mean"], cell.get("std", 0.0)
+    if metric == "score_rows_per_s":
+        text = f"{mean:,.0f}"
+    elif metric == "fit_seconds":
+        text = f"{mean:.1f}"
+    elif metric in {"test_fpr", "recall_at_threshold"}:
+        text = f"{mean:.1%}"
+    else:
+        text = f"{mean:.3f}" + (f" ± {std:.3f}" if std and not bold else "")
+    return f"**{text}**" if bold else text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=DEFAULT_DATASETS,
+        help=f"named sets ({', '.join(NAMED)}) or file paths",
+    )
+    parser.add_argument("--data", nargs="*", default=[], help="extra .npz/CSV/Parquet files")
+    parser.add_argument("--label-col", default=None, help="label column of --data files")
+    parser.add_argument("--models", nargs="+", default=VIGIL_MODELS + PYOD_MODELS)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", default="benchmarks/results/tabular.json")
+    parser.add_argument("--markdown", default="benchmarks/RESULTS.md")
+    parser.add_argument("--max-rows", type=int, default=None, help="subsample (smoke runs)")
+    parser.add_argument("--epochs", type=int, default=None, help="override vigil epochs (smoke)")
+    args = parser.parse_args(argv)
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    report = run(
+        args.datasets + args.data,
+        args.models,
+        args.seeds,
+        label_col=args.label_col,
+        vigil_overrides=overrides,
+        max_rows=args.max_rows,
+        min_seconds=0.05 if args.max_rows else 0.5,
+    )
+    report["summary"] = summarise(report)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    write_markdown(report, report["summary"], Path(args.markdown))
+    print(f"wrote {out} and {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
