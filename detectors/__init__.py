@@ -1,0 +1,26 @@
+"""vigil's ML core: tabular encoding, deep anomaly detectors, thresholds and metrics.
+
+Pure torch + numpy + pandas + scikit-learn; no orchestration, tracking or storage code.
+Score direction everywhere: higher = more anomalous.
+"""
+
+from sklearn.exceptions import NotFittedError
+
+from detectors import metrics
+from detectors.base import BaseDeepDetector
+from detectors.encoding import TabularEncoder
+from detectors.gan import GANDetector
+from detectors.registry import load_detector
+from detectors.thresholds import Threshold
+from detectors.vae import VAEDetector
+
+__all__ = [
+    "BaseDeepDetector",
+    "GANDetector",
+    "NotFittedError",
+    "TabularEncoder",
+    "Threshold",
+    "VAEDetector",
+    "load_detector",
+    "metrics",
+]

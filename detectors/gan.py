@@ -1,0 +1,272 @@
+"""ALAD-style adversarially learned anomaly detector (Zenati et al., 2018)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
+
+from detectors.base import BaseDeepDetector
+from detectors.vae import mlp
+
+
+def _sn_linear(a: int, b: int) -> nn.Module:
+    return spectral_norm(nn.Linear(a, b))
+
+
+class _Disc(nn.Module):
+    """Spectrally normalised MLP discriminator over a pair; exposes its last hidden features."""
+
+    def __init__(self, in_a: int, in_b: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _sn_linear(in_a + in_b, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Dropout(dropout),
+            _sn_linear(hidden, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Dropout(dropout),
+        )
+        self.head = _sn_linear(hidden, 1)
+
+    def features(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.body(torch.cat([a, b], dim=1))
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(a, b)).squeeze(1)
+
+
+class _ALADNet(nn.Module):
+    def __init__(
+        self,
+        n_features: int,
+        hidden_dims: tuple[int, ...],
+        latent_dim: int,
+        disc_hidden: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        hidden = list(hidden_dims)
+        self.encoder = mlp([n_features, *hidden, latent_dim])
+        self.generator = mlp([latent_dim, *reversed(hidden), n_features])
+        self.d_xz = _Disc(n_features, latent_dim, disc_hidden, dropout)
+        self.d_xx = _Disc(n_features, n_features, disc_hidden, dropout)
+        self.d_zz = _Disc(latent_dim, latent_dim, disc_hidden, dropout)
+
+    def eg_parameters(self) -> list[nn.Parameter]:
+        return [*self.encoder.parameters(), *self.generator.parameters()]
+
+    def d_parameters(self) -> list[nn.Parameter]:
+        return [*self.d_xz.parameters(), *self.d_xx.parameters(), *self.d_zz.parameters()]
+
+
+def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+class GANDetector(BaseDeepDetector):
+    """ALAD (BiGAN with cycle-consistency discriminators) with an encoder, for tabular rows.
+
+    Networks: encoder E(x) -> z, generator G(z) -> x, and three spectrally normalised
+    discriminators: D_xz on (x, z) pairs (BiGAN joint: (x, E(x)) real vs (G(z), z) fake),
+    D_xx on (x, x) real vs (x, G(E(x))) fake, and D_zz on (z, z) real vs (z, E(G(z))) fake,
+    with z ~ N(0, I). Discriminators and E/G are updated alternately with Adam
+    (betas 0.5, 0.999) using ALAD's non-saturating losses. To stabilise training the E/G
+    loss also contains ``reconstruction_weight * mean_rows(sum_j (x_j - G(E(x))_j)^2)``.
+    All inputs are ENCODED rows (``TabularEncoder`` output).
+
+    Score (exactly), with ``x' = G(E(x))`` and ``f`` = D_xx's last hidden layer:
+        ``fm(x)  = sum_k |f(x, x)_k - f(x, x')_k|``  (ALAD feature-matching L1 distance)
+        ``rec(x) = sum_j (x_j - x'_j)^2 / v_j``      (standardised input-space error)
+        ``score(x) = w * fm(x) / fm_scale_ + (1 - w) * rec(x) / rec_scale_``
+    with ``v_j = max(mean over the TRAINING rows of (x_j - x'_j)^2, min_error_variance)``
+    (``error_variance_``; puts every encoded column in units of its normal error),
+    ``w = feature_score_weight`` and the scales the medians of ``fm`` and ``rec`` on the
+    held-out normal rows after training (so both terms are unit-free and comparable);
+    ``w = 1`` gives the pure ALAD score. The input-space term is included by default because
+    the adversarial features alone vary between runs; the reconstruction is stable.
+    Early stopping monitors the mean unstandardised ``sum_j (x_j - x'_j)^2`` on held-out
+    normal rows (GAN losses are not meaningful as a convergence signal).
+
+    ``explain``: the standardised per-column errors ``(x_j - x'_j)^2 / v_j`` summed per
+    source feature, rescaled so that each row's contributions sum to its score (shares of
+    the input-space error times the total score; an even split if the error is exactly 0).
+    """
+
+    _tuple_params: ClassVar[tuple[str, ...]] = ("hidden_dims",)
+
+    def __init__(
+        self,
+        *,
+        hidden_dims: tuple[int, ...] = (64, 32),
+        latent_dim: int = 8,
+        disc_hidden: int = 64,
+        dropout: float = 0.2,
+        reconstruction_weight: float = 1.0,
+        feature_score_weight: float = 0.5,
+        min_error_variance: float = 1e-3,
+        epochs: int = 100,
+        batch_size: int = 128,
+        learning_rate: float = 2e-4,
+        validation_fraction: float = 0.2,
+        patience: int | None = 15,
+        seed: int = 0,
+        target_fpr: float = 0.01,
+        categorical_features: list[str] | None = None,
+        device: str = "cpu",
+    ) -> None:
+        super().__init__(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            validation_fraction=validation_fraction,
+            patience=patience,
+            seed=seed,
+            target_fpr=target_fpr,
+            categorical_features=categorical_features,
+            device=device,
+        )
+        self.hidden_dims = hidden_dims
+        self.latent_dim = latent_dim
+        self.disc_hidden = disc_hidden
+        self.dropout = dropout
+        self.reconstruction_weight = reconstruction_weight
+        self.feature_score_weight = feature_score_weight
+        self.min_error_variance = min_error_variance
+
+    # --------------------------------------------------------------- model
+    def _build_model(self, n_features: int) -> nn.Module:
+        return _ALADNet(
+            n_features,
+            tuple(self.hidden_dims),
+            int(self.latent_dim),
+            int(self.disc_hidden),
+            float(self.dropout),
+        )
+
+    def _configure_optimizers(self) -> None:
+        # Called at the start of every fit: forget the error variances of a previous fit.
+        self.__dict__.pop("error_variance_", None)
+        net: _ALADNet = self.model_  # type: ignore[assignment]
+        betas = (0.5, 0.999)
+        self._opt_d = torch.optim.Adam(net.d_parameters(), lr=self.learning_rate, betas=betas)
+        self._opt_eg = torch.optim.Adam(net.eg_parameters(), lr=self.learning_rate, betas=betas)
+
+    def _train_batch(self, xb: torch.Tensor, epoch: int) -> dict[str, float]:
+        net: _ALADNet = self.model_  # type: ignore[assignment]
+        z = torch.randn(xb.shape[0], int(self.latent_dim), device=xb.device)
+
+        n = xb.shape[0]
+        real_fake = torch.cat([torch.ones(n, device=xb.device), torch.zeros(n, device=xb.device)])
+        fake_real = 1.0 - real_fake
+
+        def bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return F.binary_cross_entropy_with_logits(logits, target)
+
+        # Discriminator step (E and G outputs detached). Real and fake pairs go through each
+        # discriminator as one batch; spectral-norm weights are computed once per step.
+        with torch.no_grad():
+            z_hat = net.encoder(xb)
+            x_fake = net.generator(z)
+            x_rec = net.generator(z_hat)
+            z_rec = net.encoder(x_fake)
+        with parametrize.cached():
+            d_loss = (
+                bce(net.d_xz(torch.cat([xb, x_fake]), torch.cat([z_hat, z])), real_fake)
+                + bce(net.d_xx(torch.cat([xb, xb]), torch.cat([xb, x_rec])), real_fake)
+                + bce(net.d_zz(torch.cat([z, z]), torch.cat([z, z_rec])), real_fake)
+            )
+            self._opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+        self._opt_d.step()
+
+        # Encoder/generator step: fool D_xz with flipped labels, make cycles look real.
+        z_hat = net.encoder(xb)
+        x_fake = net.generator(z)
+        x_rec = net.generator(z_hat)
+        z_rec = net.encoder(x_fake)
+        with parametrize.cached():
+            adv = (
+                bce(net.d_xz(torch.cat([xb, x_fake]), torch.cat([z_hat, z])), fake_real)
+                + 0.5 * _bce(net.d_xx(xb, x_rec), 1.0)
+                + 0.5 * _bce(net.d_zz(z, z_rec), 1.0)
+            )
+        rec = (xb - x_rec).pow(2).sum(dim=1).mean()
+        eg_loss = adv + float(self.reconstruction_weight) * rec
+        self._opt_eg.zero_grad(set_to_none=True)
+        eg_loss.backward()
+        nn.utils.clip_grad_norm_(net.eg_parameters(), 10.0)
+        self._opt_eg.step()
+        return {
+            "train_loss": float(eg_loss.detach()),
+            "d_loss": float(d_loss.detach()),
+            "rec": float(rec.detach()),
+        }
+
+    # ------------------------------------------------------------- scoring
+    def _parts(self, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(fm, squared errors per column) for a batch, in eval mode."""
+        net: _ALADNet = self.model_  # type: ignore[assignment]
+        x_rec = net.generator(net.encoder(xb))
+        fm = (net.d_xx.features(xb, xb) - net.d_xx.features(xb, x_rec)).abs().sum(dim=1)
+        se = (xb - x_rec).pow(2)
+        if hasattr(self, "error_variance_"):
+            se = se / torch.tensor(self.error_variance_, dtype=se.dtype, device=se.device)
+        return fm, se
+
+    def _validation_loss(self, xv: torch.Tensor, epoch: int) -> float:
+        rec = self._batched(lambda xb: self._parts(xb)[1].double().sum(dim=1), xv)
+        return float(rec.mean())
+
+    def _after_fit(self, x_train: torch.Tensor, x_val: torch.Tensor | None) -> None:
+        mse = self._batched(lambda xb: self._parts(xb)[1], x_train).double().mean(dim=0)
+        self.error_variance_ = mse.clamp_min(float(self.min_error_variance)).tolist()
+        ref = x_val if x_val is not None else x_train
+
+        def fm_and_rec(xb: torch.Tensor) -> torch.Tensor:
+            fm, se = self._parts(xb)
+            return torch.stack([fm.double(), se.double().sum(dim=1)], dim=1)
+
+        both = self._batched(fm_and_rec, ref)
+        med = both.median(dim=0).values
+        self.fm_scale_ = float(med[0]) if float(med[0]) > 0 else 1.0
+        self.rec_scale_ = float(med[1]) if float(med[1]) > 0 else 1.0
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "fm_scale": self.fm_scale_,
+            "rec_scale": self.rec_scale_,
+            "error_variance": self.error_variance_,
+        }
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        self.error_variance_ = [float(v) for v in state["error_variance"]]
+        self.fm_scale_ = float(state["fm_scale"])
+        self.rec_scale_ = float(state["rec_scale"])
+
+    def _combine(self, fm: torch.Tensor, se: torch.Tensor) -> torch.Tensor:
+        w = float(self.feature_score_weight)
+        rec = se.double().sum(dim=1)
+        return w * fm.double() / self.fm_scale_ + (1.0 - w) * rec / self.rec_scale_
+
+    def _score_batch(self, xb: torch.Tensor) -> torch.Tensor:
+        return self._combine(*self._parts(xb))
+
+    def _contributions(self, xb: torch.Tensor) -> torch.Tensor:
+        return self._parts(xb)[1]
+
+    def _explain_outputs(self, x: torch.Tensor) -> Any:
+        def scaled(xb: torch.Tensor) -> torch.Tensor:
+            fm, se = self._parts(xb)
+            se = se.double()
+            total = se.sum(dim=1, keepdim=True)
+            share = torch.where(
+                total > 0, se / total.clamp_min(1e-300), torch.full_like(se, 1.0 / se.shape[1])
+            )
+            return share * self._combine(fm, se).unsqueeze(1)
+
+        return self._batched(scaled, x).numpy()

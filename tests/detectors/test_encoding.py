@@ -1,0 +1,116 @@
+"""TabularEncoder: fitted on training data only, JSON state, robust to messy scoring data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detectors import TabularEncoder
+from detectors.encoding import UNKNOWN
+
+
+def _frame(n: int = 500, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "amount": rng.lognormal(3.0, 1.0, n),
+            "temp": rng.normal(20.0, 5.0, n),
+            "channel": rng.choice(["pos", "web", "atm"], n, p=[0.6, 0.3, 0.1]).astype(object),
+            "flag": rng.random(n) < 0.3,
+        }
+    )
+
+
+def test_log1p_chosen_for_skewed_nonnegative_column_only() -> None:
+    enc = TabularEncoder().fit(_frame())
+    cols = {c["name"]: c for c in enc.columns_}
+    assert cols["amount"]["log1p"] is True
+    assert cols["temp"]["log1p"] is False
+    assert cols["channel"]["kind"] == "categorical"
+    assert cols["flag"]["kind"] == "categorical"  # bool dtype counts as categorical
+
+
+def test_unknown_and_missing_categories_go_to_unknown_bucket() -> None:
+    df = _frame()
+    enc = TabularEncoder().fit(df)
+    new = df.head(3).copy()
+    new["channel"] = ["crypto", None, "pos"]
+    out = enc.transform(new)
+    names = enc.output_names_
+    unk = names.index(f"channel={UNKNOWN}")
+    pos = names.index("channel=pos")
+    assert out[0, unk] == 1.0 and out[1, unk] == 1.0 and out[2, unk] == 0.0
+    assert out[2, pos] == 1.0
+    block = [j for j, n in enumerate(names) if n.startswith("channel=")]
+    assert np.all(out[:, block].sum(axis=1) == 1.0)
+
+
+def test_rare_categories_are_folded_into_unknown() -> None:
+    df = pd.DataFrame({"c": ["a"] * 995 + ["rare"] * 5})
+    enc = TabularEncoder(min_category_frequency=0.01).fit(df)
+    assert enc.columns_[0]["categories"] == ["a"]
+    enc2 = TabularEncoder(max_categories=1).fit(pd.DataFrame({"c": ["a"] * 6 + ["b"] * 4}))
+    assert enc2.columns_[0]["categories"] == ["a"]
+
+
+def test_missing_numeric_imputed_with_median_and_indicator_added() -> None:
+    df = pd.DataFrame({"v": [1.0, 2.0, np.nan, 4.0, 5.0, 3.0], "w": np.arange(6.0)})
+    enc = TabularEncoder().fit(df)
+    assert enc.output_names_ == ["v", "v__missing", "w"]  # no indicator for complete "w"
+    out = enc.transform(pd.DataFrame({"v": [np.nan, 3.0], "w": [np.nan, 1.0]}))
+    assert out[0, 0] == pytest.approx(0.0)  # the training median 3.0 encodes to 0
+    assert out[0, 1] == 1.0 and out[1, 1] == 0.0
+    assert np.isfinite(out).all()
+
+
+def test_extreme_values_stay_visible_but_finite() -> None:
+    df = _frame()
+    enc = TabularEncoder().fit(df)
+    new = df.head(2).copy()
+    new["temp"] = [20.0, 1e9]
+    out = enc.transform(new)
+    j = enc.output_names_.index("temp")
+    assert np.isfinite(out).all()
+    assert out[1, j] > 20.0  # far outside the normal range (|z| < ~4)
+
+
+def test_extra_columns_ignored_and_missing_column_named() -> None:
+    df = _frame()
+    enc = TabularEncoder().fit(df)
+    extra = df.assign(unrelated=1.0)[["unrelated", *df.columns[::-1]]]
+    np.testing.assert_array_equal(enc.transform(extra), enc.transform(df))
+    with pytest.raises(ValueError, match="temp"):
+        enc.transform(df.drop(columns=["temp"]))
+
+
+def test_round_trip_through_json_gives_identical_transform() -> None:
+    df = _frame()
+    df.loc[::7, "temp"] = np.nan
+    enc = TabularEncoder().fit(df)
+    state = json.loads(json.dumps(enc.to_dict()))
+    enc2 = TabularEncoder.from_dict(state)
+    new = _frame(200, seed=5)
+    np.testing.assert_array_equal(enc.transform(new), enc2.transform(new))
+    assert enc2.output_groups_ == enc.output_groups_
+    assert enc2.feature_names_in_ == list(df.columns)
+
+
+def test_output_groups_map_back_to_original_features() -> None:
+    df = _frame()
+    enc = TabularEncoder().fit(df)
+    groups = enc.output_groups_
+    assert len(groups) == enc.transform(df).shape[1]
+    for name, g in zip(enc.output_names_, groups, strict=True):
+        assert name.startswith(enc.feature_names_in_[g])
+
+
+def test_numpy_input_and_forced_categorical() -> None:
+    X = np.column_stack([np.arange(100.0) % 3, np.random.default_rng(0).normal(size=100)])
+    enc = TabularEncoder(categorical_features=["x0"]).fit(X)
+    assert enc.feature_names_in_ == ["x0", "x1"]
+    assert enc.columns_[0]["kind"] == "categorical"
+    assert enc.transform(X).dtype == np.float32
+    assert enc.transform(X).shape == (100, 4 + 1)  # 3 categories + unknown + x1
