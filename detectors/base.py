@@ -36,7 +36,7 @@ import torch
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from detectors.encoding import TabularEncoder, as_frame
+from detectors.encoding import UNKNOWN, TabularEncoder, as_frame
 from detectors.thresholds import Threshold
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
@@ -48,6 +48,9 @@ FORMAT_VERSION = 1
 SCORE_BATCH_SIZE = 8192
 #: Relative improvement of the monitor needed to reset the early-stopping patience.
 _REL_MIN_DELTA = 1e-4
+#: Error-variance floor of "unseen category" columns: they are ~never set in training, so
+#: a record that sets one is novel by definition and should weigh heavily.
+NOVELTY_ERROR_VARIANCE = 1e-3
 
 
 class BaseDeepDetector:
@@ -148,6 +151,19 @@ class BaseDeepDetector:
 
     def _after_fit(self, x_train: torch.Tensor, x_val: torch.Tensor | None) -> None:
         """Hook run once the best weights are restored, before threshold calibration."""
+
+    def _floored_error_variance(self, mse: torch.Tensor) -> list[float]:
+        """Per-column normal error variance with a floor (``min_error_variance``).
+
+        The floor stops rare-but-seen one-hot columns (tiny variance) from outweighing real
+        numeric deviations; ``__unknown__`` columns keep a tiny floor so an unseen category
+        still dominates the score.
+        """
+        floors = torch.full_like(mse, float(self.min_error_variance))
+        for j, name in enumerate(self.encoder_.output_names_):
+            if name.endswith(f"={UNKNOWN}"):
+                floors[j] = NOVELTY_ERROR_VARIANCE
+        return torch.maximum(mse, floors).tolist()
 
     def _extra_state(self) -> dict[str, Any]:
         """Learned non-tensor state to store in config.json (JSON-serialisable)."""

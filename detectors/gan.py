@@ -108,7 +108,7 @@ class GANDetector(BaseDeepDetector):
         dropout: float = 0.2,
         reconstruction_weight: float = 1.0,
         feature_score_weight: float = 0.5,
-        min_error_variance: float = 1e-3,
+        min_error_variance: float = 0.3,
         epochs: int = 100,
         batch_size: int = 128,
         learning_rate: float = 2e-4,
@@ -224,7 +224,7 @@ class GANDetector(BaseDeepDetector):
 
     def _after_fit(self, x_train: torch.Tensor, x_val: torch.Tensor | None) -> None:
         mse = self._batched(lambda xb: self._parts(xb)[1], x_train).double().mean(dim=0)
-        self.error_variance_ = mse.clamp_min(float(self.min_error_variance)).tolist()
+        self.error_variance_ = self._floored_error_variance(mse)
         ref = x_val if x_val is not None else x_train
 
         def fm_and_rec(xb: torch.Tensor) -> torch.Tensor:
