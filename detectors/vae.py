@@ -58,8 +58,10 @@ class VAEDetector(BaseDeepDetector):
     drowned out by noisy numeric columns. The floor (default 0.3, in encoded units where a
     numeric column has spread ~1) caps that up-weighting at ~3x: with 1e-3 a one-hot
     column weighed up to 1000x and a rare-but-seen category outranked a 100x amount (demo
-    AUPRC 0.73 vs 1.00 with 0.3; cardio/thyroid/mammography unchanged). With ``standardize_errors=False`` all
-    ``v_j = 1`` (the plain squared error). ``explain`` returns the terms
+    AUPRC 0.73 vs 1.00 with 0.3; cardio/thyroid/mammography unchanged); unseen-category
+    (``__unknown__``) columns keep a 1e-3 floor so a novel category still dominates.
+    With ``standardize_errors=False`` all ``v_j = 1`` (the plain squared error).
+    ``explain`` returns the terms
     ``(x_j - x_hat_j(mu(x)))^2 / v_j`` summed per source feature, so each row's
     contributions sum to its score.
     """
