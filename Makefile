@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.vigil-installed
 
-.PHONY: install demo test lint clean-state
+.PHONY: install demo test lint bench clean-state
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Detection quality and speed side by side with PyOD (about 30 minutes on 2 cores).
+bench: install
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
+	$(BIN)/python -m benchmarks.tabular --datasets cardio thyroid mammography shuttle creditcard_ulb \
+		--seeds 3 --out benchmarks/results/tabular.json --markdown benchmarks/RESULTS.md
 
 lint: install
 	$(BIN)/ruff check .
