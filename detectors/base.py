@@ -426,7 +426,12 @@ class BaseDeepDetector:
         det.history_ = list(config.get("history", []))
         det.best_epoch_ = int(config.get("best_epoch", 0))
         det.fit_seconds_ = float(config.get("fit_seconds", 0.0))
-        det._load_extra_state(config.get("extra_state", {}))
+        try:
+            det._load_extra_state(config.get("extra_state", {}))
+        except KeyError as exc:
+            raise ValueError(
+                f"{path}: model state lacks {exc}; it was saved by an incompatible version"
+            ) from exc
         model = det._build_model(int(config["n_features_out"]))
         state = torch.load(path / WEIGHTS_FILE, map_location=det._torch_device(), weights_only=True)
         model.load_state_dict(state)
