@@ -67,15 +67,36 @@ def test_summary_means_and_worst_seed_gap():
 def test_smoke_run_writes_json_and_markdown(npz_path, tmp_path):
     out, md = tmp_path / "r.json", tmp_path / "R.md"
     code = tabular.main(
-        ["--datasets", str(npz_path), "--models", "vigil_vae", "vigil_gan", "--seeds", "1",
-         "--epochs", "3", "--max-rows", "400", "--out", str(out), "--markdown", str(md)]
+        [
+            "--datasets",
+            str(npz_path),
+            "--models",
+            "vigil_vae",
+            "vigil_gan",
+            "--seeds",
+            "1",
+            "--epochs",
+            "3",
+            "--max-rows",
+            "400",
+            "--out",
+            str(out),
+            "--markdown",
+            str(md),
+        ]
     )
     assert code == 0
     report = json.loads(out.read_text())
     assert {r["model"] for r in report["results"]} == {"vigil_vae", "vigil_gan"}
     row = report["results"][0]
-    for key in ("auroc", "auprc", "test_fpr", "fit_seconds", "score_rows_per_s",
-                "bare_forward_rows_per_s"):
+    for key in (
+        "auroc",
+        "auprc",
+        "test_fpr",
+        "fit_seconds",
+        "score_rows_per_s",
+        "bare_forward_rows_per_s",
+    ):
         assert np.isfinite(row[key])
     text = md.read_text()
     assert "| vigil_vae |" in text and "AUROC" in text

@@ -43,7 +43,7 @@ def store(request, tmp_path) -> ResultsStore:
     return ResultsStore(request.getfixturevalue("postgres_url"))
 
 
-def _score(store, bundle, batch, **kwargs):
+def _score(store, bundle, batch, model_version="1", model_alias="champion"):
     validated = validate_batch(batch, bundle.spec)
     return score_batch(
         bundle=bundle,
@@ -51,10 +51,9 @@ def _score(store, bundle, batch, **kwargs):
         validated=validated,
         store=store,
         model_name="demo-vae",
-        model_version="1",
-        model_alias="champion",
+        model_version=model_version,
+        model_alias=model_alias,
         chunk_size=128,
-        **kwargs,
     )
 
 
@@ -124,16 +123,7 @@ def test_failed_run_is_cleared_and_redone_without_duplicates(store, bundle, batc
 
 def test_new_model_version_scores_the_batch_again(store, bundle, batch):
     first = _score(store, bundle, batch)
-    validated = validate_batch(batch, bundle.spec)
-    second = score_batch(
-        bundle=bundle,
-        batch=batch,
-        validated=validated,
-        store=store,
-        model_name="demo-vae",
-        model_version="2",
-        model_alias="challenger",
-    )
+    second = _score(store, bundle, batch, model_version="2", model_alias="challenger")
     assert second.run_id != first.run_id and not second.already_scored
     assert store.count(ScoringRun) == 2
 

@@ -126,18 +126,15 @@ class ResultsStore:
         """Write one chunk's scores and flags together, so a chunk is all-or-nothing."""
         with self.session() as session:
             if len(scores):
-                session.execute(
-                    sa.insert(Score),
-                    [
-                        {
-                            "run_id": run_id,
-                            "record_id": str(r.record_id),
-                            "score": float(r.score),
-                            "is_anomaly": bool(r.is_anomaly),
-                        }
-                        for r in scores.itertuples(index=False)
-                    ],
+                rows = pd.DataFrame(
+                    {
+                        "run_id": run_id,
+                        "record_id": scores["record_id"].astype(str).to_numpy(),
+                        "score": scores["score"].astype(float).to_numpy(),
+                        "is_anomaly": scores["is_anomaly"].astype(bool).to_numpy(),
+                    }
                 )
+                session.execute(sa.insert(Score), rows.to_dict("records"))
             if flags:
                 session.execute(sa.insert(Flag), [{"run_id": run_id, **f} for f in flags])
 
