@@ -11,6 +11,7 @@ from detectors.base import BaseDeepDetector
 from detectors.encoding import TabularEncoder
 from detectors.gan import GANDetector
 from detectors.registry import load_detector
+from detectors.sequence import SequenceGANDetector, SequenceVAEDetector
 from detectors.thresholds import Threshold
 from detectors.vae import VAEDetector
 
@@ -18,6 +19,8 @@ __all__ = [
     "BaseDeepDetector",
     "GANDetector",
     "NotFittedError",
+    "SequenceGANDetector",
+    "SequenceVAEDetector",
     "TabularEncoder",
     "Threshold",
     "VAEDetector",

@@ -7,12 +7,15 @@ from pathlib import Path
 
 from detectors.base import CONFIG_FILE, BaseDeepDetector
 from detectors.gan import GANDetector
+from detectors.sequence import SequenceGANDetector, SequenceVAEDetector
 from detectors.vae import VAEDetector
 
 #: The only classes ``load_detector`` will build; names are never imported dynamically.
 DETECTORS: dict[str, type[BaseDeepDetector]] = {
     "VAEDetector": VAEDetector,
     "GANDetector": GANDetector,
+    "SequenceVAEDetector": SequenceVAEDetector,
+    "SequenceGANDetector": SequenceGANDetector,
 }
 
 

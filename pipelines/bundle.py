@@ -10,17 +10,97 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from detectors import load_detector
+from detectors.context import PREFIX as CONTEXT_PREFIX
+from detectors.context import build_context_features, describe_context
 from pipelines.spec import DatasetSpec
 
 SPEC_FILE = "spec.json"
 DETECTOR_DIR = "detector"
 OUTPUT_COLUMNS = ["score", "is_anomaly", "reasons"]
+
+
+@dataclass
+class PreparedRecords:
+    """Records turned into what the detectors see.
+
+    ``features``: the spec's model features (raw, then context in sequence mode) for the
+    records, index kept; in sequence mode also the entity and time columns.
+    ``history``: the same columns for earlier records that only serve as context.
+    ``state``: what to keep as history for these records (id, raw columns, features).
+    """
+
+    features: pd.DataFrame
+    history: pd.DataFrame | None = None
+    state: pd.DataFrame | None = None
+
+
+def typed_features(spec: DatasetSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """Select and type the spec's raw feature columns.
+
+    Numbers that do not parse become missing (the encoder imputes them); pipelines
+    quarantine such rows before they get here, this only keeps a raw pyfunc call safe.
+    """
+    missing = [c for c in spec.feature_columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"input lacks column(s) {missing} required by spec {spec.name!r}")
+    out = pd.DataFrame(index=frame.index)
+    for column in spec.numeric_features:
+        out[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    for column in spec.categorical_features:
+        # Vectorised: this runs on every scoring chunk.
+        text = frame[column].astype("string")
+        out[column] = text.astype(object).where(text.notna(), None)
+    return out
+
+
+def prepare_records(
+    spec: DatasetSpec, frame: pd.DataFrame, history: pd.DataFrame | None = None
+) -> PreparedRecords:
+    """The one feature path for training and scoring (no train/serve skew).
+
+    In sequence mode, context features are built over ``history`` (earlier records as kept
+    by :func:`prepare_records` before: their ``state``) followed by ``frame``, and only
+    ``frame``'s rows are returned as features; history rows keep the features they were
+    given when they were new, so a batch scored alone matches the same batch scored inside
+    one big file.
+    """
+    typed = typed_features(spec, frame)
+    config = spec.context_config()
+    if config is None:
+        return PreparedRecords(features=typed)
+    missing = [c for c in spec.required_columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"input lacks column(s) {missing} required by spec {spec.name!r}")
+    raw_columns = config.raw_columns
+    n_history = 0 if history is None else len(history)
+    if n_history:
+        combined = pd.concat(
+            [history[raw_columns], frame[raw_columns]], ignore_index=True, copy=False
+        )
+    else:
+        combined = frame[raw_columns].reset_index(drop=True)
+    context = build_context_features(combined, config).iloc[n_history:]
+    context.index = frame.index
+    keys = [config.entity_column, config.time_column]
+    features = pd.concat([typed, context, frame[keys]], axis=1)
+    kept = [spec.id_column, *[c for c in raw_columns if c not in typed.columns]]
+    state = pd.concat([frame[kept], typed, context], axis=1)
+    history_features = None
+    if n_history:
+        history_features = history[[*spec.model_feature_columns, *keys]]
+    return PreparedRecords(features=features, history=history_features, state=state)
+
+
+def is_sequence_detector(detector) -> bool:
+    """Sequence detectors score a record with its entity's earlier records as context."""
+    return hasattr(detector, "sequence_length") and hasattr(detector, "entity_column")
 
 
 class ScoringBundle:
@@ -36,40 +116,66 @@ class ScoringBundle:
         return float(self.detector.threshold_.value)
 
     def features(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Select and type the spec's feature columns.
+        """The spec's raw feature columns, typed (tabular mode's model input)."""
+        return typed_features(self.spec, frame)
 
-        Numbers that do not parse become missing (the encoder imputes them); pipelines
-        quarantine such rows before they get here, this only keeps a raw pyfunc call safe.
-        """
-        missing = [c for c in self.spec.feature_columns if c not in frame.columns]
-        if missing:
-            raise ValueError(f"input lacks column(s) {missing} required by spec {self.spec.name!r}")
-        out = pd.DataFrame(index=frame.index)
-        for column in self.spec.numeric_features:
-            out[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-        for column in self.spec.categorical_features:
-            # Vectorised: this runs on every scoring chunk.
-            text = frame[column].astype("string")
-            out[column] = text.astype(object).where(text.notna(), None)
-        return out
+    def prepare(self, frame: pd.DataFrame, history: pd.DataFrame | None = None) -> PreparedRecords:
+        return prepare_records(self.spec, frame, history)
 
-    def score(self, frame: pd.DataFrame, *, with_reasons: bool = True) -> pd.DataFrame:
+    def score(
+        self,
+        frame: pd.DataFrame,
+        *,
+        history: pd.DataFrame | None = None,
+        with_reasons: bool = True,
+    ) -> pd.DataFrame:
         """Score records: ``score`` (higher = more anomalous), ``is_anomaly``, ``reasons``.
 
-        Reasons are computed only for flagged records (explanations cost a second pass);
-        each is a list of ``{feature, value, contribution, share, text}``.
+        Sequence mode: ``history`` holds earlier records (as kept by the store) so each
+        record is seen in its entity's context; without it only ``frame`` gives context.
         """
-        features = self.features(frame)
-        scores = np.asarray(self.detector.decision_function(features), dtype="float64")
+        return self.score_prepared(self.prepare(frame, history), with_reasons=with_reasons)
+
+    def _model_input(self, frame: pd.DataFrame) -> pd.DataFrame:
+        columns = list(self.spec.model_feature_columns)
+        if is_sequence_detector(self.detector):
+            columns += [self.spec.entity_column, self.spec.time_column]
+        return frame[columns]
+
+    def _window_context(self, history: pd.DataFrame | None) -> pd.DataFrame | None:
+        """Only the last records per entity can be in a window: pass no more than that."""
+        if history is None or not len(history) or not is_sequence_detector(self.detector):
+            return None
+        keep = max(int(self.detector.sequence_length) - 1, 1)
+        ordered = history.sort_values(self.spec.time_column, kind="stable")
+        return self._model_input(ordered.groupby(self.spec.entity_column, sort=False).tail(keep))
+
+    def score_prepared(self, prepared: PreparedRecords, *, with_reasons: bool = True):
+        """Score records already turned into features (see :meth:`prepare`)."""
+        features = prepared.features
+        model_input = self._model_input(features)
+        context = self._window_context(prepared.history)
+        if is_sequence_detector(self.detector):
+            scores = self.detector.decision_function(model_input, history=context)
+        else:
+            scores = self.detector.decision_function(model_input)
+        scores = np.asarray(scores, dtype="float64")
         flagged = scores > self.threshold
         result = pd.DataFrame(
             {"score": scores, "is_anomaly": flagged, "reasons": [[] for _ in scores]},
-            index=frame.index,
+            index=features.index,
         )
         if with_reasons and flagged.any():
             rows = np.flatnonzero(flagged)
             subset = features.iloc[rows]
-            contributions = self.detector.explain(subset)
+            if is_sequence_detector(self.detector):
+                # The flagged rows' windows also hold the batch's unflagged records.
+                others = model_input.iloc[np.flatnonzero(~flagged)]
+                pieces = [p for p in (context, others) if p is not None and len(p)]
+                window = pd.concat(pieces) if pieces else None
+                contributions = self.detector.explain(model_input.iloc[rows], history=window)
+            else:
+                contributions = self.detector.explain(model_input.iloc[rows])
             result.iloc[rows, result.columns.get_loc("reasons")] = pd.Series(
                 self._reasons(subset, contributions, scores[rows]), dtype=object
             ).to_numpy()
@@ -82,6 +188,7 @@ class ScoringBundle:
         names = list(contributions.columns)
         top = np.argsort(-values, axis=1)[:, : self.max_reasons]
         totals = values.sum(axis=1)
+        context_config = self.spec.context_config()
         out: list[list[dict]] = []
         for row, order in enumerate(top):
             reasons = []
@@ -92,14 +199,17 @@ class ScoringBundle:
                 name = names[j]
                 value = features.iloc[row][name] if name in features.columns else None
                 share = contribution / totals[row] if totals[row] > 0 else 0.0
+                described = None
+                if context_config is not None and name.startswith(CONTEXT_PREFIX):
+                    described = describe_context(name, features.iloc[row], context_config)
+                what = described or f"{name} = {_format_value(value)}"
                 reasons.append(
                     {
                         "feature": name,
                         "value": _plain(value),
                         "contribution": round(contribution, 6),
                         "share": round(share, 4),
-                        "text": f"{name} = {_format_value(value)} "
-                        f"({share:.0%} of the anomaly score)",
+                        "text": f"{what} ({share:.0%} of the anomaly score)",
                     }
                 )
             out.append(reasons)

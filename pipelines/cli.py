@@ -56,12 +56,24 @@ def spec() -> None:
 @click.option("--data", "data", required=True, help="CSV/Parquet file to infer from.")
 @click.option("--id-col", required=True, help="Column that identifies a record.")
 @click.option("--label-col", default=None, help="0/1 label column (evaluation only).")
-@click.option("--entity-col", default=None, help="Entity column for sequence data.")
-@click.option("--time-col", default=None, help="Time column for sequence data.")
+@click.option(
+    "--entity-col", default=None, help="Entity column (card, customer): turns on sequence mode."
+)
+@click.option("--time-col", default=None, help="Event time column (needed with --entity-col).")
+@click.option(
+    "--ignore-col",
+    "ignore_cols",
+    multiple=True,
+    help="Column that must not be a feature (repeatable), e.g. a fraud-scenario code.",
+)
 @click.option("--name", default=None, help="Data-set name (default: from the file name).")
 @click.option("--out", "out", default=None, help="Where to write the spec YAML.")
-def spec_init(data, id_col, label_col, entity_col, time_col, name, out) -> None:
-    """Infer a spec from a data file; edit it before training."""
+def spec_init(data, id_col, label_col, entity_col, time_col, ignore_cols, name, out) -> None:
+    """Infer a spec from a data file; edit it before training.
+
+    With --entity-col and --time-col the spec is in sequence mode and proposes context
+    features (windows, amount history, first-time flags, travel) from the columns found.
+    """
     from pipelines.ingest import read_batch
     from pipelines.spec import infer_spec
 
@@ -75,19 +87,31 @@ def spec_init(data, id_col, label_col, entity_col, time_col, name, out) -> None:
         label_column=label_col,
         entity_column=entity_col,
         time_column=time_col,
+        ignore_columns=list(ignore_cols),
     )
     out_path = Path(out) if out else REPO_ROOT / "data" / "specs" / f"{name}.yaml"
     inferred.save(out_path)
     click.echo(f"wrote {out_path}")
     click.echo(f"  numeric:     {', '.join(inferred.numeric_features) or '-'}")
     click.echo(f"  categorical: {', '.join(inferred.categorical_features) or '-'}")
-    skipped = [
-        c
-        for c in frame.columns
-        if c not in inferred.feature_columns and c not in {id_col, label_col, entity_col, time_col}
-    ]
+    if inferred.context is not None:
+        ctx = inferred.context
+        click.echo(f"  sequence:    entity {entity_col}, time {time_col}")
+        click.echo(
+            f"  context:     amount {ctx.amount_column or '-'}; windows {ctx.windows}; "
+            f"history {ctx.history}"
+        )
+        click.echo(f"  secondary:   {', '.join(inferred.secondary_entity_columns) or '-'}")
+        click.echo(f"  first-time:  {', '.join(ctx.novelty_columns) or '-'}")
+        if ctx.latitude_column:
+            click.echo(f"  travel:      {ctx.latitude_column}, {ctx.longitude_column}")
+    used = {id_col, label_col, entity_col, time_col, *inferred.raw_context_columns}
+    skipped = [c for c in frame.columns if c not in inferred.feature_columns and c not in used]
     if skipped:
-        click.echo(f"  left out:    {', '.join(skipped)} (high-cardinality text or dates)")
+        click.echo(
+            f"  left out:    {', '.join(skipped)} (ignored, ids, high-cardinality text, dates "
+            "or numbers that only count time)"
+        )
     click.echo("Review the file, then: vigil train --data F --spec " + str(out_path))
 
 
@@ -102,7 +126,10 @@ def _slug(text: str) -> str:
 @click.option("--data", required=True, help="Training file (CSV/Parquet) or SQLAlchemy URL.")
 @click.option("--spec", "spec_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option(
-    "--detectors", default="vae,gan", show_default=True, help="Comma-separated: vae, gan."
+    "--detectors",
+    default=None,
+    help="Comma-separated: vae, gan, seq_vae, seq_gan (default: vae,gan; seq_vae,seq_gan "
+    "for a sequence spec).",
 )
 @click.option("--epochs", type=int, default=None, help="Override epochs for every detector.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -116,7 +143,7 @@ def train(data, spec_path, detectors, epochs, seed, target_fpr, threshold_method
     from pipelines.flows import train_flow
     from pipelines.training import TrainConfig
 
-    kinds = [k.strip() for k in detectors.split(",") if k.strip()]
+    kinds = [k.strip() for k in detectors.split(",") if k.strip()] if detectors else None
     overrides = {"epochs": epochs} if epochs else {}
     config = TrainConfig(
         detectors=kinds,
@@ -125,6 +152,8 @@ def train(data, spec_path, detectors, epochs, seed, target_fpr, threshold_method
         threshold_method=threshold_method,
         vae=dict(overrides),
         gan=dict(overrides),
+        seq_vae=dict(overrides),
+        seq_gan=dict(overrides),
     )
     result = train_flow(data=str(data), spec_path=str(spec_path), config=config)
     if as_json:
@@ -173,6 +202,8 @@ def score(data, model, out, batch_id, table, query, as_json) -> None:
         click.echo(json.dumps(result, indent=2, default=str))
         return
     click.echo(_score_line(result))
+    if result.get("history"):
+        click.echo(f"  context: {result['history']}")
     if result.get("out"):
         click.echo(f"  scores written to {result['out']}")
 

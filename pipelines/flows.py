@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
+from pipelines.history import save_entity_history
 from pipelines.ingest import Batch, ValidationResult, read_batch, validate_batch
 from pipelines.settings import get_settings
 from pipelines.spec import DatasetSpec, load_spec
@@ -64,7 +65,7 @@ def train_detector(
         config,
         data_source=data_source,
         max_reasons=get_settings().max_reasons,
-        input_example=data_split.train[[spec.id_column, *spec.feature_columns]].head(3),
+        input_example=data_split.raw_example,
     )
 
 
@@ -81,10 +82,19 @@ def train_flow(data: str, spec_path: str, config: TrainConfig | None = None) -> 
     if validated.rows_quarantined:
         store = ResultsStore(settings.resolved_database_url)
         store.replace_training_quarantine(batch.content_hash, batch.source, validated.quarantined)
+    kinds = config.detector_kinds(spec)
     data_split = split(validated, spec, config)
-    models = [
-        train_detector(kind, spec, data_split, config, batch.source) for kind in config.detectors
-    ]
+    models = [train_detector(kind, spec, data_split, config, batch.source) for kind in kinds]
+    if data_split.state is not None:
+        # The training records' tail is the entity history the first scored batch needs.
+        save_entity_history(
+            ResultsStore(settings.resolved_database_url),
+            spec,
+            batch_id=batch.content_hash,
+            source=batch.source,
+            state=data_split.state,
+            only_recent=True,
+        )
     return {
         "dataset": spec.name,
         "rows_in": validated.rows_in,

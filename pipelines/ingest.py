@@ -182,7 +182,15 @@ def validate_batch(
     )
     typed[spec.id_column] = id_text.astype(object)
 
-    for column in spec.numeric_features:
+    context = spec.context
+    context_numeric = (
+        [c for c in (context.amount_column, context.latitude_column, context.longitude_column) if c]
+        if context
+        else []
+    )
+    numeric_columns = [*spec.numeric_features]
+    numeric_columns += [c for c in context_numeric if c not in numeric_columns]
+    for column in numeric_columns:
         raw = frame[column]
         parsed = pd.to_numeric(raw, errors="coerce").astype("float64")
         unparsed = parsed.isna() & raw.notna() & (raw.astype("string").str.strip() != "")
@@ -202,14 +210,21 @@ def validate_batch(
         flag(invalid.to_numpy(), spec.label_column, raw, "label must be 0 or 1")
         typed[spec.label_column] = parsed.where(~invalid)
 
-    for column in (spec.entity_column, spec.time_column):
-        if column and column not in typed.columns:
-            typed[column] = frame[column]
+    for column in (spec.entity_column, *spec.secondary_entity_columns, *spec.raw_context_columns):
+        if column and column not in typed.columns and column != spec.time_column:
+            text = frame[column].astype("string").str.strip()
+            typed[column] = text.where(text != "").astype(object).where(text.notna(), None)
+    if spec.is_sequence and spec.entity_column:
+        raw = frame[spec.entity_column]
+        missing_entity = typed[spec.entity_column].isna().to_numpy()
+        flag(missing_entity, spec.entity_column, raw, "missing entity (sequence mode needs it)")
     if spec.time_column:
         raw = frame[spec.time_column]
         parsed = _parse_time(raw)
         unparsed = parsed.isna() & raw.notna()
         flag(unparsed.to_numpy(), spec.time_column, raw, "time does not parse")
+        if spec.is_sequence:
+            flag(raw.isna().to_numpy(), spec.time_column, raw, "missing time (sequence mode)")
         typed[spec.time_column] = parsed
 
     quarantined = _quarantine_frame(problems, frame, row_numbers, id_text)
@@ -223,7 +238,13 @@ def _parse_time(raw: pd.Series) -> pd.Series:
     numeric = pd.to_numeric(raw, errors="coerce")
     if numeric.notna().all():
         return numeric
-    return pd.to_datetime(raw, errors="coerce", format="mixed")
+    # ISO 8601 parses vectorised (1.7M rows in ~1 s); only what it misses goes the slow way.
+    parsed = pd.to_datetime(raw, errors="coerce", format="ISO8601")
+    retry = parsed.isna() & raw.notna()
+    if retry.any():
+        parsed = parsed.copy()
+        parsed[retry] = pd.to_datetime(raw[retry], errors="coerce", format="mixed")
+    return parsed
 
 
 def _is_missing(value) -> bool:

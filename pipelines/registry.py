@@ -165,15 +165,22 @@ def resolve_model(reference: str | None) -> ModelRef:
 
 
 def default_model_name() -> str:
-    """The registered VAE model, when exactly one data set has one."""
-    models = [
-        m for m in MlflowClient().search_registered_models() if m.tags.get(TAG_DETECTOR) == "vae"
-    ]
-    if len(models) == 1:
-        return models[0].name
-    if not models:
+    """The data set's VAE (the sequence VAE where there is one), when exactly one data set
+    has a VAE registered."""
+    preference = {"seq_vae": 0, "vae": 1}
+    best: dict[str, tuple[int, str]] = {}
+    for m in MlflowClient().search_registered_models():
+        rank = preference.get(m.tags.get(TAG_DETECTOR, ""))
+        if rank is None:
+            continue
+        dataset = m.tags.get(TAG_DATASET, m.name)
+        if dataset not in best or rank < best[dataset][0]:
+            best[dataset] = (rank, m.name)
+    if len(best) == 1:
+        return next(iter(best.values()))[1]
+    if not best:
         raise ValueError("no trained model in the registry yet: run `vigil train` first")
-    names = ", ".join(sorted(m.name for m in models))
+    names = ", ".join(sorted(name for _, name in best.values()))
     raise ValueError(f"several models are registered ({names}): pick one with --model")
 
 

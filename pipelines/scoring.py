@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.bundle import ScoringBundle
+from pipelines.history import EntityHistory, load_entity_history, save_entity_history
 from pipelines.ingest import Batch, ValidationResult
 from pipelines.progress import progress
 from pipelines.store import ResultsStore
@@ -32,6 +33,8 @@ class ScoreReport:
     rows_flagged: int
     threshold: float
     already_scored: bool
+    #: Sequence mode: what the kept entity history gave as context (None in tabular mode).
+    history: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,14 +65,26 @@ def score_batch(
     )
     if already:
         return _report(run, already=True)
+    history: EntityHistory | None = None
     try:
         store.add_quarantine(run.id, batch_id, batch.source, validated.quarantined)
         clean = validated.clean
         n_chunks = max(1, math.ceil(len(clean) / chunk_size))
+        if bundle.spec.is_sequence:
+            # Context needs the whole batch in time order and the kept entity history, so
+            # the batch is scored in one (internally batched) pass and written in chunks.
+            history = load_entity_history(store, bundle.spec, clean)
+            prepared = bundle.prepare(clean, history.frame)
+            scored = bundle.score_prepared(prepared)
         with progress("score", total=n_chunks, unit="batches") as advance:
             for start in range(0, len(clean), chunk_size):
                 chunk = clean.iloc[start : start + chunk_size]
-                result = bundle.score(chunk)
+                if bundle.spec.is_sequence:
+                    result = scored.iloc[start : start + chunk_size]
+                    snapshot = prepared.features.iloc[start : start + chunk_size]
+                else:
+                    result = bundle.score(chunk)
+                    snapshot = chunk
                 scores = pd.DataFrame(
                     {
                         "record_id": chunk[bundle.spec.id_column].to_numpy(),
@@ -77,8 +92,12 @@ def score_batch(
                         "is_anomaly": result["is_anomaly"].to_numpy(),
                     }
                 )
-                store.add_scores(run.id, scores, _flags(chunk, result, bundle))
+                store.add_scores(run.id, scores, _flags(chunk, snapshot, result, bundle))
                 advance(1, flagged=int(result["is_anomaly"].sum()))
+        if bundle.spec.is_sequence:
+            save_entity_history(
+                store, bundle.spec, batch_id=batch_id, source=batch.source, state=prepared.state
+            )
         finished = store.finish_run(
             run.id,
             rows_in=validated.rows_in,
@@ -93,20 +112,31 @@ def score_batch(
             f"row accounting broken: {validated.rows_in} in, {finished.rows_scored} scored, "
             f"{finished.rows_quarantined} quarantined"
         )
-    return _report(finished, already=False)
+    report = _report(finished, already=False)
+    if history is not None:
+        report.history = history.describe()
+    return report
 
 
-def _flags(chunk: pd.DataFrame, result: pd.DataFrame, bundle: ScoringBundle) -> list[dict]:
+def _flags(
+    chunk: pd.DataFrame, snapshot: pd.DataFrame, result: pd.DataFrame, bundle: ScoringBundle
+) -> list[dict]:
+    """Flag rows with a snapshot an analyst can judge offline: the record as scored, plus
+    its context features in sequence mode."""
     flagged = np.flatnonzero(result["is_anomaly"].to_numpy())
     out = []
     for i in flagged:
         record = chunk.iloc[i]
+        values = json.loads(record.to_json(date_format="iso"))
+        if snapshot is not chunk:
+            extra = snapshot.iloc[i].drop(labels=list(record.index), errors="ignore")
+            values.update(json.loads(extra.to_json(date_format="iso")))
         out.append(
             {
                 "record_id": str(record[bundle.spec.id_column]),
                 "score": float(result["score"].iloc[i]),
                 "threshold": bundle.threshold,
-                "record": json.loads(record.to_json(date_format="iso")),
+                "record": values,
                 "reasons": result["reasons"].iloc[i],
             }
         )

@@ -6,15 +6,45 @@ used for evaluation and to drop known anomalies from training, never as a model 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from detectors.context import ContextConfig
+
 
 class SpecError(ValueError):
     """A spec file that cannot be used, with the file named in the message."""
+
+
+class ContextSpec(BaseModel):
+    """Sequence mode: which per-entity context features to build (see detectors.context).
+
+    Every look-back is bounded by ``history``; scoring keeps that much of each entity's
+    past between batches so a batch scored alone matches the same records scored inside
+    one big file.
+    """
+
+    amount_column: str | None = Field(
+        default=None, description="Amounts: window sums and amount vs the entity's history."
+    )
+    windows: list[str] = Field(
+        default_factory=lambda: ["10min", "1h", "1d", "7d"],
+        description="Trailing windows for counts and amount sums (pandas durations).",
+    )
+    history: str = Field(default="30d", description="Longest look-back of any feature.")
+    novelty_columns: list[str] = Field(
+        default_factory=list, description="'First time at this value' flags (merchant, country)."
+    )
+    latitude_column: str | None = None
+    longitude_column: str | None = None
+    calendar: bool = Field(default=True, description="Hour of day and weekday, cyclic.")
+    secondary_windows: list[str] = Field(default_factory=lambda: ["1d", "7d"])
+    event_noun: str = Field(default="record", description="Word for one record in reasons.")
+    entity_noun: str = Field(default="entity", description="Word for the entity in reasons.")
 
 
 class DatasetSpec(BaseModel):
@@ -30,6 +60,14 @@ class DatasetSpec(BaseModel):
     categorical_features: list[str] = Field(default_factory=list)
     entity_column: str | None = Field(default=None, description="Sequence data: e.g. card_id.")
     time_column: str | None = Field(default=None, description="Sequence data: event time.")
+    secondary_entity_columns: list[str] = Field(
+        default_factory=list,
+        description="Sequence data: other entities with a history (terminal, merchant id).",
+    )
+    context: ContextSpec | None = Field(
+        default=None,
+        description="Sequence mode: per-entity context features (needs entity and time).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -41,8 +79,15 @@ class DatasetSpec(BaseModel):
     @model_validator(mode="after")
     def _columns_consistent(self) -> DatasetSpec:
         features = self.feature_columns
-        if not features:
+        if not features and self.context is None:
             raise ValueError("spec lists no numeric_features or categorical_features")
+        if self.context is not None:
+            if not (self.entity_column and self.time_column):
+                raise ValueError("context (sequence mode) needs entity_column and time_column")
+            try:
+                self.context_config()
+            except ValueError as exc:
+                raise ValueError(f"context: {exc}") from exc
         duplicated = {c for c in features if features.count(c) > 1}
         if duplicated:
             raise ValueError(f"columns listed twice as features: {sorted(duplicated)}")
@@ -53,17 +98,59 @@ class DatasetSpec(BaseModel):
 
     @property
     def feature_columns(self) -> list[str]:
+        """Raw feature columns as they appear in the data."""
         return [*self.numeric_features, *self.categorical_features]
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.context is not None
+
+    def context_config(self) -> ContextConfig | None:
+        """The detectors-layer config of the context features (None in tabular mode)."""
+        if self.context is None:
+            return None
+        assert self.entity_column and self.time_column
+        return ContextConfig(
+            entity_column=self.entity_column,
+            time_column=self.time_column,
+            amount_column=self.context.amount_column,
+            windows=tuple(self.context.windows),
+            history=self.context.history,
+            novelty_columns=tuple(self.context.novelty_columns),
+            secondary_entity_columns=tuple(self.secondary_entity_columns),
+            latitude_column=self.context.latitude_column,
+            longitude_column=self.context.longitude_column,
+            calendar=self.context.calendar,
+            secondary_windows=tuple(self.context.secondary_windows),
+            event_noun=self.context.event_noun,
+            entity_noun=self.context.entity_noun,
+        )
+
+    @property
+    def context_feature_columns(self) -> list[str]:
+        config = self.context_config()
+        return config.feature_names() if config else []
+
+    @property
+    def model_feature_columns(self) -> list[str]:
+        """What the detectors see: raw features, then context features in sequence mode."""
+        return [*self.feature_columns, *self.context_feature_columns]
+
+    @property
+    def raw_context_columns(self) -> list[str]:
+        """Raw columns the context features read (kept per record as entity history)."""
+        config = self.context_config()
+        return config.raw_columns if config else []
 
     @property
     def required_columns(self) -> list[str]:
         """Columns a batch to score must have (the label is optional at scoring time)."""
-        extra = [c for c in (self.entity_column, self.time_column) if c]
-        return [
-            self.id_column,
-            *self.feature_columns,
-            *[c for c in extra if c not in self.feature_columns],
-        ]
+        extra = [c for c in (self.entity_column, self.time_column, *self.raw_context_columns) if c]
+        columns = [self.id_column, *self.feature_columns]
+        for column in extra:
+            if column not in columns:
+                columns.append(column)
+        return columns
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(exclude_none=True), sort_keys=False)
@@ -104,27 +191,41 @@ def infer_spec(
     label_column: str | None = None,
     entity_column: str | None = None,
     time_column: str | None = None,
+    ignore_columns: list[str] | None = None,
     max_categorical_cardinality: int = 50,
 ) -> DatasetSpec:
     """Propose a spec from a sample: a starting point a person then edits.
 
     Numbers become numeric features; text and booleans become categorical when they have
     few distinct values. High-cardinality text (free text, other ids) is left out, since
-    one-hot encoding it would only memorise values.
+    one-hot encoding it would only memorise values. With an entity and a time column the
+    spec is in sequence mode and context features are proposed from the names and types
+    found (see :func:`propose_context`).
     """
+    ignore_columns = list(ignore_columns or [])
     for role, column in (
         ("--id-col", id_column),
         ("--label-col", label_column),
         ("--entity-col", entity_column),
         ("--time-col", time_column),
+        *(("--ignore-col", c) for c in ignore_columns),
     ):
         if column is not None and column not in frame.columns:
             raise SpecError(f"{role} {column!r} is not a column (columns: {list(frame.columns)})")
-    reserved = {id_column, label_column, entity_column, time_column}
+    if (entity_column is None) != (time_column is None):
+        raise SpecError("sequence mode needs both --entity-col and --time-col")
+    reserved = {id_column, label_column, entity_column, time_column, *ignore_columns}
+    sequence = entity_column is not None
+    if sequence:
+        reserved |= set(_time_like_columns(frame, time_column, reserved))
     numeric: list[str] = []
     categorical: list[str] = []
+    id_like: list[str] = []
     for column in frame.columns:
         if column in reserved:
+            continue
+        if sequence and _looks_like_id(column):
+            id_like.append(column)
             continue
         series = frame[column]
         if pd.api.types.is_bool_dtype(series):
@@ -140,6 +241,12 @@ def infer_spec(
                 numeric.append(column)
             elif series.nunique(dropna=True) <= max_categorical_cardinality:
                 categorical.append(column)
+    context = None
+    secondary: list[str] = []
+    if sequence:
+        context, secondary = propose_context(frame, numeric, categorical, id_like)
+        coordinates = {context.latitude_column, context.longitude_column}
+        numeric = [c for c in numeric if c not in coordinates]
     return DatasetSpec(
         name=name,
         id_column=id_column,
@@ -148,4 +255,78 @@ def infer_spec(
         categorical_features=categorical,
         entity_column=entity_column,
         time_column=time_column,
+        secondary_entity_columns=secondary,
+        context=context,
     )
+
+
+_AMOUNT_WORDS = ("amount", "amt", "value", "price", "total", "sum")
+_LATITUDE_WORDS = ("lat", "latitude")
+_LONGITUDE_WORDS = ("lon", "lng", "long", "longitude")
+_NOVELTY_WORDS = ("merchant", "category", "mcc", "country", "city", "channel", "terminal")
+
+
+def propose_context(
+    frame: pd.DataFrame, numeric: list[str], categorical: list[str], id_like: list[str]
+) -> tuple[ContextSpec, list[str]]:
+    """Context features for the raw columns found, by name and type.
+
+    Amount: a non-negative numeric column named like an amount. Coordinates: numeric
+    columns named lat/lon (distance and speed from the previous located record).
+    Secondary entities: other id columns (terminal, merchant), which also get a
+    'first time at this ...' flag, as do categorical columns named like a merchant,
+    category or country.
+    """
+
+    def words(column: str) -> list[str]:
+        return [w for w in re.split(r"[^a-z0-9]+", column.lower()) if w]
+
+    amount = next(
+        (
+            c
+            for c in numeric
+            if any(w in _AMOUNT_WORDS for w in words(c))
+            and pd.to_numeric(frame[c], errors="coerce").min() >= 0
+        ),
+        None,
+    )
+    latitude = next((c for c in numeric if any(w in _LATITUDE_WORDS for w in words(c))), None)
+    longitude = next((c for c in numeric if any(w in _LONGITUDE_WORDS for w in words(c))), None)
+    if latitude is None or longitude is None:
+        latitude = longitude = None
+    novelty = [*id_like]
+    novelty += [c for c in categorical if any(w in _NOVELTY_WORDS for w in words(c))]
+    context = ContextSpec(
+        amount_column=amount,
+        latitude_column=latitude,
+        longitude_column=longitude,
+        novelty_columns=novelty,
+    )
+    return context, list(id_like)
+
+
+def _looks_like_id(column: str) -> bool:
+    lowered = column.lower()
+    camel = len(column) > 2 and column.endswith(("Id", "ID")) and column[-3].islower()
+    return lowered == "id" or lowered.endswith(("_id", " id", "-id")) or camel
+
+
+def _time_like_columns(frame: pd.DataFrame, time_column: str | None, reserved: set) -> list[str]:
+    """Numeric columns that only restate the time (seconds or day counters): as features
+    they would let a model key on *when* a record is, which never repeats."""
+    if time_column is None:
+        return []
+    raw_time = frame[time_column]
+    time = pd.to_numeric(raw_time, errors="coerce")
+    if time.isna().all():
+        time = pd.to_datetime(raw_time, errors="coerce", format="mixed").astype("int64")
+    out = []
+    for column in frame.columns:
+        if column in reserved:
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if values.notna().mean() < 0.95 or values.nunique() < 3:
+            continue
+        if abs(values.corr(time.astype("float64"), method="spearman")) > 0.99:
+            out.append(column)
+    return out

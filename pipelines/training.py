@@ -15,18 +15,31 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from detectors import GANDetector, Threshold, VAEDetector, metrics
-from pipelines.bundle import ScoringBundle
+from detectors.context import time_to_seconds
+from detectors.sequence import SequenceGANDetector, SequenceVAEDetector
+from pipelines.bundle import PreparedRecords, ScoringBundle, prepare_records
 from pipelines.progress import progress
 from pipelines.spec import DatasetSpec
 
-DetectorKind = Literal["vae", "gan"]
-DETECTOR_CLASSES = {"vae": VAEDetector, "gan": GANDetector}
+DetectorKind = Literal["vae", "gan", "seq_vae", "seq_gan"]
+DETECTOR_CLASSES = {
+    "vae": VAEDetector,
+    "gan": GANDetector,
+    "seq_vae": SequenceVAEDetector,
+    "seq_gan": SequenceGANDetector,
+}
+#: Detectors that see each record with its entity's earlier records (sequence mode only).
+SEQUENCE_KINDS = frozenset({"seq_vae", "seq_gan"})
 
 
 class TrainConfig(BaseModel):
     """What a training run may change; Prefect renders it as a form."""
 
-    detectors: list[DetectorKind] = Field(default_factory=lambda: ["vae", "gan"])
+    detectors: list[DetectorKind] | None = Field(
+        default=None,
+        description="Which detectors to train; default vae+gan, or seq_vae+seq_gan for a "
+        "sequence spec (vae/gan there are tabular models on raw + context features).",
+    )
     seed: int = 0
     target_fpr: float = Field(default=0.01, gt=0, lt=0.5)
     threshold_method: Literal["fpr", "f1"] = Field(
@@ -39,6 +52,25 @@ class TrainConfig(BaseModel):
     )
     vae: dict[str, Any] = Field(default_factory=dict, description="VAEDetector parameters.")
     gan: dict[str, Any] = Field(default_factory=dict, description="GANDetector parameters.")
+    seq_vae: dict[str, Any] = Field(
+        default_factory=dict, description="SequenceVAEDetector parameters."
+    )
+    seq_gan: dict[str, Any] = Field(
+        default_factory=dict, description="SequenceGANDetector parameters."
+    )
+
+    def detector_kinds(self, spec: DatasetSpec) -> list[DetectorKind]:
+        if self.detectors is not None:
+            kinds = list(self.detectors)
+        else:
+            kinds = ["seq_vae", "seq_gan"] if spec.is_sequence else ["vae", "gan"]
+        wrong = [k for k in kinds if k in SEQUENCE_KINDS and not spec.is_sequence]
+        if wrong:
+            raise ValueError(
+                f"{wrong} need a sequence spec (entity_column, time_column and a context "
+                f"section); spec {spec.name!r} is tabular"
+            )
+        return kinds
 
 
 @dataclass
@@ -49,6 +81,14 @@ class TrainingSplit:
     evaluation: pd.DataFrame
     y_evaluation: np.ndarray | None
     n_known_anomalies: int = 0
+    #: Sequence mode: every record before the evaluation period (known anomalies too:
+    #: they are part of the entities' history) with its labels, and the records to keep
+    #: as entity history for scoring later batches.
+    context: pd.DataFrame | None = None
+    context_labels: np.ndarray | None = None
+    state: pd.DataFrame | None = None
+    #: Raw records as a batch to score would hold them (an input example for the registry).
+    raw_example: pd.DataFrame | None = None
 
     @property
     def has_labels(self) -> bool:
@@ -61,12 +101,15 @@ def split_for_training(
 ) -> TrainingSplit:
     """Hold labelled anomalies out of training entirely; they are evaluation evidence only.
 
-    Rows with no label are treated as normal (the unsupervised case).
+    Rows with no label are treated as normal (the unsupervised case). Sequence specs are
+    split by time instead (see :func:`split_sequences_for_training`).
     """
     if spec.label_column and spec.label_column in clean.columns:
         labels = clean[spec.label_column].fillna(0).astype(int).to_numpy()
     else:
         labels = np.zeros(len(clean), dtype=int)
+    if spec.is_sequence:
+        return split_sequences_for_training(clean, spec, labels, evaluation_fraction)
     normal_idx = np.flatnonzero(labels == 0)
     anomaly_idx = np.flatnonzero(labels == 1)
     rng = np.random.default_rng(seed)
@@ -82,23 +125,64 @@ def split_for_training(
         evaluation=clean.iloc[eval_idx].reset_index(drop=True),
         y_evaluation=labels[eval_idx] if has_label else None,
         n_known_anomalies=len(anomaly_idx),
+        raw_example=clean[spec.required_columns].head(3),
+    )
+
+
+def split_sequences_for_training(
+    clean: pd.DataFrame, spec: DatasetSpec, labels: np.ndarray, evaluation_fraction: float
+) -> TrainingSplit:
+    """Time split: the latest ``evaluation_fraction`` of records is the evaluation period.
+
+    Context features are built over all records first (known anomalies included: they
+    happened and belong to their entities' history). Detectors train on the normal
+    records before the cut; sequence detectors see the anomalies there as context only.
+    """
+    prepared = prepare_records(spec, clean)
+    features = prepared.features.copy()
+    features[spec.id_column] = clean[spec.id_column].to_numpy()
+    seconds = time_to_seconds(clean[spec.time_column])
+    cut = float(np.quantile(seconds, 1.0 - evaluation_fraction))
+    earlier = seconds < cut
+    if not earlier.any() or earlier.all():
+        raise ValueError("the data cover too short a time to hold out an evaluation period")
+    train_mask = earlier & (labels == 0)
+    if train_mask.sum() < 20:
+        raise ValueError(f"only {int(train_mask.sum())} normal records to train on; need 20")
+    has_label = spec.label_column is not None and spec.label_column in clean.columns
+    return TrainingSplit(
+        train=features.loc[train_mask].reset_index(drop=True),
+        evaluation=features.loc[~earlier].reset_index(drop=True),
+        y_evaluation=labels[~earlier] if has_label else None,
+        n_known_anomalies=int((labels == 1).sum()),
+        context=features.loc[earlier].reset_index(drop=True),
+        context_labels=labels[earlier],
+        state=prepared.state,
+        raw_example=clean[spec.required_columns].head(3),
     )
 
 
 def build_detector(kind: DetectorKind, spec: DatasetSpec, config: TrainConfig):
-    params = {
+    params: dict[str, Any] = {
         "seed": config.seed,
         "target_fpr": config.target_fpr,
         "categorical_features": list(spec.categorical_features),
-        **(config.vae if kind == "vae" else config.gan),
     }
+    if kind in SEQUENCE_KINDS:
+        context = spec.context_config()
+        assert context is not None
+        params.update(
+            entity_column=spec.entity_column,
+            time_column=spec.time_column,
+            history_seconds=context.history_seconds,
+        )
+    params.update(getattr(config, kind))
     return DETECTOR_CLASSES[kind](**params)
 
 
 def fit_detector(kind: DetectorKind, spec: DatasetSpec, split: TrainingSplit, config: TrainConfig):
     """Fit on normal records with an epoch progress bar."""
     detector = build_detector(kind, spec, config)
-    features = split.train[spec.feature_columns]
     total = int(getattr(detector, "epochs", 1))
     with progress(f"train {kind}", total=total, unit="epochs") as advance:
 
@@ -106,7 +190,12 @@ def fit_detector(kind: DetectorKind, spec: DatasetSpec, split: TrainingSplit, co
             shown = {k: v for k, v in logs.items() if isinstance(v, float)}
             advance(1, **shown)
 
-        detector.fit(features, on_epoch=on_epoch)
+        if kind in SEQUENCE_KINDS:
+            assert split.context is not None
+            columns = [*spec.model_feature_columns, spec.entity_column, spec.time_column]
+            detector.fit(split.context[columns], split.context_labels, on_epoch=on_epoch)
+        else:
+            detector.fit(split.train[spec.model_feature_columns], on_epoch=on_epoch)
     return detector
 
 
@@ -122,7 +211,9 @@ def evaluate_detector(
     detector, spec: DatasetSpec, split: TrainingSplit, config: TrainConfig
 ) -> Evaluation:
     """Score the hold-out; with labels report AUROC/AUPRC and precision/recall at threshold."""
-    scores = np.asarray(detector.decision_function(split.evaluation[spec.feature_columns]))
+    bundle = ScoringBundle(spec, detector)
+    prepared = PreparedRecords(features=split.evaluation, history=split.context)
+    scores = bundle.score_prepared(prepared, with_reasons=False)["score"].to_numpy()
     labels = split.y_evaluation
     if config.threshold_method == "f1":
         if not split.has_labels:

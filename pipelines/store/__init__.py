@@ -1,10 +1,19 @@
 """Results store: scoring runs, scores, flags, quarantine, reviews, audit trail."""
 
 from pipelines.store.db import ResultsStore
-from pipelines.store.models import AuditEvent, Flag, QuarantinedRow, Review, Score, ScoringRun
+from pipelines.store.models import (
+    AuditEvent,
+    EntityHistorySegment,
+    Flag,
+    QuarantinedRow,
+    Review,
+    Score,
+    ScoringRun,
+)
 
 __all__ = [
     "AuditEvent",
+    "EntityHistorySegment",
     "Flag",
     "QuarantinedRow",
     "ResultsStore",

@@ -7,6 +7,7 @@ half-way is wiped and redone, so a re-run never duplicates or drops records.
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,7 +20,14 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines.store.models import AuditEvent, Flag, QuarantinedRow, Score, ScoringRun
+from pipelines.store.models import (
+    AuditEvent,
+    EntityHistorySegment,
+    Flag,
+    QuarantinedRow,
+    Score,
+    ScoringRun,
+)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -204,6 +212,91 @@ class ResultsStore:
                 run.status = "failed"
                 run.error = error[:4000]
                 run.finished_at = datetime.now(UTC)
+
+    # -- entity history (sequence mode) ---------------------------------------------------
+
+    def save_history(
+        self,
+        *,
+        dataset: str,
+        batch_id: str,
+        source: str,
+        signature: str,
+        frame: pd.DataFrame,
+        seconds: Sequence[float],
+    ) -> bool:
+        """Keep a batch's records as history for later batches; False if already kept.
+
+        ``seconds`` are the records' event times (float seconds) used to find segments.
+        """
+        if not len(frame):
+            return False
+        with self.session() as session:
+            exists = session.scalar(
+                sa.select(EntityHistorySegment.id).where(
+                    EntityHistorySegment.dataset == dataset,
+                    EntityHistorySegment.batch_id == batch_id,
+                )
+            )
+            if exists is not None:
+                return False
+            buffer = io.BytesIO()
+            frame.reset_index(drop=True).to_parquet(buffer, index=False)
+            session.add(
+                EntityHistorySegment(
+                    dataset=dataset,
+                    batch_id=batch_id,
+                    source=source,
+                    context_signature=signature,
+                    first_time=float(min(seconds)),
+                    last_time=float(max(seconds)),
+                    rows=len(frame),
+                    payload=buffer.getvalue(),
+                )
+            )
+        return True
+
+    def load_history(
+        self, *, dataset: str, since: float, until: float
+    ) -> list[tuple[str, pd.DataFrame]]:
+        """Segments that may hold records with ``since <= time < until``, oldest first,
+        as (context signature, frame); the caller filters rows by time."""
+        with self.session() as session:
+            segments = session.execute(
+                sa.select(EntityHistorySegment.context_signature, EntityHistorySegment.payload)
+                .where(
+                    EntityHistorySegment.dataset == dataset,
+                    EntityHistorySegment.last_time >= since,
+                    EntityHistorySegment.first_time < until,
+                )
+                .order_by(EntityHistorySegment.first_time, EntityHistorySegment.id)
+            ).all()
+        return [
+            (signature, pd.read_parquet(io.BytesIO(payload))) for signature, payload in segments
+        ]
+
+    def history_extent(self, dataset: str) -> tuple[float, float, int] | None:
+        """(first time, last time, segments) of a data set's kept history, or None."""
+        with self.session() as session:
+            first, last, count = session.execute(
+                sa.select(
+                    sa.func.min(EntityHistorySegment.first_time),
+                    sa.func.max(EntityHistorySegment.last_time),
+                    sa.func.count(),
+                ).where(EntityHistorySegment.dataset == dataset)
+            ).one()
+        return None if not count else (float(first), float(last), int(count))
+
+    def prune_history(self, dataset: str, *, before: float) -> int:
+        """Drop segments whose newest record is older than ``before``; returns how many."""
+        with self.session() as session:
+            result = session.execute(
+                sa.delete(EntityHistorySegment).where(
+                    EntityHistorySegment.dataset == dataset,
+                    EntityHistorySegment.last_time < before,
+                )
+            )
+            return int(result.rowcount or 0)
 
     # -- reading ------------------------------------------------------------------------
 

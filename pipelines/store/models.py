@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -144,3 +145,30 @@ class AuditEvent(Base):
     entity: Mapped[str] = mapped_column(String(64))
     entity_id: Mapped[str] = mapped_column(String(256))
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class EntityHistorySegment(Base):
+    """Sequence mode: the records of one batch, kept so later batches see each entity's
+    recent past (the 'state' between batches).
+
+    One row per (dataset, batch): the records' raw context columns plus the context
+    features computed for them, as Parquet bytes. Writing is idempotent on the batch;
+    segments older than the data set's history horizon are pruned.
+    """
+
+    __tablename__ = "entity_history"
+    __table_args__ = (
+        UniqueConstraint("dataset", "batch_id", name="uq_history_dataset_batch"),
+        Index("ix_history_dataset_last_time", "dataset", "last_time"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(String(128))
+    batch_id: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(Text)
+    context_signature: Mapped[str] = mapped_column(String(64))
+    first_time: Mapped[float] = mapped_column(Float)
+    last_time: Mapped[float] = mapped_column(Float)
+    rows: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

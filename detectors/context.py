@@ -1,0 +1,484 @@
+"""Causal per-entity context features for sequence data (card transactions and the like).
+
+A card-testing burst or a payment 800 km from the last one is invisible in a single row;
+it shows only against the entity's own past. :func:`build_context_features` turns raw
+columns into features that describe each record *in the context of its entity's history*:
+time since the previous record, counts and amount sums over trailing windows, the amount
+relative to the entity's own history, first time at a merchant/category, time of day and
+weekday (cyclic), distance and implied speed from the previous located record, and the
+recent activity of secondary entities (terminals, merchants).
+
+Two properties hold by construction and are what make batch scoring honest:
+
+* **Causal**: a record's features use only records that come before it (time, then input
+  order for ties) plus itself, never a later one.
+* **Bounded**: nothing looks further back than ``history`` (default 30 days). So scoring a
+  batch alone, given the records of the ``history`` before its first record, gives the
+  same features as computing them inside one big file. The pipelines keep exactly that
+  tail per data set between batches.
+
+Everything is vectorised numpy/pandas (sort + searchsorted + cumulative sums); there is no
+per-row Python, so 1.75M records take seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PREFIX = "ctx_"
+_EARTH_RADIUS_KM = 6371.0088
+#: Speed is computed with at least this many hours between records (1 minute), so two
+#: records with the same timestamp do not produce an infinite speed.
+_MIN_HOURS_FOR_SPEED = 1.0 / 60.0
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    """Which context features to build from which raw columns.
+
+    ``windows`` and ``history`` are pandas durations ("10min", "1h", "1d", "7d", "30d").
+    ``history`` bounds every look-back, and is the state a scorer must keep per entity.
+    """
+
+    entity_column: str
+    time_column: str
+    amount_column: str | None = None
+    windows: tuple[str, ...] = ("10min", "1h", "1d", "7d")
+    history: str = "30d"
+    novelty_columns: tuple[str, ...] = ()
+    secondary_entity_columns: tuple[str, ...] = ()
+    latitude_column: str | None = None
+    longitude_column: str | None = None
+    calendar: bool = True
+    event_noun: str = "record"
+    entity_noun: str = "entity"
+    secondary_windows: tuple[str, ...] = field(default=("1d", "7d"))
+
+    def __post_init__(self) -> None:
+        for name in (*self.windows, self.history, *self.secondary_windows):
+            _seconds(name)
+        if (self.latitude_column is None) != (self.longitude_column is None):
+            raise ValueError("give both latitude_column and longitude_column, or neither")
+        horizon = _seconds(self.history)
+        longest = max((_seconds(w) for w in (*self.windows, *self.secondary_windows)), default=0)
+        if longest > horizon:
+            raise ValueError(
+                f"a window ({longest / 86400:g} days) is longer than history={self.history!r}; "
+                "history bounds every look-back"
+            )
+
+    @property
+    def history_seconds(self) -> float:
+        return _seconds(self.history)
+
+    @property
+    def raw_columns(self) -> list[str]:
+        """Raw columns the features are built from (the state a scorer keeps per record)."""
+        columns = [self.entity_column, self.time_column]
+        for column in (
+            self.amount_column,
+            *self.novelty_columns,
+            *self.secondary_entity_columns,
+            self.latitude_column,
+            self.longitude_column,
+        ):
+            if column and column not in columns:
+                columns.append(column)
+        return columns
+
+    def feature_names(self) -> list[str]:
+        """Names of the built feature columns, in output order."""
+        names = [f"{PREFIX}secs_since_prev", f"{PREFIX}history_count"]
+        names += [f"{PREFIX}count_{_slug(w)}" for w in self.windows]
+        if self.amount_column:
+            names += [f"{PREFIX}amount_sum_{_slug(w)}" for w in self.windows]
+            names += [f"{PREFIX}amount_ratio", f"{PREFIX}amount_z"]
+        names += [f"{PREFIX}new_{_slug(c)}" for c in self.novelty_columns]
+        if self.calendar:
+            names += [
+                f"{PREFIX}{n}" for n in ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")
+            ]
+        if self.latitude_column:
+            names += [f"{PREFIX}km_from_prev", f"{PREFIX}kmh_from_prev"]
+        for column in self.secondary_entity_columns:
+            names += [f"{PREFIX}{_slug(column)}_count_{_slug(w)}" for w in self.secondary_windows]
+            if self.amount_column:
+                names.append(f"{PREFIX}{_slug(column)}_amount_ratio")
+        return names
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ContextConfig:
+        data = dict(data)
+        for key in ("windows", "novelty_columns", "secondary_entity_columns", "secondary_windows"):
+            if key in data and data[key] is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+def time_to_seconds(values: Any, name: str = "time") -> np.ndarray:
+    """Times as float seconds: numbers as they are, datetimes (naive = UTC) since the epoch.
+
+    Timedeltas become their total seconds; object/string columns are parsed with
+    ``pd.to_datetime``. Raises ``ValueError`` (naming ``name``) for missing or unparsable
+    values.
+    """
+    s = pd.Series(values).reset_index(drop=True)
+    if s.isna().any():
+        raise ValueError(f"time column {name!r} has missing values")
+    if pd.api.types.is_bool_dtype(s):
+        raise ValueError(f"time column {name!r} must hold numbers or datetimes, not booleans")
+    if pd.api.types.is_timedelta64_dtype(s):
+        return s.dt.total_seconds().to_numpy(dtype=np.float64)
+    if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_datetime64_any_dtype(s)):
+        try:
+            s = pd.to_datetime(s, utc=True)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"time column {name!r} must hold numbers (seconds) or datetimes"
+            ) from exc
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+    if pd.api.types.is_datetime64_dtype(s):
+        arr = s.to_numpy(dtype="datetime64[ns]")
+        return (arr - np.datetime64(0, "ns")) / np.timedelta64(1, "s")
+    return s.to_numpy(dtype=np.float64)
+
+
+def build_context_features(frame: pd.DataFrame, config: ContextConfig) -> pd.DataFrame:
+    """Context features for every row of ``frame`` (index kept), from its past only.
+
+    ``frame`` holds at least ``config.raw_columns``; rows need not be sorted. Missing
+    values come out as NaN (the detectors' encoder adds missing indicators): e.g. the
+    time since the previous record of an entity's first record in ``history``.
+    """
+    missing = [c for c in config.raw_columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"context features need column(s) {missing} (found {list(frame.columns)})")
+    n = len(frame)
+    seconds = time_to_seconds(frame[config.time_column], config.time_column)
+    amount = (
+        pd.to_numeric(frame[config.amount_column], errors="coerce").to_numpy(dtype="float64")
+        if config.amount_column
+        else None
+    )
+    horizon = config.history_seconds
+    out: dict[str, np.ndarray] = {}
+
+    entity = _Timeline(frame[config.entity_column], seconds, horizon)
+    entity_codes = entity.unsort(entity.codes).astype("int64")
+    prev_ok = entity.previous_within(horizon)
+    gap = np.full(n, np.nan)
+    gap[prev_ok] = entity.t[prev_ok] - entity.t[np.flatnonzero(prev_ok) - 1]
+    out[f"{PREFIX}secs_since_prev"] = entity.unsort(gap)
+    left_history = entity.window_start(horizon, include_boundary=True)
+    positions = np.arange(n)
+    out[f"{PREFIX}history_count"] = entity.unsort((positions - left_history).astype("float64"))
+    for window in config.windows:
+        left = entity.window_start(_seconds(window))
+        out[f"{PREFIX}count_{_slug(window)}"] = entity.unsort((positions - left + 1).astype(float))
+    if amount is not None:
+        a = np.nan_to_num(entity.sort(amount), nan=0.0)
+        cumulative = np.concatenate([[0.0], np.cumsum(a)])
+        cumulative_sq = np.concatenate([[0.0], np.cumsum(a * a)])
+        for window in config.windows:
+            left = entity.window_start(_seconds(window))
+            total = cumulative[positions + 1] - cumulative[left]
+            out[f"{PREFIX}amount_sum_{_slug(window)}"] = entity.unsort(total)
+        ratio, z = _relative_to_history(a, cumulative, cumulative_sq, left_history, positions)
+        out[f"{PREFIX}amount_ratio"] = entity.unsort(ratio)
+        out[f"{PREFIX}amount_z"] = entity.unsort(z)
+
+    for column in config.novelty_columns:
+        values = frame[column]
+        # One integer per (entity, value) pair, without a slow MultiIndex.
+        value_codes = pd.factorize(values)[0].astype("int64")
+        pair = entity_codes * (int(value_codes.max(initial=0)) + 2) + value_codes
+        timeline = _Timeline(pd.Series(pair), seconds, horizon)
+        seen_before = timeline.previous_within(horizon)
+        new = timeline.unsort((~seen_before).astype("float64"))
+        new[values.isna().to_numpy()] = np.nan
+        out[f"{PREFIX}new_{_slug(column)}"] = new
+
+    if config.calendar:
+        out.update(_calendar(frame[config.time_column], seconds))
+
+    if config.latitude_column and config.longitude_column:
+        out.update(_travel(frame, config, seconds, horizon))
+
+    for column in config.secondary_entity_columns:
+        timeline = _Timeline(frame[column], seconds, horizon)
+        known = frame[column].notna().to_numpy()
+        for window in config.secondary_windows:
+            left = timeline.window_start(_seconds(window))
+            counts = timeline.unsort((positions - left + 1).astype("float64"))
+            counts[~known] = np.nan
+            out[f"{PREFIX}{_slug(column)}_count_{_slug(window)}"] = counts
+        if amount is not None:
+            a = np.nan_to_num(timeline.sort(amount), nan=0.0)
+            cumulative = np.concatenate([[0.0], np.cumsum(a)])
+            cumulative_sq = np.concatenate([[0.0], np.cumsum(a * a)])
+            left = timeline.window_start(horizon, include_boundary=True)
+            ratio, _ = _relative_to_history(a, cumulative, cumulative_sq, left, positions)
+            ratio = timeline.unsort(ratio)
+            ratio[~known] = np.nan
+            out[f"{PREFIX}{_slug(column)}_amount_ratio"] = ratio
+
+    result = pd.DataFrame(out, index=frame.index)
+    return result[config.feature_names()]
+
+
+class _Timeline:
+    """Rows sorted by (key, time, input order) with a searchable (key, time) axis."""
+
+    def __init__(self, keys: pd.Series, seconds: np.ndarray, horizon: float) -> None:
+        codes = pd.factorize(keys.reset_index(drop=True), use_na_sentinel=True)[0]
+        # Missing keys become their own singleton groups so they never share history.
+        missing = codes < 0
+        if missing.any():
+            codes = codes.copy()
+            codes[missing] = codes.max() + 1 + np.arange(int(missing.sum()))
+        n = len(codes)
+        self.order = np.lexsort((np.arange(n), seconds, codes))
+        self.codes = codes[self.order]
+        self.t = seconds[self.order]
+        if n:
+            origin = float(self.t.min())
+            span = float(self.t.max()) - origin + 2.0 * horizon + 1.0
+            self.key = self.codes.astype("float64") * span + (self.t - origin)
+        else:
+            self.key = np.empty(0)
+
+    def sort(self, values: np.ndarray) -> np.ndarray:
+        return values[self.order]
+
+    def unsort(self, values: np.ndarray) -> np.ndarray:
+        out = np.empty_like(values)
+        out[self.order] = values
+        return out
+
+    def window_start(self, seconds: float, *, include_boundary: bool = False) -> np.ndarray:
+        """First sorted position of the same key with time > t - seconds (>= with boundary)."""
+        side = "left" if include_boundary else "right"
+        return np.searchsorted(self.key, self.key - seconds, side=side)
+
+    def previous_within(self, seconds: float) -> np.ndarray:
+        """Sorted mask: the previous sorted row has the same key and is within ``seconds``."""
+        ok = np.zeros(len(self.codes), dtype=bool)
+        if len(ok) > 1:
+            ok[1:] = (self.codes[1:] == self.codes[:-1]) & (self.t[1:] - self.t[:-1] <= seconds)
+        return ok
+
+
+def _relative_to_history(
+    amount: np.ndarray,
+    cumulative: np.ndarray,
+    cumulative_sq: np.ndarray,
+    left: np.ndarray,
+    positions: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Amount / mean of the earlier amounts in history, and its z-score (NaN without history).
+
+    The z-score's spread is floored at 10% of the mean so an entity whose earlier amounts
+    were all identical does not produce an infinite z.
+    """
+    count = (positions - left).astype("float64")
+    total = cumulative[positions] - cumulative[left]
+    total_sq = cumulative_sq[positions] - cumulative_sq[left]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+        variance = np.maximum(total_sq / count - mean * mean, 0.0)
+        spread = np.maximum(np.sqrt(variance), 0.1 * np.abs(mean) + 1e-9)
+        ratio = amount / np.where(mean > 0, mean, np.nan)
+        z = (amount - mean) / spread
+    none = count < 1
+    ratio[none] = np.nan
+    z[none] = np.nan
+    return ratio, z
+
+
+def _calendar(times: pd.Series, seconds: np.ndarray) -> dict[str, np.ndarray]:
+    if pd.api.types.is_datetime64_any_dtype(times):
+        local = times
+        hours = (local.dt.hour + local.dt.minute / 60.0 + local.dt.second / 3600.0).to_numpy(float)
+        weekday = local.dt.dayofweek.to_numpy(dtype="float64")
+    else:  # numeric: seconds since the Unix epoch (a Thursday), so both forms agree
+        hours = np.mod(seconds, 86400.0) / 3600.0
+        weekday = np.mod(np.floor(seconds / 86400.0) + 3.0, 7.0)
+    hour_angle = 2.0 * math.pi * hours / 24.0
+    day_angle = 2.0 * math.pi * weekday / 7.0
+    return {
+        f"{PREFIX}hour_sin": np.sin(hour_angle),
+        f"{PREFIX}hour_cos": np.cos(hour_angle),
+        f"{PREFIX}weekday_sin": np.sin(day_angle),
+        f"{PREFIX}weekday_cos": np.cos(day_angle),
+    }
+
+
+def _travel(
+    frame: pd.DataFrame, config: ContextConfig, seconds: np.ndarray, horizon: float
+) -> dict[str, np.ndarray]:
+    """Distance and implied speed from the entity's previous record that has coordinates.
+
+    Records without coordinates (online payments) get NaN and are skipped as "previous".
+    """
+    n = len(frame)
+    lat = pd.to_numeric(frame[config.latitude_column], errors="coerce").to_numpy(float)
+    lon = pd.to_numeric(frame[config.longitude_column], errors="coerce").to_numpy(float)
+    located = np.flatnonzero(~(np.isnan(lat) | np.isnan(lon)))
+    km = np.full(n, np.nan)
+    kmh = np.full(n, np.nan)
+    if len(located) > 1:
+        keys = frame[config.entity_column].iloc[located]
+        timeline = _Timeline(keys, seconds[located], horizon)
+        prev = timeline.previous_within(horizon)
+        here = located[timeline.order]
+        cur = here[prev]
+        before = here[np.flatnonzero(prev) - 1]
+        distance = _haversine_km(lat[before], lon[before], lat[cur], lon[cur])
+        hours = np.maximum((seconds[cur] - seconds[before]) / 3600.0, _MIN_HOURS_FOR_SPEED)
+        km[cur] = distance
+        kmh[cur] = distance / hours
+    return {f"{PREFIX}km_from_prev": km, f"{PREFIX}kmh_from_prev": kmh}
+
+
+def _haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dphi = p2 - p1
+    dlambda = np.radians(lon2) - np.radians(lon1)
+    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlambda / 2) ** 2
+    return 2.0 * _EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+# ------------------------------------------------------------------ reasons in words
+def describe_context(feature: str, values: Mapping, config: ContextConfig) -> str | None:
+    """A sentence an analyst reads for one context feature of one record, or None.
+
+    ``values`` maps feature (and raw column) names to this record's values, so a sentence
+    can combine several (distance with the time gap, say).
+    """
+    if not feature.startswith(PREFIX):
+        return None
+    value = _number(values.get(feature))
+    noun, entity = config.event_noun, config.entity_noun
+    name = feature.removeprefix(PREFIX)
+    history = _duration_words(config.history)
+    if value is None:
+        if name == "secs_since_prev":
+            return f"first {noun} of this {entity} in {history}"
+        if name in ("amount_ratio", "amount_z"):
+            return f"no earlier {noun} of this {entity} in {history} to compare the amount with"
+        return None
+    for window in config.windows:
+        if name == f"count_{_slug(window)}":
+            return f"{_count(value, noun)} in {_duration_words(window)}"
+        if name == f"amount_sum_{_slug(window)}":
+            return f"{_money(value)} in {_duration_words(window)}"
+    for column in config.secondary_entity_columns:
+        label = _column_words(column)
+        for window in config.secondary_windows:
+            if name == f"{_slug(column)}_count_{_slug(window)}":
+                return f"{_count(value, noun)} at this {label} in {_duration_words(window)}"
+        if name == f"{_slug(column)}_amount_ratio":
+            return f"amount {value:,.1f}x this {label}'s average over {history}"
+    for column in config.novelty_columns:
+        if name == f"new_{_slug(column)}":
+            if value >= 0.5:
+                return f"first {noun} at this {_column_words(column)} in {history}"
+            return f"{noun} at a {_column_words(column)} seen before"
+    if name == "secs_since_prev":
+        return f"{_duration(value)} after the previous {noun}"
+    if name == "history_count":
+        return f"{_count(value, 'earlier ' + noun)} of this {entity} in {history}"
+    if name == "amount_ratio":
+        return f"amount {value:,.1f}x this {entity}'s average over {history}"
+    if name == "amount_z":
+        return f"amount {value:+,.1f} standard deviations from this {entity}'s {history} history"
+    if name in ("hour_sin", "hour_cos"):
+        sin, cos = (
+            _number(values.get(f"{PREFIX}hour_sin")),
+            _number(values.get(f"{PREFIX}hour_cos")),
+        )
+        if sin is None or cos is None:
+            return None
+        minutes = round((math.atan2(sin, cos) / (2 * math.pi) * 24 * 60) % (24 * 60))
+        return f"at {minutes // 60:02d}:{minutes % 60:02d}, an unusual time of day"
+    if name in ("weekday_sin", "weekday_cos"):
+        return f"on an unusual day of the week for this {entity}"
+    if name in ("km_from_prev", "kmh_from_prev"):
+        km = _number(values.get(f"{PREFIX}km_from_prev"))
+        kmh = _number(values.get(f"{PREFIX}kmh_from_prev"))
+        if km is None:
+            return None
+        text = f"{km:,.0f} km from the previous {noun}"
+        if kmh is not None and kmh > 0:
+            hours = max(km / kmh, _MIN_HOURS_FOR_SPEED)
+            text += f" {_duration(hours * 3600)} earlier ({kmh:,.0f} km/h)"
+        return text
+    return None
+
+
+def _number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _count(value: float, noun: str) -> str:
+    count = int(round(value))
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _money(value: float) -> str:
+    return f"{value:,.2f} spent"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _duration_words(text: str) -> str:
+    seconds = _seconds(text)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}" + ("" if count == 1 else "s")
+    return text
+
+
+def _column_words(column: str) -> str:
+    words = re.sub(r"(_id|_ID|Id|ID)$", "", column).replace("_", " ").strip()
+    return words.lower() or column
+
+
+def _seconds(text: str) -> float:
+    try:
+        # pandas deprecates the lower-case day unit ("7d"); people write it anyway.
+        seconds = pd.Timedelta(re.sub(r"(?<=\d)d$", "D", str(text).strip())).total_seconds()
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a duration: {text!r} (use e.g. '10min', '1h', '7d')") from exc
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive: {text!r}")
+    return seconds
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^0-9A-Za-z]+", "_", str(text)).strip("_").lower()

@@ -1,0 +1,125 @@
+"""Entity history between batches (sequence mode): what tonight's batch needs of the past.
+
+Context features look back at most ``context.history`` (e.g. 30 days). After a batch is
+scored (or a model trained), its records are kept in the results store with the features
+they were given; the next batch loads the records of the ``history`` before its first
+record and is scored exactly as if it were the tail of one big file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from detectors.context import build_context_features, time_to_seconds
+from pipelines.spec import DatasetSpec
+from pipelines.store import ResultsStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EntityHistory:
+    """Earlier records for a batch, and how well they cover the time before it."""
+
+    frame: pd.DataFrame | None
+    rows: int
+    #: Seconds between the newest kept record and the batch's first record (None: no history).
+    gap_seconds: float | None
+    stale: bool = False
+
+    def describe(self) -> str:
+        if self.gap_seconds is None:
+            return "no entity history kept yet: context comes from this batch alone"
+        text = f"{self.rows} earlier records as context"
+        if self.gap_seconds > 86400:
+            text += f"; history ends {self.gap_seconds / 86400:.1f} days before this batch"
+        if self.stale:
+            text += "; kept with another context config, features recomputed"
+        return text
+
+
+def context_signature(spec: DatasetSpec) -> str:
+    """Identifies the context features a record was given (changes when the spec does)."""
+    config = spec.context_config()
+    payload = {"context": config.to_dict() if config else None, "features": spec.feature_columns}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_entity_history(
+    store: ResultsStore, spec: DatasetSpec, batch: pd.DataFrame
+) -> EntityHistory:
+    """Records of the ``history`` before the batch's first record (none of the batch's ids)."""
+    config = spec.context_config()
+    if config is None or not len(batch):
+        return EntityHistory(frame=None, rows=0, gap_seconds=None)
+    seconds = time_to_seconds(batch[config.time_column], config.time_column)
+    start = float(np.nanmin(seconds))
+    since = start - config.history_seconds
+    segments = store.load_history(dataset=spec.name, since=since, until=start)
+    extent = store.history_extent(spec.name)
+    if not segments:
+        gap = None if extent is None else max(0.0, start - extent[1])
+        return EntityHistory(frame=None, rows=0, gap_seconds=gap)
+    signature = context_signature(spec)
+    stale = any(sig != signature for sig, _ in segments)
+    frame = pd.concat([f for _, f in segments], ignore_index=True)
+    seconds = time_to_seconds(frame[config.time_column])
+    keep = (seconds >= since) & (seconds < start)
+    frame = frame.loc[keep]
+    frame = frame.loc[~frame[spec.id_column].isin(set(batch[spec.id_column]))]
+    frame = frame.drop_duplicates(spec.id_column, keep="last")
+    frame = frame.sort_values(config.time_column, kind="stable").reset_index(drop=True)
+    if stale:
+        log.warning(
+            "%s: entity history was kept under another context config; recomputing its "
+            "features (the oldest records lack part of their own history)",
+            spec.name,
+        )
+        context = build_context_features(frame[config.raw_columns], config)
+        frame = pd.concat([frame.drop(columns=context.columns, errors="ignore"), context], axis=1)
+    last = float(time_to_seconds(frame[config.time_column]).max()) if len(frame) else math.nan
+    gap = max(0.0, start - last) if len(frame) else None
+    return EntityHistory(frame=frame, rows=len(frame), gap_seconds=gap, stale=stale)
+
+
+def save_entity_history(
+    store: ResultsStore,
+    spec: DatasetSpec,
+    *,
+    batch_id: str,
+    source: str,
+    state: pd.DataFrame,
+    only_recent: bool = False,
+) -> bool:
+    """Keep records as history (idempotent per batch) and prune what no batch can need.
+
+    ``only_recent`` keeps just the last ``history`` of the records (training data: months
+    of records of which the next batch needs only the tail).
+    """
+    config = spec.context_config()
+    if config is None or not len(state):
+        return False
+    seconds = time_to_seconds(state[config.time_column])
+    if only_recent:
+        recent = seconds >= np.nanmax(seconds) - config.history_seconds
+        state, seconds = state.loc[recent], seconds[recent]
+    written = store.save_history(
+        dataset=spec.name,
+        batch_id=batch_id,
+        source=source,
+        signature=context_signature(spec),
+        frame=state,
+        seconds=seconds,
+    )
+    extent = store.history_extent(spec.name)
+    if extent is not None:
+        # Keep twice the horizon so a late (backfilled) batch still finds its past.
+        store.prune_history(spec.name, before=extent[1] - 2 * config.history_seconds)
+    return written

@@ -1,0 +1,130 @@
+"""Causal context features: hand-checked values, causality, the bounded-history property."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detectors.context import ContextConfig, build_context_features, describe_context
+
+CONFIG = ContextConfig(
+    entity_column="card",
+    time_column="time",
+    amount_column="amount",
+    windows=("10min", "1h", "1d"),
+    history="7d",
+    novelty_columns=("merchant",),
+    secondary_entity_columns=("merchant",),
+    secondary_windows=("1d",),
+    latitude_column="lat",
+    longitude_column="lon",
+    event_noun="payment",
+    entity_noun="card",
+)
+
+
+def _frame(rows: list[tuple]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["card", "time", "amount", "merchant", "lat", "lon"])
+    frame["time"] = pd.Timestamp("2026-01-05") + pd.to_timedelta(frame["time"], unit="min")
+    return frame
+
+
+def test_hand_checked_values():
+    frame = _frame(
+        [
+            ("a", 0, 10.0, "m1", 50.85, 4.35),  # Brussels
+            ("b", 1, 99.0, "m1", np.nan, np.nan),
+            ("a", 5, 20.0, "m2", np.nan, np.nan),  # online: no coordinates
+            ("a", 30, 30.0, "m1", 48.86, 2.35),  # Paris, 30 min after Brussels
+            ("a", 2 * 24 * 60, 60.0, "m1", 48.86, 2.35),
+        ]
+    )
+    f = build_context_features(frame, CONFIG)
+    assert list(f.columns) == CONFIG.feature_names()
+    a = f.iloc[[0, 2, 3, 4]]
+    assert np.isnan(a["ctx_secs_since_prev"].iloc[0])
+    assert a["ctx_secs_since_prev"].iloc[1:].tolist() == [300.0, 1500.0, 2 * 86400 - 1800.0]
+    assert a["ctx_count_10min"].tolist() == [1, 2, 1, 1]
+    assert a["ctx_count_1h"].tolist() == [1, 2, 3, 1]
+    assert a["ctx_amount_sum_1h"].tolist() == [10.0, 30.0, 60.0, 60.0]
+    assert a["ctx_history_count"].tolist() == [0, 1, 2, 3]
+    # Amount vs the card's earlier amounts: 30 / mean(10, 20) = 2; 60 / mean(10, 20, 30) = 3.
+    assert np.isnan(a["ctx_amount_ratio"].iloc[0])
+    assert a["ctx_amount_ratio"].iloc[2:].tolist() == pytest.approx([2.0, 3.0])
+    assert a["ctx_new_merchant"].tolist() == [1.0, 1.0, 0.0, 0.0]
+    # Brussels -> Paris is ~264 km; 30 minutes apart, the online payment in between skipped.
+    assert f["ctx_km_from_prev"].iloc[3] == pytest.approx(264, abs=3)
+    assert f["ctx_kmh_from_prev"].iloc[3] == pytest.approx(528, abs=6)
+    assert np.isnan(f["ctx_km_from_prev"].iloc[2])
+    # Merchant m1's payments in the last day: a at 0, b at 1, a at 30 -> 3.
+    assert f["ctx_merchant_count_1d"].iloc[3] == 3
+    text = describe_context("ctx_km_from_prev", f.iloc[3], CONFIG)
+    assert text == "264 km from the previous payment 30 min earlier (527 km/h)"
+    assert describe_context("ctx_count_1h", f.iloc[3], CONFIG) == "3 payments in 1 hour"
+    assert describe_context("ctx_new_merchant", f.iloc[2], CONFIG) == (
+        "first payment at this merchant in 7 days"
+    )
+
+
+def test_features_are_causal_and_order_free():
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "card": rng.choice(list("abcdef"), n),
+            "time": pd.Timestamp("2026-01-01")
+            + pd.to_timedelta(rng.uniform(0, 20 * 86400, n), "s"),
+            "amount": rng.gamma(2.0, 20.0, n),
+            "merchant": rng.choice(["m1", "m2", "m3", "m4"], n),
+            "lat": rng.normal(50, 1, n),
+            "lon": rng.normal(4, 1, n),
+        }
+    )
+    full = build_context_features(frame, CONFIG)
+    shuffled = frame.sample(frac=1.0, random_state=1)
+    assert np.allclose(
+        build_context_features(shuffled, CONFIG).loc[frame.index].to_numpy(),
+        full.to_numpy(),
+        equal_nan=True,
+    )
+    # Dropping every record after day 10 leaves earlier records' features unchanged.
+    cut = frame["time"] < pd.Timestamp("2026-01-11")
+    past_only = build_context_features(frame[cut], CONFIG)
+    assert np.allclose(past_only.to_numpy(), full[cut].to_numpy(), equal_nan=True)
+
+
+def test_a_batch_with_its_history_matches_the_whole_file():
+    rng = np.random.default_rng(3)
+    n = 3000
+    frame = pd.DataFrame(
+        {
+            "card": rng.choice([f"c{i}" for i in range(40)], n),
+            "time": pd.Timestamp("2026-01-01")
+            + pd.to_timedelta(rng.uniform(0, 40 * 86400, n), "s"),
+            "amount": rng.gamma(2.0, 20.0, n),
+            "merchant": rng.choice([f"m{i}" for i in range(30)], n),
+            "lat": rng.normal(50, 1, n),
+            "lon": rng.normal(4, 1, n),
+        }
+    )
+    full = build_context_features(frame, CONFIG)
+    start = pd.Timestamp("2026-01-30")
+    batch = frame[(frame["time"] >= start) & (frame["time"] < start + pd.Timedelta("1D"))]
+    history = frame[(frame["time"] >= start - pd.Timedelta("7D")) & (frame["time"] < start)]
+    alone = build_context_features(pd.concat([history, batch]), CONFIG).loc[batch.index]
+    assert np.allclose(alone.to_numpy(), full.loc[batch.index].to_numpy(), equal_nan=True)
+
+
+def test_config_errors_are_clear():
+    with pytest.raises(ValueError, match="not a duration"):
+        ContextConfig(entity_column="c", time_column="t", windows=("soon",))
+    with pytest.raises(ValueError, match="longer than history"):
+        ContextConfig(entity_column="c", time_column="t", windows=("30D",), history="7D")
+    with pytest.raises(ValueError, match="both latitude_column and longitude_column"):
+        ContextConfig(entity_column="c", time_column="t", latitude_column="lat")
+    with pytest.raises(
+        ValueError, match=r"need column\(s\) \[.amount., .merchant., .lat., .lon.\]"
+    ):
+        build_context_features(pd.DataFrame({"card": ["a"], "time": [1.0]}), CONFIG)
+    assert ContextConfig.from_dict(CONFIG.to_dict()) == CONFIG
