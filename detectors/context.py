@@ -50,8 +50,8 @@ class ContextConfig:
     entity_column: str
     time_column: str
     amount_column: str | None = None
-    windows: tuple[str, ...] = ("10min", "1h", "1d", "7d")
-    history: str = "30d"
+    windows: tuple[str, ...] = ("10min", "1h", "1D", "7D")
+    history: str = "30D"
     novelty_columns: tuple[str, ...] = ()
     secondary_entity_columns: tuple[str, ...] = ()
     latitude_column: str | None = None
@@ -59,11 +59,21 @@ class ContextConfig:
     calendar: bool = True
     event_noun: str = "record"
     entity_noun: str = "entity"
-    secondary_windows: tuple[str, ...] = field(default=("1d", "7d"))
+    secondary_windows: tuple[str, ...] = field(default=("1D", "7D"))
+    #: Also compare the amount with a *baseline*: the entity's records between
+    #: ``history`` and ``baseline_gap`` ago. A takeover that has been spending for days
+    #: inflates the recent average it is compared with; the baseline stays clean.
+    baseline_gap: str | None = None
 
     def __post_init__(self) -> None:
         for name in (*self.windows, self.history, *self.secondary_windows):
             _seconds(name)
+        if self.baseline_gap is not None and not (
+            0 < _seconds(self.baseline_gap) < _seconds(self.history)
+        ):
+            raise ValueError(f"baseline_gap={self.baseline_gap!r} must be shorter than history")
+        if self.baseline_gap is not None and not self.amount_column:
+            raise ValueError("baseline_gap compares amounts: it needs amount_column")
         if (self.latitude_column is None) != (self.longitude_column is None):
             raise ValueError("give both latitude_column and longitude_column, or neither")
         horizon = _seconds(self.history)
@@ -100,6 +110,8 @@ class ContextConfig:
         if self.amount_column:
             names += [f"{PREFIX}amount_sum_{_slug(w)}" for w in self.windows]
             names += [f"{PREFIX}amount_ratio", f"{PREFIX}amount_z"]
+            if self.baseline_gap:
+                names += [f"{PREFIX}amount_baseline_ratio", f"{PREFIX}amount_baseline_z"]
         names += [f"{PREFIX}new_{_slug(c)}" for c in self.novelty_columns]
         if self.calendar:
             names += [
@@ -197,6 +209,13 @@ def build_context_features(frame: pd.DataFrame, config: ContextConfig) -> pd.Dat
         ratio, z = _relative_to_history(a, cumulative, cumulative_sq, left_history, positions)
         out[f"{PREFIX}amount_ratio"] = entity.unsort(ratio)
         out[f"{PREFIX}amount_z"] = entity.unsort(z)
+        if config.baseline_gap:
+            # Baseline records: [t - history, t - gap), i.e. up to the window's right end.
+            right = entity.window_start(_seconds(config.baseline_gap), include_boundary=True)
+            right = np.maximum(right, left_history)
+            ratio, z = _relative_to_history(a, cumulative, cumulative_sq, left_history, right)
+            out[f"{PREFIX}amount_baseline_ratio"] = entity.unsort(ratio)
+            out[f"{PREFIX}amount_baseline_z"] = entity.unsort(z)
 
     for column in config.novelty_columns:
         values = frame[column]
@@ -286,7 +305,8 @@ def _relative_to_history(
     left: np.ndarray,
     positions: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Amount / mean of the earlier amounts in history, and its z-score (NaN without history).
+    """Amount / mean of the amounts at sorted positions [left, positions), and its z-score
+    (NaN where that range is empty).
 
     The z-score's spread is floored at 10% of the mean so an entity whose earlier amounts
     were all identical does not produce an infinite z.
@@ -377,6 +397,8 @@ def describe_context(feature: str, values: Mapping, config: ContextConfig) -> st
             return f"first {noun} of this {entity} in {history}"
         if name in ("amount_ratio", "amount_z"):
             return f"no earlier {noun} of this {entity} in {history} to compare the amount with"
+        if name in ("amount_baseline_ratio", "amount_baseline_z"):
+            return f"no baseline {noun}s of this {entity} to compare the amount with"
         return None
     for window in config.windows:
         if name == f"count_{_slug(window)}":
@@ -401,6 +423,12 @@ def describe_context(feature: str, values: Mapping, config: ContextConfig) -> st
         return f"{_count(value, 'earlier ' + noun)} of this {entity} in {history}"
     if name == "amount_ratio":
         return f"amount {value:,.1f}x this {entity}'s average over {history}"
+    if name in ("amount_baseline_ratio", "amount_baseline_z") and config.baseline_gap:
+        ratio = _number(values.get(f"{PREFIX}amount_baseline_ratio"))
+        span = f"{_duration_words(config.baseline_gap)} to {history} ago"
+        if ratio is None:
+            return None
+        return f"amount {ratio:,.1f}x this {entity}'s usual amount ({span})"
     if name == "amount_z":
         return f"amount {value:+,.1f} standard deviations from this {entity}'s {history} history"
     if name in ("hour_sin", "hour_cos"):

@@ -32,17 +32,22 @@ class ContextSpec(BaseModel):
         default=None, description="Amounts: window sums and amount vs the entity's history."
     )
     windows: list[str] = Field(
-        default_factory=lambda: ["10min", "1h", "1d", "7d"],
+        default_factory=lambda: ["10min", "1h", "1D", "7D"],
         description="Trailing windows for counts and amount sums (pandas durations).",
     )
-    history: str = Field(default="30d", description="Longest look-back of any feature.")
+    history: str = Field(default="30D", description="Longest look-back of any feature.")
+    baseline_gap: str | None = Field(
+        default=None,
+        description="Also compare amounts with the entity's baseline: its records between "
+        "history and baseline_gap ago (untouched by a takeover younger than the gap).",
+    )
     novelty_columns: list[str] = Field(
         default_factory=list, description="'First time at this value' flags (merchant, country)."
     )
     latitude_column: str | None = None
     longitude_column: str | None = None
     calendar: bool = Field(default=True, description="Hour of day and weekday, cyclic.")
-    secondary_windows: list[str] = Field(default_factory=lambda: ["1d", "7d"])
+    secondary_windows: list[str] = Field(default_factory=lambda: ["1D", "7D"])
     event_noun: str = Field(default="record", description="Word for one record in reasons.")
     entity_noun: str = Field(default="entity", description="Word for the entity in reasons.")
 
@@ -122,6 +127,7 @@ class DatasetSpec(BaseModel):
             longitude_column=self.context.longitude_column,
             calendar=self.context.calendar,
             secondary_windows=tuple(self.context.secondary_windows),
+            baseline_gap=self.context.baseline_gap,
             event_noun=self.context.event_noun,
             entity_noun=self.context.entity_noun,
         )

@@ -128,3 +128,33 @@ def test_config_errors_are_clear():
     ):
         build_context_features(pd.DataFrame({"card": ["a"], "time": [1.0]}), CONFIG)
     assert ContextConfig.from_dict(CONFIG.to_dict()) == CONFIG
+
+
+def test_baseline_ignores_the_recent_records():
+    config = ContextConfig(
+        entity_column="card",
+        time_column="time",
+        amount_column="amount",
+        windows=("1D",),
+        history="30D",
+        baseline_gap="14D",
+        calendar=False,
+    )
+    day = 24 * 60
+    # Baseline amounts 10 and 30 (20-25 days ago), then a takeover spending 100s recently.
+    frame = _frame(
+        [
+            ("a", 0, 10.0, "m", np.nan, np.nan),
+            ("a", 5 * day, 30.0, "m", np.nan, np.nan),
+            ("a", 20 * day, 100.0, "m", np.nan, np.nan),
+            ("a", 25 * day, 100.0, "m", np.nan, np.nan),
+        ]
+    )
+    f = build_context_features(frame, config)
+    # Last record: recent mean (10, 30, 100) = 46.7; baseline = records 14-30 days ago = 10, 30.
+    assert f["ctx_amount_ratio"].iloc[3] == pytest.approx(100 / (140 / 3))
+    assert f["ctx_amount_baseline_ratio"].iloc[3] == pytest.approx(100 / 20)
+    assert np.isnan(f["ctx_amount_baseline_ratio"].iloc[1])  # nothing 14+ days before it
+    assert describe_context("ctx_amount_baseline_ratio", f.iloc[3], config) == (
+        "amount 5.0x this entity's usual amount (14 days to 30 days ago)"
+    )
