@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.vigil-installed
 
-.PHONY: install demo test lint bench clean-state
+.PHONY: install demo test lint bench bench-sequences clean-state
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ bench: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
 	$(BIN)/python -m benchmarks.tabular --datasets cardio thyroid mammography shuttle creditcard_ulb \
 		--seeds 3 --out benchmarks/results/tabular.json --markdown benchmarks/RESULTS.md
+
+# Sequence models on the Fraud-Detection-Handbook data (1.75M transactions).
+bench-sequences: install
+	$(BIN)/python -m benchmarks.sequences --out benchmarks/results/sequences.json \
+		--markdown benchmarks/RESULTS.md
 
 lint: install
 	$(BIN)/ruff check .

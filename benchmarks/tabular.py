@@ -301,7 +301,13 @@ def write_markdown(report: dict, summary: dict, path: Path) -> None:
     lines += ["## stability", "", "Largest drop of one seed's AUROC below its data set's mean:", ""]
     lines += [f"- {m}: {summary['worst_seed_auroc_gap'][m]:.3f}" for m in models]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    # Keep the sequence benchmark's section (benchmarks/sequences.py writes it).
+    previous = path.read_text() if path.exists() else ""
+    start, end = "<!-- sequences:start -->", "<!-- sequences:end -->"
+    if start in previous and end in previous:
+        text += "\n" + previous[previous.index(start) : previous.index(end) + len(end)] + "\n"
+    path.write_text(text)
 
 
 def _cell(cell: dict | None, metric: str, bold: bool = False) -> str:
