@@ -125,3 +125,27 @@ def test_every_command_has_help():
         ["models"],
     ):
         assert "Usage:" in _invoke(*command, "--help")
+
+
+def test_spec_init_in_sequence_mode_proposes_context(tmp_path):
+    from pipelines.demo_sequences import generate_card_sequences
+    from pipelines.spec import load_spec
+
+    data = tmp_path / "cards.csv"
+    generate_card_sequences(n_cards=10, days=5, seed=1).to_csv(data, index=False)
+    spec_path = tmp_path / "cards.yaml"
+    out = _invoke(
+        "spec", "init", "--data", str(data), "--id-col", "transaction_id",
+        "--label-col", "is_fraud", "--entity-col", "card_id", "--time-col", "timestamp",
+        "--ignore-col", "fraud_kind", "--out", str(spec_path),
+    )  # fmt: skip
+    assert "context:     amount amount" in out
+    assert "travel:      latitude, longitude" in out
+    assert "secondary:   merchant_id" in out
+    spec = load_spec(spec_path)
+    assert spec.is_sequence and "fraud_kind" not in spec.feature_columns
+    result = CliRunner().invoke(
+        main, ["spec", "init", "--data", str(data), "--id-col", "transaction_id",
+               "--entity-col", "card_id"],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "needs both --entity-col and --time-col" in result.output
