@@ -166,17 +166,27 @@ def time_to_seconds(values: Any, name: str = "time") -> np.ndarray:
     return s.to_numpy(dtype=np.float64)
 
 
-def build_context_features(frame: pd.DataFrame, config: ContextConfig) -> pd.DataFrame:
-    """Context features for every row of ``frame`` (index kept), from its past only.
+def build_context_features(
+    frame: pd.DataFrame, config: ContextConfig, *, targets: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Context features for the rows of ``frame`` (index kept), each from its past only.
 
-    ``frame`` holds at least ``config.raw_columns``; rows need not be sorted. Missing
-    values come out as NaN (the detectors' encoder adds missing indicators): e.g. the
-    time since the previous record of an entity's first record in ``history``.
+    ``frame`` holds at least ``config.raw_columns``; rows need not be sorted. ``targets``
+    (a boolean mask or row positions) limits the rows features are computed for; the
+    other rows then only serve as the targets' past (a night's batch after 30 days of
+    kept history: the work scales with the batch, not the history). Missing values come
+    out as NaN (the detectors' encoder adds missing indicators): e.g. the time since the
+    previous record of an entity's first record in ``history``.
     """
     missing = [c for c in config.raw_columns if c not in frame.columns]
     if missing:
         raise ValueError(f"context features need column(s) {missing} (found {list(frame.columns)})")
     n = len(frame)
+    if targets is None:
+        rows = np.arange(n)
+    else:
+        targets = np.asarray(targets)
+        rows = np.flatnonzero(targets) if targets.dtype == bool else targets.astype(np.int64)
     seconds = time_to_seconds(frame[config.time_column], config.time_column)
     amount = (
         pd.to_numeric(frame[config.amount_column], errors="coerce").to_numpy(dtype="float64")
@@ -186,60 +196,57 @@ def build_context_features(frame: pd.DataFrame, config: ContextConfig) -> pd.Dat
     horizon = config.history_seconds
     out: dict[str, np.ndarray] = {}
 
-    entity = _Timeline(frame[config.entity_column], seconds, horizon)
-    entity_codes = entity.unsort(entity.codes).astype("int64")
+    entity = _Timeline(frame[config.entity_column], seconds, horizon, rows)
+    pos = entity.pos
     prev_ok = entity.previous_within(horizon)
-    gap = np.full(n, np.nan)
-    gap[prev_ok] = entity.t[prev_ok] - entity.t[np.flatnonzero(prev_ok) - 1]
-    out[f"{PREFIX}secs_since_prev"] = entity.unsort(gap)
+    gap = entity.t[pos] - entity.t[np.maximum(pos - 1, 0)]
+    out[f"{PREFIX}secs_since_prev"] = np.where(prev_ok, gap, np.nan)
     left_history = entity.window_start(horizon, include_boundary=True)
-    positions = np.arange(n)
-    out[f"{PREFIX}history_count"] = entity.unsort((positions - left_history).astype("float64"))
+    out[f"{PREFIX}history_count"] = (pos - left_history).astype("float64")
     for window in config.windows:
         left = entity.window_start(_seconds(window))
-        out[f"{PREFIX}count_{_slug(window)}"] = entity.unsort((positions - left + 1).astype(float))
+        out[f"{PREFIX}count_{_slug(window)}"] = (pos - left + 1).astype("float64")
     if amount is not None:
         a = np.nan_to_num(entity.sort(amount), nan=0.0)
         cumulative = np.concatenate([[0.0], np.cumsum(a)])
         cumulative_sq = np.concatenate([[0.0], np.cumsum(a * a)])
         for window in config.windows:
             left = entity.window_start(_seconds(window))
-            total = cumulative[positions + 1] - cumulative[left]
-            out[f"{PREFIX}amount_sum_{_slug(window)}"] = entity.unsort(total)
-        ratio, z = _relative_to_history(a, cumulative, cumulative_sq, left_history, positions)
-        out[f"{PREFIX}amount_ratio"] = entity.unsort(ratio)
-        out[f"{PREFIX}amount_z"] = entity.unsort(z)
+            out[f"{PREFIX}amount_sum_{_slug(window)}"] = cumulative[pos + 1] - cumulative[left]
+        ratio, z = _relative_to_history(a[pos], cumulative, cumulative_sq, left_history, pos)
+        out[f"{PREFIX}amount_ratio"] = ratio
+        out[f"{PREFIX}amount_z"] = z
         if config.baseline_gap:
             # Baseline records: [t - history, t - gap), i.e. up to the window's right end.
             right = entity.window_start(_seconds(config.baseline_gap), include_boundary=True)
             right = np.maximum(right, left_history)
-            ratio, z = _relative_to_history(a, cumulative, cumulative_sq, left_history, right)
-            out[f"{PREFIX}amount_baseline_ratio"] = entity.unsort(ratio)
-            out[f"{PREFIX}amount_baseline_z"] = entity.unsort(z)
+            ratio, z = _relative_to_history(a[pos], cumulative, cumulative_sq, left_history, right)
+            out[f"{PREFIX}amount_baseline_ratio"] = ratio
+            out[f"{PREFIX}amount_baseline_z"] = z
 
+    entity_codes = entity.unsort(entity.codes).astype("int64")
     for column in config.novelty_columns:
         values = frame[column]
         # One integer per (entity, value) pair, without a slow MultiIndex.
         value_codes = pd.factorize(values)[0].astype("int64")
         pair = entity_codes * (int(value_codes.max(initial=0)) + 2) + value_codes
-        timeline = _Timeline(pd.Series(pair), seconds, horizon)
-        seen_before = timeline.previous_within(horizon)
-        new = timeline.unsort((~seen_before).astype("float64"))
-        new[values.isna().to_numpy()] = np.nan
+        timeline = _Timeline(pd.Series(pair), seconds, horizon, rows)
+        new = (~timeline.previous_within(horizon)).astype("float64")
+        new[values.isna().to_numpy()[rows]] = np.nan
         out[f"{PREFIX}new_{_slug(column)}"] = new
 
     if config.calendar:
-        out.update(_calendar(frame[config.time_column], seconds))
+        out.update(_calendar(frame[config.time_column].iloc[rows], seconds[rows]))
 
     if config.latitude_column and config.longitude_column:
-        out.update(_travel(frame, config, seconds, horizon))
+        out.update(_travel(frame, config, seconds, horizon, rows))
 
     for column in config.secondary_entity_columns:
-        timeline = _Timeline(frame[column], seconds, horizon)
-        known = frame[column].notna().to_numpy()
+        timeline = _Timeline(frame[column], seconds, horizon, rows)
+        known = frame[column].notna().to_numpy()[rows]
         for window in config.secondary_windows:
             left = timeline.window_start(_seconds(window))
-            counts = timeline.unsort((positions - left + 1).astype("float64"))
+            counts = (timeline.pos - left + 1).astype("float64")
             counts[~known] = np.nan
             out[f"{PREFIX}{_slug(column)}_count_{_slug(window)}"] = counts
         if amount is not None:
@@ -247,19 +254,25 @@ def build_context_features(frame: pd.DataFrame, config: ContextConfig) -> pd.Dat
             cumulative = np.concatenate([[0.0], np.cumsum(a)])
             cumulative_sq = np.concatenate([[0.0], np.cumsum(a * a)])
             left = timeline.window_start(horizon, include_boundary=True)
-            ratio, _ = _relative_to_history(a, cumulative, cumulative_sq, left, positions)
-            ratio = timeline.unsort(ratio)
+            ratio, _ = _relative_to_history(
+                a[timeline.pos], cumulative, cumulative_sq, left, timeline.pos
+            )
             ratio[~known] = np.nan
             out[f"{PREFIX}{_slug(column)}_amount_ratio"] = ratio
 
-    result = pd.DataFrame(out, index=frame.index)
+    result = pd.DataFrame(out, index=frame.index[rows])
     return result[config.feature_names()]
 
 
 class _Timeline:
-    """Rows sorted by (key, time, input order) with a searchable (key, time) axis."""
+    """Rows sorted by (key, time, input order) with a searchable (key, time) axis.
 
-    def __init__(self, keys: pd.Series, seconds: np.ndarray, horizon: float) -> None:
+    ``pos`` holds the sorted positions of the target rows; queries answer for those.
+    """
+
+    def __init__(
+        self, keys: pd.Series, seconds: np.ndarray, horizon: float, rows: np.ndarray
+    ) -> None:
         codes = pd.factorize(keys.reset_index(drop=True), use_na_sentinel=True)[0]
         # Missing keys become their own singleton groups so they never share history.
         missing = codes < 0
@@ -276,6 +289,9 @@ class _Timeline:
             self.key = self.codes.astype("float64") * span + (self.t - origin)
         else:
             self.key = np.empty(0)
+        inverse = np.empty(n, dtype=np.int64)
+        inverse[self.order] = np.arange(n)
+        self.pos = inverse[rows]
 
     def sort(self, values: np.ndarray) -> np.ndarray:
         return values[self.order]
@@ -286,16 +302,20 @@ class _Timeline:
         return out
 
     def window_start(self, seconds: float, *, include_boundary: bool = False) -> np.ndarray:
-        """First sorted position of the same key with time > t - seconds (>= with boundary)."""
+        """Per target: first sorted position of the same key with time > t - seconds
+        (>= with the boundary)."""
         side = "left" if include_boundary else "right"
-        return np.searchsorted(self.key, self.key - seconds, side=side)
+        return np.searchsorted(self.key, self.key[self.pos] - seconds, side=side)
 
     def previous_within(self, seconds: float) -> np.ndarray:
-        """Sorted mask: the previous sorted row has the same key and is within ``seconds``."""
-        ok = np.zeros(len(self.codes), dtype=bool)
-        if len(ok) > 1:
-            ok[1:] = (self.codes[1:] == self.codes[:-1]) & (self.t[1:] - self.t[:-1] <= seconds)
-        return ok
+        """Per target: the previous sorted row has the same key and is within ``seconds``."""
+        pos = self.pos
+        prev = np.maximum(pos - 1, 0)
+        return (
+            (pos > 0)
+            & (self.codes[prev] == self.codes[pos])
+            & (self.t[pos] - self.t[prev] <= seconds)
+        )
 
 
 def _relative_to_history(
@@ -345,7 +365,11 @@ def _calendar(times: pd.Series, seconds: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _travel(
-    frame: pd.DataFrame, config: ContextConfig, seconds: np.ndarray, horizon: float
+    frame: pd.DataFrame,
+    config: ContextConfig,
+    seconds: np.ndarray,
+    horizon: float,
+    rows: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Distance and implied speed from the entity's previous record that has coordinates.
 
@@ -355,19 +379,24 @@ def _travel(
     lat = pd.to_numeric(frame[config.latitude_column], errors="coerce").to_numpy(float)
     lon = pd.to_numeric(frame[config.longitude_column], errors="coerce").to_numpy(float)
     located = np.flatnonzero(~(np.isnan(lat) | np.isnan(lon)))
-    km = np.full(n, np.nan)
-    kmh = np.full(n, np.nan)
-    if len(located) > 1:
+    km = np.full(len(rows), np.nan)
+    kmh = np.full(len(rows), np.nan)
+    is_target = np.zeros(n, dtype=bool)
+    is_target[rows] = True
+    target_index = np.full(n, -1, dtype=np.int64)
+    target_index[rows] = np.arange(len(rows))
+    located_targets = np.flatnonzero(is_target[located])
+    if len(located) > 1 and len(located_targets):
         keys = frame[config.entity_column].iloc[located]
-        timeline = _Timeline(keys, seconds[located], horizon)
+        timeline = _Timeline(keys, seconds[located], horizon, located_targets)
         prev = timeline.previous_within(horizon)
-        here = located[timeline.order]
-        cur = here[prev]
-        before = here[np.flatnonzero(prev) - 1]
+        pos = timeline.pos[prev]
+        cur = located[timeline.order[pos]]
+        before = located[timeline.order[pos - 1]]
         distance = _haversine_km(lat[before], lon[before], lat[cur], lon[cur])
         hours = np.maximum((seconds[cur] - seconds[before]) / 3600.0, _MIN_HOURS_FOR_SPEED)
-        km[cur] = distance
-        kmh[cur] = distance / hours
+        km[target_index[cur]] = distance
+        kmh[target_index[cur]] = distance / hours
     return {f"{PREFIX}km_from_prev": km, f"{PREFIX}kmh_from_prev": kmh}
 
 

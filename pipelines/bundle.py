@@ -86,7 +86,8 @@ def prepare_records(
         )
     else:
         combined = frame[raw_columns].reset_index(drop=True)
-    context = build_context_features(combined, config).iloc[n_history:]
+    batch_rows = np.arange(n_history, n_history + len(frame))
+    context = build_context_features(combined, config, targets=batch_rows)
     context.index = frame.index
     keys = [config.entity_column, config.time_column]
     features = pd.concat([typed, context, frame[keys]], axis=1)

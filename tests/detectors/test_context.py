@@ -114,6 +114,20 @@ def test_a_batch_with_its_history_matches_the_whole_file():
     history = frame[(frame["time"] >= start - pd.Timedelta("7D")) & (frame["time"] < start)]
     alone = build_context_features(pd.concat([history, batch]), CONFIG).loc[batch.index]
     assert np.allclose(alone.to_numpy(), full.loc[batch.index].to_numpy(), equal_nan=True)
+    # Computing only the batch's rows (history rows as past only) gives the same values.
+    combined = pd.concat([history, batch])
+    only_batch = build_context_features(
+        combined, CONFIG, targets=np.arange(len(history), len(combined))
+    )
+    assert list(only_batch.index) == list(batch.index)
+    assert np.allclose(only_batch.to_numpy(), alone.to_numpy(), equal_nan=True)
+    mask = np.zeros(len(combined), dtype=bool)
+    mask[len(history) :] = True
+    assert np.allclose(
+        build_context_features(combined, CONFIG, targets=mask).to_numpy(),
+        alone.to_numpy(),
+        equal_nan=True,
+    )
 
 
 def test_config_errors_are_clear():
