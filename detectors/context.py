@@ -64,6 +64,9 @@ class ContextConfig:
     #: ``history`` and ``baseline_gap`` ago. A takeover that has been spending for days
     #: inflates the recent average it is compared with; the baseline stays clean.
     baseline_gap: str | None = None
+    #: Earlier records needed before an amount is compared with them: against one or two
+    #: records (a 0.19 payment, say) a ratio says more about chance than about the card.
+    min_history: int = 3
 
     def __post_init__(self) -> None:
         for name in (*self.windows, self.history, *self.secondary_windows):
@@ -213,14 +216,18 @@ def build_context_features(
         for window in config.windows:
             left = entity.window_start(_seconds(window))
             out[f"{PREFIX}amount_sum_{_slug(window)}"] = cumulative[pos + 1] - cumulative[left]
-        ratio, z = _relative_to_history(a[pos], cumulative, cumulative_sq, left_history, pos)
+        ratio, z = _relative_to_history(
+            a[pos], cumulative, cumulative_sq, left_history, pos, config.min_history
+        )
         out[f"{PREFIX}amount_ratio"] = ratio
         out[f"{PREFIX}amount_z"] = z
         if config.baseline_gap:
             # Baseline records: [t - history, t - gap), i.e. up to the window's right end.
             right = entity.window_start(_seconds(config.baseline_gap), include_boundary=True)
             right = np.maximum(right, left_history)
-            ratio, z = _relative_to_history(a[pos], cumulative, cumulative_sq, left_history, right)
+            ratio, z = _relative_to_history(
+                a[pos], cumulative, cumulative_sq, left_history, right, config.min_history
+            )
             out[f"{PREFIX}amount_baseline_ratio"] = ratio
             out[f"{PREFIX}amount_baseline_z"] = z
 
@@ -255,7 +262,7 @@ def build_context_features(
             cumulative_sq = np.concatenate([[0.0], np.cumsum(a * a)])
             left = timeline.window_start(horizon, include_boundary=True)
             ratio, _ = _relative_to_history(
-                a[timeline.pos], cumulative, cumulative_sq, left, timeline.pos
+                a[timeline.pos], cumulative, cumulative_sq, left, timeline.pos, config.min_history
             )
             ratio[~known] = np.nan
             out[f"{PREFIX}{_slug(column)}_amount_ratio"] = ratio
@@ -324,9 +331,10 @@ def _relative_to_history(
     cumulative_sq: np.ndarray,
     left: np.ndarray,
     positions: np.ndarray,
+    min_count: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Amount / mean of the amounts at sorted positions [left, positions), and its z-score
-    (NaN where that range is empty).
+    (NaN where that range holds fewer than ``min_count`` records).
 
     The z-score's spread is floored at 10% of the mean so an entity whose earlier amounts
     were all identical does not produce an infinite z.
@@ -340,7 +348,7 @@ def _relative_to_history(
         spread = np.maximum(np.sqrt(variance), 0.1 * np.abs(mean) + 1e-9)
         ratio = amount / np.where(mean > 0, mean, np.nan)
         z = (amount - mean) / spread
-    none = count < 1
+    none = count < max(1, min_count)
     ratio[none] = np.nan
     z[none] = np.nan
     return ratio, z

@@ -84,9 +84,14 @@ def load_entity_history(
         )
         context = build_context_features(frame[config.raw_columns], config)
         frame = pd.concat([frame.drop(columns=context.columns, errors="ignore"), context], axis=1)
-    last = float(time_to_seconds(frame[config.time_column]).max()) if len(frame) else math.nan
-    gap = max(0.0, start - last) if len(frame) else None
-    return EntityHistory(frame=frame, rows=len(frame), gap_seconds=gap, stale=stale)
+    if len(frame):
+        last = float(time_to_seconds(frame[config.time_column]).max())
+    else:
+        last = extent[1] if extent is not None else math.nan
+    gap = None if math.isnan(last) else max(0.0, start - last)
+    return EntityHistory(
+        frame=frame if len(frame) else None, rows=len(frame), gap_seconds=gap, stale=stale
+    )
 
 
 def save_entity_history(

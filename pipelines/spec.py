@@ -46,6 +46,9 @@ class ContextSpec(BaseModel):
     )
     latitude_column: str | None = None
     longitude_column: str | None = None
+    min_history: int = Field(
+        default=3, ge=1, description="Earlier records needed before amounts are compared."
+    )
     calendar: bool = Field(default=True, description="Hour of day and weekday, cyclic.")
     secondary_windows: list[str] = Field(default_factory=lambda: ["1D", "7D"])
     event_noun: str = Field(default="record", description="Word for one record in reasons.")
@@ -128,6 +131,7 @@ class DatasetSpec(BaseModel):
             calendar=self.context.calendar,
             secondary_windows=tuple(self.context.secondary_windows),
             baseline_gap=self.context.baseline_gap,
+            min_history=self.context.min_history,
             event_noun=self.context.event_noun,
             entity_noun=self.context.entity_noun,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +23,7 @@ CONFIG = ContextConfig(
     longitude_column="lon",
     event_noun="payment",
     entity_noun="card",
+    min_history=1,
 )
 
 
@@ -53,6 +56,10 @@ def test_hand_checked_values():
     assert np.isnan(a["ctx_amount_ratio"].iloc[0])
     assert a["ctx_amount_ratio"].iloc[2:].tolist() == pytest.approx([2.0, 3.0])
     assert a["ctx_new_merchant"].tolist() == [1.0, 1.0, 0.0, 0.0]
+    # By default an amount is compared only with 3+ earlier records.
+    strict = build_context_features(frame, dataclasses.replace(CONFIG, min_history=3))
+    assert np.isnan(strict["ctx_amount_ratio"].iloc[3])
+    assert strict["ctx_amount_ratio"].iloc[4] == pytest.approx(3.0)
     # Brussels -> Paris is ~264 km; 30 minutes apart, the online payment in between skipped.
     assert f["ctx_km_from_prev"].iloc[3] == pytest.approx(264, abs=3)
     assert f["ctx_kmh_from_prev"].iloc[3] == pytest.approx(528, abs=6)
@@ -153,6 +160,7 @@ def test_baseline_ignores_the_recent_records():
         history="30D",
         baseline_gap="14D",
         calendar=False,
+        min_history=1,
     )
     day = 24 * 60
     # Baseline amounts 10 and 30 (20-25 days ago), then a takeover spending 100s recently.
