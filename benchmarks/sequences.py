@@ -96,7 +96,12 @@ def quality(test: pd.DataFrame, scores: np.ndarray) -> dict:
 
 def build_detector(kind: str, spec, *, seed: int, overrides: dict):
     context = spec.context_config()
-    common = {"seed": seed, "target_fpr": 0.01, **overrides.get(kind, {})}
+    common = {
+        "seed": seed,
+        "target_fpr": 0.01,
+        "range_features": list(spec.range_checked_features) or None,
+        **overrides.get(kind, {}),
+    }
     if kind in ("vae_raw", "vae_context"):
         return VAEDetector(**common)
     sequence = {

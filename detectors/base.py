@@ -36,7 +36,7 @@ import torch
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from detectors.encoding import UNKNOWN, TabularEncoder, as_frame
+from detectors.encoding import BEYOND_RANGE_SUFFIX, UNKNOWN, TabularEncoder, as_frame
 from detectors.thresholds import Threshold
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
@@ -69,6 +69,9 @@ class BaseDeepDetector:
         RNG state is restored after ``fit``.
     target_fpr: false-positive rate the fitted threshold aims at on normal data.
     categorical_features: columns to one-hot even if their dtype is numeric.
+    range_features: numeric columns whose values beyond the range seen in training are
+        novel, like an unseen category (e.g. an amount above any normal amount); see
+        ``TabularEncoder``.
     device: torch device for training and scoring ("cpu", "cuda", ...).
     """
 
@@ -85,6 +88,7 @@ class BaseDeepDetector:
         seed: int = 0,
         target_fpr: float = 0.01,
         categorical_features: list[str] | None = None,
+        range_features: list[str] | None = None,
         device: str = "cpu",
     ) -> None:
         self.epochs = epochs
@@ -95,6 +99,7 @@ class BaseDeepDetector:
         self.seed = seed
         self.target_fpr = target_fpr
         self.categorical_features = categorical_features
+        self.range_features = range_features
         self.device = device
 
     # --------------------------------------------------------------- params
@@ -161,7 +166,7 @@ class BaseDeepDetector:
         """
         floors = torch.full_like(mse, float(self.min_error_variance))
         for j, name in enumerate(self.encoder_.output_names_):
-            if name.endswith(f"={UNKNOWN}"):
+            if name.endswith((f"={UNKNOWN}", BEYOND_RANGE_SUFFIX)):
                 floors[j] = NOVELTY_ERROR_VARIANCE
         return torch.maximum(mse, floors).tolist()
 
@@ -239,7 +244,9 @@ class BaseDeepDetector:
         df_train = df.iloc[train_idx]
         df_val = df.iloc[val_idx]
 
-        self.encoder_ = TabularEncoder(categorical_features=self.categorical_features)
+        self.encoder_ = TabularEncoder(
+            categorical_features=self.categorical_features, range_features=self.range_features
+        )
         x_train = torch.from_numpy(self.encoder_.fit_transform(df_train))
         x_val = torch.from_numpy(self.encoder_.transform(df_val)) if len(val_idx) else None
         self.feature_names_in_: list[str] = list(self.encoder_.feature_names_in_)

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 UNKNOWN = "__unknown__"
+#: Output column set to 1 when a range-checked value lies outside the training range.
+BEYOND_RANGE_SUFFIX = "__beyond_range"
 
 #: Sample skewness above which a non-negative numeric column is log1p-transformed.
 SKEW_THRESHOLD = 2.0
@@ -74,6 +76,11 @@ class TabularEncoder:
         * No hard clipping (extreme values must stay visible), but robust z-scores with
           ``|z| > SOFT_LIMIT`` (20) are soft-limited to ``sign(z) * (20 + log1p(|z| - 20))``:
           monotone, still far outside the normal range, but finite and numerically tame.
+        * Columns named in ``range_features`` also get a 0/1 ``<col>__beyond_range``
+          column: 1 when the value lies outside the [min, max] seen in training. It is
+          never set in training, so detectors treat it like an unseen category (a
+          novelty that dominates the score): for values whose normal range is a fact of
+          the domain (an amount no normal customer ever reaches), not a matter of degree.
 
     Categorical columns (object/string/category/bool dtype, or named in
     ``categorical_features``)
@@ -91,10 +98,12 @@ class TabularEncoder:
         categorical_features: list[str] | None = None,
         max_categories: int = 50,
         min_category_frequency: float = 0.001,
+        range_features: list[str] | None = None,
     ) -> None:
         self.categorical_features = categorical_features
         self.max_categories = max_categories
         self.min_category_frequency = min_category_frequency
+        self.range_features = range_features
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: pd.DataFrame | np.ndarray) -> TabularEncoder:
@@ -107,13 +116,26 @@ class TabularEncoder:
         if unknown_forced:
             raise ValueError(f"categorical_features not in data: {sorted(unknown_forced)}")
         self.feature_names_in_: list[str] = [str(c) for c in df.columns]
+        ranged = set(self.range_features or [])
+        unknown_ranged = ranged - set(self.feature_names_in_)
+        if unknown_ranged:
+            raise ValueError(f"range_features not in data: {sorted(unknown_ranged)}")
         self.columns_: list[dict[str, Any]] = []
         for name, col in zip(self.feature_names_in_, df.columns, strict=True):
             s = df[col]
             if name in forced or _is_categorical_dtype(s):
+                if name in ranged:
+                    raise ValueError(f"range_features: {name!r} is categorical, not numeric")
                 self.columns_.append(self._fit_categorical(name, s))
             else:
-                self.columns_.append(self._fit_numeric(name, s))
+                column = self._fit_numeric(name, s)
+                if name in ranged:
+                    finite = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64)
+                    finite = finite[np.isfinite(finite)]
+                    column["range"] = (
+                        [float(finite.min()), float(finite.max())] if finite.size else None
+                    )
+                self.columns_.append(column)
         self._finalise()
         return self
 
@@ -178,6 +200,9 @@ class TabularEncoder:
                 if c["missing_indicator"]:
                     names.append(f"{c['name']}__missing")
                     groups.append(i)
+                if c.get("range"):
+                    names.append(f"{c['name']}{BEYOND_RANGE_SUFFIX}")
+                    groups.append(i)
             else:
                 for cat in [*c["categories"], UNKNOWN]:
                     names.append(f"{c['name']}={cat}")
@@ -212,6 +237,9 @@ class TabularEncoder:
             if c["kind"] == "numeric":
                 v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, copy=True)
                 missing = ~np.isfinite(v)
+                if c.get("range"):
+                    low, high = c["range"]
+                    beyond = ~missing & ((v < low) | (v > high))
                 v[missing] = c["median_raw"]
                 if c["log1p"]:
                     # Negative values never occurred in training; keep them finite and low.
@@ -224,6 +252,9 @@ class TabularEncoder:
                 j += 1
                 if c["missing_indicator"]:
                     out[:, j] = missing
+                    j += 1
+                if c.get("range"):
+                    out[:, j] = beyond
                     j += 1
             else:
                 k = len(c["categories"])
@@ -249,6 +280,7 @@ class TabularEncoder:
             "categorical_features": self.categorical_features,
             "max_categories": self.max_categories,
             "min_category_frequency": self.min_category_frequency,
+            "range_features": self.range_features,
             "feature_names_in": list(self.feature_names_in_),
             "columns": [dict(c) for c in self.columns_],
         }
@@ -260,6 +292,7 @@ class TabularEncoder:
             categorical_features=d.get("categorical_features"),
             max_categories=int(d["max_categories"]),
             min_category_frequency=float(d["min_category_frequency"]),
+            range_features=d.get("range_features"),
         )
         enc.feature_names_in_ = list(d["feature_names_in"])
         enc.columns_ = [dict(c) for c in d["columns"]]

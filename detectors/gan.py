@@ -124,6 +124,7 @@ class GANDetector(BaseDeepDetector):
         seed: int = 0,
         target_fpr: float = 0.01,
         categorical_features: list[str] | None = None,
+        range_features: list[str] | None = None,
         device: str = "cpu",
     ) -> None:
         super().__init__(
@@ -135,6 +136,7 @@ class GANDetector(BaseDeepDetector):
             seed=seed,
             target_fpr=target_fpr,
             categorical_features=categorical_features,
+            range_features=range_features,
             device=device,
         )
         self.hidden_dims = hidden_dims

@@ -226,7 +226,9 @@ class _SequenceMixin(BaseDeepDetector):
                 f"need at least 2 training rows after the split, got {len(target_pos)} target rows"
             )
 
-        self.encoder_ = TabularEncoder(categorical_features=self.categorical_features)
+        self.encoder_ = TabularEncoder(
+            categorical_features=self.categorical_features, range_features=self.range_features
+        )
         self.encoder_.fit(feats.iloc[train_pos])
         self.feature_names_in_: list[str] = list(self.encoder_.feature_names_in_)
         self.n_features_in_: int = len(self.feature_names_in_)
@@ -390,6 +392,7 @@ class SequenceVAEDetector(_SequenceMixin, VAEDetector):
         seed: int = 0,
         target_fpr: float = 0.01,
         categorical_features: list[str] | None = None,
+        range_features: list[str] | None = None,
         device: str = "cpu",
     ) -> None:
         super().__init__(
@@ -410,6 +413,7 @@ class SequenceVAEDetector(_SequenceMixin, VAEDetector):
             seed=seed,
             target_fpr=target_fpr,
             categorical_features=categorical_features,
+            range_features=range_features,
             device=device,
         )
         self.entity_column = entity_column
@@ -547,6 +551,7 @@ class SequenceGANDetector(_SequenceMixin, GANDetector):
         seed: int = 0,
         target_fpr: float = 0.01,
         categorical_features: list[str] | None = None,
+        range_features: list[str] | None = None,
         device: str = "cpu",
     ) -> None:
         super().__init__(
@@ -567,6 +572,7 @@ class SequenceGANDetector(_SequenceMixin, GANDetector):
             seed=seed,
             target_fpr=target_fpr,
             categorical_features=categorical_features,
+            range_features=range_features,
             device=device,
         )
         self.entity_column = entity_column

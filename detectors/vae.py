@@ -94,6 +94,7 @@ class VAEDetector(BaseDeepDetector):
         seed: int = 0,
         target_fpr: float = 0.01,
         categorical_features: list[str] | None = None,
+        range_features: list[str] | None = None,
         device: str = "cpu",
     ) -> None:
         super().__init__(
@@ -105,6 +106,7 @@ class VAEDetector(BaseDeepDetector):
             seed=seed,
             target_fpr=target_fpr,
             categorical_features=categorical_features,
+            range_features=range_features,
             device=device,
         )
         self.hidden_dims = hidden_dims

@@ -204,6 +204,9 @@ class ScoringBundle:
                 if context_config is not None and name.startswith(CONTEXT_PREFIX):
                     described = describe_context(name, features.iloc[row], context_config)
                 what = described or f"{name} = {_format_value(value)}"
+                beyond = self._beyond_range(name, value)
+                if beyond:
+                    what += f", {beyond}"
                 reasons.append(
                     {
                         "feature": name,
@@ -215,6 +218,22 @@ class ScoringBundle:
                 )
             out.append(reasons)
         return out
+
+    def _beyond_range(self, feature: str, value) -> str | None:
+        """'above every normal value seen in training (max 219.98)' for range-checked
+        features whose value lies outside the training range."""
+        encoder = getattr(self.detector, "encoder_", None)
+        number = _plain(value)
+        if encoder is None or not isinstance(number, int | float):
+            return None
+        for column in encoder.columns_:
+            if column["name"] == feature and column.get("range"):
+                low, high = column["range"]
+                if number > high:
+                    return f"above every normal value seen in training (max {high:,.2f})"
+                if number < low:
+                    return f"below every normal value seen in training (min {low:,.2f})"
+        return None
 
     # -- persistence --------------------------------------------------------------------
 

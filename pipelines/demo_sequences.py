@@ -26,6 +26,7 @@ SEQUENCE_SPEC = DatasetSpec(
     label_column="is_fraud",
     numeric_features=["amount"],
     categorical_features=["merchant_category"],
+    range_checked_features=["amount"],
     entity_column="card_id",
     time_column="timestamp",
     secondary_entity_columns=["merchant_id"],

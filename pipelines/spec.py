@@ -66,6 +66,11 @@ class DatasetSpec(BaseModel):
     )
     numeric_features: list[str] = Field(default_factory=list)
     categorical_features: list[str] = Field(default_factory=list)
+    range_checked_features: list[str] = Field(
+        default_factory=list,
+        description="Numeric features whose values beyond the range seen in normal training "
+        "data are novel by definition (an amount no normal customer ever reaches).",
+    )
     entity_column: str | None = Field(default=None, description="Sequence data: e.g. card_id.")
     time_column: str | None = Field(default=None, description="Sequence data: event time.")
     secondary_entity_columns: list[str] = Field(
@@ -99,6 +104,9 @@ class DatasetSpec(BaseModel):
         duplicated = {c for c in features if features.count(c) > 1}
         if duplicated:
             raise ValueError(f"columns listed twice as features: {sorted(duplicated)}")
+        unchecked = [c for c in self.range_checked_features if c not in self.numeric_features]
+        if unchecked:
+            raise ValueError(f"range_checked_features must be numeric_features: {unchecked}")
         for role, column in (("id_column", self.id_column), ("label_column", self.label_column)):
             if column is not None and column in features:
                 raise ValueError(f"{role} {column!r} must not also be a feature")
@@ -257,12 +265,14 @@ def infer_spec(
         context, secondary = propose_context(frame, numeric, categorical, id_like)
         coordinates = {context.latitude_column, context.longitude_column}
         numeric = [c for c in numeric if c not in coordinates]
+    ranged = [context.amount_column] if context and context.amount_column in numeric else []
     return DatasetSpec(
         name=name,
         id_column=id_column,
         label_column=label_column,
         numeric_features=numeric,
         categorical_features=categorical,
+        range_checked_features=ranged,
         entity_column=entity_column,
         time_column=time_column,
         secondary_entity_columns=secondary,

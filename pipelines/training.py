@@ -167,6 +167,7 @@ def build_detector(kind: DetectorKind, spec: DatasetSpec, config: TrainConfig):
         "seed": config.seed,
         "target_fpr": config.target_fpr,
         "categorical_features": list(spec.categorical_features),
+        "range_features": list(spec.range_checked_features) or None,
     }
     if kind in SEQUENCE_KINDS:
         context = spec.context_config()

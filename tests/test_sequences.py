@@ -85,6 +85,7 @@ def test_spec_init_proposes_context_features(records):
     assert spec.context.novelty_columns == ["merchant_id", "merchant_category"]
     # Not features: ids, coordinates (used for travel), ignored columns, time counters.
     assert spec.numeric_features == ["amount"]
+    assert spec.range_checked_features == ["amount"]
     assert spec.categorical_features == ["merchant_category"]
     assert "ctx_km_from_prev" in spec.model_feature_columns
 

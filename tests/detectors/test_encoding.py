@@ -114,3 +114,15 @@ def test_numpy_input_and_forced_categorical() -> None:
     assert enc.columns_[0]["kind"] == "categorical"
     assert enc.transform(X).dtype == np.float32
     assert enc.transform(X).shape == (100, 4 + 1)  # 3 categories + unknown + x1
+
+
+def test_range_features_flag_values_beyond_the_training_range():
+    train = pd.DataFrame({"amount": [10.0, 50.0, 220.0], "n": [1.0, 2.0, 3.0]})
+    enc = TabularEncoder(range_features=["amount"]).fit(train)
+    assert enc.output_names_ == ["amount", "amount__beyond_range", "n"]
+    out = enc.transform(pd.DataFrame({"amount": [220.0, 231.0, 5.0, np.nan], "n": [1.0] * 4}))
+    assert out[:, 1].tolist() == [0.0, 1.0, 1.0, 0.0]
+    again = TabularEncoder.from_dict(enc.to_dict())
+    assert np.array_equal(again.transform(train), enc.transform(train))
+    with pytest.raises(ValueError, match="range_features not in data"):
+        TabularEncoder(range_features=["nope"]).fit(train)
