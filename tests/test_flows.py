@@ -133,7 +133,7 @@ def test_sequence_spec_trains_sequence_models_and_scores_a_later_day_alone(
     # Evaluation is the latest 20% of the time, with labels: metrics are there.
     assert all("auroc" in m["metrics"] for m in result["models"])
 
-    scored = score_flow(data=str(tmp_path / "day.csv"))  # default: the sequence VAE champion
+    scored = score_flow(data=str(tmp_path / "day.csv"), model=f"{unique_name}-seq_vae")
     assert scored["model"] == f"{unique_name}-seq_vae"
     assert scored["rows_scored"] == len(last_day)
     assert "earlier records as context" in scored["history"]
