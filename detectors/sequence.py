@@ -360,6 +360,10 @@ class SequenceVAEDetector(_SequenceMixin, VAEDetector):
     ``explain`` returns the standardised squared errors of the current record's columns
     summed per feature, the KL term shared in proportion, so each row sums to its score.
 
+    This is ``VAEDetector``'s ``score_rule="elbo"``, fixed (set in ``__init__``, not a
+    parameter): the ensemble rule is tabular-only for now, so this detector fits and saves
+    no ``ensemble_`` statistics.
+
     ``max_train_rows``: at most this many (seeded random) training rows take gradient
     steps per fit (None: all); context rows are never subsampled.
     """
@@ -405,6 +409,7 @@ class SequenceVAEDetector(_SequenceMixin, VAEDetector):
             standardize_errors=standardize_errors,
             min_error_variance=min_error_variance,
             score_kl=score_kl,
+            score_rule="elbo",
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
@@ -481,13 +486,15 @@ class SequenceVAEDetector(_SequenceMixin, VAEDetector):
         # Used by VAEDetector._score_batch / _contributions (score and explain).
         se, kl = self._errors_and_kl(xb)
         var = torch.tensor(self.error_variance_, dtype=se.dtype, device=se.device)
-        return se / var, kl
+        extra = float(self.beta) * kl.double() if self.score_kl else torch.zeros_like(kl).double()
+        return se / var, extra
 
     def _extra_state(self) -> dict[str, Any]:
-        return {**super()._extra_state(), **self._fit_counts()}
+        # ELBO rule only: none of VAEDetector's ensemble / latent-density state.
+        return {"error_variance": self.error_variance_, **self._fit_counts()}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
-        super()._load_extra_state(state)
+        self.error_variance_ = [float(v) for v in state["error_variance"]]
         self._load_fit_counts(state)
 
 
