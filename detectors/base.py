@@ -150,10 +150,6 @@ class BaseDeepDetector:
         """Early-stopping monitor on held-out normal rows; default: their mean score."""
         return float(self._batched(self._score_batch, xv).mean())
 
-    def _encoder_options(self) -> dict[str, Any]:
-        """Extra ``TabularEncoder`` arguments (e.g. the numeric scaling) of this detector."""
-        return {}
-
     def _min_epochs(self) -> int:
         """Epochs during which early stopping may not trigger (e.g. a KL warm-up)."""
         return 0
@@ -249,9 +245,7 @@ class BaseDeepDetector:
         df_val = df.iloc[val_idx]
 
         self.encoder_ = TabularEncoder(
-            categorical_features=self.categorical_features,
-            range_features=self.range_features,
-            **self._encoder_options(),
+            categorical_features=self.categorical_features, range_features=self.range_features
         )
         x_train = torch.from_numpy(self.encoder_.fit_transform(df_train))
         x_val = torch.from_numpy(self.encoder_.transform(df_val)) if len(val_idx) else None

@@ -21,8 +21,6 @@ BEYOND_RANGE_SUFFIX = "__beyond_range"
 SKEW_THRESHOLD = 2.0
 #: Robust z-scores beyond this magnitude are soft-limited (see ``TabularEncoder``).
 SOFT_LIMIT = 20.0
-#: Numeric scalings: "robust" (median / max(IQR, winsorised std)), "std" (mean / std).
-SCALINGS = ("robust", "std")
 #: IQR of a standard normal; dividing the IQR by it makes the scale comparable to a std.
 _IQR_TO_STD = 1.3489795003921634
 
@@ -101,17 +99,11 @@ class TabularEncoder:
         max_categories: int = 50,
         min_category_frequency: float = 0.001,
         range_features: list[str] | None = None,
-        scaling: str = "robust",
-        shift_skewed: bool = False,
     ) -> None:
-        if scaling not in SCALINGS:
-            raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
         self.categorical_features = categorical_features
         self.max_categories = max_categories
         self.min_category_frequency = min_category_frequency
         self.range_features = range_features
-        self.scaling = scaling
-        self.shift_skewed = shift_skewed
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: pd.DataFrame | np.ndarray) -> TabularEncoder:
@@ -163,24 +155,17 @@ class TabularEncoder:
                 "missing_indicator": has_missing,
             }
         median_raw = float(np.median(v))
-        skewed = bool(np.unique(v).size > 2 and float(pd.Series(v).skew()) > SKEW_THRESHOLD)
-        use_log = skewed and bool(v.min() >= 0 or self.shift_skewed)
-        # A right-skewed column with negative values (e.g. already standardised upstream)
-        # is shifted to start at 0 before the log when ``shift_skewed`` is on.
-        log_offset = float(max(0.0, -float(v.min()))) if use_log else 0.0
+        use_log = bool(
+            v.min() >= 0 and np.unique(v).size > 2 and float(pd.Series(v).skew()) > SKEW_THRESHOLD
+        )
         if use_log:
-            v = np.log1p(v + log_offset)
-        if self.scaling == "std":
-            # Plain standardisation: heavy-tailed columns keep their full spread, so their
-            # ordinary tail values do not look extreme.
-            center, scale = float(np.mean(v)), float(np.std(v))
-        else:
-            center = float(np.median(v))
-            q01, q25, q75, q99 = np.percentile(v, [1, 25, 75, 99])
-            # The larger of the IQR-based scale and the 1%/99%-winsorised std: robust to a
-            # few extreme training values, but a zero-inflated column (IQR ~ 0 with a long
-            # normal tail) does not turn its ordinary tail values into huge z-scores.
-            scale = max(float(q75 - q25) / _IQR_TO_STD, float(np.std(np.clip(v, q01, q99))))
+            v = np.log1p(v)
+        center = float(np.median(v))
+        q01, q25, q75, q99 = np.percentile(v, [1, 25, 75, 99])
+        # The larger of the IQR-based scale and the 1%/99%-winsorised std: robust to a few
+        # extreme training values, but a zero-inflated column (IQR ~ 0 with a long normal
+        # tail) does not turn its ordinary tail values into huge z-scores.
+        scale = max(float(q75 - q25) / _IQR_TO_STD, float(np.std(np.clip(v, q01, q99))))
         if not scale > 0:
             scale = float(np.std(v))
         if not scale > 0:
@@ -189,7 +174,6 @@ class TabularEncoder:
             "name": name,
             "kind": "numeric",
             "log1p": use_log,
-            "log_offset": log_offset,
             "median_raw": median_raw,
             "center": center,
             "scale": scale,
@@ -259,7 +243,6 @@ class TabularEncoder:
                 v[missing] = c["median_raw"]
                 if c["log1p"]:
                     # Negative values never occurred in training; keep them finite and low.
-                    v = v + c.get("log_offset", 0.0)
                     v = np.sign(v) * np.log1p(np.abs(v))
                 z = (v - c["center"]) / c["scale"]
                 big = np.abs(z) > SOFT_LIMIT
@@ -298,8 +281,6 @@ class TabularEncoder:
             "max_categories": self.max_categories,
             "min_category_frequency": self.min_category_frequency,
             "range_features": self.range_features,
-            "scaling": self.scaling,
-            "shift_skewed": self.shift_skewed,
             "feature_names_in": list(self.feature_names_in_),
             "columns": [dict(c) for c in self.columns_],
         }
@@ -312,8 +293,6 @@ class TabularEncoder:
             max_categories=int(d["max_categories"]),
             min_category_frequency=float(d["min_category_frequency"]),
             range_features=d.get("range_features"),
-            scaling=str(d.get("scaling", "robust")),
-            shift_skewed=bool(d.get("shift_skewed", False)),
         )
         enc.feature_names_in_ = list(d["feature_names_in"])
         enc.columns_ = [dict(c) for c in d["columns"]]
@@ -324,6 +303,5 @@ class TabularEncoder:
         return (
             f"TabularEncoder(categorical_features={self.categorical_features!r}, "
             f"max_categories={self.max_categories}, "
-            f"min_category_frequency={self.min_category_frequency}, "
-            f"scaling={self.scaling!r}, shift_skewed={self.shift_skewed})"
+            f"min_category_frequency={self.min_category_frequency})"
         )

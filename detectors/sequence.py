@@ -486,11 +486,10 @@ class SequenceVAEDetector(_SequenceMixin, VAEDetector):
         # Used by VAEDetector._score_batch / _contributions (score and explain).
         se, kl = self._errors_and_kl(xb)
         var = torch.tensor(self.error_variance_, dtype=se.dtype, device=se.device)
-        extra = float(self.beta) * kl.double() if self.score_kl else torch.zeros_like(kl).double()
-        return se / var, extra
+        return se / var, kl
 
     def _extra_state(self) -> dict[str, Any]:
-        # ELBO rule only: none of VAEDetector's ensemble / latent-density state.
+        # ELBO rule only: none of VAEDetector's ensemble state (same format as before it).
         return {"error_variance": self.error_variance_, **self._fit_counts()}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:

@@ -11,25 +11,18 @@ from torch import nn
 from detectors.base import BaseDeepDetector
 
 
-def mlp(sizes: list[int], last_activation: bool = False, dropout: float = 0.0) -> nn.Sequential:
-    """Linear layers with SiLU activations in between (and optionally after the last).
-
-    ``dropout > 0`` adds dropout after each hidden activation (not after the output)."""
+def mlp(sizes: list[int], last_activation: bool = False) -> nn.Sequential:
+    """Linear layers with SiLU activations in between (and optionally after the last)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2 or last_activation:
             layers.append(nn.SiLU())
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
 
 
-#: Bounds of a learned decoder log-variance (encoded units, where a numeric column has
-#: spread ~1): the lower bound keeps exactly-reconstructed one-hot columns finite and is
-#: the zero point of the per-column NLL contributions (so they are non-negative).
-DECODER_LOGVAR_MIN = -6.0
-DECODER_LOGVAR_MAX = 6.0
+#: Score rules of ``VAEDetector`` (see the class docstring).
+SCORE_RULES = ("elbo", "ensemble")
 #: ``score_rule="ensemble"``: knots of each column's residual tail and the ridge added to
 #: the residual covariance before inverting it.
 ENSEMBLE_TAIL_KNOTS = 128
@@ -48,41 +41,18 @@ def _sorted_quantiles(ordered: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 class _VAENet(nn.Module):
-    def __init__(
-        self,
-        n_features: int,
-        hidden_dims: tuple[int, ...],
-        latent_dim: int,
-        decoder_variance: str = "none",
-        dropout: float = 0.0,
-    ) -> None:
+    def __init__(self, n_features: int, hidden_dims: tuple[int, ...], latent_dim: int) -> None:
         super().__init__()
         hidden = list(hidden_dims)
-        self.n_features = n_features
-        self.decoder_variance = decoder_variance
-        self.encoder = mlp([n_features, *hidden], last_activation=True, dropout=dropout)
+        self.encoder = mlp([n_features, *hidden], last_activation=True)
         width = hidden[-1] if hidden else n_features
         self.mu = nn.Linear(width, latent_dim)
         self.logvar = nn.Linear(width, latent_dim)
-        out = 2 * n_features if decoder_variance == "record" else n_features
-        self.decoder = mlp([latent_dim, *reversed(hidden), out], dropout=dropout)
-        if decoder_variance == "feature":
-            self.x_logvar = nn.Parameter(torch.zeros(n_features))
+        self.decoder = mlp([latent_dim, *reversed(hidden), n_features])
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)
         return self.mu(h), self.logvar(h).clamp(-10.0, 10.0)
-
-    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Decoder mean and (for a Gaussian decoder with learned variance) log-variance."""
-        out = self.decoder(z)
-        if self.decoder_variance == "record":
-            mean, logvar = out[..., : self.n_features], out[..., self.n_features :]
-            return mean, logvar.clamp(DECODER_LOGVAR_MIN, DECODER_LOGVAR_MAX)
-        if self.decoder_variance == "feature":
-            logvar = self.x_logvar.clamp(DECODER_LOGVAR_MIN, DECODER_LOGVAR_MAX)
-            return out, logvar.expand_as(out)
-        return out, None
 
 
 class VAEDetector(BaseDeepDetector):
@@ -139,19 +109,13 @@ class VAEDetector(BaseDeepDetector):
     (3 seeds of the five tabular sets: mean AUROC 0.964 -> 0.967, AUPRC 0.780 -> 0.813).
     It needs the residual statistics, computed after training only when
     ``score_rule="ensemble"`` (switching a model fitted with "elbo" to "ensemble" raises).
+    The ensemble always includes the ``beta * KL`` parts (``score_kl`` applies to the ELBO
+    rule only). Models saved before score rules existed load with ``score_rule="elbo"``.
 
-    Other options (all off by default; they lost or tied in the tabular benchmark, see
-    benchmarks/RESULTS.md): ``score_samples=k`` averages the ELBO-rule reconstruction terms
-    over k fixed posterior draws ``z = mu + sigma * eps_i`` (the same ``eps`` for every
-    row, so scores stay deterministic and batch-independent); with ``score_iw=True`` the
-    score is instead ``-2 log mean_i exp(-E_i / 2)`` with ``E_i = sum_j terms_j(z_i) +
-    beta * (log q(z_i|x) - log p(z_i))`` (an importance-weighted estimate);
-    ``latent_density_weight`` adds that multiple of the Mahalanobis distance of ``mu(x)``
-    from the training ``mu``'s; ``decoder_variance="feature"|"record"`` gives the decoder
-    a learned per-column (or per-row-and-column) log-variance, trained and scored by the
-    Gaussian NLL ``(x - x_hat)^2 / var + log var - log var_min``; ``dropout`` and
-    ``input_noise`` (Gaussian noise on the encoded training input, denoising) regularise;
-    ``scaling="std"`` and ``shift_skewed=True`` change the ``TabularEncoder``.
+    Other variants were tried in the issue 3 campaign and removed because they lost or
+    tied (posterior-sample and importance-weighted scores, a latent-density term, a
+    decoder with learned variance, dropout, denoising input noise, mean/std encoder
+    scaling, log of skewed signed columns): see benchmarks/RESULTS.md.
 
     ``explain`` returns per-column terms summed per source feature, scaled so that each
     row's contributions sum to its score: for "elbo" the terms ``(x_j - x_hat_j)^2 / v_j``
@@ -171,17 +135,9 @@ class VAEDetector(BaseDeepDetector):
         kl_warmup_epochs: int = 10,
         free_bits: float = 0.0,
         weight_decay: float = 0.0,
-        dropout: float = 0.0,
-        input_noise: float = 0.0,
-        decoder_variance: str = "none",
         standardize_errors: bool = True,
         min_error_variance: float = 0.3,
         score_kl: bool = True,
-        scaling: str = "robust",
-        shift_skewed: bool = False,
-        score_samples: int = 0,
-        score_iw: bool = False,
-        latent_density_weight: float = 0.0,
         score_rule: str = "ensemble",
         epochs: int = 100,
         batch_size: int = 512,
@@ -212,42 +168,20 @@ class VAEDetector(BaseDeepDetector):
         self.kl_warmup_epochs = kl_warmup_epochs
         self.free_bits = free_bits
         self.weight_decay = weight_decay
-        self.dropout = dropout
-        self.input_noise = input_noise
-        self.decoder_variance = decoder_variance
         self.standardize_errors = standardize_errors
         self.min_error_variance = min_error_variance
         self.score_kl = score_kl
-        self.scaling = scaling
-        self.shift_skewed = shift_skewed
-        self.score_samples = score_samples
-        self.score_iw = score_iw
-        self.latent_density_weight = latent_density_weight
         self.score_rule = score_rule
 
     def _build_model(self, n_features: int) -> nn.Module:
-        if self.decoder_variance not in ("none", "feature", "record"):
-            raise ValueError(
-                f"decoder_variance must be 'none', 'feature' or 'record', "
-                f"got {self.decoder_variance!r}"
-            )
-        if self.score_rule not in ("elbo", "ensemble"):
-            raise ValueError(f"score_rule must be 'elbo' or 'ensemble', got {self.score_rule!r}")
-        return _VAENet(
-            n_features,
-            tuple(self.hidden_dims),
-            int(self.latent_dim),
-            decoder_variance=str(self.decoder_variance),
-            dropout=float(self.dropout),
-        )
+        if self.score_rule not in SCORE_RULES:
+            raise ValueError(f"score_rule must be one of {SCORE_RULES}, got {self.score_rule!r}")
+        return _VAENet(n_features, tuple(self.hidden_dims), int(self.latent_dim))
 
     def _configure_optimizers(self) -> None:
         self._optimizer = torch.optim.Adam(
             self.model_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
         )
-
-    def _encoder_options(self) -> dict[str, Any]:
-        return {"scaling": str(self.scaling), "shift_skewed": bool(self.shift_skewed)}
 
     def _min_epochs(self) -> int:
         return int(self.kl_warmup_epochs)
@@ -263,25 +197,11 @@ class VAEDetector(BaseDeepDetector):
             per_dim = per_dim.clamp(min=float(self.free_bits))
         return per_dim.sum()
 
-    @staticmethod
-    def _nll_terms(
-        x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor | None
-    ) -> torch.Tensor:
-        """Per-column reconstruction loss: ``(x - mean)^2`` for the plain decoder, twice the
-        Gaussian NLL (up to a constant) ``(x - mean)^2 / var + log var - log var_min``
-        (non-negative) for a decoder with learned variance."""
-        if logvar is None:
-            return (x - mean).pow(2)
-        return (x - mean).pow(2) * torch.exp(-logvar) + (logvar - DECODER_LOGVAR_MIN)
-
     def _train_batch(self, xb: torch.Tensor, epoch: int) -> dict[str, float]:
         net: _VAENet = self.model_  # type: ignore[assignment]
-        x_in = xb
-        if float(self.input_noise) > 0:  # denoising: corrupt the input, reconstruct clean
-            x_in = xb + float(self.input_noise) * torch.randn_like(xb)
-        mu, logvar = net.encode(x_in)
+        mu, logvar = net.encode(xb)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        recon = self._nll_terms(xb, *net.decode(z)).sum(dim=1).mean()
+        recon = (xb - net.decoder(z)).pow(2).sum(dim=1).mean()
         kl = self._kl(mu, logvar)
         loss = recon + self._beta_at(epoch) * kl
         self._optimizer.zero_grad(set_to_none=True)
@@ -299,7 +219,7 @@ class VAEDetector(BaseDeepDetector):
 
         def per_row(xb: torch.Tensor) -> torch.Tensor:
             mu, logvar = net.encode(xb)
-            recon = self._nll_terms(xb, *net.decode(mu)).sum(dim=1)
+            recon = (xb - net.decoder(mu)).pow(2).sum(dim=1)
             kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
             return (recon + float(self.beta) * kl).double()
 
@@ -308,7 +228,7 @@ class VAEDetector(BaseDeepDetector):
     def _squared_errors(self, xb: torch.Tensor) -> torch.Tensor:
         net: _VAENet = self.model_  # type: ignore[assignment]
         mu, _ = net.encode(xb)
-        return (xb - net.decode(mu)[0]).pow(2)
+        return (xb - net.decoder(mu)).pow(2)
 
     def _after_fit(self, x_train: torch.Tensor, x_val: torch.Tensor | None) -> None:
         if self.standardize_errors:
@@ -316,16 +236,6 @@ class VAEDetector(BaseDeepDetector):
             self.error_variance_ = self._floored_error_variance(mse)
         else:
             self.error_variance_ = [1.0] * int(x_train.shape[1])
-        # Gaussian fit to the posterior means of the training rows (latent-density term).
-        net: _VAENet = self.model_  # type: ignore[assignment]
-        mus = self._batched(lambda xb: net.encode(xb)[0], x_train).double()
-        mean = mus.mean(dim=0)
-        cov = torch.cov(mus.T).reshape(mus.shape[1], mus.shape[1]) if len(mus) > 1 else None
-        if cov is None or not torch.isfinite(cov).all():
-            cov = torch.eye(mus.shape[1], dtype=torch.float64)
-        cov = cov + 1e-6 * torch.eye(mus.shape[1], dtype=torch.float64)
-        self.latent_mean_ = mean.tolist()
-        self.latent_precision_ = torch.linalg.inv(cov).tolist()
         self.ensemble_ = self._fit_ensemble(x_train) if self.score_rule == "ensemble" else {}
 
     def _residuals_at_mu(self, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -333,7 +243,7 @@ class VAEDetector(BaseDeepDetector):
         net: _VAENet = self.model_  # type: ignore[assignment]
         mu, logvar = net.encode(xb)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
-        return (xb - net.decode(mu)[0]).double(), kl.double()
+        return (xb - net.decoder(mu)).double(), kl.double()
 
     def _fit_ensemble(self, x_train: torch.Tensor) -> dict[str, Any]:
         """Statistics of the training residuals for ``score_rule="ensemble"``.
@@ -413,12 +323,7 @@ class VAEDetector(BaseDeepDetector):
         return rules, sq, tail
 
     def _extra_state(self) -> dict[str, Any]:
-        return {
-            "ensemble": self.ensemble_,
-            "error_variance": self.error_variance_,
-            "latent_mean": self.latent_mean_,
-            "latent_precision": self.latent_precision_,
-        }
+        return {"ensemble": self.ensemble_, "error_variance": self.error_variance_}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         self.error_variance_ = [float(v) for v in state["error_variance"]]
@@ -427,68 +332,28 @@ class VAEDetector(BaseDeepDetector):
             # score, so keep scoring it that way (its params lack ``score_rule``).
             self.score_rule = "elbo"
         self.ensemble_ = dict(state.get("ensemble", {}))
-        # Models saved before the latent-density term lack its statistics: N(0, I).
-        k = int(self.latent_dim)
-        eye = [[float(i == j) for j in range(k)] for i in range(k)]
-        self.latent_mean_ = [float(v) for v in state.get("latent_mean", [0.0] * k)]
-        self.latent_precision_ = [
-            [float(v) for v in row] for row in state.get("latent_precision", eye)
-        ]
-
-    def _column_terms(self, xb: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Per-column score terms of rows ``xb`` decoded from latent codes ``z`` (``z`` may
-        carry a leading sample dimension)."""
-        net: _VAENet = self.model_  # type: ignore[assignment]
-        mean, logvar = net.decode(z)
-        if logvar is not None:
-            return self._nll_terms(xb, mean, logvar)
-        var = torch.tensor(self.error_variance_, dtype=torch.float32, device=xb.device)
-        return (xb - mean).pow(2) / var
-
-    def _posterior_eps(self, device: torch.device) -> torch.Tensor:
-        """Fixed standard-normal draws (samples x latent), the same for every row, so a
-        sampled score is deterministic and does not depend on batching."""
-        gen = torch.Generator().manual_seed(int(self.seed) + 7919)
-        eps = torch.randn(int(self.score_samples), int(self.latent_dim), generator=gen)
-        return eps.to(device)
 
     def _recon_terms(self, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-column reconstruction terms and the per-row non-column part of the score."""
+        """Standardised squared errors per column and the per-row KL, both at z = mu."""
         net: _VAENet = self.model_  # type: ignore[assignment]
         mu, logvar = net.encode(xb)
+        var = torch.tensor(self.error_variance_, dtype=torch.float32, device=xb.device)
+        terms = (xb - net.decoder(mu)).pow(2) / var
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
-        beta = float(self.beta)
-        if int(self.score_samples) > 0:
-            std = (0.5 * logvar).exp()
-            eps = self._posterior_eps(xb.device)  # (k, latent)
-            z = mu.unsqueeze(0) + eps.unsqueeze(1) * std.unsqueeze(0)  # (k, n, latent)
-            terms_k = self._column_terms(xb.unsqueeze(0), z)  # (k, n, d)
-            terms = terms_k.mean(dim=0)
-            if self.score_iw:
-                # log q(z|x) - log p(z) per sample (the 2*pi constants cancel).
-                log_ratio = 0.5 * (z.pow(2) - eps.pow(2).unsqueeze(1) - logvar.unsqueeze(0)).sum(
-                    dim=2
-                )
-                energy = terms_k.double().sum(dim=2) + beta * log_ratio.double()  # (k, n)
-                k = energy.shape[0]
-                iw = -2.0 * (torch.logsumexp(-0.5 * energy, dim=0) - math.log(k))
-                extra = iw - terms.double().sum(dim=1)
-            else:
-                extra = beta * kl.double() if self.score_kl else torch.zeros_like(kl).double()
-        else:
-            terms = self._column_terms(xb, mu)
-            extra = beta * kl.double() if self.score_kl else torch.zeros_like(kl).double()
-        if float(self.latent_density_weight) > 0:
-            m = torch.tensor(self.latent_mean_, dtype=torch.float64, device=xb.device)
-            prec = torch.tensor(self.latent_precision_, dtype=torch.float64, device=xb.device)
-            d = mu.double() - m
-            extra = extra + float(self.latent_density_weight) * ((d @ prec) * d).sum(dim=1)
-        return terms, extra
+        return terms, kl
+
+    def _elbo_terms(self, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``score_rule="elbo"``: per-column terms and the non-column rest (``beta * KL``,
+        or 0 without ``score_kl``), float64."""
+        terms, kl = self._recon_terms(xb)
+        if self.score_kl:
+            return terms, float(self.beta) * kl.double()
+        return terms, torch.zeros_like(kl, dtype=torch.float64)
 
     def _ensemble_terms(self, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``score_rule="ensemble"``: per-column parts and the non-column rest of the sum of
         the four rules, each divided by its 99% training quantile."""
-        if not self.ensemble_:
+        if not getattr(self, "ensemble_", None):
             raise ValueError("score_rule='ensemble' needs a model fitted with that rule")
         rules, sq, tail = self._ensemble_rules(xb)
         scales = torch.tensor(self.ensemble_["scales"], dtype=torch.float64, device=xb.device)
@@ -497,18 +362,20 @@ class VAEDetector(BaseDeepDetector):
         terms = sq / scales[0] + tail * top / scales[1] + tail / scales[2]
         return terms, score - terms.sum(dim=1)
 
-    def _score_batch(self, xb: torch.Tensor) -> torch.Tensor:
+    def _score_terms(self, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-column terms and the per-row non-column rest of the score under ``score_rule``."""
         if self.score_rule == "ensemble":
-            terms, extra = self._ensemble_terms(xb)
-            return terms.sum(dim=1) + extra
-        terms, extra = self._recon_terms(xb)
+            return self._ensemble_terms(xb)
+        if self.score_rule == "elbo":
+            return self._elbo_terms(xb)
+        raise ValueError(f"score_rule must be one of {SCORE_RULES}, got {self.score_rule!r}")
+
+    def _score_batch(self, xb: torch.Tensor) -> torch.Tensor:
+        terms, extra = self._score_terms(xb)
         return terms.double().sum(dim=1) + extra
 
     def _contributions(self, xb: torch.Tensor) -> torch.Tensor:
-        if self.score_rule == "ensemble":
-            terms, extra = self._ensemble_terms(xb)
-        else:
-            terms, extra = self._recon_terms(xb)
+        terms, extra = self._score_terms(xb)
         # The non-column part belongs to no single column: share it in proportion to the
         # reconstruction terms so each row's contributions still sum to its score.
         recon = terms.double().sum(dim=1, keepdim=True).clamp_min(1e-12)

@@ -126,29 +126,3 @@ def test_range_features_flag_values_beyond_the_training_range():
     assert np.array_equal(again.transform(train), enc.transform(train))
     with pytest.raises(ValueError, match="range_features not in data"):
         TabularEncoder(range_features=["nope"]).fit(train)
-
-
-def test_std_scaling_and_shifted_log_options_round_trip() -> None:
-    df = _frame()
-    rng = np.random.default_rng(5)
-    df["skewed_signed"] = rng.lognormal(0.0, 1.0, len(df)) - 2.0  # right-skewed, has negatives
-    robust = TabularEncoder().fit(df)
-    assert {c["name"]: c for c in robust.columns_}["skewed_signed"]["log1p"] is False
-    enc = TabularEncoder(scaling="std", shift_skewed=True).fit(df)
-    cols = {c["name"]: c for c in enc.columns_}
-    assert cols["skewed_signed"]["log1p"] is True and cols["skewed_signed"]["log_offset"] > 0
-    assert cols["amount"]["log_offset"] == 0.0
-    out = enc.transform(df)
-    j = enc.output_names_.index("temp")
-    assert abs(out[:, j].mean()) < 1e-5 and abs(out[:, j].std() - 1.0) < 1e-3
-    again = TabularEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
-    assert again.scaling == "std" and again.shift_skewed is True
-    np.testing.assert_array_equal(again.transform(df), out)
-    # Encoders saved before these options load with the old behaviour.
-    old = robust.to_dict()
-    del old["scaling"], old["shift_skewed"]
-    for c in old["columns"]:
-        c.pop("log_offset", None)
-    np.testing.assert_array_equal(TabularEncoder.from_dict(old).transform(df), robust.transform(df))
-    with pytest.raises(ValueError, match="scaling"):
-        TabularEncoder(scaling="minmax")
