@@ -360,6 +360,10 @@ class SequenceVAEDetector(_SequenceMixin, VAEDetector):
     ``explain`` returns the standardised squared errors of the current record's columns
     summed per feature, the KL term shared in proportion, so each row sums to its score.
 
+    This is ``VAEDetector``'s ``score_rule="elbo"``, fixed (set in ``__init__``, not a
+    parameter): the ensemble rule is tabular-only for now, so this detector fits and saves
+    no ``ensemble_`` statistics.
+
     ``max_train_rows``: at most this many (seeded random) training rows take gradient
     steps per fit (None: all); context rows are never subsampled.
     """
@@ -405,6 +409,7 @@ class SequenceVAEDetector(_SequenceMixin, VAEDetector):
             standardize_errors=standardize_errors,
             min_error_variance=min_error_variance,
             score_kl=score_kl,
+            score_rule="elbo",
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
@@ -484,10 +489,11 @@ class SequenceVAEDetector(_SequenceMixin, VAEDetector):
         return se / var, kl
 
     def _extra_state(self) -> dict[str, Any]:
-        return {**super()._extra_state(), **self._fit_counts()}
+        # ELBO rule only: none of VAEDetector's ensemble state (same format as before it).
+        return {"error_variance": self.error_variance_, **self._fit_counts()}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
-        super()._load_extra_state(state)
+        self.error_variance_ = [float(v) for v in state["error_variance"]]
         self._load_fit_counts(state)
 
 

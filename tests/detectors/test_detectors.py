@@ -138,3 +138,75 @@ def test_missing_scoring_column_is_named(fitted_vae: VAEDetector) -> None:
     X = make_normals(10, seed=3).drop(columns=["amount"])
     with pytest.raises(ValueError, match="amount"):
         fitted_vae.decision_function(X)
+
+
+# ------------------------------------------------------------ VAE score rules
+VAE_TEST_PARAMS = {"epochs": 40, "patience": 8, "kl_warmup_epochs": 5, "target_fpr": 0.05}
+# The default ("ensemble") is covered by the ``fitted_vae`` tests above.
+ELBO_VARIANTS = {
+    "elbo": {"score_rule": "elbo"},
+    "elbo_no_kl": {"score_rule": "elbo", "score_kl": False},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(ELBO_VARIANTS))
+def test_vae_elbo_rule_detects_explains_and_round_trips(
+    variant: str, train_df: pd.DataFrame, test_mix, tmp_path
+) -> None:
+    params = {**VAE_TEST_PARAMS, "epochs": 15, **ELBO_VARIANTS[variant]}
+    det = VAEDetector(**params).fit(train_df)
+    assert det.ensemble_ == {}
+    X, y = test_mix
+    scores = det.decision_function(X)
+    assert np.isfinite(scores).all() and metrics.auroc(y, scores) > 0.85
+    expl = det.explain(X.iloc[990:])
+    assert (expl.to_numpy() >= 0).all()
+    np.testing.assert_allclose(expl.sum(axis=1), scores[990:], rtol=1e-5)
+    det.save(tmp_path / "m")
+    loaded = VAEDetector.load(tmp_path / "m")
+    assert loaded.score_rule == "elbo"
+    assert np.array_equal(loaded.decision_function(X), scores)
+
+
+def test_vae_default_is_the_ensemble_rule(fitted_vae: VAEDetector, test_mix) -> None:
+    assert fitted_vae.score_rule == "ensemble" and fitted_vae.ensemble_
+    X, y = test_mix
+    scores = fitted_vae.decision_function(X)
+    # The ensemble score is the sum of four rules, each in units of its 99% training
+    # quantile, so ~1% of training-like rows exceed 4 and the planted anomalies far more.
+    assert np.median(scores[y == 0]) < 4.0 < np.median(scores[y == 1])
+    # Switching to the ELBO rule after fitting needs no refit.
+    fitted_vae.set_params(score_rule="elbo")
+    try:
+        assert metrics.auroc(y, fitted_vae.decision_function(X)) > 0.9
+    finally:
+        fitted_vae.set_params(score_rule="ensemble")
+
+
+def test_vae_rejects_unknown_score_rule() -> None:
+    X = make_normals(100, seed=31)
+    with pytest.raises(ValueError, match="score_rule"):
+        VAEDetector(epochs=1, score_rule="max").fit(X)
+    fitted = VAEDetector(epochs=1, score_rule="elbo").fit(X)
+    fitted.set_params(score_rule="ensemble")
+    with pytest.raises(ValueError, match="ensemble"):
+        fitted.decision_function(X)
+    fitted.set_params(score_rule="max")
+    with pytest.raises(ValueError, match="score_rule"):
+        fitted.decision_function(X)
+
+
+def test_vae_saved_before_score_rules_loads_with_the_elbo_score(tmp_path) -> None:
+    X = make_normals(300, seed=32)
+    det = VAEDetector(epochs=3, score_rule="elbo").fit(X)
+    det.save(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    # The format before score rules: no ``score_rule`` parameter, no "ensemble" state.
+    assert set(cfg["extra_state"]) == {"ensemble", "error_variance"}
+    del cfg["params"]["score_rule"]
+    del cfg["extra_state"]["ensemble"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    loaded = VAEDetector.load(tmp_path / "m")
+    assert loaded.score_rule == "elbo" and loaded.threshold_ == det.threshold_
+    assert np.array_equal(loaded.decision_function(X), det.decision_function(X))
+    assert np.array_equal(loaded.predict(X), det.predict(X))

@@ -248,6 +248,31 @@ def test_save_load_round_trip(fitted: BaseDeepDetector, seq_data, tmp_path) -> N
         np.testing.assert_array_equal(loaded.explain(df), fitted.explain(df))
 
 
+def test_sequence_vae_keeps_the_elbo_rule(seq_vae: SequenceVAEDetector, seq_data, tmp_path) -> None:
+    # The ensemble rule is tabular-only: fixed ELBO rule, no parameter, no ensemble state.
+    assert seq_vae.score_rule == "elbo" and not hasattr(seq_vae, "ensemble_")
+    assert "score_rule" not in seq_vae.get_params()
+    with pytest.raises(ValueError, match="score_rule"):
+        seq_vae.set_params(score_rule="ensemble")
+    df, _ = seq_data
+    scores = seq_vae.decision_function(df)
+
+    def elbo(pos: torch.Tensor) -> torch.Tensor:
+        se, kl = seq_vae._errors_and_kl(pos)
+        var = torch.tensor(seq_vae.error_variance_, dtype=se.dtype)
+        return (se / var).double().sum(dim=1) + seq_vae.beta * kl.double()
+
+    with seq_vae._scoring_data(df, None) as pos:
+        expected = seq_vae._batched(elbo, pos).numpy()
+    np.testing.assert_array_equal(scores, expected)
+    seq_vae.save(tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert "ensemble" not in config["extra_state"] and "score_rule" not in config["params"]
+    loaded = load_detector(tmp_path / "model")
+    assert loaded.score_rule == "elbo" and not hasattr(loaded, "ensemble_")
+    np.testing.assert_array_equal(loaded.decision_function(df), scores)
+
+
 @pytest.mark.parametrize("column", ["card", "ts"])
 def test_missing_entity_or_time_column_is_named(
     fitted: BaseDeepDetector, seq_data, column: str
