@@ -147,7 +147,7 @@ def test_params_and_defaults() -> None:
     assert vae.get_params()["sequence_length"] == 8 and vae.max_train_rows == 200_000
     assert vae.history_seconds == 30 * DAY and vae.kl_warmup_epochs == 5 and vae.epochs == 30
     gan = SequenceGANDetector(entity_column="card", time_column="ts")
-    assert gan.sequence_length == 4 and gan.max_train_rows == 200_000
+    assert gan.sequence_length == 4 and gan.max_train_rows == 100_000
     assert "entity_column" in repr(gan)
     assert DETECTORS["SequenceVAEDetector"] is SequenceVAEDetector
     assert DETECTORS["SequenceGANDetector"] is SequenceGANDetector
