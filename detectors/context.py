@@ -299,6 +299,13 @@ class _Timeline:
         inverse = np.empty(n, dtype=np.int64)
         inverse[self.order] = np.arange(n)
         self.pos = inverse[rows]
+        # Searches run on the targets in sorted order: numpy's searchsorted is much faster
+        # with sorted queries (random-order queries made the 1.75M-row build 3x slower).
+        if len(rows) == n and np.array_equal(rows, np.arange(n)):
+            self._by_position, self._sorted_pos = self.order, np.arange(n)
+        else:
+            self._by_position = np.argsort(self.pos, kind="stable")
+            self._sorted_pos = self.pos[self._by_position]
 
     def sort(self, values: np.ndarray) -> np.ndarray:
         return values[self.order]
@@ -312,7 +319,10 @@ class _Timeline:
         """Per target: first sorted position of the same key with time > t - seconds
         (>= with the boundary)."""
         side = "left" if include_boundary else "right"
-        return np.searchsorted(self.key, self.key[self.pos] - seconds, side=side)
+        found = np.searchsorted(self.key, self.key[self._sorted_pos] - seconds, side=side)
+        out = np.empty_like(found)
+        out[self._by_position] = found
+        return out
 
     def previous_within(self, seconds: float) -> np.ndarray:
         """Per target: the previous sorted row has the same key and is within ``seconds``."""
