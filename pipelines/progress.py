@@ -64,7 +64,10 @@ def progress(description: str, total: int, unit: str = "step") -> Iterator[Advan
         done += n
         if done % every == 0 or done >= total or n > 1:
             info = " ".join(f"{k}={_fmt(v)}" for k, v in fields.items())
-            print(f"{description}: {done}/{total} {unit} {info}".rstrip(), file=sys.stderr)
+            # Not print(): flows run with log_prints=True, which would route the line to
+            # Prefect's logger (shown at WARNING and above only), hiding the progress.
+            sys.stderr.write(f"{description}: {done}/{total} {unit} {info}".rstrip() + "\n")
+            sys.stderr.flush()
 
     yield advance_log
 
