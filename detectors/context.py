@@ -451,7 +451,9 @@ def describe_context(feature: str, values: Mapping, config: ContextConfig) -> st
         if name == f"count_{_slug(window)}":
             return f"{_count(value, noun)} in {_duration_words(window)}"
         if name == f"amount_sum_{_slug(window)}":
-            return f"{_money(value)} in {_duration_words(window)}"
+            count = _number(values.get(f"{PREFIX}count_{_slug(window)}"))
+            over = f" over {_count(count, noun)}" if count is not None else ""
+            return f"{_money(value)} in {_duration_words(window)}{over}"
     for column in config.secondary_entity_columns:
         label = _column_words(column)
         for window in config.secondary_windows:

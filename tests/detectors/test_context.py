@@ -69,6 +69,9 @@ def test_hand_checked_values():
     text = describe_context("ctx_km_from_prev", f.iloc[3], CONFIG)
     assert text == "264 km from the previous payment 30 min earlier (527 km/h)"
     assert describe_context("ctx_count_1h", f.iloc[3], CONFIG) == "3 payments in 1 hour"
+    assert describe_context("ctx_amount_sum_1h", f.iloc[3], CONFIG) == (
+        "60.00 spent in 1 hour over 3 payments"
+    )
     assert describe_context("ctx_new_merchant", f.iloc[2], CONFIG) == (
         "first payment at this merchant in 7 days"
     )
