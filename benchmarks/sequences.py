@@ -24,7 +24,6 @@ import platform
 import sys
 import time
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ import torch
 from sklearn.ensemble import IsolationForest
 
 from benchmarks.datasets import datasets_dir
+from benchmarks.tabular import package_versions
 from detectors import GANDetector, SequenceGANDetector, SequenceVAEDetector, VAEDetector
 from detectors import metrics as m
 from detectors.encoding import TabularEncoder
@@ -237,17 +237,11 @@ def one_day_seconds(spec, raw: pd.DataFrame, state: pd.DataFrame, detector, args
 
 
 def _meta(args, n_rows: int, n_normal_train: int, n_fit: int, n_test: int) -> dict:
-    def v(package: str) -> str | None:
-        try:
-            return version(package)
-        except PackageNotFoundError:
-            return None
-
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "python": sys.version.split()[0],
-        "versions": {p: v(p) for p in ("torch", "numpy", "pandas", "scikit-learn", "vigil")},
+        "versions": package_versions(("torch", "numpy", "pandas", "scikit-learn", "vigil")),
         "rows": n_rows,
         "train": f"records before {args.train_end}: {n_normal_train:,} normal "
         f"({n_fit:,} sampled as training targets)",

@@ -194,19 +194,25 @@ def run(
     return {"meta": _meta(datasets, models, seeds), "results": rows}
 
 
-def _meta(datasets, models, seeds) -> dict:
+def package_versions(packages: tuple[str, ...]) -> dict[str, str | None]:
+    """Installed versions (None where a package is missing), for the results files."""
+
     def v(package: str) -> str | None:
         try:
             return version(package)
         except PackageNotFoundError:
             return None
 
+    return {p: v(p) for p in packages}
+
+
+def _meta(datasets, models, seeds) -> dict:
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"{platform.processor() or platform.platform()}",
         "python": sys.version.split()[0],
-        "versions": {p: v(p) for p in ("torch", "numpy", "scikit-learn", "pyod", "vigil")},
+        "versions": package_versions(("torch", "numpy", "scikit-learn", "pyod", "vigil")),
         "datasets": datasets,
         "models": models,
         "seeds": seeds,
