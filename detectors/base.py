@@ -358,9 +358,13 @@ class BaseDeepDetector:
         (and the index, for DataFrame input); columns are ``feature_names_in_``.
         """
         self._check_fitted()
-        x = self._to_tensor(X)
-        contrib = self._explain_outputs(x)
+        return self._per_feature_frame(self._explain_outputs(self._to_tensor(X)), X)
+
+    def _per_feature_frame(self, contrib: np.ndarray, X: Any) -> pd.DataFrame:
+        """Sum per-encoded-column contributions back to their source features (clipped at
+        0); rows keep ``X``'s index when it is a DataFrame."""
         groups = np.asarray(self.encoder_.output_groups_, dtype=np.int64)
+        contrib = np.asarray(contrib, dtype=np.float64).reshape(-1, groups.size)
         membership = np.zeros((groups.size, self.n_features_in_), dtype=np.float64)
         membership[np.arange(groups.size), groups] = 1.0
         per_feature = np.maximum(contrib @ membership, 0.0)

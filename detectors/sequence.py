@@ -294,14 +294,8 @@ class _SequenceMixin(BaseDeepDetector):
         """
         self._check_fitted()
         with self._scoring_data(X, history) as pos:
-            contrib = np.asarray(self._explain_outputs(pos), dtype=np.float64)
-        groups = np.asarray(self.encoder_.output_groups_, dtype=np.int64)
-        contrib = contrib.reshape(-1, groups.size)  # (0, d) for an empty X
-        membership = np.zeros((groups.size, self.n_features_in_), dtype=np.float64)
-        membership[np.arange(groups.size), groups] = 1.0
-        per_feature = np.maximum(contrib @ membership, 0.0)
-        index = X.index if isinstance(X, pd.DataFrame) else None
-        return pd.DataFrame(per_feature, columns=list(self.feature_names_in_), index=index)
+            contrib = self._explain_outputs(pos)
+        return self._per_feature_frame(contrib, X)
 
 
 # ------------------------------------------------------------------ sequence VAE

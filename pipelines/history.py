@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,16 +62,15 @@ def load_entity_history(
     start = float(np.nanmin(seconds))
     since = start - config.history_seconds
     segments = store.load_history(dataset=spec.name, since=since, until=start)
-    extent = store.history_extent(spec.name)
     if not segments:
-        gap = None if extent is None else max(0.0, start - extent[1])
-        return EntityHistory(frame=None, rows=0, gap_seconds=gap)
+        return EntityHistory(frame=None, rows=0, gap_seconds=_gap_to_kept(store, spec, start))
     signature = context_signature(spec)
     stale = any(sig != signature for sig, _ in segments)
     frame = pd.concat([f for _, f in segments], ignore_index=True)
     seconds = time_to_seconds(frame[config.time_column])
     keep = (seconds >= since) & (seconds < start)
     frame = frame.loc[keep]
+    kept_seconds = seconds[keep]
     frame = frame.loc[~frame[spec.id_column].isin(set(batch[spec.id_column]))]
     frame = frame.drop_duplicates(spec.id_column, keep="last")
     frame = frame.sort_values(config.time_column, kind="stable").reset_index(drop=True)
@@ -84,14 +82,16 @@ def load_entity_history(
         )
         context = build_context_features(frame[config.raw_columns], config)
         frame = pd.concat([frame.drop(columns=context.columns, errors="ignore"), context], axis=1)
-    if len(frame):
-        last = float(time_to_seconds(frame[config.time_column]).max())
-    else:
-        last = extent[1] if extent is not None else math.nan
-    gap = None if math.isnan(last) else max(0.0, start - last)
-    return EntityHistory(
-        frame=frame if len(frame) else None, rows=len(frame), gap_seconds=gap, stale=stale
-    )
+    if not len(frame):
+        return EntityHistory(frame=None, rows=0, gap_seconds=_gap_to_kept(store, spec, start))
+    gap = max(0.0, start - float(kept_seconds.max()))
+    return EntityHistory(frame=frame, rows=len(frame), gap_seconds=gap, stale=stale)
+
+
+def _gap_to_kept(store: ResultsStore, spec: DatasetSpec, start: float) -> float | None:
+    """Seconds from the newest kept record of the data set to ``start`` (None: none kept)."""
+    extent = store.history_extent(spec.name)
+    return None if extent is None else max(0.0, start - extent[1])
 
 
 def save_entity_history(
