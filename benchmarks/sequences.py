@@ -36,8 +36,8 @@ from benchmarks.tabular import package_versions
 from detectors import GANDetector, SequenceGANDetector, SequenceVAEDetector, VAEDetector
 from detectors import metrics as m
 from detectors.encoding import TabularEncoder
-from pipelines.bundle import PreparedRecords, ScoringBundle, prepare_records
-from pipelines.spec import load_spec
+from pipelines.intake.spec import load_spec
+from pipelines.modeling.bundle import PreparedRecords, ScoringBundle, prepare_records
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HANDBOOK_FILE = "fraud_handbook_simulated_transactions.csv.gz"

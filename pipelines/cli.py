@@ -29,8 +29,8 @@ class _Group(click.Group):
     readable line instead of a traceback."""
 
     def invoke(self, ctx):
-        from pipelines.ingest import DataSourceError
-        from pipelines.spec import SpecError
+        from pipelines.intake.ingest import DataSourceError
+        from pipelines.intake.spec import SpecError
 
         try:
             return super().invoke(ctx)
@@ -74,8 +74,8 @@ def spec_init(data, id_col, label_col, entity_col, time_col, ignore_cols, name, 
     With --entity-col and --time-col the spec is in sequence mode and proposes context
     features (windows, amount history, first-time flags, travel) from the columns found.
     """
-    from pipelines.ingest import read_batch
-    from pipelines.spec import infer_spec
+    from pipelines.intake.ingest import read_batch
+    from pipelines.intake.spec import infer_spec
 
     batch = read_batch(data)
     frame = batch.frame.head(50_000)
@@ -141,7 +141,7 @@ def _slug(text: str) -> str:
 def train(data, spec_path, detectors, epochs, seed, target_fpr, threshold_method, as_json) -> None:
     """Train the detectors on normal records and register them in MLflow."""
     from pipelines.flows import train_flow
-    from pipelines.training import TrainConfig
+    from pipelines.modeling.training import TrainConfig
 
     kinds = [k.strip() for k in detectors.split(",") if k.strip()] if detectors else None
     overrides = {"epochs": epochs} if epochs else {}
@@ -311,7 +311,7 @@ def models() -> None:
     """List registered models with versions, aliases and thresholds."""
     from mlflow import MlflowClient
 
-    from pipelines.registry import configure_mlflow, registry_summary
+    from pipelines.modeling.registry import configure_mlflow, registry_summary
 
     configure_mlflow(get_settings())
     names = [m.name for m in MlflowClient().search_registered_models()]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.spec import DatasetSpec
+from pipelines.intake.spec import DatasetSpec
 
 CATEGORIES = {
     # name: (probability, median amount, log-sd, share online)
@@ -152,9 +152,9 @@ def run_demo(*, epochs: int | None = None, echo=print) -> dict:
     import time
 
     from pipelines.flows import score_flow, train_flow
-    from pipelines.registry import registry_summary
+    from pipelines.modeling.registry import registry_summary
+    from pipelines.modeling.training import TrainConfig
     from pipelines.settings import get_settings
-    from pipelines.training import TrainConfig
 
     root = Path(__file__).resolve().parent.parent
     samples = root / "data" / "samples"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipelines.spec import ContextSpec, DatasetSpec
+from pipelines.intake.spec import ContextSpec, DatasetSpec
 
 CATEGORIES = ["grocery", "restaurant", "fuel", "pharmacy", "electronics", "travel", "online"]
 SEQUENCE_SPEC = DatasetSpec(

@@ -6,12 +6,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from pipelines.history import save_entity_history
-from pipelines.ingest import Batch, ValidationResult, read_batch, validate_batch
-from pipelines.settings import get_settings
-from pipelines.spec import DatasetSpec, load_spec
-from pipelines.store import ResultsStore
-from pipelines.training import (
+from pipelines.intake.ingest import Batch, ValidationResult, read_batch, validate_batch
+from pipelines.intake.spec import DatasetSpec, load_spec
+from pipelines.modeling.training import (
     DetectorKind,
     TrainConfig,
     TrainingSplit,
@@ -20,6 +17,9 @@ from pipelines.training import (
     log_and_register,
     split_for_training,
 )
+from pipelines.scoring.history import save_entity_history
+from pipelines.settings import get_settings
+from pipelines.store import ResultsStore
 
 
 @task(name="load-and-validate")
@@ -72,7 +72,7 @@ def train_detector(
 @flow(name="train", log_prints=True)
 def train_flow(data: str, spec_path: str, config: TrainConfig | None = None) -> dict[str, Any]:
     """Load → validate → split normals → fit each detector → evaluate → log → register."""
-    from pipelines.registry import configure_mlflow
+    from pipelines.modeling.registry import configure_mlflow
 
     settings = get_settings()
     config = config or TrainConfig()
@@ -115,8 +115,8 @@ def score_flow(
     query: str | None = None,
 ) -> dict[str, Any]:
     """Resolve the champion → load and validate the batch → score in chunks → store."""
-    from pipelines.registry import configure_mlflow, load_bundle, resolve_model
-    from pipelines.scoring import score_batch, write_scores_file
+    from pipelines.modeling.registry import configure_mlflow, load_bundle, resolve_model
+    from pipelines.scoring.batch import score_batch, write_scores_file
 
     settings = get_settings()
     configure_mlflow(settings)

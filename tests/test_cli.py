@@ -129,7 +129,7 @@ def test_every_command_has_help():
 
 def test_spec_init_in_sequence_mode_proposes_context(tmp_path):
     from pipelines.demo_sequences import generate_card_sequences
-    from pipelines.spec import load_spec
+    from pipelines.intake.spec import load_spec
 
     data = tmp_path / "cards.csv"
     generate_card_sequences(n_cards=10, days=5, seed=1).to_csv(data, index=False)

@@ -13,9 +13,9 @@ from mlflow import MlflowClient
 
 from pipelines.demo import DEMO_SPEC, generate_transactions
 from pipelines.flows import score_flow, train_flow
+from pipelines.modeling.training import TrainConfig
 from pipelines.settings import get_settings
 from pipelines.store import Flag, ResultsStore, Score
-from pipelines.training import TrainConfig
 from tests.conftest import FAST_GAN, FAST_VAE
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

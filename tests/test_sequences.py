@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.bundle import ScoringBundle
 from pipelines.demo_sequences import SEQUENCE_SPEC, generate_card_sequences
-from pipelines.history import load_entity_history
-from pipelines.ingest import Batch, validate_batch
-from pipelines.scoring import score_batch
-from pipelines.spec import infer_spec
+from pipelines.intake.ingest import Batch, validate_batch
+from pipelines.intake.spec import infer_spec
+from pipelines.modeling.bundle import ScoringBundle
+from pipelines.modeling.training import TrainConfig, fit_detector, split_for_training
+from pipelines.scoring.batch import score_batch
+from pipelines.scoring.history import load_entity_history
 from pipelines.store import EntityHistorySegment, ResultsStore
-from pipelines.training import TrainConfig, fit_detector, split_for_training
 
 FAST_SEQ_VAE = {"epochs": 3, "hidden_dims": [32, 16], "latent_dim": 4, "context_hidden": 16}
 FAST_SEQ_GAN = {"epochs": 3, "batch_size": 256}

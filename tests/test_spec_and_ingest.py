@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipelines.ingest import DataSourceError, read_batch, validate_batch
-from pipelines.spec import DatasetSpec, SpecError, infer_spec, load_spec
+from pipelines.intake.ingest import DataSourceError, read_batch, validate_batch
+from pipelines.intake.spec import DatasetSpec, SpecError, infer_spec, load_spec
 
 SPEC = DatasetSpec(
     name="tx",

@@ -11,10 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from detectors import VAEDetector
-from pipelines.bundle import ScoringBundle
 from pipelines.demo import DEMO_SPEC, generate_transactions
-from pipelines.ingest import Batch, validate_batch
-from pipelines.scoring import score_batch, write_scores_file
+from pipelines.intake.ingest import Batch, validate_batch
+from pipelines.modeling.bundle import ScoringBundle
+from pipelines.scoring.batch import score_batch, write_scores_file
 from pipelines.store import Flag, QuarantinedRow, ResultsStore, Score, ScoringRun
 from tests.conftest import FAST_VAE
 

@@ -17,9 +17,9 @@ from pydantic import BaseModel, Field
 from detectors import GANDetector, Threshold, VAEDetector, metrics
 from detectors.context import time_to_seconds
 from detectors.sequence import SequenceGANDetector, SequenceVAEDetector
-from pipelines.bundle import PreparedRecords, ScoringBundle, prepare_records
+from pipelines.intake.spec import DatasetSpec
+from pipelines.modeling.bundle import PreparedRecords, ScoringBundle, prepare_records
 from pipelines.progress import progress
-from pipelines.spec import DatasetSpec
 
 DetectorKind = Literal["vae", "gan", "seq_vae", "seq_gan"]
 DETECTOR_CLASSES = {
@@ -258,8 +258,8 @@ def log_and_register(
     """One MLflow run per detector: params, metrics, plots, then a registered version."""
     import mlflow
 
-    from pipelines.plots import plot_evaluation
-    from pipelines.registry import assign_new_version_aliases, log_bundle, model_name_for
+    from pipelines.modeling.plots import plot_evaluation
+    from pipelines.modeling.registry import assign_new_version_aliases, log_bundle, model_name_for
 
     name = model_name_for(spec.name, kind)
     bundle = ScoringBundle(spec, detector, max_reasons=max_reasons)

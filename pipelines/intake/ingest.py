@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.spec import DatasetSpec
+from pipelines.intake.spec import DatasetSpec
 
 QUARANTINE_COLUMNS = ["row_number", "record_id", "column", "value", "reason", "raw"]
 

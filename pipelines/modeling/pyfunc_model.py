@@ -6,6 +6,6 @@ loading a model never unpickles code (the detector weights load with weights_onl
 
 from mlflow.models import set_model
 
-from pipelines.bundle import VigilPyfuncModel
+from pipelines.modeling.bundle import VigilPyfuncModel
 
 set_model(VigilPyfuncModel())

@@ -19,7 +19,7 @@ from mlflow.types import ColSpec, Schema
 
 import detectors
 import pipelines
-from pipelines.bundle import ScoringBundle
+from pipelines.modeling.bundle import ScoringBundle
 from pipelines.settings import VigilSettings
 
 CHAMPION = "champion"
@@ -89,7 +89,7 @@ def log_bundle(
         bundle_dir = bundle.save(Path(tmp) / "bundle")
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=str(Path(pipelines.__file__).with_name("pyfunc_model.py")),
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
             artifacts={"bundle": str(bundle_dir)},
             code_paths=code_paths,
             signature=_signature(bundle),

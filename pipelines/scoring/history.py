@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from detectors.context import build_context_features, time_to_seconds
-from pipelines.spec import DatasetSpec
+from pipelines.intake.spec import DatasetSpec
 from pipelines.store import ResultsStore
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.bundle import ScoringBundle
-from pipelines.history import EntityHistory, load_entity_history, save_entity_history
-from pipelines.ingest import Batch, ValidationResult
+from pipelines.intake.ingest import Batch, ValidationResult
+from pipelines.modeling.bundle import ScoringBundle
 from pipelines.progress import progress
+from pipelines.scoring.history import EntityHistory, load_entity_history, save_entity_history
 from pipelines.store import ResultsStore
 
 

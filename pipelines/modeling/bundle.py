@@ -19,7 +19,7 @@ import pandas as pd
 from detectors import load_detector
 from detectors.context import PREFIX as CONTEXT_PREFIX
 from detectors.context import build_context_features, describe_context
-from pipelines.spec import DatasetSpec
+from pipelines.intake.spec import DatasetSpec
 
 SPEC_FILE = "spec.json"
 DETECTOR_DIR = "detector"

@@ -1,0 +1,1 @@
+"""Intake: the data-set spec, reading and validating batches, quarantine reasons."""

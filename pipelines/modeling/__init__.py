@@ -1,0 +1,1 @@
+"""Modeling: training detectors, the MLflow bundle and registry, evaluation plots."""

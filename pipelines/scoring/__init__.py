@@ -1,0 +1,1 @@
+"""Scoring: batch scoring with a bundle, entity history kept between batches."""
