@@ -103,6 +103,7 @@ def score_batch(
             rows_in=validated.rows_in,
             rows_scored=len(clean),
             rows_quarantined=validated.rows_quarantined,
+            group_by_entity=bundle.spec.is_sequence,
         )
     except BaseException as exc:
         store.fail_run(run.id, f"{type(exc).__name__}: {exc}")
@@ -124,6 +125,7 @@ def _flags(
     """Flag rows with a snapshot an analyst can judge offline: the record as scored, plus
     its context features in sequence mode."""
     flagged = np.flatnonzero(result["is_anomaly"].to_numpy())
+    entity_column = bundle.spec.entity_column
     out = []
     for i in flagged:
         record = chunk.iloc[i]
@@ -134,6 +136,7 @@ def _flags(
         out.append(
             {
                 "record_id": str(record[bundle.spec.id_column]),
+                "entity": str(record[entity_column]) if entity_column else None,
                 "score": float(result["score"].iloc[i]),
                 "threshold": bundle.threshold,
                 "record": values,

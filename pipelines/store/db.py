@@ -28,6 +28,7 @@ from pipelines.store.models import (
     Score,
     ScoringRun,
 )
+from pipelines.store.review import ReviewStoreMixin
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -51,8 +52,8 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-class ResultsStore:
-    """Reads and writes scoring results; every write happens in one transaction."""
+class ResultsStore(ReviewStoreMixin):
+    """Reads and writes scoring results and reviews; every write happens in one transaction."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
@@ -182,8 +183,16 @@ class ResultsStore:
         self.add_quarantine(None, batch_id, source, quarantined)
 
     def finish_run(
-        self, run_id: str, *, rows_in: int, rows_scored: int, rows_quarantined: int
+        self,
+        run_id: str,
+        *,
+        rows_in: int,
+        rows_scored: int,
+        rows_quarantined: int,
+        group_by_entity: bool = False,
     ) -> ScoringRun:
+        """Complete the run; its flags join the review queue in the same transaction
+        (``group_by_entity``: one case per entity, sequence mode)."""
         with self.session() as session:
             run = session.get(ScoringRun, run_id)
             run.rows_in = rows_in
@@ -192,6 +201,7 @@ class ResultsStore:
             run.rows_flagged = session.scalar(
                 sa.select(sa.func.count()).select_from(Flag).where(Flag.run_id == run_id)
             )
+            self.attach_flags_to_cases(session, run_id, group_by_entity=group_by_entity)
             run.status = "completed"
             run.finished_at = datetime.now(UTC)
             session.add(

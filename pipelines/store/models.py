@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import text as sa_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -82,11 +83,18 @@ class Flag(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "record_id", name="uq_flag_run_record"),
         Index("ix_flags_status", "status"),
+        Index("ix_flags_entity", "entity"),
+        Index("ix_flags_record_id", "record_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("scoring_runs.id", ondelete="CASCADE"))
     record_id: Mapped[str] = mapped_column(String(256))
+    #: Sequence mode: the entity (card, customer) the record belongs to; its flags form a case.
+    entity: Mapped[str | None] = mapped_column(String(256))
+    case_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), index=True
+    )
     score: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float] = mapped_column(Float)
     record: Mapped[dict] = mapped_column(JSON)
@@ -119,7 +127,7 @@ class QuarantinedRow(Base):
 
 
 class Review(Base):
-    """An analyst's verdict on a flag."""
+    """Legacy (before the review app): superseded by :class:`Label`; kept for old stores."""
 
     __tablename__ = "reviews"
 
@@ -134,9 +142,11 @@ class Review(Base):
 
 
 class AuditEvent(Base):
-    """Who did what, when: runs, reviews, promotions."""
+    """Who did what, when, and what it changed (``before`` -> ``after``): runs, claims,
+    verdicts, users, thresholds, promotions. Append-only."""
 
     __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_entity", "entity", "entity_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -145,6 +155,8 @@ class AuditEvent(Base):
     entity: Mapped[str] = mapped_column(String(64))
     entity_id: Mapped[str] = mapped_column(String(256))
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)
 
 
 class EntityHistorySegment(Base):
@@ -171,4 +183,129 @@ class EntityHistorySegment(Base):
     last_time: Mapped[float] = mapped_column(Float)
     rows: Mapped[int] = mapped_column(Integer)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# -- review and labels (issue 8) ----------------------------------------------------------
+
+
+class User(Base):
+    """A person (or service) using the review app and its API; never deleted, only disabled,
+    so every verdict keeps naming who gave it."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # viewer | analyst | admin
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token for the JSON API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebSession(Base):
+    """A logged-in browser: the cookie carries a random id whose SHA-256 is stored here,
+    with the session's CSRF token."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Case(Base):
+    """One queue item: an entity's open flags in sequence mode, one record in tabular mode.
+
+    ``entity_key`` is ``entity:<value>`` or ``record:<id>``; at most one *open* case per key
+    (a partial unique index makes joining race-safe). ``version`` is the optimistic lock:
+    every change bumps it, and a change made against an older version is refused.
+    """
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        Index(
+            "uq_cases_open_key",
+            "dataset",
+            "entity_key",
+            unique=True,
+            sqlite_where=sa_text("status = 'open'"),
+            postgresql_where=sa_text("status = 'open'"),
+        ),
+        Index("ix_cases_queue", "status", "priority", "id"),
+        Index("ix_cases_last_flag", "status", "last_flag_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(String(128))
+    entity_key: Mapped[str] = mapped_column(String(300))
+    entity: Mapped[str | None] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
+    verdict: Mapped[str | None] = mapped_column(String(16))
+    #: Highest score / threshold among its flags: > 1 means over the threshold.
+    priority: Mapped[float] = mapped_column(Float, default=0.0)
+    max_score: Mapped[float] = mapped_column(Float, default=0.0)
+    flag_count: Mapped[int] = mapped_column(Integer, default=0)
+    first_flag_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_flag_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), index=True)
+    claim_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Label(Base):
+    """What is known about a record and when it became known: immutable, append-only.
+
+    A changed verdict is a new row; the latest row per record counts. ``withdrawn`` (an
+    undo) and ``unsure`` are rows too, and neither counts as a label for training.
+    Verdicts from the review app carry the model, score and threshold at flag time.
+    """
+
+    __tablename__ = "labels"
+    __table_args__ = (
+        Index("ix_labels_record_known", "record_id", "known_at"),
+        Index("ix_labels_dataset_known", "dataset", "known_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    record_id: Mapped[str] = mapped_column(String(256))
+    dataset: Mapped[str | None] = mapped_column(String(128))
+    entity: Mapped[str | None] = mapped_column(String(256))
+    verdict: Mapped[str] = mapped_column(String(16))  # fraud | not_fraud | unsure | withdrawn
+    source: Mapped[str] = mapped_column(String(16))  # review | import | chargeback
+    reason_code: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    analyst: Mapped[str | None] = mapped_column(String(64))
+    known_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    case_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), index=True
+    )
+    flag_id: Mapped[int | None] = mapped_column(
+        ForeignKey("flags.id", ondelete="SET NULL"), index=True
+    )
+    model_name: Mapped[str | None] = mapped_column(String(256))
+    model_version: Mapped[str | None] = mapped_column(String(32))
+    score: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    #: Imports: a hash of (record, verdict, known_at, source) so re-importing writes nothing.
+    dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,66 @@
+"""Store content for review tests: runs with flags, written through the store's own
+scoring-side methods (no detector needed), so tests of the queue stay fast."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipelines.store import ResultsStore
+
+
+def add_flagged_run(
+    store: ResultsStore,
+    *,
+    batch_id: str,
+    flags: list[tuple[str, str | None, float]],
+    dataset: str = "demo",
+    model_name: str = "demo-vae",
+    model_version: str = "1",
+    threshold: float = 1.0,
+    group_by_entity: bool = False,
+    unflagged: int = 3,
+) -> str:
+    """A completed run whose flagged records are ``(record_id, entity, score)``."""
+    run, _ = store.begin_run(
+        batch_id=batch_id,
+        source=f"{batch_id}.csv",
+        dataset=dataset,
+        model_name=model_name,
+        model_version=model_version,
+        model_alias="champion",
+        threshold=threshold,
+    )
+    records = [r for r, _, _ in flags] + [f"{batch_id}-ok{i}" for i in range(unflagged)]
+    scores = pd.DataFrame(
+        {
+            "record_id": records,
+            "score": [s for _, _, s in flags] + [threshold / 2] * unflagged,
+            "is_anomaly": [True] * len(flags) + [False] * unflagged,
+        }
+    )
+    store.add_scores(
+        run.id,
+        scores,
+        [
+            {
+                "record_id": record_id,
+                "entity": entity,
+                "score": score,
+                "threshold": threshold,
+                "record": {"tx_id": record_id, "card_id": entity, "amount": 12.5 * score},
+                "reasons": [
+                    {"feature": "amount", "contribution": score * 0.7},
+                    {"feature": "merchant_category", "contribution": score * 0.3},
+                ],
+            }
+            for record_id, entity, score in flags
+        ],
+    )
+    store.finish_run(
+        run.id,
+        rows_in=len(records),
+        rows_scored=len(records),
+        rows_quarantined=0,
+        group_by_entity=group_by_entity,
+    )
+    return run.id

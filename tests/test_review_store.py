@@ -1,0 +1,209 @@
+"""Review side of the store: cases, claims, verdicts as label rows, optimistic locking,
+audit entries, quality figures; on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from pipelines.store import AuditEvent, Case, Flag, Label, ResultsStore
+from pipelines.store.review import Conflict, QueueFilters, ReviewError, now_utc
+from tests.review_fixtures import add_flagged_run
+
+LOCK = timedelta(minutes=10)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path) -> ResultsStore:
+    if request.param == "sqlite":
+        return ResultsStore(f"sqlite:///{tmp_path / 'store.db'}")
+    return ResultsStore(request.getfixturevalue("postgres_url"))
+
+
+def _count(store, model, *where) -> int:
+    with store.session() as session:
+        return int(session.scalar(sa.select(sa.func.count()).select_from(model).where(*where)))
+
+
+def test_tabular_flags_are_one_case_per_record_even_across_model_versions(store):
+    add_flagged_run(store, batch_id="b1", flags=[("r1", "c1", 3.0), ("r2", "c1", 2.0)])
+    add_flagged_run(store, batch_id="b1", model_version="2", flags=[("r1", "c1", 4.0)])
+    page = store.queue_page()
+    assert [item["record_ids"] for item in page.items] == [["r1"], ["r2"]]
+    first = page.items[0]
+    assert first["models"] == ["demo-vae/1", "demo-vae/2"]
+    assert first["flag_count"] == 2 and first["score"] == 4.0
+    assert page.counts["open"] == 2
+
+
+def test_sequence_flags_join_the_entitys_open_case(store):
+    add_flagged_run(
+        store, batch_id="d1", flags=[("r1", "card7", 2.0), ("r2", "card7", 5.0)],
+        group_by_entity=True,
+    )
+    add_flagged_run(store, batch_id="d2", flags=[("r3", "card7", 1.5)], group_by_entity=True)
+    page = store.queue_page()
+    assert len(page.items) == 1
+    assert sorted(page.items[0]["record_ids"]) == ["r1", "r2", "r3"]
+    assert page.items[0]["entity"] == "card7"
+    # Once decided, a new flag for the card opens a new case instead of joining a closed one.
+    case_id = page.items[0]["id"]
+    store.give_verdict(case_id, "ana", "fraud")
+    add_flagged_run(store, batch_id="d3", flags=[("r4", "card7", 1.2)], group_by_entity=True)
+    open_items = store.queue_page().items
+    assert [item["record_ids"] for item in open_items] == [["r4"]]
+    assert open_items[0]["id"] != case_id
+
+
+def test_concurrent_runs_create_one_open_case_per_entity(store):
+    errors = []
+
+    def run(i: int) -> None:
+        try:
+            add_flagged_run(
+                store, batch_id=f"p{i}", flags=[(f"r{i}", "card1", 2.0 + i)],
+                group_by_entity=True,
+            )
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert _count(store, Case, Case.status == "open") == 1
+    assert _count(store, Flag, Flag.case_id.is_(None)) == 0
+
+
+def test_claim_next_locks_items_to_one_analyst(store):
+    add_flagged_run(store, batch_id="b", flags=[("r1", None, 3.0), ("r2", None, 2.0)])
+    first = store.claim_next("ana", lock=LOCK)
+    second = store.claim_next("bob", lock=LOCK)
+    assert first["id"] != second["id"]
+    assert store.claim_next("ana", lock=LOCK)["id"] == first["id"]  # still hers
+    assert store.claim_next("cy", lock=LOCK) is None  # everything is held
+    with pytest.raises(Conflict, match="claimed by ana"):
+        store.give_verdict(first["id"], "bob", "fraud")
+    # An expired lock frees the item.
+    with store.session() as session:
+        session.execute(
+            sa.update(Case)
+            .where(Case.id == first["id"])
+            .values(claim_expires_at=now_utc() - timedelta(minutes=1))
+        )
+    assert store.claim_next("cy", lock=LOCK)["id"] == first["id"]
+
+
+def test_verdicts_are_label_rows_and_the_latest_counts(store):
+    add_flagged_run(store, batch_id="b", flags=[("r1", "c1", 3.0)], threshold=1.5)
+    case = store.claim_next("ana", lock=LOCK)
+    result = store.give_verdict(
+        case["id"], "ana", "fraud", version=case["version"], reason_code="stolen_card",
+        note="customer called",
+    )
+    with pytest.raises(Conflict, match="already has the verdict"):
+        store.give_verdict(case["id"], "bob", "not_fraud")
+    store.give_verdict(case["id"], "ana", "not_fraud", version=result["version"])
+    labels = store.labels_frame()
+    assert list(labels["verdict"]) == ["fraud", "not_fraud"]
+    first = labels.iloc[0]
+    assert (first["model_name"], first["model_version"]) == ("demo-vae", "1")
+    assert first["score"] == 3.0 and first["threshold"] == 1.5
+    assert first["reason_code"] == "stolen_card" and first["analyst"] == "ana"
+    assert store.get_case(case["id"])["flags"][0]["label"]["verdict"] == "not_fraud"
+    audit = store.audit_entries(entity="case", entity_id=str(case["id"]))
+    verdicts = [a for a in audit if a.action == "case.verdict"]
+    assert verdicts[0].before["verdict"] == "fraud" and verdicts[0].after["verdict"] == "not_fraud"
+    assert any(a.action == "case.claimed" and a.after["claimed_by"] == "ana" for a in audit)
+
+
+def test_stale_version_is_a_conflict_not_an_overwrite(store):
+    add_flagged_run(store, batch_id="b", flags=[("r1", None, 3.0)])
+    item = store.queue_page().items[0]
+    store.give_verdict(item["id"], "ana", "fraud", version=item["version"])
+    with pytest.raises(Conflict, match="changed by someone else"):
+        store.give_verdict(item["id"], "bob", "not_fraud", version=item["version"])
+    assert _count(store, Label) == 1
+
+
+def test_undo_appends_a_withdrawn_row_and_reopens(store):
+    add_flagged_run(store, batch_id="b", flags=[("r1", None, 3.0)])
+    item = store.queue_page().items[0]
+    done = store.give_verdict(item["id"], "ana", "fraud")
+    store.undo_verdict(item["id"], "ana", version=done["version"])
+    assert store.queue_page().items[0]["id"] == item["id"]
+    assert list(store.labels_frame()["verdict"]) == ["fraud", "withdrawn"]
+    assert store.get_case(item["id"])["flags"][0]["label"] is None
+
+
+def test_bulk_verdict_with_override_skips_what_it_must_not_touch(store):
+    add_flagged_run(
+        store, batch_id="b", flags=[("r1", None, 3.0), ("r2", None, 2.5), ("r3", None, 2.0)]
+    )
+    ids = [item["id"] for item in store.queue_page().items]
+    store.claim(ids[2], "bob", lock=LOCK)
+    result = store.bulk_verdict(ids, "ana", "not_fraud", overrides={ids[1]: "fraud"})
+    assert result["applied"] == ids[:2]
+    assert "claimed by bob" in result["skipped"][ids[2]]
+    verdicts = dict(zip(store.labels_frame()["record_id"], store.labels_frame()["verdict"],
+                        strict=True))
+    assert verdicts == {"r1": "not_fraud", "r2": "fraud"}
+
+
+def test_queue_filters_sorts_and_keyset_pages(store):
+    add_flagged_run(store, batch_id="b1", flags=[(f"a{i}", None, 1.0 + i) for i in range(7)])
+    add_flagged_run(store, batch_id="b2", model_name="other", flags=[("z1", None, 20.0)])
+    seen, cursor = [], None
+    while True:
+        page = store.queue_page(cursor=cursor, limit=3)
+        seen += [item["score"] for item in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == sorted(seen, reverse=True) and len(seen) == 8
+    assert [i["score"] for i in store.queue_page(QueueFilters(model="other")).items] == [20.0]
+    assert len(store.queue_page(QueueFilters(model="demo-vae/1", min_priority=5)).items) == 3
+    assert len(store.queue_page(QueueFilters(reason="amount")).items) == 8
+    assert store.queue_page(QueueFilters(reason="nothing")).items == []
+    oldest = store.queue_page(sort="oldest", limit=1).items[0]
+    assert oldest["record_ids"][0].startswith("a")
+    with pytest.raises(ReviewError):
+        store.queue_page(sort="bogus")
+
+
+def test_quality_by_model_version(store):
+    add_flagged_run(
+        store, batch_id="b", flags=[("r1", None, 3.0), ("r2", None, 2.0), ("r3", None, 1.5),
+                                    ("r4", None, 1.2)]
+    )
+    ids = [item["id"] for item in store.queue_page().items]
+    store.give_verdict(ids[0], "ana", "fraud")
+    store.give_verdict(ids[1], "ana", "not_fraud")
+    store.give_verdict(ids[2], "ana", "unsure")
+    (quality,) = store.quality_by_model()
+    assert quality["flags"] == 4 and quality["reviewed"] == 3
+    assert quality["precision"] == 0.5
+    assert quality["unsure_rate"] == pytest.approx(1 / 3)
+    assert quality["label_coverage"] == 0.5
+    assert quality["backlog_by_age"]["<1d"] == 1
+
+
+def test_users_tokens_sessions_and_their_audit(store):
+    store.add_user("ana", "analyst", "hash", actor="admin")
+    with pytest.raises(ReviewError, match="already exists"):
+        store.add_user("ana", "viewer", None, actor="admin")
+    token = store.create_token("ana", actor="admin")
+    assert store.user_for_token(token).name == "ana"
+    cookie, csrf = store.create_session(store.get_user("ana"), ttl=timedelta(hours=1))
+    assert store.session_user(cookie)[1] == csrf
+    store.update_user("ana", actor="admin", disabled=True)
+    assert store.user_for_token(token) is None and store.session_user(cookie) is None
+    changes = [a for a in store.audit_entries(entity="user") if a.action == "user.changed"]
+    assert changes[0].before == {"role": "analyst", "disabled": False}
+    assert changes[0].after == {"role": "analyst", "disabled": True}
+    assert _count(store, AuditEvent, AuditEvent.action == "user.added") == 1
