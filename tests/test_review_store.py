@@ -207,3 +207,21 @@ def test_users_tokens_sessions_and_their_audit(store):
     assert changes[0].before == {"role": "analyst", "disabled": False}
     assert changes[0].after == {"role": "analyst", "disabled": True}
     assert _count(store, AuditEvent, AuditEvent.action == "user.added") == 1
+
+
+def test_decision_ledger_is_append_only_and_audited(store):
+    first = store.record_decision(
+        model_name="m", kind="threshold", decision="applied", actor="ana", from_version="1",
+        to_version="1", before={"threshold": 1.0}, after={"threshold": 1.2},
+        evidence={"reviewed": 120}, policy={"budget_per_day": 50}, reason="queue too long",
+    )
+    second = store.record_decision(
+        model_name="m", kind="promotion", decision="promoted", actor="vigil", from_version="1",
+        to_version="2", approved_by="lead",
+    )
+    entries = store.decisions("m")
+    assert [e.id for e in entries] == [second, first]
+    assert entries[1].after == {"threshold": 1.2} and entries[0].approved_by == "lead"
+    assert {a.action for a in store.audit_entries(entity="model")} == {
+        "threshold.applied", "promotion.promoted"
+    }

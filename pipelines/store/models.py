@@ -309,3 +309,29 @@ class Label(Base):
     #: Imports: a hash of (record, verdict, known_at, source) so re-importing writes nothing.
     dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Decision(Base):
+    """The decision ledger: every promotion, rejection, rollback and threshold change, with
+    the evidence and policy behind it and who approved it. Append-only; mirrored into the
+    MLflow model version's tags by the code that makes the decision."""
+
+    __tablename__ = "decision_ledger"
+    __table_args__ = (Index("ix_decisions_model", "model_name", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    model_name: Mapped[str] = mapped_column(String(256))
+    #: promotion | rollback | threshold
+    kind: Mapped[str] = mapped_column(String(32))
+    #: e.g. promoted | rejected | kept | rolled_back | applied | refused
+    decision: Mapped[str] = mapped_column(String(32))
+    from_version: Mapped[str | None] = mapped_column(String(32))
+    to_version: Mapped[str | None] = mapped_column(String(32))
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)
+    evidence: Mapped[dict] = mapped_column(JSON, default=dict)
+    policy: Mapped[dict] = mapped_column(JSON, default=dict)
+    actor: Mapped[str] = mapped_column(String(128))
+    approved_by: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)

@@ -28,6 +28,7 @@ from pipelines.store.models import (
     ApiToken,
     AuditEvent,
     Case,
+    Decision,
     EntityHistorySegment,
     Flag,
     Label,
@@ -1038,6 +1039,47 @@ class ReviewStoreMixin:
             frame = pd.read_sql(query, conn)
         frame["known_at"] = pd.to_datetime(frame["known_at"], utc=True)
         return frame
+
+    # -- decision ledger ----------------------------------------------------------------
+
+    def record_decision(
+        self,
+        *,
+        model_name: str,
+        kind: str,
+        decision: str,
+        actor: str,
+        from_version: str | None = None,
+        to_version: str | None = None,
+        before: dict | None = None,
+        after: dict | None = None,
+        evidence: dict | None = None,
+        policy: dict | None = None,
+        approved_by: str | None = None,
+        reason: str | None = None,
+    ) -> int:
+        """Append to the decision ledger (and the audit log); returns the entry id."""
+        with self.session() as session:
+            entry = Decision(
+                model_name=model_name, kind=kind, decision=decision, actor=actor,
+                from_version=from_version, to_version=to_version, before=before, after=after,
+                evidence=evidence or {}, policy=policy or {}, approved_by=approved_by,
+                reason=reason,
+            )
+            session.add(entry)
+            session.flush()
+            self._audit(
+                session, actor, f"{kind}.{decision}", "model", model_name, before=before,
+                after=after, detail={"decision_id": entry.id, "reason": reason},
+            )
+            return entry.id
+
+    def decisions(self, model_name: str | None = None, limit: int = 100) -> list[Decision]:
+        with self.session() as session:
+            query = sa.select(Decision).order_by(Decision.id.desc()).limit(limit)
+            if model_name:
+                query = query.where(Decision.model_name == model_name)
+            return list(session.scalars(query))
 
     # -- runs and quality ------------------------------------------------------------------
 

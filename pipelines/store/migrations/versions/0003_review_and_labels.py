@@ -1,5 +1,5 @@
 """review app and labels: users, tokens, sessions, cases, labels; flags join cases;
-audit entries record before -> after
+audit entries record before -> after; the decision ledger
 
 Revision ID: 0003
 Revises: 0002
@@ -127,6 +127,25 @@ def upgrade() -> None:
         batch_op.create_index("ix_flags_case_id", ["case_id"])
         batch_op.create_index("ix_flags_entity", ["entity"])
         batch_op.create_index("ix_flags_record_id", ["record_id"])
+    op.create_table(
+        "decision_ledger",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("at", _TS, nullable=False),
+        sa.Column("model_name", sa.String(length=256), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("decision", sa.String(length=32), nullable=False),
+        sa.Column("from_version", sa.String(length=32), nullable=True),
+        sa.Column("to_version", sa.String(length=32), nullable=True),
+        sa.Column("before", sa.JSON(), nullable=True),
+        sa.Column("after", sa.JSON(), nullable=True),
+        sa.Column("evidence", sa.JSON(), nullable=False),
+        sa.Column("policy", sa.JSON(), nullable=False),
+        sa.Column("actor", sa.String(length=128), nullable=False),
+        sa.Column("approved_by", sa.String(length=128), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_decisions_model", "decision_ledger", ["model_name", "at"])
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.add_column(sa.Column("before", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("after", sa.JSON(), nullable=True))
@@ -145,6 +164,7 @@ def downgrade() -> None:
         batch_op.drop_constraint("fk_flags_case_id", type_="foreignkey")
         batch_op.drop_column("case_id")
         batch_op.drop_column("entity")
+    op.drop_table("decision_ledger")
     op.drop_table("labels")
     op.drop_table("cases")
     op.drop_table("web_sessions")
