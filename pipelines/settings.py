@@ -31,6 +31,20 @@ class VigilSettings(BaseSettings):
     score_chunk_size: int = Field(default=5000, gt=0, description="Rows per scoring batch.")
     max_reasons: int = Field(default=3, gt=0, description="Top reasons stored per flag.")
 
+    # Review app (`vigil review`)
+    review_host: str = Field(default="127.0.0.1", description="Address the review app binds.")
+    review_port: int = Field(default=8765, description="Port of the review app.")
+    review_secure_cookies: bool = Field(
+        default=False, description="Mark cookies Secure (set when served over TLS)."
+    )
+    review_session_hours: float = Field(default=12.0, gt=0, description="Login lifetime.")
+    review_claim_minutes: float = Field(
+        default=15.0, gt=0, description="How long a claimed item stays locked to its analyst."
+    )
+    review_login_attempts: int = Field(
+        default=5, gt=0, description="Failed logins per user within 5 minutes before refusal."
+    )
+
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
