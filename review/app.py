@@ -309,6 +309,7 @@ def create_app(store: ResultsStore | None = None, settings: VigilSettings | None
     templates.env.globals.update(charts=charts, reason_codes=REASON_CODES, verdicts=VERDICTS)
     templates.env.filters["when"] = _when
     templates.env.filters["pct"] = lambda v: "–" if v is None else f"{v:.1%}"
+    templates.env.filters["change"] = _change
     app.state.templates = templates
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
@@ -365,6 +366,17 @@ def create_app(store: ResultsStore | None = None, settings: VigilSettings | None
     app.include_router(_page_routes(templates))
     app.include_router(_api_routes(app))
     return app
+
+
+def _change(before: dict | None, after: dict | None) -> str:
+    """'field: old → new' for what an audit entry changed (unchanged fields left out)."""
+    before, after = before or {}, after or {}
+    parts = []
+    for key in dict.fromkeys([*before, *after]):
+        old, new = before.get(key), after.get(key)
+        if old != new:
+            parts.append(f"{key}: {'–' if old is None else old} → {'–' if new is None else new}")
+    return "; ".join(parts)
 
 
 def _when(value: datetime | None) -> str:

@@ -60,7 +60,8 @@ def score_gauge(score: float, threshold: float | None, *, width: int = 520) -> M
         f'<rect x="10" y="14" width="{width - 20}" height="14" fill="#eee" rx="3"/>'
         f'<rect x="10" y="14" width="{max(1.0, x_s - 10):.1f}" height="14" fill="{colour}" rx="3"/>'
         f'<line x1="{x_t:.1f}" x2="{x_t:.1f}" y1="6" y2="36" stroke="#111" stroke-width="2"/>'
-        f'<text x="{x_t:.1f}" y="50" text-anchor="middle" {_FONT}>threshold {threshold:.4g}</text>'
+        f'<text x="{max(x_t, 10):.1f}" y="50" text-anchor="{"start" if x_t < 80 else "middle"}" '
+        f'{_FONT}>threshold {threshold:.4g}</text>'
         f'<text x="{min(x_s, width - 60):.1f}" y="10" {_FONT} fill="{colour}">'
         f"score {score:.4g}</text>"
     )
@@ -75,10 +76,15 @@ def score_histogram(
     values = np.asarray([s for s in scores if s is not None and math.isfinite(s)], dtype=float)
     if not len(values):
         return Markup('<p class="muted">No scores stored for this run.</p>')
-    hi = float(np.quantile(values, 0.999))
-    hi = max(hi, threshold * 1.2, float(values.min()) + 1e-9)
     lo = float(values.min())
-    counts, edges = np.histogram(np.clip(values, lo, hi), bins=40, range=(lo, hi))
+    hi = max(float(values.max()), threshold * 1.05, lo + 1e-9)
+    # Anomaly scores have long tails: a log axis keeps both the bulk and the tail readable.
+    log_axis = lo > 0 and hi / lo > 20
+    to_axis = np.log10 if log_axis else (lambda v: v)
+    a_lo, a_hi = float(to_axis(lo)), float(to_axis(hi))
+    counts, edges = np.histogram(to_axis(values), bins=40, range=(a_lo, a_hi))
+    if log_axis:
+        edges = 10**edges
     left, bottom, plot_w, plot_h = 40, height - 28, width - 50, height - 40
     peak = math.log10(counts.max() + 1)
     parts = [
@@ -90,20 +96,22 @@ def score_histogram(
             continue
         h = plot_h * math.log10(c + 1) / peak
         x = left + i * bar_w
-        colour = "#c0392b" if edges[i] >= threshold else "#5d6d7e"
+        colour = "#c0392b" if edges[i + 1] > threshold else "#5d6d7e"
         parts.append(
             f'<rect x="{x:.1f}" y="{bottom - h:.1f}" width="{max(1.0, bar_w - 1):.1f}" '
             f'height="{h:.1f}" fill="{colour}"><title>{edges[i]:.3g}–{edges[i + 1]:.3g}: '
             f"{int(c)} records</title></rect>"
         )
-    x_t = left + plot_w * (threshold - lo) / (hi - lo)
+    x_t = left + plot_w * (float(to_axis(threshold)) - a_lo) / (a_hi - a_lo)
     parts.append(
         f'<line x1="{x_t:.1f}" x2="{x_t:.1f}" y1="8" y2="{bottom}" stroke="#111" '
         f'stroke-width="2" stroke-dasharray="4 3"/>'
         f'<text x="{x_t + 4:.1f}" y="18" {_FONT}>threshold {threshold:.4g}</text>'
         f'<text x="{left}" y="{height - 8}" {_FONT} fill="#444">{lo:.3g}</text>'
+        f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle" {_FONT} '
+        f'fill="#444">score{" (log axis)" if log_axis else ""}</text>'
         f'<text x="{left + plot_w}" y="{height - 8}" text-anchor="end" {_FONT} fill="#444">'
-        f"{hi:.3g}{'+' if values.max() > hi else ''}</text>"
+        f"{hi:.3g}</text>"
         f'<text x="4" y="14" {_FONT} fill="#444">log n</text>'
     )
     label = f"Score histogram of {len(values)} records; threshold {threshold:.4g}"

@@ -130,6 +130,9 @@ def _flags(
     for i in flagged:
         record = chunk.iloc[i]
         values = json.loads(record.to_json(date_format="iso"))
+        # The label (when a batch carries one) is for evaluation, never for the analyst
+        # judging the record: keep it out of the snapshot shown in the review app.
+        values.pop(bundle.spec.label_column or "", None)
         if snapshot is not chunk:
             extra = snapshot.iloc[i].drop(labels=list(record.index), errors="ignore")
             values.update(json.loads(extra.to_json(date_format="iso")))
