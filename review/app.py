@@ -8,19 +8,21 @@ dependency; state-changing routes check the role (and, for browsers, the CSRF to
 from __future__ import annotations
 
 import io
+import re
 import secrets
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, StrictBool, StrictInt
 
 from pipelines.accounts import hash_password, verify_password
 from pipelines.settings import VigilSettings, get_settings
@@ -56,6 +58,28 @@ CSP = (
 
 
 # -- API shapes (they make the OpenAPI document exact) ------------------------------------
+
+
+RoleName = Literal["viewer", "analyst", "admin"]
+VerdictName = Literal["fraud", "not_fraud", "unsure"]
+ReasonCode = Literal[tuple(REASON_CODES)]  # type: ignore[valid-type]
+
+
+CaseId = Annotated[int, FastPath(ge=1, le=2**31 - 1, description="Queue item (case) id.")]
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+ERRORS = {
+    400: {"model": ErrorOut, "description": "Malformed request body."},
+    401: {"model": ErrorOut, "description": "No or unknown credentials."},
+    403: {"model": ErrorOut, "description": "Role too low, or CSRF token missing (browsers)."},
+    404: {"model": ErrorOut, "description": "No such item."},
+    409: {"model": ErrorOut, "description": "Changed by someone else, or claimed by another."},
+    422: {"model": ErrorOut, "description": "Invalid input."},
+}
 
 
 class QueueItem(BaseModel):
@@ -109,23 +133,25 @@ class CaseDetail(QueueItem):
 
 
 class VerdictIn(BaseModel):
-    verdict: str = Field(description="fraud | not_fraud | unsure")
+    verdict: VerdictName
     note: str | None = Field(default=None, max_length=4000)
-    reason_code: str | None = Field(default=None, max_length=64)
+    reason_code: ReasonCode | None = None
     version: int | None = Field(
         default=None, description="The case version you saw; a newer one is a 409 conflict."
     )
-    overrides: dict[str, str] = Field(
+    overrides: dict[str, VerdictName] = Field(
         default_factory=dict, description="record_id -> verdict for records that differ."
     )
 
 
 class BulkVerdictIn(BaseModel):
-    case_ids: list[int] = Field(min_length=1, max_length=500)
-    verdict: str
+    case_ids: list[Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]] = Field(
+        min_length=1, max_length=500
+    )
+    verdict: VerdictName
     note: str | None = Field(default=None, max_length=4000)
-    reason_code: str | None = Field(default=None, max_length=64)
-    overrides: dict[str, str] = Field(
+    reason_code: ReasonCode | None = None
+    overrides: dict[Annotated[str, Field(pattern=r"^[0-9]+$")], VerdictName] = Field(
         default_factory=dict, description="case id (as text) -> verdict for items that differ."
     )
 
@@ -186,15 +212,18 @@ class UserOut(BaseModel):
     disabled: bool
 
 
+
+
+
 class UserIn(BaseModel):
-    name: str = Field(min_length=1, max_length=64)
-    role: str
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    role: RoleName
     password: str | None = Field(default=None, min_length=10, max_length=256)
 
 
 class UserPatch(BaseModel):
-    role: str | None = None
-    disabled: bool | None = None
+    role: RoleName | None = None
+    disabled: StrictBool | None = None
 
 
 class AuditOut(BaseModel):
@@ -224,30 +253,34 @@ def _lock(request: Request) -> timedelta:
     return timedelta(minutes=_settings(request).review_claim_minutes)
 
 
+def _iso_only(value: object) -> object:
+    """Dates as YYYY-MM-DD only (pydantic alone would read '0' as a Unix time)."""
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("dates are YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_only)]
+QueueStatus = Literal["open", "closed", "all"]
+SortName = Literal["priority", "newest", "oldest", "entity"]
+
+
 def _filters(
-    status: str = "open",
+    status: QueueStatus = "open",
     model: str | None = None,
     run: str | None = None,
     assignee: str | None = None,
     min_priority: float | None = None,
     max_priority: float | None = None,
-    since: str | None = None,
-    until: str | None = None,
+    since: Annotated[IsoDate | None, Query(description="Flagged on or after (YYYY-MM-DD).")] = None,
+    until: Annotated[IsoDate | None, Query(description="Flagged before (YYYY-MM-DD).")] = None,
     reason: str | None = None,
-    verdict: str | None = None,
+    verdict: VerdictName | None = None,
     entity: str | None = None,
 ) -> QueueFilters:
-    def when(text: str | None) -> datetime | None:
-        if not text:
-            return None
-        try:
-            value = datetime.fromisoformat(text)
-        except ValueError as exc:
-            raise HTTPException(422, f"dates are YYYY-MM-DD[THH:MM], not {text!r}") from exc
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    def when(day: date | None) -> datetime | None:
+        return None if day is None else datetime(day.year, day.month, day.day, tzinfo=UTC)
 
-    if status not in ("open", "closed", "all"):
-        raise HTTPException(422, "status must be open, closed or all")
     return QueueFilters(
         status=status,
         model=model or None,
@@ -267,7 +300,7 @@ def _run_out(run) -> dict:
     return {c: getattr(run, c) for c in RunOut.model_fields}
 
 
-def _case_with_timeline(store: ResultsStore, case_id: int) -> dict:
+def _case_with_timeline(store: ResultsStore, case_id: CaseId) -> dict:
     case = store.get_case(case_id)
     case["timeline"] = []
     entity = case.get("entity") or next((f["entity"] for f in case["flags"] if f["entity"]), None)
@@ -324,6 +357,8 @@ def create_app(store: ResultsStore | None = None, settings: VigilSettings | None
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
         if not request.url.path.startswith("/static"):
             response.headers["Cache-Control"] = "no-store"
+        if response.status_code == 405:  # name every method the path answers, not one route's
+            response.headers["Allow"] = ", ".join(_allowed_methods(app, request.url.path))
         return response
 
     @app.exception_handler(LoginRequired)
@@ -366,6 +401,21 @@ def create_app(store: ResultsStore | None = None, settings: VigilSettings | None
     app.include_router(_page_routes(templates))
     app.include_router(_api_routes(app))
     return app
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    methods: set[str] = set()
+    for route in app.routes:
+        contexts = (
+            route.effective_route_contexts()
+            if hasattr(route, "effective_route_contexts")
+            else [route]
+        )
+        for context in contexts:
+            regex = getattr(context, "path_regex", None)
+            if regex is not None and regex.match(path):
+                methods |= set(getattr(context, "methods", None) or ())
+    return sorted(methods)
 
 
 def _change(before: dict | None, after: dict | None) -> str:
@@ -477,7 +527,7 @@ def _page_routes(templates: Jinja2Templates) -> APIRouter:
     def queue(
         request: Request,
         filters: Annotated[QueueFilters, Depends(_filters)],
-        sort: str = "priority",
+        sort: SortName = "priority",
         cursor: str | None = None,
         msg: str | None = None,
     ):
@@ -527,23 +577,23 @@ def _page_routes(templates: Jinja2Templates) -> APIRouter:
             text += "; skipped " + "; ".join(f"#{k}: {v}" for k, v in result["skipped"].items())
         return RedirectResponse("/queue?" + urlencode({"msg": text}), status_code=303)
 
-    @router.get("/cases/{case_id}", response_class=HTMLResponse)
-    def case_page(request: Request, case_id: int, msg: str | None = None):
+    @router.get("/cases/{case_id:int}", response_class=HTMLResponse)
+    def case_page(request: Request, case_id: CaseId, msg: str | None = None):
         store = _store(request)
         case = _case_with_timeline(store, case_id)
         audit = store.audit_entries(entity="case", entity_id=str(case_id), limit=50)
         return render(request, "case.html", {"case": case, "audit": audit, "msg": msg})
 
-    @router.post("/cases/{case_id}/claim")
-    async def claim(request: Request, case_id: int):
+    @router.post("/cases/{case_id:int}/claim")
+    async def claim(request: Request, case_id: CaseId):
         principal = require(request, "analyst")
         form = await request.form()
         version = _int_or_none(form.get("version"))
         _store(request).claim(case_id, principal.name, lock=_lock(request), version=version)
         return RedirectResponse(f"/cases/{case_id}", status_code=303)
 
-    @router.post("/cases/{case_id}/verdict")
-    async def verdict(request: Request, case_id: int):
+    @router.post("/cases/{case_id:int}/verdict")
+    async def verdict(request: Request, case_id: CaseId):
         principal = require(request, "analyst")
         form = await request.form()
         store = _store(request)
@@ -581,8 +631,8 @@ def _page_routes(templates: Jinja2Templates) -> APIRouter:
             status_code=303,
         )
 
-    @router.post("/cases/{case_id}/undo")
-    async def undo(request: Request, case_id: int):
+    @router.post("/cases/{case_id:int}/undo")
+    async def undo(request: Request, case_id: CaseId):
         principal = require(request, "analyst")
         form = await request.form()
         store = _store(request)
@@ -600,8 +650,8 @@ def _page_routes(templates: Jinja2Templates) -> APIRouter:
             status_code=303,
         )
 
-    @router.post("/cases/{case_id}/release")
-    def release(request: Request, case_id: int):
+    @router.post("/cases/{case_id:int}/release")
+    def release(request: Request, case_id: CaseId):
         principal = require(request, "analyst")
         _store(request).release(case_id, principal.name)
         return RedirectResponse("/queue", status_code=303)
@@ -708,7 +758,9 @@ def _labels_export(store: ResultsStore, fmt: str) -> Response:
 
 
 def _api_routes(app: FastAPI) -> APIRouter:
-    router = APIRouter(prefix="/api", dependencies=[Depends(api_user)], tags=["review"])
+    router = APIRouter(
+        prefix="/api", dependencies=[Depends(api_user)], tags=["review"], responses=ERRORS
+    )
 
     @router.get("/openapi.json", include_in_schema=False)
     def openapi() -> JSONResponse:
@@ -723,7 +775,7 @@ def _api_routes(app: FastAPI) -> APIRouter:
     def queue(
         request: Request,
         filters: Annotated[QueueFilters, Depends(_filters)],
-        sort: str = Query("priority", description="priority | newest | oldest | entity"),
+        sort: SortName = "priority",
         cursor: str | None = None,
         limit: int = Query(50, ge=1, le=500),
     ):
@@ -739,28 +791,28 @@ def _api_routes(app: FastAPI) -> APIRouter:
         claimed = _store(request).claim_next(principal.name, lock=_lock(request))
         return claimed or {"id": None, "version": None}
 
-    @router.get("/queue/{case_id}", response_model=CaseDetail)
-    def case(request: Request, case_id: int):
+    @router.get("/queue/{case_id:int}", response_model=CaseDetail)
+    def case(request: Request, case_id: CaseId):
         return _case_with_timeline(_store(request), case_id)
 
-    @router.post("/queue/{case_id}/claim", response_model=ClaimOut)
-    def claim(request: Request, case_id: int, version: int | None = None):
+    @router.post("/queue/{case_id:int}/claim", response_model=ClaimOut)
+    def claim(request: Request, case_id: CaseId, version: int | None = None):
         principal = require(request, "analyst")
         new_version = _store(request).claim(
             case_id, principal.name, lock=_lock(request), version=version
         )
         return {"id": case_id, "version": new_version}
 
-    @router.post("/queue/{case_id}/verdict", response_model=VerdictOut)
-    def verdict(request: Request, case_id: int, body: VerdictIn):
+    @router.post("/queue/{case_id:int}/verdict", response_model=VerdictOut)
+    def verdict(request: Request, case_id: CaseId, body: VerdictIn):
         principal = require(request, "analyst")
         return _store(request).give_verdict(
             case_id, principal.name, body.verdict, version=body.version,
             reason_code=body.reason_code or None, note=body.note, overrides=body.overrides,
         )
 
-    @router.post("/queue/{case_id}/undo", response_model=VerdictOut)
-    def undo(request: Request, case_id: int, version: int | None = None):
+    @router.post("/queue/{case_id:int}/undo", response_model=VerdictOut)
+    def undo(request: Request, case_id: CaseId, version: int | None = None):
         principal = require(request, "analyst")
         return _store(request).undo_verdict(case_id, principal.name, version=version)
 
@@ -794,7 +846,16 @@ def _api_routes(app: FastAPI) -> APIRouter:
     def quality(request: Request):
         return _store(request).quality_by_model()
 
-    @router.get("/labels")
+    @router.get(
+        "/labels",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Every label row (the latest per record counts).",
+                "content": {"text/csv": {}, "application/vnd.apache.parquet": {}},
+            }
+        },
+    )
     def labels(request: Request, format: str = Query("csv", pattern="^(csv|parquet)$")):
         return _labels_export(_store(request), format)
 

@@ -73,8 +73,8 @@ def _routes(app):
             found = [(route.path, set(route.methods))]
         for template, methods in found:
             path = (
-                template.replace("{case_id}", "1").replace("{run_id}", "x")
-                .replace("{name}", "ana").replace("{fmt}", "csv")
+                template.replace("{case_id:int}", "1").replace("{case_id}", "1")
+                .replace("{run_id}", "x").replace("{name}", "ana").replace("{fmt}", "csv")
             )
             for method in sorted(methods - {"HEAD"}):
                 yield method, template, path

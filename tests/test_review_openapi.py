@@ -1,0 +1,46 @@
+"""The review API's OpenAPI document is correct: schemathesis generates requests from it
+and checks every answer (no server errors, documented status codes, content types and
+response bodies that match their schemas)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from pipelines.accounts import hash_password
+from pipelines.settings import VigilSettings
+from pipelines.store import ResultsStore
+from review import create_app
+from tests.review_fixtures import add_flagged_run
+
+_HOME = Path(tempfile.mkdtemp(prefix="vigil-openapi-"))
+_STORE = ResultsStore(f"sqlite:///{_HOME / 'store.db'}")
+_STORE.add_user("admin", "admin", hash_password("schemathesis-pw"), actor="test")
+_TOKEN = _STORE.create_token("admin", actor="test")
+add_flagged_run(
+    _STORE, batch_id="b1", flags=[(f"r{i}", f"card{i % 3}", 1.5 + i) for i in range(12)]
+)
+APP = create_app(_STORE, VigilSettings(home=_HOME))
+AUTH = {"Authorization": f"Bearer {_TOKEN}"}
+
+schema = schemathesis.openapi.from_asgi("/api/openapi.json", APP, headers=AUTH)
+
+
+@schema.parametrize()
+@settings(
+    max_examples=15, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+def test_api_answers_match_the_openapi_document(case):
+    # The admin must stay able to answer: the generated cases may not disable it.
+    if case.path == "/api/users/{name}" and case.path_parameters.get("name") == "admin":
+        case.path_parameters["name"] = "someone-else"
+    # Domain rules legitimately refuse some schema-valid input with 422 (a made-up page
+    # cursor, an override for a record that is not in the case): that one check is off;
+    # server errors, documented status codes, content types, response bodies and the
+    # rejection of schema-violating input are all checked.
+    case.call_and_validate(headers=AUTH, excluded_checks=[positive_data_acceptance])
