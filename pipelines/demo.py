@@ -8,6 +8,7 @@ km away in a rarely seen country, and card-testing micro-payments online at nigh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -209,9 +210,40 @@ def run_demo(*, epochs: int | None = None, echo=print) -> dict:
     )
     echo(f"every record's score: {scored.get('out')}")
     echo("")
+    _demo_review_access(settings, echo)
+    echo("")
     echo("look further:")
     echo("  .venv/bin/vigil flags            # flagged records and why")
     echo("  .venv/bin/vigil runs             # scoring runs")
     echo("  .venv/bin/vigil models           # registry versions and aliases")
     echo(f"  .venv/bin/mlflow ui --backend-store-uri {settings.resolved_mlflow_uri}")
     return {"train": trained, "score": scored, "seconds": elapsed}
+
+
+DEMO_ANALYST = "analyst"
+
+
+def _demo_review_access(settings, echo: Callable[[str], None]) -> None:
+    """Make sure a demo analyst can log in to the review app, and say how.
+
+    The password is random and printed once, when the user is created; it is never stored
+    in clear (reset it with ``vigil users set-password analyst``)."""
+    import secrets
+
+    from pipelines.accounts import hash_password
+    from pipelines.store import ResultsStore
+
+    store = ResultsStore(settings.resolved_database_url)
+    open_items = store.queue_page(limit=1).counts.get("open", 0)
+    url = f"http://{settings.review_host}:{settings.review_port}/"
+    echo(f"review queue: {open_items} open items. Work them in the review app:")
+    echo("  .venv/bin/vigil review        # then open " + url)
+    if store.get_user(DEMO_ANALYST) is None:
+        password = secrets.token_urlsafe(12)
+        store.add_user(DEMO_ANALYST, "analyst", hash_password(password), actor="vigil demo")
+        echo(f"  log in as '{DEMO_ANALYST}' with password: {password}")
+        echo("  (shown once; change it: .venv/bin/vigil users set-password analyst)")
+    else:
+        echo(f"  log in as '{DEMO_ANALYST}' (password shown when the demo first created it;")
+        echo("  reset it: .venv/bin/vigil users set-password analyst)")
+    echo("  keys: c claim next, f fraud, n not fraud, u unsure, e note, z undo, ? help")

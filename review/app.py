@@ -35,6 +35,7 @@ from pipelines.store.review import (
     Conflict,
     NotFound,
     QueueFilters,
+    QueuePage,
     ReviewError,
 )
 from review import charts
@@ -296,6 +297,26 @@ def _filters(
     )
 
 
+COUNTS_TTL_SECONDS = 5.0
+
+
+def _queue_page(request: Request, filters: QueueFilters, **kwargs) -> QueuePage:
+    """A queue page with its counts per status; the counts scan every matching item, so
+    they are cached for a few seconds per filter set (the items themselves never are)."""
+    store = _store(request)
+    page = store.queue_page(filters, with_counts=False, **kwargs)
+    cache: dict = request.app.state.counts_cache
+    key = repr(sorted(filters.__dict__.items()))
+    hit = cache.get(key)
+    if hit is None or time.monotonic() - hit[0] > COUNTS_TTL_SECONDS:
+        if len(cache) > 256:
+            cache.clear()
+        hit = (time.monotonic(), store.queue_counts(filters))
+        cache[key] = hit
+    page.counts = hit[1]
+    return page
+
+
 def _run_out(run) -> dict:
     return {c: getattr(run, c) for c in RunOut.model_fields}
 
@@ -338,6 +359,7 @@ def create_app(store: ResultsStore | None = None, settings: VigilSettings | None
     )
     app.state.store = store or ResultsStore(settings.resolved_database_url)
     app.state.settings = settings
+    app.state.counts_cache = {}
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(charts=charts, reason_codes=REASON_CODES, verdicts=VERDICTS)
     templates.env.filters["when"] = _when
@@ -531,7 +553,7 @@ def _page_routes(templates: Jinja2Templates) -> APIRouter:
         cursor: str | None = None,
         msg: str | None = None,
     ):
-        page = _store(request).queue_page(filters, sort=sort, cursor=cursor, limit=50)
+        page = _queue_page(request, filters, sort=sort, cursor=cursor, limit=50)
         query = {k: v for k, v in request.query_params.items() if k not in ("cursor", "msg")}
         return render(
             request, "queue.html",
@@ -779,7 +801,7 @@ def _api_routes(app: FastAPI) -> APIRouter:
         cursor: str | None = None,
         limit: int = Query(50, ge=1, le=500),
     ):
-        page = _store(request).queue_page(filters, sort=sort, cursor=cursor, limit=limit)
+        page = _queue_page(request, filters, sort=sort, cursor=cursor, limit=limit)
         return {
             "items": page.items, "next_cursor": page.next_cursor, "counts": page.counts,
             "sort": page.sort,

@@ -225,3 +225,34 @@ def test_decision_ledger_is_append_only_and_audited(store):
     assert {a.action for a in store.audit_entries(entity="model")} == {
         "threshold.applied", "promotion.promoted"
     }
+
+
+def test_entity_timeline_joins_kept_history_scores_flags_and_verdicts(store):
+    import pandas as pd
+
+    run_id = add_flagged_run(
+        store, batch_id="d1", dataset="demo", flags=[("t3", "card9", 5.0)], group_by_entity=True,
+    )
+    # The batch's records as sequence mode keeps them (id and entity columns by spec name).
+    history = pd.DataFrame(
+        {"tx_id": ["t1", "t2", "t3", "x1"], "card_id": ["card9", "card9", "card9", "card1"],
+         "amount": [10.0, 12.0, 900.0, 5.0]}
+    )
+    store.save_history(dataset="demo", batch_id="d1", source="d1.csv", signature="s",
+                       frame=history, seconds=[1.0, 2.0, 3.0, 4.0])
+    import sqlalchemy as sa
+
+    from pipelines.store import Score
+
+    with store.session() as session:
+        session.execute(sa.insert(Score), [
+            {"run_id": run_id, "record_id": "t1", "score": 0.2, "is_anomaly": False},
+        ])
+    case_id = store.queue_page().items[0]["id"]
+    store.give_verdict(case_id, "ana", "fraud")
+    timeline = store.entity_timeline("demo", "card9", id_column="tx_id", entity_column="card_id")
+    by_id = {e["record_id"]: e for e in timeline}
+    assert set(by_id) == {"t1", "t2", "t3"}
+    assert by_id["t3"]["flagged"] and by_id["t3"]["label"]["verdict"] == "fraud"
+    assert not by_id["t1"]["flagged"] and by_id["t1"]["score"] == 0.2
+    assert by_id["t2"]["score"] is None and by_id["t2"]["record"]["amount"] == 12.0

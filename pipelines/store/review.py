@@ -383,13 +383,32 @@ class ReviewStoreMixin:
                 )
             ):
                 case_ids[key] = case_id
-        session.execute(  # ORM bulk UPDATE by primary key
-            sa.update(Flag),
-            [
-                {"id": flag_id, "case_id": case_ids[key]}
-                for key, flag_ids in keys.items()
-                for flag_id in flag_ids
-            ],
+        # One set-based UPDATE: each flag finds its open case through the partial unique
+        # index (dataset, entity_key); no per-row round trips.
+        key_expr = (
+            sa.case(
+                (
+                    sa.and_(Flag.entity.is_not(None), Flag.entity != ""),
+                    sa.literal("entity:") + Flag.entity,
+                ),
+                else_=sa.literal("record:") + Flag.record_id,
+            )
+            if group_by_entity
+            else sa.literal("record:") + Flag.record_id
+        )
+        session.execute(
+            sa.update(Flag)
+            .where(Flag.run_id == run_id, Flag.case_id.is_(None))
+            .values(
+                case_id=sa.select(Case.id)
+                .where(
+                    Case.dataset == run.dataset,
+                    Case.status == "open",
+                    Case.entity_key == key_expr,
+                )
+                .scalar_subquery()
+            )
+            .execution_options(synchronize_session=False)
         )
         touched = list(case_ids.values())
         self._refresh_cases(session, touched, bump_version=True)
@@ -474,9 +493,11 @@ class ReviewStoreMixin:
         sort: str = "priority",
         cursor: str | None = None,
         limit: int = 50,
+        with_counts: bool = True,
     ) -> QueuePage:
         """One page of queue items, keyset-paginated on (sort column, id): the cost of a
-        page does not grow with how deep it is."""
+        page does not grow with how deep it is. ``with_counts=False`` leaves the counts per
+        status out (they scan every matching case; callers may cache :meth:`queue_counts`)."""
         filters = filters or QueueFilters()
         if sort not in SORTS:
             raise ReviewError(f"sort must be one of {', '.join(SORTS)}")
@@ -500,13 +521,18 @@ class ReviewStoreMixin:
             more = len(cases) > limit
             cases = cases[:limit]
             items = self._queue_items(session, cases)
-            counts = self._status_counts(session, filters)
+            counts = self._status_counts(session, filters) if with_counts else {}
         next_cursor = None
         if more and cases:
             last = cases[-1]
             next_cursor = _encode_cursor(getattr(last, column_name), last.id)
         return QueuePage(items=items, next_cursor=next_cursor, counts=counts, sort=sort,
                          filters=filters)
+
+    def queue_counts(self, filters: QueueFilters | None = None) -> dict[str, int]:
+        """Items per status (open, claimed, closed) under the filters."""
+        with self.session() as session:
+            return self._status_counts(session, filters or QueueFilters())
 
     def _status_counts(self, session: Session, filters: QueueFilters) -> dict[str, int]:
         """Counts per status under the same filters (status itself aside)."""
