@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.vigil-installed
 
-.PHONY: install demo test lint bench bench-sequences clean-state
+.PHONY: install demo test lint bench bench-sequences bench-review clean-state
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ bench: install
 # Sequence models on the Fraud-Detection-Handbook data (1.75M transactions).
 bench-sequences: install
 	$(BIN)/python -m benchmarks.sequences --out benchmarks/results/sequences.json \
+		--markdown benchmarks/RESULTS.md
+
+# Review app at scale: 1,000,000 flags over 200,000 cards in PostgreSQL (VIGIL_TEST_POSTGRES_URL).
+bench-review: install
+	$(BIN)/python -m benchmarks.review --out benchmarks/results/review.json \
 		--markdown benchmarks/RESULTS.md
 
 lint: install
