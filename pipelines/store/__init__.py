@@ -7,9 +7,12 @@ from pipelines.store.models import (
     Flag,
     QuarantinedRow,
     Review,
+    RunChunk,
+    RunClaim,
     Score,
     ScoringRun,
 )
+from pipelines.store.production import LeaseLost, RunAlreadyRunning, StoreUnavailable
 
 __all__ = [
     "AuditEvent",
@@ -17,7 +20,12 @@ __all__ = [
     "Flag",
     "QuarantinedRow",
     "ResultsStore",
+    "LeaseLost",
     "Review",
+    "RunAlreadyRunning",
+    "RunChunk",
+    "RunClaim",
     "Score",
     "ScoringRun",
+    "StoreUnavailable",
 ]

@@ -28,6 +28,7 @@ from pipelines.store.models import (
     Score,
     ScoringRun,
 )
+from pipelines.store.production import ProductionStoreMixin
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -51,7 +52,7 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-class ResultsStore:
+class ResultsStore(ProductionStoreMixin):
     """Reads and writes scoring results; every write happens in one transaction."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
