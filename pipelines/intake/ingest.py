@@ -115,6 +115,8 @@ class ValidationResult:
         default_factory=lambda: pd.DataFrame(columns=QUARANTINE_COLUMNS)
     )
     rows_in: int = 0
+    #: The source row number of each clean row (file line for CSV).
+    clean_row_numbers: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     @property
     def rows_quarantined(self) -> int:
@@ -263,7 +265,9 @@ def validate_batch(
 
     quarantined = _quarantine_frame(problems, frame, row_numbers, id_text, max_field_chars)
     clean = typed.loc[~bad].reset_index(drop=True)
-    return ValidationResult(clean=clean, quarantined=quarantined, rows_in=n)
+    return ValidationResult(
+        clean=clean, quarantined=quarantined, rows_in=n, clean_row_numbers=row_numbers[~bad]
+    )
 
 
 def _time_zone_outliers(raw: pd.Series) -> tuple[np.ndarray, str]:

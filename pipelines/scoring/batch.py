@@ -152,6 +152,7 @@ def score_stream(
                     number=number,
                     chunk_size=chunk_size,
                     first_row=chunk.first_row_number,
+                    row_numbers=validated.clean_row_numbers,
                     rows_in=validated.rows_in,
                     quarantined=validated.quarantined,
                     rows_quarantined=validated.rows_quarantined,
@@ -232,6 +233,7 @@ def score_batch(
                     number=number,
                     chunk_size=chunk_size,
                     first_row=batch.first_row_number + start,
+                    row_numbers=validated.clean_row_numbers[start:stop],
                     rows_in=len(chunk) + (validated.rows_quarantined if first else 0),
                     quarantined=validated.quarantined if first else _no_quarantine(),
                     rows_quarantined=validated.rows_quarantined if first else 0,
@@ -259,6 +261,23 @@ def score_batch(
     return report
 
 
+def _unscorable(
+    chunk: pd.DataFrame, finite: np.ndarray, id_column: str, row_numbers: np.ndarray
+) -> pd.DataFrame:
+    positions = np.flatnonzero(~finite)
+    return pd.DataFrame(
+        {
+            "row_number": [int(row_numbers[p]) for p in positions],
+            "record_id": chunk[id_column].iloc[positions].astype(str).to_numpy(),
+            "column": None,
+            "value": None,
+            "reason": "the model gave no finite score (values beyond float range)",
+            "raw": [chunk.iloc[p].to_json(date_format="iso") for p in positions],
+        },
+        columns=QUARANTINE_COLUMNS,
+    )
+
+
 def _no_quarantine() -> pd.DataFrame:
     return pd.DataFrame(columns=QUARANTINE_COLUMNS)
 
@@ -272,15 +291,27 @@ def _score_chunk(
     number: int,
     chunk_size: int,
     first_row: int,
+    row_numbers: np.ndarray,
     rows_in: int,
     quarantined: pd.DataFrame,
     rows_quarantined: int,
     target: RunTarget,
     max_field_chars: int,
 ) -> ChunkWrite:
-    """Score one chunk of clean rows (unless scored already) into what the store writes."""
+    """Score one chunk of clean rows (unless scored already) into what the store writes.
+
+    A row the model gives no finite score (inputs beyond what float arithmetic holds) is
+    quarantined with that reason rather than stored as a score nobody can rank."""
     if result is None and len(chunk):
         result = bundle.score(chunk)
+    if len(chunk):
+        finite = np.isfinite(result["score"].to_numpy(dtype="float64"))
+        if not finite.all():
+            unscorable = _unscorable(chunk, finite, bundle.spec.id_column, row_numbers)
+            quarantined = pd.concat([quarantined, unscorable], ignore_index=True)
+            rows_quarantined += len(unscorable)
+            keep = np.flatnonzero(finite)
+            chunk, snapshot, result = chunk.iloc[keep], snapshot.iloc[keep], result.iloc[keep]
     if len(chunk):
         scores = pd.DataFrame(
             {

@@ -82,6 +82,22 @@ def new_owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def _owner_is_gone(owner: str) -> bool:
+    """True when the claim's process ran on this host and no longer exists (killed), so
+    its run is resumed at once instead of after the lease runs out."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class ProductionStoreMixin:
     """Store methods for claimed, chunked, resumable scoring runs (see module docstring).
 
@@ -210,7 +226,8 @@ class ProductionStoreMixin:
         now = time.time()
         with self.session() as session:
             claim = session.get(RunClaim, run_id)
-            if claim is not None and now - claim.heartbeat_at < lease_seconds:
+            live = claim is not None and now - claim.heartbeat_at < lease_seconds
+            if live and not _owner_is_gone(claim.owner):
                 raise RunAlreadyRunning(
                     f"run {run_id[:8]} is already running in {claim.owner} "
                     f"(last heartbeat {now - claim.heartbeat_at:.0f} s ago); nothing written"
