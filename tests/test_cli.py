@@ -218,3 +218,21 @@ def test_score_without_prefect_api_leaves_nothing_behind_when_killed(tmp_path, u
 def _scalar(store, query) -> int:
     with store.session() as session:
         return int(session.scalar(query))
+
+
+def test_errors_inside_a_prefect_flow_are_one_line_without_prefect_tracebacks(
+    tmp_path, monkeypatch, capfd
+):
+    """With a Prefect API configured, score runs as a flow; its failure is still the CLI's
+    one line, not Prefect's logged traceback first."""
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    result = CliRunner().invoke(
+        main, ["score", "--data", str(tmp_path / "missing.csv"), "--model", "nobody/3"]
+    )
+    captured = capfd.readouterr()
+    everything = result.output + captured.out + captured.err
+    assert result.exit_code == 2
+    assert "error: no model version nobody/3 in the registry" in result.output
+    assert "Traceback" not in everything and "Finished in state Failed" not in everything
