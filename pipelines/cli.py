@@ -7,7 +7,10 @@ import time), so every command imports its heavy modules lazily.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -19,23 +22,63 @@ DEFAULT_SAMPLES = REPO_ROOT / "data" / "samples"
 DEFAULT_SPEC = REPO_ROOT / "data" / "specs" / "demo_transactions.yaml"
 
 
-def _fail(message: str) -> None:
+#: Exit code when the same batch is being scored by another live process right now.
+EXIT_ALREADY_RUNNING = 3
+
+
+def _fail(message: str, code: int = 2) -> None:
     click.echo(click.style(f"error: {message}", fg="red"), err=True)
-    sys.exit(2)
+    sys.exit(code)
 
 
 class _Group(click.Group):
-    """Turns the errors people cause (bad files, bad specs, unknown models) into one
-    readable line instead of a traceback."""
+    """Turns the errors people cause (bad files, bad specs, unknown models, a store that
+    went away) into one readable line instead of a traceback."""
 
     def invoke(self, ctx):
         from pipelines.intake.ingest import DataSourceError
         from pipelines.intake.spec import SpecError
+        from pipelines.store.production import LeaseLost, RunAlreadyRunning, StoreUnavailable
 
         try:
-            return super().invoke(ctx)
+            with _quiet_prefect_errors():
+                return super().invoke(ctx)
+        except RunAlreadyRunning as exc:
+            _fail(f"already running: {exc}", EXIT_ALREADY_RUNNING)
+        except (StoreUnavailable, LeaseLost) as exc:
+            _fail(f"{exc}; re-run to resume from the last committed chunk")
         except (DataSourceError, SpecError, ValueError, FileNotFoundError) as exc:
             _fail(str(exc))
+
+
+class _DropFlowErrorRecords(logging.Filter):
+    """Prefect logs a failed flow or task with its full traceback before the exception
+    reaches the CLI; the CLI prints its own one-line message (the Prefect API, when one
+    is configured, still keeps the failed state with the traceback)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+
+@contextmanager
+def _quiet_prefect_errors():
+    names = ("prefect.flow_runs", "prefect.task_runs", "prefect.engine")
+    loggers = [logging.getLogger(name) for name in names]
+    quiet = _DropFlowErrorRecords()
+    handlers = [h for lg in loggers for h in lg.handlers]
+    for target in (*loggers, *handlers):
+        target.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for target in (*loggers, *handlers):
+            target.removeFilter(quiet)
+
+
+def _use_prefect() -> bool:
+    """Run jobs as Prefect flows only when a Prefect API is configured: otherwise each
+    command would start (and, killed, leave behind) a temporary API server."""
+    return bool(os.environ.get("PREFECT_API_URL"))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -192,12 +235,20 @@ def _model_line(model: dict) -> str:
 @click.option("--query", default=None, help="SQL query, when --data is a database URL.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def score(data, model, out, batch_id, table, query, as_json) -> None:
-    """Score a batch with a registered model and store scores and flags."""
-    from pipelines.flows import score_flow
+    """Score a batch with a registered model and store scores and flags.
 
-    result = score_flow(
-        data=str(data), model=model, batch_id=batch_id, out=out, table=table, query=query
-    )
+    Runs as the Prefect ``score`` flow when PREFECT_API_URL is set, else as the same plain
+    function in this process. Exit code 3: the batch is being scored by another process.
+    """
+    arguments = dict(data=str(data), model=model, batch_id=batch_id, out=out, table=table)
+    if _use_prefect():
+        from pipelines.flows import score_flow
+
+        result = score_flow(**arguments, query=query)
+    else:
+        from pipelines.scoring.job import score_source
+
+        result = score_source(**arguments, query=query)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return

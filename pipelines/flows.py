@@ -114,28 +114,9 @@ def score_flow(
     table: str | None = None,
     query: str | None = None,
 ) -> dict[str, Any]:
-    """Resolve the champion → load and validate the batch → score in chunks → store."""
-    from pipelines.modeling.registry import configure_mlflow, load_bundle, resolve_model
-    from pipelines.scoring.batch import score_batch, write_scores_file
+    """Resolve the champion → read the batch in chunks → validate → score → store."""
+    from pipelines.scoring.job import score_source
 
-    settings = get_settings()
-    configure_mlflow(settings)
-    ref = resolve_model(model)
-    bundle = load_bundle(ref)
-    batch, validated = load_and_validate(data, bundle.spec, table=table, query=query)
-    store = ResultsStore(settings.resolved_database_url)
-    report = score_batch(
-        bundle=bundle,
-        batch=batch,
-        validated=validated,
-        store=store,
-        model_name=ref.name,
-        model_version=ref.version,
-        model_alias=ref.alias,
-        batch_id=batch_id,
-        chunk_size=settings.score_chunk_size,
+    return score_source(
+        data=data, model=model, batch_id=batch_id, out=out, table=table, query=query
     )
-    result = report.to_dict()
-    if out:
-        result["out"] = str(write_scores_file(store, report.run_id, out))
-    return result

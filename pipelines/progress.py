@@ -27,8 +27,10 @@ def _use_bar() -> bool:
 
 
 @contextmanager
-def progress(description: str, total: int, unit: str = "step") -> Iterator[Advance]:
-    """Yield ``advance(n=1, **fields)``; fields (e.g. ``val_loss=0.12``) are shown."""
+def progress(description: str, total: int | None, unit: str = "step") -> Iterator[Advance]:
+    """Yield ``advance(n=1, **fields)``; fields (e.g. ``val_loss=0.12``) are shown.
+
+    ``total=None`` when the amount of work is not known up front (a streamed CSV)."""
     if _use_bar():
         from rich.progress import (
             BarColumn,
@@ -57,16 +59,17 @@ def progress(description: str, total: int, unit: str = "step") -> Iterator[Advan
         return
 
     done = 0
-    every = max(1, total // 10)
+    every = max(1, (total or 10) // 10)
 
     def advance_log(n: int = 1, **fields) -> None:
         nonlocal done
         done += n
-        if done % every == 0 or done >= total or n > 1:
+        if done % every == 0 or (total is not None and done >= total) or n > 1:
             info = " ".join(f"{k}={_fmt(v)}" for k, v in fields.items())
+            count = f"{done}/{total}" if total is not None else str(done)
             # Not print(): flows run with log_prints=True, which would route the line to
             # Prefect's logger (shown at WARNING and above only), hiding the progress.
-            sys.stderr.write(f"{description}: {done}/{total} {unit} {info}".rstrip() + "\n")
+            sys.stderr.write(f"{description}: {count} {unit} {info}".rstrip() + "\n")
             sys.stderr.flush()
 
     yield advance_log

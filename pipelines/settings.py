@@ -30,6 +30,17 @@ class VigilSettings(BaseSettings):
     mlflow_experiment: str = "vigil"
     score_chunk_size: int = Field(default=5000, gt=0, description="Rows per scoring batch.")
     max_reasons: int = Field(default=3, gt=0, description="Top reasons stored per flag.")
+    run_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A scoring run whose process sent no heartbeat for this long is taken "
+        "over by the next run of the same batch.",
+    )
+    max_field_chars: int = Field(
+        default=1000,
+        gt=0,
+        description="Longest text kept per field in flag snapshots, reasons and quarantine.",
+    )
 
     # Review app (`vigil review`)
     review_host: str = Field(default="127.0.0.1", description="Address the review app binds.")

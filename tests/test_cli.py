@@ -149,3 +149,90 @@ def test_spec_init_in_sequence_mode_proposes_context(tmp_path):
                "--entity-col", "card_id"],
     )  # fmt: skip
     assert result.exit_code == 2 and "needs both --entity-col and --time-col" in result.output
+
+
+def test_score_without_prefect_api_leaves_nothing_behind_when_killed(tmp_path, unique_name):
+    """`vigil score` with no PREFECT_API_URL runs in-process: a kill -9 leaves no server
+    behind, the re-run resumes from the committed chunks, and a missing model version is
+    one line, not a traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import sqlalchemy as sa
+
+    from pipelines.settings import get_settings
+    from pipelines.store import ResultsStore, RunChunk, ScoringRun
+
+    train = tmp_path / "readings.csv"
+    _sensor_readings(600, 10, seed=3, start=0).to_csv(train, index=False)
+    spec_path = tmp_path / "spec.yaml"
+    _invoke("spec", "init", "--data", str(train), "--id-col", "reading_id",
+            "--label-col", "fault", "--name", unique_name, "--out", str(spec_path))  # fmt: skip
+    _invoke("train", "--data", str(train), "--spec", str(spec_path), "--detectors", "vae",
+            "--epochs", "2")  # fmt: skip
+
+    missing = CliRunner().invoke(main, ["score", "--data", str(train),
+                                        "--model", f"{unique_name}-vae/99"])  # fmt: skip
+    assert missing.exit_code == 2 and "Traceback" not in missing.output
+    assert missing.output.strip().splitlines() == [
+        f"error: no model version {unique_name}-vae/99 in the registry (versions: 1)"
+    ]
+
+    later = tmp_path / "later.csv"
+    _sensor_readings(30_000, 30, seed=4, start=10_000).to_csv(later, index=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env["VIGIL_SCORE_CHUNK_SIZE"] = "1000"
+    command = [sys.executable, "-m", "pipelines.cli", "score", "--data", str(later),
+               "--model", f"{unique_name}-vae@champion"]  # fmt: skip
+    victim = subprocess.Popen(command, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    store = ResultsStore(get_settings().resolved_database_url)
+    mine = (
+        sa.select(sa.func.count())
+        .select_from(RunChunk)
+        .join(ScoringRun, ScoringRun.id == RunChunk.run_id)
+        .where(ScoringRun.model_name == f"{unique_name}-vae")
+    )
+    deadline = time.monotonic() + 180
+    while _scalar(store, mine) == 0:
+        assert victim.poll() is None, "vigil score ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    left = subprocess.run(["ps", "-o", "pid=,args=", "-s", str(victim.pid)],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    assert left == "", f"processes left behind: {left}"
+
+    rerun = subprocess.run(command + ["--json"], env=env, capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    report = json.loads(rerun.stdout)
+    assert report["chunks_skipped"] >= 1 and report["rows_scored"] == 30_000
+    assert store.count(RunChunk, report["run_id"]) == 30
+
+
+def _scalar(store, query) -> int:
+    with store.session() as session:
+        return int(session.scalar(query))
+
+
+def test_errors_inside_a_prefect_flow_are_one_line_without_prefect_tracebacks(
+    tmp_path, monkeypatch, capfd
+):
+    """With a Prefect API configured, score runs as a flow; its failure is still the CLI's
+    one line, not Prefect's logged traceback first."""
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    result = CliRunner().invoke(
+        main, ["score", "--data", str(tmp_path / "missing.csv"), "--model", "nobody/3"]
+    )
+    captured = capfd.readouterr()
+    everything = result.output + captured.out + captured.err
+    assert result.exit_code == 2
+    assert "error: no model version nobody/3 in the registry" in result.output
+    assert "Traceback" not in everything and "Finished in state Failed" not in everything

@@ -18,6 +18,11 @@ import pandas as pd
 from pipelines.intake.spec import DatasetSpec
 
 QUARANTINE_COLUMNS = ["row_number", "record_id", "column", "value", "reason", "raw"]
+#: Longest id the store keeps (``scores.record_id`` is VARCHAR(256)).
+MAX_ID_CHARS = 256
+#: Default bound on one text field kept in quarantine and flag snapshots.
+MAX_FIELD_CHARS = 1000
+_TIME_ZONE_SUFFIX = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$"
 
 
 class DataSourceError(ValueError):
@@ -33,6 +38,8 @@ class Batch:
     # CSV rows are reported as file lines (header = line 1); other sources as row numbers.
     first_row_number: int = 1
     row_label: str = "row"
+    #: Row number -> why its bytes were not valid UTF-8 (the row was read with U+FFFD).
+    undecodable: dict[int, str] = field(default_factory=dict)
 
     @property
     def content_hash(self) -> str:
@@ -108,6 +115,8 @@ class ValidationResult:
         default_factory=lambda: pd.DataFrame(columns=QUARANTINE_COLUMNS)
     )
     rows_in: int = 0
+    #: The source row number of each clean row (file line for CSV).
+    clean_row_numbers: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     @property
     def rows_quarantined(self) -> int:
@@ -123,14 +132,23 @@ class ValidationResult:
 
 
 def validate_batch(
-    batch: Batch, spec: DatasetSpec, *, require_label: bool = False
+    batch: Batch,
+    spec: DatasetSpec,
+    *,
+    require_label: bool = False,
+    seen_ids: SeenIds | None = None,
+    max_field_chars: int = MAX_FIELD_CHARS,
 ) -> ValidationResult:
     """Type the batch by the spec and split it into clean rows and quarantined rows.
 
     Quarantined (one entry per problem, the raw row kept as JSON): missing id, duplicate
     id within the batch (the first occurrence is kept), a numeric cell that does not parse,
-    a label that is not 0/1, a time that does not parse. Empty numeric cells are allowed:
-    the detector's encoder imputes them.
+    a label that is not 0/1, a time that does not parse or whose time zone differs from
+    the rest of the batch, an id longer than the store keeps, a line that is not UTF-8.
+    Empty numeric cells are allowed: the detector's encoder imputes them.
+
+    ``seen_ids`` carries ids across the chunks of one streamed batch, so a duplicate in a
+    later chunk is caught too. Quarantined text is cut to ``max_field_chars`` and says so.
     """
     frame = batch.frame
     required = list(spec.required_columns)
@@ -140,7 +158,7 @@ def validate_batch(
     if missing:
         raise DataSourceError(
             f"{batch.source}: missing column(s) {missing} required by spec {spec.name!r} "
-            f"(found: {list(frame.columns)})"
+            f"(found: {_shown_columns(frame.columns)}){_delimiter_hint(frame.columns)}"
         )
     n = len(frame)
     row_numbers = np.arange(n) + batch.first_row_number
@@ -166,11 +184,27 @@ def validate_batch(
     id_text = ids.astype("string").str.strip()
     missing_id = id_text.isna() | (id_text == "")
     flag(missing_id.to_numpy(), spec.id_column, ids, "missing id")
+    if batch.undecodable:
+        undecodable = np.isin(row_numbers, list(batch.undecodable))
+        flag(undecodable, None, None, lambda i: batch.undecodable[int(row_numbers[i])])
+    too_long = (id_text.str.len() > MAX_ID_CHARS).fillna(False).to_numpy()
+    flag(too_long, spec.id_column, ids, f"id longer than {MAX_ID_CHARS} characters")
     duplicated = id_text.duplicated(keep="first") & ~missing_id
     first_seen: dict = {}
     if duplicated.any():
         firsts = id_text[~missing_id & ~duplicated]
         first_seen = dict(zip(firsts, row_numbers[firsts.index.to_numpy()], strict=True))
+    if seen_ids is not None:
+        candidates = (~missing_id & ~duplicated).to_numpy()
+        earlier = seen_ids.first_rows(id_text[candidates])
+        repeated = np.zeros(n, dtype=bool)
+        repeated[np.flatnonzero(candidates)[earlier >= 0]] = True
+        for index, first_row in zip(
+            np.flatnonzero(candidates)[earlier >= 0], earlier[earlier >= 0], strict=True
+        ):
+            first_seen[id_text.iloc[index]] = int(first_row)
+        duplicated |= repeated
+        seen_ids.add(id_text[candidates & ~repeated], row_numbers[candidates & ~repeated])
     flag(
         duplicated.to_numpy(),
         spec.id_column,
@@ -220,16 +254,40 @@ def validate_batch(
         flag(missing_entity, spec.entity_column, raw, "missing entity (sequence mode needs it)")
     if spec.time_column:
         raw = frame[spec.time_column]
-        parsed = _parse_time(raw)
-        unparsed = parsed.isna() & raw.notna()
+        zone_mismatch, zone_reason = _time_zone_outliers(raw)
+        flag(zone_mismatch, spec.time_column, raw, zone_reason)
+        parsed = _parse_time(raw.where(~zone_mismatch))
+        unparsed = parsed.isna() & raw.notna() & ~zone_mismatch
         flag(unparsed.to_numpy(), spec.time_column, raw, "time does not parse")
         if spec.is_sequence:
             flag(raw.isna().to_numpy(), spec.time_column, raw, "missing time (sequence mode)")
         typed[spec.time_column] = parsed
 
-    quarantined = _quarantine_frame(problems, frame, row_numbers, id_text)
+    quarantined = _quarantine_frame(problems, frame, row_numbers, id_text, max_field_chars)
     clean = typed.loc[~bad].reset_index(drop=True)
-    return ValidationResult(clean=clean, quarantined=quarantined, rows_in=n)
+    return ValidationResult(
+        clean=clean, quarantined=quarantined, rows_in=n, clean_row_numbers=row_numbers[~bad]
+    )
+
+
+def _time_zone_outliers(raw: pd.Series) -> tuple[np.ndarray, str]:
+    """Rows whose time zone style (given or not) differs from the batch's majority.
+
+    pandas refuses a column that mixes zone-aware and naive times as a whole; the few odd
+    ones are quarantined instead so the rest is scored.
+    """
+    n = len(raw)
+    if n == 0 or pd.api.types.is_datetime64_any_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
+        return np.zeros(n, dtype=bool), ""
+    text = raw.astype("string").str.strip()
+    present = (text.notna() & (text != "")).to_numpy()
+    aware = text.str.contains(_TIME_ZONE_SUFFIX, regex=True).fillna(False).to_numpy() & present
+    naive = present & ~aware
+    if not aware.any() or not naive.any():
+        return np.zeros(n, dtype=bool), ""
+    if aware.sum() <= naive.sum():
+        return aware, "time has a time zone while the rest of the batch has none (mixed zones)"
+    return naive, "time has no time zone while the rest of the batch has one (mixed zones)"
 
 
 def _parse_time(raw: pd.Series) -> pd.Series:
@@ -238,13 +296,90 @@ def _parse_time(raw: pd.Series) -> pd.Series:
     numeric = pd.to_numeric(raw, errors="coerce")
     if numeric.notna().all():
         return numeric
+    text = raw.astype("string").str.strip()
+    aware = text.str.contains(_TIME_ZONE_SUFFIX, regex=True).fillna(False).any()
+    # Zone-aware times (with any mix of offsets) are compared in UTC.
+    utc = bool(aware)
     # ISO 8601 parses vectorised (1.7M rows in ~1 s); only what it misses goes the slow way.
-    parsed = pd.to_datetime(raw, errors="coerce", format="ISO8601")
+    try:
+        parsed = pd.to_datetime(raw, errors="coerce", format="ISO8601", utc=utc)
+    except (ValueError, TypeError):
+        parsed = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]" if utc else None)
     retry = parsed.isna() & raw.notna()
     if retry.any():
         parsed = parsed.copy()
-        parsed[retry] = pd.to_datetime(raw[retry], errors="coerce", format="mixed")
+        parsed[retry] = [_parse_one_time(value, utc) for value in raw[retry]]
     return parsed
+
+
+def _parse_one_time(value, utc: bool):
+    """One value the vectorised parse missed; NaT when it does not parse at all."""
+    try:
+        return pd.to_datetime(value, utc=utc)
+    except (ValueError, TypeError, OverflowError):
+        return pd.NaT
+
+
+class SeenIds:
+    """Ids already met in earlier chunks of one batch, with the row each was first at.
+
+    Kept as sorted 64-bit hashes in a few sorted runs (merged as they grow), so memory
+    is 16 bytes per id and a lookup is a binary search per run.
+    """
+
+    def __init__(self) -> None:
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    @staticmethod
+    def _hash(ids: pd.Series) -> np.ndarray:
+        return pd.util.hash_array(ids.astype(str).to_numpy(dtype=object))
+
+    def first_rows(self, ids: pd.Series) -> np.ndarray:
+        """Row number of each id's first occurrence, -1 where it is new."""
+        out = np.full(len(ids), -1, dtype=np.int64)
+        if not len(ids):
+            return out
+        hashes = self._hash(ids)
+        for keys, rows in self._runs:
+            position = np.searchsorted(keys, hashes).clip(max=len(keys) - 1)
+            hit = (keys[position] == hashes) & (out < 0)
+            out[hit] = rows[position[hit]]
+        return out
+
+    def add(self, ids: pd.Series, rows: np.ndarray) -> None:
+        if not len(ids):
+            return
+        hashes = self._hash(ids)
+        order = np.argsort(hashes, kind="stable")
+        self._runs.append((hashes[order], np.asarray(rows, dtype=np.int64)[order]))
+        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
+            (keys_b, rows_b), (keys_a, rows_a) = self._runs.pop(), self._runs.pop()
+            keys, rows = np.concatenate([keys_a, keys_b]), np.concatenate([rows_a, rows_b])
+            order = np.argsort(keys, kind="stable")
+            self._runs.append((keys[order], rows[order]))
+
+
+def bound_text(value: str, limit: int) -> str:
+    """Cut a long text and say so: a 10 MB field must not become 30 MB of flags."""
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}... [truncated: {len(value):,} characters in total]"
+
+
+def _shown_columns(columns: pd.Index, limit: int = 20) -> list[str]:
+    shown = [bound_text(str(c), 80) for c in columns[:limit]]
+    return shown + ([f"... {len(columns) - limit} more"] if len(columns) > limit else [])
+
+
+def _delimiter_hint(columns: pd.Index) -> str:
+    """A one-column header full of another delimiter is the usual cause of 'missing'."""
+    if len(columns) != 1:
+        return ""
+    header = str(columns[0])
+    for name, delimiter in (("semicolon", ";"), ("tab", "\t"), ("pipe", "|")):
+        if header.count(delimiter) >= 1:
+            return f"; the header looks {name}-separated, not comma-separated"
+    return ""
 
 
 def _is_missing(value) -> bool:
@@ -255,21 +390,36 @@ def _is_missing(value) -> bool:
 
 
 def _quarantine_frame(
-    problems: list[dict], frame: pd.DataFrame, row_numbers: np.ndarray, ids: pd.Series
+    problems: list[dict],
+    frame: pd.DataFrame,
+    row_numbers: np.ndarray,
+    ids: pd.Series,
+    max_field_chars: int = MAX_FIELD_CHARS,
 ) -> pd.DataFrame:
     if not problems:
         return pd.DataFrame(columns=QUARANTINE_COLUMNS)
     rows = []
     for problem in problems:
         i = problem["index"]
-        record = {k: (None if _is_missing(v) else _jsonable(v)) for k, v in frame.iloc[i].items()}
+        record, truncated = {}, {}
+        for key, value in frame.iloc[i].items():
+            value = None if _is_missing(value) else _jsonable(value)
+            if isinstance(value, str) and len(value) > max_field_chars:
+                truncated[str(key)] = len(value)
+                value = bound_text(value, max_field_chars)
+            record[str(key)] = value
+        if truncated:
+            record["_truncated"] = truncated  # column -> full length in characters
         record_id = ids.iloc[i]
+        value = problem["value"]
         rows.append(
             {
                 "row_number": int(row_numbers[i]),
-                "record_id": None if _is_missing(record_id) else str(record_id),
+                "record_id": None
+                if _is_missing(record_id)
+                else bound_text(str(record_id), 180),
                 "column": problem["column"],
-                "value": problem["value"],
+                "value": None if value is None else bound_text(value, max_field_chars),
                 "reason": problem["reason"],
                 "raw": json.dumps(record, default=str),
             }

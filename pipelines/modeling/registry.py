@@ -161,7 +161,24 @@ def resolve_model(reference: str | None) -> ModelRef:
             version = str(client.get_model_version_by_alias(name, alias).version)
         except MlflowException as exc:
             raise ValueError(f"no model version {name}@{alias} in the registry") from exc
+    else:
+        try:
+            client.get_model_version(name, version)
+        except MlflowException as exc:
+            known = _known_versions(client, name)
+            raise ValueError(
+                f"no model version {name}/{version} in the registry"
+                + (f" (versions: {', '.join(known)})" if known else f" (no model {name!r})")
+            ) from exc
     return ModelRef(name=name, version=str(version), alias=alias)
+
+
+def _known_versions(client: MlflowClient, name: str) -> list[str]:
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return []
+    return sorted((str(v.version) for v in versions), key=int)
 
 
 def default_model_name() -> str:

@@ -1,24 +1,42 @@
 """Batch scoring as plain functions: score in chunks and write runs, scores and flags.
 
-Idempotent on (batch id, model version): the store refuses to write a completed run twice
-and clears a half-written one before a re-run.
+A run is claimed in the store before anything is written (a second process scoring the
+same batch is told it is already running); each chunk's scores, flags and quarantined
+rows are one transaction with its chunk record, so a killed run leaves whole chunks and
+the re-run skips them. Idempotent on (batch id, model version): a completed run is never
+written twice.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipelines.intake.ingest import Batch, ValidationResult
+from pipelines.intake.ingest import (
+    MAX_FIELD_CHARS,
+    QUARANTINE_COLUMNS,
+    Batch,
+    SeenIds,
+    ValidationResult,
+    bound_text,
+    validate_batch,
+)
+from pipelines.intake.stream import BatchStream
 from pipelines.modeling.bundle import ScoringBundle
 from pipelines.progress import progress
 from pipelines.scoring.history import EntityHistory, load_entity_history, save_entity_history
 from pipelines.store import ResultsStore
+from pipelines.store.production import ChunkWrite, RunClaimTicket
+
+#: Default lease of a claimed run: a process silent for this long is presumed dead.
+DEFAULT_LEASE_SECONDS = 60.0
 
 
 @dataclass
@@ -35,9 +53,121 @@ class ScoreReport:
     already_scored: bool
     #: Sequence mode: what the kept entity history gave as context (None in tabular mode).
     history: str | None = None
+    #: Chunks committed by this call, and chunks an earlier, interrupted call had committed.
+    chunks_written: int = 0
+    chunks_skipped: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class RunTarget:
+    """Which run to claim: the batch and the model version scoring it."""
+
+    batch_id: str
+    source: str
+    model_name: str
+    model_version: str
+    model_alias: str | None
+
+
+@contextmanager
+def _claimed(
+    store: ResultsStore,
+    bundle: ScoringBundle,
+    target: RunTarget,
+    *,
+    chunk_size: int,
+    lease_seconds: float,
+) -> Iterator[RunClaimTicket]:
+    """Claim the run, keep its lease alive while the body works, and mark it failed
+    (only if still ours) when the body raises."""
+    ticket = store.claim_run(
+        batch_id=target.batch_id,
+        source=target.source,
+        dataset=bundle.spec.name,
+        model_name=target.model_name,
+        model_version=target.model_version,
+        model_alias=target.model_alias,
+        threshold=bundle.threshold,
+        chunk_size=chunk_size,
+        lease_seconds=lease_seconds,
+    )
+    if ticket.already_completed:
+        yield ticket
+        return
+    try:
+        with store.keep_lease(ticket.run.id, ticket.owner, lease_seconds):
+            yield ticket
+    except BaseException as exc:
+        store.fail_claimed_run(ticket.run.id, ticket.owner, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def score_stream(
+    *,
+    bundle: ScoringBundle,
+    stream: BatchStream,
+    store: ResultsStore,
+    model_name: str,
+    model_version: str,
+    model_alias: str | None,
+    batch_id: str | None = None,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    max_field_chars: int = MAX_FIELD_CHARS,
+) -> ScoreReport:
+    """Tabular scoring with bounded memory: read, validate, score and write one chunk at
+    a time. Ids are checked for duplicates across chunks too."""
+    if bundle.spec.is_sequence:
+        raise ValueError("sequence specs need the whole batch in time order: use score_batch")
+    target = RunTarget(
+        batch_id=batch_id or stream.digest(),
+        source=stream.source,
+        model_name=model_name,
+        model_version=str(model_version),
+        model_alias=model_alias,
+    )
+    chunk_size = stream.chunk_size
+    with _claimed(
+        store, bundle, target, chunk_size=chunk_size, lease_seconds=lease_seconds
+    ) as ticket:
+        if ticket.already_completed:
+            return _report(ticket.run, already=True)
+        seen = SeenIds()
+        written = skipped = 0
+        with progress("score", total=stream.chunk_count(), unit="chunks") as advance:
+            for number, chunk in enumerate(stream.chunks()):
+                validated = validate_batch(
+                    chunk, bundle.spec, seen_ids=seen, max_field_chars=max_field_chars
+                )
+                if number in ticket.committed_chunks:
+                    skipped += 1  # committed by an earlier, interrupted run
+                    continue
+                write = _score_chunk(
+                    bundle,
+                    validated.clean,
+                    validated.clean,
+                    None,
+                    number=number,
+                    chunk_size=chunk_size,
+                    first_row=chunk.first_row_number,
+                    row_numbers=validated.clean_row_numbers,
+                    rows_in=validated.rows_in,
+                    quarantined=validated.quarantined,
+                    rows_quarantined=validated.rows_quarantined,
+                    target=target,
+                    max_field_chars=max_field_chars,
+                )
+                store.write_chunk(ticket.run.id, ticket.owner, write)
+                written += 1
+                advance(1, rows=chunk.first_row_number + validated.rows_in - 1)
+        finished = store.complete_run(
+            ticket.run.id, ticket.owner, group_by_entity=bundle.spec.is_sequence
+        )
+    report = _report(finished, already=False)
+    report.chunks_written, report.chunks_skipped = written, skipped
+    return report
 
 
 def score_batch(
@@ -51,79 +181,177 @@ def score_batch(
     model_alias: str | None,
     batch_id: str | None = None,
     chunk_size: int = 5000,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    max_field_chars: int = MAX_FIELD_CHARS,
 ) -> ScoreReport:
-    """Score the clean rows chunk by chunk; quarantined rows are stored, not scored."""
-    batch_id = batch_id or batch.content_hash
-    run, already = store.begin_run(
-        batch_id=batch_id,
+    """Score a batch already in memory (sequence mode, SQL sources) and write it in
+    chunks; quarantined rows are stored with the first chunk, not scored."""
+    target = RunTarget(
+        batch_id=batch_id or batch.content_hash,
         source=batch.source,
-        dataset=bundle.spec.name,
         model_name=model_name,
-        model_version=model_version,
+        model_version=str(model_version),
         model_alias=model_alias,
-        threshold=bundle.threshold,
     )
-    if already:
-        return _report(run, already=True)
     history: EntityHistory | None = None
-    try:
-        store.add_quarantine(run.id, batch_id, batch.source, validated.quarantined)
+    with _claimed(
+        store, bundle, target, chunk_size=chunk_size, lease_seconds=lease_seconds
+    ) as ticket:
+        if ticket.already_completed:
+            return _report(ticket.run, already=True)
         clean = validated.clean
         n_chunks = max(1, math.ceil(len(clean) / chunk_size))
+        score_slice: Callable[[int, int], tuple[pd.DataFrame, pd.DataFrame]]
         if bundle.spec.is_sequence:
             # Context needs the whole batch in time order and the kept entity history, so
             # the batch is scored in one (internally batched) pass and written in chunks.
             history = load_entity_history(store, bundle.spec, clean)
             prepared = bundle.prepare(clean, history.frame)
             scored = bundle.score_prepared(prepared)
+
+            def score_slice(start: int, stop: int):
+                return scored.iloc[start:stop], prepared.features.iloc[start:stop]
+        else:
+
+            def score_slice(start: int, stop: int):
+                chunk = clean.iloc[start:stop]
+                return (bundle.score(chunk) if len(chunk) else None), chunk
+
+        written = skipped = 0
         with progress("score", total=n_chunks, unit="batches") as advance:
-            for start in range(0, len(clean), chunk_size):
-                chunk = clean.iloc[start : start + chunk_size]
-                if bundle.spec.is_sequence:
-                    result = scored.iloc[start : start + chunk_size]
-                    snapshot = prepared.features.iloc[start : start + chunk_size]
-                else:
-                    result = bundle.score(chunk)
-                    snapshot = chunk
-                scores = pd.DataFrame(
-                    {
-                        "record_id": chunk[bundle.spec.id_column].to_numpy(),
-                        "score": result["score"].to_numpy(),
-                        "is_anomaly": result["is_anomaly"].to_numpy(),
-                    }
+            for number in range(n_chunks):
+                if number in ticket.committed_chunks:
+                    skipped += 1
+                    continue
+                start, stop = number * chunk_size, (number + 1) * chunk_size
+                result, snapshot = score_slice(start, stop)
+                first = number == 0
+                chunk = clean.iloc[start:stop]
+                write = _score_chunk(
+                    bundle,
+                    chunk,
+                    snapshot,
+                    result,
+                    number=number,
+                    chunk_size=chunk_size,
+                    first_row=batch.first_row_number + start,
+                    row_numbers=validated.clean_row_numbers[start:stop],
+                    rows_in=len(chunk) + (validated.rows_quarantined if first else 0),
+                    quarantined=validated.quarantined if first else _no_quarantine(),
+                    rows_quarantined=validated.rows_quarantined if first else 0,
+                    target=target,
+                    max_field_chars=max_field_chars,
                 )
-                store.add_scores(run.id, scores, _flags(chunk, snapshot, result, bundle))
-                advance(1, flagged=int(result["is_anomaly"].sum()))
+                store.write_chunk(ticket.run.id, ticket.owner, write)
+                written += 1
+                advance(1, flagged=len(write.flags))
         if bundle.spec.is_sequence:
             save_entity_history(
-                store, bundle.spec, batch_id=batch_id, source=batch.source, state=prepared.state
-            )
-        finished = store.finish_run(
-            run.id,
-            rows_in=validated.rows_in,
-            rows_scored=len(clean),
-            rows_quarantined=validated.rows_quarantined,
-            group_by_entity=bundle.spec.is_sequence,
+                store, bundle.spec, batch_id=target.batch_id, source=batch.source,
+                state=prepared.state,
+            )  # fmt: skip
+        finished = store.complete_run(
+            ticket.run.id, ticket.owner, group_by_entity=bundle.spec.is_sequence
         )
-    except BaseException as exc:
-        store.fail_run(run.id, f"{type(exc).__name__}: {exc}")
-        raise
     if validated.rows_in != finished.rows_scored + finished.rows_quarantined:
         raise RuntimeError(
             f"row accounting broken: {validated.rows_in} in, {finished.rows_scored} scored, "
             f"{finished.rows_quarantined} quarantined"
         )
     report = _report(finished, already=False)
+    report.chunks_written, report.chunks_skipped = written, skipped
     if history is not None:
         report.history = history.describe()
     return report
 
 
+def _unscorable(
+    chunk: pd.DataFrame, finite: np.ndarray, id_column: str, row_numbers: np.ndarray
+) -> pd.DataFrame:
+    positions = np.flatnonzero(~finite)
+    return pd.DataFrame(
+        {
+            "row_number": [int(row_numbers[p]) for p in positions],
+            "record_id": chunk[id_column].iloc[positions].astype(str).to_numpy(),
+            "column": None,
+            "value": None,
+            "reason": "the model gave no finite score (values beyond float range)",
+            "raw": [chunk.iloc[p].to_json(date_format="iso") for p in positions],
+        },
+        columns=QUARANTINE_COLUMNS,
+    )
+
+
+def _no_quarantine() -> pd.DataFrame:
+    return pd.DataFrame(columns=QUARANTINE_COLUMNS)
+
+
+def _score_chunk(
+    bundle: ScoringBundle,
+    chunk: pd.DataFrame,
+    snapshot: pd.DataFrame,
+    result: pd.DataFrame | None,
+    *,
+    number: int,
+    chunk_size: int,
+    first_row: int,
+    row_numbers: np.ndarray,
+    rows_in: int,
+    quarantined: pd.DataFrame,
+    rows_quarantined: int,
+    target: RunTarget,
+    max_field_chars: int,
+) -> ChunkWrite:
+    """Score one chunk of clean rows (unless scored already) into what the store writes.
+
+    A row the model gives no finite score (inputs beyond what float arithmetic holds) is
+    quarantined with that reason rather than stored as a score nobody can rank."""
+    if result is None and len(chunk):
+        result = bundle.score(chunk)
+    if len(chunk):
+        finite = np.isfinite(result["score"].to_numpy(dtype="float64"))
+        if not finite.all():
+            unscorable = _unscorable(chunk, finite, bundle.spec.id_column, row_numbers)
+            quarantined = pd.concat([quarantined, unscorable], ignore_index=True)
+            rows_quarantined += len(unscorable)
+            keep = np.flatnonzero(finite)
+            chunk, snapshot, result = chunk.iloc[keep], snapshot.iloc[keep], result.iloc[keep]
+    if len(chunk):
+        scores = pd.DataFrame(
+            {
+                "record_id": chunk[bundle.spec.id_column].to_numpy(),
+                "score": result["score"].to_numpy(),
+                "is_anomaly": result["is_anomaly"].to_numpy(),
+            }
+        )
+        flags = _flags(chunk, snapshot, result, bundle, max_field_chars)
+    else:
+        scores = pd.DataFrame(columns=["record_id", "score", "is_anomaly"])
+        flags = []
+    return ChunkWrite(
+        chunk_number=number,
+        chunk_size=chunk_size,
+        first_row=first_row,
+        rows_in=rows_in,
+        scores=scores,
+        flags=flags,
+        quarantined=quarantined,
+        rows_quarantined=rows_quarantined,
+        batch_id=target.batch_id,
+        source=target.source,
+    )
+
+
 def _flags(
-    chunk: pd.DataFrame, snapshot: pd.DataFrame, result: pd.DataFrame, bundle: ScoringBundle
+    chunk: pd.DataFrame,
+    snapshot: pd.DataFrame,
+    result: pd.DataFrame,
+    bundle: ScoringBundle,
+    max_field_chars: int = MAX_FIELD_CHARS,
 ) -> list[dict]:
     """Flag rows with a snapshot an analyst can judge offline: the record as scored, plus
-    its context features in sequence mode."""
+    its context features in sequence mode. Long texts are cut (``_truncated`` in the
+    record says which and how long they were)."""
     flagged = np.flatnonzero(result["is_anomaly"].to_numpy())
     entity_column = bundle.spec.entity_column
     out = []
@@ -142,10 +370,34 @@ def _flags(
                 "entity": str(record[entity_column]) if entity_column else None,
                 "score": float(result["score"].iloc[i]),
                 "threshold": bundle.threshold,
-                "record": values,
-                "reasons": result["reasons"].iloc[i],
+                "record": bound_record(values, max_field_chars),
+                "reasons": bound_reasons(result["reasons"].iloc[i], max_field_chars),
             }
         )
+    return out
+
+
+def bound_record(values: dict, limit: int) -> dict:
+    """The snapshot with every text cut to ``limit`` characters; ``_truncated`` maps each
+    cut field to its full length."""
+    truncated = {k: len(v) for k, v in values.items() if isinstance(v, str) and len(v) > limit}
+    if not truncated:
+        return values
+    bounded = {k: bound_text(v, limit) if k in truncated else v for k, v in values.items()}
+    bounded["_truncated"] = truncated
+    return bounded
+
+
+def bound_reasons(reasons: Iterable[dict], limit: int) -> list[dict]:
+    """Reasons quote the value: cut long values and texts the same way."""
+    out = []
+    for reason in reasons:
+        reason = dict(reason)
+        for key in ("value", "text"):
+            if isinstance(reason.get(key), str) and len(reason[key]) > limit:
+                reason[key] = bound_text(reason[key], limit)
+                reason["truncated"] = True
+        out.append(reason)
     return out
 
 

@@ -11,11 +11,14 @@ from pipelines.store.models import (
     Label,
     QuarantinedRow,
     Review,
+    RunChunk,
+    RunClaim,
     Score,
     ScoringRun,
     User,
     WebSession,
 )
+from pipelines.store.production import LeaseLost, RunAlreadyRunning, StoreUnavailable
 
 __all__ = [
     "ApiToken",
@@ -27,9 +30,14 @@ __all__ = [
     "Label",
     "QuarantinedRow",
     "ResultsStore",
+    "LeaseLost",
     "Review",
+    "RunAlreadyRunning",
+    "RunChunk",
+    "RunClaim",
     "Score",
     "ScoringRun",
     "User",
     "WebSession",
+    "StoreUnavailable",
 ]

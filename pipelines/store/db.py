@@ -28,6 +28,7 @@ from pipelines.store.models import (
     Score,
     ScoringRun,
 )
+from pipelines.store.production import ProductionStoreMixin
 from pipelines.store.review import ReviewStoreMixin
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -52,7 +53,7 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-class ResultsStore(ReviewStoreMixin):
+class ResultsStore(ProductionStoreMixin, ReviewStoreMixin):
     """Reads and writes scoring results and reviews; every write happens in one transaction."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:

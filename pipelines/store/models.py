@@ -349,3 +349,45 @@ class Decision(Base):
     actor: Mapped[str] = mapped_column(String(128))
     approved_by: Mapped[str | None] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+# -- production path (issue 13) --
+
+
+class RunClaim(Base):
+    """Who is scoring a run right now: a lease kept alive by heartbeats.
+
+    A live run is not an abandoned one: a second process finding a fresh heartbeat reports
+    "already running" instead of wiping the run; a claim whose heartbeat is older than the
+    lease is taken over (``generation`` guards the take-over against a race).
+    """
+
+    __tablename__ = "run_claims"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("scoring_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str] = mapped_column(String(128))
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    #: Unix seconds of the last heartbeat (a number: no time-zone round trip on SQLite).
+    heartbeat_at: Mapped[float] = mapped_column(Float)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RunChunk(Base):
+    """One committed chunk of a run, written in the same transaction as its scores, flags
+    and quarantined rows: a re-run skips the chunks listed here."""
+
+    __tablename__ = "run_chunks"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("scoring_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    chunk_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    first_row: Mapped[int] = mapped_column(Integer)
+    rows_in: Mapped[int] = mapped_column(Integer)
+    rows_scored: Mapped[int] = mapped_column(Integer)
+    rows_quarantined: Mapped[int] = mapped_column(Integer)
+    rows_flagged: Mapped[int] = mapped_column(Integer)
+    committed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

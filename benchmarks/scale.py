@@ -1,0 +1,260 @@
+"""Scale benchmark: streamed scoring of N transactions from Parquet into the results store.
+
+    python -m benchmarks.scale --rows 1000000 --url postgresql+psycopg://postgres@127.0.0.1:5432/test
+    python -m benchmarks.scale --rows 1000000 10000000 --url ...   # peak RSS of 1M vs 10M
+
+For each size: write the Parquet file (100k-row groups), then score it in a fresh child
+process (so its peak RSS is the scoring's own) with ``score_stream`` into a fresh
+PostgreSQL schema, and report end-to-end rows/s, peak RSS, and, for reference, the
+detector alone and the store's bulk write alone on one chunk. Figures go to
+``benchmarks/results/scale.json`` and a section of ``benchmarks/RESULTS.md``. Not a test:
+the targets (200,000 rows/s, 1M vs 10M RSS within 20%) are read off, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MARKER_START = "<!-- scale:start -->"
+MARKER_END = "<!-- scale:end -->"
+ROW_GROUP = 100_000
+
+
+def write_parquet(path: Path, rows: int, seed: int = 0) -> Path:
+    """Demo transactions (about 1% planted anomalies), written group by group."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.demo import generate_transactions
+
+    writer = None
+    try:
+        for start in range(0, rows, ROW_GROUP):
+            n = min(ROW_GROUP, rows - start)
+            frame = generate_transactions(
+                n, n_anomalies=max(1, n // 100), seed=seed + start, start_id=start
+            )
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            writer = writer or pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    return path
+
+
+def train_bundle(directory: Path, seed: int = 0) -> Path:
+    from detectors import VAEDetector
+    from pipelines.demo import DEMO_SPEC, generate_transactions
+    from pipelines.modeling.bundle import ScoringBundle
+
+    train = generate_transactions(20_000, n_anomalies=0, seed=seed + 10**9)
+    detector = VAEDetector(epochs=5, categorical_features=DEMO_SPEC.categorical_features)
+    detector.fit(train[DEMO_SPEC.feature_columns])
+    return ScoringBundle(DEMO_SPEC, detector).save(directory / "bundle")
+
+
+def with_schema(url: str, schema: str) -> str:
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options=-csearch_path%3D{schema}"
+
+
+def score_child(bundle_dir: str, data: str, url: str, chunk_size: int) -> dict:
+    """Runs in the child process: score the file, report time, RSS and phase figures."""
+    from pipelines.intake.stream import open_stream
+    from pipelines.modeling.bundle import ScoringBundle
+    from pipelines.scoring.batch import score_stream
+    from pipelines.store import ResultsStore
+
+    bundle = ScoringBundle.load(bundle_dir)
+    store = ResultsStore(url)
+    started = time.perf_counter()
+    report = score_stream(
+        bundle=bundle, stream=open_stream(data, chunk_size), store=store,
+        model_name="scale-vae", model_version="1", model_alias=None,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "rows_in": report.rows_in,
+        "rows_scored": report.rows_scored,
+        "rows_quarantined": report.rows_quarantined,
+        "rows_flagged": report.rows_flagged,
+        "seconds": round(seconds, 2),
+        "rows_per_second": round(report.rows_in / seconds),
+        "peak_rss_mb": round(peak_mb),
+        **phase_figures(bundle, store, data, chunk_size),
+    }
+
+
+def phase_figures(bundle, store, data: str, chunk_size: int) -> dict:
+    """One chunk through each phase alone: read + validate, model, bulk write."""
+    import pyarrow.parquet as pq
+
+    from pipelines.intake.ingest import Batch, validate_batch
+    from pipelines.store.production import ChunkWrite
+
+    frame = next(pq.ParquetFile(data).iter_batches(batch_size=chunk_size)).to_pandas()
+    started = time.perf_counter()
+    validated = validate_batch(Batch(frame=frame, source=data), bundle.spec)
+    validate_s = time.perf_counter() - started
+    started = time.perf_counter()
+    result = bundle.score(validated.clean)
+    model_s = time.perf_counter() - started
+    ticket = store.claim_run(
+        batch_id=f"write-{uuid.uuid4().hex[:8]}", source=data, dataset="scale",
+        model_name="scale-write", model_version="1", model_alias=None, threshold=1.0,
+        chunk_size=chunk_size, lease_seconds=60,
+    )  # fmt: skip
+    scores = pd.DataFrame(
+        {
+            "record_id": validated.clean[bundle.spec.id_column].to_numpy(),
+            "score": result["score"].to_numpy(),
+            "is_anomaly": result["is_anomaly"].to_numpy(),
+        }
+    )
+    write = ChunkWrite(
+        chunk_number=0, chunk_size=chunk_size, first_row=1, rows_in=len(frame), scores=scores,
+        flags=[], quarantined=validated.quarantined, rows_quarantined=0, batch_id="w",
+        source=data,
+    )  # fmt: skip
+    started = time.perf_counter()
+    store.write_chunk(ticket.run.id, ticket.owner, write)
+    write_s = time.perf_counter() - started
+    n = len(frame)
+    return {
+        "chunk_rows": n,
+        "validate_rows_per_second": round(n / validate_s),
+        "model_with_reasons_rows_per_second": round(n / model_s),
+        "bulk_write_rows_per_second": round(n / write_s),
+    }
+
+
+def run(rows_list: list[int], url: str, chunk_size: int, workdir: Path) -> dict:
+    import sqlalchemy as sa
+
+    bundle_dir = train_bundle(workdir)
+    engine = sa.create_engine(url)
+    results = []
+    for rows in rows_list:
+        data = write_parquet(workdir / f"tx_{rows}.parquet", rows)
+        schema = f"vigil_scale_{uuid.uuid4().hex[:8]}"
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            child = subprocess.run(
+                [sys.executable, "-m", "benchmarks.scale", "--child", str(bundle_dir),
+                 str(data), with_schema(url, schema), str(chunk_size)],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if child.returncode != 0:
+                raise RuntimeError(child.stderr[-4000:])
+            figures = json.loads(child.stdout.strip().splitlines()[-1])
+        finally:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        figures.update(rows=rows, file_mb=round(data.stat().st_size / 2**20, 1))
+        print(json.dumps(figures), flush=True)
+        results.append(figures)
+        data.unlink()
+    return {"meta": _meta(url, chunk_size), "results": results}
+
+
+def _meta(url: str, chunk_size: int) -> dict:
+    import torch
+
+    from benchmarks.tabular import package_versions
+
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{torch.get_num_threads()} torch threads",
+        "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "versions": package_versions(("torch", "pandas", "pyarrow", "sqlalchemy", "psycopg")),
+        "store": url.split("@")[-1].split("?")[0],
+        "chunk_size": chunk_size,
+    }
+
+
+def write_markdown(report: dict, path: Path) -> None:
+    """The scale section of RESULTS.md, between markers (the rest of the file is kept)."""
+    meta = report["meta"]
+    lines = [
+        MARKER_START,
+        "# Benchmark results: scale (streamed scoring into PostgreSQL)",
+        "",
+        f"Run {meta['date']} on {meta['machine']}, Python {meta['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
+        + f". Store: {meta['store']}; chunk {meta['chunk_size']:,} rows; load average at "
+        f"the end {meta['load_average_at_end']} (the machine is shared).",
+        "",
+        "End to end = `score_stream` on a Parquet file of demo transactions (tabular VAE, "
+        "5 epochs on 20k rows) into a fresh PostgreSQL schema, in a child process; peak RSS "
+        "is that process's. Phase columns: one chunk through that phase alone.",
+        "",
+        "| rows | file MB | seconds | rows/s end to end | peak RSS MB | validate rows/s "
+        "| model + reasons rows/s | COPY write rows/s | flagged |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        lines.append(
+            f"| {r['rows']:,} | {r['file_mb']} | {r['seconds']} | {r['rows_per_second']:,} | "
+            f"{r['peak_rss_mb']:,} | {r['validate_rows_per_second']:,} | "
+            f"{r['model_with_reasons_rows_per_second']:,} | {r['bulk_write_rows_per_second']:,} "
+            f"| {r['rows_flagged']:,} |"
+        )
+    lines += ["", MARKER_END]
+    section = "\n".join(lines)
+    text = path.read_text() if path.exists() else ""
+    if MARKER_START in text and MARKER_END in text:
+        before = text[: text.index(MARKER_START)]
+        after = text[text.index(MARKER_END) + len(MARKER_END) :]
+        text = before + section + after
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--url", default=os.environ.get("VIGIL_BENCH_POSTGRES_URL"))
+    parser.add_argument("--chunk-size", type=int, default=50_000)
+    parser.add_argument("--out", default="benchmarks/results/scale.json")
+    parser.add_argument("--markdown", default="benchmarks/RESULTS.md")
+    parser.add_argument("--child", nargs=4, metavar=("BUNDLE", "DATA", "URL", "CHUNK"))
+    args = parser.parse_args(argv)
+    if args.child:
+        bundle_dir, data, url, chunk = args.child
+        print(json.dumps(score_child(bundle_dir, data, url, int(chunk))))
+        return
+    if not args.url:
+        parser.error("give --url (a PostgreSQL SQLAlchemy URL) or set VIGIL_BENCH_POSTGRES_URL")
+    np.random.seed(0)
+    with tempfile.TemporaryDirectory(prefix="vigil-scale-") as tmp:
+        report = run(args.rows, args.url, args.chunk_size, Path(tmp))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        write_markdown(report, Path(args.markdown))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

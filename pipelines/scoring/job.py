@@ -1,0 +1,62 @@
+"""The scoring job as one plain function: resolve the model, read the batch, score, store.
+
+The CLI calls it directly when no Prefect API is configured (no temporary API server to
+start, or to leave behind when the process is killed); the Prefect ``score`` flow calls
+the same function, so both paths write the same runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.intake.ingest import is_sql_url, read_batch, validate_batch
+from pipelines.intake.stream import open_stream
+from pipelines.settings import VigilSettings, get_settings
+
+
+def score_source(
+    data: str,
+    model: str | None = None,
+    batch_id: str | None = None,
+    out: str | None = None,
+    table: str | None = None,
+    query: str | None = None,
+    settings: VigilSettings | None = None,
+) -> dict[str, Any]:
+    """Score one batch (file or SQL source) with a registered model; returns the report.
+
+    Tabular files stream chunk by chunk; sequence specs and SQL sources are read whole
+    (context needs the batch in time order; a query has no file digest for a batch id).
+    """
+    from pipelines.modeling.registry import configure_mlflow, load_bundle, resolve_model
+    from pipelines.scoring.batch import score_batch, score_stream, write_scores_file
+    from pipelines.store import ResultsStore
+
+    settings = settings or get_settings()
+    configure_mlflow(settings)
+    ref = resolve_model(model)
+    bundle = load_bundle(ref)
+    store = ResultsStore(settings.resolved_database_url)
+    common = dict(
+        bundle=bundle,
+        store=store,
+        model_name=ref.name,
+        model_version=ref.version,
+        model_alias=ref.alias,
+        batch_id=batch_id,
+        lease_seconds=settings.run_lease_seconds,
+        max_field_chars=settings.max_field_chars,
+    )
+    if bundle.spec.is_sequence or is_sql_url(str(data)):
+        batch = read_batch(data, table=table, query=query)
+        validated = validate_batch(batch, bundle.spec, max_field_chars=settings.max_field_chars)
+        report = score_batch(
+            batch=batch, validated=validated, chunk_size=settings.score_chunk_size, **common
+        )
+    else:
+        stream = open_stream(data, settings.score_chunk_size)
+        report = score_stream(stream=stream, **common)
+    result = report.to_dict()
+    if out:
+        result["out"] = str(write_scores_file(store, report.run_id, out))
+    return result

@@ -1,0 +1,444 @@
+"""The production path of the results store: claimed runs and chunked bulk writes.
+
+A scoring run is *claimed* (a lease kept alive by heartbeats) before anything is written,
+so two processes scoring the same batch never interleave: the second one is told the run
+is already running. Each chunk's scores, flags, quarantined rows and its ``run_chunks``
+record land in one transaction, so a killed process leaves whole chunks only and a re-run
+skips what was committed. Scores go in with each backend's fast path: PostgreSQL ``COPY``,
+SQLite ``executemany``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from pipelines.store.models import (
+    AuditEvent,
+    Flag,
+    QuarantinedRow,
+    RunChunk,
+    RunClaim,
+    Score,
+    ScoringRun,
+)
+
+SCORE_COLUMNS = ("run_id", "record_id", "score", "is_anomaly")
+
+
+class RunAlreadyRunning(RuntimeError):
+    """Another live process holds the run's lease: nothing was written by this one."""
+
+
+class LeaseLost(RuntimeError):
+    """This process's claim was taken over (its heartbeat went stale): stop writing."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The results store could not be reached or refused a write; the chunk was not kept."""
+
+
+@dataclass
+class RunClaimTicket:
+    """What :meth:`ProductionStoreMixin.claim_run` hands back."""
+
+    run: ScoringRun
+    owner: str
+    already_completed: bool = False
+    committed_chunks: set[int] = field(default_factory=set)
+
+
+@dataclass
+class ChunkWrite:
+    """One chunk's results, written together or not at all."""
+
+    chunk_number: int
+    chunk_size: int
+    first_row: int
+    rows_in: int
+    scores: pd.DataFrame  # record_id, score, is_anomaly
+    flags: Sequence[dict]
+    quarantined: pd.DataFrame  # QUARANTINE_COLUMNS
+    rows_quarantined: int
+    batch_id: str
+    source: str
+
+
+def new_owner_id() -> str:
+    """host:pid:random, so a claim says which process holds it."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_is_gone(owner: str) -> bool:
+    """True when the claim's process ran on this host and no longer exists (killed), so
+    its run is resumed at once instead of after the lease runs out."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class ProductionStoreMixin:
+    """Store methods for claimed, chunked, resumable scoring runs (see module docstring).
+
+    Mixed into :class:`pipelines.store.db.ResultsStore`, which provides ``engine``,
+    ``url`` and ``session()``.
+    """
+
+    engine: sa.engine.Engine
+    url: str
+
+    def session(self):  # pragma: no cover - provided by ResultsStore
+        raise NotImplementedError
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def describe_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Database failures become one clear error that names the store and the step."""
+        try:
+            yield
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            if "locked" in reason:
+                reason += " (another process holds the SQLite write lock for too long)"
+            raise StoreUnavailable(
+                f"results store {self.describe_url()}: {what} failed: {reason}"
+            ) from exc
+
+    # -- claiming a run -----------------------------------------------------------------
+
+    def claim_run(
+        self,
+        *,
+        batch_id: str,
+        source: str,
+        dataset: str,
+        model_name: str,
+        model_version: str,
+        model_alias: str | None,
+        threshold: float,
+        chunk_size: int,
+        lease_seconds: float,
+        owner: str | None = None,
+    ) -> RunClaimTicket:
+        """Find or create the run for (batch, model version) and take its lease.
+
+        Completed: returned untouched. Held by a live process: :class:`RunAlreadyRunning`.
+        Unfinished and free (a crash, a failure): claimed; chunks committed with the same
+        chunk size are kept for the re-run to skip, anything else is cleared.
+        """
+        owner = owner or new_owner_id()
+        with self._writing("claiming the scoring run"):
+            run = self._get_or_create_run(
+                batch_id=batch_id,
+                source=source,
+                dataset=dataset,
+                model_name=model_name,
+                model_version=str(model_version),
+                model_alias=model_alias,
+                threshold=threshold,
+            )
+            if run.status == "completed":
+                return RunClaimTicket(run=run, owner=owner, already_completed=True)
+            self._take_lease(run.id, owner, lease_seconds)
+            with self.session() as session:
+                run = session.get(ScoringRun, run.id)
+                if run.status == "completed":  # finished between our look and our claim
+                    session.execute(sa.delete(RunClaim).where(RunClaim.run_id == run.id))
+                    return RunClaimTicket(run=run, owner=owner, already_completed=True)
+                sizes = set(
+                    session.scalars(
+                        sa.select(RunChunk.chunk_size).where(RunChunk.run_id == run.id).distinct()
+                    )
+                )
+                if sizes != {chunk_size}:
+                    # Nothing committed under this chunking: start the run clean.
+                    for table in (Score, Flag, QuarantinedRow, RunChunk):
+                        session.execute(sa.delete(table).where(table.run_id == run.id))
+                committed = set(
+                    session.scalars(
+                        sa.select(RunChunk.chunk_number).where(RunChunk.run_id == run.id)
+                    )
+                )
+                run.status = "running"
+                run.error = None
+                run.started_at = datetime.now(UTC)
+                run.finished_at = None
+                run.source = source
+                run.threshold = threshold
+                run.model_alias = model_alias
+            return RunClaimTicket(run=run, owner=owner, committed_chunks=committed)
+
+    def _get_or_create_run(self, *, batch_id: str, model_name: str, model_version: str, **fields):
+        key = (
+            ScoringRun.batch_id == batch_id,
+            ScoringRun.model_name == model_name,
+            ScoringRun.model_version == model_version,
+        )
+        for _ in range(2):
+            with self.session() as session:
+                run = session.scalars(sa.select(ScoringRun).where(*key)).one_or_none()
+                if run is not None:
+                    return run
+            try:
+                with self.session() as session:
+                    run = ScoringRun(
+                        id=str(uuid.uuid4()),
+                        batch_id=batch_id,
+                        model_name=model_name,
+                        model_version=model_version,
+                        status="running",
+                        **fields,
+                    )
+                    session.add(run)
+                return run
+            except IntegrityError:
+                continue  # another process created it a moment ago: read theirs
+        raise RuntimeError(f"could not create or find the run for batch {batch_id}")
+
+    def _take_lease(self, run_id: str, owner: str, lease_seconds: float) -> None:
+        now = time.time()
+        with self.session() as session:
+            claim = session.get(RunClaim, run_id)
+            live = claim is not None and now - claim.heartbeat_at < lease_seconds
+            if live and not _owner_is_gone(claim.owner):
+                raise RunAlreadyRunning(
+                    f"run {run_id[:8]} is already running in {claim.owner} "
+                    f"(last heartbeat {now - claim.heartbeat_at:.0f} s ago); nothing written"
+                )
+            stale = None if claim is None else (claim.owner, claim.generation)
+        if stale is None:
+            try:
+                with self.session() as session:
+                    session.add(
+                        RunClaim(run_id=run_id, owner=owner, generation=1, heartbeat_at=now)
+                    )
+                return
+            except IntegrityError as exc:
+                raise RunAlreadyRunning(
+                    f"run {run_id[:8]} was claimed by another process a moment ago; "
+                    "nothing written"
+                ) from exc
+        with self.session() as session:  # take over an abandoned run, if still abandoned
+            taken = session.execute(
+                sa.update(RunClaim)
+                .where(RunClaim.run_id == run_id, RunClaim.generation == stale[1])
+                .values(owner=owner, generation=stale[1] + 1, heartbeat_at=now)
+            ).rowcount
+        if taken != 1:
+            raise RunAlreadyRunning(
+                f"run {run_id[:8]} was taken over by another process a moment ago; "
+                "nothing written"
+            )
+
+    def heartbeat(self, run_id: str, owner: str) -> bool:
+        """Renew the lease; False when another process has taken the run over."""
+        with self._writing("renewing the run lease"), self.session() as session:
+            return self._renew(session, run_id, owner)
+
+    @staticmethod
+    def _renew(session: Session, run_id: str, owner: str) -> bool:
+        result = session.execute(
+            sa.update(RunClaim)
+            .where(RunClaim.run_id == run_id, RunClaim.owner == owner)
+            .values(heartbeat_at=time.time())
+        )
+        return result.rowcount == 1
+
+    @contextmanager
+    def keep_lease(self, run_id: str, owner: str, lease_seconds: float) -> Iterator[None]:
+        """Heartbeat from a background thread while the body works (model work between
+        writes can take longer than a lease)."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(max(lease_seconds / 4, 0.05)):
+                try:
+                    if not self.heartbeat(run_id, owner):
+                        return
+                except StoreUnavailable:
+                    continue  # the writer will report the outage with its chunk
+
+        thread = threading.Thread(target=beat, name=f"vigil-lease-{run_id[:8]}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+    # -- writing chunks -----------------------------------------------------------------
+
+    def write_chunk(self, run_id: str, owner: str, chunk: ChunkWrite) -> None:
+        """Scores, flags, quarantine and the chunk record in one transaction, under the
+        lease; a chunk is all there or not there."""
+        with self._writing(f"writing chunk {chunk.chunk_number}"), self.session() as session:
+            if not self._renew(session, run_id, owner):
+                raise LeaseLost(
+                    f"run {run_id[:8]}: another process took the run over; "
+                    f"chunk {chunk.chunk_number} not written"
+                )
+            session.add(
+                RunChunk(
+                    run_id=run_id,
+                    chunk_number=chunk.chunk_number,
+                    chunk_size=chunk.chunk_size,
+                    first_row=chunk.first_row,
+                    rows_in=chunk.rows_in,
+                    rows_scored=len(chunk.scores),
+                    rows_quarantined=chunk.rows_quarantined,
+                    rows_flagged=len(chunk.flags),
+                )
+            )
+            session.flush()
+            self._bulk_scores(session, run_id, chunk.scores)
+            if chunk.flags:
+                session.execute(sa.insert(Flag), [{"run_id": run_id, **f} for f in chunk.flags])
+            if len(chunk.quarantined):
+                session.execute(
+                    sa.insert(QuarantinedRow),
+                    _quarantine_rows(run_id, chunk.batch_id, chunk.source, chunk.quarantined),
+                )
+
+    def _bulk_scores(self, session: Session, run_id: str, scores: pd.DataFrame) -> None:
+        if not len(scores):
+            return
+        record_ids = scores["record_id"].astype(str).to_numpy()
+        values = scores["score"].astype("float64").to_numpy()
+        flagged = scores["is_anomaly"].astype(bool).to_numpy()
+        dbapi = session.connection().connection.driver_connection
+        if self.is_postgres:
+            frame = pd.DataFrame(
+                {"run_id": run_id, "record_id": record_ids, "score": values, "is_anomaly": flagged}
+            )
+            buffer = io.StringIO()
+            frame.to_csv(buffer, index=False, header=False)
+            with dbapi.cursor() as cursor:
+                statement = f"COPY scores ({', '.join(SCORE_COLUMNS)}) FROM STDIN (FORMAT csv)"
+                with cursor.copy(statement) as copy:
+                    copy.write(buffer.getvalue())
+            return
+        rows = zip(
+            [run_id] * len(record_ids),
+            record_ids.tolist(),
+            values.tolist(),
+            flagged.tolist(),
+            strict=True,
+        )
+        cursor = dbapi.cursor()
+        try:
+            cursor.executemany(
+                f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) VALUES (?, ?, ?, ?)", rows
+            )
+        finally:
+            cursor.close()
+
+    # -- finishing ----------------------------------------------------------------------
+
+    def complete_run(
+        self, run_id: str, owner: str, *, group_by_entity: bool = False
+    ) -> ScoringRun:
+        """Totals come from the committed chunks and the flag rows themselves, so the run
+        record cannot disagree with what was written; the lease is released. The run's
+        flags join the review queue in the same transaction (``group_by_entity``: one case
+        per entity, sequence mode)."""
+        with self._writing("completing the scoring run"), self.session() as session:
+            if not self._renew(session, run_id, owner):
+                raise LeaseLost(f"run {run_id[:8]}: another process took the run over")
+            rows_in, rows_scored, rows_quarantined = session.execute(
+                sa.select(
+                    sa.func.coalesce(sa.func.sum(RunChunk.rows_in), 0),
+                    sa.func.coalesce(sa.func.sum(RunChunk.rows_scored), 0),
+                    sa.func.coalesce(sa.func.sum(RunChunk.rows_quarantined), 0),
+                ).where(RunChunk.run_id == run_id)
+            ).one()
+            run = session.get(ScoringRun, run_id)
+            run.rows_in = int(rows_in)
+            run.rows_scored = int(rows_scored)
+            run.rows_quarantined = int(rows_quarantined)
+            run.rows_flagged = int(
+                session.scalar(
+                    sa.select(sa.func.count()).select_from(Flag).where(Flag.run_id == run_id)
+                )
+            )
+            self.attach_flags_to_cases(session, run_id, group_by_entity=group_by_entity)
+            run.status = "completed"
+            run.error = None
+            run.finished_at = datetime.now(UTC)
+            session.execute(sa.delete(RunClaim).where(RunClaim.run_id == run_id))
+            session.add(
+                AuditEvent(
+                    actor="vigil",
+                    action="scoring_run.completed",
+                    entity="scoring_run",
+                    entity_id=run_id,
+                    detail={"batch_id": run.batch_id, "flagged": run.rows_flagged},
+                )
+            )
+            return run
+
+    def fail_claimed_run(self, run_id: str, owner: str, error: str) -> None:
+        """Mark the run failed and free it for a re-run, only while this process holds it
+        (a loser never overwrites the winner's run)."""
+        try:
+            with self.session() as session:
+                claim = session.get(RunClaim, run_id)
+                if claim is None or claim.owner != owner:
+                    return
+                run = session.get(ScoringRun, run_id)
+                run.status = "failed"
+                run.error = error[:4000]
+                run.finished_at = datetime.now(UTC)
+                session.delete(claim)
+        except OperationalError:
+            pass  # the store is gone: the lease expires on its own and the re-run resumes
+
+    def committed_chunk_count(self, run_id: str) -> int:
+        with self.session() as session:
+            query = sa.select(sa.func.count()).select_from(RunChunk)
+            return int(session.scalar(query.where(RunChunk.run_id == run_id)))
+
+
+def _quarantine_rows(
+    run_id: str, batch_id: str, source: str, quarantined: pd.DataFrame
+) -> list[dict]:
+    return [
+        {
+            "run_id": run_id,
+            "batch_id": batch_id,
+            "source": source,
+            "row_number": int(r.row_number),
+            "record_id": r.record_id,
+            "column": r.column,
+            "value": r.value,
+            "reason": r.reason,
+            "raw": r.raw,
+        }
+        for r in quarantined.itertuples(index=False)
+    ]
