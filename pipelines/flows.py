@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 
+from pipelines.feedback.hygiene import label_masks
 from pipelines.intake.ingest import Batch, ValidationResult, read_batch, validate_batch
 from pipelines.intake.spec import DatasetSpec, load_spec
 from pipelines.modeling.training import (
@@ -41,9 +43,13 @@ def load_and_validate(
 
 
 @task(name="split")
-def split(validated: ValidationResult, spec: DatasetSpec, config: TrainConfig) -> TrainingSplit:
+def split(
+    validated: ValidationResult, spec: DatasetSpec, config: TrainConfig, masks=None
+) -> TrainingSplit:
     return split_for_training(
-        validated.clean, spec, evaluation_fraction=config.evaluation_fraction, seed=config.seed
+        validated.clean, spec, evaluation_fraction=config.evaluation_fraction, seed=config.seed,
+        confirmed_frauds=None if masks is None else masks.confirmed_frauds,
+        reviewed_normals=None if masks is None else masks.reviewed_normals,
     )
 
 
@@ -83,7 +89,12 @@ def train_flow(data: str, spec_path: str, config: TrainConfig | None = None) -> 
         store = ResultsStore(settings.resolved_database_url)
         store.replace_training_quarantine(batch.content_hash, batch.source, validated.quarantined)
     kinds = config.detector_kinds(spec)
-    data_split = split(validated, spec, config)
+    # Verdicts known before training starts: confirmed frauds never train "normal".
+    started = datetime.now(UTC)
+    store = ResultsStore(settings.resolved_database_url)
+    known = store.known_labels(known_before=started, dataset=spec.name)
+    masks = label_masks(validated.clean, spec.id_column, known, started)
+    data_split = split(validated, spec, config, masks)
     models = [train_detector(kind, spec, data_split, config, batch.source) for kind in kinds]
     if data_split.state is not None:
         # The training records' tail is the entity history the first scored batch needs.
@@ -101,6 +112,7 @@ def train_flow(data: str, spec_path: str, config: TrainConfig | None = None) -> 
         "rows_quarantined": validated.rows_quarantined,
         "rows_train": len(data_split.train),
         "rows_evaluation": len(data_split.evaluation),
+        "labels": masks.report(data_split),
         "models": models,
     }
 

@@ -30,6 +30,16 @@ class VigilSettings(BaseSettings):
     mlflow_experiment: str = "vigil"
     score_chunk_size: int = Field(default=5000, gt=0, description="Rows per scoring batch.")
     max_reasons: int = Field(default=3, gt=0, description="Top reasons stored per flag.")
+    # -- feedback (issue 9)
+    feedback_min_reviewed: int = Field(
+        default=30, gt=0, description="Labelled scored records a precision threshold needs."
+    )
+    feedback_min_scored: int = Field(
+        default=1000, gt=0, description="Scored records a budget or FPR threshold needs."
+    )
+    feedback_min_labels: int = Field(
+        default=20, gt=0, description="Frauds (and not-frauds) the re-ranker needs to train."
+    )
 
     @property
     def home_dir(self) -> Path:
