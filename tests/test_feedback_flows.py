@@ -83,7 +83,8 @@ def test_threshold_set_from_verdicts_is_used_by_the_next_run(demo, tmp_path, mon
     runner = CliRunner()
     refused = runner.invoke(main, ["threshold", "set", "--model", model, "--budget", "5/day"])
     assert refused.exit_code == 2
-    assert "600 scored records over 1 day(s)" in refused.output and "at least 1000" in refused.output
+    assert "600 scored records over 1 day(s)" in refused.output
+    assert "at least 1000" in refused.output
 
     monkeypatch.setenv("VIGIL_FEEDBACK_MIN_SCORED", "500")
     get_settings.cache_clear()
