@@ -137,8 +137,16 @@ def _slug(text: str) -> str:
 @click.option(
     "--threshold-method", type=click.Choice(["fpr", "f1"]), default="fpr", show_default=True
 )
+@click.option(
+    "--with-labels",
+    is_flag=True,
+    help="Also train a re-ranker on the verdicts known now and register each detector's "
+    "re-ranked version (<model>-reranked).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def train(data, spec_path, detectors, epochs, seed, target_fpr, threshold_method, as_json) -> None:
+def train(
+    data, spec_path, detectors, epochs, seed, target_fpr, threshold_method, with_labels, as_json
+) -> None:
     """Train the detectors on normal records and register them in MLflow."""
     from pipelines.flows import train_flow
     from pipelines.modeling.training import TrainConfig
@@ -155,7 +163,9 @@ def train(data, spec_path, detectors, epochs, seed, target_fpr, threshold_method
         seq_vae=dict(overrides),
         seq_gan=dict(overrides),
     )
-    result = train_flow(data=str(data), spec_path=str(spec_path), config=config)
+    result = train_flow(
+        data=str(data), spec_path=str(spec_path), config=config, with_labels=with_labels
+    )
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return
@@ -172,6 +182,8 @@ def train(data, spec_path, detectors, epochs, seed, target_fpr, threshold_method
     )
     for model in result["models"]:
         click.echo(_model_line(model))
+    for skipped in result.get("reranked_skipped", []):
+        click.echo(f"  {skipped['model']}: not trained: {skipped['skipped']}")
 
 
 def _model_line(model: dict) -> str:
@@ -182,6 +194,12 @@ def _model_line(model: dict) -> str:
         if "auroc" in m
         else "no labels: AUROC n/a"
     )
+    if model.get("base"):  # a re-ranked model (issue 9): its threshold is on max(u, p/p_cut)
+        return (
+            f"  {model['model']} v{model['version']} [{', '.join(model['aliases'])}]  "
+            f"{quality}  re-ranks {model['base']} with {m['n_labelled']:.0f} verdicts "
+            f"({m['n_frauds']:.0f} fraud)  fit {m['fit_seconds']:.1f}s"
+        )
     return (
         f"  {model['model']} v{model['version']} [{', '.join(model['aliases'])}]  {quality}  "
         f"threshold {m['threshold']:.4g} (target FPR {m['target_fpr']:.1%}, "

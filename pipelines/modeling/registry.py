@@ -82,6 +82,7 @@ def log_bundle(
     registered_name: str,
     detector_kind: str,
     input_example: pd.DataFrame | None = None,
+    python_model: str | None = None,
 ) -> str:
     """Log the bundle as a pyfunc model in the active run and register a new version.
 
@@ -94,7 +95,7 @@ def log_bundle(
         bundle_dir = bundle.save(Path(tmp) / "bundle")
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            python_model=python_model or str(Path(__file__).with_name("pyfunc_model.py")),
             artifacts={"bundle": str(bundle_dir)},
             code_paths=code_paths,
             signature=_signature(bundle),
