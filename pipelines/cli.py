@@ -486,6 +486,16 @@ def threshold_set(model_ref, budget, precision, fpr, reason, actor, dry_run, as_
     click.echo(f"{prefix}{ref}: {describe(plan)}")
 
 
+@main.command("demo-feedback")
+@click.option("--epochs", type=int, default=None, help="Override epochs (faster, rougher).")
+def demo_feedback(epochs) -> None:
+    """The feedback loop once on the demo data: import verdicts, retrain with labels,
+    print before/after on the later batch."""
+    from pipelines.feedback.demo import run_feedback_demo
+
+    run_feedback_demo(epochs=epochs, echo=click.echo)
+
+
 # -- demo ---------------------------------------------------------------------------------
 
 
