@@ -116,3 +116,40 @@ def test_threshold_set_from_verdicts_is_used_by_the_next_run(demo, tmp_path, mon
     second = score_flow(data=str(batch2), model=model)
     assert second["threshold"] == pytest.approx(changed["after"])
     assert second["threshold"] != pytest.approx(first["threshold"])
+
+
+def test_train_with_labels_registers_a_scorable_reranked_version(demo, tmp_path):
+    spec, spec_path, train, train_path = demo
+    frauds = train.loc[train["is_fraud"] == 1, "transaction_id"].astype(str).tolist()
+    normals = train.loc[train["is_fraud"] == 0, "transaction_id"].astype(str).tolist()[:40]
+    labels = tmp_path / "verdicts.csv"
+    pd.DataFrame(
+        {"record_id": frauds + normals, "verdict": ["fraud"] * 30 + ["not_fraud"] * 40,
+         "known_at": "2026-01-01T00:00:00Z", "source": "chargeback"}
+    ).to_csv(labels, index=False)
+    runner = CliRunner()
+    imported = runner.invoke(main, ["labels", "import", str(labels), "--dataset", spec.name])
+    assert imported.exit_code == 0, imported.output
+
+    result = runner.invoke(
+        main,
+        ["train", "--data", str(train_path), "--spec", str(spec_path), "--detectors", "vae",
+         "--epochs", "4", "--with-labels", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    trained = json.loads(result.stdout)
+    by_name = {m["model"]: m for m in trained["models"]}
+    reranked = by_name[f"{spec.name}-vae-reranked"]
+    assert reranked["version"] == "1" and reranked["base"] == f"{spec.name}-vae/1"
+    assert reranked["metrics"]["n_frauds"] == 30 and reranked["metrics"]["n_labelled"] == 70
+    assert trained["labels"]["confirmed_frauds_dropped"] == 0  # already labelled in the data
+
+    batch = tmp_path / "night.csv"
+    generate_transactions(400, n_anomalies=8, seed=31, start_id=60_000).to_csv(batch, index=False)
+    scored = runner.invoke(
+        main, ["score", "--data", str(batch), "--model", f"{spec.name}-vae-reranked/1", "--json"]
+    )
+    assert scored.exit_code == 0, scored.output
+    run = json.loads(scored.stdout)
+    assert run["rows_scored"] == 400 and run["model"] == f"{spec.name}-vae-reranked"
+    assert run["threshold"] == 1.0
