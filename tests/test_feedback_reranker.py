@@ -118,3 +118,12 @@ def test_risk_features_travel_with_the_bundle_and_read_the_labels_given(tmp_path
     loaded.use_labels(known)
     after = loaded.score(batch, history=history)
     assert np.array_equal(before["score"].to_numpy(), after["score"].to_numpy())
+
+
+def test_a_feature_missing_everywhere_does_not_stop_training():
+    rng = np.random.default_rng(2)
+    X = np.column_stack([rng.normal(size=400), np.full(400, np.nan)])
+    y = (X[:, 0] > 0.5).astype(int)
+    trees = BoostedTrees.fit(X, y, max_iter=10)
+    p = trees.predict_proba(X)
+    assert p[y == 1].mean() > p[y == 0].mean()

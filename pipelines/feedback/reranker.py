@@ -67,6 +67,10 @@ class BoostedTrees:
                     "min_samples_leaf": 20, "l2_regularization": 1.0, "early_stopping": False}
         settings.update(params)
         model = HistGradientBoostingClassifier(random_state=seed, **settings)
+        X = np.array(X, dtype="float64")
+        # A column missing everywhere (e.g. a baseline no record is old enough for yet)
+        # breaks scikit-learn's binning; constant, it is simply never split on.
+        X[:, np.isnan(X).all(axis=0)] = 0.0
         model.fit(X, y, sample_weight=sample_weight)
         return cls.from_sklearn(model)
 
