@@ -19,6 +19,7 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/vigil demo
+	$(BIN)/vigil demo-feedback
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-_METHODS = ("fpr", "f1", "precision")
+_METHODS = ("fpr", "f1", "precision", "budget", "combined")
 
 
 def _scores(a: Any) -> np.ndarray:
@@ -64,8 +64,9 @@ def _midpoint(cuts: np.ndarray, i: int) -> float:
 class Threshold:
     """A calibrated cut on anomaly scores: flag a record when ``score > value``.
 
-    ``method`` records how it was chosen ("fpr", "f1" or "precision") and ``target`` the
-    goal (target false-positive rate, achieved F1, or target precision).
+    ``method`` records how it was chosen ("fpr", "f1", "precision", "budget", or
+    "combined" for a re-ranked score) and ``target`` the goal (target false-positive rate,
+    achieved F1, target precision, flags per day, or the re-ranker's probability cut).
     """
 
     method: str

@@ -322,6 +322,13 @@ class VAEDetector(BaseDeepDetector):
         )
         return rules, sq, tail
 
+    def latent_means(self, X: Any) -> Any:
+        """The encoder's posterior means, shape (n, latent_dim): the VAE's codes, which a
+        classifier trained on verdicts can read (the re-ranker)."""
+        self._check_fitted()
+        x = self._to_tensor(X)
+        return self._batched(lambda xb: self.model_.encode(xb)[0].double(), x).numpy()
+
     def _extra_state(self) -> dict[str, Any]:
         return {"ensemble": self.ensemble_, "error_variance": self.error_variance_}
 

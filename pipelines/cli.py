@@ -180,8 +180,16 @@ def _slug(text: str) -> str:
 @click.option(
     "--threshold-method", type=click.Choice(["fpr", "f1"]), default="fpr", show_default=True
 )
+@click.option(
+    "--with-labels",
+    is_flag=True,
+    help="Also train a re-ranker on the verdicts known now and register each detector's "
+    "re-ranked version (<model>-reranked).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def train(data, spec_path, detectors, epochs, seed, target_fpr, threshold_method, as_json) -> None:
+def train(
+    data, spec_path, detectors, epochs, seed, target_fpr, threshold_method, with_labels, as_json
+) -> None:
     """Train the detectors on normal records and register them in MLflow."""
     from pipelines.flows import train_flow
     from pipelines.modeling.training import TrainConfig
@@ -198,7 +206,9 @@ def train(data, spec_path, detectors, epochs, seed, target_fpr, threshold_method
         seq_vae=dict(overrides),
         seq_gan=dict(overrides),
     )
-    result = train_flow(data=str(data), spec_path=str(spec_path), config=config)
+    result = train_flow(
+        data=str(data), spec_path=str(spec_path), config=config, with_labels=with_labels
+    )
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return
@@ -207,8 +217,16 @@ def train(data, spec_path, detectors, epochs, seed, target_fpr, threshold_method
         f"({result['rows_quarantined']} rows quarantined, "
         f"{result['rows_evaluation']} held out for evaluation)"
     )
+    known = result.get("labels") or {}
+    click.echo(
+        f"labels known before training: {known.get('labels_known', 0)}; "
+        f"{known.get('confirmed_frauds_dropped', 0)} confirmed frauds dropped from the normal "
+        f"training rows, {known.get('reviewed_normals_kept', 0)} reviewed normals kept"
+    )
     for model in result["models"]:
         click.echo(_model_line(model))
+    for skipped in result.get("reranked_skipped", []):
+        click.echo(f"  {skipped['model']}: not trained: {skipped['skipped']}")
 
 
 def _model_line(model: dict) -> str:
@@ -219,6 +237,12 @@ def _model_line(model: dict) -> str:
         if "auroc" in m
         else "no labels: AUROC n/a"
     )
+    if model.get("base"):  # a re-ranked model (issue 9): its threshold is on max(u, p/p_cut)
+        return (
+            f"  {model['model']} v{model['version']} [{', '.join(model['aliases'])}]  "
+            f"{quality}  re-ranks {model['base']} with {m['n_labelled']:.0f} verdicts "
+            f"({m['n_frauds']:.0f} fraud)  fit {m['fit_seconds']:.1f}s"
+        )
     return (
         f"  {model['model']} v{model['version']} [{', '.join(model['aliases'])}]  {quality}  "
         f"threshold {m['threshold']:.4g} (target FPR {m['target_fpr']:.1%}, "
@@ -404,12 +428,6 @@ def _read_password(password_stdin: bool) -> str:
     return click.prompt("password", hide_input=True, confirmation_prompt=True)
 
 
-def _actor() -> str:
-    import getpass
-
-    return f"cli:{getpass.getuser()}"
-
-
 @users.command("add")
 @click.argument("name")
 @click.option("--role", type=click.Choice(["viewer", "analyst", "admin"]), required=True)
@@ -508,6 +526,157 @@ def users_list(as_json) -> None:
         return
     for r in rows:
         click.echo(f"{r['name']:24} {r['role']:8} {'disabled' if r['disabled'] else 'active'}")
+
+
+# -- feedback (issue 9) -------------------------------------------------------------------
+
+
+def _actor(actor: str | None = None) -> str:
+    import getpass
+
+    return actor or getpass.getuser()
+
+
+@main.group()
+def labels() -> None:
+    """Labels: verdicts from files in, every label row out."""
+
+
+@labels.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--source",
+    type=click.Choice(["import", "chargeback", "review"]),
+    default="import",
+    show_default=True,
+    help="Source for rows whose file gives none.",
+)
+@click.option("--dataset", default=None, help="Data set the labels belong to (if not in the file).")
+@click.option("--actor", default=None, help="Who imports (default: the OS user).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def labels_import(file, source, dataset, actor, as_json) -> None:
+    """Add labels from a CSV/Parquet file (record_id, verdict; optional known_at, source).
+
+    Idempotent: rows already imported are skipped. Bad rows are reported (file, row,
+    column) and left out; the good rows are stored. Exits 1 when some rows were bad.
+    """
+    from pipelines.feedback.labels import read_label_file
+
+    parsed = read_label_file(file, default_source=source, dataset=dataset)
+    result = _store().add_label_rows(parsed.rows, actor=_actor(actor), source_name=str(file))
+    report = {
+        "file": str(file),
+        "rows_in": parsed.rows_in,
+        "inserted": result.inserted,
+        "already_imported": result.duplicates,
+        "bad_rows": len({e.row for e in parsed.errors}),
+        "errors": [str(e) for e in parsed.errors],
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(
+            f"{file}: {report['rows_in']} rows: {result.inserted} labels added, "
+            f"{result.duplicates} already imported, {report['bad_rows']} bad rows left out"
+        )
+        for line in report["errors"][:50]:
+            click.echo(f"  {line}", err=True)
+        if len(report["errors"]) > 50:
+            click.echo(f"  ... and {len(report['errors']) - 50} more", err=True)
+    if parsed.errors:
+        sys.exit(1)
+
+
+@labels.command("export")
+@click.option("--out", required=True, help="FILE.csv or FILE.parquet.")
+@click.option("--known-before", default=None, help="Only rows known before this time (ISO).")
+def labels_export(out, known_before) -> None:
+    """Write every label row (record_id, verdict, known_at, source, analyst, ...)."""
+    import pandas as pd
+
+    from pipelines.feedback.labels import write_label_export
+
+    before = pd.to_datetime(known_before, utc=True).to_pydatetime() if known_before else None
+    rows = _store().label_rows(known_before=before)
+    path = write_label_export(rows, out)
+    click.echo(f"wrote {len(rows)} label rows to {path}")
+
+
+@main.group()
+def threshold() -> None:
+    """Decision thresholds of registered model versions."""
+
+
+@threshold.command("set")
+@click.option("--model", "model_ref", required=True, help="NAME@ALIAS or NAME/VERSION.")
+@click.option("--budget", default=None, help="Expected flags per day, e.g. 50 or 50/day.")
+@click.option("--precision", type=float, default=None, help="Target precision among reviewed.")
+@click.option("--fpr", type=float, default=None, help="Target false-positive rate.")
+@click.option("--reason", default=None, help="Why (kept in the decision ledger).")
+@click.option("--actor", default=None, help="Who (default: the OS user).")
+@click.option("--dry-run", is_flag=True, help="Show the new threshold, change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def threshold_set(model_ref, budget, precision, fpr, reason, actor, dry_run, as_json) -> None:
+    """Recalibrate a version's threshold from its scores and the verdicts known now,
+    without retraining; the next scoring run uses it."""
+    from pipelines.feedback.thresholds import (
+        NotEnoughEvidence,
+        apply_threshold,
+        describe,
+        parse_budget,
+        plan_threshold,
+        record_refusal,
+    )
+    from pipelines.modeling.registry import configure_mlflow, load_bundle, resolve_model
+
+    given = [(m, v) for m, v in (("budget", budget), ("precision", precision), ("fpr", fpr))
+             if v is not None]
+    if len(given) != 1:
+        _fail("give exactly one of --budget N/day, --precision P, --fpr F")
+    mode, raw = given[0]
+    target = parse_budget(raw) if mode == "budget" else float(raw)
+    settings = get_settings()
+    configure_mlflow(settings)
+    ref = resolve_model(model_ref)
+    bundle = load_bundle(ref)
+    store = _store()
+    who = _actor(actor)
+    try:
+        plan = plan_threshold(
+            store, model_name=ref.name, model_version=ref.version, current=bundle.threshold,
+            mode=mode, target=target, min_reviewed=settings.feedback_min_reviewed,
+            min_scored=settings.feedback_min_scored, dataset=bundle.spec.name,
+        )
+    except NotEnoughEvidence as exc:
+        if not dry_run:
+            record_refusal(store, model_name=ref.name, model_version=ref.version, mode=mode,
+                           target=target, actor=who, reason=reason, message=str(exc))
+        _fail(f"refused: {exc}")
+    result = {"model": ref.name, "version": ref.version, "mode": mode, "target": target,
+              "before": plan.before, "after": plan.after, "evidence": plan.evidence,
+              "applied": not dry_run}
+    if not dry_run:
+        result["decision_id"] = apply_threshold(
+            store, plan, model_name=ref.name, model_version=ref.version, actor=who,
+            reason=reason,
+            policy={"min_reviewed": settings.feedback_min_reviewed,
+                    "min_scored": settings.feedback_min_scored},
+        )
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+        return
+    prefix = "dry run, nothing changed: " if dry_run else ""
+    click.echo(f"{prefix}{ref}: {describe(plan)}")
+
+
+@main.command("demo-feedback")
+@click.option("--epochs", type=int, default=None, help="Override epochs (faster, rougher).")
+def demo_feedback(epochs) -> None:
+    """The feedback loop once on the demo data: import verdicts, retrain with labels,
+    print before/after on the later batch."""
+    from pipelines.feedback.demo import run_feedback_demo
+
+    run_feedback_demo(epochs=epochs, echo=click.echo)
 
 
 # -- demo ---------------------------------------------------------------------------------

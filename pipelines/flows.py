@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 
+from pipelines.feedback.hygiene import label_masks
 from pipelines.intake.ingest import Batch, ValidationResult, read_batch, validate_batch
 from pipelines.intake.spec import DatasetSpec, load_spec
 from pipelines.modeling.training import (
@@ -41,9 +43,13 @@ def load_and_validate(
 
 
 @task(name="split")
-def split(validated: ValidationResult, spec: DatasetSpec, config: TrainConfig) -> TrainingSplit:
+def split(
+    validated: ValidationResult, spec: DatasetSpec, config: TrainConfig, masks=None
+) -> TrainingSplit:
     return split_for_training(
-        validated.clean, spec, evaluation_fraction=config.evaluation_fraction, seed=config.seed
+        validated.clean, spec, evaluation_fraction=config.evaluation_fraction, seed=config.seed,
+        confirmed_frauds=None if masks is None else masks.confirmed_frauds,
+        reviewed_normals=None if masks is None else masks.reviewed_normals,
     )
 
 
@@ -69,9 +75,38 @@ def train_detector(
     )
 
 
+@task(name="rerank-register")
+def train_reranked_model(
+    trained: dict[str, Any], spec: DatasetSpec, clean, known, data_split: TrainingSplit,
+    config: TrainConfig, data_source: str, known_before: datetime,
+) -> dict[str, Any] | None:
+    """A re-ranked version of a just-trained detector from the verdicts known (issue 9)."""
+    from pipelines.feedback.training import NotEnoughLabels, register_reranked, train_reranked
+    from pipelines.modeling.registry import ModelRef, load_bundle
+
+    base = load_bundle(ModelRef(trained["model"], trained["version"], None))
+    try:
+        model = train_reranked(
+            base, clean, known, seed=config.seed,
+            evaluation_ids=set(data_split.evaluation[spec.id_column].astype(str)),
+            min_labels=get_settings().feedback_min_labels,
+        )
+    except NotEnoughLabels as exc:
+        get_run_logger().warning("%s: no re-ranked model: %s", trained["model"], exc)
+        return {"model": f"{trained['model']}-reranked", "skipped": str(exc)}
+    return register_reranked(
+        model, base_model=trained["model"], base_version=trained["version"],
+        detector_kind=trained["detector"], data_source=data_source, known_before=known_before,
+        input_example=data_split.raw_example,
+    )
+
+
 @flow(name="train", log_prints=True)
-def train_flow(data: str, spec_path: str, config: TrainConfig | None = None) -> dict[str, Any]:
-    """Load → validate → split normals → fit each detector → evaluate → log → register."""
+def train_flow(
+    data: str, spec_path: str, config: TrainConfig | None = None, with_labels: bool = False
+) -> dict[str, Any]:
+    """Load → validate → split normals → fit each detector → evaluate → log → register
+    (→ with labels: a re-ranked version of each, trained on the verdicts known now)."""
     from pipelines.modeling.registry import configure_mlflow
 
     settings = get_settings()
@@ -83,8 +118,20 @@ def train_flow(data: str, spec_path: str, config: TrainConfig | None = None) -> 
         store = ResultsStore(settings.resolved_database_url)
         store.replace_training_quarantine(batch.content_hash, batch.source, validated.quarantined)
     kinds = config.detector_kinds(spec)
-    data_split = split(validated, spec, config)
+    # Verdicts known before training starts: confirmed frauds never train "normal".
+    started = datetime.now(UTC)
+    store = ResultsStore(settings.resolved_database_url)
+    known = store.known_labels(known_before=started, dataset=spec.name)
+    masks = label_masks(validated.clean, spec.id_column, known, started)
+    data_split = split(validated, spec, config, masks)
     models = [train_detector(kind, spec, data_split, config, batch.source) for kind in kinds]
+    skipped = []
+    if with_labels:
+        for trained in list(models):
+            reranked = train_reranked_model(
+                trained, spec, validated.clean, known, data_split, config, batch.source, started
+            )
+            (skipped if "skipped" in reranked else models).append(reranked)
     if data_split.state is not None:
         # The training records' tail is the entity history the first scored batch needs.
         save_entity_history(
@@ -101,7 +148,9 @@ def train_flow(data: str, spec_path: str, config: TrainConfig | None = None) -> 
         "rows_quarantined": validated.rows_quarantined,
         "rows_train": len(data_split.train),
         "rows_evaluation": len(data_split.evaluation),
+        "labels": masks.report(data_split),
         "models": models,
+        **({"reranked_skipped": skipped} if skipped else {}),
     }
 
 

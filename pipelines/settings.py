@@ -56,6 +56,17 @@ class VigilSettings(BaseSettings):
         default=5, gt=0, description="Failed logins per user within 5 minutes before refusal."
     )
 
+    # -- feedback (issue 9)
+    feedback_min_reviewed: int = Field(
+        default=30, gt=0, description="Labelled scored records a precision threshold needs."
+    )
+    feedback_min_scored: int = Field(
+        default=1000, gt=0, description="Scored records a budget or FPR threshold needs."
+    )
+    feedback_min_labels: int = Field(
+        default=20, gt=0, description="Frauds (and not-frauds) the re-ranker needs to train."
+    )
+
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()

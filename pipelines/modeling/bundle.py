@@ -116,6 +116,10 @@ class ScoringBundle:
     def threshold(self) -> float:
         return float(self.detector.threshold_.value)
 
+    def set_threshold(self, threshold) -> None:
+        """Swap the decision threshold (a recalibration after training)."""
+        self.detector.set_threshold(threshold)
+
     def features(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The spec's raw feature columns, typed (tabular mode's model input)."""
         return typed_features(self.spec, frame)

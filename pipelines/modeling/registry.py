@@ -5,6 +5,7 @@ The registry decides which model is champion; nothing else keeps that fact.
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from mlflow.types import ColSpec, Schema
 
 import detectors
 import pipelines
+from detectors import Threshold
 from pipelines.modeling.bundle import ScoringBundle
 from pipelines.settings import VigilSettings
 
@@ -26,6 +28,9 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 TAG_DATASET = "vigil.dataset"
 TAG_DETECTOR = "vigil.detector"
+#: A threshold set after training (``vigil threshold set``): JSON of the Threshold plus who
+#: and which ledger entry; applied every time the version is loaded.
+TAG_THRESHOLD = "vigil.threshold"
 
 
 def configure_mlflow(settings: VigilSettings) -> str:
@@ -77,6 +82,7 @@ def log_bundle(
     registered_name: str,
     detector_kind: str,
     input_example: pd.DataFrame | None = None,
+    python_model: str | None = None,
 ) -> str:
     """Log the bundle as a pyfunc model in the active run and register a new version.
 
@@ -89,7 +95,7 @@ def log_bundle(
         bundle_dir = bundle.save(Path(tmp) / "bundle")
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            python_model=python_model or str(Path(__file__).with_name("pyfunc_model.py")),
             artifacts={"bundle": str(bundle_dir)},
             code_paths=code_paths,
             signature=_signature(bundle),
@@ -204,7 +210,12 @@ def default_model_name() -> str:
 def load_bundle(ref: ModelRef) -> ScoringBundle:
     """Load the registered pyfunc and hand back the bundle inside it."""
     model = mlflow.pyfunc.load_model(ref.uri)
-    return model.unwrap_python_model().bundle
+    bundle = model.unwrap_python_model().bundle
+    tags = MlflowClient().get_model_version(ref.name, ref.version).tags
+    if TAG_THRESHOLD in tags:
+        # Recalibrated after training: the tag wins over the threshold in the bundle.
+        bundle.set_threshold(Threshold.from_dict(json.loads(tags[TAG_THRESHOLD])))
+    return bundle
 
 
 def registry_summary(names: list[str]) -> pd.DataFrame:

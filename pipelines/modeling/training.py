@@ -89,6 +89,11 @@ class TrainingSplit:
     state: pd.DataFrame | None = None
     #: Raw records as a batch to score would hold them (an input example for the registry).
     raw_example: pd.DataFrame | None = None
+    #: Labels known before training (issue 9): confirmed frauds left out of the normal
+    #: training rows, and which training rows analysts reviewed as not fraud (kept; usable
+    #: for calibration).
+    confirmed_frauds_dropped: int = 0
+    train_reviewed_normal: np.ndarray | None = None
 
     @property
     def has_labels(self) -> bool:
@@ -97,19 +102,43 @@ class TrainingSplit:
 
 
 def split_for_training(
-    clean: pd.DataFrame, spec: DatasetSpec, *, evaluation_fraction: float, seed: int
+    clean: pd.DataFrame,
+    spec: DatasetSpec,
+    *,
+    evaluation_fraction: float,
+    seed: int,
+    confirmed_frauds: np.ndarray | None = None,
+    reviewed_normals: np.ndarray | None = None,
 ) -> TrainingSplit:
     """Hold labelled anomalies out of training entirely; they are evaluation evidence only.
 
     Rows with no label are treated as normal (the unsupervised case). Sequence specs are
     split by time instead (see :func:`split_sequences_for_training`).
+    ``confirmed_frauds`` / ``reviewed_normals``: per-row masks of the verdicts known before
+    training; confirmed frauds are treated like labelled anomalies (never trained on).
     """
     if spec.label_column and spec.label_column in clean.columns:
         labels = clean[spec.label_column].fillna(0).astype(int).to_numpy()
     else:
         labels = np.zeros(len(clean), dtype=int)
+    confirmed = (
+        np.zeros(len(clean), dtype=bool) if confirmed_frauds is None
+        else np.asarray(confirmed_frauds, dtype=bool)
+    )
+    reviewed = (
+        np.zeros(len(clean), dtype=bool) if reviewed_normals is None
+        else np.asarray(reviewed_normals, dtype=bool) & ~confirmed
+    )
+    newly_excluded = confirmed & (labels == 0)
+    labels = np.where(confirmed, 1, labels)
     if spec.is_sequence:
-        return split_sequences_for_training(clean, spec, labels, evaluation_fraction)
+        split = split_sequences_for_training(clean, spec, labels, evaluation_fraction)
+        seconds = time_to_seconds(clean[spec.time_column])
+        cut = float(np.quantile(seconds, 1.0 - evaluation_fraction))
+        earlier = seconds < cut
+        split.confirmed_frauds_dropped = int((newly_excluded & earlier).sum())
+        split.train_reviewed_normal = reviewed[earlier & (labels == 0)]
+        return split
     normal_idx = np.flatnonzero(labels == 0)
     anomaly_idx = np.flatnonzero(labels == 1)
     rng = np.random.default_rng(seed)
@@ -126,6 +155,8 @@ def split_for_training(
         y_evaluation=labels[eval_idx] if has_label else None,
         n_known_anomalies=len(anomaly_idx),
         raw_example=clean[spec.required_columns].head(3),
+        confirmed_frauds_dropped=int(newly_excluded.sum()),
+        train_reviewed_normal=reviewed[train_idx],
     )
 
 

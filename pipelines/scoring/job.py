@@ -7,6 +7,7 @@ the same function, so both paths write the same runs.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pipelines.intake.ingest import is_sql_url, read_batch, validate_batch
@@ -37,6 +38,11 @@ def score_source(
     ref = resolve_model(model)
     bundle = load_bundle(ref)
     store = ResultsStore(settings.resolved_database_url)
+    if hasattr(bundle, "use_labels"):  # re-ranked models read the frauds confirmed so far
+        from pipelines.feedback.training import fraud_labels
+
+        known = store.known_labels(known_before=datetime.now(UTC), dataset=bundle.spec.name)
+        bundle.use_labels(fraud_labels(known))
     common = dict(
         bundle=bundle,
         store=store,

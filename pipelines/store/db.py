@@ -20,6 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipelines.store.labels import LabelStoreMixin
 from pipelines.store.models import (
     AuditEvent,
     EntityHistorySegment,
@@ -53,7 +54,7 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-class ResultsStore(ProductionStoreMixin, ReviewStoreMixin):
+class ResultsStore(ProductionStoreMixin, ReviewStoreMixin, LabelStoreMixin):
     """Reads and writes scoring results and reviews; every write happens in one transaction."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:

@@ -1,0 +1,396 @@
+"""The re-ranker: a gradient-boosted classifier on the VAE's codes and the verdicts so far.
+
+Inputs per record (one design, the same in training and scoring): the detector's
+unsupervised score, its per-feature error terms (``explain``), the VAE's latent means (for
+detectors that have them), the context features and the verdict-driven risk features.
+Model: scikit-learn's ``HistGradientBoostingClassifier``, trained on the records with a
+verdict known before training (frauds = 1, not_fraud = 0) plus a sample of unlabelled
+records as presumed normals (an analyst team labels only what it was shown; without them
+the classifier never sees an ordinary record).
+
+Served score: ``max(u, p / p_cut)`` with ``u = unsupervised score / its threshold`` and
+``p`` the classifier's fraud probability (``p_cut`` default 0.5). Both halves are "1 = at the
+line": a record is flagged when the re-ranker finds fraud more likely than not, **or** the
+unsupervised model alone puts it over its threshold, so a pattern no analyst has labelled
+(which the classifier cannot know) still reaches the queue, and an extreme unsupervised
+score still ranks at the top. The combined threshold (1.0 at training) can be recalibrated
+like any other (``vigil threshold set``).
+
+Persistence without pickle: the fitted trees are exported to plain arrays (``trees.npz``,
+read with ``allow_pickle=False``) and evaluated here with numpy, so a saved and reloaded
+re-ranker gives bit-identical scores and a model file never runs code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from detectors import Threshold
+from pipelines.feedback.risk import RiskConfig, build_risk_features
+from pipelines.modeling.bundle import PreparedRecords, ScoringBundle, is_sequence_detector
+
+RERANKER_DIR = "reranker"
+TREES_FILE = "trees.npz"
+CONFIG_FILE = "config.json"
+_ROW_CHUNK = 20_000
+
+
+class BoostedTrees:
+    """A fitted binary ``HistGradientBoostingClassifier`` as arrays, evaluated in numpy.
+
+    Same decision rule as scikit-learn's raw-data predictor for numeric features: a
+    missing value goes where ``missing_go_to_left`` says, else left when
+    ``x <= num_threshold``. Child indices are global (all trees in one array).
+    """
+
+    FIELDS = ("feature_idx", "num_threshold", "missing_go_to_left", "left", "right",
+              "is_leaf", "value")
+
+    def __init__(self, arrays: dict[str, np.ndarray], roots: np.ndarray, baseline: float,
+                 max_depth: int) -> None:
+        self.arrays = arrays
+        self.roots = roots
+        self.baseline = float(baseline)
+        self.max_depth = int(max_depth)
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, *, seed: int = 0, sample_weight=None,
+            **params) -> BoostedTrees:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        settings = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 31,
+                    "min_samples_leaf": 20, "l2_regularization": 1.0, "early_stopping": False}
+        settings.update(params)
+        model = HistGradientBoostingClassifier(random_state=seed, **settings)
+        X = np.array(X, dtype="float64")
+        # A column missing everywhere (e.g. a baseline no record is old enough for yet)
+        # breaks scikit-learn's binning; constant, it is simply never split on.
+        X[:, np.isnan(X).all(axis=0)] = 0.0
+        model.fit(X, y, sample_weight=sample_weight)
+        return cls.from_sklearn(model)
+
+    @classmethod
+    def from_sklearn(cls, model) -> BoostedTrees:
+        if model.n_trees_per_iteration_ != 1:
+            raise ValueError("the re-ranker is a binary classifier")
+        parts: dict[str, list[np.ndarray]] = {f: [] for f in cls.FIELDS}
+        roots, offset, depth = [], 0, 0
+        for (predictor,) in model._predictors:
+            nodes = predictor.nodes
+            if nodes["is_categorical"].any():
+                raise ValueError("categorical splits are not supported; encode categories")
+            roots.append(offset)
+            for name in cls.FIELDS:
+                values = nodes[name].astype("float64" if name in ("num_threshold", "value")
+                                             else "int64")
+                if name in ("left", "right"):
+                    values = values + offset
+                parts[name].append(values)
+            depth = max(depth, int(nodes["depth"].max()))
+            offset += len(nodes)
+        arrays = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+        baseline = float(np.asarray(model._baseline_prediction).ravel()[0])
+        return cls(arrays, np.asarray(roots, dtype="int64"), baseline, depth)
+
+    def decision(self, X: np.ndarray) -> np.ndarray:
+        """Raw log-odds per row."""
+        X = np.asarray(X, dtype="float64")
+        a = self.arrays
+        is_leaf = a["is_leaf"].astype(bool)
+        go_missing_left = a["missing_go_to_left"].astype(bool)
+        out = np.full(len(X), self.baseline)
+        for start in range(0, len(X), _ROW_CHUNK):
+            xb = X[start : start + _ROW_CHUNK]
+            m = len(xb)
+            idx = np.repeat(self.roots[:, None], m, axis=1)
+            rows = np.broadcast_to(np.arange(m), idx.shape)
+            for _ in range(self.max_depth + 1):
+                leaf = is_leaf[idx]
+                if leaf.all():
+                    break
+                values = xb[rows, a["feature_idx"][idx]]
+                left = np.where(
+                    np.isnan(values), go_missing_left[idx], values <= a["num_threshold"][idx]
+                )
+                idx = np.where(leaf, idx, np.where(left, a["left"][idx], a["right"][idx]))
+            out[start : start + m] += a["value"][idx].sum(axis=0)
+        return out
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Fraud probability per row."""
+        return 1.0 / (1.0 + np.exp(-self.decision(X)))
+
+    def save(self, path: Path) -> None:
+        np.savez(path / TREES_FILE, roots=self.roots, **self.arrays)
+
+    @classmethod
+    def load(cls, path: Path, baseline: float, max_depth: int) -> BoostedTrees:
+        with np.load(path / TREES_FILE, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in cls.FIELDS}
+            roots = data["roots"]
+        return cls(arrays, roots, baseline, max_depth)
+
+
+@dataclass
+class RerankConfig:
+    """What the re-ranker reads, and how its score combines with the detector's."""
+
+    numeric_columns: list[str]
+    category_codes: dict[str, dict[str, int]]
+    latent_dim: int
+    error_columns: list[str]
+    base_threshold: float
+    p_cut: float = 0.5
+    risk: dict | None = None
+    baseline: float = 0.0
+    max_depth: int = 0
+    training: dict = field(default_factory=dict)
+
+    @property
+    def risk_config(self) -> RiskConfig | None:
+        return RiskConfig.from_dict(self.risk) if self.risk else None
+
+    def feature_names(self) -> list[str]:
+        names = ["unsupervised_score"]
+        names += [f"z_{i}" for i in range(self.latent_dim)]
+        names += [f"err_{c}" for c in self.error_columns]
+        names += list(self.numeric_columns) + list(self.category_codes)
+        risk = self.risk_config
+        if risk is not None:
+            names += risk.feature_names()
+        return names
+
+
+def detector_outputs(
+    bundle: ScoringBundle, model_input: pd.DataFrame, context: pd.DataFrame | None
+) -> tuple[np.ndarray, pd.DataFrame, np.ndarray | None]:
+    """The detector's score, per-feature error terms and (VAE) latent means per row."""
+    detector = bundle.detector
+    if is_sequence_detector(detector):
+        scores = detector.decision_function(model_input, history=context)
+        errors = detector.explain(model_input, history=context)
+    else:
+        scores = detector.decision_function(model_input)
+        errors = detector.explain(model_input)
+    latents = detector.latent_means(model_input) if hasattr(detector, "latent_means") else None
+    return np.asarray(scores, dtype="float64"), errors, latents
+
+
+def design_matrix(
+    config: RerankConfig,
+    features: pd.DataFrame,
+    scores: np.ndarray,
+    errors: pd.DataFrame,
+    latents: np.ndarray | None,
+) -> np.ndarray:
+    """The re-ranker's input, column order = ``config.feature_names()``."""
+    n = len(features)
+    parts = [scores.reshape(-1, 1)]
+    if config.latent_dim:
+        parts.append(np.asarray(latents, dtype="float64").reshape(n, config.latent_dim))
+    parts.append(errors[config.error_columns].to_numpy(dtype="float64"))
+    parts.append(
+        features[config.numeric_columns].apply(pd.to_numeric, errors="coerce")
+        .to_numpy(dtype="float64")
+    )
+    for column, codes in config.category_codes.items():
+        mapped = features[column].astype("string").map(codes)
+        parts.append(pd.to_numeric(mapped, errors="coerce").to_numpy(dtype="float64")[:, None])
+    risk = config.risk_config
+    if risk is not None:
+        parts.append(features[risk.feature_names()].to_numpy(dtype="float64"))
+    return np.hstack(parts) if parts else np.empty((n, 0))
+
+
+class RerankedBundle(ScoringBundle):
+    """A detector bundle plus the re-ranker trained on verdicts; scores ``max(u, p/p_cut)``.
+
+    ``use_labels(frauds)`` gives it the confirmed frauds known now (``record_id``,
+    ``known_at``) for the risk features; without them every risk count is 0.
+    """
+
+    def __init__(self, spec, detector, trees: BoostedTrees, config: RerankConfig, *,
+                 max_reasons: int = 3, threshold: Threshold | None = None) -> None:
+        super().__init__(spec, detector, max_reasons=max_reasons)
+        self.trees = trees
+        self.config = config
+        self.combined_threshold_ = threshold or Threshold(
+            method="combined", target=config.p_cut, value=1.0
+        )
+        self.fraud_labels: pd.DataFrame | None = None
+
+    @property
+    def threshold(self) -> float:
+        return float(self.combined_threshold_.value)
+
+    def set_threshold(self, threshold: Threshold) -> None:
+        self.combined_threshold_ = threshold
+
+    def use_labels(self, frauds: pd.DataFrame | None) -> None:
+        self.fraud_labels = frauds
+
+    def prepare(self, frame: pd.DataFrame, history: pd.DataFrame | None = None) -> PreparedRecords:
+        prepared = super().prepare(frame, history)
+        risk = self.config.risk_config
+        if risk is not None:
+            prepared.features = with_risk_features(
+                prepared.features, frame, history, risk, self.fraud_labels
+            )
+        return prepared
+
+    def score_prepared(self, prepared: PreparedRecords, *, with_reasons: bool = True):
+        features = prepared.features
+        model_input = self._model_input(features)
+        context = self._window_context(prepared.history)
+        scores, errors, latents = detector_outputs(self, model_input, context)
+        p = self.trees.predict_proba(design_matrix(self.config, features, scores, errors, latents))
+        u = scores / self.config.base_threshold if self.config.base_threshold > 0 else scores
+        combined = np.maximum(u, p / self.config.p_cut)
+        flagged = combined > self.threshold
+        result = pd.DataFrame(
+            {
+                "score": combined,
+                "is_anomaly": flagged,
+                "reasons": [[] for _ in combined],
+                "unsupervised_score": scores,
+                "fraud_probability": p,
+            },
+            index=features.index,
+        )
+        if with_reasons and flagged.any():
+            rows = np.flatnonzero(flagged)
+            reasons = self._reasons(features.iloc[rows], errors.iloc[rows], scores[rows])
+            for k, i in enumerate(rows):
+                if p[i] / self.config.p_cut >= u[i]:
+                    reasons[k].insert(0, {
+                        "feature": "reranker",
+                        "value": round(float(p[i]), 4),
+                        "contribution": round(float(p[i] / self.config.p_cut), 6),
+                        "share": 1.0,
+                        "text": f"re-ranker trained on analysts' verdicts: fraud probability "
+                                f"{p[i]:.0%}",
+                    })
+            result.iloc[rows, result.columns.get_loc("reasons")] = pd.Series(
+                reasons, dtype=object
+            ).to_numpy()
+        return result
+
+    # -- persistence --------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        path = super().save(path)
+        folder = path / RERANKER_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        self.trees.save(folder)
+        payload = {"config": asdict(self.config), "threshold": self.combined_threshold_.to_dict()}
+        (folder / CONFIG_FILE).write_text(json.dumps(payload, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> RerankedBundle:
+        path = Path(path)
+        base = ScoringBundle.load(path)
+        payload = json.loads((path / RERANKER_DIR / CONFIG_FILE).read_text())
+        config = RerankConfig(**payload["config"])
+        trees = BoostedTrees.load(path / RERANKER_DIR, config.baseline, config.max_depth)
+        return cls(base.spec, base.detector, trees, config, max_reasons=base.max_reasons,
+                   threshold=Threshold.from_dict(payload["threshold"]))
+
+
+def with_risk_features(
+    features: pd.DataFrame,
+    frame: pd.DataFrame,
+    history: pd.DataFrame | None,
+    risk: RiskConfig,
+    frauds: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """``features`` plus the risk features of ``frame``'s rows, ``history`` as their past."""
+    columns = [risk.id_column, risk.time_column, *risk.columns]
+    n_history = 0 if history is None else len(history)
+    if n_history:
+        combined = pd.concat([history[columns], frame[columns]], ignore_index=True)
+    else:
+        combined = frame[columns].reset_index(drop=True)
+    values = build_risk_features(
+        combined, frauds, risk, targets=np.arange(n_history, n_history + len(frame))
+    )
+    values.index = features.index
+    return pd.concat([features.drop(columns=values.columns, errors="ignore"), values], axis=1)
+
+
+def fit_reranked_bundle(
+    base: ScoringBundle,
+    features: pd.DataFrame,
+    rows: np.ndarray,
+    y: np.ndarray,
+    *,
+    risk: RiskConfig | None,
+    seed: int = 0,
+    p_cut: float = 0.5,
+    unlabelled_weight: float = 1.0,
+    labelled: np.ndarray | None = None,
+    tree_params: dict | None = None,
+) -> RerankedBundle:
+    """Train the re-ranker on ``features.iloc[rows]`` with targets ``y``.
+
+    ``features``: every record's model features in time order (and the risk features when
+    ``risk`` is given), so sequence detectors see each record's own past. ``labelled``:
+    which of ``rows`` carry an analyst's verdict (the rest are presumed normals, weighted
+    by ``unlabelled_weight``).
+    """
+    spec = base.spec
+    model_input = base._model_input(features)
+    if is_sequence_detector(base.detector):
+        scores, errors, latents = detector_outputs(base, model_input, None)
+        scores, errors = scores[rows], errors.iloc[rows]
+        latents = None if latents is None else latents[rows]
+        subset = features.iloc[rows]
+    else:
+        subset = features.iloc[rows]
+        scores, errors, latents = detector_outputs(base, base._model_input(subset), None)
+    categorical = [c for c in spec.categorical_features if c in subset.columns]
+    numeric = [c for c in spec.model_feature_columns if c not in categorical]
+    codes = {
+        c: {str(v): i for i, v in enumerate(subset[c].astype("string").value_counts().index)}
+        for c in categorical
+    }
+    config = RerankConfig(
+        numeric_columns=numeric,
+        category_codes=codes,
+        latent_dim=0 if latents is None else int(np.asarray(latents).shape[1]),
+        error_columns=list(errors.columns),
+        base_threshold=float(base.threshold),
+        p_cut=p_cut,
+        risk=risk.to_dict() if risk is not None else None,
+    )
+    X = design_matrix(config, subset, scores, errors, latents)
+    weight = None
+    if labelled is not None and unlabelled_weight != 1.0:
+        weight = np.where(labelled, 1.0, unlabelled_weight)
+    trees = BoostedTrees.fit(X, np.asarray(y), seed=seed, sample_weight=weight,
+                             **(tree_params or {}))
+    config.baseline, config.max_depth = trees.baseline, trees.max_depth
+    config.training = {
+        "rows": int(len(rows)),
+        "frauds": int(np.asarray(y).sum()),
+        "labelled": int(len(rows) if labelled is None else np.asarray(labelled).sum()),
+    }
+    return RerankedBundle(spec, base.detector, trees, config, max_reasons=base.max_reasons)
+
+
+try:  # The pyfunc wrapper exists only where MLflow is installed.
+    from pipelines.modeling.bundle import VigilPyfuncModel
+
+    class RerankedPyfuncModel(VigilPyfuncModel):  # type: ignore[misc,valid-type]
+        """MLflow pyfunc around :class:`RerankedBundle` (no labels: risk counts are 0)."""
+
+        def load_context(self, context) -> None:
+            self.bundle = RerankedBundle.load(context.artifacts["bundle"])
+
+except ImportError:  # pragma: no cover
+    RerankedPyfuncModel = None  # type: ignore[assignment,misc]

@@ -1,0 +1,179 @@
+"""``vigil train --with-labels``: a re-ranked model per trained detector, from the labels
+known when training starts.
+
+Registered as its own model ``<dataset>-<detector>-reranked`` (a new version each run),
+holding one self-contained bundle: the detector it reads (the same weights as the detector
+version trained in the same run, tagged ``vigil.base_model`` / ``vigil.base_version``) plus
+the re-ranker. One bundle, so scoring never has to fetch and match two versions; the tags
+keep the link for people and promotion.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from detectors import metrics
+from pipelines.feedback.reranker import (
+    RerankedBundle,
+    fit_reranked_bundle,
+    with_risk_features,
+)
+from pipelines.feedback.risk import RiskConfig
+from pipelines.intake.spec import DatasetSpec
+from pipelines.modeling.bundle import PreparedRecords, ScoringBundle, prepare_records
+
+RERANKED_SUFFIX = "-reranked"
+
+
+class NotEnoughLabels(ValueError):
+    pass
+
+
+@dataclass
+class RerankedModel:
+    bundle: RerankedBundle
+    metrics: dict[str, float]
+
+
+def risk_config_for(
+    spec: DatasetSpec, windows: tuple[str, ...] = ("7D", "28D"), delay: str = "0s"
+) -> RiskConfig | None:
+    """Risk features for a sequence spec's secondary entities (none otherwise)."""
+    if not spec.is_sequence or not spec.secondary_entity_columns:
+        return None
+    return RiskConfig(
+        columns=tuple(spec.secondary_entity_columns), time_column=spec.time_column,
+        id_column=spec.id_column, windows=tuple(windows), delay=delay,
+    )
+
+
+def fraud_labels(known: pd.DataFrame) -> pd.DataFrame:
+    """Confirmed frauds (record_id, known_at) from :meth:`ResultsStore.known_labels`."""
+    return known.loc[known["y"] == 1, ["record_id", "known_at"]].reset_index(drop=True)
+
+
+def train_reranked(
+    base: ScoringBundle,
+    clean: pd.DataFrame,
+    known: pd.DataFrame,
+    *,
+    evaluation_ids: set[str] | None = None,
+    seed: int = 0,
+    min_labels: int = 20,
+    unlabelled_per_label: int = 20,
+    max_unlabelled: int = 50_000,
+) -> RerankedModel:
+    """Fit the re-ranker on the records of ``clean`` with a verdict in ``known`` plus a
+    sample of unlabelled records (presumed normal).
+
+    Metrics (when the spec has a label column): on the records in ``evaluation_ids`` whose
+    verdict did NOT train the re-ranker, so they are honest.
+    """
+    started = time.perf_counter()
+    spec = base.spec
+    if spec.is_sequence:
+        clean = clean.sort_values(spec.time_column, kind="stable").reset_index(drop=True)
+    y_data = None
+    if spec.label_column and spec.label_column in clean.columns:
+        y_data = clean[spec.label_column].fillna(0).astype(int).to_numpy()
+    ids = clean[spec.id_column].astype(str)
+    verdict = ids.map(dict(zip(known["record_id"].astype(str), known["y"], strict=True)))
+    labelled = verdict.notna().to_numpy()
+    n_fraud = int((verdict == 1).sum())
+    if n_fraud < min_labels:
+        raise NotEnoughLabels(
+            f"{n_fraud} confirmed frauds among the training records (of {len(known)} labels "
+            f"known); the re-ranker needs at least {min_labels}"
+        )
+    rng = np.random.default_rng(seed)
+    unlabelled = np.flatnonzero(~labelled)
+    n_extra = min(len(unlabelled), max_unlabelled, unlabelled_per_label * int(labelled.sum()))
+    extra = np.sort(rng.choice(unlabelled, n_extra, replace=False))
+    rows = np.sort(np.concatenate([np.flatnonzero(labelled), extra]))
+    y = np.where(labelled[rows], verdict.to_numpy()[rows], 0).astype("int64")
+
+    risk = risk_config_for(spec)
+    features = prepare_records(spec, clean).features
+    if risk is not None:
+        features = with_risk_features(features, clean, None, risk, fraud_labels(known))
+    bundle = fit_reranked_bundle(base, features, rows, y, risk=risk, seed=seed,
+                                 labelled=labelled[rows])
+    bundle.use_labels(fraud_labels(known))
+    result: dict[str, float] = {
+        "threshold": bundle.threshold,
+        "target_fpr": float(getattr(base.detector, "target_fpr", float("nan"))),
+        "n_train": float(len(rows)),
+        "n_labelled": float(labelled[rows].sum()),
+        "n_frauds": float(y.sum()),
+        "fit_seconds": time.perf_counter() - started,
+    }
+    if y_data is not None and evaluation_ids:
+        held = ids.isin(evaluation_ids).to_numpy() & ~labelled
+        scored = bundle.score_prepared(PreparedRecords(features=features), with_reasons=False)
+        s, yy = scored["score"].to_numpy()[held], np.asarray(y_data)[held]
+        result["n_evaluation"] = float(held.sum())
+        normal = s[yy == 0]
+        result["holdout_fpr"] = float(metrics.fpr_at(bundle.threshold, normal)) if len(normal) \
+            else float("nan")
+        if 0 < yy.sum() < len(yy):
+            precision, recall = metrics.precision_recall_at(bundle.threshold, yy, s)
+            result.update(
+                auroc=float(metrics.auroc(yy, s)), auprc=float(metrics.auprc(yy, s)),
+                precision_at_threshold=float(precision), recall_at_threshold=float(recall),
+            )
+    result.setdefault("holdout_fpr", float("nan"))
+    return RerankedModel(bundle=bundle, metrics=result)
+
+
+def register_reranked(
+    model: RerankedModel,
+    *,
+    base_model: str,
+    base_version: str,
+    detector_kind: str,
+    data_source: str,
+    known_before: datetime,
+    input_example: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Log and register the re-ranked bundle; the same shape as a detector's train result."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from pipelines.modeling.registry import assign_new_version_aliases, log_bundle
+
+    kind = f"{detector_kind}{RERANKED_SUFFIX}"
+    name = f"{base_model}{RERANKED_SUFFIX}"
+    spec = model.bundle.spec
+    with mlflow.start_run(run_name=f"train-{name}") as run:
+        mlflow.set_tags({"vigil.dataset": spec.name, "vigil.detector": kind, "data": data_source,
+                         "vigil.base_model": base_model, "vigil.base_version": base_version})
+        mlflow.log_params({"features": ",".join(model.bundle.config.feature_names())[:500],
+                           "labels_known_before": known_before.isoformat(),
+                           "p_cut": model.bundle.config.p_cut})
+        mlflow.log_metrics({k: v for k, v in model.metrics.items() if np.isfinite(v)})
+        version = log_bundle(
+            model.bundle, registered_name=name, detector_kind=kind, input_example=input_example,
+            python_model=str(Path(__file__).with_name("pyfunc_reranked.py")),
+        )
+        client = MlflowClient()
+        client.set_model_version_tag(name, version, "vigil.base_model", base_model)
+        client.set_model_version_tag(name, version, "vigil.base_version", str(base_version))
+        client.set_model_version_tag(name, version, "vigil.labels_known_before",
+                                     known_before.isoformat())
+        aliases = assign_new_version_aliases(name, version)
+    return {
+        "detector": kind,
+        "model": name,
+        "version": version,
+        "aliases": aliases,
+        "mlflow_run_id": run.info.run_id,
+        "metrics": model.metrics,
+        "base": f"{base_model}/{base_version}",
+    }

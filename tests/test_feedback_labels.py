@@ -1,0 +1,116 @@
+"""Labels in and out (issue 9): good and bad rows, idempotent imports, "known before t"."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from pipelines.cli import main
+from pipelines.feedback.labels import read_label_file
+from pipelines.store import ResultsStore
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path) -> ResultsStore:
+    if request.param == "sqlite":
+        return ResultsStore(f"sqlite:///{tmp_path / 'store.db'}")
+    return ResultsStore(request.getfixturevalue("postgres_url"))
+
+
+def _csv(tmp_path, text: str):
+    path = tmp_path / "labels.csv"
+    path.write_text(text)
+    return path
+
+
+def test_import_keeps_good_rows_and_names_file_row_column_of_bad_ones(tmp_path, store):
+    path = _csv(
+        tmp_path,
+        "record_id,verdict,known_at,source\n"
+        "t1,fraud,2026-01-02T00:00:00Z,chargeback\n"
+        "t2,0,2026-01-03,\n"
+        "t3,maybe,2026-01-03,\n"
+        ",fraud,,\n"
+        "t5,1,yesterday,\n"
+        "t6,unsure,,review\n"
+        "t7,fraud,,bank\n",
+    )
+    parsed = read_label_file(path, now=datetime(2026, 2, 1, tzinfo=UTC))
+    assert list(parsed.rows["record_id"]) == ["t1", "t2", "t6"]
+    assert list(parsed.rows["verdict"]) == ["fraud", "not_fraud", "unsure"]
+    assert list(parsed.rows["source"]) == ["chargeback", "import", "review"]
+    found = {(e.row, e.column) for e in parsed.errors}
+    assert found == {(4, "verdict"), (5, "record_id"), (6, "known_at"), (8, "source")}
+    assert all(str(path) in str(e) for e in parsed.errors)
+
+    first = store.add_label_rows(parsed.rows, actor="ana", source_name=str(path))
+    again = store.add_label_rows(
+        read_label_file(path, now=datetime(2026, 2, 2, tzinfo=UTC)).rows,
+        actor="ana",
+        source_name=str(path),
+    )
+    assert (first.inserted, first.duplicates) == (3, 0)
+    assert (again.inserted, again.duplicates) == (0, 3)
+    assert len(store.label_rows()) == 3
+    # unsure never counts as a label
+    known = store.known_labels()
+    assert dict(zip(known["record_id"], known["y"], strict=True)) == {"t1": 1, "t2": 0}
+
+
+def test_known_before_t_and_the_latest_verdict_counts(tmp_path, store):
+    path = _csv(
+        tmp_path,
+        "record_id,verdict,known_at\n"
+        "a,fraud,2026-01-01\n"
+        "a,not_fraud,2026-01-10\n"
+        "b,fraud,2026-01-05\n"
+        "c,not_fraud,2026-01-02\n"
+        "c,unsure,2026-01-06\n",
+    )
+    store.add_label_rows(read_label_file(path).rows, actor="ana", source_name="f")
+
+    def known(day: int) -> dict:
+        frame = store.known_labels(known_before=datetime(2026, 1, day, tzinfo=UTC))
+        return dict(zip(frame["record_id"], frame["verdict"], strict=True))
+
+    assert known(1) == {}  # known_at == t is not "before t"
+    assert known(2) == {"a": "fraud"}
+    assert known(6) == {"a": "fraud", "b": "fraud", "c": "not_fraud"}
+    assert known(11) == {"a": "not_fraud", "b": "fraud"}
+
+
+def test_parquet_import_and_cli_round_trip(tmp_path):
+    path = tmp_path / "labels.parquet"
+    pd.DataFrame(
+        {"record_id": ["p1", "p2", "p3"], "verdict": [1, 0, 7], "analyst": ["bo", None, None]}
+    ).to_parquet(path)
+    runner = CliRunner()
+    result = runner.invoke(main, ["labels", "import", str(path), "--json"])
+    assert result.exit_code == 1  # a bad row was reported
+    report = json.loads(result.stdout)
+    assert report["inserted"] == 2 and report["bad_rows"] == 1
+    assert report["errors"] == [
+        f"{path}, row 3, column 'verdict': verdict must be fraud, not_fraud, unsure, 1 or 0 ('7')"
+    ]
+    again = json.loads(runner.invoke(main, ["labels", "import", str(path), "--json"]).stdout)
+    assert again["inserted"] == 0 and again["already_imported"] == 2
+
+    out = tmp_path / "export.csv"
+    result = runner.invoke(main, ["labels", "export", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    exported = pd.read_csv(out)
+    mine = exported.loc[exported["record_id"].isin(["p1", "p2"])]
+    assert sorted(mine["verdict"]) == ["fraud", "not_fraud"]
+    assert set(mine["source"]) == {"import"}
+    assert {"record_id", "verdict", "known_at", "source", "analyst"} <= set(exported.columns)
+
+
+def test_a_file_without_the_required_columns_is_refused(tmp_path):
+    path = _csv(tmp_path, "id,label\n1,1\n")
+    result = CliRunner().invoke(main, ["labels", "import", str(path)])
+    assert result.exit_code == 2
+    assert "missing column(s) ['record_id', 'verdict']" in result.output

@@ -1,0 +1,129 @@
+"""The re-ranker (issue 9): its numpy trees equal scikit-learn's, and a saved and reloaded
+re-ranked bundle gives identical scores (risk features included)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from detectors import VAEDetector
+from pipelines.demo import DEMO_SPEC, generate_transactions
+from pipelines.feedback.reranker import (
+    BoostedTrees,
+    RerankedBundle,
+    fit_reranked_bundle,
+    with_risk_features,
+)
+from pipelines.feedback.risk import RiskConfig
+from pipelines.feedback.training import train_reranked
+from pipelines.modeling.bundle import ScoringBundle, prepare_records
+from tests.conftest import FAST_VAE
+
+
+def test_numpy_trees_equal_sklearn_and_survive_save_load(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 6))
+    X[::5, 2] = np.nan
+    y = ((X[:, 0] + np.nan_to_num(X[:, 2], nan=1.5) + rng.normal(0, 0.5, 3000)) > 1.2).astype(int)
+    model = HistGradientBoostingClassifier(max_iter=40, random_state=0).fit(X, y)
+    trees = BoostedTrees.from_sklearn(model)
+    X_new = rng.normal(size=(500, 6))
+    X_new[::3, 2] = np.nan
+    np.testing.assert_allclose(trees.predict_proba(X_new), model.predict_proba(X_new)[:, 1],
+                               rtol=1e-10, atol=1e-12)
+    trees.save(tmp_path)
+    loaded = BoostedTrees.load(tmp_path, trees.baseline, trees.max_depth)
+    assert np.array_equal(loaded.predict_proba(X_new), trees.predict_proba(X_new))
+
+
+def _base_bundle(train: pd.DataFrame) -> ScoringBundle:
+    spec = DEMO_SPEC
+    normal = train.loc[train["is_fraud"] == 0]
+    detector = VAEDetector(
+        categorical_features=list(spec.categorical_features), seed=0, **FAST_VAE
+    ).fit(prepare_records(spec, normal).features[spec.model_feature_columns])
+    return ScoringBundle(spec, detector)
+
+
+def test_reranked_bundle_save_load_gives_identical_scores(tmp_path):
+    train = generate_transactions(1500, n_anomalies=60, seed=3)
+    base = _base_bundle(train)
+    frauds = train.loc[train["is_fraud"] == 1, "transaction_id"].astype(str)
+    normals = train.loc[train["is_fraud"] == 0, "transaction_id"].astype(str).head(100)
+    known = pd.DataFrame(
+        {
+            "record_id": [*frauds, *normals],
+            "y": [1] * len(frauds) + [0] * len(normals),
+            "known_at": pd.Timestamp("2026-06-01", tz="UTC"),
+        }
+    )
+    model = train_reranked(base, train, known, min_labels=20)
+    bundle = model.bundle
+    assert bundle.config.latent_dim == FAST_VAE["latent_dim"]  # the VAE's codes are read
+    assert bundle.config.training["frauds"] == len(frauds)
+
+    later = generate_transactions(500, n_anomalies=15, seed=4, start_id=90_000)
+    before = bundle.score(later)
+    bundle.save(tmp_path / "bundle")
+    loaded = RerankedBundle.load(tmp_path / "bundle")
+    after = loaded.score(later)
+    assert np.array_equal(before["score"].to_numpy(), after["score"].to_numpy())
+    assert np.array_equal(before["is_anomaly"].to_numpy(), after["is_anomaly"].to_numpy())
+    assert before["reasons"].tolist() == after["reasons"].tolist()
+    # The served score never falls below the unsupervised score in threshold units.
+    u = before["unsupervised_score"].to_numpy() / bundle.config.base_threshold
+    assert (before["score"].to_numpy() >= u).all()
+
+
+def test_risk_features_travel_with_the_bundle_and_read_the_labels_given(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 1200
+    frame = pd.DataFrame(
+        {
+            "tx_id": [f"t{i}" for i in range(n)],
+            "card": rng.choice([f"c{i}" for i in range(60)], n),
+            "terminal": rng.choice([f"T{i}" for i in range(15)], n),
+            "ts": pd.Timestamp("2026-01-01") + pd.to_timedelta(np.sort(rng.uniform(0, 40, n)),
+                                                                unit="D"),
+            "amount": rng.lognormal(3, 0.5, n),
+        }
+    )
+    spec = DEMO_SPEC.model_copy(
+        update={
+            "name": "risky", "id_column": "tx_id", "label_column": None,
+            "numeric_features": ["amount"], "categorical_features": [], "entity_column": "card",
+            "time_column": "ts",
+        }
+    )
+    detector = VAEDetector(seed=0, **FAST_VAE).fit(frame[["amount"]])
+    base = ScoringBundle(spec, detector)
+    risk = RiskConfig(columns=("terminal",), time_column="ts", id_column="tx_id", windows=("7D",))
+    bad = frame.index[(frame["terminal"] == "T3") & (frame["ts"] > "2026-01-10")]
+    known = pd.DataFrame(
+        {
+            "record_id": frame.loc[bad, "tx_id"],
+            "known_at": frame.loc[bad, "ts"] + pd.Timedelta("1D"),
+        }
+    )
+    features = with_risk_features(frame[["amount"]], frame, None, risk, known)
+    y = frame.index.isin(bad).astype(int)
+    bundle = fit_reranked_bundle(base, features, np.arange(n), y, risk=risk)
+    bundle.use_labels(known)
+    history, batch = frame.iloc[:1000], frame.iloc[1000:]
+    before = bundle.score(batch, history=history)
+    assert before["fraud_probability"].to_numpy()[batch["terminal"].to_numpy() == "T3"].mean() > 0.5
+    bundle.save(tmp_path / "b")
+    loaded = RerankedBundle.load(tmp_path / "b")
+    loaded.use_labels(known)
+    after = loaded.score(batch, history=history)
+    assert np.array_equal(before["score"].to_numpy(), after["score"].to_numpy())
+
+
+def test_a_feature_missing_everywhere_does_not_stop_training():
+    rng = np.random.default_rng(2)
+    X = np.column_stack([rng.normal(size=400), np.full(400, np.nan)])
+    y = (X[:, 0] > 0.5).astype(int)
+    trees = BoostedTrees.fit(X, y, max_iter=10)
+    p = trees.predict_proba(X)
+    assert p[y == 1].mean() > p[y == 0].mean()
