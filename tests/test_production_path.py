@@ -315,8 +315,9 @@ def test_the_same_batch_scored_by_two_processes_at_once_is_scored_once(
     _assert_exactly_once(store, json.loads(out_first.strip().splitlines()[-1]), rows_in=500)
 
 
-def test_sqlite_runs_on_different_batches_at_once_both_complete(bundle_dir, tmp_path):
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+def test_runs_on_different_batches_at_once_both_complete(store_url, bundle_dir, tmp_path):
+    """SQLite: the writers take turns on the file lock; PostgreSQL: they run side by side."""
+    url = store_url
     ResultsStore(url)  # migrate once, before the race
     files = []
     for seed in (21, 22):
