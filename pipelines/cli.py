@@ -343,7 +343,7 @@ def runs(limit, as_json) -> None:
 
 @main.command()
 @click.option("--run", "run_id", default=None, help="Only this run (id or id prefix).")
-@click.option("--status", default=None, help="open, confirmed or dismissed.")
+@click.option("--status", default=None, help="open or reviewed (a verdict was given).")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def flags(run_id, status, limit, as_json) -> None:
