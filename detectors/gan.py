@@ -116,6 +116,7 @@ class GANDetector(BaseDeepDetector):
         reconstruction_score_weight: float = 1.0,
         latent_score_weight: float = 1.0,
         min_error_variance: float = 0.3,
+        max_epoch_rows: int | None = None,
         epochs: int = 60,
         batch_size: int = 256,
         learning_rate: float = 2e-4,
@@ -148,6 +149,7 @@ class GANDetector(BaseDeepDetector):
         self.reconstruction_score_weight = reconstruction_score_weight
         self.latent_score_weight = latent_score_weight
         self.min_error_variance = min_error_variance
+        self.max_epoch_rows = max_epoch_rows
 
     # --------------------------------------------------------------- model
     def _build_model(self, n_features: int) -> nn.Module:
@@ -217,6 +219,13 @@ class GANDetector(BaseDeepDetector):
             "d_loss": float(d_loss.detach()),
             "rec": float(rec.detach()),
         }
+
+    def _rows_per_epoch(self, n: int) -> int:
+        if self.max_epoch_rows is None:
+            return n
+        if int(self.max_epoch_rows) < 1:
+            raise ValueError(f"max_epoch_rows must be >= 1 or None, got {self.max_epoch_rows!r}")
+        return min(n, int(self.max_epoch_rows))
 
     # ------------------------------------------------------------- scoring
     def _parts(self, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

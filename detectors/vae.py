@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,8 +23,29 @@ def mlp(sizes: list[int], last_activation: bool = False) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def capped_epoch_rows(detector: BaseDeepDetector, n: int) -> int:
+    """Rows per epoch under ``detector.max_epoch_rows`` (None: all ``n``).
+
+    Applied only when the detector's own class takes ``max_epoch_rows`` as a constructor
+    parameter (so the cap is saved with the model): subclasses that do not expose it
+    (the sequence detectors, which cap their rows with ``max_train_rows``) train on every
+    row per epoch as before.
+    """
+    if "max_epoch_rows" not in detector._param_names():
+        return n
+    cap = getattr(detector, "max_epoch_rows", None)
+    if cap is None:
+        return n
+    if int(cap) < 1:
+        raise ValueError(f"max_epoch_rows must be >= 1 or None, got {cap!r}")
+    return min(n, int(cap))
+
+
 #: Score rules of ``VAEDetector`` (see the class docstring).
 SCORE_RULES = ("elbo", "ensemble")
+#: Extra views of ``score_rule="ensemble"``: distance to the k-th nearest training row,
+#: in the encoded input space or in the latent space (posterior means).
+KNN_VIEWS = ("input", "latent")
 #: ``score_rule="ensemble"``: knots of each column's residual tail and the ridge added to
 #: the residual covariance before inverting it.
 ENSEMBLE_TAIL_KNOTS = 128
@@ -124,7 +147,7 @@ class VAEDetector(BaseDeepDetector):
     the KL and covariance parts shared in proportion.
     """
 
-    _tuple_params: ClassVar[tuple[str, ...]] = ("hidden_dims",)
+    _tuple_params: ClassVar[tuple[str, ...]] = ("hidden_dims", "knn_views")
 
     def __init__(
         self,
@@ -139,6 +162,11 @@ class VAEDetector(BaseDeepDetector):
         min_error_variance: float = 0.3,
         score_kl: bool = True,
         score_rule: str = "ensemble",
+        knn_views: tuple[str, ...] = (),
+        knn_k: int = 5,
+        knn_weight: float = 1.0,
+        knn_reference_rows: int = 2048,
+        max_epoch_rows: int | None = None,
         epochs: int = 100,
         batch_size: int = 512,
         learning_rate: float = 2e-3,
@@ -172,16 +200,33 @@ class VAEDetector(BaseDeepDetector):
         self.min_error_variance = min_error_variance
         self.score_kl = score_kl
         self.score_rule = score_rule
+        self.knn_views = knn_views
+        self.knn_k = knn_k
+        self.knn_weight = knn_weight
+        self.knn_reference_rows = knn_reference_rows
+        self.max_epoch_rows = max_epoch_rows
 
     def _build_model(self, n_features: int) -> nn.Module:
         if self.score_rule not in SCORE_RULES:
             raise ValueError(f"score_rule must be one of {SCORE_RULES}, got {self.score_rule!r}")
-        return _VAENet(n_features, tuple(self.hidden_dims), int(self.latent_dim))
+        bad = set(self.knn_views) - set(KNN_VIEWS)
+        if bad:
+            raise ValueError(f"knn_views must be drawn from {KNN_VIEWS}, got {sorted(bad)}")
+        net = _VAENet(n_features, tuple(self.hidden_dims), int(self.latent_dim))
+        rows = int(self.__dict__.pop("_knn_rows_to_load", 0))
+        if rows:
+            # Loading a fitted model: its kNN reference rows travel in weights.pt.
+            net.register_buffer("knn_reference", torch.zeros(rows, n_features))
+            net.register_buffer("knn_latent", torch.zeros(rows, int(self.latent_dim)))
+        return net
 
     def _configure_optimizers(self) -> None:
         self._optimizer = torch.optim.Adam(
             self.model_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
         )
+
+    def _rows_per_epoch(self, n: int) -> int:
+        return capped_epoch_rows(self, n)
 
     def _min_epochs(self) -> int:
         return int(self.kl_warmup_epochs)
@@ -240,10 +285,61 @@ class VAEDetector(BaseDeepDetector):
 
     def _residuals_at_mu(self, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Residuals ``x - x_hat(mu(x))`` and the per-row KL, both in float64."""
+        resid, kl, _ = self._residuals_kl_mu(xb)
+        return resid, kl
+
+    def _residuals_kl_mu(self, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         net: _VAENet = self.model_  # type: ignore[assignment]
         mu, logvar = net.encode(xb)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
-        return (xb - net.decoder(mu)).double(), kl.double()
+        return (xb - net.decoder(mu)).double(), kl.double(), mu
+
+    def _knn_distances(
+        self, xb: torch.Tensor, mu: torch.Tensor, skip_self: bool = False
+    ) -> torch.Tensor:
+        """(n, views) distance of each row to its k-th nearest kNN reference row, per view
+        fitted (``ensemble_["knn_views"]``); ``skip_self`` for rows of the reference."""
+        views = self.ensemble_.get("knn_views", [])
+        if not views:
+            return torch.zeros(xb.shape[0], 0, dtype=torch.float64, device=xb.device)
+        net: _VAENet = self.model_  # type: ignore[assignment]
+        refs = {"input": (xb, net.knn_reference), "latent": (mu, net.knn_latent)}
+        out = []
+        for view in views:
+            q, ref = refs[view]
+            k = min(int(self.ensemble_["knn_k"]) + int(skip_self), ref.shape[0])
+            dist = torch.cdist(q.float(), ref.float())
+            out.append(dist.topk(k, dim=1, largest=False).values[:, -1].double())
+        return torch.stack(out, dim=1)
+
+    def _fit_knn(self, x_train: torch.Tensor) -> tuple[int, torch.Tensor]:
+        """Store the kNN reference (a seeded sample of at most ``knn_reference_rows``
+        training rows, and their posterior means) as buffers of the network; returns the
+        reference size and the kNN distances of all training rows (reference rows skip
+        themselves), in no particular row order."""
+        net: _VAENet = self.model_  # type: ignore[assignment]
+        n = x_train.shape[0]
+        m = max(1, min(n, int(self.knn_reference_rows)))
+        rng = np.random.default_rng([int(self.seed), 2])
+        in_ref = np.zeros(n, dtype=bool)
+        in_ref[rng.choice(n, m, replace=False)] = True
+        dev = self._torch_device()
+        ref = x_train[torch.from_numpy(in_ref)].to(dev)
+        with torch.inference_mode():
+            latent = self._batched(lambda xb: net.encode(xb)[0], ref).to(dev)
+        for name, value in (("knn_reference", ref.clone()), ("knn_latent", latent.clone())):
+            if name in net._buffers:
+                net._buffers[name] = value
+            else:
+                net.register_buffer(name, value)
+
+        def dists(skip: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+            return lambda xb: self._knn_distances(xb, net.encode(xb)[0], skip_self=skip)
+
+        parts = [self._batched(dists(True), x_train[torch.from_numpy(in_ref)])]
+        if not in_ref.all():
+            parts.append(self._batched(dists(False), x_train[torch.from_numpy(~in_ref)]))
+        return m, torch.cat(parts)
 
     def _fit_ensemble(self, x_train: torch.Tensor) -> dict[str, Any]:
         """Statistics of the training residuals for ``score_rule="ensemble"``.
@@ -276,8 +372,17 @@ class VAEDetector(BaseDeepDetector):
             "tail_slope": slope.tolist(),
             "precision": precision.tolist(),
             "scales": [1.0, 1.0, 1.0, 1.0],
+            "knn_views": [],
         }
         rules = self._batched(lambda xb: self._ensemble_rules(xb)[0], x_train)
+        if self.knn_views:
+            self.ensemble_.update(
+                knn_views=list(self.knn_views),
+                knn_k=int(self.knn_k),
+                knn_weight=float(self.knn_weight),
+            )
+            self.ensemble_["knn_rows"], knn = self._fit_knn(x_train)
+            rules = torch.cat([rules, knn], dim=1)
         ordered_rules = torch.sort(rules, dim=0).values
         scales = _sorted_quantiles(ordered_rules, torch.tensor([0.99], dtype=torch.float64))[0]
         scales = scales.clamp_min(1e-12)
@@ -288,7 +393,7 @@ class VAEDetector(BaseDeepDetector):
         """The four raw rule scores (n, 4), per-column standardised squared errors and
         per-column tail surprisals (both (n, d))."""
         e = self.ensemble_
-        resid, kl = self._residuals_at_mu(xb)
+        resid, kl, mu = self._residuals_kl_mu(xb)
         dev = xb.device
         var = torch.tensor(self.error_variance_, dtype=torch.float64, device=dev)
         sq = resid.pow(2) / var
@@ -320,6 +425,8 @@ class VAEDetector(BaseDeepDetector):
             ],
             dim=1,
         )
+        if e.get("knn_views"):
+            rules = torch.cat([rules, self._knn_distances(xb, mu)], dim=1)
         return rules, sq, tail
 
     def _extra_state(self) -> dict[str, Any]:
@@ -332,6 +439,11 @@ class VAEDetector(BaseDeepDetector):
             # score, so keep scoring it that way (its params lack ``score_rule``).
             self.score_rule = "elbo"
         self.ensemble_ = dict(state.get("ensemble", {}))
+        if "knn_views" not in self.ensemble_:
+            # Saved before the kNN views existed: fitted without them.
+            self.knn_views = ()
+        # _build_model (called next by load) gives the network buffers of this size.
+        self._knn_rows_to_load = int(self.ensemble_.get("knn_rows", 0))
 
     def _recon_terms(self, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Standardised squared errors per column and the per-row KL, both at z = mu."""
@@ -357,7 +469,9 @@ class VAEDetector(BaseDeepDetector):
             raise ValueError("score_rule='ensemble' needs a model fitted with that rule")
         rules, sq, tail = self._ensemble_rules(xb)
         scales = torch.tensor(self.ensemble_["scales"], dtype=torch.float64, device=xb.device)
-        score = (rules / scales).sum(dim=1)
+        weights = torch.ones_like(scales)
+        weights[4:] = float(self.ensemble_.get("knn_weight", 1.0))
+        score = (rules / scales * weights).sum(dim=1)
         top = torch.zeros_like(tail).scatter_(1, tail.argmax(dim=1, keepdim=True), 1.0)
         terms = sq / scales[0] + tail * top / scales[1] + tail / scales[2]
         return terms, score - terms.sum(dim=1)

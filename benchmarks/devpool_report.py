@@ -1,0 +1,126 @@
+"""Tables from dev-pool runs: per-set AUROC vs cached PyOD baselines, and the half/half check.
+
+    python -m benchmarks.devpool_report --pyod benchmarks/results/devpool_pyod.json \
+        --vigil benchmarks/results/devpool_vigil.json [--screen screen.json ...]
+
+Candidates are (model, config, variant) columns. The half/half check splits the sets into
+two halves (every other set in the pool order, so both halves hold shared and dev sets),
+picks the candidate with the best mean AUROC on one half and reports it on the other,
+both ways round; the selection never sees the half it is measured on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.devpool import SHARED
+
+
+def load(pyod: list[str], vigil: list[str], screen: list[str]) -> pd.DataFrame:
+    rows = []
+    for path in pyod + vigil:
+        for r in json.loads(open(path).read())["results"]:
+            tag = r["model"]
+            rows.append({**r, "candidate": tag})
+    for path in screen:
+        for r in json.loads(open(path).read())["rows"]:
+            rows.append({**r, "seed": 0, "candidate": f"vae[{r['config']}]{r['variant']}"})
+    frame = pd.DataFrame(rows)
+    return frame.groupby(["candidate", "dataset"])[["auroc", "auprc"]].mean().reset_index()
+
+
+def table(frame: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
+    return frame.pivot(index="dataset", columns="candidate", values=metric)
+
+
+def order(sets: list[str]) -> list[str]:
+    shared = [s for s in SHARED if s in sets]
+    return shared + [s for s in sets if s not in shared]
+
+
+def summary(wide: pd.DataFrame, candidates: list[str], pyod: list[str]) -> pd.DataFrame:
+    best_pyod = wide[pyod].max(axis=1)
+    best_pyod_mean = wide[pyod].mean().max()
+    out = []
+    for c in candidates:
+        gap = wide[c] - best_pyod
+        out.append(
+            {
+                "candidate": c,
+                "mean": wide[c].mean(),
+                "vs_best_pyod_mean": wide[c].mean() - best_pyod_mean,
+                "wins_vs_best_pyod_per_set": int((gap >= 0).sum()),
+                "worst_gap": gap.min(),
+                "worst_set": gap.idxmin(),
+            }
+        )
+    return pd.DataFrame(out).sort_values("mean", ascending=False)
+
+
+def half_half(wide: pd.DataFrame, candidates: list[str], pyod: list[str]) -> list[dict]:
+    sets = order(list(wide.index))
+    halves = [sets[0::2], sets[1::2]]
+    out = []
+    for pick, measure in ((0, 1), (1, 0)):
+        chosen = wide.loc[halves[pick], candidates].mean().idxmax()
+        on = wide.loc[halves[measure]]
+        best_pyod_mean = on[pyod].mean().max()
+        best_pyod_name = on[pyod].mean().idxmax()
+        gap = on[chosen] - on[pyod].max(axis=1)
+        out.append(
+            {
+                "chosen_on": halves[pick],
+                "measured_on": halves[measure],
+                "chosen": chosen,
+                "mean": float(on[chosen].mean()),
+                "best_pyod": best_pyod_name,
+                "best_pyod_mean": float(best_pyod_mean),
+                "wins": int((gap >= 0).sum()),
+                "n": len(gap),
+                "worst_gap": float(gap.min()),
+            }
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pyod", nargs="+", required=True)
+    parser.add_argument("--vigil", nargs="*", default=[])
+    parser.add_argument("--screen", nargs="*", default=[])
+    parser.add_argument("--only", nargs="*", default=None, help="candidates in the per-set table")
+    parser.add_argument("--metric", default="auroc")
+    args = parser.parse_args(argv)
+    frame = load(args.pyod, args.vigil, args.screen)
+    wide = table(frame, args.metric)
+    pyod = [c for c in wide.columns if c.startswith("pyod_")]
+    wide = wide.dropna(subset=pyod)
+    wide = wide.loc[order(list(wide.index))]
+    candidates = [c for c in wide.columns if c not in pyod and wide[c].notna().all()]
+    pd.set_option("display.width", 250, "display.max_rows", 500, "display.max_columns", 50)
+    print(summary(wide, candidates, pyod).to_string(index=False, float_format="%.4f"))
+    print()
+    for h in half_half(wide, candidates, pyod):
+        print(
+            f"chosen on {len(h['chosen_on'])} sets: {h['chosen']}; on the other "
+            f"{h['n']}: mean {h['mean']:.4f} vs best PyOD ({h['best_pyod']}) "
+            f"{h['best_pyod_mean']:.4f}; >= best PyOD per set on {h['wins']}/{h['n']}; "
+            f"worst gap {h['worst_gap']:.3f}"
+        )
+    if args.only:
+        cols = [c for c in args.only if c in wide.columns] + pyod
+        shown = wide[cols].copy()
+        shown["best_pyod"] = wide[pyod].max(axis=1)
+        print()
+        print(shown.to_string(float_format="%.3f"))
+        print("mean", " ".join(f"{v:.3f}" for v in shown.mean().to_numpy(dtype=np.float64)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
