@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from benchmarks.devpool import capped_split, dev_sets, set_name
-from detectors import VAEDetector, metrics
+from detectors import GANDetector, VAEDetector, metrics
 
 
 def knn_dist(ref: np.ndarray, q: np.ndarray, k: int, self_excluded: bool) -> np.ndarray:
@@ -68,6 +68,32 @@ def views(det: VAEDetector, X_train: np.ndarray, X_test: np.ndarray, k: int) -> 
     return out
 
 
+def gan_views(det: GANDetector, X_test: np.ndarray) -> dict:
+    """The GAN's score terms on the test rows, each already divided by its fitted scale
+    (medians on held-out normal rows): fm, rec, lat, and the kNN views."""
+    xs = torch.from_numpy(det.encoder_.transform(X_test))
+
+    def parts(b: torch.Tensor) -> torch.Tensor:
+        fm, se, zn = det._parts(b)
+        cols = [fm.double() / det.fm_scale_, se.double().sum(1) / det.rec_scale_]
+        cols.append(zn.double() / det.z_scale_)
+        knn = det._knn_distances(b) / torch.tensor(det.knn_["scales"], dtype=torch.float64)
+        return torch.cat([torch.stack(cols, 1), knn], 1)
+
+    p = det._batched(parts, xs).numpy()
+    return {name: p[:, i] for i, name in enumerate(["fm", "rec", "lat", *det.knn_["views"]])}
+
+
+def gan_combos(v: dict) -> dict[str, np.ndarray]:
+    base = v["fm"] + v["rec"] + v["lat"]
+    out = {"gan": base, "gan+x": base + v["input"], "gan+z": base + v["latent"]}
+    for w in (1, 2, 3):
+        out[f"gan+{w}x+{w}z"] = base + w * (v["input"] + v["latent"])
+    for name, a in v.items():
+        out[f"only:{name}"] = a
+    return out
+
+
 def combos(v: dict) -> dict[str, np.ndarray]:
     qs = {name: (tr / q99(tr), te / q99(tr)) for name, (tr, te) in v.items()}
     rk = {name: (surprisal(tr, tr), surprisal(tr, te)) for name, (tr, te) in v.items()}
@@ -93,11 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default='{"base": {}}', help="JSON {label: overrides}")
     parser.add_argument("--datasets", nargs="*", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", choices=["vae", "gan"], default="vae")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--max-train", type=int, default=2000)
     parser.add_argument("--max-test-normals", type=int, default=2000)
     parser.add_argument("--max-test-anomalies", type=int, default=1000)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--dump", default=None, help="folder for the raw view scores (.npz)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     caps = {
@@ -110,11 +138,35 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.datasets or dev_sets():
         X_train, X_test, y_test = capped_split(name, args.seed, caps)
         for label, overrides in configs.items():
-            det = VAEDetector(seed=args.seed, **overrides)
+            if args.model == "gan":
+                overrides = {"knn_views": ("input", "latent"), "knn_k": args.k, **overrides}
+                det = GANDetector(seed=args.seed, **overrides)
+            else:
+                det = VAEDetector(seed=args.seed, **overrides)
             started = time.perf_counter()
             det.fit(X_train)
             seconds = time.perf_counter() - started
-            for variant, scores in combos(views(det, X_train, X_test, args.k)).items():
+            if args.model == "gan":
+                v = gan_views(det, X_test)
+                variants = gan_combos(v)
+            else:
+                v = views(det, X_train, X_test, args.k)
+                variants = combos(v)
+            if args.dump:
+                Path(args.dump).mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(
+                    Path(args.dump) / f"{set_name(name)}__{label}.npz",
+                    y=y_test,
+                    **(
+                        {f"{k}__test": a for k, a in v.items()}
+                        if args.model == "gan"
+                        else {
+                            **{f"{k}__train": a for k, (a, _) in v.items()},
+                            **{f"{k}__test": b for k, (_, b) in v.items()},
+                        }
+                    ),
+                )
+            for variant, scores in variants.items():
                 rows.append(
                     {
                         "dataset": set_name(name),
@@ -125,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                         "fit_seconds": seconds,
                     }
                 )
-            ens = [r for r in rows if r["config"] == label and r["variant"] in ("ens", "ens+zknn")]
+            shown = ("ens", "ens+zknn", "gan", "gan+1x+1z")
+            ens = [r for r in rows if r["config"] == label and r["variant"] in shown]
             print(
                 f"{set_name(name):>18} {label:>10} fit {seconds:5.1f}s "
                 + " ".join(f"{r['variant']} {r['auroc']:.3f}" for r in ens[-2:]),

@@ -23,6 +23,38 @@ def mlp(sizes: list[int], last_activation: bool = False) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def own_param(detector: BaseDeepDetector, name: str, default: Any = None) -> Any:
+    """``detector.<name>`` if the detector's own class takes it as a constructor parameter
+    (so it is saved with the model), else ``default``: subclasses that do not expose an
+    option inherited from VAEDetector/GANDetector (the sequence detectors) keep the
+    behaviour they were written for."""
+    if name not in detector._param_names():
+        return default
+    return getattr(detector, name, default)
+
+
+def kth_distance(q: torch.Tensor, ref: torch.Tensor, k: int) -> torch.Tensor:
+    """Euclidean distance of each row of ``q`` to its k-th nearest row of ``ref`` (float64)."""
+    k = max(1, min(int(k), ref.shape[0]))
+    dist = torch.cdist(q.float(), ref.float())
+    return dist.topk(k, dim=1, largest=False).values[:, -1].double()
+
+
+def reference_mask(n: int, rows: int, seed: int) -> np.ndarray:
+    """Seeded choice of at most ``rows`` of ``n`` training rows for a kNN reference."""
+    m = max(1, min(n, int(rows)))
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng([int(seed), 2]).choice(n, m, replace=False)] = True
+    return mask
+
+
+def set_buffer(module: nn.Module, name: str, value: torch.Tensor) -> None:
+    if name in module._buffers:
+        module._buffers[name] = value
+    else:
+        module.register_buffer(name, value)
+
+
 def capped_epoch_rows(detector: BaseDeepDetector, n: int) -> int:
     """Rows per epoch under ``detector.max_epoch_rows`` (None: all ``n``).
 
@@ -31,9 +63,7 @@ def capped_epoch_rows(detector: BaseDeepDetector, n: int) -> int:
     (the sequence detectors, which cap their rows with ``max_train_rows``) train on every
     row per epoch as before.
     """
-    if "max_epoch_rows" not in detector._param_names():
-        return n
-    cap = getattr(detector, "max_epoch_rows", None)
+    cap = own_param(detector, "max_epoch_rows")
     if cap is None:
         return n
     if int(cap) < 1:
@@ -304,13 +334,8 @@ class VAEDetector(BaseDeepDetector):
             return torch.zeros(xb.shape[0], 0, dtype=torch.float64, device=xb.device)
         net: _VAENet = self.model_  # type: ignore[assignment]
         refs = {"input": (xb, net.knn_reference), "latent": (mu, net.knn_latent)}
-        out = []
-        for view in views:
-            q, ref = refs[view]
-            k = min(int(self.ensemble_["knn_k"]) + int(skip_self), ref.shape[0])
-            dist = torch.cdist(q.float(), ref.float())
-            out.append(dist.topk(k, dim=1, largest=False).values[:, -1].double())
-        return torch.stack(out, dim=1)
+        k = int(self.ensemble_["knn_k"]) + int(skip_self)
+        return torch.stack([kth_distance(*refs[view], k) for view in views], dim=1)
 
     def _fit_knn(self, x_train: torch.Tensor) -> tuple[int, torch.Tensor]:
         """Store the kNN reference (a seeded sample of at most ``knn_reference_rows``
@@ -318,20 +343,13 @@ class VAEDetector(BaseDeepDetector):
         reference size and the kNN distances of all training rows (reference rows skip
         themselves), in no particular row order."""
         net: _VAENet = self.model_  # type: ignore[assignment]
-        n = x_train.shape[0]
-        m = max(1, min(n, int(self.knn_reference_rows)))
-        rng = np.random.default_rng([int(self.seed), 2])
-        in_ref = np.zeros(n, dtype=bool)
-        in_ref[rng.choice(n, m, replace=False)] = True
+        in_ref = reference_mask(x_train.shape[0], self.knn_reference_rows, self.seed)
+        m = int(in_ref.sum())
         dev = self._torch_device()
         ref = x_train[torch.from_numpy(in_ref)].to(dev)
-        with torch.inference_mode():
-            latent = self._batched(lambda xb: net.encode(xb)[0], ref).to(dev)
-        for name, value in (("knn_reference", ref.clone()), ("knn_latent", latent.clone())):
-            if name in net._buffers:
-                net._buffers[name] = value
-            else:
-                net.register_buffer(name, value)
+        latent = self._batched(lambda xb: net.encode(xb)[0], ref).to(dev)
+        set_buffer(net, "knn_reference", ref.clone())
+        set_buffer(net, "knn_latent", latent.clone())
 
         def dists(skip: bool) -> Callable[[torch.Tensor], torch.Tensor]:
             return lambda xb: self._knn_distances(xb, net.encode(xb)[0], skip_self=skip)
@@ -375,7 +393,7 @@ class VAEDetector(BaseDeepDetector):
             "knn_views": [],
         }
         rules = self._batched(lambda xb: self._ensemble_rules(xb)[0], x_train)
-        if self.knn_views:
+        if own_param(self, "knn_views"):
             self.ensemble_.update(
                 knn_views=list(self.knn_views),
                 knn_k=int(self.knn_k),
