@@ -46,6 +46,7 @@ def order(sets: list[str]) -> list[str]:
 def summary(wide: pd.DataFrame, candidates: list[str], pyod: list[str]) -> pd.DataFrame:
     best_pyod = wide[pyod].max(axis=1)
     best_pyod_mean = wide[pyod].mean().max()
+    best_model = wide[pyod].mean().idxmax()
     out = []
     for c in candidates:
         gap = wide[c] - best_pyod
@@ -54,6 +55,7 @@ def summary(wide: pd.DataFrame, candidates: list[str], pyod: list[str]) -> pd.Da
                 "candidate": c,
                 "mean": wide[c].mean(),
                 "vs_best_pyod_mean": wide[c].mean() - best_pyod_mean,
+                "wins_vs_best_model": int((wide[c] >= wide[best_model]).sum()),
                 "wins_vs_best_pyod_per_set": int((gap >= 0).sum()),
                 "worst_gap": gap.min(),
                 "worst_set": gap.idxmin(),
@@ -72,6 +74,7 @@ def half_half(wide: pd.DataFrame, candidates: list[str], pyod: list[str]) -> lis
         best_pyod_mean = on[pyod].mean().max()
         best_pyod_name = on[pyod].mean().idxmax()
         gap = on[chosen] - on[pyod].max(axis=1)
+        wins_model = int((on[chosen] >= on[best_pyod_name]).sum())
         out.append(
             {
                 "chosen_on": halves[pick],
@@ -81,11 +84,42 @@ def half_half(wide: pd.DataFrame, candidates: list[str], pyod: list[str]) -> lis
                 "best_pyod": best_pyod_name,
                 "best_pyod_mean": float(best_pyod_mean),
                 "wins": int((gap >= 0).sum()),
+                "wins_vs_best_model": wins_model,
                 "n": len(gap),
                 "worst_gap": float(gap.min()),
             }
         )
     return out
+
+
+def write_markdown(wide: pd.DataFrame, ours: list[str], pyod: list[str], args) -> None:
+    """Per-set table (ours, each PyOD model, the best PyOD per set, ours minus it)."""
+    head = [*ours, *pyod, "best PyOD"] + [f"{c} - best" for c in ours]
+    lines = [
+        f"| set | {' | '.join(head)} |",
+        "|---|" + "---:|" * len(head),
+    ]
+    best = wide[pyod].max(axis=1)
+    for name, row in wide.iterrows():
+        cells = [f"{row[c]:.3f}" for c in [*ours, *pyod]] + [f"{best[name]:.3f}"]
+        cells += [f"{row[c] - best[name]:+.3f}" for c in ours]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    means = [f"**{wide[c].mean():.3f}**" for c in [*ours, *pyod]] + [f"{best.mean():.3f}"]
+    means += [f"{(wide[c] - best).mean():+.3f}" for c in ours]
+    lines.append(f"| mean ({len(wide)} sets) | {' | '.join(means)} |")
+    for c in ours:
+        gap = wide[c] - best
+        top = wide[pyod].mean().idxmax()
+        lines.append("")
+        lines.append(
+            f"{c}: >= {top} (best PyOD mean) on {int((wide[c] >= wide[top]).sum())}/{len(gap)} "
+            f"sets; >= the best PyOD model of each set on {int((gap >= 0).sum())}/{len(gap)}; "
+            f"mean {wide[c].mean():.3f} vs the best PyOD mean "
+            f"({wide[pyod].mean().idxmax()}) {wide[pyod].mean().max():.3f}; worst set "
+            f"{gap.idxmin()} {gap.min():+.3f}."
+        )
+    with open(args.markdown, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--screen", nargs="*", default=[])
     parser.add_argument("--only", nargs="*", default=None, help="candidates in the per-set table")
     parser.add_argument("--metric", default="auroc")
+    parser.add_argument("--markdown", default=None, help="write the per-set table here")
     args = parser.parse_args(argv)
     frame = load(args.pyod, args.vigil, args.screen)
     wide = table(frame, args.metric)
@@ -109,9 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"chosen on {len(h['chosen_on'])} sets: {h['chosen']}; on the other "
             f"{h['n']}: mean {h['mean']:.4f} vs best PyOD ({h['best_pyod']}) "
-            f"{h['best_pyod_mean']:.4f}; >= best PyOD per set on {h['wins']}/{h['n']}; "
+            f"{h['best_pyod_mean']:.4f}; >= {h['best_pyod']} on {h['wins_vs_best_model']}/"
+            f"{h['n']}; >= the best PyOD model per set on {h['wins']}/{h['n']}; "
             f"worst gap {h['worst_gap']:.3f}"
         )
+    if args.markdown:
+        write_markdown(wide, [c for c in (args.only or []) if c in wide.columns], pyod, args)
     if args.only:
         cols = [c for c in args.only if c in wide.columns] + pyod
         shown = wide[cols].copy()
