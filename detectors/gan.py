@@ -102,8 +102,20 @@ class GANDetector(BaseDeepDetector):
     what the BiGAN objective teaches the encoder (map normal rows onto the prior), and was
     the single strongest term on the tabular benchmark (cardio AUROC: fm 0.70, rec 0.80,
     latent 0.97; the sum 0.96).
+    Neighbourhood views (``knn_views``, default both), added to the score:
+    ``knn_weight * (d_in(x) / s_in + d_z(x) / s_z)`` with ``d_in`` the distance of the
+    encoded row to its ``knn_k``-th (5th) nearest row of a reference (a seeded sample of at
+    most ``knn_reference_rows`` training rows, buffers in weights.pt), ``d_z`` the same
+    between codes E(x), and ``s_in``, ``s_z`` their medians on the held-out normal rows.
+    ``knn_weight`` 1.5: the two views together weigh as much as the three GAN terms.
+    They catch records between normal clusters that the generator reproduces well (see
+    ``VAEDetector``; chosen across the dev pool, benchmarks/RESULTS.md, issue 12).
     Early stopping monitors the mean unstandardised ``sum_j (x_j - x'_j)^2`` on held-out
     normal rows (GAN losses are not meaningful as a convergence signal).
+    ``max_epoch_rows`` (default 8192): each epoch trains on a fresh seeded sample of at
+    most this many training rows (None: all), which bounds the cost of an epoch on large
+    data (shuttle's ~22k training rows: 32 instead of 86 steps per epoch); saved with the
+    model's parameters.
 
     ``explain``: the standardised per-column errors ``(x_j - x'_j)^2 / v_j`` summed per
     source feature, rescaled so that each row's contributions sum to its score (shares of
@@ -124,11 +136,11 @@ class GANDetector(BaseDeepDetector):
         reconstruction_score_weight: float = 1.0,
         latent_score_weight: float = 1.0,
         min_error_variance: float = 0.3,
-        knn_views: tuple[str, ...] = (),
+        knn_views: tuple[str, ...] = ("input", "latent"),
         knn_k: int = 5,
-        knn_weight: float = 1.0,
+        knn_weight: float = 1.5,
         knn_reference_rows: int = 2048,
-        max_epoch_rows: int | None = None,
+        max_epoch_rows: int | None = 8192,
         epochs: int = 60,
         batch_size: int = 256,
         learning_rate: float = 2e-4,
