@@ -28,8 +28,10 @@ def load(pyod: list[str], vigil: list[str], screen: list[str]) -> pd.DataFrame:
             tag = r["model"]
             rows.append({**r, "candidate": tag})
     for path in screen:
-        for r in json.loads(open(path).read())["rows"]:
-            rows.append({**r, "seed": 0, "candidate": f"vae[{r['config']}]{r['variant']}"})
+        data = json.loads(open(path).read())
+        model = data.get("model", "vae")
+        for r in data["rows"]:
+            rows.append({**r, "seed": 0, "candidate": f"{model}[{r['config']}]{r['variant']}"})
     frame = pd.DataFrame(rows)
     return frame.groupby(["candidate", "dataset"])[["auroc", "auprc"]].mean().reset_index()
 
