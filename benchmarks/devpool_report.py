@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--screen", nargs="*", default=[])
     parser.add_argument("--only", nargs="*", default=None, help="candidates in the per-set table")
     parser.add_argument("--metric", default="auroc")
+    parser.add_argument("--exclude", nargs="*", default=[], help="candidates left out")
+    parser.add_argument("--prefix", nargs="*", default=[], help="only candidates starting so")
     parser.add_argument("--markdown", default=None, help="write the per-set table here")
     args = parser.parse_args(argv)
     frame = load(args.pyod, args.vigil, args.screen)
@@ -138,7 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     pyod = [c for c in wide.columns if c.startswith("pyod_")]
     wide = wide.dropna(subset=pyod)
     wide = wide.loc[order(list(wide.index))]
-    candidates = [c for c in wide.columns if c not in pyod and wide[c].notna().all()]
+    candidates = [
+        c
+        for c in wide.columns
+        if c not in pyod
+        and wide[c].notna().all()
+        and c not in set(args.exclude)
+        and (not args.prefix or c.startswith(tuple(args.prefix)))
+    ]
     pd.set_option("display.width", 250, "display.max_rows", 500, "display.max_columns", 50)
     print(summary(wide, candidates, pyod).to_string(index=False, float_format="%.4f"))
     print()
