@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.vigil-installed
 
-.PHONY: install demo test lint bench bench-sequences bench-review clean-state
+.PHONY: install demo test lint bench bench-dev bench-dev-pyod bench-sequences bench-review clean-state
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,21 @@ bench: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
 	$(BIN)/python -m benchmarks.tabular --datasets cardio thyroid mammography shuttle creditcard_ulb \
 		--seeds 3 --out benchmarks/results/tabular.json --markdown benchmarks/RESULTS.md
+
+# vigil's defaults across the whole dev pool (5 shared + 23 adbench_dev sets), capped
+# protocol (benchmarks/devpool.py), against the cached PyOD baselines of bench-dev-pyod.
+bench-dev: install
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
+	$(BIN)/python -m benchmarks.devpool --models vigil_vae vigil_gan \
+		--out benchmarks/results/devpool_vigil.json
+	$(BIN)/python -m benchmarks.devpool_report --pyod benchmarks/results/devpool_pyod*.json \
+		--vigil benchmarks/results/devpool_vigil.json --only vigil_vae vigil_gan
+
+# PyOD baselines on the same capped splits (slow: run once, the JSON is committed).
+bench-dev-pyod: install
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
+	$(BIN)/python -m benchmarks.devpool --models pyod_deepsvdd pyod_autoencoder pyod_iforest \
+		pyod_ecod --out benchmarks/results/devpool_pyod.json
 
 # Sequence models on the Fraud-Detection-Handbook data (1.75M transactions).
 bench-sequences: install

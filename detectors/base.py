@@ -154,6 +154,11 @@ class BaseDeepDetector:
         """Epochs during which early stopping may not trigger (e.g. a KL warm-up)."""
         return 0
 
+    def _rows_per_epoch(self, n: int) -> int:
+        """Training rows visited per epoch (a fresh seeded sample each epoch); default all
+        ``n``. Subclasses with a ``max_epoch_rows`` cap bound the cost of one epoch."""
+        return n
+
     def _after_fit(self, x_train: torch.Tensor, x_val: torch.Tensor | None) -> None:
         """Hook run once the best weights are restored, before threshold calibration."""
 
@@ -281,16 +286,17 @@ class BaseDeepDetector:
         self.history_: list[dict[str, float]] = []
         for epoch in range(1, int(self.epochs) + 1):
             self.model_.train()
-            perm = torch.randperm(n, generator=gen)
+            perm = torch.randperm(n, generator=gen)[: self._rows_per_epoch(n)]
+            n_epoch = int(perm.numel())
             sums: dict[str, float] = {}
-            for start in range(0, n, bs):
+            for start in range(0, n_epoch, bs):
                 idx = perm[start : start + bs]
                 if idx.numel() < 2 and start > 0:  # avoid a degenerate 1-row final step
                     continue
                 out = self._train_batch(x_train[idx].to(dev), epoch)
                 for k, v in out.items():
                     sums[k] = sums.get(k, 0.0) + v * idx.numel()
-            record: dict[str, float] = {k: v / n for k, v in sums.items()}
+            record: dict[str, float] = {k: v / n_epoch for k, v in sums.items()}
             monitor_x = x_val if x_val is not None else x_train
             val = self._validation_loss(monitor_x, epoch)
             record["val_loss"] = val

@@ -11,7 +11,15 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from detectors.base import BaseDeepDetector
-from detectors.vae import mlp
+from detectors.vae import (
+    KNN_VIEWS,
+    capped_epoch_rows,
+    kth_distance,
+    mlp,
+    own_param,
+    reference_mask,
+    set_buffer,
+)
 
 
 def _sn_linear(a: int, b: int) -> nn.Module:
@@ -94,15 +102,27 @@ class GANDetector(BaseDeepDetector):
     what the BiGAN objective teaches the encoder (map normal rows onto the prior), and was
     the single strongest term on the tabular benchmark (cardio AUROC: fm 0.70, rec 0.80,
     latent 0.97; the sum 0.96).
+    Neighbourhood views (``knn_views``, default both), added to the score:
+    ``knn_weight * (d_in(x) / s_in + d_z(x) / s_z)`` with ``d_in`` the distance of the
+    encoded row to its ``knn_k``-th (5th) nearest row of a reference (a seeded sample of at
+    most ``knn_reference_rows`` training rows, buffers in weights.pt), ``d_z`` the same
+    between codes E(x), and ``s_in``, ``s_z`` their medians on the held-out normal rows.
+    ``knn_weight`` 1.5: the two views together weigh as much as the three GAN terms.
+    They catch records between normal clusters that the generator reproduces well (see
+    ``VAEDetector``; chosen across the dev pool, benchmarks/RESULTS.md, issue 12).
     Early stopping monitors the mean unstandardised ``sum_j (x_j - x'_j)^2`` on held-out
     normal rows (GAN losses are not meaningful as a convergence signal).
+    ``max_epoch_rows`` (default 8192): each epoch trains on a fresh seeded sample of at
+    most this many training rows (None: all), which bounds the cost of an epoch on large
+    data (shuttle's ~22k training rows: 32 instead of 86 steps per epoch); saved with the
+    model's parameters.
 
     ``explain``: the standardised per-column errors ``(x_j - x'_j)^2 / v_j`` summed per
     source feature, rescaled so that each row's contributions sum to its score (shares of
     the input-space error times the total score; an even split if the error is exactly 0).
     """
 
-    _tuple_params: ClassVar[tuple[str, ...]] = ("hidden_dims",)
+    _tuple_params: ClassVar[tuple[str, ...]] = ("hidden_dims", "knn_views")
 
     def __init__(
         self,
@@ -116,6 +136,11 @@ class GANDetector(BaseDeepDetector):
         reconstruction_score_weight: float = 1.0,
         latent_score_weight: float = 1.0,
         min_error_variance: float = 0.3,
+        knn_views: tuple[str, ...] = ("input", "latent"),
+        knn_k: int = 5,
+        knn_weight: float = 1.5,
+        knn_reference_rows: int = 2048,
+        max_epoch_rows: int | None = 8192,
         epochs: int = 60,
         batch_size: int = 256,
         learning_rate: float = 2e-4,
@@ -148,16 +173,30 @@ class GANDetector(BaseDeepDetector):
         self.reconstruction_score_weight = reconstruction_score_weight
         self.latent_score_weight = latent_score_weight
         self.min_error_variance = min_error_variance
+        self.knn_views = knn_views
+        self.knn_k = knn_k
+        self.knn_weight = knn_weight
+        self.knn_reference_rows = knn_reference_rows
+        self.max_epoch_rows = max_epoch_rows
 
     # --------------------------------------------------------------- model
     def _build_model(self, n_features: int) -> nn.Module:
-        return _ALADNet(
+        bad = set(own_param(self, "knn_views") or ()) - set(KNN_VIEWS)
+        if bad:
+            raise ValueError(f"knn_views must be drawn from {KNN_VIEWS}, got {sorted(bad)}")
+        net = _ALADNet(
             n_features,
             tuple(self.hidden_dims),
             int(self.latent_dim),
             int(self.disc_hidden),
             float(self.dropout),
         )
+        rows = int(self.__dict__.pop("_knn_rows_to_load", 0))
+        if rows:
+            # Loading a fitted model: its kNN reference rows travel in weights.pt.
+            net.register_buffer("knn_reference", torch.zeros(rows, n_features))
+            net.register_buffer("knn_latent", torch.zeros(rows, int(self.latent_dim)))
+        return net
 
     def _configure_optimizers(self) -> None:
         # Called at the start of every fit: forget the error variances of a previous fit.
@@ -218,6 +257,9 @@ class GANDetector(BaseDeepDetector):
             "rec": float(rec.detach()),
         }
 
+    def _rows_per_epoch(self, n: int) -> int:
+        return capped_epoch_rows(self, n)
+
     # ------------------------------------------------------------- scoring
     def _parts(self, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(fm, squared errors per column, ||E(x)||^2) for a batch, in eval mode."""
@@ -247,6 +289,50 @@ class GANDetector(BaseDeepDetector):
         self.fm_scale_, self.rec_scale_, self.z_scale_ = (
             float(m) if float(m) > 0 else 1.0 for m in med
         )
+        self.knn_ = self._fit_knn(x_train, x_val) if own_param(self, "knn_views") else {}
+
+    def _fit_knn(self, x_train: torch.Tensor, x_val: torch.Tensor | None) -> dict[str, Any]:
+        """kNN reference (a seeded sample of at most ``knn_reference_rows`` training rows and
+        their codes E(x), buffers of the network) and each view's scale: the median k-th
+        neighbour distance of the held-out normal rows (training rows skip themselves when
+        there are none)."""
+        net: _ALADNet = self.model_  # type: ignore[assignment]
+        in_ref = reference_mask(x_train.shape[0], self.knn_reference_rows, self.seed)
+        dev = self._torch_device()
+        ref = x_train[torch.from_numpy(in_ref)].to(dev)
+        set_buffer(net, "knn_reference", ref.clone())
+        set_buffer(net, "knn_latent", self._batched(net.encoder, ref).to(dev).clone())
+        self.knn_ = {
+            "views": list(self.knn_views),
+            "k": int(self.knn_k),
+            "weight": float(self.knn_weight),
+            "rows": int(in_ref.sum()),
+        }
+        skip = x_val is None
+        rows = x_train if skip else x_val
+        dist = self._batched(lambda xb: self._knn_distances(xb, skip), rows)
+        med = dist.median(dim=0).values
+        self.knn_["scales"] = [float(m) if float(m) > 0 else 1.0 for m in med]
+        return self.knn_
+
+    def _knn_distances(self, xb: torch.Tensor, skip_self: bool = False) -> torch.Tensor:
+        net: _ALADNet = self.model_  # type: ignore[assignment]
+        k = int(self.knn_["k"]) + int(skip_self)
+        out = []
+        for view in self.knn_["views"]:
+            if view == "input":
+                out.append(kth_distance(xb, net.knn_reference, k))
+            else:
+                out.append(kth_distance(net.encoder(xb), net.knn_latent, k))
+        return torch.stack(out, dim=1)
+
+    def _knn_part(self, xb: torch.Tensor) -> torch.Tensor | float:
+        """``knn_weight * sum over views of (k-th neighbour distance / its scale)``, or 0."""
+        knn = getattr(self, "knn_", None)
+        if not knn or not knn.get("views"):
+            return 0.0
+        scales = torch.tensor(knn["scales"], dtype=torch.float64, device=xb.device)
+        return float(knn["weight"]) * (self._knn_distances(xb) / scales).sum(dim=1)
 
     def _extra_state(self) -> dict[str, Any]:
         return {
@@ -254,6 +340,7 @@ class GANDetector(BaseDeepDetector):
             "rec_scale": self.rec_scale_,
             "z_scale": self.z_scale_,
             "error_variance": self.error_variance_,
+            "knn": getattr(self, "knn_", {}),
         }
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
@@ -261,6 +348,12 @@ class GANDetector(BaseDeepDetector):
         self.fm_scale_ = float(state["fm_scale"])
         self.rec_scale_ = float(state["rec_scale"])
         self.z_scale_ = float(state["z_scale"])
+        if "knn" not in state and "knn_views" in self._param_names():
+            # Saved before the kNN views existed: fitted without them.
+            self.knn_views = ()
+        self.knn_ = dict(state.get("knn", {}))
+        # _build_model (called next by load) gives the network buffers of this size.
+        self._knn_rows_to_load = int(self.knn_.get("rows", 0))
 
     def _combine(self, fm: torch.Tensor, se: torch.Tensor, zn: torch.Tensor) -> torch.Tensor:
         rec = se.double().sum(dim=1)
@@ -271,7 +364,7 @@ class GANDetector(BaseDeepDetector):
         )
 
     def _score_batch(self, xb: torch.Tensor) -> torch.Tensor:
-        return self._combine(*self._parts(xb))
+        return self._combine(*self._parts(xb)) + self._knn_part(xb)
 
     def _contributions(self, xb: torch.Tensor) -> torch.Tensor:
         return self._parts(xb)[1]
@@ -284,6 +377,6 @@ class GANDetector(BaseDeepDetector):
             share = torch.where(
                 total > 0, se / total.clamp_min(1e-300), torch.full_like(se, 1.0 / se.shape[1])
             )
-            return share * self._combine(fm, se, zn).unsqueeze(1)
+            return share * (self._combine(fm, se, zn) + self._knn_part(xb)).unsqueeze(1)
 
         return self._batched(scaled, x).numpy()

@@ -210,3 +210,68 @@ def test_vae_saved_before_score_rules_loads_with_the_elbo_score(tmp_path) -> Non
     assert loaded.score_rule == "elbo" and loaded.threshold_ == det.threshold_
     assert np.array_equal(loaded.decision_function(X), det.decision_function(X))
     assert np.array_equal(loaded.predict(X), det.predict(X))
+
+
+@pytest.mark.parametrize("cls", [VAEDetector, GANDetector])
+def test_max_epoch_rows_caps_the_rows_each_epoch_trains_on(cls, monkeypatch) -> None:
+    X = make_normals(500, seed=41)
+    seen: list[int] = []
+    original = cls._train_batch
+
+    def counting(self, xb, epoch):
+        seen.append(int(xb.shape[0]))
+        return original(self, xb, epoch)
+
+    monkeypatch.setattr(cls, "_train_batch", counting)
+    det = cls(epochs=2, batch_size=40, max_epoch_rows=100, patience=None).fit(X)
+    # 400 training rows after the 20% hold-out; each epoch visits a fresh sample of 100.
+    assert sum(seen) == 2 * 100 and max(seen) == 40
+    assert det.get_params()["max_epoch_rows"] == 100
+    seen.clear()
+    cls(epochs=1, batch_size=40, patience=None).fit(X)
+    assert sum(seen) == 400
+    with pytest.raises(ValueError, match="max_epoch_rows"):
+        cls(epochs=1, max_epoch_rows=0).fit(X)
+
+
+@pytest.mark.parametrize("cls", [VAEDetector, GANDetector])
+def test_knn_views_detect_explain_and_round_trip(cls, train_df, test_mix, tmp_path) -> None:
+    params = {"epochs": 10, "target_fpr": 0.05, "knn_reference_rows": 300}
+    det = cls(**params, knn_views=("input", "latent"), knn_k=3).fit(train_df)
+    X, y = test_mix
+    scores = det.decision_function(X)
+    assert np.isfinite(scores).all() and metrics.auroc(y, scores) > 0.85
+    expl = det.explain(X.iloc[990:])
+    np.testing.assert_allclose(expl.sum(axis=1), scores[990:], rtol=1e-5)
+    # The reference rows travel in weights.pt (tensors only), the rest in config.json.
+    det.save(tmp_path / "m")
+    state = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)
+    assert state["knn_reference"].shape[0] == 300 and "knn_latent" in state
+    loaded = load_detector(tmp_path / "m")
+    assert loaded.get_params() == det.get_params()
+    assert np.array_equal(loaded.decision_function(X), scores)
+    # Without the views the score differs (the views are part of it).
+    plain = cls(**params, knn_views=()).fit(train_df)
+    assert "knn_reference" not in plain.model_.state_dict()
+    assert not np.allclose(plain.decision_function(X), scores)
+    with pytest.raises(ValueError, match="knn_views"):
+        cls(epochs=1, knn_views=("graph",)).fit(make_normals(100, seed=42))
+
+
+@pytest.mark.parametrize("cls", [VAEDetector, GANDetector])
+def test_saved_before_knn_views_loads_without_them(cls, tmp_path) -> None:
+    X = make_normals(300, seed=43)
+    det = cls(epochs=3, knn_views=()).fit(X)
+    det.save(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    # The format before kNN views: none of their parameters or state.
+    for name in ("knn_views", "knn_k", "knn_weight", "knn_reference_rows", "max_epoch_rows"):
+        del cfg["params"][name]
+    if cls is VAEDetector:
+        del cfg["extra_state"]["ensemble"]["knn_views"]
+    else:
+        del cfg["extra_state"]["knn"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    loaded = cls.load(tmp_path / "m")
+    assert loaded.knn_views == ()
+    assert np.array_equal(loaded.decision_function(X), det.decision_function(X))
