@@ -46,6 +46,25 @@ class ContextSpec(BaseModel):
     )
     latitude_column: str | None = None
     longitude_column: str | None = None
+    located_column: str | None = Field(
+        default=None,
+        description="Column that is 1/true where the record was made where the entity "
+        "physically was (card-present); only those count for distance and speed.",
+    )
+    profile_columns: list[str] = Field(
+        default_factory=list,
+        description="Profile: share of the entity's earlier records with this value.",
+    )
+    profile_hours: bool = Field(
+        default=False, description="Profile: share of earlier records near this time of day."
+    )
+    novelty_windows: list[str] = Field(
+        default_factory=list,
+        description="Windows over which records at values new to the entity are counted.",
+    )
+    robust_baseline: bool = Field(
+        default=False, description="Amount vs the median of the entity's earlier amounts."
+    )
     min_history: int = Field(
         default=3, ge=1, description="Earlier records needed before amounts are compared."
     )
@@ -140,6 +159,11 @@ class DatasetSpec(BaseModel):
             secondary_windows=tuple(self.context.secondary_windows),
             baseline_gap=self.context.baseline_gap,
             min_history=self.context.min_history,
+            located_column=self.context.located_column,
+            profile_columns=tuple(self.context.profile_columns),
+            profile_hours=self.context.profile_hours,
+            novelty_windows=tuple(self.context.novelty_windows),
+            robust_baseline=self.context.robust_baseline,
             event_noun=self.context.event_noun,
             entity_noun=self.context.entity_noun,
         )
