@@ -101,6 +101,8 @@ class ContextConfig:
             raise ValueError("robust_baseline compares amounts: it needs amount_column")
         if self.novelty_windows and not self.novelty_columns:
             raise ValueError("novelty_windows count new values: it needs novelty_columns")
+        if any(_seconds(w) >= _seconds(self.history) for w in self.novelty_windows):
+            raise ValueError("novelty_windows must be shorter than history")
         longest = max(
             (_seconds(w) for w in (*self.windows, *self.secondary_windows, *self.novelty_windows)),
             default=0,
@@ -290,11 +292,15 @@ def build_context_features(
         out[f"{PREFIX}new_{_slug(column)}"] = new
         if config.novelty_windows:
             # First-at-its-value flags of every record (history rows too), summed over the
-            # entity's trailing windows like the amounts.
+            # entity's trailing windows like the amounts. A record up to ``window`` old
+            # looks back ``history - window`` for its value, so nothing reaches further
+            # than ``history`` (the bounded-history property).
             every = _Timeline(pd.Series(pair), seconds, horizon, np.arange(n))
-            flags = (~every.previous_within(horizon)) & values.notna().to_numpy()
-            cumulative = np.concatenate([[0.0], np.cumsum(entity.sort(flags.astype("float64")))])
+            known = values.notna().to_numpy()
             for window in config.novelty_windows:
+                reach = horizon - _seconds(window)
+                flags = (~every.previous_within(reach) & known).astype("float64")
+                cumulative = np.concatenate([[0.0], np.cumsum(entity.sort(flags))])
                 left = entity.window_start(_seconds(window))
                 name = f"{PREFIX}new_{_slug(column)}_count_{_slug(window)}"
                 out[name] = cumulative[pos + 1] - cumulative[left]
