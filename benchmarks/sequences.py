@@ -185,7 +185,18 @@ def load_data(args: argparse.Namespace):
     context = json.loads(args.context) if args.context else {}
     if args.dataset == "typologies":
         spec = TYPOLOGY_SPEC
-        raw = generate_typology_set(n_cards=args.cards, days=args.days, seed=args.data_seed)
+        cached = (
+            Path(args.cache_dir) / f"typologies_{args.cards}_{args.days}_{args.data_seed}.parquet"
+            if args.cache_dir
+            else None
+        )
+        if cached is not None and cached.exists():
+            raw = pd.read_parquet(cached)
+        else:
+            raw = generate_typology_set(n_cards=args.cards, days=args.days, seed=args.data_seed)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                raw.to_parquet(cached)
         raw[spec.time_column] = pd.to_datetime(raw[spec.time_column])
         raw = raw.sort_values([spec.time_column, spec.id_column], kind="stable")
         raw = raw.reset_index(drop=True)
@@ -509,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=60, help="Typology set: days.")
     parser.add_argument("--test-days", type=int, default=12, help="Typology set: test days.")
     parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--cache-dir", default=None, help="Keep the generated set here.")
     parser.add_argument("--context", default=None, help='JSON, e.g. {"profile_hours": true}')
     parser.add_argument("--spec", default=str(SPEC_FILE))
     parser.add_argument("--models", nargs="+", default=MODELS, choices=[*MODELS, "gan_context"])

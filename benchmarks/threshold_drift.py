@@ -6,8 +6,10 @@ Fits seq_gan and seq_vae on the typology set's training period with the held-out
 (calibration) rows drawn at random or as the latest records, then reports: the hold-out
 FPR of the threshold on the test period's normals, and how many of the calibration rows
 above the threshold are "warm-up" records (their window is padded: fewer than
-``sequence_length - 1`` earlier records of the card) against their share of all
-calibration rows and of the test period.
+``sequence_length - 1`` earlier records of the card) or "ramp-up" records (made before
+the data covered one context ``history``, or ``baseline_gap``, so some context features
+are missing or cut short; none of the test records are) against their share of all
+calibration rows.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--max-train-rows", type=int, default=20_000)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--models", nargs="+", default=["seq_gan", "seq_vae"])
+    parser.add_argument("--splits", nargs="+", default=["random", "latest"])
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     spec = TYPOLOGY_SPEC
@@ -51,8 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     earlier = raw.groupby(spec.entity_column, sort=False).cumcount().to_numpy()
     secs = (when - when.min()).dt.total_seconds().to_numpy()
     report = []
-    for cls in (SequenceGANDetector, SequenceVAEDetector):
-        for split in ("random", "latest"):
+    classes = {"seq_gan": SequenceGANDetector, "seq_vae": SequenceVAEDetector}
+    config = spec.context_config()
+    gap = config.baseline_gap or config.history
+    for cls in (classes[k] for k in args.models):
+        for split in args.splits:
             det = cls(
                 entity_column=spec.entity_column,
                 time_column=spec.time_column,
@@ -71,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             scores_test = det.decision_function(frame_test, history=frame_train)
             value = det.threshold_.value
             warm = earlier[train] < det.sequence_length - 1
+            ramp = secs[train] < config.history_seconds
+            no_baseline = secs[train] < pd.Timedelta(gap).total_seconds()
             above = calib[scores_train[calib] > value]
             row = {
                 "detector": type(det).__name__,
@@ -82,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
                 "warmup_share_of_calibration": float(warm[calib].mean()),
                 "warmup_share_above_threshold": float(warm[above].mean()) if len(above) else 0.0,
                 "warmup_share_of_test": float((earlier[~train] < det.sequence_length - 1).mean()),
+                "rampup_share_of_calibration": float(ramp[calib].mean()),
+                "rampup_share_above_threshold": float(ramp[above].mean()) if len(above) else 0.0,
+                "no_baseline_share_of_calibration": float(no_baseline[calib].mean()),
+                "no_baseline_share_above_threshold": (
+                    float(no_baseline[above].mean()) if len(above) else 0.0
+                ),
                 "calibration_days": [
                     float(secs[train][calib].min() / 86400),
                     float(secs[train][calib].max() / 86400),

@@ -308,6 +308,7 @@ _AMOUNT_WORDS = ("amount", "amt", "value", "price", "total", "sum")
 _LATITUDE_WORDS = ("lat", "latitude")
 _LONGITUDE_WORDS = ("lon", "lng", "long", "longitude")
 _NOVELTY_WORDS = ("merchant", "category", "mcc", "country", "city", "channel", "terminal")
+_LOCATED_WORDS = ("present", "located", "physical", "inperson", "pos")
 
 
 def propose_context(
@@ -316,7 +317,8 @@ def propose_context(
     """Context features for the raw columns found, by name and type.
 
     Amount: a non-negative numeric column named like an amount. Coordinates: numeric
-    columns named lat/lon (distance and speed from the previous located record).
+    columns named lat/lon (distance and speed from the previous located record), and a
+    two-valued column named like card_present / located says which records they count for.
     Secondary entities: other id columns (terminal, merchant), which also get a
     'first time at this ...' flag, as do categorical columns named like a merchant,
     category or country.
@@ -338,12 +340,21 @@ def propose_context(
     longitude = next((c for c in numeric if any(w in _LONGITUDE_WORDS for w in words(c))), None)
     if latitude is None or longitude is None:
         latitude = longitude = None
+    located = next(
+        (
+            c
+            for c in [*numeric, *categorical]
+            if latitude and any(w in _LOCATED_WORDS for w in words(c)) and frame[c].nunique() <= 2
+        ),
+        None,
+    )
     novelty = [*id_like]
     novelty += [c for c in categorical if any(w in _NOVELTY_WORDS for w in words(c))]
     context = ContextSpec(
         amount_column=amount,
         latitude_column=latitude,
         longitude_column=longitude,
+        located_column=located,
         novelty_columns=novelty,
     )
     return context, list(id_like)
