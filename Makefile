@@ -33,6 +33,8 @@ bench: install
 bench-sequences: install
 	$(BIN)/python -m benchmarks.sequences --out benchmarks/results/sequences.json \
 		--markdown benchmarks/RESULTS.md
+	$(BIN)/python -m benchmarks.sequences --dataset typologies \
+		--out benchmarks/results/typologies.json --markdown benchmarks/RESULTS.md
 
 lint: install
 	$(BIN)/ruff check .
