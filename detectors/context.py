@@ -71,6 +71,10 @@ class ContextConfig:
     #: 1/true). Only those count for distance and speed: an online payment carries the
     #: merchant's head-office coordinates, which say nothing about where the card is.
     located_column: str | None = None
+    #: Also the highest implied speed among the entity's located records in this trailing
+    #: window (this one included): the second payment in a far city, minutes after the
+    #: first, is slow from it but sits in a window with an impossible jump.
+    travel_window: str | None = None
     #: The entity's profile: for each column, the share of its earlier records (in
     #: ``history``) with this record's value (0 = a value it never uses).
     profile_columns: tuple[str, ...] = ()
@@ -95,6 +99,12 @@ class ContextConfig:
         if (self.latitude_column is None) != (self.longitude_column is None):
             raise ValueError("give both latitude_column and longitude_column, or neither")
         horizon = _seconds(self.history)
+        if self.travel_window is not None and not self.latitude_column:
+            raise ValueError("travel_window needs coordinates")
+        if self.travel_window is not None and _seconds(self.travel_window) >= _seconds(
+            self.history
+        ):
+            raise ValueError("travel_window must be shorter than history")
         if self.located_column and not self.latitude_column:
             raise ValueError("located_column says which coordinates count: it needs coordinates")
         if self.robust_baseline and not self.amount_column:
@@ -160,6 +170,8 @@ class ContextConfig:
             ]
         if self.latitude_column:
             names += [f"{PREFIX}km_from_prev", f"{PREFIX}kmh_from_prev"]
+            if self.travel_window:
+                names.append(f"{PREFIX}kmh_max_{_slug(self.travel_window)}")
         for column in self.secondary_entity_columns:
             names += [f"{PREFIX}{_slug(column)}_count_{_slug(w)}" for w in self.secondary_windows]
             if self.amount_column:
@@ -546,7 +558,46 @@ def _travel(
         hours = np.maximum((seconds[cur] - seconds[before]) / 3600.0, _MIN_HOURS_FOR_SPEED)
         km[target_index[cur]] = distance
         kmh[target_index[cur]] = distance / hours
-    return {f"{PREFIX}km_from_prev": km, f"{PREFIX}kmh_from_prev": kmh}
+    out = {f"{PREFIX}km_from_prev": km, f"{PREFIX}kmh_from_prev": kmh}
+    if config.travel_window:
+        window = _seconds(config.travel_window)
+        fastest = np.full(len(rows), np.nan)
+        if len(located) > 1 and len(located_targets):
+            # Speeds of every located record (history rows too), each from its previous
+            # located record within history - window: nothing reaches beyond history.
+            every = _Timeline(keys, seconds[located], horizon, np.arange(len(located)))
+            reach = every.previous_within(horizon - window)
+            speed = np.full(len(located), -np.inf)  # in the timeline's sorted order
+            pos = every.pos[reach]
+            cur = located[every.order[pos]]
+            before = located[every.order[pos - 1]]
+            hours = np.maximum((seconds[cur] - seconds[before]) / 3600.0, _MIN_HOURS_FOR_SPEED)
+            speed[pos] = _haversine_km(lat[before], lon[before], lat[cur], lon[cur]) / hours
+            right = timeline.pos
+            left = timeline.window_start(window, include_boundary=True)
+            best = _range_max(speed, left, right)
+            best[~np.isfinite(best)] = np.nan
+            fastest[target_index[located[timeline.order[right]]]] = best
+        out[f"{PREFIX}kmh_max_{_slug(config.travel_window)}"] = fastest
+    return out
+
+
+def _range_max(values: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """max(values[left_i .. right_i]) (inclusive) per query, by a sparse table."""
+    levels = [values]
+    span = 1
+    while 2 * span <= len(values):
+        last = levels[-1]
+        levels.append(np.maximum(last[:-span], last[span:]))
+        span *= 2
+    length = right - left + 1
+    k = np.floor(np.log2(np.maximum(length, 1))).astype(np.int64)
+    out = np.full(len(left), -np.inf)
+    for level in np.unique(k):
+        sel = k == level
+        table = levels[level]
+        out[sel] = np.maximum(table[left[sel]], table[right[sel] - (1 << level) + 1])
+    return out
 
 
 def _truthy(values: pd.Series) -> np.ndarray:
@@ -620,6 +671,11 @@ def describe_context(feature: str, values: Mapping, config: ContextConfig) -> st
         return (
             f"{value:.0%} of this {entity}'s {noun}s in {history} "
             "within an hour of this time of day"
+        )
+    if config.travel_window and name == f"kmh_max_{_slug(config.travel_window)}":
+        return (
+            f"a jump at {value:,.0f} km/h between this {entity}'s located {noun}s "
+            f"in the last {_duration_words(config.travel_window)}"
         )
     if name == "amount_median_ratio":
         return f"amount {value:,.1f}x this {entity}'s median over {history}"

@@ -354,8 +354,9 @@ def _legit_card(card, rng, names, coords, web, days) -> pd.DataFrame:
                 card_present=np.ones(m, dtype=int),
             )
         )
-        # No card-present payment at home while away.
-        away = (parts[0]["seconds"] > leave) & (parts[0]["seconds"] < arrive + stay)
+        # No card-present payment at home while away, nor during the flight back.
+        back = arrive + stay + (km / 700.0 + rng.uniform(2.0, 4.0)) * 3600.0
+        away = (parts[0]["seconds"] > leave) & (parts[0]["seconds"] < back)
         away &= parts[0]["card_present"] == 1
         parts[0] = {k: np.asarray(v)[~away] for k, v in parts[0].items()}
     frame = pd.concat([pd.DataFrame(p) for p in parts], ignore_index=True)

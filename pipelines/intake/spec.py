@@ -51,6 +51,10 @@ class ContextSpec(BaseModel):
         description="Column that is 1/true where the record was made where the entity "
         "physically was (card-present); only those count for distance and speed.",
     )
+    travel_window: str | None = Field(
+        default=None,
+        description="Also the highest speed between located records in this trailing window.",
+    )
     profile_columns: list[str] = Field(
         default_factory=list,
         description="Profile: share of the entity's earlier records with this value.",
@@ -160,6 +164,7 @@ class DatasetSpec(BaseModel):
             baseline_gap=self.context.baseline_gap,
             min_history=self.context.min_history,
             located_column=self.context.located_column,
+            travel_window=self.context.travel_window,
             profile_columns=tuple(self.context.profile_columns),
             profile_hours=self.context.profile_hours,
             novelty_windows=tuple(self.context.novelty_windows),

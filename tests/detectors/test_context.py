@@ -188,6 +188,7 @@ def test_baseline_ignores_the_recent_records():
 PROFILE = dataclasses.replace(
     CONFIG,
     located_column="present",
+    travel_window="1h",
     profile_columns=("merchant",),
     profile_hours=True,
     novelty_windows=("1d",),
@@ -215,6 +216,23 @@ def test_only_located_records_count_for_travel():
     assert f["ctx_km_from_prev"].iloc[2] == pytest.approx(0.7, abs=0.1)
     everything = build_context_features(frame, dataclasses.replace(PROFILE, located_column=None))
     assert everything["ctx_kmh_from_prev"].iloc[2] > 3000  # the online record misleads
+    # Paris 20 min after Brussels (~790 km/h), then a second payment in Paris: slow from
+    # the first, but the last hour holds the jump.
+    far = pd.concat(
+        [
+            frame,
+            _profiled([("a", 60, 9.0, "m9", 48.86, 2.35, 1), ("a", 75, 9.0, "m8", 48.86, 2.35, 1)]),
+        ],
+        ignore_index=True,
+    )
+    g = build_context_features(far, PROFILE)
+    assert g["ctx_kmh_from_prev"].iloc[4] < 1 and g["ctx_kmh_max_1h"].iloc[4] == pytest.approx(
+        g["ctx_kmh_from_prev"].iloc[3]
+    )
+    assert g["ctx_kmh_from_prev"].iloc[3] > 700 and np.isnan(g["ctx_kmh_max_1h"].iloc[1])
+    assert "km/h between this card's located payments in the last 1 hour" in describe_context(
+        "ctx_kmh_max_1h", g.iloc[4], PROFILE
+    )
     truthy = frame.assign(present=["yes", "no", "True"])
     assert np.allclose(
         build_context_features(truthy, PROFILE)["ctx_km_from_prev"].to_numpy(),
