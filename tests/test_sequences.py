@@ -184,4 +184,4 @@ def test_typology_set_plants_every_typology_among_hard_normals():
         time_column="timestamp",
         ignore_columns=["fraud_kind"],
     )
-    assert spec.context.located_column == "card_present"
+    assert spec.context.located_column == "card_present" and spec.context.travel_window == "1h"

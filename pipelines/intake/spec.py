@@ -323,7 +323,8 @@ def propose_context(
 
     Amount: a non-negative numeric column named like an amount. Coordinates: numeric
     columns named lat/lon (distance and speed from the previous located record), and a
-    two-valued column named like card_present / located says which records they count for.
+    two-valued column named like card_present / located says which records they count for;
+    with coordinates, the highest speed in the last hour too (``travel_window``).
     Secondary entities: other id columns (terminal, merchant), which also get a
     'first time at this ...' flag, as do categorical columns named like a merchant,
     category or country.
@@ -360,6 +361,7 @@ def propose_context(
         latitude_column=latitude,
         longitude_column=longitude,
         located_column=located,
+        travel_window="1h" if latitude else None,
         novelty_columns=novelty,
     )
     return context, list(id_like)
