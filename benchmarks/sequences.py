@@ -464,7 +464,8 @@ def write_markdown(report: dict, path: Path) -> None:
         "",
         f"Run {meta['date']} on {meta['machine']}, Python {meta['python']}; "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
-        + f". Seed {meta['seed']}. Train: {meta['train']}. Test: {meta['test']}.",
+        + f". Seed {meta['seed']}. Data: {meta.get('dataset', 'handbook')}, epochs "
+        + f"{meta.get('epochs') or 'default'}. Train: {meta['train']}. Test: {meta['test']}.",
         "",
         "Unsupervised: labels only exclude known frauds from the training targets. "
         "Scenario columns: normals + that scenario's frauds. CP@100 = Card Precision@100 "
