@@ -49,6 +49,8 @@ bench-dev-pyod: install
 bench-sequences: install
 	$(BIN)/python -m benchmarks.sequences --out benchmarks/results/sequences.json \
 		--markdown benchmarks/RESULTS.md
+	$(BIN)/python -m benchmarks.sequences --dataset typologies \
+		--out benchmarks/results/typologies.json --markdown benchmarks/RESULTS.md
 
 # Review app at scale: 1,000,000 flags over 200,000 cards in PostgreSQL (VIGIL_TEST_POSTGRES_URL).
 bench-review: install

@@ -1,7 +1,19 @@
-"""Sequence benchmark on the Fraud-Detection-Handbook simulated transactions.
+"""Sequence benchmark on the Fraud-Detection-Handbook simulated transactions and on the
+generated typology set (``pipelines.demo_sequences.generate_typology_set``).
 
     python -m benchmarks.sequences --out benchmarks/results/sequences.json \
         --markdown benchmarks/RESULTS.md
+    python -m benchmarks.sequences --dataset typologies \
+        --out benchmarks/results/typologies.json --markdown benchmarks/RESULTS.md
+
+Typology set: the last ``--test-days`` days are the test period, every earlier record is
+the training period (same protocol otherwise); figures per typology (normals + that
+typology's frauds). Both sets report, per model: AUROC/AUPRC per group, precision at 100
+and 1,000 flags per day (each test day's top-k records, averaged over days), the
+false-positive rate of the model's own 1%-FPR threshold on the test period's normals
+("hold-out FPR") with recall there, and fit time. ``--customers`` / ``--cards`` and
+``--epochs`` give budgeted runs; ``--context`` overrides the spec's context section (JSON)
+to measure features on and off.
 
 Protocol: context features are built once over the whole file (causal, so a record only
 sees its past; the batch-alone == whole-file equality is a unit test). Models train on the
@@ -36,6 +48,8 @@ from benchmarks.tabular import package_versions
 from detectors import GANDetector, SequenceGANDetector, SequenceVAEDetector, VAEDetector
 from detectors import metrics as m
 from detectors.encoding import TabularEncoder
+from detectors.thresholds import Threshold
+from pipelines.demo_sequences import TYPOLOGIES, TYPOLOGY_SPEC, generate_typology_set
 from pipelines.intake.spec import load_spec
 from pipelines.modeling.bundle import PreparedRecords, ScoringBundle, prepare_records
 
@@ -46,6 +60,8 @@ MODELS = ["vae_raw", "vae_context", "seq_vae", "seq_gan", "iforest_context"]
 SCENARIOS = {1: "amount > 220", 2: "compromised terminal", 3: "compromised customer"}
 MARKER_START = "<!-- sequences:start -->"
 MARKER_END = "<!-- sequences:end -->"
+TYPOLOGY_START = "<!-- typologies:start -->"
+TYPOLOGY_END = "<!-- typologies:end -->"
 
 
 def load_handbook(path: Path | None = None) -> pd.DataFrame:
@@ -94,6 +110,52 @@ def quality(test: pd.DataFrame, scores: np.ndarray) -> dict:
     return out
 
 
+def precision_at_flags(days: np.ndarray, labels: np.ndarray, scores: np.ndarray, k: int) -> float:
+    """Mean over days of the fraud share among that day's k highest-scored records."""
+    frame = pd.DataFrame({"day": days, "y": labels, "s": scores})
+    top = frame.sort_values("s", ascending=False, kind="stable").groupby("day").head(k)
+    return float(top.groupby("day")["y"].mean().mean())
+
+
+def queue_quality(
+    labels: np.ndarray,
+    groups: np.ndarray,
+    days: np.ndarray,
+    scores: np.ndarray,
+    threshold: float | None,
+    group_names: list[str],
+) -> dict:
+    """AUROC/AUPRC overall and per group, precision at 100/1,000 flags per day, and the
+    hold-out FPR / precision / recall at the model's own threshold."""
+    out: dict = {
+        "all": {
+            "auroc": m.auroc(labels, scores),
+            "auprc": m.auprc(labels, scores),
+            "p_at_100_per_day": precision_at_flags(days, labels, scores, 100),
+            "p_at_1000_per_day": precision_at_flags(days, labels, scores, 1000),
+            "frauds": int(labels.sum()),
+        }
+    }
+    if threshold is not None:
+        precision, recall = m.precision_recall_at(threshold, labels, scores)
+        out["all"].update(
+            holdout_fpr=float(m.fpr_at(threshold, scores[labels == 0])),
+            precision_at_threshold=float(precision),
+            recall_at_threshold=float(recall),
+        )
+    for name in group_names:
+        keep = (labels == 0) | (groups == name)
+        ys = (groups[keep] == name).astype(int)
+        if ys.sum() == 0:
+            continue
+        out[name] = {
+            "auroc": m.auroc(ys, scores[keep]),
+            "auprc": m.auprc(ys, scores[keep]),
+            "frauds": int(ys.sum()),
+        }
+    return out
+
+
 def build_detector(kind: str, spec, *, seed: int, overrides: dict):
     context = spec.context_config()
     common = {
@@ -118,11 +180,63 @@ def build_detector(kind: str, spec, *, seed: int, overrides: dict):
     raise ValueError(f"unknown model {kind!r}; known: {MODELS}")
 
 
+def load_data(args: argparse.Namespace):
+    """(raw records sorted by time, spec, train mask, test mask, groups, group names, days)."""
+    context = json.loads(args.context) if args.context else {}
+    if args.dataset == "typologies":
+        spec = TYPOLOGY_SPEC
+        cached = (
+            Path(args.cache_dir) / f"typologies_{args.cards}_{args.days}_{args.data_seed}.parquet"
+            if args.cache_dir
+            else None
+        )
+        if cached is not None and cached.exists():
+            raw = pd.read_parquet(cached)
+        else:
+            raw = generate_typology_set(n_cards=args.cards, days=args.days, seed=args.data_seed)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                raw.to_parquet(cached)
+        raw[spec.time_column] = pd.to_datetime(raw[spec.time_column])
+        raw = raw.sort_values([spec.time_column, spec.id_column], kind="stable")
+        raw = raw.reset_index(drop=True)
+        when = raw[spec.time_column]
+        cut = when.min().normalize() + pd.Timedelta(days=args.days - args.test_days)
+        train_mask = (when < cut).to_numpy()
+        test_mask = ~train_mask
+        groups = raw["fraud_kind"].to_numpy()
+        names = list(TYPOLOGIES)
+        days = ((when - when.min().normalize()).dt.days).to_numpy()
+    else:
+        spec = load_spec(args.spec)
+        raw = load_handbook(Path(args.data) if args.data else None)
+        if args.customers:
+            ids = np.sort(raw["CUSTOMER_ID"].unique())
+            rng = np.random.default_rng(args.data_seed)
+            keep = rng.choice(ids, min(args.customers, len(ids)), replace=False)
+            raw = raw[raw["CUSTOMER_ID"].isin(keep)].reset_index(drop=True)
+        when = raw["TX_DATETIME"]
+        train_mask = (when < pd.Timestamp(args.train_end)).to_numpy()
+        test_start, test_end = pd.Timestamp(args.test_start), pd.Timestamp(args.test_end)
+        test_mask = ((when >= test_start) & (when < test_end)).to_numpy()
+        groups = np.array(
+            [f"scenario_{v}" if v else "" for v in raw["TX_FRAUD_SCENARIO"].to_numpy()],
+            dtype=object,
+        )
+        names = [f"scenario_{k}" for k in SCENARIOS]
+        days = raw["TX_TIME_DAYS"].to_numpy()
+    if context:
+        spec = spec.model_copy(
+            update={"context": spec.context.model_copy(update=context)}, deep=True
+        )
+        spec.context_config()  # validates the overridden section
+    return raw, spec, train_mask, test_mask, groups, names, days
+
+
 def run(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
-    spec = load_spec(args.spec)
     started = time.perf_counter()
-    raw = load_handbook(Path(args.data) if args.data else None)
+    raw, spec, train_mask, test_mask, groups, group_names, days = load_data(args)
     read_seconds = time.perf_counter() - started
     print(f"read {len(raw):,} records in {read_seconds:.1f}s", file=sys.stderr)
 
@@ -132,11 +246,7 @@ def run(args: argparse.Namespace) -> dict:
     print(f"context features for {len(raw):,} records in {build_seconds:.1f}s", file=sys.stderr)
 
     features = prepared.features
-    when = raw["TX_DATETIME"]
-    train_mask = (when < pd.Timestamp(args.train_end)).to_numpy()
-    test_start, test_end = pd.Timestamp(args.test_start), pd.Timestamp(args.test_end)
-    test_mask = ((when >= test_start) & (when < test_end)).to_numpy()
-    labels = raw["TX_FRAUD"].to_numpy()
+    labels = raw[spec.label_column].to_numpy().astype(int)
     normal_train = train_mask & (labels == 0)
     rng = np.random.default_rng(args.seed)
     normal_idx = np.flatnonzero(normal_train)
@@ -156,10 +266,15 @@ def run(args: argparse.Namespace) -> dict:
     for kind in args.models:
         print(f"{kind}: fitting", file=sys.stderr)
         started = time.perf_counter()
+        threshold: float | None = None
         if kind == "iforest_context":
             encoder = TabularEncoder()
-            x_train = encoder.fit_transform(features.iloc[normal_idx][model_columns])
+            shuffled = np.random.default_rng([args.seed, 2]).permutation(normal_idx)
+            n_cal = len(shuffled) // 5
+            x_train = encoder.fit_transform(features.iloc[np.sort(shuffled[n_cal:])][model_columns])
             forest = IsolationForest(random_state=args.seed, n_jobs=1).fit(x_train)
+            x_cal = encoder.transform(features.iloc[np.sort(shuffled[:n_cal])][model_columns])
+            threshold = Threshold.for_fpr(-forest.score_samples(x_cal), 0.01).value
             fit_seconds = time.perf_counter() - started
             started = time.perf_counter()
             x_test = encoder.transform(features.loc[test_mask, model_columns])
@@ -173,7 +288,7 @@ def run(args: argparse.Namespace) -> dict:
                 started_score = time.perf_counter()
                 scores = detector.decision_function(features.loc[test_mask, columns])
             elif kind in ("seq_vae", "seq_gan"):
-                # Every training-month record is context; labelled frauds are never targets.
+                # Every training-period record is context; labelled frauds are never targets.
                 detector.fit(features.loc[train_mask, [*model_columns, *keys]], labels[train_mask])
                 started_score = time.perf_counter()
                 bundle = ScoringBundle(spec, detector)
@@ -188,26 +303,37 @@ def run(args: argparse.Namespace) -> dict:
                 detector.fit(features.iloc[normal_idx][model_columns])
                 started_score = time.perf_counter()
                 scores = detector.decision_function(features.loc[test_mask, model_columns])
+            threshold = float(detector.threshold_.value)
             fit_seconds = started_score - started
             score_seconds = time.perf_counter() - started_score
-            if kind in ("vae_context", "seq_vae"):
+            if args.dataset == "handbook" and kind in ("vae_context", "seq_vae"):
                 speed[kind] = one_day_seconds(spec, raw, prepared.state, detector, args)
         scores = np.asarray(scores, dtype="float64")
-        results[kind] = {
-            **quality(test, scores),
-            "fit_seconds": fit_seconds,
-            "score_seconds": score_seconds,
-        }
-        summary = results[kind]
+        summary = queue_quality(
+            labels[test_mask], groups[test_mask], days[test_mask], scores, threshold, group_names
+        )
+        if args.dataset == "handbook":
+            handbook = quality(test, scores)
+            for key, part in handbook.items():
+                summary.setdefault(key, {})["cp100"] = part["cp100"]
+        results[kind] = {**summary, "fit_seconds": fit_seconds, "score_seconds": score_seconds}
+        a = summary["all"]
+        groups_text = " ".join(
+            f"{g} {summary[g]['auroc']:.3f}/{summary[g]['auprc']:.3f}"
+            for g in group_names
+            if g in summary
+        )
         print(
-            f"{kind}: AUROC {summary['all']['auroc']:.4f} AUPRC {summary['all']['auprc']:.3f} "
-            f"CP@100 {summary['all']['cp100']:.3f}; s1 {summary['scenario_1']['auprc']:.3f} "
-            f"s3 {summary['scenario_3']['auroc']:.3f}/{summary['scenario_3']['auprc']:.3f} "
+            f"{kind}: AUROC {a['auroc']:.4f} AUPRC {a['auprc']:.3f} "
+            f"P@100/day {a['p_at_100_per_day']:.3f} P@1000/day {a['p_at_1000_per_day']:.3f} "
+            f"hold-out FPR {a.get('holdout_fpr', float('nan')):.4f} "
+            f"recall {a.get('recall_at_threshold', float('nan')):.3f}; {groups_text}; "
             f"fit {fit_seconds:.0f}s",
             file=sys.stderr,
         )
     return {
         "meta": _meta(args, len(raw), int(normal_train.sum()), len(normal_idx), len(test)),
+        "context": spec.context.model_dump(),
         "feature_build_seconds": build_seconds,
         "one_day_seconds": speed,
         "results": results,
@@ -237,22 +363,100 @@ def one_day_seconds(spec, raw: pd.DataFrame, state: pd.DataFrame, detector, args
 
 
 def _meta(args, n_rows: int, n_normal_train: int, n_fit: int, n_test: int) -> dict:
+    if args.dataset == "typologies":
+        data = (
+            f"generate_typology_set(n_cards={args.cards}, days={args.days}, seed={args.data_seed})"
+        )
+        train = f"records before the last {args.test_days} days"
+        test = f"the last {args.test_days} days: {n_test:,} records"
+    else:
+        data = "handbook" + (
+            f", {args.customers} customers sampled (seed {args.data_seed})"
+            if args.customers
+            else ""
+        )
+        train = f"records before {args.train_end}"
+        test = f"{args.test_start} to {args.test_end} (exclusive): {n_test:,} records"
     return {
+        "dataset": data,
+        "epochs": args.epochs,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "python": sys.version.split()[0],
         "versions": package_versions(("torch", "numpy", "pandas", "scikit-learn", "vigil")),
         "rows": n_rows,
-        "train": f"records before {args.train_end}: {n_normal_train:,} normal "
-        f"({n_fit:,} sampled as training targets)",
-        "test": f"{args.test_start} to {args.test_end} (exclusive): {n_test:,} records",
+        "train": f"{train}: {n_normal_train:,} normal "
+        f"({n_fit:,} sampled as training targets of the tabular models)",
+        "test": test,
         "seed": args.seed,
         "models": args.models,
     }
 
 
+def typology_rows(report: dict, label: str = "") -> list[str]:
+    """Table rows (one per model) of a typology-set report; ``label`` prefixes the model."""
+    rows = []
+    for model, r in report["results"].items():
+        a = r["all"]
+        cells = [f"{r[t]['auroc']:.3f}" if t in r else "-" for t in TYPOLOGIES]
+        cells += [
+            f"{a['auroc']:.3f}",
+            f"{a['auprc']:.3f}",
+            f"{a['p_at_100_per_day']:.2f}",
+            f"{a['p_at_1000_per_day']:.3f}",
+            f"{a.get('holdout_fpr', float('nan')):.2%}",
+            f"{a.get('recall_at_threshold', float('nan')):.2f}",
+            f"{r['fit_seconds']:.0f}",
+        ]
+        rows.append(f"| {label}{model} | " + " | ".join(cells) + " |")
+    return rows
+
+
+TYPOLOGY_HEADER = [
+    "| model | " + " | ".join(TYPOLOGIES) + " | all AUROC | AUPRC | P@100/day | P@1000/day "
+    "| hold-out FPR | recall at threshold | fit s |",
+    "|---|" + "---:|" * (len(TYPOLOGIES) + 7),
+]
+
+
+def write_typology_markdown(report: dict, path: Path) -> None:
+    """Write the typology section of RESULTS.md between its markers (the rest is kept)."""
+    meta = report["meta"]
+    lines = [
+        TYPOLOGY_START,
+        "## Typology set (generated, issue 11): last run of `benchmarks.sequences --dataset "
+        "typologies`",
+        "",
+        f"Run {meta['date']} on {meta['machine']}; data {meta['dataset']}; epochs "
+        f"{meta['epochs'] or 'default'}; overrides `{json.dumps(report['overrides'])}`. "
+        f"Train: {meta['train']}. Test: {meta['test']}. Typology columns: AUROC on the "
+        "test normals + that typology's frauds. P@k/day: share of frauds among each test "
+        "day's k highest scores, averaged over days. Hold-out FPR: the model's own 1%-FPR "
+        "threshold applied to the test period's normals.",
+        "",
+        *TYPOLOGY_HEADER,
+        *typology_rows(report),
+        "",
+        TYPOLOGY_END,
+    ]
+    _replace_section(path, TYPOLOGY_START, TYPOLOGY_END, "\n".join(lines))
+
+
+def _replace_section(path: Path, start: str, end: str, section: str) -> None:
+    text = path.read_text() if path.exists() else ""
+    if start in text and end in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
 def write_markdown(report: dict, path: Path) -> None:
     """Write the sequence section of RESULTS.md between markers (the rest is kept)."""
+    if report["meta"].get("dataset", "").startswith("generate_typology_set"):
+        write_typology_markdown(report, path)
+        return
     meta = report["meta"]
     lines = [
         MARKER_START,
@@ -260,7 +464,8 @@ def write_markdown(report: dict, path: Path) -> None:
         "",
         f"Run {meta['date']} on {meta['machine']}, Python {meta['python']}; "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
-        + f". Seed {meta['seed']}. Train: {meta['train']}. Test: {meta['test']}.",
+        + f". Seed {meta['seed']}. Data: {meta.get('dataset', 'handbook')}, epochs "
+        + f"{meta.get('epochs') or 'default'}. Train: {meta['train']}. Test: {meta['test']}.",
         "",
         "Unsupervised: labels only exclude known frauds from the training targets. "
         "Scenario columns: normals + that scenario's frauds. CP@100 = Card Precision@100 "
@@ -307,7 +512,17 @@ def write_markdown(report: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=["handbook", "typologies"], default="handbook")
     parser.add_argument("--data", default=None, help="Handbook CSV (default: shared datasets).")
+    parser.add_argument(
+        "--customers", type=int, default=None, help="Handbook: a seeded sample of customers."
+    )
+    parser.add_argument("--cards", type=int, default=2000, help="Typology set: cards.")
+    parser.add_argument("--days", type=int, default=60, help="Typology set: days.")
+    parser.add_argument("--test-days", type=int, default=12, help="Typology set: test days.")
+    parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--cache-dir", default=None, help="Keep the generated set here.")
+    parser.add_argument("--context", default=None, help='JSON, e.g. {"profile_hours": true}')
     parser.add_argument("--spec", default=str(SPEC_FILE))
     parser.add_argument("--models", nargs="+", default=MODELS, choices=[*MODELS, "gan_context"])
     parser.add_argument("--train-end", default="2018-07-01")

@@ -67,6 +67,25 @@ class ContextConfig:
     #: Earlier records needed before an amount is compared with them: against one or two
     #: records (a 0.19 payment, say) a ratio says more about chance than about the card.
     min_history: int = 3
+    #: Column saying which records were made where the card physically was (card-present,
+    #: 1/true). Only those count for distance and speed: an online payment carries the
+    #: merchant's head-office coordinates, which say nothing about where the card is.
+    located_column: str | None = None
+    #: Also the highest implied speed among the entity's located records in this trailing
+    #: window (this one included): the second payment in a far city, minutes after the
+    #: first, is slow from it but sits in a window with an impossible jump.
+    travel_window: str | None = None
+    #: The entity's profile: for each column, the share of its earlier records (in
+    #: ``history``) with this record's value (0 = a value it never uses).
+    profile_columns: tuple[str, ...] = ()
+    #: Also the share of its earlier records within one hour of this time of day.
+    profile_hours: bool = False
+    #: Windows over which the records that were first at their novelty value are counted
+    #: (a run of payments at merchants new to the card).
+    novelty_windows: tuple[str, ...] = ()
+    #: Amount / median of the entity's earlier amounts in ``history``: robust to a minority
+    #: of inflated amounts (a takeover) and to one huge past payment.
+    robust_baseline: bool = False
 
     def __post_init__(self) -> None:
         for name in (*self.windows, self.history, *self.secondary_windows):
@@ -80,7 +99,24 @@ class ContextConfig:
         if (self.latitude_column is None) != (self.longitude_column is None):
             raise ValueError("give both latitude_column and longitude_column, or neither")
         horizon = _seconds(self.history)
-        longest = max((_seconds(w) for w in (*self.windows, *self.secondary_windows)), default=0)
+        if self.travel_window is not None and not self.latitude_column:
+            raise ValueError("travel_window needs coordinates")
+        if self.travel_window is not None and _seconds(self.travel_window) >= _seconds(
+            self.history
+        ):
+            raise ValueError("travel_window must be shorter than history")
+        if self.located_column and not self.latitude_column:
+            raise ValueError("located_column says which coordinates count: it needs coordinates")
+        if self.robust_baseline and not self.amount_column:
+            raise ValueError("robust_baseline compares amounts: it needs amount_column")
+        if self.novelty_windows and not self.novelty_columns:
+            raise ValueError("novelty_windows count new values: it needs novelty_columns")
+        if any(_seconds(w) >= _seconds(self.history) for w in self.novelty_windows):
+            raise ValueError("novelty_windows must be shorter than history")
+        longest = max(
+            (_seconds(w) for w in (*self.windows, *self.secondary_windows, *self.novelty_windows)),
+            default=0,
+        )
         if longest > horizon:
             raise ValueError(
                 f"a window ({longest / 86400:g} days) is longer than history={self.history!r}; "
@@ -101,6 +137,8 @@ class ContextConfig:
             *self.secondary_entity_columns,
             self.latitude_column,
             self.longitude_column,
+            self.located_column,
+            *self.profile_columns,
         ):
             if column and column not in columns:
                 columns.append(column)
@@ -115,13 +153,25 @@ class ContextConfig:
             names += [f"{PREFIX}amount_ratio", f"{PREFIX}amount_z"]
             if self.baseline_gap:
                 names += [f"{PREFIX}amount_baseline_ratio", f"{PREFIX}amount_baseline_z"]
+            if self.robust_baseline:
+                names.append(f"{PREFIX}amount_median_ratio")
         names += [f"{PREFIX}new_{_slug(c)}" for c in self.novelty_columns]
+        names += [
+            f"{PREFIX}new_{_slug(c)}_count_{_slug(w)}"
+            for c in self.novelty_columns
+            for w in self.novelty_windows
+        ]
+        names += [f"{PREFIX}share_{_slug(c)}" for c in self.profile_columns]
+        if self.profile_hours:
+            names.append(f"{PREFIX}share_hour")
         if self.calendar:
             names += [
                 f"{PREFIX}{n}" for n in ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")
             ]
         if self.latitude_column:
             names += [f"{PREFIX}km_from_prev", f"{PREFIX}kmh_from_prev"]
+            if self.travel_window:
+                names.append(f"{PREFIX}kmh_max_{_slug(self.travel_window)}")
         for column in self.secondary_entity_columns:
             names += [f"{PREFIX}{_slug(column)}_count_{_slug(w)}" for w in self.secondary_windows]
             if self.amount_column:
@@ -134,7 +184,14 @@ class ContextConfig:
     @classmethod
     def from_dict(cls, data: Mapping) -> ContextConfig:
         data = dict(data)
-        for key in ("windows", "novelty_columns", "secondary_entity_columns", "secondary_windows"):
+        for key in (
+            "windows",
+            "novelty_columns",
+            "secondary_entity_columns",
+            "secondary_windows",
+            "profile_columns",
+            "novelty_windows",
+        ):
             if key in data and data[key] is not None:
                 data[key] = tuple(data[key])
         return cls(**data)
@@ -230,17 +287,52 @@ def build_context_features(
             )
             out[f"{PREFIX}amount_baseline_ratio"] = ratio
             out[f"{PREFIX}amount_baseline_z"] = z
+        if config.robust_baseline:
+            median = _earlier_median(entity, a, horizon, config.min_history)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[f"{PREFIX}amount_median_ratio"] = a[pos] / np.where(median > 0, median, np.nan)
 
     entity_codes = entity.unsort(entity.codes).astype("int64")
+    earlier = out[f"{PREFIX}history_count"]
+    too_short = earlier < max(1, config.min_history)
     for column in config.novelty_columns:
         values = frame[column]
-        # One integer per (entity, value) pair, without a slow MultiIndex.
-        value_codes = pd.factorize(values)[0].astype("int64")
-        pair = entity_codes * (int(value_codes.max(initial=0)) + 2) + value_codes
+        pair = _pair_codes(entity_codes, values)
         timeline = _Timeline(pd.Series(pair), seconds, horizon, rows)
         new = (~timeline.previous_within(horizon)).astype("float64")
         new[values.isna().to_numpy()[rows]] = np.nan
         out[f"{PREFIX}new_{_slug(column)}"] = new
+        if config.novelty_windows:
+            # First-at-its-value flags of every record (history rows too), summed over the
+            # entity's trailing windows like the amounts. A record up to ``window`` old
+            # looks back ``history - window`` for its value, so nothing reaches further
+            # than ``history`` (the bounded-history property).
+            every = _Timeline(pd.Series(pair), seconds, horizon, np.arange(n))
+            known = values.notna().to_numpy()
+            for window in config.novelty_windows:
+                reach = horizon - _seconds(window)
+                flags = (~every.previous_within(reach) & known).astype("float64")
+                cumulative = np.concatenate([[0.0], np.cumsum(entity.sort(flags))])
+                left = entity.window_start(_seconds(window))
+                name = f"{PREFIX}new_{_slug(column)}_count_{_slug(window)}"
+                out[name] = cumulative[pos + 1] - cumulative[left]
+
+    for column in config.profile_columns:
+        values = frame[column]
+        pair = _pair_codes(entity_codes, values)
+        timeline = _Timeline(pd.Series(pair), seconds, horizon, rows)
+        same = (timeline.pos - timeline.window_start(horizon, include_boundary=True)).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = same / earlier
+        share[too_short | values.isna().to_numpy()[rows]] = np.nan
+        out[f"{PREFIX}share_{_slug(column)}"] = share
+
+    if config.profile_hours:
+        hours = _hours(frame[config.time_column], seconds)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = _near_hour_counts(entity_codes, hours, seconds, horizon, rows) / earlier
+        share[too_short] = np.nan
+        out[f"{PREFIX}share_hour"] = share
 
     if config.calendar:
         out.update(_calendar(frame[config.time_column].iloc[rows], seconds[rows]))
@@ -364,13 +456,61 @@ def _relative_to_history(
     return ratio, z
 
 
-def _calendar(times: pd.Series, seconds: np.ndarray) -> dict[str, np.ndarray]:
+def _pair_codes(entity_codes: np.ndarray, values: pd.Series) -> np.ndarray:
+    """One integer per (entity, value) pair, without a slow MultiIndex."""
+    value_codes = pd.factorize(values)[0].astype("int64")
+    return entity_codes * (int(value_codes.max(initial=0)) + 2) + value_codes
+
+
+def _earlier_median(entity: _Timeline, a: np.ndarray, horizon: float, min_count: int):
+    """Per target: median of the entity's amounts at times [t - horizon, t) (sorted
+    amounts ``a``), NaN with fewer than ``min_count`` of them."""
+    index = pd.to_datetime(entity.t, unit="s")
+    series = pd.Series(a, index=index)
+    rolled = (
+        series.groupby(entity.codes, sort=False)
+        .rolling(pd.Timedelta(seconds=horizon), closed="left", min_periods=max(1, min_count))
+        .median()
+    )
+    # groupby-rolling returns groups in order of appearance, each in its (sorted) order:
+    # the entity timeline is sorted by entity code first, so values line up with ``a``.
+    median = rolled.to_numpy(dtype="float64")
+    return median[entity.pos]
+
+
+def _near_hour_counts(
+    entity_codes: np.ndarray, hours: np.ndarray, seconds: np.ndarray, horizon: float, rows
+) -> np.ndarray:
+    """Per target row: the entity's earlier records in [t - horizon, t) whose hour of day
+    is within the same one-hour bucket or a neighbouring one (circular)."""
+    bucket = np.floor(hours).astype("int64") % 24
+    group = entity_codes * 24 + bucket
+    order = np.lexsort((seconds, group))
+    origin = float(seconds.min()) if len(seconds) else 0.0
+    span = float(seconds.max()) - origin + 2.0 * horizon + 1.0 if len(seconds) else 1.0
+    keys = group[order].astype("float64") * span + (seconds[order] - origin)
+    t = seconds[rows] - origin
+    total = np.zeros(len(rows))
+    for offset in (-1, 0, 1):
+        q = (entity_codes[rows] * 24 + (bucket[rows] + offset) % 24).astype("float64") * span
+        total += np.searchsorted(keys, q + t, side="left") - np.searchsorted(
+            keys, q + t - horizon, side="left"
+        )
+    return total
+
+
+def _hours(times: pd.Series, seconds: np.ndarray) -> np.ndarray:
+    """Hour of day (float) of each record, as the calendar features read it."""
     if pd.api.types.is_datetime64_any_dtype(times):
-        local = times
-        hours = (local.dt.hour + local.dt.minute / 60.0 + local.dt.second / 3600.0).to_numpy(float)
-        weekday = local.dt.dayofweek.to_numpy(dtype="float64")
+        return (times.dt.hour + times.dt.minute / 60.0 + times.dt.second / 3600.0).to_numpy(float)
+    return np.mod(seconds, 86400.0) / 3600.0
+
+
+def _calendar(times: pd.Series, seconds: np.ndarray) -> dict[str, np.ndarray]:
+    hours = _hours(times, seconds)
+    if pd.api.types.is_datetime64_any_dtype(times):
+        weekday = times.dt.dayofweek.to_numpy(dtype="float64")
     else:  # numeric: seconds since the Unix epoch (a Thursday), so both forms agree
-        hours = np.mod(seconds, 86400.0) / 3600.0
         weekday = np.mod(np.floor(seconds / 86400.0) + 3.0, 7.0)
     hour_angle = 2.0 * math.pi * hours / 24.0
     day_angle = 2.0 * math.pi * weekday / 7.0
@@ -396,7 +536,10 @@ def _travel(
     n = len(frame)
     lat = pd.to_numeric(frame[config.latitude_column], errors="coerce").to_numpy(float)
     lon = pd.to_numeric(frame[config.longitude_column], errors="coerce").to_numpy(float)
-    located = np.flatnonzero(~(np.isnan(lat) | np.isnan(lon)))
+    has_coordinates = ~(np.isnan(lat) | np.isnan(lon))
+    if config.located_column:
+        has_coordinates &= _truthy(frame[config.located_column])
+    located = np.flatnonzero(has_coordinates)
     km = np.full(len(rows), np.nan)
     kmh = np.full(len(rows), np.nan)
     is_target = np.zeros(n, dtype=bool)
@@ -415,7 +558,55 @@ def _travel(
         hours = np.maximum((seconds[cur] - seconds[before]) / 3600.0, _MIN_HOURS_FOR_SPEED)
         km[target_index[cur]] = distance
         kmh[target_index[cur]] = distance / hours
-    return {f"{PREFIX}km_from_prev": km, f"{PREFIX}kmh_from_prev": kmh}
+    out = {f"{PREFIX}km_from_prev": km, f"{PREFIX}kmh_from_prev": kmh}
+    if config.travel_window:
+        window = _seconds(config.travel_window)
+        fastest = np.full(len(rows), np.nan)
+        if len(located) > 1 and len(located_targets):
+            # Speeds of every located record (history rows too), each from its previous
+            # located record within history - window: nothing reaches beyond history.
+            every = _Timeline(keys, seconds[located], horizon, np.arange(len(located)))
+            reach = every.previous_within(horizon - window)
+            speed = np.full(len(located), -np.inf)  # in the timeline's sorted order
+            pos = every.pos[reach]
+            cur = located[every.order[pos]]
+            before = located[every.order[pos - 1]]
+            hours = np.maximum((seconds[cur] - seconds[before]) / 3600.0, _MIN_HOURS_FOR_SPEED)
+            speed[pos] = _haversine_km(lat[before], lon[before], lat[cur], lon[cur]) / hours
+            right = timeline.pos
+            left = timeline.window_start(window, include_boundary=True)
+            best = _range_max(speed, left, right)
+            best[~np.isfinite(best)] = np.nan
+            fastest[target_index[located[timeline.order[right]]]] = best
+        out[f"{PREFIX}kmh_max_{_slug(config.travel_window)}"] = fastest
+    return out
+
+
+def _range_max(values: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """max(values[left_i .. right_i]) (inclusive) per query, by a sparse table."""
+    levels = [values]
+    span = 1
+    while 2 * span <= len(values):
+        last = levels[-1]
+        levels.append(np.maximum(last[:-span], last[span:]))
+        span *= 2
+    length = right - left + 1
+    k = np.floor(np.log2(np.maximum(length, 1))).astype(np.int64)
+    out = np.full(len(left), -np.inf)
+    for level in np.unique(k):
+        sel = k == level
+        table = levels[level]
+        out[sel] = np.maximum(table[left[sel]], table[right[sel] - (1 << level) + 1])
+    return out
+
+
+def _truthy(values: pd.Series) -> np.ndarray:
+    """1/true/yes (any case) or a positive number -> True; anything else (missing) False."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.fillna(False).to_numpy(dtype=bool)
+    numeric = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
+    text = values.astype(str).str.strip().str.lower().isin(["true", "yes", "y", "t"]).to_numpy()
+    return (np.nan_to_num(numeric, nan=0.0) > 0) | text
 
 
 def _haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
@@ -461,6 +652,33 @@ def describe_context(feature: str, values: Mapping, config: ContextConfig) -> st
                 return f"{_count(value, noun)} at this {label} in {_duration_words(window)}"
         if name == f"{_slug(column)}_amount_ratio":
             return f"amount {value:,.1f}x this {label}'s average over {history}"
+    for column in config.novelty_columns:
+        for window in config.novelty_windows:
+            if name == f"new_{_slug(column)}_count_{_slug(window)}":
+                return (
+                    f"{_count(value, noun)} at a {_column_words(column)} new to this {entity} "
+                    f"in {_duration_words(window)}"
+                )
+    for column in config.profile_columns:
+        if name == f"share_{_slug(column)}":
+            if value <= 0:
+                return f"this {entity} has not used this {_column_words(column)} in {history}"
+            label = _column_words(column)
+            return f"{value:.0%} of this {entity}'s {noun}s in {history} at this {label}"
+    if name == "share_hour":
+        if value <= 0:
+            return f"no {noun} of this {entity} within an hour of this time of day in {history}"
+        return (
+            f"{value:.0%} of this {entity}'s {noun}s in {history} "
+            "within an hour of this time of day"
+        )
+    if config.travel_window and name == f"kmh_max_{_slug(config.travel_window)}":
+        return (
+            f"a jump at {value:,.0f} km/h between this {entity}'s located {noun}s "
+            f"in the last {_duration_words(config.travel_window)}"
+        )
+    if name == "amount_median_ratio":
+        return f"amount {value:,.1f}x this {entity}'s median over {history}"
     for column in config.novelty_columns:
         if name == f"new_{_slug(column)}":
             if value >= 0.5:

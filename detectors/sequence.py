@@ -111,6 +111,7 @@ class _SequenceMixin(BaseDeepDetector):
     sequence_length: int
     history_seconds: float | None
     max_train_rows: int | None
+    validation_split: str
 
     # ---------------------------------------------------------- frames
     def _check_sequence_params(self) -> None:
@@ -122,6 +123,29 @@ class _SequenceMixin(BaseDeepDetector):
             raise ValueError("history_seconds must be >= 0 (or None for no horizon)")
         if self.max_train_rows is not None and int(self.max_train_rows) < 2:
             raise ValueError("max_train_rows must be >= 2 (or None for no limit)")
+        if self.validation_split not in ("latest", "random"):
+            raise ValueError(
+                f"validation_split must be 'latest' or 'random', got {self.validation_split!r}"
+            )
+
+    def _time_split(self, secs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(training, held-out) positions among the target rows with times ``secs``.
+
+        ``latest`` holds out the most recent ``validation_fraction`` of them: the threshold
+        is calibrated (and early stopping judged) on the data most like what comes next.
+        A random hold-out mixes in each entity's first records (short, padded windows;
+        features of an entity with little history yet), which are the most unusual normal
+        records of a training period and set a 1% threshold that later data, where every
+        entity has its history, rarely crosses.
+        """
+        if self.validation_split == "random":
+            return self._split(len(secs))
+        n = len(secs)
+        n_val = int(round(self.validation_fraction * n)) if self.validation_fraction > 0 else 0
+        if self.validation_fraction > 0:
+            n_val = max(n_val, 1)
+        order = np.argsort(secs, kind="stable")
+        return np.sort(order[: n - n_val]), np.sort(order[n - n_val :])
 
     def _split_frame(self, X: Any, what: str = "X") -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
         """(feature frame, entity keys, float seconds) of one sequence frame."""
@@ -198,9 +222,10 @@ class _SequenceMixin(BaseDeepDetector):
 
         Rows with ``y == 1`` are CONTEXT ONLY: they appear in other rows' windows but are
         never trained on and never used for early stopping or threshold calibration. The
-        other rows (targets) are split (seeded, ``validation_fraction``) into training and
-        held-out rows; at most ``max_train_rows`` training rows (a seeded random sample)
-        take gradient steps. The encoder is fitted on those training rows. Records
+        other rows (targets) are split into training and held-out rows
+        (``validation_fraction``: the latest ones by default, see ``validation_split``);
+        at most ``max_train_rows`` training rows (a seeded random sample) take gradient
+        steps. The encoder is fitted on those training rows. Records
         ``n_target_rows_``, ``n_train_rows_``, ``n_val_rows_`` and ``n_context_rows_``.
         """
         t0 = time.perf_counter()
@@ -216,7 +241,7 @@ class _SequenceMixin(BaseDeepDetector):
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError("validation_fraction must be in [0, 1)")
         target_pos = np.flatnonzero(target)
-        train_i, val_i = self._split(len(target_pos))
+        train_i, val_i = self._time_split(secs[target_pos])
         train_pos, val_pos = target_pos[train_i], target_pos[val_i]
         if self.max_train_rows is not None and len(train_pos) > int(self.max_train_rows):
             rng = np.random.default_rng([int(self.seed), 1])
@@ -360,6 +385,11 @@ class SequenceVAEDetector(_SequenceMixin, VAEDetector):
 
     ``max_train_rows``: at most this many (seeded random) training rows take gradient
     steps per fit (None: all); context rows are never subsampled.
+
+    ``validation_split``: ``"latest"`` (default) holds out the most recent
+    ``validation_fraction`` of the target rows for early stopping and the threshold, so the
+    threshold is set on records whose entities have their history, like the ones scored
+    next; ``"random"`` is the seeded random hold-out of the tabular detectors.
     """
 
     _tuple_params: ClassVar[tuple[str, ...]] = ("hidden_dims",)
@@ -382,6 +412,7 @@ class SequenceVAEDetector(_SequenceMixin, VAEDetector):
         min_error_variance: float = 0.3,
         score_kl: bool = True,
         max_train_rows: int | None = 200_000,
+        validation_split: str = "latest",
         epochs: int = 30,
         batch_size: int = 512,
         learning_rate: float = 2e-3,
@@ -421,6 +452,7 @@ class SequenceVAEDetector(_SequenceMixin, VAEDetector):
         self.history_seconds = history_seconds
         self.context_hidden = context_hidden
         self.max_train_rows = max_train_rows
+        self.validation_split = validation_split
 
     def _build_model(self, n_features: int) -> nn.Module:
         return _SeqVAENet(
@@ -537,6 +569,7 @@ class SequenceGANDetector(_SequenceMixin, GANDetector):
         sequence_length: int = 4,
         history_seconds: float | None = DEFAULT_HISTORY_SECONDS,
         max_train_rows: int | None = 100_000,
+        validation_split: str = "latest",
         hidden_dims: tuple[int, ...] = (64, 32),
         latent_dim: int = 8,
         disc_hidden: int = 64,
@@ -583,6 +616,7 @@ class SequenceGANDetector(_SequenceMixin, GANDetector):
         self.sequence_length = sequence_length
         self.history_seconds = history_seconds
         self.max_train_rows = max_train_rows
+        self.validation_split = validation_split
 
     def _build_model(self, n_features: int) -> nn.Module:
         return _ALADNet(

@@ -246,7 +246,7 @@ def _model_line(model: dict) -> str:
     return (
         f"  {model['model']} v{model['version']} [{', '.join(model['aliases'])}]  {quality}  "
         f"threshold {m['threshold']:.4g} (target FPR {m['target_fpr']:.1%}, "
-        f"hold-out FPR {m['holdout_fpr']:.1%})  fit {m['fit_seconds']:.1f}s"
+        f"hold-out FPR {m['holdout_fpr']:.2%})  fit {m['fit_seconds']:.1f}s"
     )
 
 

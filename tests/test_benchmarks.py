@@ -100,3 +100,19 @@ def test_smoke_run_writes_json_and_markdown(npz_path, tmp_path):
         assert np.isfinite(row[key])
     text = md.read_text()
     assert "| vigil_vae |" in text and "AUROC" in text
+
+
+def test_queue_metrics_per_day_and_per_typology():
+    from benchmarks.sequences import precision_at_flags, queue_quality
+
+    days = np.array([0, 0, 0, 1, 1, 1])
+    labels = np.array([1, 0, 0, 0, 1, 0])
+    scores = np.array([0.9, 0.1, 0.2, 0.8, 0.7, 0.3])
+    # Day 0: the top record is a fraud; day 1: the top one is not, the second is.
+    assert precision_at_flags(days, labels, scores, 1) == 0.5
+    assert precision_at_flags(days, labels, scores, 2) == 0.5
+    groups = np.array(["a", "", "", "", "b", ""], dtype=object)
+    out = queue_quality(labels, groups, days, scores, 0.75, ["a", "b", "c"])
+    assert out["a"]["auroc"] == 1.0 and out["b"]["frauds"] == 1 and "c" not in out
+    assert out["all"]["holdout_fpr"] == 0.25  # 0.8 of the four normals crosses 0.75
+    assert out["all"]["recall_at_threshold"] == 0.5

@@ -156,3 +156,32 @@ def test_reasons_name_the_context(bundle, records, tmp_path):
     assert any(any(w in t for w in context_words) for t in texts), texts[:10]
     # The flag's snapshot holds the context an analyst needs to judge it.
     assert "ctx_count_10min" in flags[0].record
+
+
+def test_typology_set_plants_every_typology_among_hard_normals():
+    from pipelines.demo_sequences import TYPOLOGIES, TYPOLOGY_SPEC, generate_typology_set
+
+    frame = generate_typology_set(n_cards=60, days=20, seed=1, fraud_share=0.02)
+    assert set(TYPOLOGIES) <= set(frame["fraud_kind"])
+    assert ((frame["fraud_kind"] != "") == (frame["is_fraud"] == 1)).all()
+    assert frame["timestamp"].is_monotonic_increasing
+    normal = frame[frame["is_fraud"] == 0]
+    # Legitimate behaviour that looks odd: online payments located at a far head office,
+    # night-time subscriptions, trips.
+    assert {"subscription", "hotel"} <= set(normal["merchant_category"])
+    assert 0.05 < (normal["card_present"] == 0).mean() < 0.5
+    travel = frame[frame["fraud_kind"] == "impossible_travel"]
+    assert (travel["card_present"] == 1).all()
+    testing = frame[frame["fraud_kind"] == "card_testing"]
+    assert (testing["amount"] <= 3.0).all() and (testing["card_present"] == 0).all()
+    assert "ctx_km_from_prev" in TYPOLOGY_SPEC.model_feature_columns
+    spec = infer_spec(
+        frame.astype(str),
+        name="typologies",
+        id_column="transaction_id",
+        label_column="is_fraud",
+        entity_column="card_id",
+        time_column="timestamp",
+        ignore_columns=["fraud_kind"],
+    )
+    assert spec.context.located_column == "card_present" and spec.context.travel_window == "1h"

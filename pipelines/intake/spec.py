@@ -46,6 +46,29 @@ class ContextSpec(BaseModel):
     )
     latitude_column: str | None = None
     longitude_column: str | None = None
+    located_column: str | None = Field(
+        default=None,
+        description="Column that is 1/true where the record was made where the entity "
+        "physically was (card-present); only those count for distance and speed.",
+    )
+    travel_window: str | None = Field(
+        default=None,
+        description="Also the highest speed between located records in this trailing window.",
+    )
+    profile_columns: list[str] = Field(
+        default_factory=list,
+        description="Profile: share of the entity's earlier records with this value.",
+    )
+    profile_hours: bool = Field(
+        default=False, description="Profile: share of earlier records near this time of day."
+    )
+    novelty_windows: list[str] = Field(
+        default_factory=list,
+        description="Windows over which records at values new to the entity are counted.",
+    )
+    robust_baseline: bool = Field(
+        default=False, description="Amount vs the median of the entity's earlier amounts."
+    )
     min_history: int = Field(
         default=3, ge=1, description="Earlier records needed before amounts are compared."
     )
@@ -140,6 +163,12 @@ class DatasetSpec(BaseModel):
             secondary_windows=tuple(self.context.secondary_windows),
             baseline_gap=self.context.baseline_gap,
             min_history=self.context.min_history,
+            located_column=self.context.located_column,
+            travel_window=self.context.travel_window,
+            profile_columns=tuple(self.context.profile_columns),
+            profile_hours=self.context.profile_hours,
+            novelty_windows=tuple(self.context.novelty_windows),
+            robust_baseline=self.context.robust_baseline,
             event_noun=self.context.event_noun,
             entity_noun=self.context.entity_noun,
         )
@@ -284,6 +313,7 @@ _AMOUNT_WORDS = ("amount", "amt", "value", "price", "total", "sum")
 _LATITUDE_WORDS = ("lat", "latitude")
 _LONGITUDE_WORDS = ("lon", "lng", "long", "longitude")
 _NOVELTY_WORDS = ("merchant", "category", "mcc", "country", "city", "channel", "terminal")
+_LOCATED_WORDS = ("present", "located", "physical", "inperson", "pos")
 
 
 def propose_context(
@@ -292,7 +322,9 @@ def propose_context(
     """Context features for the raw columns found, by name and type.
 
     Amount: a non-negative numeric column named like an amount. Coordinates: numeric
-    columns named lat/lon (distance and speed from the previous located record).
+    columns named lat/lon (distance and speed from the previous located record), and a
+    two-valued column named like card_present / located says which records they count for;
+    with coordinates, the highest speed in the last hour too (``travel_window``).
     Secondary entities: other id columns (terminal, merchant), which also get a
     'first time at this ...' flag, as do categorical columns named like a merchant,
     category or country.
@@ -314,12 +346,22 @@ def propose_context(
     longitude = next((c for c in numeric if any(w in _LONGITUDE_WORDS for w in words(c))), None)
     if latitude is None or longitude is None:
         latitude = longitude = None
+    located = next(
+        (
+            c
+            for c in [*numeric, *categorical]
+            if latitude and any(w in _LOCATED_WORDS for w in words(c)) and frame[c].nunique() <= 2
+        ),
+        None,
+    )
     novelty = [*id_like]
     novelty += [c for c in categorical if any(w in _NOVELTY_WORDS for w in words(c))]
     context = ContextSpec(
         amount_column=amount,
         latitude_column=latitude,
         longitude_column=longitude,
+        located_column=located,
+        travel_window="1h" if latitude else None,
         novelty_columns=novelty,
     )
     return context, list(id_like)

@@ -183,3 +183,127 @@ def test_baseline_ignores_the_recent_records():
     assert describe_context("ctx_amount_baseline_ratio", f.iloc[3], config) == (
         "amount 5.0x this entity's usual amount (14 days to 30 days ago)"
     )
+
+
+PROFILE = dataclasses.replace(
+    CONFIG,
+    located_column="present",
+    travel_window="1h",
+    profile_columns=("merchant",),
+    profile_hours=True,
+    novelty_windows=("1d",),
+    robust_baseline=True,
+)
+
+
+def _profiled(rows: list[tuple]) -> pd.DataFrame:
+    frame = _frame([row[:6] for row in rows])
+    frame["present"] = [row[6] for row in rows]
+    return frame
+
+
+def test_only_located_records_count_for_travel():
+    frame = _profiled(
+        [
+            ("a", 0, 10.0, "m1", 50.85, 4.35, 1),  # Brussels, card present
+            ("a", 10, 20.0, "web", 38.72, -9.14, 0),  # online: the shop's Lisbon head office
+            ("a", 40, 30.0, "m1", 50.85, 4.36, 1),  # Brussels again, card present
+        ]
+    )
+    f = build_context_features(frame, PROFILE)
+    assert np.isnan(f["ctx_km_from_prev"].iloc[1])
+    # Measured from the card-present payment 40 min before, not from "Lisbon".
+    assert f["ctx_km_from_prev"].iloc[2] == pytest.approx(0.7, abs=0.1)
+    everything = build_context_features(frame, dataclasses.replace(PROFILE, located_column=None))
+    assert everything["ctx_kmh_from_prev"].iloc[2] > 3000  # the online record misleads
+    # Paris 20 min after Brussels (~790 km/h), then a second payment in Paris: slow from
+    # the first, but the last hour holds the jump.
+    far = pd.concat(
+        [
+            frame,
+            _profiled([("a", 60, 9.0, "m9", 48.86, 2.35, 1), ("a", 75, 9.0, "m8", 48.86, 2.35, 1)]),
+        ],
+        ignore_index=True,
+    )
+    g = build_context_features(far, PROFILE)
+    assert g["ctx_kmh_from_prev"].iloc[4] < 1 and g["ctx_kmh_max_1h"].iloc[4] == pytest.approx(
+        g["ctx_kmh_from_prev"].iloc[3]
+    )
+    assert g["ctx_kmh_from_prev"].iloc[3] > 700 and np.isnan(g["ctx_kmh_max_1h"].iloc[1])
+    assert "km/h between this card's located payments in the last 1 hour" in describe_context(
+        "ctx_kmh_max_1h", g.iloc[4], PROFILE
+    )
+    truthy = frame.assign(present=["yes", "no", "True"])
+    assert np.allclose(
+        build_context_features(truthy, PROFILE)["ctx_km_from_prev"].to_numpy(),
+        f["ctx_km_from_prev"].to_numpy(),
+        equal_nan=True,
+    )
+
+
+def test_profile_shares_novelty_counts_and_median():
+    day = 24 * 60
+    frame = _profiled(
+        [
+            ("a", 9 * 60, 10.0, "m1", np.nan, np.nan, 0),
+            ("a", day + 9 * 60 + 30, 12.0, "m1", np.nan, np.nan, 0),
+            ("a", 2 * day + 10 * 60, 11.0, "m2", np.nan, np.nan, 0),
+            ("a", 3 * day + 3 * 60, 500.0, "m3", np.nan, np.nan, 0),  # 03:00, new merchant
+            ("a", 3 * day + 3 * 60 + 5, 9.0, "m4", np.nan, np.nan, 0),
+        ]
+    )
+    f = build_context_features(frame, PROFILE)
+    assert list(f.columns) == PROFILE.feature_names()
+    # m1: 1 of 1 earlier payment; m2 new: 0 of 2; m3: 0 of 3.
+    assert f["ctx_share_merchant"].tolist()[1:4] == [1.0, 0.0, 0.0]
+    assert np.isnan(f["ctx_share_merchant"].iloc[0])  # nothing earlier to compare with
+    # 10:00 is within an hour-bucket of 09:00 and 09:30; 03:00 is near none of them.
+    assert f["ctx_share_hour"].iloc[2] == 1.0 and f["ctx_share_hour"].iloc[3] == 0.0
+    assert f["ctx_share_hour"].iloc[4] == pytest.approx(1 / 4)  # the 03:00 one before it
+    # Payments at new merchants in the trailing day (the days are 24.5 h and 17 h apart):
+    # m1 again is not new; m2; m2 (17 h earlier) and m3; m2, m3 and m4.
+    assert f["ctx_new_merchant_count_1d"].tolist() == [1.0, 0.0, 1.0, 2.0, 3.0]
+    # Median of (10, 12, 11) = 11; of (10, 12, 11, 500) = 11.5: one huge payment moves it little.
+    assert f["ctx_amount_median_ratio"].iloc[3] == pytest.approx(500 / 11)
+    assert f["ctx_amount_median_ratio"].iloc[4] == pytest.approx(9 / 11.5)
+    assert describe_context("ctx_share_hour", f.iloc[3], PROFILE) == (
+        "no payment of this card within an hour of this time of day in 7 days"
+    )
+    assert describe_context("ctx_new_merchant_count_1d", f.iloc[4], PROFILE) == (
+        "3 payments at a merchant new to this card in 1 day"
+    )
+    assert ContextConfig.from_dict(PROFILE.to_dict()) == PROFILE
+    with pytest.raises(ValueError, match="needs coordinates"):
+        ContextConfig(entity_column="c", time_column="t", located_column="present")
+
+
+def test_profile_features_keep_batch_alone_equal_to_whole_file():
+    rng = np.random.default_rng(4)
+    n = 3000
+    frame = pd.DataFrame(
+        {
+            "card": rng.choice([f"c{i}" for i in range(40)], n),
+            "time": pd.Timestamp("2026-01-01")
+            + pd.to_timedelta(rng.uniform(0, 40 * 86400, n), "s"),
+            "amount": rng.gamma(2.0, 20.0, n),
+            "merchant": rng.choice([f"m{i}" for i in range(30)], n),
+            "lat": rng.normal(50, 1, n),
+            "lon": rng.normal(4, 1, n),
+            "present": rng.integers(0, 2, n),
+        }
+    )
+    full = build_context_features(frame, PROFILE)
+    start = pd.Timestamp("2026-01-30")
+    batch = frame[(frame["time"] >= start) & (frame["time"] < start + pd.Timedelta("1D"))]
+    history = frame[(frame["time"] >= start - pd.Timedelta("7D")) & (frame["time"] < start)]
+    combined = pd.concat([history, batch])
+    alone = build_context_features(
+        combined, PROFILE, targets=np.arange(len(history), len(combined))
+    )
+    assert np.allclose(alone.to_numpy(), full.loc[batch.index].to_numpy(), equal_nan=True)
+    shuffled = frame.sample(frac=1.0, random_state=2)
+    assert np.allclose(
+        build_context_features(shuffled, PROFILE).loc[frame.index].to_numpy(),
+        full.to_numpy(),
+        equal_nan=True,
+    )

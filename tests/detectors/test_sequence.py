@@ -293,3 +293,18 @@ def test_datetime_times_match_seconds(seq_vae: SequenceVAEDetector, seq_data) ->
     np.testing.assert_allclose(
         seq_vae.decision_function(dated), seq_vae.decision_function(df), rtol=1e-6
     )
+
+
+def test_validation_split_holds_out_the_latest_records() -> None:
+    det = SequenceVAEDetector(entity_column="card", time_column="ts", validation_fraction=0.25)
+    assert det.validation_split == "latest"
+    secs = np.array([5.0, 1.0, 7.0, 3.0, 2.0, 8.0, 4.0, 6.0])
+    train, val = det._time_split(secs)
+    np.testing.assert_array_equal(val, [2, 5])  # times 7 and 8
+    np.testing.assert_array_equal(train, [0, 1, 3, 4, 6, 7])
+    det.set_params(validation_split="random")
+    train, val = det._time_split(secs)
+    assert len(val) == 2 and sorted([*train, *val]) == list(range(8))
+    det.set_params(validation_split="sometimes")
+    with pytest.raises(ValueError, match="validation_split"):
+        det._check_sequence_params()
