@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.input import RunInput
+from pydantic import Field
 
 from pipelines.intake.ingest import Batch, ValidationResult, read_batch, validate_batch
 from pipelines.intake.spec import DatasetSpec, load_spec
@@ -55,9 +57,11 @@ def train_detector(
     config: TrainConfig,
     data_source: str,
 ) -> dict[str, Any]:
+    from pipelines.operations.reference import log_training_reference
+
     detector = fit_detector(kind, spec, data_split, config)
     evaluation = evaluate_detector(detector, spec, data_split, config)
-    return log_and_register(
+    registered = log_and_register(
         kind,
         detector,
         evaluation,
@@ -67,6 +71,15 @@ def train_detector(
         max_reasons=get_settings().max_reasons,
         input_example=data_split.raw_example,
     )
+    # Drift watch and promotion compare against what the model saw in training.
+    log_training_reference(
+        registered["mlflow_run_id"],
+        spec=spec,
+        split=data_split,
+        evaluation=evaluation,
+        threshold=float(detector.threshold_.value),
+    )
+    return registered
 
 
 @flow(name="train", log_prints=True)
@@ -113,10 +126,13 @@ def score_flow(
     out: str | None = None,
     table: str | None = None,
     query: str | None = None,
+    shadow: bool = True,
 ) -> dict[str, Any]:
-    """Resolve the champion → load and validate the batch → score in chunks → store."""
+    """Resolve the champion → load and validate the batch → score in chunks → store →
+    drift watch → the challenger in shadow."""
     from pipelines.modeling.registry import configure_mlflow, load_bundle, resolve_model
-    from pipelines.scoring.batch import score_batch, write_scores_file
+    from pipelines.operations.runner import operate_batch
+    from pipelines.scoring.batch import write_scores_file
 
     settings = get_settings()
     configure_mlflow(settings)
@@ -124,18 +140,116 @@ def score_flow(
     bundle = load_bundle(ref)
     batch, validated = load_and_validate(data, bundle.spec, table=table, query=query)
     store = ResultsStore(settings.resolved_database_url)
-    report = score_batch(
+    operated = operate_batch(
+        store,
         bundle=bundle,
+        ref=ref,
         batch=batch,
         validated=validated,
-        store=store,
-        model_name=ref.name,
-        model_version=ref.version,
-        model_alias=ref.alias,
         batch_id=batch_id,
         chunk_size=settings.score_chunk_size,
+        shadow=shadow,
     )
-    result = report.to_dict()
+    report_health(operated.health, run_id=operated.report.run_id, model=str(ref))
+    result = operated.to_dict()
     if out:
-        result["out"] = str(write_scores_file(store, report.run_id, out))
+        result["out"] = str(write_scores_file(store, operated.report.run_id, out))
     return result
+
+
+def report_health(health: dict | None, *, run_id: str, model: str) -> None:
+    """A drift alarm is a log line and a Prefect event (automations can notify or retrain)."""
+    if not health or health.get("status") != "alarm":
+        return
+    from prefect.events import emit_event
+
+    get_run_logger().warning("run %s: %s", run_id[:8], health["summary"])
+    emit_event(
+        event="vigil.drift.alarm",
+        resource={"prefect.resource.id": f"vigil.scoring-run.{run_id}", "vigil.model": model},
+        payload={"run_id": run_id, "alarms": health["alarms"], "summary": health["summary"]},
+    )
+
+
+# -- operations (issue 10) -----------------------------------------------------------------
+
+
+@flow(name="promote", log_prints=True)
+def promote_flow(
+    model: str | None = None,
+    policy: dict[str, Any] | None = None,
+    actor: str = "vigil promote flow",
+    approval_timeout_s: int = 3600,
+) -> list[dict[str, Any]]:
+    """Compare each model's challenger with its champion on paired evidence → decide by
+    the policy → (optionally) pause for a person's approval → ledger, tags, aliases."""
+    from pipelines.modeling.registry import configure_mlflow
+    from pipelines.operations.promotion import (
+        PromotionPolicy,
+        compare,
+        decide,
+        models_with_challengers,
+        record_and_apply,
+    )
+
+    settings = get_settings()
+    configure_mlflow(settings)
+    typed = PromotionPolicy.model_validate(policy or {})
+    store = ResultsStore(settings.resolved_database_url)
+    results = []
+    for name in [model] if model else models_with_challengers():
+        comparison = compare(store, name, typed)
+        if comparison is None:
+            results.append({"model": name, "decision": "no_challenger"})
+            continue
+        decision = decide(comparison, typed)
+        approved_by, override = None, None
+        if decision.outcome == "promote" and typed.require_approval:
+            answer = ask_for_approval(comparison, decision, approval_timeout_s)
+            approved_by = answer.approver
+            if not answer.approve:
+                override = "approval_rejected"
+                decision.reasons.append(f"rejected by {answer.approver}: {answer.note or '-'}")
+        result = record_and_apply(
+            store, comparison, decision, typed, actor=actor, approved_by=approved_by,
+            override=override,
+        )
+        print(f"{name}: {result['decision']} ({'; '.join(result['reasons'])})")
+        results.append(result)
+    return results
+
+
+class ApprovalInput(RunInput):
+    """The promote flow's pause form: approve or not, and who decided."""
+
+    approve: bool = Field(default=False, description="Promote the challenger?")
+    approver: str = Field(description="Your name (recorded in the decision ledger).")
+    note: str = Field(default="", description="Why (optional).")
+
+
+def ask_for_approval(comparison, decision, timeout_s: int) -> ApprovalInput:
+    """Pause the flow run with a form that shows the comparison; the answer names who."""
+    from prefect.flow_runs import pause_flow_run
+
+    from pipelines.operations.promotion import comparison_markdown
+
+    return pause_flow_run(
+        wait_for_input=ApprovalInput.with_initial_data(
+            description=comparison_markdown(comparison, decision), approve=False, approver=""
+        ),
+        timeout=timeout_s,
+    )
+
+
+@flow(name="retrain-and-promote", log_prints=True)
+def retrain_flow(
+    data: str, spec_path: str, config: TrainConfig | None = None, promote: bool = True
+) -> dict[str, Any]:
+    """Weekly: train new challengers, then let the promotion policy judge each one."""
+    trained = train_flow(data=data, spec_path=spec_path, config=config)
+    if promote:
+        trained["promotions"] = [
+            promote_flow(model=m["model"], actor="vigil retrain flow")[0]
+            for m in trained["models"]
+        ]
+    return trained

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +37,9 @@ class ScoreReport:
     already_scored: bool
     #: Sequence mode: what the kept entity history gave as context (None in tabular mode).
     history: str | None = None
+    #: primary (flags reach the review queue) or shadow (scores kept as evidence only).
+    role: str = "primary"
+    score_seconds: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,9 +56,18 @@ def score_batch(
     model_alias: str | None,
     batch_id: str | None = None,
     chunk_size: int = 5000,
+    role: str = "primary",
+    commit_with: Callable | None = None,
 ) -> ScoreReport:
-    """Score the clean rows chunk by chunk; quarantined rows are stored, not scored."""
+    """Score the clean rows chunk by chunk; quarantined rows are stored, not scored.
+
+    ``role="shadow"``: a second model on the same batch; scores are stored, flags are not
+    (only the champion's reach the review queue), entity history is left to the primary.
+    ``commit_with(session, run)`` runs inside the run's completing transaction.
+    """
     batch_id = batch_id or batch.content_hash
+    shadow = role == "shadow"
+    started = time.perf_counter()
     run, already = store.begin_run(
         batch_id=batch_id,
         source=batch.source,
@@ -62,6 +76,7 @@ def score_batch(
         model_version=model_version,
         model_alias=model_alias,
         threshold=bundle.threshold,
+        role=role,
     )
     if already:
         return _report(run, already=True)
@@ -92,9 +107,10 @@ def score_batch(
                         "is_anomaly": result["is_anomaly"].to_numpy(),
                     }
                 )
-                store.add_scores(run.id, scores, _flags(chunk, snapshot, result, bundle))
+                flags = [] if shadow else _flags(chunk, snapshot, result, bundle)
+                store.add_scores(run.id, scores, flags)
                 advance(1, flagged=int(result["is_anomaly"].sum()))
-        if bundle.spec.is_sequence:
+        if bundle.spec.is_sequence and not shadow:
             save_entity_history(
                 store, bundle.spec, batch_id=batch_id, source=batch.source, state=prepared.state
             )
@@ -104,6 +120,8 @@ def score_batch(
             rows_scored=len(clean),
             rows_quarantined=validated.rows_quarantined,
             group_by_entity=bundle.spec.is_sequence,
+            score_seconds=time.perf_counter() - started,
+            commit_with=commit_with,
         )
     except BaseException as exc:
         store.fail_run(run.id, f"{type(exc).__name__}: {exc}")
@@ -158,6 +176,8 @@ def _report(run, *, already: bool) -> ScoreReport:
         rows_flagged=run.rows_flagged,
         threshold=run.threshold,
         already_scored=already,
+        role=run.role,
+        score_seconds=run.score_seconds,
     )
 
 
