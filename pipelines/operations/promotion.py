@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 from scipy import stats
-from sklearn.metrics import average_precision_score
 
 from pipelines.modeling.bundle import PreparedRecords, ScoringBundle
 from pipelines.store import ResultsStore
@@ -121,7 +120,18 @@ def budget_metrics(y: np.ndarray, a: np.ndarray, b: np.ndarray, k: int) -> dict:
 
 
 def _auprc(y: np.ndarray, s: np.ndarray) -> float:
-    return float(average_precision_score(y, s)) if 0 < y.sum() < len(y) else float("nan")
+    """Average precision as scikit-learn defines it (ties form one threshold), in numpy:
+    the bootstrap calls it thousands of times."""
+    positives = int(y.sum())
+    if positives == 0 or positives == len(y):
+        return float("nan")
+    order = np.argsort(-s, kind="mergesort")
+    ranked, hits = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]
+    tps = np.cumsum(hits)[last]
+    precision = tps / (last + 1)
+    recall = tps / positives
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def paired_bootstrap(
@@ -398,7 +408,7 @@ def decide(comparison: Comparison, policy: PromotionPolicy) -> Decision:
             ok = False
             reasons.append(
                 f"flag volume would change {change:+.0%} (limit "
-                f"+/-{policy.max_flag_volume_change:.0%}, {volume['source']})"
+                f"+/-{policy.max_flag_volume_change:.0%}, {volume.get('source', 'paired records')})"
             )
         else:
             reasons.append(f"flag volume change {change:+.0%} within the limit")
