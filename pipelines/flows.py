@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.input import RunInput
 from pydantic import Field
 
@@ -19,12 +20,38 @@ from pipelines.modeling.training import (
     log_and_register,
     split_for_training,
 )
+from pipelines.operations.sources import (
+    FolderSource,
+    Listing,
+    ScheduledSource,
+    SqlSource,
+    list_pending,
+    score_pending,
+)
 from pipelines.scoring.history import save_entity_history
 from pipelines.settings import get_settings
 from pipelines.store import ResultsStore
 
 
-@task(name="load-and-validate")
+def retry_on_io(task, task_run, state) -> bool:
+    """Retry what a flaky disk, share or database causes; a bad file fails at once."""
+    import sqlalchemy.exc
+
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001 - classifying, not handling
+        transient = (OSError, TimeoutError, sqlalchemy.exc.OperationalError)
+        return isinstance(exc, transient) or isinstance(exc.__cause__, transient)
+    return False
+
+
+@task(
+    name="load-and-validate",
+    retries=3,
+    retry_delay_seconds=[5, 30, 120],
+    retry_jitter_factor=0.2,
+    retry_condition_fn=retry_on_io,
+)
 def load_and_validate(
     data: str, spec: DatasetSpec, table: str | None = None, query: str | None = None
 ) -> tuple[Batch, ValidationResult]:
@@ -253,3 +280,50 @@ def retrain_flow(
             for m in trained["models"]
         ]
     return trained
+
+
+@task(
+    name="list-new-data",
+    retries=3,
+    retry_delay_seconds=[5, 30, 120],
+    retry_jitter_factor=0.2,
+    retry_condition_fn=retry_on_io,
+    cache_policy=NO_CACHE,
+)
+def list_new_data(source: FolderSource | SqlSource) -> Listing:
+    """What the source has that no run has scored yet (I/O: retried with backoff)."""
+    return list_pending(ResultsStore(get_settings().resolved_database_url), source)
+
+
+@task(name="score-new-data", cache_policy=NO_CACHE)
+def score_new_data(
+    source: FolderSource | SqlSource, listing: Listing, model: str | None, shadow: bool
+) -> dict[str, Any]:
+    settings = get_settings()
+    return score_pending(
+        ResultsStore(settings.resolved_database_url),
+        source,
+        listing,
+        model=model,
+        chunk_size=settings.score_chunk_size,
+        shadow=shadow,
+    )
+
+
+@flow(name="scheduled-score", log_prints=True)
+def scheduled_score_flow(
+    source: ScheduledSource, model: str | None = None, shadow: bool = True
+) -> dict[str, Any]:
+    """What is new in the source → champion scores it (challenger in shadow) → drift watch;
+    the file manifest / watermark commits with each run. Nothing new: ends at once."""
+    from pipelines.modeling.registry import configure_mlflow
+
+    configure_mlflow(get_settings())
+    listing = list_new_data(source)
+    summary = score_new_data(source, listing, model, shadow)
+    print(summary["message"])
+    for run in summary["runs"]:
+        report_health(run.get("health"), run_id=run["run_id"], model=run["model"])
+        if run.get("health"):
+            print(f"  {run['input']}: {run['health']['summary']}")
+    return summary

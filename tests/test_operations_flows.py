@@ -172,3 +172,282 @@ def test_promote_records_the_decision_then_rollback_restores_the_champion(traine
     assert model["aliases"]["champion"] == "1"
     assert [e["kind"] for e in model["ledger"]][:2] == ["rollback", "promotion"]
     assert np.isfinite(model["ledger"][1]["evidence"]["numbers"]["labelled"]["budget"])
+
+
+# -- scheduled sources ---------------------------------------------------------------------
+
+
+def _settled(path, age: float = 600.0) -> None:
+    import os
+    import time
+
+    os.utime(path, (time.time() - age, time.time() - age))
+
+
+def test_folder_source_scores_each_settled_file_once_and_says_when_nothing_is_new(trained):
+    from pipelines.operations.sources import FolderSource, list_pending, score_pending
+    from pipelines.store.models import SourceFile
+
+    store = _store()
+    inbox = trained["dir"] / "inbox"
+    inbox.mkdir()
+    source = FolderSource(path=str(inbox), settle_seconds=30)
+    first = inbox / "day1.csv"
+    generate_transactions(300, n_anomalies=5, seed=61, start_id=610_000).to_csv(first, index=False)
+    _settled(first)
+    copying = inbox / "day2.csv"
+    generate_transactions(300, n_anomalies=5, seed=62, start_id=620_000).to_csv(
+        copying, index=False
+    )  # just written: still "being copied"
+
+    run1 = score_pending(store, source, list_pending(store, source), model=trained["name"],
+                         shadow=False)
+    assert [r["input"] for r in run1["runs"]] == ["day1.csv"]
+    assert run1["waiting"] == ["day2.csv"] and run1["runs"][0]["rows_scored"] == 300
+
+    run2 = score_pending(store, source, list_pending(store, source), model=trained["name"])
+    assert run2["nothing_new"] and "nothing new" in run2["message"]
+    assert "1 still being written" in run2["message"]
+
+    _settled(copying)
+    run3 = score_pending(store, source, list_pending(store, source), model=trained["name"],
+                         shadow=False)
+    assert [r["input"] for r in run3["runs"]] == ["day2.csv"]
+    assert store.count(SourceFile) >= 2
+    assert score_pending(store, source, list_pending(store, source))["nothing_new"]
+
+
+def test_folder_source_crash_before_commit_leaves_the_file_pending_not_half_scored(
+    trained, monkeypatch
+):
+    from pipelines.operations.sources import FolderSource, list_pending, score_pending
+    from pipelines.store.models import ScoringRun
+
+    store = _store()
+    inbox = trained["dir"] / "inbox-crash"
+    inbox.mkdir()
+    source = FolderSource(path=str(inbox), settle_seconds=0)
+    path = inbox / "night.csv"
+    generate_transactions(250, n_anomalies=4, seed=71, start_id=710_000).to_csv(path, index=False)
+    _settled(path)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("power cut while committing")
+
+    monkeypatch.setattr(type(store), "record_source_file", staticmethod(crash))
+    with pytest.raises(RuntimeError, match="power cut"):
+        score_pending(store, source, list_pending(store, source), model=trained["name"],
+                      shadow=False)
+    monkeypatch.undo()
+    assert store.scored_file_sizes(source.key) == set()
+    with store.session() as session:
+        import sqlalchemy as sa
+
+        failed = session.scalars(
+            sa.select(ScoringRun).where(ScoringRun.source == str(path.resolve()))
+        ).all()
+        assert [r.status for r in failed] == ["failed"]
+
+    listing = list_pending(store, source)
+    assert [p.label for p in listing.pending] == ["night.csv"]
+    again = score_pending(store, source, listing, model=trained["name"], shadow=False)
+    run = again["runs"][0]
+    assert run["run_id"] == failed[0].id and not run["already_scored"]
+    assert store.count(Score, run["run_id"]) == 250
+    assert store.get_run(run["run_id"]).status == "completed"
+
+
+def test_a_duplicate_run_of_the_same_listing_writes_nothing_twice(trained):
+    from pipelines.operations.sources import FolderSource, list_pending, score_pending
+    from pipelines.store.models import SourceFile
+
+    store = _store()
+    inbox = trained["dir"] / "inbox-dup"
+    inbox.mkdir()
+    source = FolderSource(path=str(inbox), settle_seconds=0)
+    path = inbox / "batch.csv"
+    generate_transactions(200, n_anomalies=3, seed=81, start_id=810_000).to_csv(path, index=False)
+    _settled(path)
+    # Two Prefect runs fired together both list the file before either commits.
+    listing_a, listing_b = list_pending(store, source), list_pending(store, source)
+    a = score_pending(store, source, listing_a, model=trained["name"], shadow=False)
+    b = score_pending(store, source, listing_b, model=trained["name"], shadow=False)
+    assert not a["runs"][0]["already_scored"] and b["runs"][0]["already_scored"]
+    assert a["runs"][0]["run_id"] == b["runs"][0]["run_id"]
+    assert store.count(Score, a["runs"][0]["run_id"]) == 200
+    with store.session() as session:
+        import sqlalchemy as sa
+
+        rows = session.scalar(
+            sa.select(sa.func.count()).select_from(SourceFile).where(
+                SourceFile.source_key == source.key
+            )
+        )
+    assert rows == 1
+
+
+def test_sql_source_reads_rows_after_the_watermark_committed_with_the_run(trained, monkeypatch):
+    import sqlalchemy as sa
+
+    from pipelines.operations.sources import SqlSource, list_pending, score_pending
+
+    store = _store()
+    url = f"sqlite:///{trained['dir'] / 'warehouse.db'}"
+    engine = sa.create_engine(url)
+    frame = generate_transactions(400, n_anomalies=6, seed=91, start_id=910_000)
+    frame.insert(0, "ingest_seq", range(1, len(frame) + 1))
+    frame.iloc[:250].to_sql("transactions", engine, index=False)
+    source = SqlSource(url=url, query="SELECT * FROM transactions", watermark_column="ingest_seq")
+
+    first = score_pending(store, source, list_pending(store, source), model=trained["name"],
+                          shadow=False)
+    assert first["runs"][0]["rows_scored"] == 250 and store.watermark(source.key) == "250"
+    assert score_pending(store, source, list_pending(store, source))["nothing_new"]
+
+    frame.iloc[250:].to_sql("transactions", engine, index=False, if_exists="append")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("crash before commit")
+
+    monkeypatch.setattr(type(store), "advance_watermark", staticmethod(crash))
+    with pytest.raises(RuntimeError):
+        score_pending(store, source, list_pending(store, source), model=trained["name"],
+                      shadow=False)
+    monkeypatch.undo()
+    assert store.watermark(source.key) == "250"  # the crashed run moved nothing
+
+    second = score_pending(store, source, list_pending(store, source), model=trained["name"],
+                           shadow=False)
+    assert second["runs"][0]["rows_scored"] == 150
+    assert store.count(Score, second["runs"][0]["run_id"]) == 150
+    assert store.watermark(source.key) == "400"
+    engine.dispose()
+
+
+# -- vigil serve against a real Prefect server ----------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc, sig) -> None:
+    import os
+    import subprocess
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait(timeout=10)
+
+
+def _wait(predicate, timeout: float, what: str, poll: float = 1.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.integration
+def test_vigil_serve_registers_schedules_and_runs_a_triggered_score_on_a_real_server(trained):
+    """Start a Prefect server on a free port, `vigil serve` against it, read the schedules
+    back from the server, trigger the scoring deployment through the API, let the served
+    process run it, and check the store."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    from pipelines.operations.sources import FolderSource
+    from pipelines.store.models import SourceFile
+
+    tmp = trained["dir"]
+    inbox = tmp / "served-inbox"
+    inbox.mkdir()
+    path = inbox / "tonight.csv"
+    generate_transactions(200, n_anomalies=3, seed=99, start_id=990_000).to_csv(path, index=False)
+    _settled(path)
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    bin_dir = Path(sys.executable).parent
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    server_env = {**base_env, "PREFECT_HOME": str(tmp / "prefect-server"),
+                  "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
+    server = subprocess.Popen(
+        [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    served = None
+    try:
+        client = httpx.Client(base_url=api, timeout=10)
+
+        def healthy():
+            try:
+                return client.get("/health").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait(healthy, 180, "the Prefect server")
+        serve_env = {**base_env, "PREFECT_API_URL": api,
+                     "PREFECT_HOME": str(tmp / "prefect-client")}
+        log = open(tmp / "serve.log", "w")  # noqa: SIM115 - closed in finally
+        served = subprocess.Popen(
+            [str(bin_dir / "vigil"), "serve", "--watch-folder", str(inbox), "--settle-seconds",
+             "0", "--model", trained["name"], "--train-data", str(tmp / "train.csv"),
+             "--spec", str(tmp / "spec.yaml")],
+            env=serve_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+        def deployments():
+            found = client.post("/deployments/filter", json={}).json()
+            names = {d["name"]: d for d in found}
+            return names if {"nightly-score", "weekly-train", "promote-on-demand"} <= set(names) \
+                else None
+
+        found = _wait(deployments, 180, "vigil serve's deployments")
+        # The schedules, as the server has them.
+        schedules = {
+            name: [s["schedule"].get("cron") for s in
+                   client.get(f"/deployments/{found[name]['id']}/schedules").json()]
+            for name in ("nightly-score", "weekly-train")
+        }
+        assert schedules == {"nightly-score": ["0 2 * * *"], "weekly-train": ["0 3 * * 0"]}
+
+        run = client.post(
+            f"/deployments/{found['nightly-score']['id']}/create_flow_run", json={}
+        ).json()
+
+        def finished():
+            state = client.get(f"/flow_runs/{run['id']}").json()["state"]
+            return state if state["type"] in {"COMPLETED", "FAILED", "CRASHED"} else None
+
+        state = _wait(finished, 300, "the triggered scoring run", poll=2)
+        assert state["type"] == "COMPLETED", (tmp / "serve.log").read_text()[-3000:]
+        store = _store()
+        key = FolderSource(path=str(inbox)).key
+        with store.session() as session:
+            import sqlalchemy as sa
+
+            rows = session.scalars(sa.select(SourceFile).where(SourceFile.source_key == key)).all()
+        assert len(rows) == 1 and rows[0].run_id is not None
+        assert store.get_run(rows[0].run_id).rows_scored == 200
+    finally:
+        if served is not None:
+            _stop(served, signal.SIGINT)
+        _stop(server, signal.SIGINT)

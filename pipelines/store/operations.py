@@ -183,15 +183,16 @@ class OperationsStoreMixin:
 
     # -- scheduled sources ------------------------------------------------------------------
 
-    def scored_files(self, source_key: str) -> set[tuple[str, str]]:
-        """(path, content hash) of every file this source has delivered and scored."""
+    def scored_file_sizes(self, source_key: str) -> set[tuple[str, int]]:
+        """(path, size) of every file this source has delivered and scored: a listing
+        skips those without reading them again."""
         with self.session() as session:
             rows = session.execute(
-                sa.select(SourceFile.path, SourceFile.content_hash).where(
+                sa.select(SourceFile.path, SourceFile.size).where(
                     SourceFile.source_key == source_key
                 )
             ).all()
-        return {(p, h) for p, h in rows}
+        return {(p, int(s)) for p, s in rows}
 
     @staticmethod
     def record_source_file(
