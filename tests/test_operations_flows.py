@@ -451,3 +451,55 @@ def test_vigil_serve_registers_schedules_and_runs_a_triggered_score_on_a_real_se
         if served is not None:
             _stop(served, signal.SIGINT)
         _stop(server, signal.SIGINT)
+
+
+def test_promote_flow_pauses_for_approval_and_records_the_approver(trained):
+    """With require_approval the promote flow pauses with a RunInput form; resuming it with
+    an approval promotes and names the approver in the ledger."""
+    import threading
+    import time
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.flow_runs import resume_flow_run
+
+    from pipelines.flows import promote_flow
+
+    name = trained["name"]
+    client = MlflowClient()
+    aliases = {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
+    if aliases["champion"] == aliases["challenger"]:  # an earlier test left v2 promoted
+        client.set_registered_model_alias(name, "champion", "1")
+    policy = {"min_gain": -1.0, "max_flag_volume_change": 100.0, "min_labelled": 1,
+              "min_positives": 1, "bootstrap": 100, "require_approval": True}
+    outcome: dict = {}
+
+    def run() -> None:
+        outcome["result"] = promote_flow(model=name, policy=policy, actor="tester",
+                                         approval_timeout_s=300)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    paused_filter = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+    )
+    deadline = time.monotonic() + 240
+    paused = []
+    with get_client(sync_client=True) as prefect:
+        while not paused and time.monotonic() < deadline and worker.is_alive():
+            paused = prefect.read_flow_runs(flow_run_filter=paused_filter)
+            time.sleep(1)
+    assert paused, "the promote flow never paused for approval"
+    resume_flow_run(paused[0].id, run_input={"approve": True, "approver": "alice",
+                                             "note": "numbers look fine"})
+    worker.join(timeout=240)
+    result = outcome["result"][0]
+    assert result["decision"] == "promoted" and result["approved_by"] == "alice"
+    entry = _store().decisions(name)[0]
+    assert entry.approved_by == "alice" and entry.decision == "promoted"
+    assert str(client.get_registered_model(name).aliases["champion"]) == "2"
