@@ -95,7 +95,7 @@ def run(n_single: int, n_concurrent: int, epochs: int) -> dict:
     train_seconds = time.perf_counter() - started
     store = ResultsStore(get_settings().resolved_database_url)
     live = live.sort_values("timestamp", kind="stable").reset_index(drop=True)
-    rows = live.to_dict(orient="records")
+    rows = live.astype(object).where(live.notna(), None).to_dict(orient="records")
     out: dict = {"train_seconds": round(train_seconds, 1), "live_records": len(rows)}
 
     for model in ("bench_cards-seq_vae", "bench_cards-vae"):
