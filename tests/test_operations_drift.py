@@ -116,3 +116,15 @@ def test_a_new_merchant_category_alarms_as_unseen(reference):
     assert health["unseen"]["share"] == pytest.approx(0.10)
     assert health["unseen"]["by_feature"]["merchant_category"]["values"] == {"crypto_exchange": 150}
     assert any("never seen in training" in a for a in health["alarms"])
+
+
+def test_a_category_seen_only_on_known_anomalies_is_not_unseen(reference):
+    batch = generate_transactions(1500, n_anomalies=0, seed=6)
+    batch.loc[batch.index[:60], "country"] = "NG"
+    assert _assess(reference, batch)["unseen"]["share"] == pytest.approx(0.04)
+    reference.known_values = {"country": [*reference.categories["country"], "NG"]}
+    try:
+        health = _assess(reference, batch)
+    finally:
+        reference.known_values = {}
+    assert health["unseen"]["share"] == 0.0

@@ -129,8 +129,9 @@ def feature_drift(
             continue
         values = features[column].astype("string")
         present = values.notna().to_numpy()
+        seen_anywhere = set(shares) | set(reference.known_values.get(column, ()))
+        unseen = present & ~values.isin(seen_anywhere).fillna(False).to_numpy(dtype=bool)
         known = values.isin(list(shares)).fillna(False).to_numpy(dtype=bool)
-        unseen = present & ~known
         unseen_any |= unseen
         if unseen.any():
             counts = values[unseen].value_counts()

@@ -45,6 +45,9 @@ class TrainingReference:
     evaluation_labels: np.ndarray | None = None
     context: pd.DataFrame | None = None
     summary: dict = field(default_factory=dict)
+    #: Per categorical feature: every value in the training file, known anomalies' too
+    #: (a category the model saw only on a labelled fraud is not "unseen").
+    known_values: dict[str, list[str]] = field(default_factory=dict)
 
 
 def reference_score_sample(
@@ -112,8 +115,21 @@ def build_reference(
         for c in spec.categorical_features
         if c in train.columns
     }
+    known_values = {
+        c: sorted(
+            set(train[c].dropna().astype(str))
+            | (set(evaluation[c].dropna().astype(str)) if c in evaluation.columns else set())
+            | (
+                set(context[c].dropna().astype(str))
+                if context is not None and c in context
+                else set()
+            )
+        )
+        for c in categories
+    }
     summary = {
         "reference_scores": [float(x) for x in ref_scores],
+        "known_values": known_values,
         "expected_flag_rate": expected_flag_rate(
             evaluation_scores, labels, threshold, anomaly_share
         ),
@@ -180,6 +196,7 @@ def load_reference(run_id: str | None) -> TrainingReference | None:
         threshold=float(summary["threshold"]),
         numeric=pd.read_parquet(folder / FEATURES_FILE),
         categories={k: dict(v) for k, v in summary["categories"].items()},
+        known_values={k: list(v) for k, v in summary.get("known_values", {}).items()},
         evaluation=evaluation,
         evaluation_labels=labels,
         context=context,
