@@ -159,6 +159,11 @@ def test_promote_records_the_decision_then_rollback_restores_the_champion(traine
     assert aliases["champion"] == "1" and "previous-champion" not in aliases
     with pytest.raises(ValueError, match="nothing to roll back"):
         rollback(store, name, reason="again")
+    # A rolled-back version is not promoted again by the policy on its own.
+    any_evidence = PromotionPolicy(min_gain=-1.0, max_flag_volume_change=100.0, min_labelled=1,
+                                   min_positives=1, bootstrap=200)
+    again = promote(store, name, any_evidence, actor="tester")
+    assert again["decision"] == "rejected" and "rolled back before" in again["reasons"][0]
 
     ledger = store.decisions(name)
     assert [d.kind for d in ledger][:2] == ["rollback", "promotion"]
@@ -476,7 +481,8 @@ def test_promote_flow_pauses_for_approval_and_records_the_approver(trained):
     if aliases["champion"] == aliases["challenger"]:  # an earlier test left v2 promoted
         client.set_registered_model_alias(name, "champion", "1")
     policy = {"min_gain": -1.0, "max_flag_volume_change": 100.0, "min_labelled": 1,
-              "min_positives": 1, "bootstrap": 100, "require_approval": True}
+              "min_positives": 1, "bootstrap": 100, "require_approval": True,
+              "allow_rolled_back": True}
     outcome: dict = {}
 
     def run() -> None:

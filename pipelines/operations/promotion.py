@@ -61,6 +61,10 @@ class PromotionPolicy(BaseModel):
     require_approval: bool = Field(
         default=False, description="The promote flow pauses for a person to approve."
     )
+    allow_rolled_back: bool = Field(
+        default=False,
+        description="Consider a challenger that was champion once and was rolled back.",
+    )
 
 
 @dataclass
@@ -83,6 +87,8 @@ class Comparison:
     numbers: dict
     sizes: dict
     notes: list[str] = field(default_factory=list)
+    #: Set when the challenger was champion before and was rolled back (the reason).
+    rolled_back: str | None = None
 
 
 @dataclass
@@ -362,6 +368,11 @@ def compare(
         "paired_unlabelled": int(len(pairs)),
         "paired_batches": int(pairs["batch_id"].nunique()) if len(pairs) else 0,
     }
+    rollbacks = [
+        d
+        for d in store.decisions(model_name)
+        if d.kind == "rollback" and d.from_version == challenger
+    ]
     return Comparison(
         model_name=model_name,
         champion=champion,
@@ -370,12 +381,25 @@ def compare(
         numbers=numbers,
         sizes=sizes,
         notes=notes,
+        rolled_back=(
+            f"ledger #{rollbacks[0].id}, {rollbacks[0].at:%Y-%m-%d}: {rollbacks[0].reason}"
+            if rollbacks
+            else None
+        ),
     )
 
 
 def decide(comparison: Comparison, policy: PromotionPolicy) -> Decision:
     """Apply the policy: enough evidence, a gain whose lower bound clears ``min_gain``, and
     a flag volume the analysts can absorb."""
+    if comparison.rolled_back and not policy.allow_rolled_back:
+        return Decision(
+            "reject",
+            [
+                f"v{comparison.challenger} was rolled back before ({comparison.rolled_back}); "
+                "the policy does not promote it again (allow_rolled_back)"
+            ],
+        )
     sizes = comparison.sizes
     missing = []
     if sizes["labelled"] < policy.min_labelled:
