@@ -118,6 +118,30 @@ def test_shadow_run_scores_the_batch_but_only_champion_flags_reach_the_queue(tra
     assert len(pairs) >= result["rows_scored"]
 
 
+def test_analysts_verdicts_on_records_both_models_scored_are_promotion_evidence(trained):
+    from pipelines.operations.promotion import compare
+    from pipelines.store.models import Label
+
+    store = _store()
+    name = trained["name"]
+    result = score_flow(data=_batch(trained, "verdicts", 45), model=name)
+    assert result["model_version"] == "1" and result["shadow"]["model_version"] == "2"
+    pairs = store.paired_scores(name, "1", "2")
+    judged = pairs[pairs["batch_id"] == result["batch_id"]].nlargest(30, "champion")
+    verdicts = ["fraud" if i % 3 == 0 else "not_fraud" for i in range(len(judged))]
+    with store.session() as session:
+        for record_id, verdict in zip(judged["record_id"], verdicts, strict=True):
+            session.add(Label(record_id=record_id, verdict="unsure", source="review",
+                              analyst="amy"))
+            session.add(Label(record_id=record_id, verdict=verdict, source="review",
+                              analyst="amy"))
+    comparison = compare(store, name, PromotionPolicy(bootstrap=100))
+    # Only the latest counting verdict per record is evidence; unsure rows are not labels.
+    assert comparison.sizes["by_source"]["verdicts"] == 30
+    by_source = comparison.numbers["sources"]["verdicts"]
+    assert by_source["records"] == 30 and by_source["positives"] == verdicts.count("fraud")
+
+
 def test_promote_records_the_decision_then_rollback_restores_the_champion(trained):
     store = _store()
     name = trained["name"]
@@ -159,11 +183,6 @@ def test_promote_records_the_decision_then_rollback_restores_the_champion(traine
     assert aliases["champion"] == "1" and "previous-champion" not in aliases
     with pytest.raises(ValueError, match="nothing to roll back"):
         rollback(store, name, reason="again")
-    # A rolled-back version is not promoted again by the policy on its own.
-    any_evidence = PromotionPolicy(min_gain=-1.0, max_flag_volume_change=100.0, min_labelled=1,
-                                   min_positives=1, bootstrap=200)
-    again = promote(store, name, any_evidence, actor="tester")
-    assert again["decision"] == "rejected" and "rolled back before" in again["reasons"][0]
 
     ledger = store.decisions(name)
     assert [d.kind for d in ledger][:2] == ["rollback", "promotion"]
@@ -177,6 +196,12 @@ def test_promote_records_the_decision_then_rollback_restores_the_champion(traine
     assert model["aliases"]["champion"] == "1"
     assert [e["kind"] for e in model["ledger"]][:2] == ["rollback", "promotion"]
     assert np.isfinite(model["ledger"][1]["evidence"]["numbers"]["labelled"]["budget"])
+
+    # A rolled-back version is not promoted again by the policy on its own.
+    any_evidence = PromotionPolicy(min_gain=-1.0, max_flag_volume_change=100.0, min_labelled=1,
+                                   min_positives=1, bootstrap=200)
+    again = promote(store, name, any_evidence, actor="tester")
+    assert again["decision"] == "rejected" and "rolled back before" in again["reasons"][0]
 
 
 # -- scheduled sources ---------------------------------------------------------------------
