@@ -127,6 +127,23 @@ def test_vigil_api_scores_sequence_records_like_batch_scoring(tmp_path, unique_n
         live.update({r["id"]: r["score"] for r in out["results"]})
     assert len(live) == len(ordered) and history_seen[-1] > history_seen[0]
 
+    # Concurrent clients (FastAPI serves sync endpoints from a thread pool) get the same
+    # answers: sequence detectors keep per-call state, so the app scores one at a time.
+    from concurrent.futures import ThreadPoolExecutor
+
+    again = ordered.tail(8)
+    bodies = [
+        {"records": again.iloc[[i]].astype(object).where(again.iloc[[i]].notna(), None)
+         .to_dict("records"), "append_history": False}
+        for i in range(len(again))
+    ]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(lambda b: client.post("/score", json=b), bodies))
+    assert [r.status_code for r in responses] == [200] * len(bodies)
+    for response in responses:
+        result = response.json()["results"][0]
+        assert result["score"] == pytest.approx(live[result["id"]], rel=1e-6)
+
     # Batch scoring of the same day (it reads only history before the day) agrees.
     day_file = tmp_path / "day.csv"
     last_day.to_csv(day_file, index=False)

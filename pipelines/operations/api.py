@@ -56,6 +56,10 @@ class Scorer:
         self.refresh_seconds = refresh_seconds
         self._load = load
         self._lock = threading.Lock()
+        # The sequence detectors keep per-call window state on themselves, and history is
+        # read then appended: one request scores at a time (FastAPI runs sync endpoints
+        # in a thread pool).
+        self._score_lock = threading.Lock()
         self._current: LoadedModel | None = None
 
     def current(self) -> LoadedModel:
@@ -77,6 +81,10 @@ class Scorer:
         return loaded
 
     def score(self, request: ScoreRequest) -> dict:
+        with self._score_lock:
+            return self._score(request)
+
+    def _score(self, request: ScoreRequest) -> dict:
         loaded = self.current()
         bundle = loaded.bundle
         spec = bundle.spec
