@@ -279,6 +279,17 @@ def score(data, model, out, batch_id, table, query, as_json) -> None:
     click.echo(_score_line(result))
     if result.get("history"):
         click.echo(f"  context: {result['history']}")
+    if result.get("health"):
+        click.echo(f"  health: {result['health']['summary']}")
+    if result.get("shadow"):
+        sh = result["shadow"]
+        click.echo(
+            f"  shadow: {sh['model']} v{sh['model_version']} would flag {sh['would_flag']} "
+            f"(scoring {sh['score_seconds']}s, {sh['cost_ratio']}x the champion's; "
+            f"load {sh['load_seconds']}s)"
+        )
+    for note in result.get("notes", []):
+        click.echo(f"  note: {note}")
     if result.get("out"):
         click.echo(f"  scores written to {result['out']}")
 
@@ -306,7 +317,8 @@ def _store():
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def runs(limit, as_json) -> None:
-    """List scoring runs, newest first."""
+    """List scoring runs, newest first, with their drift-watch health."""
+    store = _store()
     rows = [
         {
             "run_id": r.id,
@@ -320,9 +332,14 @@ def runs(limit, as_json) -> None:
             "rows_flagged": r.rows_flagged,
             "started_at": r.started_at.isoformat() if r.started_at else None,
             "source": r.source,
+            "role": r.role,
+            "score_seconds": r.score_seconds,
         }
-        for r in _store().list_runs(limit)
+        for r in store.list_runs(limit)
     ]
+    health = store.run_health_status([r["run_id"] for r in rows])
+    for r in rows:
+        r["health"] = health.get(r["run_id"])
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -330,15 +347,21 @@ def runs(limit, as_json) -> None:
         click.echo("no scoring runs yet")
         return
     click.echo(
-        f"{'run':8}  {'status':9}  {'model':28}  {'in':>6} {'scored':>6} "
-        f"{'quar.':>5} {'flags':>5}  started"
+        f"{'run':8}  {'status':9}  {'role':7} {'model':28}  {'in':>6} {'scored':>6} "
+        f"{'quar.':>5} {'flags':>5}  {'health':12} started"
     )
     for r in rows:
+        state = (r["health"] or {}).get("status", "-")
         click.echo(
-            f"{r['run_id'][:8]}  {r['status']:9}  {r['model'] + ' v' + r['version']:28}  "
+            f"{r['run_id'][:8]}  {r['status']:9}  {r['role']:7} "
+            f"{r['model'] + ' v' + r['version']:28}  "
             f"{r['rows_in']:>6} {r['rows_scored']:>6} {r['rows_quarantined']:>5} "
-            f"{r['rows_flagged']:>5}  {(r['started_at'] or '')[:19]}"
+            f"{r['rows_flagged']:>5}  {state.upper() if state == 'alarm' else state:12} "
+            f"{(r['started_at'] or '')[:19]}"
         )
+    for r in rows:
+        if (r["health"] or {}).get("status") == "alarm":
+            click.echo(f"  {r['run_id'][:8]}: {r['health']['summary']}")
 
 
 @main.command()
@@ -382,18 +405,159 @@ def flags(run_id, status, limit, as_json) -> None:
 
 
 @main.command()
-def models() -> None:
-    """List registered models with versions, aliases and thresholds."""
+@click.option("--json", "as_json", is_flag=True, help="Aliases, versions and ledger as JSON.")
+def models(as_json) -> None:
+    """List registered models with versions, aliases, thresholds and the decision ledger."""
     from mlflow import MlflowClient
 
     from pipelines.modeling.registry import configure_mlflow, registry_summary
+    from pipelines.operations.promotion import ledger_entries
 
     configure_mlflow(get_settings())
-    names = [m.name for m in MlflowClient().search_registered_models()]
+    client = MlflowClient()
+    names = sorted(m.name for m in client.search_registered_models())
+    store = _store()
+    if as_json:
+        summary = registry_summary(names) if names else None
+        out = []
+        for name in names:
+            versions = summary[summary["model"] == name] if summary is not None else []
+            out.append(
+                {
+                    "model": name,
+                    "aliases": {
+                        k: str(v) for k, v in client.get_registered_model(name).aliases.items()
+                    },
+                    "versions": versions.to_dict("records") if len(versions) else [],
+                    "ledger": ledger_entries(store, name),
+                }
+            )
+        click.echo(json.dumps(out, indent=2, default=str))
+        return
     if not names:
         click.echo("no registered models")
         return
     click.echo(registry_summary(names).to_string(index=False))
+    for name in names:
+        entries = ledger_entries(store, name, limit=5)
+        if entries:
+            click.echo(f"\n{name} ledger (newest first):")
+            for e in entries:
+                who = e["actor"] + (f", approved by {e['approved_by']}" if e["approved_by"] else "")
+                click.echo(
+                    f"  #{e['id']} {e['at'][:19]} {e['kind']} {e['decision']} "
+                    f"v{e['from_version']} -> v{e['to_version']} by {who}: {e['reason'] or '-'}"
+                )
+
+
+# -- operations (issue 10) ----------------------------------------------------------------
+
+
+@main.command()
+@click.option("--model", default=None, help="Registered model (default: every model whose "
+              "challenger differs from its champion).")
+@click.option("--rollback", is_flag=True, help="Move champion back to previous-champion.")
+@click.option("--reason", default=None, help="Why (required with --rollback).")
+@click.option("--actor", default=None, help="Who decides (default: your user name).")
+@click.option("--policy", "policy_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Promotion policy as YAML/JSON (fields of PromotionPolicy).")
+@click.option("--min-labelled", type=int, default=None, help="Override the policy's minimum.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+def promote(model, rollback, reason, actor, policy_path, min_labelled, as_json) -> None:
+    """Promote the challenger when paired evidence says it is better; or roll back."""
+    from pipelines.modeling.registry import configure_mlflow
+    from pipelines.operations import promotion
+
+    configure_mlflow(get_settings())
+    store = _store()
+    if rollback:
+        if not model:
+            names = promotion.models_with_previous_champion()
+            if len(names) != 1:
+                _fail("name the model to roll back with --model "
+                      f"(models with a previous-champion: {', '.join(names) or 'none'})")
+            model = names[0]
+        result = promotion.rollback(store, model, reason=reason or "", actor=actor)
+        if as_json:
+            click.echo(json.dumps(result, indent=2, default=str))
+        else:
+            click.echo(
+                f"{model}: rolled back, champion v{result['champion_before']} -> "
+                f"v{result['champion_after']} (ledger #{result['ledger_id']}): {result['reason']}"
+            )
+        return
+    policy = promotion.load_policy(policy_path)
+    if min_labelled is not None:
+        policy = policy.model_copy(update={"min_labelled": min_labelled})
+    names = [model] if model else promotion.models_with_challengers()
+    if not names:
+        _fail("no model has a challenger that differs from its champion: train one first")
+    results = [promotion.promote(store, name, policy, actor=actor) for name in names]
+    if as_json:
+        click.echo(json.dumps(results, indent=2, default=str))
+        return
+    for result in results:
+        click.echo(promotion.describe_result(result))
+
+
+@main.command()
+@click.option("--watch-folder", default=None, help="Score new files from this folder.")
+@click.option("--pattern", default="*.csv", show_default=True, help="Files to pick up (glob).")
+@click.option("--settle-seconds", type=float, default=60.0, show_default=True,
+              help="A file must be unchanged this long before it is scored.")
+@click.option("--sql-url", default=None, help="Or: score new rows from this database ...")
+@click.option("--sql-query", default=None, help="... given by this SELECT ...")
+@click.option("--watermark-column", default=None, help="... after this column's last value.")
+@click.option("--model", default=None, help="NAME or NAME@ALIAS (default: champion).")
+@click.option("--score-cron", default="0 2 * * *", show_default=True)
+@click.option("--train-data", default=None, help="Weekly retraining data (with --spec).")
+@click.option("--spec", "spec_path", default=None, help="Spec for weekly retraining.")
+@click.option("--train-cron", default="0 3 * * 0", show_default=True)
+def serve(watch_folder, pattern, settle_seconds, sql_url, sql_query, watermark_column, model,
+          score_cron, train_data, spec_path, train_cron) -> None:
+    """Run the schedules (nightly score, weekly train + promote) until stopped."""
+    from pipelines.operations.serve import ServeConfig, serve_forever
+    from pipelines.operations.sources import FolderSource, SqlSource
+
+    if watch_folder and sql_url:
+        _fail("give --watch-folder or --sql-url, not both")
+    source = None
+    if watch_folder:
+        source = FolderSource(path=watch_folder, pattern=pattern, settle_seconds=settle_seconds)
+    elif sql_url:
+        if not (sql_query and watermark_column):
+            _fail("--sql-url needs --sql-query and --watermark-column")
+        source = SqlSource(url=sql_url, query=sql_query, watermark_column=watermark_column)
+    if (train_data is None) != (spec_path is None):
+        _fail("--train-data and --spec go together")
+    if source is None and train_data is None:
+        _fail("nothing to schedule: give --watch-folder or --sql-url, and/or --train-data")
+    config = ServeConfig(source=source, model=model, score_cron=score_cron,
+                         train_data=train_data, spec_path=spec_path, train_cron=train_cron)
+    click.echo("serving: " + ", ".join(
+        d for d, on in (("nightly-score " + score_cron, source is not None),
+                        ("weekly-train " + train_cron, train_data is not None),
+                        ("promote-on-demand", True)) if on) + " (Ctrl-C stops)")
+    serve_forever(config)
+
+
+@main.command()
+@click.option("--model", default=None, help="NAME or NAME@ALIAS (default: the champion).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8100, show_default=True)
+@click.option("--refresh-seconds", type=float, default=30.0, show_default=True,
+              help="How often the champion alias is looked up again.")
+def api(model, host, port, refresh_seconds) -> None:
+    """Real-time scoring over HTTP (POST /score), with entity history for sequence models."""
+    import uvicorn
+
+    from pipelines.modeling.registry import configure_mlflow
+    from pipelines.operations.api import create_app
+
+    configure_mlflow(get_settings())
+    app = create_app(_store(), model, refresh_seconds=refresh_seconds)
+    app.state.scorer.current()  # fail now, not on the first request, if there is no model
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 # -- review app and its users -------------------------------------------------------------

@@ -6,6 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.input import RunInput
+from pydantic import Field
 
 from pipelines.feedback.hygiene import label_masks
 from pipelines.intake.ingest import Batch, ValidationResult, read_batch, validate_batch
@@ -19,12 +22,38 @@ from pipelines.modeling.training import (
     log_and_register,
     split_for_training,
 )
+from pipelines.operations.sources import (
+    FolderSource,
+    Listing,
+    ScheduledSource,
+    SqlSource,
+    list_pending,
+    score_pending,
+)
 from pipelines.scoring.history import save_entity_history
 from pipelines.settings import get_settings
 from pipelines.store import ResultsStore
 
 
-@task(name="load-and-validate")
+def retry_on_io(task, task_run, state) -> bool:
+    """Retry what a flaky disk, share or database causes; a bad file fails at once."""
+    import sqlalchemy.exc
+
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001 - classifying, not handling
+        transient = (OSError, TimeoutError, sqlalchemy.exc.OperationalError)
+        return isinstance(exc, transient) or isinstance(exc.__cause__, transient)
+    return False
+
+
+@task(
+    name="load-and-validate",
+    retries=3,
+    retry_delay_seconds=[5, 30, 120],
+    retry_jitter_factor=0.2,
+    retry_condition_fn=retry_on_io,
+)
 def load_and_validate(
     data: str, spec: DatasetSpec, table: str | None = None, query: str | None = None
 ) -> tuple[Batch, ValidationResult]:
@@ -61,9 +90,11 @@ def train_detector(
     config: TrainConfig,
     data_source: str,
 ) -> dict[str, Any]:
+    from pipelines.operations.reference import log_training_reference
+
     detector = fit_detector(kind, spec, data_split, config)
     evaluation = evaluate_detector(detector, spec, data_split, config)
-    return log_and_register(
+    registered = log_and_register(
         kind,
         detector,
         evaluation,
@@ -73,6 +104,15 @@ def train_detector(
         max_reasons=get_settings().max_reasons,
         input_example=data_split.raw_example,
     )
+    # Drift watch and promotion compare against what the model saw in training.
+    log_training_reference(
+        registered["mlflow_run_id"],
+        spec=spec,
+        split=data_split,
+        evaluation=evaluation,
+        threshold=float(detector.threshold_.value),
+    )
+    return registered
 
 
 @task(name="rerank-register")
@@ -162,10 +202,160 @@ def score_flow(
     out: str | None = None,
     table: str | None = None,
     query: str | None = None,
+    shadow: bool = True,
 ) -> dict[str, Any]:
-    """Resolve the champion → read the batch in chunks → validate → score → store."""
+    """Resolve the champion → read and validate the batch (streamed for large files) →
+    score in chunks → store → drift watch → the challenger in shadow."""
     from pipelines.scoring.job import score_source
 
-    return score_source(
-        data=data, model=model, batch_id=batch_id, out=out, table=table, query=query
+    result = score_source(
+        data=data, model=model, batch_id=batch_id, out=out, table=table, query=query,
+        shadow=shadow,
+    )  # fmt: skip
+    report_health(result.get("health"), run_id=result["run_id"], model=result["model"])
+    return result
+
+
+def report_health(health: dict | None, *, run_id: str, model: str) -> None:
+    """A drift alarm is a log line and a Prefect event (automations can notify or retrain)."""
+    if not health or health.get("status") != "alarm":
+        return
+    from prefect.events import emit_event
+
+    get_run_logger().warning("run %s: %s", run_id[:8], health["summary"])
+    emit_event(
+        event="vigil.drift.alarm",
+        resource={"prefect.resource.id": f"vigil.scoring-run.{run_id}", "vigil.model": model},
+        payload={"run_id": run_id, "alarms": health["alarms"], "summary": health["summary"]},
     )
+
+
+# -- operations (issue 10) -----------------------------------------------------------------
+
+
+@flow(name="promote", log_prints=True)
+def promote_flow(
+    model: str | None = None,
+    policy: dict[str, Any] | None = None,
+    actor: str = "vigil promote flow",
+    approval_timeout_s: int = 3600,
+) -> list[dict[str, Any]]:
+    """Compare each model's challenger with its champion on paired evidence → decide by
+    the policy → (optionally) pause for a person's approval → ledger, tags, aliases."""
+    from pipelines.modeling.registry import configure_mlflow
+    from pipelines.operations.promotion import (
+        PromotionPolicy,
+        compare,
+        decide,
+        models_with_challengers,
+        record_and_apply,
+    )
+
+    settings = get_settings()
+    configure_mlflow(settings)
+    typed = PromotionPolicy.model_validate(policy or {})
+    store = ResultsStore(settings.resolved_database_url)
+    results = []
+    for name in [model] if model else models_with_challengers():
+        comparison = compare(store, name, typed)
+        if comparison is None:
+            results.append({"model": name, "decision": "no_challenger"})
+            continue
+        decision = decide(comparison, typed)
+        approved_by, override = None, None
+        if decision.outcome == "promote" and typed.require_approval:
+            answer = ask_for_approval(comparison, decision, approval_timeout_s)
+            approved_by = answer.approver
+            if not answer.approve:
+                override = "approval_rejected"
+                decision.reasons.append(f"rejected by {answer.approver}: {answer.note or '-'}")
+        result = record_and_apply(
+            store, comparison, decision, typed, actor=actor, approved_by=approved_by,
+            override=override,
+        )
+        print(f"{name}: {result['decision']} ({'; '.join(result['reasons'])})")
+        results.append(result)
+    return results
+
+
+class ApprovalInput(RunInput):
+    """The promote flow's pause form: approve or not, and who decided."""
+
+    approve: bool = Field(default=False, description="Promote the challenger?")
+    approver: str = Field(description="Your name (recorded in the decision ledger).")
+    note: str = Field(default="", description="Why (optional).")
+
+
+def ask_for_approval(comparison, decision, timeout_s: int) -> ApprovalInput:
+    """Pause the flow run with a form that shows the comparison; the answer names who."""
+    from prefect.flow_runs import pause_flow_run
+
+    from pipelines.operations.promotion import comparison_markdown
+
+    return pause_flow_run(
+        wait_for_input=ApprovalInput.with_initial_data(
+            description=comparison_markdown(comparison, decision), approve=False, approver=""
+        ),
+        timeout=timeout_s,
+    )
+
+
+@flow(name="retrain-and-promote", log_prints=True)
+def retrain_flow(
+    data: str, spec_path: str, config: TrainConfig | None = None, promote: bool = True
+) -> dict[str, Any]:
+    """Weekly: train new challengers, then let the promotion policy judge each one."""
+    trained = train_flow(data=data, spec_path=spec_path, config=config)
+    if promote:
+        trained["promotions"] = [
+            promote_flow(model=m["model"], actor="vigil retrain flow")[0]
+            for m in trained["models"]
+        ]
+    return trained
+
+
+@task(
+    name="list-new-data",
+    retries=3,
+    retry_delay_seconds=[5, 30, 120],
+    retry_jitter_factor=0.2,
+    retry_condition_fn=retry_on_io,
+    cache_policy=NO_CACHE,
+)
+def list_new_data(source: FolderSource | SqlSource) -> Listing:
+    """What the source has that no run has scored yet (I/O: retried with backoff)."""
+    return list_pending(ResultsStore(get_settings().resolved_database_url), source)
+
+
+@task(name="score-new-data", cache_policy=NO_CACHE)
+def score_new_data(
+    source: FolderSource | SqlSource, listing: Listing, model: str | None, shadow: bool
+) -> dict[str, Any]:
+    settings = get_settings()
+    return score_pending(
+        ResultsStore(settings.resolved_database_url),
+        source,
+        listing,
+        model=model,
+        chunk_size=settings.score_chunk_size,
+        shadow=shadow,
+    )
+
+
+@flow(name="scheduled-score", log_prints=True)
+def scheduled_score_flow(
+    source: ScheduledSource, model: str | None = None, shadow: bool = True
+) -> dict[str, Any]:
+    """What is new in the source → champion scores it (challenger in shadow) → drift watch;
+    the file manifest / watermark commits with each run. Nothing new: ends at once."""
+    from pipelines.modeling.registry import configure_mlflow
+
+    configure_mlflow(get_settings())
+    listing = list_new_data(source)
+    summary = score_new_data(source, listing, model, shadow)
+    print(summary["message"])
+    for run in summary["runs"]:
+        report_health(run.get("health"), run_id=run["run_id"], model=run["model"])
+        if run.get("health"):
+            print(f"  {run['input']}: {run['health']['summary']}")
+    return summary

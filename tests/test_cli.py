@@ -123,6 +123,9 @@ def test_every_command_has_help():
         ["demo"],
         ["demo-data"],
         ["models"],
+        ["promote"],
+        ["serve"],
+        ["api"],
     ):
         assert "Usage:" in _invoke(*command, "--help")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -56,6 +57,9 @@ class ScoreReport:
     #: Chunks committed by this call, and chunks an earlier, interrupted call had committed.
     chunks_written: int = 0
     chunks_skipped: int = 0
+    #: primary (flags reach the review queue) or shadow (scores kept as evidence only).
+    role: str = "primary"
+    score_seconds: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +74,8 @@ class RunTarget:
     model_name: str
     model_version: str
     model_alias: str | None
+    #: primary: flags reach the review queue; shadow: scores only (promotion evidence).
+    role: str = "primary"
 
 
 @contextmanager
@@ -93,6 +99,7 @@ def _claimed(
         threshold=bundle.threshold,
         chunk_size=chunk_size,
         lease_seconds=lease_seconds,
+        role=target.role,
     )
     if ticket.already_completed:
         yield ticket
@@ -116,9 +123,13 @@ def score_stream(
     batch_id: str | None = None,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     max_field_chars: int = MAX_FIELD_CHARS,
+    role: str = "primary",
+    commit_with: Callable | None = None,
 ) -> ScoreReport:
     """Tabular scoring with bounded memory: read, validate, score and write one chunk at
-    a time. Ids are checked for duplicates across chunks too."""
+    a time. Ids are checked for duplicates across chunks too. ``role`` and ``commit_with``
+    as in :func:`score_batch`."""
+    started = time.perf_counter()
     if bundle.spec.is_sequence:
         raise ValueError("sequence specs need the whole batch in time order: use score_batch")
     target = RunTarget(
@@ -127,6 +138,7 @@ def score_stream(
         model_name=model_name,
         model_version=str(model_version),
         model_alias=model_alias,
+        role=role,
     )
     chunk_size = stream.chunk_size
     with _claimed(
@@ -163,8 +175,9 @@ def score_stream(
                 written += 1
                 advance(1, rows=chunk.first_row_number + validated.rows_in - 1)
         finished = store.complete_run(
-            ticket.run.id, ticket.owner, group_by_entity=bundle.spec.is_sequence
-        )
+            ticket.run.id, ticket.owner, group_by_entity=bundle.spec.is_sequence,
+            score_seconds=time.perf_counter() - started, commit_with=commit_with,
+        )  # fmt: skip
     report = _report(finished, already=False)
     report.chunks_written, report.chunks_skipped = written, skipped
     return report
@@ -183,15 +196,24 @@ def score_batch(
     chunk_size: int = 5000,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     max_field_chars: int = MAX_FIELD_CHARS,
+    role: str = "primary",
+    commit_with: Callable | None = None,
 ) -> ScoreReport:
     """Score a batch already in memory (sequence mode, SQL sources) and write it in
-    chunks; quarantined rows are stored with the first chunk, not scored."""
+    chunks; quarantined rows are stored with the first chunk, not scored.
+
+    ``role="shadow"``: a second model on the same batch; scores are stored, flags are not
+    (only the champion's reach the review queue), entity history is left to the primary.
+    ``commit_with(session, run)`` runs inside the run's completing transaction (a
+    source's file manifest or watermark)."""
+    started = time.perf_counter()
     target = RunTarget(
         batch_id=batch_id or batch.content_hash,
         source=batch.source,
         model_name=model_name,
         model_version=str(model_version),
         model_alias=model_alias,
+        role=role,
     )
     history: EntityHistory | None = None
     with _claimed(
@@ -245,14 +267,15 @@ def score_batch(
                 store.write_chunk(ticket.run.id, ticket.owner, write)
                 written += 1
                 advance(1, flagged=len(write.flags))
-        if bundle.spec.is_sequence:
+        if bundle.spec.is_sequence and role != "shadow":
             save_entity_history(
                 store, bundle.spec, batch_id=target.batch_id, source=batch.source,
                 state=prepared.state,
             )  # fmt: skip
         finished = store.complete_run(
-            ticket.run.id, ticket.owner, group_by_entity=bundle.spec.is_sequence
-        )
+            ticket.run.id, ticket.owner, group_by_entity=bundle.spec.is_sequence,
+            score_seconds=time.perf_counter() - started, commit_with=commit_with,
+        )  # fmt: skip
     if validated.rows_in != finished.rows_scored + finished.rows_quarantined:
         raise RuntimeError(
             f"row accounting broken: {validated.rows_in} in, {finished.rows_scored} scored, "
@@ -324,7 +347,11 @@ def _score_chunk(
                 "is_anomaly": result["is_anomaly"].to_numpy(),
             }
         )
-        flags = _flags(chunk, snapshot, result, bundle, max_field_chars)
+        # A shadow run keeps scores only: its flags never reach the review queue.
+        flags = (
+            [] if target.role == "shadow"
+            else _flags(chunk, snapshot, result, bundle, max_field_chars)
+        )
     else:
         scores = pd.DataFrame(columns=["record_id", "score", "is_anomaly"])
         flags = []
@@ -413,6 +440,8 @@ def _report(run, *, already: bool) -> ScoreReport:
         rows_flagged=run.rows_flagged,
         threshold=run.threshold,
         already_scored=already,
+        role=run.role,
+        score_seconds=run.score_seconds,
     )
 
 

@@ -23,14 +23,17 @@ def score_source(
     table: str | None = None,
     query: str | None = None,
     settings: VigilSettings | None = None,
+    shadow: bool = True,
 ) -> dict[str, Any]:
-    """Score one batch (file or SQL source) with a registered model; returns the report.
+    """Score one batch (file or SQL source) with a registered model; returns the report
+    with the run's drift-watch health and the challenger's shadow run.
 
     Tabular files stream chunk by chunk; sequence specs and SQL sources are read whole
     (context needs the batch in time order; a query has no file digest for a batch id).
     """
     from pipelines.modeling.registry import configure_mlflow, load_bundle, resolve_model
-    from pipelines.scoring.batch import score_batch, score_stream, write_scores_file
+    from pipelines.operations.runner import operate_batch, operate_stream
+    from pipelines.scoring.batch import write_scores_file
     from pipelines.store import ResultsStore
 
     settings = settings or get_settings()
@@ -43,26 +46,24 @@ def score_source(
 
         known = store.known_labels(known_before=datetime.now(UTC), dataset=bundle.spec.name)
         bundle.use_labels(fraud_labels(known))
-    common = dict(
-        bundle=bundle,
-        store=store,
-        model_name=ref.name,
-        model_version=ref.version,
-        model_alias=ref.alias,
-        batch_id=batch_id,
-        lease_seconds=settings.run_lease_seconds,
-        max_field_chars=settings.max_field_chars,
+    options = dict(
+        lease_seconds=settings.run_lease_seconds, max_field_chars=settings.max_field_chars
     )
     if bundle.spec.is_sequence or is_sql_url(str(data)):
         batch = read_batch(data, table=table, query=query)
         validated = validate_batch(batch, bundle.spec, max_field_chars=settings.max_field_chars)
-        report = score_batch(
-            batch=batch, validated=validated, chunk_size=settings.score_chunk_size, **common
-        )
+        operated = operate_batch(
+            store, bundle=bundle, ref=ref, batch=batch, validated=validated,
+            batch_id=batch_id, chunk_size=settings.score_chunk_size, shadow=shadow,
+            score_options=options,
+        )  # fmt: skip
     else:
-        stream = open_stream(data, settings.score_chunk_size)
-        report = score_stream(stream=stream, **common)
-    result = report.to_dict()
+        operated = operate_stream(
+            store, bundle=bundle, ref=ref, batch_id=batch_id, shadow=shadow,
+            open_stream=lambda: open_stream(data, settings.score_chunk_size),
+            score_options=options,
+        )  # fmt: skip
+    result = operated.to_dict()
     if out:
-        result["out"] = str(write_scores_file(store, report.run_id, out))
+        result["out"] = str(write_scores_file(store, operated.report.run_id, out))
     return result

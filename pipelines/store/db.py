@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ from pipelines.store.models import (
     Score,
     ScoringRun,
 )
+from pipelines.store.operations import OperationsStoreMixin
 from pipelines.store.production import ProductionStoreMixin
 from pipelines.store.review import ReviewStoreMixin
 
@@ -54,7 +55,9 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-class ResultsStore(ProductionStoreMixin, ReviewStoreMixin, LabelStoreMixin):
+class ResultsStore(
+    ProductionStoreMixin, ReviewStoreMixin, LabelStoreMixin, OperationsStoreMixin
+):
     """Reads and writes scoring results and reviews; every write happens in one transaction."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
@@ -92,6 +95,7 @@ class ResultsStore(ProductionStoreMixin, ReviewStoreMixin, LabelStoreMixin):
         model_version: str,
         model_alias: str | None,
         threshold: float,
+        role: str = "primary",
     ) -> tuple[ScoringRun, bool]:
         """Return ``(run, already_completed)``.
 
@@ -118,6 +122,7 @@ class ResultsStore(ProductionStoreMixin, ReviewStoreMixin, LabelStoreMixin):
                 run.source = source
                 run.threshold = threshold
                 run.model_alias = model_alias
+                run.role = role
             else:
                 run = ScoringRun(
                     id=str(uuid.uuid4()),
@@ -129,6 +134,7 @@ class ResultsStore(ProductionStoreMixin, ReviewStoreMixin, LabelStoreMixin):
                     model_alias=model_alias,
                     threshold=threshold,
                     status="running",
+                    role=role,
                 )
                 session.add(run)
             return run, False
@@ -192,18 +198,32 @@ class ResultsStore(ProductionStoreMixin, ReviewStoreMixin, LabelStoreMixin):
         rows_scored: int,
         rows_quarantined: int,
         group_by_entity: bool = False,
+        score_seconds: float | None = None,
+        commit_with: Callable[[Session, ScoringRun], None] | None = None,
     ) -> ScoringRun:
         """Complete the run; its flags join the review queue in the same transaction
-        (``group_by_entity``: one case per entity, sequence mode)."""
+        (``group_by_entity``: one case per entity, sequence mode). A shadow run's would-be
+        flags are only counted: they never reach the queue. ``commit_with`` writes what
+        must commit with the run (a source's file manifest or watermark)."""
         with self.session() as session:
             run = session.get(ScoringRun, run_id)
             run.rows_in = rows_in
             run.rows_scored = rows_scored
             run.rows_quarantined = rows_quarantined
-            run.rows_flagged = session.scalar(
-                sa.select(sa.func.count()).select_from(Flag).where(Flag.run_id == run_id)
-            )
-            self.attach_flags_to_cases(session, run_id, group_by_entity=group_by_entity)
+            run.score_seconds = score_seconds
+            if run.role == "shadow":
+                run.rows_flagged = session.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(Score)
+                    .where(Score.run_id == run_id, Score.is_anomaly.is_(True))
+                )
+            else:
+                run.rows_flagged = session.scalar(
+                    sa.select(sa.func.count()).select_from(Flag).where(Flag.run_id == run_id)
+                )
+                self.attach_flags_to_cases(session, run_id, group_by_entity=group_by_entity)
+            if commit_with is not None:
+                commit_with(session, run)
             run.status = "completed"
             run.finished_at = datetime.now(UTC)
             session.add(

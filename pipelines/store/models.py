@@ -72,6 +72,11 @@ class ScoringRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: primary: its flags reach the review queue; shadow: the challenger scoring the same
+    #: batch beside the champion, scores kept as promotion evidence, no flags, no cases.
+    role: Mapped[str] = mapped_column(String(16), default="primary", server_default="primary")
+    #: Wall-clock seconds spent scoring (what a shadow model costs per run).
+    score_seconds: Mapped[float | None] = mapped_column(Float)
 
     flags: Mapped[list[Flag]] = relationship(back_populates="run")
 
@@ -391,3 +396,61 @@ class RunChunk(Base):
     rows_quarantined: Mapped[int] = mapped_column(Integer)
     rows_flagged: Mapped[int] = mapped_column(Integer)
     committed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# -- operations (issue 10) ----------------------------------------------------------------
+
+
+class RunHealth(Base):
+    """Drift watch for one scoring run against its model's training reference: score
+    PSI/KS, flag rate against its control limits, per-feature drift, unseen categories."""
+
+    __tablename__ = "run_health"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("scoring_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: ok | alarm | no_reference
+    status: Mapped[str] = mapped_column(String(16))
+    score_psi: Mapped[float | None] = mapped_column(Float)
+    score_ks: Mapped[float | None] = mapped_column(Float)
+    flag_rate: Mapped[float | None] = mapped_column(Float)
+    expected_flag_rate: Mapped[float | None] = mapped_column(Float)
+    unseen_share: Mapped[float | None] = mapped_column(Float)
+    alarms: Mapped[list] = mapped_column(JSON, default=list)
+    summary: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SourceFile(Base):
+    """A file a watched folder delivered, written in the same transaction as the run that
+    scored it: present means scored, so no file is skipped or scored twice."""
+
+    __tablename__ = "source_files"
+    __table_args__ = (
+        UniqueConstraint("source_key", "path", "content_hash", name="uq_source_file"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_key: Mapped[str] = mapped_column(String(300))
+    path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(128))
+    batch_id: Mapped[str] = mapped_column(String(128))
+    run_id: Mapped[str | None] = mapped_column(
+        ForeignKey("scoring_runs.id", ondelete="SET NULL"), index=True
+    )
+    scored_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SourceWatermark(Base):
+    """The last committed watermark of a SQL source: the next run reads rows after it."""
+
+    __tablename__ = "source_watermarks"
+
+    source_key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    column: Mapped[str] = mapped_column(String(128))
+    value: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("scoring_runs.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -146,6 +146,7 @@ class ProductionStoreMixin:
         chunk_size: int,
         lease_seconds: float,
         owner: str | None = None,
+        role: str = "primary",
     ) -> RunClaimTicket:
         """Find or create the run for (batch, model version) and take its lease.
 
@@ -163,6 +164,7 @@ class ProductionStoreMixin:
                 model_version=str(model_version),
                 model_alias=model_alias,
                 threshold=threshold,
+                role=role,
             )
             if run.status == "completed":
                 return RunClaimTicket(run=run, owner=owner, already_completed=True)
@@ -193,6 +195,7 @@ class ProductionStoreMixin:
                 run.source = source
                 run.threshold = threshold
                 run.model_alias = model_alias
+                run.role = role
             return RunClaimTicket(run=run, owner=owner, committed_chunks=committed)
 
     def _get_or_create_run(self, *, batch_id: str, model_name: str, model_version: str, **fields):
@@ -362,12 +365,20 @@ class ProductionStoreMixin:
     # -- finishing ----------------------------------------------------------------------
 
     def complete_run(
-        self, run_id: str, owner: str, *, group_by_entity: bool = False
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        group_by_entity: bool = False,
+        score_seconds: float | None = None,
+        commit_with: Callable[[Session, ScoringRun], None] | None = None,
     ) -> ScoringRun:
         """Totals come from the committed chunks and the flag rows themselves, so the run
         record cannot disagree with what was written; the lease is released. The run's
         flags join the review queue in the same transaction (``group_by_entity``: one case
-        per entity, sequence mode)."""
+        per entity, sequence mode); a shadow run's would-be flags are only counted.
+        ``commit_with`` writes what must commit with the run (a file manifest, a
+        watermark)."""
         with self._writing("completing the scoring run"), self.session() as session:
             if not self._renew(session, run_id, owner):
                 raise LeaseLost(f"run {run_id[:8]}: another process took the run over")
@@ -382,12 +393,24 @@ class ProductionStoreMixin:
             run.rows_in = int(rows_in)
             run.rows_scored = int(rows_scored)
             run.rows_quarantined = int(rows_quarantined)
-            run.rows_flagged = int(
-                session.scalar(
-                    sa.select(sa.func.count()).select_from(Flag).where(Flag.run_id == run_id)
+            run.score_seconds = score_seconds
+            if run.role == "shadow":
+                run.rows_flagged = int(
+                    session.scalar(
+                        sa.select(sa.func.count())
+                        .select_from(Score)
+                        .where(Score.run_id == run_id, Score.is_anomaly.is_(True))
+                    )
                 )
-            )
-            self.attach_flags_to_cases(session, run_id, group_by_entity=group_by_entity)
+            else:
+                run.rows_flagged = int(
+                    session.scalar(
+                        sa.select(sa.func.count()).select_from(Flag).where(Flag.run_id == run_id)
+                    )
+                )
+                self.attach_flags_to_cases(session, run_id, group_by_entity=group_by_entity)
+            if commit_with is not None:
+                commit_with(session, run)
             run.status = "completed"
             run.error = None
             run.finished_at = datetime.now(UTC)

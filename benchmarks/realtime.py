@@ -1,0 +1,185 @@
+"""Real-time scoring latency: ``vigil api`` on a sequence model with entity history.
+
+Trains a small sequence VAE (and a tabular VAE) on the seeded card data in a throwaway
+state folder, then measures:
+
+- p50 / p99 latency of scoring one record in-process (the app's scoring path: history
+  read from the store, features, model, history appended; no network), sequence and
+  tabular;
+- records/s with 8 concurrent clients posting one record each over loopback HTTP.
+
+    python -m benchmarks.realtime --out benchmarks/results/realtime.json
+
+Target from issue 10: p50 <= 10 ms, p99 <= 50 ms on 2 cores, excluding network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+
+def _percentiles(values: list[float]) -> dict:
+    import numpy as np
+
+    ms = np.asarray(values) * 1000
+    return {
+        "n": len(ms),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "mean_ms": round(float(ms.mean()), 2),
+    }
+
+
+def _train(spec, frame, kinds, epochs):
+    from pipelines.modeling.registry import configure_mlflow
+    from pipelines.modeling.training import (
+        TrainConfig,
+        evaluate_detector,
+        fit_detector,
+        log_and_register,
+        split_for_training,
+    )
+    from pipelines.scoring.history import save_entity_history
+    from pipelines.settings import get_settings
+    from pipelines.store import ResultsStore
+
+    configure_mlflow(get_settings())
+    config = TrainConfig(
+        detectors=kinds,
+        vae={"epochs": epochs},
+        seq_vae={"epochs": epochs, "hidden_dims": [32], "latent_dim": 4, "context_hidden": 16},
+    )
+    split = split_for_training(frame, spec, evaluation_fraction=0.2, seed=0)
+    for kind in kinds:
+        detector = fit_detector(kind, spec, split, config)
+        evaluation = evaluate_detector(detector, spec, split, config)
+        log_and_register(
+            kind, detector, evaluation, spec, config, data_source="bench", max_reasons=3
+        )
+    if split.state is not None:
+        save_entity_history(
+            ResultsStore(get_settings().resolved_database_url),
+            spec,
+            batch_id="bench-train",
+            source="bench",
+            state=split.state,
+            only_recent=True,
+        )
+
+
+def run(n_single: int, n_concurrent: int, epochs: int) -> dict:
+    import pandas as pd
+
+    from pipelines.demo_sequences import SEQUENCE_SPEC, generate_card_sequences
+    from pipelines.intake.ingest import Batch, validate_batch
+    from pipelines.operations.api import ScoreRequest, create_app
+    from pipelines.settings import get_settings
+    from pipelines.store import ResultsStore
+
+    spec = SEQUENCE_SPEC.model_copy(update={"name": "bench_cards"})
+    records = generate_card_sequences(n_cards=200, days=20, seed=3)
+    times = pd.to_datetime(records["timestamp"])
+    cut = times.quantile(0.97)  # the last 3% of the time arrives live, record by record
+    past, live = records[times < cut], records[times >= cut]
+    clean = validate_batch(Batch(frame=past, source="bench"), spec).clean
+    started = time.perf_counter()
+    _train(spec, clean, ["seq_vae", "vae"], epochs)
+    train_seconds = time.perf_counter() - started
+    store = ResultsStore(get_settings().resolved_database_url)
+    live = live.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    rows = live.astype(object).where(live.notna(), None).to_dict(orient="records")
+    out: dict = {"train_seconds": round(train_seconds, 1), "live_records": len(rows)}
+
+    for model in ("bench_cards-seq_vae", "bench_cards-vae"):
+        app = create_app(store, model)
+        scorer = app.state.scorer
+        scorer.current()
+        scorer.score(ScoreRequest(records=[rows[0]], append_history=False))  # warm-up
+        timings = []
+        for row in rows[1 : 1 + n_single]:
+            t0 = time.perf_counter()
+            scorer.score(ScoreRequest(records=[row]))
+            timings.append(time.perf_counter() - t0)
+        out[model] = {"one_record_in_process": _percentiles(timings)}
+
+    # 8 concurrent clients over loopback HTTP, one record per request.
+    import httpx
+    import uvicorn
+
+    app = create_app(store, "bench_cards-seq_vae")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}/score"
+    payloads = [{"records": [r], "append_history": False} for r in rows[:n_concurrent]]
+    clients = [httpx.Client(timeout=60) for _ in range(8)]
+
+    def post(i: int) -> float:
+        t0 = time.perf_counter()
+        response = clients[i % 8].post(url, json=payloads[i])
+        response.raise_for_status()
+        return time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        latencies = list(pool.map(post, range(len(payloads))))
+    wall = time.perf_counter() - t0
+    server.should_exit = True
+    thread.join(timeout=10)
+    out["bench_cards-seq_vae"]["http_8_clients"] = {
+        "requests": len(payloads),
+        "records_per_s": round(len(payloads) / wall, 1),
+        **_percentiles(latencies),
+    }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--single", type=int, default=300, help="One-record requests timed.")
+    parser.add_argument("--concurrent", type=int, default=400, help="Requests by 8 clients.")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--out", default=None, help="Write the figures here (JSON).")
+    args = parser.parse_args()
+    home = tempfile.mkdtemp(prefix="vigil-bench-rt-")
+    os.environ["VIGIL_HOME"] = home
+    os.environ.pop("VIGIL_DATABASE_URL", None)
+    os.environ.pop("VIGIL_MLFLOW_TRACKING_URI", None)
+    from pipelines.settings import get_settings
+
+    get_settings.cache_clear()
+    get_settings().apply_environment()
+    import torch
+
+    threads = int(os.environ.get("VIGIL_BENCH_THREADS", "2"))
+    torch.set_num_threads(threads)
+    result = run(args.single, args.concurrent, args.epochs)
+    result["machine"] = {
+        "cpus": os.cpu_count(),
+        "torch_threads": threads,
+        "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
+        "python": platform.python_version(),
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,758 @@
+"""Promotion on paired evidence, with a decision ledger and rollback.
+
+The challenger and the champion are judged on the *same* records:
+
+- the labelled evaluation set of the latest training run (the challenger's), re-scored by
+  both models;
+- analysts' verdicts on records both models scored (the champion's runs beside the
+  challenger's shadow runs);
+- the latest batches both scored, labelled or not: flag volume and overlap.
+
+On the labelled records both are held to one alert budget (the number the champion flags
+there), so the comparison is what a fixed team of analysts would see. Differences get
+paired bootstrap confidence intervals, and McNemar's exact test runs on the records where
+the two disagree. The policy is a typed config; every decision goes to the ledger and to
+the model version's MLflow tags; aliases move only on a promotion or a rollback.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+from scipy import stats
+
+from pipelines.modeling.bundle import PreparedRecords, ScoringBundle
+from pipelines.store import ResultsStore
+
+PREVIOUS_CHAMPION = "previous-champion"
+LEDGER_TAG = "vigil.decision"
+
+
+class PromotionPolicy(BaseModel):
+    """What evidence a challenger needs to replace the champion."""
+
+    metric: Literal["recall_at_budget", "precision_at_budget", "auprc"] = Field(
+        default="recall_at_budget",
+        description="The difference that decides (at the champion's alert budget).",
+    )
+    min_gain: float = Field(
+        default=0.0,
+        ge=-1,
+        le=1,
+        description="The lower confidence bound of the metric's gain must exceed this.",
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="Interval level.")
+    max_flag_volume_change: float = Field(
+        default=0.5,
+        ge=0,
+        description="Largest relative change in flags per batch (0.5 = +/-50%) allowed.",
+    )
+    min_labelled: int = Field(default=100, ge=1, description="Fewest labelled records.")
+    min_positives: int = Field(default=10, ge=1, description="Fewest labelled anomalies.")
+    bootstrap: int = Field(default=1000, ge=100, le=20_000, description="Bootstrap resamples.")
+    seed: int = 0
+    require_approval: bool = Field(
+        default=False, description="The promote flow pauses for a person to approve."
+    )
+    allow_rolled_back: bool = Field(
+        default=False,
+        description="Consider a challenger that was champion once and was rolled back.",
+    )
+
+
+@dataclass
+class Evidence:
+    """Paired scores of champion (a) and challenger (b) on the same records."""
+
+    source: str
+    record_ids: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    y: np.ndarray | None = None
+
+
+@dataclass
+class Comparison:
+    model_name: str
+    champion: str
+    challenger: str
+    previous_champion: str | None
+    numbers: dict
+    sizes: dict
+    notes: list[str] = field(default_factory=list)
+    #: Set when the challenger was champion before and was rolled back (the reason).
+    rolled_back: str | None = None
+
+
+@dataclass
+class Decision:
+    """What the policy says about a comparison: ``promote``, ``reject`` or
+    ``insufficient_evidence``, with the reasons in words."""
+
+    outcome: Literal["promote", "reject", "insufficient_evidence"]
+    reasons: list[str]
+
+
+# -- metrics ---------------------------------------------------------------------------
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """The k highest scores as a mask (stable on ties: the earlier record wins)."""
+    mask = np.zeros(len(scores), dtype=bool)
+    if k > 0:
+        mask[np.argsort(-scores, kind="stable")[:k]] = True
+    return mask
+
+
+def budget_metrics(y: np.ndarray, a: np.ndarray, b: np.ndarray, k: int) -> dict:
+    """Precision and recall of each model when each flags its top ``k`` records."""
+    positives = max(int(y.sum()), 1)
+    out = {}
+    for name, scores in (("champion", a), ("challenger", b)):
+        flagged = _top_k(scores, k)
+        tp = int((flagged & (y == 1)).sum())
+        out[name] = {
+            "precision_at_budget": tp / k if k else 0.0,
+            "recall_at_budget": tp / positives,
+        }
+    return out
+
+
+def _auprc(y: np.ndarray, s: np.ndarray) -> float:
+    """Average precision as scikit-learn defines it (ties form one threshold), in numpy:
+    the bootstrap calls it thousands of times."""
+    positives = int(y.sum())
+    if positives == 0 or positives == len(y):
+        return float("nan")
+    order = np.argsort(-s, kind="mergesort")
+    ranked, hits = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]
+    tps = np.cumsum(hits)[last]
+    precision = tps / (last + 1)
+    recall = tps / positives
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def paired_bootstrap(
+    y: np.ndarray, a: np.ndarray, b: np.ndarray, budget_share: float, *, n: int, seed: int
+) -> dict[str, np.ndarray]:
+    """Differences (challenger - champion) over resamples of the same records."""
+    rng = np.random.default_rng(seed)
+    size = len(y)
+    diffs: dict[str, list[float]] = {
+        "recall_at_budget": [],
+        "precision_at_budget": [],
+        "auprc": [],
+    }
+    for _ in range(n):
+        idx = rng.integers(0, size, size)
+        yy, aa, bb = y[idx], a[idx], b[idx]
+        if yy.sum() == 0 or yy.sum() == size:
+            continue
+        k = max(1, int(round(budget_share * size)))
+        m = budget_metrics(yy, aa, bb, k)
+        for key in ("recall_at_budget", "precision_at_budget"):
+            diffs[key].append(m["challenger"][key] - m["champion"][key])
+        diffs["auprc"].append(_auprc(yy, bb) - _auprc(yy, aa))
+    return {k: np.asarray(v) for k, v in diffs.items()}
+
+
+def mcnemar(y: np.ndarray, flagged_a: np.ndarray, flagged_b: np.ndarray) -> dict:
+    """Exact McNemar test on the records where exactly one model is right."""
+    right_a = flagged_a == (y == 1)
+    right_b = flagged_b == (y == 1)
+    only_a = int((right_a & ~right_b).sum())
+    only_b = int((~right_a & right_b).sum())
+    discordant = only_a + only_b
+    p = float(stats.binomtest(min(only_a, only_b), discordant, 0.5).pvalue) if discordant else 1.0
+    return {"champion_only_right": only_a, "challenger_only_right": only_b, "p_value": p}
+
+
+def compare_labelled(evidence: Evidence, threshold_a: float, policy: PromotionPolicy) -> dict:
+    """Both models at the champion's alert budget on labelled, paired records."""
+    y, a, b = evidence.y.astype(int), evidence.a, evidence.b
+    k = int((a > threshold_a).sum()) or 1
+    point = budget_metrics(y, a, b, k)
+    for name, scores in (("champion", a), ("challenger", b)):
+        point[name]["auprc"] = _auprc(y, scores)
+    boot = paired_bootstrap(y, a, b, k / len(y), n=policy.bootstrap, seed=policy.seed)
+    tail = (1 - policy.confidence) / 2
+    differences = {}
+    for metric, values in boot.items():
+        values = values[np.isfinite(values)]
+        differences[metric] = {
+            "gain": point["challenger"][metric] - point["champion"][metric],
+            "ci_low": float(np.quantile(values, tail)) if len(values) else float("nan"),
+            "ci_high": float(np.quantile(values, 1 - tail)) if len(values) else float("nan"),
+        }
+    return {
+        "records": int(len(y)),
+        "positives": int(y.sum()),
+        "budget": k,
+        "budget_share": k / len(y),
+        "champion": point["champion"],
+        "challenger": point["challenger"],
+        "differences": differences,
+        "mcnemar": mcnemar(y, _top_k(a, k), _top_k(b, k)),
+        "confidence": policy.confidence,
+    }
+
+
+def flag_volume(pairs: pd.DataFrame) -> dict:
+    """Flags per batch at each model's own threshold, and how much the flagged sets overlap
+    (all, and at the champion's budget)."""
+    a, b = pairs["champion_flag"].to_numpy(bool), pairs["challenger_flag"].to_numpy(bool)
+    k = int(a.sum())
+    top_b = _top_k(pairs["challenger"].to_numpy(float), k)
+    union = int((a | b).sum())
+    batches = pairs["batch_id"].nunique() if "batch_id" in pairs else 1
+    return {
+        "batches": int(batches),
+        "records": int(len(pairs)),
+        "champion_flags": k,
+        "challenger_flags": int(b.sum()),
+        "champion_flags_per_batch": k / batches,
+        "volume_change": (int(b.sum()) - k) / k if k else (0.0 if not b.any() else float("inf")),
+        "overlap_jaccard": int((a & b).sum()) / union if union else 1.0,
+        "overlap_at_budget": int((a & top_b).sum()) / k if k else 1.0,
+    }
+
+
+# -- gathering evidence ------------------------------------------------------------------
+
+
+def score_reference(bundle: ScoringBundle, reference) -> np.ndarray:
+    """A model's scores on a training reference's evaluation set (with its context)."""
+    prepared = PreparedRecords(features=reference.evaluation, history=reference.context)
+    return bundle.score_prepared(prepared, with_reasons=False)["score"].to_numpy("float64")
+
+
+def gather_evidence(
+    store: ResultsStore,
+    *,
+    model_name: str,
+    champion: str,
+    challenger: str,
+    bundle_a: ScoringBundle,
+    bundle_b: ScoringBundle,
+    reference=None,
+) -> tuple[list[Evidence], pd.DataFrame, list[str]]:
+    """Labelled evidence (evaluation set, verdicts on shadow-scored records) and the paired
+    unlabelled batches."""
+    notes: list[str] = []
+    labelled: list[Evidence] = []
+    if reference is not None and reference.evaluation is not None:
+        if reference.evaluation_labels is None:
+            notes.append("the latest training's evaluation set has no labels")
+        else:
+            try:
+                a = score_reference(bundle_a, reference)
+                b = score_reference(bundle_b, reference)
+                spec = bundle_b.spec
+                ids = (
+                    reference.evaluation[spec.id_column].astype(str).to_numpy()
+                    if spec.id_column in reference.evaluation
+                    else np.arange(len(a)).astype(str)
+                )
+                labelled.append(Evidence("evaluation", ids, a, b, reference.evaluation_labels))
+            except (KeyError, ValueError) as exc:
+                notes.append(f"champion cannot score the challenger's evaluation set: {exc}")
+    else:
+        notes.append("no training reference for the challenger: no evaluation-set evidence")
+    pairs = store.paired_scores(model_name, champion, challenger)
+    if len(pairs):
+        verdicts = store.latest_verdicts(pairs["record_id"].unique().tolist())
+        judged = pairs[pairs["record_id"].isin(verdicts.index)].drop_duplicates("record_id")
+        if len(judged):
+            labelled.append(
+                Evidence(
+                    "verdicts",
+                    judged["record_id"].to_numpy(),
+                    judged["champion"].to_numpy(float),
+                    judged["challenger"].to_numpy(float),
+                    verdicts.loc[judged["record_id"]].to_numpy(int),
+                )
+            )
+    else:
+        notes.append("no batch scored by both yet (shadow runs bring this evidence)")
+    return labelled, pairs, notes
+
+
+def _combine(labelled: list[Evidence]) -> Evidence | None:
+    if not labelled:
+        return None
+    ids = np.concatenate([e.record_ids.astype(str) for e in labelled])
+    keep = ~pd.Series(ids).duplicated(keep="last").to_numpy()
+    return Evidence(
+        "+".join(e.source for e in labelled),
+        ids[keep],
+        np.concatenate([e.a for e in labelled])[keep],
+        np.concatenate([e.b for e in labelled])[keep],
+        np.concatenate([e.y for e in labelled])[keep],
+    )
+
+
+def compare(
+    store: ResultsStore,
+    model_name: str,
+    policy: PromotionPolicy,
+    *,
+    load=None,
+) -> Comparison | None:
+    """Champion vs challenger on paired evidence; None when there is nothing to compare
+    (no challenger, or the challenger is the champion)."""
+    from mlflow import MlflowClient
+
+    from pipelines.modeling.registry import CHALLENGER, CHAMPION, ModelRef, load_bundle
+    from pipelines.operations.reference import reference_for_version
+
+    aliases = {
+        k: str(v) for k, v in MlflowClient().get_registered_model(model_name).aliases.items()
+    }
+    champion, challenger = aliases.get(CHAMPION), aliases.get(CHALLENGER)
+    if champion is None:
+        raise ValueError(f"{model_name} has no champion: nothing to promote over")
+    if challenger is None or challenger == champion:
+        return None
+    load = load or load_bundle
+    bundle_a = load(ModelRef(model_name, champion, CHAMPION))
+    bundle_b = load(ModelRef(model_name, challenger, CHALLENGER))
+    reference = reference_for_version(model_name, challenger)
+    labelled, pairs, notes = gather_evidence(
+        store,
+        model_name=model_name,
+        champion=champion,
+        challenger=challenger,
+        bundle_a=bundle_a,
+        bundle_b=bundle_b,
+        reference=reference,
+    )
+    numbers: dict = {"sources": {}}
+    combined = _combine(labelled)
+    if combined is not None and 0 < combined.y.sum() < len(combined.y):
+        numbers["labelled"] = compare_labelled(combined, bundle_a.threshold, policy)
+        numbers["labelled"]["source"] = combined.source
+        for e in labelled:
+            if 0 < e.y.sum() < len(e.y):
+                numbers["sources"][e.source] = compare_labelled(
+                    e, bundle_a.threshold, policy.model_copy(update={"bootstrap": 200})
+                )
+    elif combined is not None:
+        notes.append("the labelled records hold a single class: no quality comparison")
+    if len(pairs):
+        numbers["volume"] = {**flag_volume(pairs), "source": "shadow batches"}
+    elif combined is not None:
+        # No shadow batches yet: each model at its own threshold on the labelled set.
+        fa, fb = combined.a > bundle_a.threshold, combined.b > bundle_b.threshold
+        frame = pd.DataFrame(
+            {
+                "champion": combined.a,
+                "challenger": combined.b,
+                "champion_flag": fa,
+                "challenger_flag": fb,
+                "batch_id": "evaluation",
+            }
+        )
+        numbers["volume"] = {**flag_volume(frame), "source": "labelled records"}
+    sizes = {
+        "labelled": int(len(combined.y)) if combined is not None else 0,
+        "positives": int(combined.y.sum()) if combined is not None else 0,
+        "by_source": {e.source: int(len(e.y)) for e in labelled},
+        "paired_unlabelled": int(len(pairs)),
+        "paired_batches": int(pairs["batch_id"].nunique()) if len(pairs) else 0,
+    }
+    rollbacks = [
+        d
+        for d in store.decisions(model_name)
+        if d.kind == "rollback" and d.from_version == challenger
+    ]
+    return Comparison(
+        model_name=model_name,
+        champion=champion,
+        challenger=challenger,
+        previous_champion=aliases.get(PREVIOUS_CHAMPION),
+        numbers=numbers,
+        sizes=sizes,
+        notes=notes,
+        rolled_back=(
+            f"ledger #{rollbacks[0].id}, {rollbacks[0].at:%Y-%m-%d}: {rollbacks[0].reason}"
+            if rollbacks
+            else None
+        ),
+    )
+
+
+def decide(comparison: Comparison, policy: PromotionPolicy) -> Decision:
+    """Apply the policy: enough evidence, a gain whose lower bound clears ``min_gain``, and
+    a flag volume the analysts can absorb."""
+    if comparison.rolled_back and not policy.allow_rolled_back:
+        return Decision(
+            "reject",
+            [
+                f"v{comparison.challenger} was rolled back before ({comparison.rolled_back}); "
+                "the policy does not promote it again (allow_rolled_back)"
+            ],
+        )
+    sizes = comparison.sizes
+    missing = []
+    if sizes["labelled"] < policy.min_labelled:
+        missing.append(f"{sizes['labelled']} labelled records < {policy.min_labelled}")
+    if sizes["positives"] < policy.min_positives:
+        missing.append(f"{sizes['positives']} labelled anomalies < {policy.min_positives}")
+    if "labelled" not in comparison.numbers and not missing:
+        missing.append("no labelled comparison possible")
+    if missing:
+        return Decision("insufficient_evidence", missing)
+    diff = comparison.numbers["labelled"]["differences"][policy.metric]
+    reasons = []
+    ok = True
+    level = f"{policy.confidence:.0%}"
+    if diff["ci_low"] > policy.min_gain:
+        reasons.append(
+            f"{policy.metric} gain {diff['gain']:+.3f} ({level} CI {diff['ci_low']:+.3f} to "
+            f"{diff['ci_high']:+.3f}) clears the minimum {policy.min_gain:+.3f}"
+        )
+    else:
+        ok = False
+        reasons.append(
+            f"{policy.metric} gain {diff['gain']:+.3f} ({level} CI {diff['ci_low']:+.3f} to "
+            f"{diff['ci_high']:+.3f}) does not clear the minimum {policy.min_gain:+.3f}"
+        )
+    volume = comparison.numbers.get("volume")
+    if volume is not None:
+        change = volume["volume_change"]
+        if abs(change) > policy.max_flag_volume_change:
+            ok = False
+            reasons.append(
+                f"flag volume would change {change:+.0%} (limit "
+                f"+/-{policy.max_flag_volume_change:.0%}, {volume.get('source', 'paired records')})"
+            )
+        else:
+            reasons.append(f"flag volume change {change:+.0%} within the limit")
+    return Decision("promote" if ok else "reject", reasons)
+
+
+# -- acting on a decision -----------------------------------------------------------------
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # pragma: no cover - no user database in some containers
+        return "unknown"
+
+
+def _mirror_to_mlflow(model_name: str, version: str, entry_id: int, text: str) -> None:
+    """The ledger entry's id and a one-line summary on the model version."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    client.set_model_version_tag(model_name, version, LEDGER_TAG, text[:4900])
+    client.set_model_version_tag(model_name, version, f"{LEDGER_TAG}_id", str(entry_id))
+    client.set_model_version_tag(
+        model_name, version, f"{LEDGER_TAG}_at", datetime.now(UTC).isoformat(timespec="seconds")
+    )
+    mv = client.get_model_version(model_name, version)
+    description = ((mv.description or "") + f"\n[ledger #{entry_id}] {text}").strip()
+    client.update_model_version(model_name, version, description=description[-5000:])
+
+
+def _aliases(model_name: str) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    return {k: str(v) for k, v in MlflowClient().get_registered_model(model_name).aliases.items()}
+
+
+LEDGER_DECISIONS = {
+    "promote": "promoted",
+    "reject": "rejected",
+    "insufficient_evidence": "insufficient_evidence",
+}
+
+
+def record_and_apply(
+    store: ResultsStore,
+    comparison: Comparison,
+    decision: Decision,
+    policy: PromotionPolicy,
+    *,
+    actor: str,
+    approved_by: str | None = None,
+    override: str | None = None,
+) -> dict:
+    """Write the decision to the ledger and MLflow; on a promotion move the aliases.
+
+    ``override``: a ledger decision other than the policy's (``approval_rejected``).
+    """
+    from mlflow import MlflowClient
+
+    from pipelines.modeling.registry import CHAMPION
+
+    name = comparison.model_name
+    before = _aliases(name)
+    ledger_decision = override or LEDGER_DECISIONS[decision.outcome]
+    promote = ledger_decision == "promoted"
+    if promote:
+        client = MlflowClient()
+        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, comparison.champion)
+        client.set_registered_model_alias(name, CHAMPION, comparison.challenger)
+    after = _aliases(name)
+    reason = "; ".join(decision.reasons)
+    entry_id = store.record_decision(
+        model_name=name,
+        kind="promotion",
+        decision=ledger_decision,
+        actor=actor,
+        from_version=comparison.champion,
+        to_version=comparison.challenger,
+        before={"aliases": before},
+        after={"aliases": after},
+        evidence={
+            "numbers": comparison.numbers,
+            "sizes": comparison.sizes,
+            "notes": comparison.notes,
+        },
+        policy=policy.model_dump(),
+        approved_by=approved_by,
+        reason=reason,
+    )
+    _mirror_to_mlflow(name, comparison.challenger, entry_id, f"{ledger_decision}: {reason}")
+    return {
+        "model": name,
+        "decision": ledger_decision,
+        "champion_before": comparison.champion,
+        "challenger": comparison.challenger,
+        "champion_after": after.get(CHAMPION),
+        "aliases_before": before,
+        "aliases_after": after,
+        "reasons": decision.reasons,
+        "numbers": comparison.numbers,
+        "sizes": comparison.sizes,
+        "notes": comparison.notes,
+        "policy": policy.model_dump(),
+        "ledger_id": entry_id,
+        "actor": actor,
+        "approved_by": approved_by,
+    }
+
+
+def promote(
+    store: ResultsStore,
+    model_name: str,
+    policy: PromotionPolicy | None = None,
+    *,
+    actor: str | None = None,
+    approved_by: str | None = None,
+    load=None,
+) -> dict:
+    """Compare, decide, record, and move the aliases when the evidence says so."""
+    policy = policy or PromotionPolicy()
+    comparison = compare(store, model_name, policy, load=load)
+    if comparison is None:
+        return {
+            "model": model_name,
+            "decision": "no_challenger",
+            "reasons": ["the challenger is the champion (or there is none): nothing to do"],
+            "aliases_after": _aliases(model_name),
+        }
+    decision = decide(comparison, policy)
+    return record_and_apply(
+        store,
+        comparison,
+        decision,
+        policy,
+        actor=actor or default_actor(),
+        approved_by=approved_by,
+    )
+
+
+def rollback(
+    store: ResultsStore, model_name: str, *, reason: str, actor: str | None = None
+) -> dict:
+    """Move ``champion`` back to ``previous-champion``, with the reason in the ledger."""
+    from mlflow import MlflowClient
+
+    from pipelines.modeling.registry import CHAMPION
+
+    if not reason or not reason.strip():
+        raise ValueError("a rollback needs a reason (--reason TEXT)")
+    before = _aliases(model_name)
+    previous, current = before.get(PREVIOUS_CHAMPION), before.get(CHAMPION)
+    if previous is None:
+        raise ValueError(
+            f"{model_name} has no {PREVIOUS_CHAMPION}: nothing to roll back to "
+            f"(champion is v{current})"
+        )
+    client = MlflowClient()
+    client.set_registered_model_alias(model_name, CHAMPION, previous)
+    client.delete_registered_model_alias(model_name, PREVIOUS_CHAMPION)
+    after = _aliases(model_name)
+    actor = actor or default_actor()
+    entry_id = store.record_decision(
+        model_name=model_name,
+        kind="rollback",
+        decision="rolled_back",
+        actor=actor,
+        from_version=current,
+        to_version=previous,
+        before={"aliases": before},
+        after={"aliases": after},
+        reason=reason.strip(),
+    )
+    _mirror_to_mlflow(model_name, str(current), entry_id, f"rolled back: {reason.strip()}")
+    return {
+        "model": model_name,
+        "decision": "rolled_back",
+        "champion_before": current,
+        "champion_after": previous,
+        "aliases_before": before,
+        "aliases_after": after,
+        "reason": reason.strip(),
+        "ledger_id": entry_id,
+        "actor": actor,
+    }
+
+
+def ledger_entries(store: ResultsStore, model_name: str, limit: int = 50) -> list[dict]:
+    """The model's ledger, newest first, as plain dicts (for ``vigil models --json``)."""
+    return [
+        {
+            "id": d.id,
+            "at": d.at.isoformat() if d.at else None,
+            "kind": d.kind,
+            "decision": d.decision,
+            "from_version": d.from_version,
+            "to_version": d.to_version,
+            "actor": d.actor,
+            "approved_by": d.approved_by,
+            "reason": d.reason,
+            "before": d.before,
+            "after": d.after,
+            "evidence": json.loads(json.dumps(d.evidence, default=str)),
+            "policy": d.policy,
+        }
+        for d in store.decisions(model_name, limit=limit)
+    ]
+
+
+def models_with_challengers() -> list[str]:
+    """Registered models whose challenger differs from their champion."""
+    from mlflow import MlflowClient
+
+    from pipelines.modeling.registry import CHALLENGER, CHAMPION
+
+    names = []
+    for m in MlflowClient().search_registered_models():
+        aliases = {
+            k: str(v) for k, v in MlflowClient().get_registered_model(m.name).aliases.items()
+        }
+        if aliases.get(CHALLENGER) and aliases.get(CHALLENGER) != aliases.get(CHAMPION):
+            names.append(m.name)
+    return sorted(names)
+
+
+def comparison_markdown(comparison: Comparison, decision: Decision) -> str:
+    """The comparison as the approval form shows it."""
+    lines = [
+        f"## Promote {comparison.model_name} v{comparison.challenger} over v{comparison.champion}?",
+        f"Policy says **{decision.outcome}**: " + "; ".join(decision.reasons),
+        "",
+    ]
+    labelled = comparison.numbers.get("labelled")
+    if labelled:
+        lines.append(
+            f"Labelled evidence: {labelled['records']} records, {labelled['positives']} "
+            f"anomalies, alert budget {labelled['budget']} ({labelled['source']})"
+        )
+        lines.append("| metric | champion | challenger | gain | CI |")
+        lines.append("|---|---|---|---|---|")
+        for metric, diff in labelled["differences"].items():
+            lines.append(
+                f"| {metric} | {labelled['champion'][metric]:.3f} | "
+                f"{labelled['challenger'][metric]:.3f} | {diff['gain']:+.3f} | "
+                f"{diff['ci_low']:+.3f} to {diff['ci_high']:+.3f} |"
+            )
+        mc = labelled["mcnemar"]
+        lines.append(
+            f"McNemar: champion-only right {mc['champion_only_right']}, challenger-only "
+            f"right {mc['challenger_only_right']}, p = {mc['p_value']:.3g}"
+        )
+    volume = comparison.numbers.get("volume")
+    if volume:
+        lines.append(
+            f"Flag volume {volume['volume_change']:+.0%} ({volume['source']}), overlap "
+            f"{volume['overlap_jaccard']:.0%}"
+        )
+    return "\n".join(lines)
+
+
+def models_with_previous_champion() -> list[str]:
+    from mlflow import MlflowClient
+
+    return sorted(
+        m.name
+        for m in MlflowClient().search_registered_models()
+        if PREVIOUS_CHAMPION in MlflowClient().get_registered_model(m.name).aliases
+    )
+
+
+def load_policy(path: str | None) -> PromotionPolicy:
+    """The policy from a YAML/JSON file, or the defaults."""
+    if not path:
+        return PromotionPolicy()
+    import yaml
+
+    with open(path) as handle:
+        return PromotionPolicy.model_validate(yaml.safe_load(handle) or {})
+
+
+def describe_result(result: dict) -> str:
+    """A promotion result for people: the decision, its reasons and its numbers."""
+    name = result["model"]
+    if result["decision"] == "no_challenger":
+        return f"{name}: nothing to decide ({result['reasons'][0]})"
+    lines = [
+        f"{name}: {result['decision'].upper()} v{result['challenger']} vs champion "
+        f"v{result['champion_before']} -> champion is v{result['champion_after']} "
+        f"(ledger #{result['ledger_id']}, by {result['actor']})"
+    ]
+    lines += [f"  - {r}" for r in result["reasons"]]
+    sizes = result["sizes"]
+    lines.append(
+        f"  evidence: {sizes['labelled']} labelled records ({sizes['positives']} anomalies; "
+        + ", ".join(f"{k} {v}" for k, v in sizes["by_source"].items())
+        + f"), {sizes['paired_unlabelled']} records in {sizes['paired_batches']} shadow batches"
+    )
+    labelled = result["numbers"].get("labelled")
+    if labelled:
+        lines.append(
+            f"  at the champion's alert budget ({labelled['budget']} of {labelled['records']}):"
+        )
+        for metric, diff in labelled["differences"].items():
+            lines.append(
+                f"    {metric:20} champion {labelled['champion'][metric]:.3f}  challenger "
+                f"{labelled['challenger'][metric]:.3f}  gain {diff['gain']:+.3f}  "
+                f"[{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]"
+            )
+        mc = labelled["mcnemar"]
+        lines.append(
+            f"    McNemar: {mc['champion_only_right']} records only the champion gets right, "
+            f"{mc['challenger_only_right']} only the challenger; p = {mc['p_value']:.3g}"
+        )
+    volume = result["numbers"].get("volume")
+    if volume:
+        lines.append(
+            f"  flag volume: {volume['champion_flags']} -> {volume['challenger_flags']} "
+            f"({volume['volume_change']:+.0%}, {volume['source']}); overlap "
+            f"{volume['overlap_jaccard']:.0%}, at budget {volume['overlap_at_budget']:.0%}"
+        )
+    for note in result.get("notes", []):
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
