@@ -680,7 +680,10 @@ def _page_routes(templates: Jinja2Templates) -> APIRouter:
 
     @router.get("/runs", response_class=HTMLResponse)
     def runs(request: Request):
-        return render(request, "runs.html", {"runs": _store(request).list_runs(100)})
+        store = _store(request)
+        listed = store.list_runs(100)
+        health = store.run_health_status([r.id for r in listed])
+        return render(request, "runs.html", {"runs": listed, "health": health})
 
     @router.get("/runs/{run_id}", response_class=HTMLResponse)
     def run_page(request: Request, run_id: str):
@@ -700,6 +703,7 @@ def _page_routes(templates: Jinja2Templates) -> APIRouter:
                 "rates": charts.flag_rate_bars(earlier, run.id),
                 "quarantine": quarantine.head(500).to_dict("records"),
                 "quarantine_total": len(quarantine),
+                "health": store.run_health(run.id),
             },
         )
 
