@@ -610,20 +610,26 @@ def users_add(name, role, password_stdin, no_password) -> None:
     click.echo(f"added {name} ({role})")
 
 
+def _change_user(name: str, done: str, **changes) -> None:
+    """Apply a user change through the store (audited there) and say what happened."""
+    from pipelines.store.review import ReviewError
+
+    try:
+        _store().update_user(name, actor=_actor(), **changes)
+    except ReviewError as exc:
+        _fail(str(exc))
+    click.echo(done)
+
+
 @users.command("set-password")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def users_set_password(name, password_stdin) -> None:
     """Set a user's password."""
     from pipelines.accounts import hash_password
-    from pipelines.store.review import ReviewError
 
     password_hash = hash_password(_read_password(password_stdin))
-    try:
-        _store().update_user(name, actor=_actor(), password_hash=password_hash)
-    except ReviewError as exc:
-        _fail(str(exc))
-    click.echo(f"password of {name} changed")
+    _change_user(name, f"password of {name} changed", password_hash=password_hash)
 
 
 @users.command("set-role")
@@ -631,39 +637,21 @@ def users_set_password(name, password_stdin) -> None:
 @click.argument("role", type=click.Choice(["viewer", "analyst", "admin"]))
 def users_set_role(name, role) -> None:
     """Change a user's role."""
-    from pipelines.store.review import ReviewError
-
-    try:
-        _store().update_user(name, actor=_actor(), role=role)
-    except ReviewError as exc:
-        _fail(str(exc))
-    click.echo(f"{name} is now {role}")
+    _change_user(name, f"{name} is now {role}", role=role)
 
 
 @users.command("disable")
 @click.argument("name")
 def users_disable(name) -> None:
     """Disable a user: ends their sessions and revokes their API tokens."""
-    from pipelines.store.review import ReviewError
-
-    try:
-        _store().update_user(name, actor=_actor(), disabled=True)
-    except ReviewError as exc:
-        _fail(str(exc))
-    click.echo(f"{name} disabled")
+    _change_user(name, f"{name} disabled", disabled=True)
 
 
 @users.command("enable")
 @click.argument("name")
 def users_enable(name) -> None:
     """Enable a disabled user again (tokens stay revoked: issue a new one)."""
-    from pipelines.store.review import ReviewError
-
-    try:
-        _store().update_user(name, actor=_actor(), disabled=False)
-    except ReviewError as exc:
-        _fail(str(exc))
-    click.echo(f"{name} enabled")
+    _change_user(name, f"{name} enabled", disabled=False)
 
 
 @users.command("token")
