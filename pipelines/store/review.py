@@ -319,7 +319,7 @@ class ReviewStoreMixin:
 
     def _insert_ignore(self, session: Session):
         dialect = session.get_bind().dialect.name
-        return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Case)
+        return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Case.__table__)
 
     def attach_flags_to_cases(
         self, session: Session, run_id: str, *, group_by_entity: bool
@@ -350,30 +350,27 @@ class ReviewStoreMixin:
         for start in range(0, len(key_list), 1000):
             part = key_list[start : start + 1000]
             stamp = now_utc()
-            session.execute(
-                self._insert_ignore(session)
-                .values(
-                    [
-                        {
-                            "dataset": run.dataset,
-                            "entity_key": key,
-                            "entity": entity_of[key],
-                            "status": "open",
-                            "priority": 0.0,
-                            "max_score": 0.0,
-                            "flag_count": 0,
-                            "first_flag_at": first_at[key] or stamp,
-                            "last_flag_at": stamp,
-                            "version": 1,
-                            "opened_at": stamp,
-                        }
-                        for key in part
-                    ]
-                )
-                .on_conflict_do_nothing(
+            session.execute(  # one compiled statement, executed for many rows
+                self._insert_ignore(session).on_conflict_do_nothing(
                     index_elements=["dataset", "entity_key"],
                     index_where=sa.text("status = 'open'"),
-                )
+                ),
+                [
+                    {
+                        "dataset": run.dataset,
+                        "entity_key": key,
+                        "entity": entity_of[key],
+                        "status": "open",
+                        "priority": 0.0,
+                        "max_score": 0.0,
+                        "flag_count": 0,
+                        "first_flag_at": first_at[key] or stamp,
+                        "last_flag_at": stamp,
+                        "version": 1,
+                        "opened_at": stamp,
+                    }
+                    for key in part
+                ],
             )
             for case_id, key in session.execute(
                 sa.select(Case.id, Case.entity_key).where(
@@ -436,7 +433,12 @@ class ReviewStoreMixin:
             }
             if bump_version:
                 values["version"] = Case.version + 1
-            session.execute(sa.update(Case).where(Case.id.in_(part)).values(**values))
+            session.execute(
+                sa.update(Case)
+                .where(Case.id.in_(part))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
 
     # -- the queue ------------------------------------------------------------------------
 
