@@ -30,7 +30,7 @@ from pipelines.store.models import (
     ScoringRun,
 )
 from pipelines.store.operations import OperationsStoreMixin
-from pipelines.store.production import ProductionStoreMixin
+from pipelines.store.production import ProductionStoreMixin, quarantine_rows
 from pipelines.store.review import ReviewStoreMixin
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -160,20 +160,7 @@ class ResultsStore(
     ) -> None:
         if not len(quarantined):
             return
-        rows = [
-            {
-                "run_id": run_id,
-                "batch_id": batch_id,
-                "source": source,
-                "row_number": int(r.row_number),
-                "record_id": r.record_id,
-                "column": r.column,
-                "value": r.value,
-                "reason": r.reason,
-                "raw": r.raw,
-            }
-            for r in quarantined.itertuples(index=False)
-        ]
+        rows = quarantine_rows(run_id, batch_id, source, quarantined)
         with self.session() as session:
             session.execute(sa.insert(QuarantinedRow), rows)
 

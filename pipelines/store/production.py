@@ -326,7 +326,7 @@ class ProductionStoreMixin:
             if len(chunk.quarantined):
                 session.execute(
                     sa.insert(QuarantinedRow),
-                    _quarantine_rows(run_id, chunk.batch_id, chunk.source, chunk.quarantined),
+                    quarantine_rows(run_id, chunk.batch_id, chunk.source, chunk.quarantined),
                 )
 
     def _bulk_scores(self, session: Session, run_id: str, scores: pd.DataFrame) -> None:
@@ -448,9 +448,10 @@ class ProductionStoreMixin:
             return int(session.scalar(query.where(RunChunk.run_id == run_id)))
 
 
-def _quarantine_rows(
-    run_id: str, batch_id: str, source: str, quarantined: pd.DataFrame
+def quarantine_rows(
+    run_id: str | None, batch_id: str, source: str, quarantined: pd.DataFrame
 ) -> list[dict]:
+    """Quarantine table rows for a frame of rejected rows (one shape for every writer)."""
     return [
         {
             "run_id": run_id,
