@@ -19,6 +19,7 @@ from detectors import (
     metrics,
 )
 from detectors.base import BaseDeepDetector
+from detectors.vae import kth_distance
 
 DETECTORS = ["fitted_vae", "fitted_gan"]
 
@@ -235,9 +236,15 @@ def test_max_epoch_rows_caps_the_rows_each_epoch_trains_on(cls, monkeypatch) -> 
 
 
 @pytest.mark.parametrize("cls", [VAEDetector, GANDetector])
-def test_knn_views_detect_explain_and_round_trip(cls, train_df, test_mix, tmp_path) -> None:
+@pytest.mark.parametrize(("prototypes", "k", "reference_rows"), [(0, 3, 300), (16, 1, 16)])
+def test_knn_views_detect_explain_and_round_trip(
+    cls, prototypes, k, reference_rows, train_df, test_mix, tmp_path
+) -> None:
+    # prototypes 0: the reference is the 300-row sample itself; 16: k-means centres of it.
     params = {"epochs": 10, "target_fpr": 0.05, "knn_reference_rows": 300}
-    det = cls(**params, knn_views=("input", "latent"), knn_k=3).fit(train_df)
+    det = cls(
+        **params, knn_views=("input", "latent"), knn_k=k, knn_prototypes=prototypes
+    ).fit(train_df)
     X, y = test_mix
     scores = det.decision_function(X)
     assert np.isfinite(scores).all() and metrics.auroc(y, scores) > 0.85
@@ -246,7 +253,8 @@ def test_knn_views_detect_explain_and_round_trip(cls, train_df, test_mix, tmp_pa
     # The reference rows travel in weights.pt (tensors only), the rest in config.json.
     det.save(tmp_path / "m")
     state = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)
-    assert state["knn_reference"].shape[0] == 300 and "knn_latent" in state
+    assert state["knn_reference"].shape[0] == reference_rows
+    assert state["knn_latent"].shape[0] == reference_rows
     loaded = load_detector(tmp_path / "m")
     assert loaded.get_params() == det.get_params()
     assert np.array_equal(loaded.decision_function(X), scores)
@@ -265,7 +273,14 @@ def test_saved_before_knn_views_loads_without_them(cls, tmp_path) -> None:
     det.save(tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     # The format before kNN views: none of their parameters or state.
-    for name in ("knn_views", "knn_k", "knn_weight", "knn_reference_rows", "max_epoch_rows"):
+    for name in (
+        "knn_views",
+        "knn_k",
+        "knn_weight",
+        "knn_reference_rows",
+        "knn_prototypes",
+        "max_epoch_rows",
+    ):
         del cfg["params"][name]
     if cls is VAEDetector:
         del cfg["extra_state"]["ensemble"]["knn_views"]
@@ -275,3 +290,34 @@ def test_saved_before_knn_views_loads_without_them(cls, tmp_path) -> None:
     loaded = cls.load(tmp_path / "m")
     assert loaded.knn_views == ()
     assert np.array_equal(loaded.decision_function(X), det.decision_function(X))
+
+
+@pytest.mark.parametrize("cls", [VAEDetector, GANDetector])
+def test_saved_with_a_sample_reference_loads_and_scores_as_saved(cls, tmp_path) -> None:
+    X = make_normals(300, seed=44)
+    det = cls(epochs=3, knn_prototypes=0, knn_k=5, knn_weight=2.0).fit(X)
+    det.save(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    # The format before prototypes: no ``knn_prototypes`` parameter or state.
+    del cfg["params"]["knn_prototypes"]
+    if cls is VAEDetector:
+        del cfg["extra_state"]["ensemble"]["knn_prototypes"]
+    else:
+        del cfg["extra_state"]["knn"]["prototypes"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    loaded = cls.load(tmp_path / "m")
+    assert loaded.get_params()["knn_prototypes"] == 0 and loaded.get_params()["knn_k"] == 5
+    assert np.array_equal(loaded.decision_function(X), det.decision_function(X))
+
+
+@pytest.mark.parametrize("k", [1, 5])
+def test_kth_distance_matches_brute_force(k: int) -> None:
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.randn(200, 7, generator=gen) * 3 + 10
+    q = torch.cat([torch.randn(50, 7, generator=gen) * 3 + 10, ref[:5]])
+    expected = torch.cdist(q.double(), ref.double()).sort(dim=1).values[:, k - 1]
+    got = kth_distance(q, ref, k)
+    assert got.dtype == torch.float64
+    # float32 squared distances: ~1e-5 absolute error, ~1e-2 after the square root near 0.
+    torch.testing.assert_close(got[:50], expected[:50], atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(got[50:], expected[50:], atol=1e-2, rtol=1e-4)
