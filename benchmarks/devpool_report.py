@@ -24,8 +24,11 @@ from benchmarks.devpool import SHARED
 def load(pyod: list[str], vigil: list[str], screen: list[str]) -> pd.DataFrame:
     rows = []
     for path in pyod + vigil:
-        for r in json.loads(open(path).read())["results"]:
-            tag = r["model"]
+        data = json.loads(open(path).read())
+        run_tag = "default" if path in pyod else data.get("meta", {}).get("tag", "default")
+        for r in data["results"]:
+            # Runs tagged other than "default" (``devpool --tag``) are their own candidates.
+            tag = r["model"] if run_tag == "default" else f"{r['model']}:{run_tag}"
             rows.append({**r, "candidate": tag})
     for path in screen:
         data = json.loads(open(path).read())

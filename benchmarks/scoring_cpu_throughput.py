@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--round", type=int, default=0)
     parser.add_argument("--datasets", nargs="+", default=["shuttle", "cardio"])
     parser.add_argument("--models", nargs="+", default=["vae", "gan"])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-fit", action="store_true", help="score-only (2-epoch fits)")
     parser.add_argument("--out", default="benchmarks/results/scoring_cpu_throughput.jsonl")
     args = parser.parse_args(argv)
