@@ -116,3 +116,23 @@ def test_queue_metrics_per_day_and_per_typology():
     assert out["a"]["auroc"] == 1.0 and out["b"]["frauds"] == 1 and "c" not in out
     assert out["all"]["holdout_fpr"] == 0.25  # 0.8 of the four normals crosses 0.75
     assert out["all"]["recall_at_threshold"] == 0.5
+
+
+def test_view_selection_rules_respect_the_cost_budget_and_the_set_loss():
+    from benchmarks.devpool_views import choose
+
+    wide = pd.DataFrame(
+        {
+            "base": [0.90, 0.80, 0.70],
+            # best mean, but loses 0.02 on the first set: the VAE rule refuses it
+            "km64/tr99/xz/w4": [0.88, 0.95, 0.90],
+            "km64/tr99/xz/w1": [0.899, 0.85, 0.80],
+            # better still, but 256 centres are over the cost budget
+            "km256/va50/xz/w6": [0.99, 0.99, 0.99],
+            "km64/va50/xz/w6": [0.80, 0.90, 0.90],
+        },
+        index=["a", "b", "c"],
+    )
+    names = list(wide.columns)
+    assert choose("vae", wide, names) == "km64/tr99/xz/w1"
+    assert choose("gan", wide, names) == "km64/va50/xz/w6"
