@@ -150,7 +150,8 @@ def combos(d, model: str) -> dict[str, np.ndarray]:
 
 
 #: Scoring-cost budget of the selection: the nearest of at most this many centres
-#: (k-means of 256 cost the GAN ~40% of its scoring throughput, 64 a few percent).
+#: (with 256 the GAN scored at 0.71-0.82 of its speed without the views, with 64 at
+#: 0.78-0.86; benchmarks/RESULTS.md).
 MAX_PROTOTYPES = 64
 
 

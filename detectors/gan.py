@@ -115,8 +115,8 @@ class GANDetector(BaseDeepDetector):
     benchmarks/RESULTS.md, capped protocol, seed 0): there the GAN's own three terms are
     the weaker part (mean AUROC 0.761 alone, 0.829 with the views at weight 6, 0.840 with
     the views alone), while on the five shared sets they carry the score (0.962 at weight
-    6, 0.953 with the views alone). 256 centres scored higher on the pool (0.839) but cost
-    the GAN ~30-45% of its scoring throughput; 64 cost a few percent.
+    6, 0.953 with the views alone). 256 centres scored higher on the pool (0.839), but the
+    GAN then scored at 0.71-0.82 of its speed without the views; with 64, 0.78-0.86.
     Early stopping monitors the mean unstandardised ``sum_j (x_j - x'_j)^2`` on held-out
     normal rows (GAN losses are not meaningful as a convergence signal).
     ``max_epoch_rows`` (default 8192): each epoch trains on a fresh seeded sample of at

@@ -201,7 +201,8 @@ class VAEDetector(BaseDeepDetector):
     AUROC 0.819 (rules only) -> 0.853, no set more than 0.005 below the rules alone; the
     earlier reference (5th nearest of 2048 sampled rows, weight 2) reached 0.849 but lost
     up to 0.017 on a set, and its top-5 search over 2048 distances per row cut scoring
-    throughput 3-19x, where the nearest of 64 centres costs a few percent.
+    throughput 3-19x; with the nearest of 64 centres the VAE scores at 0.86-0.91 of its
+    speed without the views (shuttle, cardio; benchmarks/RESULTS.md).
 
     It needs the residual statistics, computed after training only when
     ``score_rule="ensemble"`` (switching a model fitted with "elbo" to "ensemble" raises).
