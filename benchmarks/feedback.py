@@ -292,7 +292,8 @@ def run(args: argparse.Namespace) -> dict:
                 target = np.where(np.isin(rows, known), y[rows], 0)
                 models[name] = fit(design(name, rows), target)
                 # The product's rule: the floor's reference is the presumed normals' u.
-                floors[name] = NoveltyFloor.fit(u[extra], cap=args.floor_cap)
+                floors[name] = NoveltyFloor.fit(u[extra], cap=args.floor_cap,
+                                                below=args.floor_below)
                 if name == same_labels_source:  # the same-labels baseline: same verdicts
                     sup_X = np.hstack([numeric[rows], risk_of[name][rows]])
                     sup_model["supervised_same_labels"] = fit(sup_X, target)
@@ -344,15 +345,17 @@ def run(args: argparse.Namespace) -> dict:
         raise RuntimeError("no variant got enough labels for a model; lengthen the replay")
     # Post hoc, on the same models and reviews (the team worked from the served rule): the
     # re-ranker's p alone, the old unbounded rule max(u, p/0.5), and other floor caps.
-    posthoc_floor = {cap: NoveltyFloor.fit(stage["u_normal"] / threshold, cap=cap)
-                     for cap in args.posthoc_caps}
+    posthoc_floor = {
+        (cap, below): NoveltyFloor.fit(stage["u_normal"] / threshold, cap=cap, below=below)
+        for cap in args.posthoc_caps for below in args.posthoc_below
+    }
     for name in [v for v in ("all", "all_heldout_s3") if v in variants]:
         has_p = prob[name] > 0
         served[f"{name} [p only, post hoc]"] = np.where(has_p, prob[name], u * 1e-6)
         served[f"{name} [max(u, p/0.5), post hoc]"] = np.where(
             has_p, np.maximum(u, prob[name] / 0.5), u)
-        for cap, floor in posthoc_floor.items():
-            served[f"{name} [cap {cap:g}, post hoc]"] = np.where(
+        for (cap, below), floor in posthoc_floor.items():
+            served[f"{name} [cap {cap:g} below {below:g}, post hoc]"] = np.where(
                 has_p, served_score(u, prob[name], 0.5, floor), u)
     evaluated = day >= first_update
     test_eval = test.loc[evaluated].reset_index(drop=True)
@@ -502,7 +505,10 @@ def main(argv: list[str] | None = None) -> int:
                         choices=list(BASE_VARIANTS))
     parser.add_argument("--floor-cap", type=float, default=1.5,
                         help="the served rule's bound on the unsupervised floor")
-    parser.add_argument("--posthoc-caps", type=float, nargs="*", default=[1.25, 2.0, 3.0])
+    parser.add_argument("--floor-below", type=float, default=1.0,
+                        help="the floor's weight below the flag line")
+    parser.add_argument("--posthoc-caps", type=float, nargs="*", default=[1.25, 1.5, 2.0, 3.0])
+    parser.add_argument("--posthoc-below", type=float, nargs="*", default=[0.0, 0.1, 0.3, 1.0])
     parser.add_argument("--cache", default=None,
                         help="folder for the cached first stage (VAE outputs, features)")
     parser.add_argument("--out", default="benchmarks/results/feedback.json")

@@ -148,29 +148,35 @@ class NoveltyFloor:
     """The unsupervised score's share of the served scale, bounded by ``cap``.
 
     ``quantiles[k]`` is the presumed-normal records' ``u`` exceeded by a share
-    ``10 ** -exponents[k]`` of them. Monotone in ``u``, equal to 1 exactly at ``u = 1`` (so
-    the flag line does not move), at most ``cap``; above the reference's largest value it
-    keeps growing with ``log u`` before the squash, so extreme scores still order among
-    themselves.
+    ``10 ** -exponents[k]`` of them. Monotone in ``u``, above 1 exactly when ``u > 1`` (so
+    the flag line does not move), at most ``cap``; below the line it is scaled by ``below``
+    (how much the unsupervised order still counts where the re-ranker has an opinion).
+    Above the reference's largest value it keeps growing with ``log u`` before the squash,
+    so extreme scores still order among themselves.
     """
 
     exponents: list[float]
     quantiles: list[float]
     cap: float = 1.5
+    below: float = 1.0
 
     @classmethod
-    def fit(cls, u_normal: np.ndarray, *, cap: float = 1.5, points: int = 64) -> NoveltyFloor:
+    def fit(cls, u_normal: np.ndarray, *, cap: float = 1.5, below: float = 1.0,
+            points: int = 64) -> NoveltyFloor:
         u_normal = np.sort(np.asarray(u_normal, dtype="float64"))
         u_normal = u_normal[np.isfinite(u_normal)]
         if len(u_normal) < 10:
             raise ValueError("the novelty floor needs at least 10 presumed-normal scores")
         if cap <= 1.0:
             raise ValueError("cap must be above 1 (the flag line)")
+        if not 0.0 <= below <= 1.0:
+            raise ValueError("below must be within [0, 1]")
         top = np.log10(len(u_normal))
         exponents = np.linspace(0.0, top, points)
         quantiles = np.quantile(u_normal, 1.0 - 10.0 ** -exponents)
         quantiles = np.maximum.accumulate(quantiles)
-        return cls(exponents=exponents.tolist(), quantiles=quantiles.tolist(), cap=float(cap))
+        return cls(exponents=exponents.tolist(), quantiles=quantiles.tolist(), cap=float(cap),
+                   below=float(below))
 
     def rarity(self, u: np.ndarray) -> np.ndarray:
         """``-log10`` of the share of presumed normals at or above ``u`` (log-extrapolated)."""
@@ -193,7 +199,7 @@ class NoveltyFloor:
         x = np.maximum(g - 1.0, 0.0) / room
         # x / (1 + x) rather than tanh: it approaches the cap slowly enough that scores
         # millions of times the threshold still order among themselves in float64.
-        return np.where(g <= 1.0, g, 1.0 + room * x / (1.0 + x))
+        return np.where(g <= 1.0, self.below * g, 1.0 + room * x / (1.0 + x))
 
 
 def served_score(u: np.ndarray, p: np.ndarray, p_cut: float,
