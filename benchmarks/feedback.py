@@ -436,6 +436,10 @@ def write_markdown(report: dict, path: Path) -> None:
         + f"; {meta['test']}. Analysts review the top {p['cards_per_day']} cards a day, labels "
         f"known {p['label_delay_days']} days later, models updated every {p['update_every']} "
         f"days ({p['trees']} trees), risk windows {', '.join(p['risk_windows'])}. "
+        f"Served rule of the vigil variants: max(p / 0.5, floor(u)), floor capped at "
+        f"{p.get('floor_cap', 'n/a')} and weighted {p.get('floor_below', 'n/a')} below the "
+        "flag line; `*_linked` teams give 10 of their 100 daily cards to the cards that paid "
+        "where the most confirmed frauds are known (the linked lane). "
         "Scenario columns: normals + that scenario's frauds; CP@100 = Card Precision@100 per "
         "day, averaged over the days.",
         "",
@@ -452,6 +456,14 @@ def write_markdown(report: dict, path: Path) -> None:
             part = r[f"scenario_{s}"]
             cells += [f"{part['auroc']:.4f}", f"{part['auprc']:.3f}", f"{part['cp100']:.3f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Labels each simulated team produced by the end of the replay (records; "
+              "frauds per scenario):", "",
+              "| team | records labelled | " + " | ".join(f"s{s} frauds" for s in SCENARIOS)
+              + " |", "|---|---:|" + "---:|" * len(SCENARIOS)]
+    for name, counts in report.get("labelled", {}).items():
+        lines.append(f"| {name} | {counts['records']:,} | "
+                     + " | ".join(f"{counts[f'scenario_{s}_frauds']:,}" for s in SCENARIOS)
+                     + " |")
     t = report["thresholds"]
     lines += [
         "",
@@ -474,6 +486,35 @@ def write_markdown(report: dict, path: Path) -> None:
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)
+
+
+def plot_per_day(report: dict, path: Path) -> None:
+    """Card Precision@100 per replay day for the served variants (the analysts' daily view)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = int(report["meta"]["test"].split("replay day ")[1].split(" ")[0])
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for name, r in report["results"].items():
+        if "post hoc" in name:
+            continue
+        series = np.asarray(r["cp100_per_day"])
+        # A 7-day rolling mean: single days swing with the day's fraud count.
+        smooth = pd.Series(series).rolling(7, min_periods=1).mean()
+        style = "--" if name.startswith("supervised") else "-"
+        ax.plot(np.arange(first, first + len(series)), smooth, style,
+                label=f"{name} ({series.mean():.3f})")
+    ax.set_xlabel("replay day (0 = 2018-07-01)")
+    ax.set_ylabel("Card Precision@100 (7-day mean)")
+    ax.set_title("Handbook replay: what the top 100 cards of each day held")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _fmt(value) -> str:
@@ -513,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for the cached first stage (VAE outputs, features)")
     parser.add_argument("--out", default="benchmarks/results/feedback.json")
     parser.add_argument("--markdown", default=None)
+    parser.add_argument("--plot", default=None, help="PNG of Card Precision@100 per day")
     args = parser.parse_args(argv)
     args.test_start = args.train_end  # the replay is the test period (for the shared meta)
     args.models = ["vae_context"]
@@ -524,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=2, default=float))
     if args.markdown:
         write_markdown(report, Path(args.markdown))
+    if args.plot:
+        plot_per_day(report, Path(args.plot))
     _log(f"wrote {out}")
     return 0
 

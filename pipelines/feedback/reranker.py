@@ -42,6 +42,12 @@ from pipelines.feedback.risk import RiskConfig, build_risk_features
 from pipelines.modeling.bundle import PreparedRecords, ScoringBundle, is_sequence_detector
 
 RERANKER_DIR = "reranker"
+# The served rule's defaults, chosen on the handbook replay (benchmarks/feedback.py,
+# RESULTS.md): the unsupervised floor tops out at 1.5 (a re-ranker sure of fraud, p/0.5 up
+# to 2, outranks it) and counts a tenth below the flag line (enough to keep a fraud type no
+# analyst labelled at the unsupervised model's AUROC).
+DEFAULT_FLOOR_CAP = 1.5
+DEFAULT_FLOOR_BELOW = 0.1
 TREES_FILE = "trees.npz"
 CONFIG_FILE = "config.json"
 _ROW_CHUNK = 20_000
@@ -418,7 +424,8 @@ def fit_reranked_bundle(
     unlabelled_weight: float = 1.0,
     labelled: np.ndarray | None = None,
     tree_params: dict | None = None,
-    floor_cap: float = 1.5,
+    floor_cap: float = DEFAULT_FLOOR_CAP,
+    floor_below: float = DEFAULT_FLOOR_BELOW,
 ) -> RerankedBundle:
     """Train the re-ranker on ``features.iloc[rows]`` with targets ``y``.
 
@@ -459,7 +466,8 @@ def fit_reranked_bundle(
     if reference.sum() < 10:
         reference = y_array == 0
     u_ratio = scores / base.threshold if base.threshold > 0 else scores
-    config.floor = asdict(NoveltyFloor.fit(u_ratio[reference], cap=floor_cap))
+    config.floor = asdict(NoveltyFloor.fit(u_ratio[reference], cap=floor_cap,
+                                                below=floor_below))
     weight = None
     if labelled is not None and unlabelled_weight != 1.0:
         weight = np.where(labelled, 1.0, unlabelled_weight)
