@@ -53,7 +53,14 @@ from benchmarks.sequences import (
     quality,
 )
 from detectors import VAEDetector
-from pipelines.feedback.reranker import BoostedTrees, NoveltyFloor, detector_outputs, served_score
+from pipelines.feedback.reranker import (
+    DEFAULT_FLOOR_BELOW,
+    DEFAULT_FLOOR_CAP,
+    BoostedTrees,
+    NoveltyFloor,
+    detector_outputs,
+    served_score,
+)
 from pipelines.feedback.risk import RiskConfig, build_risk_features
 from pipelines.intake.spec import load_spec
 from pipelines.modeling.bundle import ScoringBundle, prepare_records
@@ -391,6 +398,11 @@ def run(args: argparse.Namespace) -> dict:
                      if k not in ("out", "markdown", "data", "spec", "cache")},
         "vae_fit_seconds": stage["fit_seconds"],
     })
+    if args.arrays:  # for post hoc study of other served rules without a new replay
+        np.savez_compressed(args.arrays, u=u, y=y, day=day, scenario=scenario,
+                            customers=customers, evaluated=evaluated,
+                            **{f"prob_{k}": v for k, v in prob.items()},
+                            **{f"risk_{k}": v for k, v in risk_of.items()})
     return {"meta": meta, "results": results, "thresholds": thresholds, "updates": fit_log,
             "labelled": labelled}
 
@@ -544,9 +556,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--variants", nargs="+", default=list(BASE_VARIANTS),
                         choices=list(BASE_VARIANTS))
-    parser.add_argument("--floor-cap", type=float, default=1.5,
+    parser.add_argument("--floor-cap", type=float, default=DEFAULT_FLOOR_CAP,
                         help="the served rule's bound on the unsupervised floor")
-    parser.add_argument("--floor-below", type=float, default=1.0,
+    parser.add_argument("--floor-below", type=float, default=DEFAULT_FLOOR_BELOW,
                         help="the floor's weight below the flag line")
     parser.add_argument("--posthoc-caps", type=float, nargs="*", default=[1.25, 1.5, 2.0, 3.0])
     parser.add_argument("--posthoc-below", type=float, nargs="*", default=[0.0, 0.1, 0.3, 1.0])
@@ -555,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/results/feedback.json")
     parser.add_argument("--markdown", default=None)
     parser.add_argument("--plot", default=None, help="PNG of Card Precision@100 per day")
+    parser.add_argument("--arrays", default=None, help="npz of u, p and risk per variant")
     args = parser.parse_args(argv)
     args.test_start = args.train_end  # the replay is the test period (for the shared meta)
     args.models = ["vae_context"]
