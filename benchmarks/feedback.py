@@ -22,8 +22,11 @@ figures and the held-out-type variant):
 Variants: ``unsupervised`` (u = VAE score / its threshold); ``risk_only`` (re-ranker on u +
 risk features); ``rerank_only`` (re-ranker on u + latent means + per-feature errors + context
 features, no risk features); ``all`` (everything); ``all_heldout_s3`` (``all`` whose analysts'
-verdicts on scenario-3 frauds never become labels: the novel-pattern case); served score
-``max(u, p / 0.5)``. Baselines (HistGradientBoosting, same code path, on raw + context +
+verdicts on scenario-3 frauds never become labels: the novel-pattern case); ``all_linked`` /
+``all_linked_heldout_s3``: the same, with 10 of the 100 daily cards given to the cards that
+paid where the most confirmed frauds are known (a "linked to confirmed fraud" lane). Served
+score: the product's rule, ``max(p / 0.5, floor(u))`` (``NoveltyFloor``, its reference
+refit at each update on the presumed normals' u). Baselines (HistGradientBoosting, same code path, on raw + context +
 risk features, served p): ``supervised_same_labels`` trained on the labels the ``all``
 team produced; ``supervised_all_labels`` on every record's label with the same delay (the
 handbook's setting; training records from June on, normals subsampled).
