@@ -26,10 +26,11 @@ verdicts on scenario-3 frauds never become labels: the novel-pattern case); ``al
 ``all_linked_heldout_s3``: the same, with 10 of the 100 daily cards given to the cards that
 paid where the most confirmed frauds are known (a "linked to confirmed fraud" lane). Served
 score: the product's rule, ``max(p / 0.5, floor(u))`` (``NoveltyFloor``, its reference
-refit at each update on the presumed normals' u). Baselines (HistGradientBoosting, same code path, on raw + context +
-risk features, served p): ``supervised_same_labels`` trained on the labels the ``all``
-team produced; ``supervised_all_labels`` on every record's label with the same delay (the
-handbook's setting; training records from June on, normals subsampled).
+refit at each update on the presumed normals' u). Baselines (HistGradientBoosting, same
+code path, on raw + context + risk features, served p): ``supervised_same_labels``
+trained on the labels the ``all`` team produced; ``supervised_all_labels`` on every
+record's label with the same delay (the handbook's setting; training records from June
+on, normals subsampled).
 Threshold recalibration changes no ranking: it is reported separately as flags/day and
 precision at a fixed 1%-FPR threshold vs a weekly alert-budget threshold.
 """
