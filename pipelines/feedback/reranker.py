@@ -44,7 +44,7 @@ from pipelines.modeling.bundle import PreparedRecords, ScoringBundle, is_sequenc
 RERANKER_DIR = "reranker"
 # The served rule's defaults, chosen on the handbook replay (benchmarks/feedback.py,
 # RESULTS.md): the unsupervised floor tops out at 1.5, so a re-ranker sure of fraud (p/0.5
-# up to 2) outranks it; caps from 1.25 to 3 measured the same. Below the flag line it keeps
+# up to 2) outranks it; caps 1.25-2 measured the same, 3 lower. Below the flag line it keeps
 # its full weight: weights 0.1-0.3 gained at most 0.002 AUPRC and cost a fraud type no
 # analyst labelled some of its AUROC (weight 0: -0.022).
 DEFAULT_FLOOR_CAP = 1.5
