@@ -95,6 +95,20 @@ class VigilSettings(BaseSettings):
         default=20, gt=0, description="Frauds (and not-frauds) the re-ranker needs to train."
     )
 
+    # -- real-time scoring (`vigil api`, issue 10)
+    api_torch_threads: int = Field(
+        default=1,
+        gt=0,
+        description="Torch threads of `vigil api`: one record is too small to split, and "
+        "more threads than cores only contend with the server's own.",
+    )
+    api_flush_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Longest delay before records scored by `vigil api` are kept in the "
+        "store as entity history (what a crash can lose).",
+    )
+
     # -- drift watch (issue 10)
     drift: DriftPolicy = Field(
         default_factory=DriftPolicy,
