@@ -111,7 +111,7 @@ def card_model(prefect_harness, tmp_path_factory) -> dict:
             seq_vae={"epochs": 2, "hidden_dims": [16], "latent_dim": 4, "context_hidden": 8},
         ),
     )
-    trained = {i for i, _ in _store().history_segment_ids(name)}
+    trained = {i for i, _, _ in _store().history_segment_ids(name)}
     assert trained
     return {"name": name, "model": f"{name}-seq_vae", "spec": spec, "last_day": last_day,
             "trained_segments": trained}
@@ -219,7 +219,7 @@ def test_vigil_api_keeps_history_in_memory_and_recovers_it_after_a_restart(card_
     half = len(records) // 2
 
     def api_segments() -> list[int]:
-        return [i for i, source in store.history_segment_ids(card_model["name"])
+        return [i for i, _, source in store.history_segment_ids(card_model["name"])
                 if source == "api"]
 
     live: dict[str, float] = {}

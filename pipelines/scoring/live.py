@@ -102,6 +102,7 @@ class LiveHistory:
         self._lock = threading.Lock()  # the in-memory rows and the pending list
         self._flush_lock = threading.Lock()  # one store writer at a time
         self._seen_segments: set[int] = set()
+        self._written: set[str] = set()  # batch ids of the segments this process wrote
         self._newest = -np.inf
         #: Requests reaching back before this read the store (rows trimmed from memory).
         self.loaded_since = -np.inf
@@ -227,29 +228,30 @@ class LiveHistory:
             if not pending:
                 return 0
             frame = pd.concat(pending, ignore_index=True)
+            batch_id = f"{self.source}-{_digest(frame)}"
             try:
                 save_entity_history(
-                    self.store, self.spec, batch_id=f"{self.source}-{_digest(frame)}",
-                    source=self.source, state=frame,
-                )  # fmt: skip
+                    self.store, self.spec, batch_id=batch_id, source=self.source, state=frame
+                )
             except Exception:
                 with self._lock:  # keep them for the next try
                     self._pending.insert(0, frame)
                     self._pending_rows += len(frame)
                 raise
-            self._remember_own_segments()
+            self._written.add(batch_id)
             return len(frame)
 
-    def _remember_own_segments(self) -> None:
-        """Our segments are in memory already: mark them seen so a refresh skips them."""
-        for segment_id, source in self.store.history_segment_ids(self.spec.name):
-            if source == self.source and segment_id not in self._seen_segments:
-                self._seen_segments.add(segment_id)
-
     def refresh(self) -> int:
-        """Rows of segments other processes kept since we looked (a nightly batch)."""
-        known = self._seen_segments
-        new_ids = [i for i, _ in self.store.history_segment_ids(self.spec.name) if i not in known]
+        """Rows of segments other processes kept since we looked (a nightly batch, another
+        ``vigil api``); our own segments are in memory already."""
+        new_ids = []
+        for segment_id, batch_id, _ in self.store.history_segment_ids(self.spec.name):
+            if segment_id in self._seen_segments:
+                continue
+            if batch_id in self._written:
+                self._seen_segments.add(segment_id)
+            else:
+                new_ids.append(segment_id)
         if not new_ids:
             return 0
         return self._add_segments(self.store.history_segments(self.spec.name, ids=new_ids))

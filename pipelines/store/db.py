@@ -315,15 +315,17 @@ class ResultsStore(
             for segment_id, signature, payload in segments
         ]
 
-    def history_segment_ids(self, dataset: str) -> list[tuple[int, str]]:
-        """(id, source) of a data set's kept segments: cheap, to see what is new."""
+    def history_segment_ids(self, dataset: str) -> list[tuple[int, str, str]]:
+        """(id, batch id, source) of a data set's kept segments: cheap, to see what is new."""
         with self.session() as session:
             rows = session.execute(
-                sa.select(EntityHistorySegment.id, EntityHistorySegment.source).where(
-                    EntityHistorySegment.dataset == dataset
-                )
+                sa.select(
+                    EntityHistorySegment.id,
+                    EntityHistorySegment.batch_id,
+                    EntityHistorySegment.source,
+                ).where(EntityHistorySegment.dataset == dataset)
             ).all()
-        return [(int(i), source) for i, source in rows]
+        return [(int(i), batch_id, source) for i, batch_id, source in rows]
 
     def history_extent(self, dataset: str) -> tuple[float, float, int] | None:
         """(first time, last time, segments) of a data set's kept history, or None."""
