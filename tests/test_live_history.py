@@ -58,3 +58,35 @@ def test_live_history_matches_the_store_and_picks_up_other_writers(tmp_path):
     same_card = other[other["card_id"] == later["card_id"].iloc[0]]
     assert len(same_card) and set(same_card[spec.id_column]) <= ids
     live.close()
+
+
+def test_api_picks_up_a_new_champion_in_the_background_without_a_restart(
+    tmp_path, monkeypatch
+):
+    """Requests keep the loaded model while the registry is asked again; a promotion (the
+    alias moves to v2) is served from the next look-up on."""
+    from types import SimpleNamespace
+
+    from pipelines.demo import DEMO_SPEC
+    from pipelines.modeling import registry
+    from pipelines.operations.api import Scorer
+
+    champion = {"version": "1"}
+    monkeypatch.setattr(
+        registry, "resolve_model",
+        lambda reference: SimpleNamespace(name="m", version=champion["version"]),
+    )  # fmt: skip
+    loads = []
+
+    def load(ref):
+        loads.append(ref.version)
+        return SimpleNamespace(spec=DEMO_SPEC)
+
+    store = ResultsStore(f"sqlite:///{tmp_path / 'store.db'}")
+    scorer = Scorer(store, "m", refresh_seconds=3600, load=load, background=False)
+    assert scorer.current().version == "1"
+    champion["version"] = "2"
+    assert scorer.current().version == "1"  # not due for a look-up: no registry call
+    scorer.refresh_seconds = 0
+    assert scorer.current().version == "2" and loads == ["1", "2"]
+    assert scorer.current().version == "2" and loads == ["1", "2"]  # loaded once
