@@ -294,6 +294,39 @@ class ResultsStore(
             (signature, pd.read_parquet(io.BytesIO(payload))) for signature, payload in segments
         ]
 
+    def history_segments(
+        self, dataset: str, *, ids: Sequence[int] | None = None
+    ) -> list[tuple[int, str, pd.DataFrame]]:
+        """Every kept segment of a data set (or those with ``ids``), oldest first, as
+        (id, context signature, frame): what a long-running scorer loads once."""
+        query = sa.select(
+            EntityHistorySegment.id,
+            EntityHistorySegment.context_signature,
+            EntityHistorySegment.payload,
+        ).where(EntityHistorySegment.dataset == dataset)
+        if ids is not None:
+            query = query.where(EntityHistorySegment.id.in_(list(ids)))
+        with self.session() as session:
+            segments = session.execute(
+                query.order_by(EntityHistorySegment.first_time, EntityHistorySegment.id)
+            ).all()
+        return [
+            (int(segment_id), signature, pd.read_parquet(io.BytesIO(payload)))
+            for segment_id, signature, payload in segments
+        ]
+
+    def history_segment_ids(self, dataset: str) -> list[tuple[int, str, str]]:
+        """(id, batch id, source) of a data set's kept segments: cheap, to see what is new."""
+        with self.session() as session:
+            rows = session.execute(
+                sa.select(
+                    EntityHistorySegment.id,
+                    EntityHistorySegment.batch_id,
+                    EntityHistorySegment.source,
+                ).where(EntityHistorySegment.dataset == dataset)
+            ).all()
+        return [(int(i), batch_id, source) for i, batch_id, source in rows]
+
     def history_extent(self, dataset: str) -> tuple[float, float, int] | None:
         """(first time, last time, segments) of a data set's kept history, or None."""
         with self.session() as session:
