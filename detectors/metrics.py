@@ -3,7 +3,7 @@
 Thin wrappers on scikit-learn that fail with a clear message when the labels hold a single
 class (scikit-learn would warn and return NaN, which silently poisons model comparisons).
 scikit-learn is imported when a metric is computed: scoring processes never need it, and
-importing it (with SciPy) was a fifth of ``vigil score``'s start-up.
+importing it (with SciPy) was about a tenth of ``vigil score``'s start-up.
 """
 
 from __future__ import annotations
