@@ -56,7 +56,18 @@ class VigilSettings(BaseSettings):
         default=None, description="MLflow tracking/registry URI; default SQLite under home."
     )
     mlflow_experiment: str = "vigil"
-    score_chunk_size: int = Field(default=5000, gt=0, description="Rows per scoring batch.")
+    score_chunk_size: int = Field(
+        default=50_000,
+        gt=0,
+        description="Rows per scoring chunk (one commit each, the unit a re-run resumes "
+        "from); per-chunk costs (a transaction, the lease) fade at this size.",
+    )
+    score_threads: int | None = Field(
+        default=None,
+        gt=0,
+        description="torch threads for scoring (None: torch's default, one per core). "
+        "1 is faster on a machine other processes share (no spinning thread pool).",
+    )
     max_reasons: int = Field(default=3, gt=0, description="Top reasons stored per flag.")
     run_lease_seconds: float = Field(
         default=60.0,
