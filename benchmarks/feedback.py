@@ -22,11 +22,15 @@ figures and the held-out-type variant):
 Variants: ``unsupervised`` (u = VAE score / its threshold); ``risk_only`` (re-ranker on u +
 risk features); ``rerank_only`` (re-ranker on u + latent means + per-feature errors + context
 features, no risk features); ``all`` (everything); ``all_heldout_s3`` (``all`` whose analysts'
-verdicts on scenario-3 frauds never become labels: the novel-pattern case); served score
-``max(u, p / 0.5)``. Baselines (HistGradientBoosting, same code path, on raw + context +
-risk features, served p): ``supervised_same_labels`` trained on the labels the ``all``
-team produced; ``supervised_all_labels`` on every record's label with the same delay (the
-handbook's setting; training records from June on, normals subsampled).
+verdicts on scenario-3 frauds never become labels: the novel-pattern case); ``all_linked`` /
+``all_linked_heldout_s3``: the same, with 10 of the 100 daily cards given to the cards that
+paid where the most confirmed frauds are known (a "linked to confirmed fraud" lane). Served
+score: the product's rule, ``max(p / 0.5, floor(u))`` (``NoveltyFloor``, its reference
+refit at each update on the presumed normals' u). Baselines (HistGradientBoosting, same
+code path, on raw + context + risk features, served p): ``supervised_same_labels``
+trained on the labels the ``all`` team produced; ``supervised_all_labels`` on every
+record's label with the same delay (the handbook's setting; training records from June
+on, normals subsampled).
 Threshold recalibration changes no ranking: it is reported separately as flags/day and
 precision at a fixed 1%-FPR threshold vs a weekly alert-budget threshold.
 """
@@ -34,6 +38,7 @@ precision at a fixed 1%-FPR threshold vs a weekly alert-budget threshold.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -52,19 +57,28 @@ from benchmarks.sequences import (
     quality,
 )
 from detectors import VAEDetector
-from pipelines.feedback.reranker import BoostedTrees, detector_outputs
+from pipelines.feedback.reranker import (
+    DEFAULT_FLOOR_BELOW,
+    DEFAULT_FLOOR_CAP,
+    BoostedTrees,
+    NoveltyFloor,
+    detector_outputs,
+    served_score,
+)
 from pipelines.feedback.risk import RiskConfig, build_risk_features
 from pipelines.intake.spec import load_spec
 from pipelines.modeling.bundle import ScoringBundle, prepare_records
 
 MARKER_START = "<!-- feedback:start -->"
 MARKER_END = "<!-- feedback:end -->"
-VIGIL_VARIANTS = {
-    # name: (reads latents/errors/context, reads risk, held-out scenario)
-    "risk_only": (False, True, None),
-    "rerank_only": (True, False, None),
-    "all": (True, True, None),
-    "all_heldout_s3": (True, True, 3),
+# name: (reads latents/errors/context, reads risk, held-out scenario, linked-review cards)
+BASE_VARIANTS = {
+    "risk_only": (False, True, None, 0),
+    "rerank_only": (True, False, None, 0),
+    "all": (True, True, None, 0),
+    "all_heldout_s3": (True, True, 3, 0),
+    "all_linked": (True, True, None, 10),
+    "all_linked_heldout_s3": (True, True, 3, 10),
 }
 DAY = 86400.0
 
@@ -97,29 +111,39 @@ def top_cards(day_rows: np.ndarray, customers: np.ndarray, scores: np.ndarray, k
     return frame.loc[frame["card"].isin(best), "row"].to_numpy()
 
 
-def run(args: argparse.Namespace) -> dict:
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    spec = load_spec(args.spec)
-    raw = load_handbook(Path(args.data) if args.data else None)
-    if args.customer_fraction < 1.0:
-        customers = raw["CUSTOMER_ID"].unique()
-        chosen = rng.choice(customers, int(len(customers) * args.customer_fraction), replace=False)
-        raw = raw.loc[raw["CUSTOMER_ID"].isin(chosen)].reset_index(drop=True)
-    _log(f"{len(raw):,} records")
+def _cache_key(args: argparse.Namespace) -> str:
+    """What the expensive first stage depends on (data, split, model settings, code)."""
+    parts = {k: getattr(args, k) for k in ("data", "spec", "customer_fraction", "train_end",
+                                           "test_end", "all_labels_from", "max_train_rows",
+                                           "epochs", "seed", "risk_windows", "label_delay_days")}
+    code = [Path(__file__).parents[1] / f for f in ("detectors/vae.py", "detectors/context.py",
+                                                     "pipelines/feedback/risk.py")]
+    parts["code"] = [hashlib.sha256(f.read_bytes()).hexdigest()[:12] for f in code if f.exists()]
+    parts["spec_text"] = Path(args.spec).read_text()
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def prepare_stage(args, raw, spec, risk, rng) -> dict:
+    """The unsupervised model and everything the replay reads from it, cached on disk
+    (``--cache DIR``) because it costs most of a run and does not change between policies."""
+    cache_file = Path(args.cache) / f"feedback-{_cache_key(args)}.npz" if args.cache else None
+    if cache_file is not None and cache_file.exists():
+        _log(f"stage 1 from cache {cache_file}")
+        with np.load(cache_file, allow_pickle=False) as data:
+            out = {k: data[k] for k in data.files}
+        out["fit_seconds"] = float(out["fit_seconds"])
+        out["threshold"] = float(out["threshold"])
+        return out
     started = time.perf_counter()
     features = prepare_records(spec, raw).features
     _log(f"context features in {time.perf_counter() - started:.0f}s")
     when = raw["TX_DATETIME"]
     labels = raw["TX_FRAUD"].to_numpy()
-    scenario_all = raw["TX_FRAUD_SCENARIO"].to_numpy()
-    day_all = raw["TX_TIME_DAYS"].to_numpy()
     train_mask = (when < pd.Timestamp(args.train_end)).to_numpy()
-    replay_mask = ((when >= pd.Timestamp(args.train_end)) & (when < pd.Timestamp(args.test_end)))
-    replay_mask = replay_mask.to_numpy()
-
-    # 1. The unsupervised model.
+    replay = np.flatnonzero(((when >= pd.Timestamp(args.train_end))
+                             & (when < pd.Timestamp(args.test_end))).to_numpy())
     normal_idx = np.flatnonzero(train_mask & (labels == 0))
+    n_normal_train = len(normal_idx)
     if len(normal_idx) > args.max_train_rows:
         normal_idx = np.sort(rng.choice(normal_idx, args.max_train_rows, replace=False))
     columns = spec.model_feature_columns
@@ -131,8 +155,73 @@ def run(args: argparse.Namespace) -> dict:
     fit_seconds = time.perf_counter() - started
     _log(f"VAE fit on {len(normal_idx):,} normals in {fit_seconds:.0f}s")
     bundle = ScoringBundle(spec, detector)
+    started = time.perf_counter()
+    u_raw, errors, latents = detector_outputs(bundle, features.iloc[replay][columns], None)
+    u_normal = detector.decision_function(features.iloc[normal_idx][columns])
+    _log(f"VAE outputs for {len(replay):,} replay records in {time.perf_counter() - started:.0f}s")
+    # The all-labels baseline: every record's label known delay days later, from June on.
+    june = np.flatnonzero((when >= pd.Timestamp(args.all_labels_from)).to_numpy()
+                          & (when < pd.Timestamp(args.test_end)).to_numpy())
+    day_all = raw["TX_TIME_DAYS"].to_numpy()
+    all_known_day = day_all + args.label_delay_days + 1  # absolute day index
+    fraud_rows = np.flatnonzero(labels == 1)
+    ids_all = raw["TRANSACTION_ID"].astype(str).to_numpy()
+    started = time.perf_counter()
+    full_frauds = pd.DataFrame({
+        "record_id": ids_all[fraud_rows],
+        "known_at": pd.Timestamp("2018-04-01") + pd.to_timedelta(all_known_day[fraud_rows],
+                                                                 unit="D"),
+    })
+    all_risk = build_risk_features(raw[["TRANSACTION_ID", "TX_DATETIME", *risk.columns]],
+                                   full_frauds, risk, targets=june).to_numpy("float64")
+    _log(f"all-labels risk features in {time.perf_counter() - started:.0f}s")
+    out = {
+        "replay": replay, "june": june, "u_raw": np.asarray(u_raw, dtype="float64"),
+        "latents": np.asarray(latents, dtype="float64"),
+        "errors": errors.to_numpy(dtype="float64"),
+        "numeric_all": features[columns].to_numpy(dtype="float64"),
+        "u_normal": np.asarray(u_normal, dtype="float64"), "all_risk": all_risk,
+        "threshold": float(detector.threshold_.value), "fit_seconds": fit_seconds,
+        "n_normal_train": n_normal_train, "n_fit": len(normal_idx),
+    }
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache_file, **out)
+        _log(f"stage 1 cached in {cache_file}")
+    return out
 
-    replay = np.flatnonzero(replay_mask)
+
+def linked_cards(today: np.ndarray, customers: np.ndarray, link: np.ndarray,
+                 exclude: np.ndarray, k: int) -> np.ndarray:
+    """Rows of up to k cards, not already chosen, that paid today where analysts' confirmed
+    frauds are most numerous (the "linked to confirmed fraud" lane of the queue)."""
+    if k <= 0:
+        return np.empty(0, dtype="int64")
+    frame = pd.DataFrame({"row": today, "card": customers[today], "link": link[today]})
+    frame = frame.loc[~frame["card"].isin(customers[exclude]) & (frame["link"] > 0)]
+    best = frame.groupby("card")["link"].max().nlargest(k).index
+    return frame.loc[frame["card"].isin(best), "row"].to_numpy()
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    spec = load_spec(args.spec)
+    raw = load_handbook(Path(args.data) if args.data else None)
+    if args.customer_fraction < 1.0:
+        customers = raw["CUSTOMER_ID"].unique()
+        chosen = rng.choice(customers, int(len(customers) * args.customer_fraction), replace=False)
+        raw = raw.loc[raw["CUSTOMER_ID"].isin(chosen)].reset_index(drop=True)
+    _log(f"{len(raw):,} records")
+    risk = RiskConfig(columns=tuple(spec.secondary_entity_columns), time_column="TX_DATETIME",
+                      id_column="TRANSACTION_ID", windows=tuple(args.risk_windows))
+    stage = prepare_stage(args, raw, spec, risk, rng)
+    variants = {name: BASE_VARIANTS[name] for name in args.variants}
+    labels = raw["TX_FRAUD"].to_numpy()
+    day_all = raw["TX_TIME_DAYS"].to_numpy()
+    replay, june = stage["replay"], stage["june"]
+    threshold = stage["threshold"]
+
     test = raw.iloc[replay].reset_index(drop=True)
     n = len(test)
     day = day_all[replay]
@@ -140,23 +229,20 @@ def run(args: argparse.Namespace) -> dict:
     day = day - first_day
     n_days = int(day.max()) + 1
     y = labels[replay]
-    scenario = scenario_all[replay]
+    scenario = raw["TX_FRAUD_SCENARIO"].to_numpy()[replay]
     customers = test["CUSTOMER_ID"].to_numpy()
-    started = time.perf_counter()
-    u_raw, errors, latents = detector_outputs(bundle, features.iloc[replay][columns], None)
-    u = u_raw / detector.threshold_.value
-    numeric = features.iloc[replay][columns].to_numpy(dtype="float64")
-    deep = np.hstack([u[:, None], latents, errors.to_numpy(dtype="float64"), numeric])
-    _log(f"VAE outputs for {n:,} replay records in {time.perf_counter() - started:.0f}s")
+    u = stage["u_raw"] / threshold
+    numeric = stage["numeric_all"][replay]
+    deep = np.hstack([u[:, None], stage["latents"], stage["errors"], numeric])
 
     # Risk features: per variant, day by day, from the labels that variant knows.
-    risk = RiskConfig(columns=tuple(spec.secondary_entity_columns), time_column="TX_DATETIME",
-                      id_column="TRANSACTION_ID", windows=tuple(args.risk_windows))
     horizon_days = int(np.ceil(risk.horizon_seconds / DAY)) + 1
-    ids_all = raw["TRANSACTION_ID"].astype(str).to_numpy()
-    replay_ids = ids_all[replay]
+    replay_ids = raw["TRANSACTION_ID"].astype(str).to_numpy()[replay]
     day_index = [np.flatnonzero(day == d) for d in range(n_days)]
     start_of = pd.Timestamp(args.train_end)
+    risk_names = risk.feature_names()
+    # The linked lane ranks by confirmed frauds at the entity over the longest window.
+    link_column = max(i for i, name in enumerate(risk_names) if "_frauds_" in name)
 
     def risk_for_day(d: int, known_rows: np.ndarray, known_day: np.ndarray) -> np.ndarray:
         lo = np.searchsorted(day_all, first_day + d - horizon_days, side="left")
@@ -169,42 +255,30 @@ def run(args: argparse.Namespace) -> dict:
         targets = replay[day_index[d]] - lo
         return build_risk_features(frame, frauds, risk, targets=targets).to_numpy("float64")
 
-    n_risk = len(risk.feature_names())
+    n_risk = len(risk_names)
     served = {"unsupervised": u.copy()}
-    prob = {name: np.zeros(n) for name in VIGIL_VARIANTS}
+    prob = {name: np.zeros(n) for name in variants}
     risk_of: dict[str, np.ndarray] = {}
     teams: dict[str, Team] = {}
-    for name, (_, _, heldout) in VIGIL_VARIANTS.items():
+    for name, (_, _, heldout, _) in variants.items():
         served[name] = u.copy()
         risk_of[name] = np.zeros((n, n_risk))
         teams[name] = Team(n, heldout)
-    models: dict[str, BoostedTrees | None] = {name: None for name in VIGIL_VARIANTS}
+    models: dict[str, BoostedTrees | None] = {name: None for name in variants}
+    floors: dict[str, NoveltyFloor | None] = {name: None for name in variants}
+    same_labels_source = "all" if "all" in variants else next(iter(variants))
     served["supervised_same_labels"] = np.zeros(n)
     served["supervised_all_labels"] = np.zeros(n)
     sup_model: dict[str, BoostedTrees | None] = {"supervised_same_labels": None,
                                                  "supervised_all_labels": None}
-
-    # The all-labels baseline: every record's label known delay days later, from June on.
-    june = np.flatnonzero((when >= pd.Timestamp(args.all_labels_from)).to_numpy()
-                          & (when < pd.Timestamp(args.test_end)).to_numpy())
-    all_known_day = day_all + args.label_delay_days + 1  # absolute day index
-    fraud_rows = np.flatnonzero(labels == 1)
-    started = time.perf_counter()
-    full_risk_frame = raw[["TRANSACTION_ID", "TX_DATETIME", *risk.columns]]
-    full_frauds = pd.DataFrame({
-        "record_id": ids_all[fraud_rows],
-        "known_at": pd.Timestamp("2018-04-01") + pd.to_timedelta(all_known_day[fraud_rows],
-                                                                 unit="D"),
-    })
-    all_risk = build_risk_features(full_risk_frame, full_frauds, risk, targets=june)
-    all_risk = all_risk.to_numpy("float64")
-    june_numeric = features.iloc[june][columns].to_numpy(dtype="float64")
-    june_pos = {int(r): i for i, r in enumerate(june)}
-    replay_in_june = np.array([june_pos[int(r)] for r in replay])
-    _log(f"all-labels risk features in {time.perf_counter() - started:.0f}s")
+    all_risk = stage["all_risk"]
+    june_numeric = stage["numeric_all"][june]
+    june_pos = np.full(len(raw), -1)
+    june_pos[june] = np.arange(len(june))
+    replay_in_june = june_pos[replay]
 
     def design(name: str, rows: np.ndarray) -> np.ndarray:
-        reads_deep, uses_risk, _ = VIGIL_VARIANTS[name]
+        reads_deep, uses_risk, _, _ = variants[name]
         parts = [deep[rows] if reads_deep else u[rows, None]]
         if uses_risk:
             parts.append(risk_of[name][rows])
@@ -218,7 +292,7 @@ def run(args: argparse.Namespace) -> dict:
     for d in range(n_days):
         if d and d % args.update_every == 0:
             t0 = time.perf_counter()
-            for name in VIGIL_VARIANTS:
+            for name in variants:
                 known = teams[name].labelled_before(d)
                 if y[known].sum() < args.min_frauds:
                     continue
@@ -228,7 +302,10 @@ def run(args: argparse.Namespace) -> dict:
                 rows = np.concatenate([known, extra])
                 target = np.where(np.isin(rows, known), y[rows], 0)
                 models[name] = fit(design(name, rows), target)
-                if name == "all":  # the same-labels baseline learns from the same verdicts
+                # The product's rule: the floor's reference is the presumed normals' u.
+                floors[name] = NoveltyFloor.fit(u[extra], cap=args.floor_cap,
+                                                below=args.floor_below)
+                if name == same_labels_source:  # the same-labels baseline: same verdicts
                     sup_X = np.hstack([numeric[rows], risk_of[name][rows]])
                     sup_model["supervised_same_labels"] = fit(sup_X, target)
             # All labels, delay days late, June onwards; normals subsampled.
@@ -249,7 +326,7 @@ def run(args: argparse.Namespace) -> dict:
             _log(f"day {d}: models updated in {fit_log[-1]['seconds']:.0f}s, labels "
                  f"{fit_log[-1]['labels']}")
         today = day_index[d]
-        for name, (_, uses_risk, _) in VIGIL_VARIANTS.items():
+        for name, (_, uses_risk, _, linked_k) in variants.items():
             if uses_risk:
                 known = teams[name].labelled_before(d)  # known by the start of day d
                 known = known[y[known] == 1]
@@ -257,11 +334,16 @@ def run(args: argparse.Namespace) -> dict:
             if models[name] is not None:
                 p = models[name].predict_proba(design(name, today))
                 prob[name][today] = p
-                served[name][today] = np.maximum(u[today], p / 0.5)
-            teams[name].review(top_cards(today, customers, served[name], args.cards_per_day),
-                               d, args.label_delay_days, scenario)
+                served[name][today] = served_score(u[today], p, 0.5, floors[name])
+            k_top = args.cards_per_day - linked_k
+            reviewed = top_cards(today, customers, served[name], k_top)
+            if linked_k:
+                extra_rows = linked_cards(today, customers, risk_of[name][:, link_column],
+                                          reviewed, linked_k)
+                reviewed = np.concatenate([reviewed, extra_rows])
+            teams[name].review(reviewed, d, args.label_delay_days, scenario)
         if sup_model["supervised_same_labels"] is not None:
-            X = np.hstack([numeric[today], risk_of["all"][today]])
+            X = np.hstack([numeric[today], risk_of[same_labels_source][today]])
             served["supervised_same_labels"][today] = sup_model[
                 "supervised_same_labels"].predict_proba(X)
         if sup_model["supervised_all_labels"] is not None:
@@ -272,15 +354,20 @@ def run(args: argparse.Namespace) -> dict:
 
     if first_update is None:
         raise RuntimeError("no variant got enough labels for a model; lengthen the replay")
-    # Post hoc, on the same models and reviews (the team worked from max(u, p/0.5)): the
-    # re-ranker's p alone, and the floor moved to the 0.1%-FPR line of the training normals.
-    u_normal = detector.decision_function(features.iloc[normal_idx][columns])
-    scale = float(np.quantile(u_normal / detector.threshold_.value, 0.999))
-    for name in ("all", "all_heldout_s3"):
-        served[f"{name} [p only, post hoc]"] = np.where(prob[name] > 0, prob[name], u * 1e-6)
-        served[f"{name} [max(u/{scale:.2f}, p/0.5), post hoc]"] = np.maximum(
-            u / scale, prob[name] / 0.5
-        )
+    # Post hoc, on the same models and reviews (the team worked from the served rule): the
+    # re-ranker's p alone, the old unbounded rule max(u, p/0.5), and other floor caps.
+    posthoc_floor = {
+        (cap, below): NoveltyFloor.fit(stage["u_normal"] / threshold, cap=cap, below=below)
+        for cap in args.posthoc_caps for below in args.posthoc_below
+    }
+    for name in [v for v in ("all", "all_heldout_s3") if v in variants]:
+        has_p = prob[name] > 0
+        served[f"{name} [p only, post hoc]"] = np.where(has_p, prob[name], u * 1e-6)
+        served[f"{name} [max(u, p/0.5), post hoc]"] = np.where(
+            has_p, np.maximum(u, prob[name] / 0.5), u)
+        for (cap, below), floor in posthoc_floor.items():
+            served[f"{name} [cap {cap:g} below {below:g}, post hoc]"] = np.where(
+                has_p, served_score(u, prob[name], 0.5, floor), u)
     evaluated = day >= first_update
     test_eval = test.loc[evaluated].reset_index(drop=True)
     results = {}
@@ -296,18 +383,32 @@ def run(args: argparse.Namespace) -> dict:
         r = results[name]
         _log(f"{name}: AUPRC {r['all']['auprc']:.3f} CP@100 {r['all']['cp100']:.3f} "
              f"s2 AUPRC {r['scenario_2']['auprc']:.3f} s3 AUROC {r['scenario_3']['auroc']:.4f}")
+    # What each team ended up labelling, per scenario (frauds) and in all.
+    labelled = {}
+    for name, team in teams.items():
+        rows = np.flatnonzero(np.isfinite(team.known_day))
+        labelled[name] = {"records": int(len(rows)),
+                          **{f"scenario_{s}_frauds": int((scenario[rows] == s).sum())
+                             for s in SCENARIOS}}
+        _log(f"{name} labelled: {labelled[name]}")
     thresholds = threshold_effect(u, y, day, first_update, n_days, args)
-    meta = _meta(args, len(raw), int((train_mask & (labels == 0)).sum()), len(normal_idx), n)
+    meta = _meta(args, len(raw), int(stage["n_normal_train"]), int(stage["n_fit"]), n)
     meta.update({
         "test": f"replay {args.train_end} to {args.test_end} (exclusive), {n:,} records; "
                 f"figures from replay day {first_update} "
                 f"({(start_of + pd.Timedelta(days=first_update)).date()}) on: "
                 f"{int(evaluated.sum()):,} records",
         "protocol": {k: v for k, v in vars(args).items()
-                     if k not in ("out", "markdown", "data", "spec")},
-        "vae_fit_seconds": fit_seconds,
+                     if k not in ("out", "markdown", "data", "spec", "cache")},
+        "vae_fit_seconds": stage["fit_seconds"],
     })
-    return {"meta": meta, "results": results, "thresholds": thresholds, "updates": fit_log}
+    if args.arrays:  # for post hoc study of other served rules without a new replay
+        np.savez_compressed(args.arrays, u=u, y=y, day=day, scenario=scenario,
+                            customers=customers, evaluated=evaluated,
+                            **{f"prob_{k}": v for k, v in prob.items()},
+                            **{f"risk_{k}": v for k, v in risk_of.items()})
+    return {"meta": meta, "results": results, "thresholds": thresholds, "updates": fit_log,
+            "labelled": labelled}
 
 
 def threshold_effect(u, y, day, first_update, n_days, args) -> dict:
@@ -351,6 +452,10 @@ def write_markdown(report: dict, path: Path) -> None:
         + f"; {meta['test']}. Analysts review the top {p['cards_per_day']} cards a day, labels "
         f"known {p['label_delay_days']} days later, models updated every {p['update_every']} "
         f"days ({p['trees']} trees), risk windows {', '.join(p['risk_windows'])}. "
+        f"Served rule of the vigil variants: max(p / 0.5, floor(u)), floor capped at "
+        f"{p.get('floor_cap', 'n/a')} and weighted {p.get('floor_below', 'n/a')} below the "
+        "flag line; `*_linked` teams give 10 of their 100 daily cards to the cards that paid "
+        "where the most confirmed frauds are known (the linked lane). "
         "Scenario columns: normals + that scenario's frauds; CP@100 = Card Precision@100 per "
         "day, averaged over the days.",
         "",
@@ -367,6 +472,14 @@ def write_markdown(report: dict, path: Path) -> None:
             part = r[f"scenario_{s}"]
             cells += [f"{part['auroc']:.4f}", f"{part['auprc']:.3f}", f"{part['cp100']:.3f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Labels each simulated team produced by the end of the replay (records; "
+              "frauds per scenario):", "",
+              "| team | records labelled | " + " | ".join(f"s{s} frauds" for s in SCENARIOS)
+              + " |", "|---|---:|" + "---:|" * len(SCENARIOS)]
+    for name, counts in report.get("labelled", {}).items():
+        lines.append(f"| {name} | {counts['records']:,} | "
+                     + " | ".join(f"{counts[f'scenario_{s}_frauds']:,}" for s in SCENARIOS)
+                     + " |")
     t = report["thresholds"]
     lines += [
         "",
@@ -389,6 +502,35 @@ def write_markdown(report: dict, path: Path) -> None:
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)
+
+
+def plot_per_day(report: dict, path: Path) -> None:
+    """Card Precision@100 per replay day for the served variants (the analysts' daily view)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = int(report["meta"]["test"].split("replay day ")[1].split(" ")[0])
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for name, r in report["results"].items():
+        if "post hoc" in name:
+            continue
+        series = np.asarray(r["cp100_per_day"])
+        # A 7-day rolling mean: single days swing with the day's fraud count.
+        smooth = pd.Series(series).rolling(7, min_periods=1).mean()
+        style = "--" if name.startswith("supervised") else "-"
+        ax.plot(np.arange(first, first + len(series)), smooth, style,
+                label=f"{name} ({series.mean():.3f})")
+    ax.set_xlabel("replay day (0 = 2018-07-01)")
+    ax.set_ylabel("Card Precision@100 (7-day mean)")
+    ax.set_title("Handbook replay: what the top 100 cards of each day held")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _fmt(value) -> str:
@@ -416,11 +558,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-all-label-normals", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--variants", nargs="+", default=list(BASE_VARIANTS),
+                        choices=list(BASE_VARIANTS))
+    parser.add_argument("--floor-cap", type=float, default=DEFAULT_FLOOR_CAP,
+                        help="the served rule's bound on the unsupervised floor")
+    parser.add_argument("--floor-below", type=float, default=DEFAULT_FLOOR_BELOW,
+                        help="the floor's weight below the flag line")
+    parser.add_argument("--posthoc-caps", type=float, nargs="*", default=[1.25, 1.5, 2.0, 3.0])
+    parser.add_argument("--posthoc-below", type=float, nargs="*", default=[0.0, 0.1, 0.3, 1.0])
+    parser.add_argument("--cache", default=None,
+                        help="folder for the cached first stage (VAE outputs, features)")
     parser.add_argument("--out", default="benchmarks/results/feedback.json")
     parser.add_argument("--markdown", default=None)
+    parser.add_argument("--plot", default=None, help="PNG of Card Precision@100 per day")
+    parser.add_argument("--arrays", default=None, help="npz of u, p and risk per variant")
     args = parser.parse_args(argv)
     args.test_start = args.train_end  # the replay is the test period (for the shared meta)
     args.models = ["vae_context"]
+    args.dataset, args.customers = "handbook", None  # for the shared metadata
     torch.set_num_threads(args.threads)
     report = run(args)
     out = Path(args.out)
@@ -428,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=2, default=float))
     if args.markdown:
         write_markdown(report, Path(args.markdown))
+    if args.plot:
+        plot_per_day(report, Path(args.plot))
     _log(f"wrote {out}")
     return 0
 

@@ -10,7 +10,7 @@ Measures, against the app served by uvicorn in a separate process on loopback:
 - N concurrent simulated analysts for T seconds (claim next, read the case, give a
   verdict, bounded loop): requests, 5xx, conflicts, and afterwards the store is counted:
   every verdict answered 200 has exactly its label rows, nothing lost or duplicated;
-- joining a run's flags to cases (``finish_run``) for a 50,000-flag run.
+- joining a run's flags to cases (``complete_run``) for a 50,000-flag run.
 
 Needs PostgreSQL (``VIGIL_TEST_POSTGRES_URL`` or ``--database-url``); works in a
 throwaway schema that it drops at the end.
@@ -136,22 +136,27 @@ def attach_cost(store, flags: int = 50_000) -> dict:
     """Time for a completed run's flags to join (mostly existing) open cases."""
     import pandas as pd
 
-    run, _ = store.begin_run(
-        batch_id=f"attach-{uuid.uuid4().hex[:6]}", source="bench", dataset="cards",
-        model_name="cards-seq_vae", model_version="3", model_alias="champion", threshold=1.0,
+    from pipelines.store.production import ChunkWrite
+
+    batch_id = f"attach-{uuid.uuid4().hex[:6]}"
+    ticket = store.claim_run(
+        batch_id=batch_id, source="bench", dataset="cards", model_name="cards-seq_vae",
+        model_version="3", model_alias="champion", threshold=1.0, chunk_size=flags,
+        lease_seconds=600,
     )
     rng = np.random.default_rng(1)
     entity = rng.integers(0, 250_000, size=flags)  # a fifth are new entities
     records = [f"att{i}" for i in range(flags)]
-    store.add_scores(
-        run.id,
-        pd.DataFrame({"record_id": records, "score": 2.0, "is_anomaly": True}),
-        [{"record_id": r, "entity": f"card{e}", "score": 2.0, "threshold": 1.0,
-          "record": {"tx_id": r}, "reasons": []} for r, e in zip(records, entity, strict=True)],
-    )
+    store.write_chunk(ticket.run.id, ticket.owner, ChunkWrite(
+        chunk_number=0, chunk_size=flags, first_row=0, rows_in=flags,
+        scores=pd.DataFrame({"record_id": records, "score": 2.0, "is_anomaly": True}),
+        flags=[{"record_id": r, "entity": f"card{e}", "score": 2.0, "threshold": 1.0,
+                "record": {"tx_id": r}, "reasons": []}
+               for r, e in zip(records, entity, strict=True)],
+        quarantined=pd.DataFrame(), rows_quarantined=0, batch_id=batch_id, source="bench",
+    ))
     started = time.perf_counter()
-    store.finish_run(run.id, rows_in=flags, rows_scored=flags, rows_quarantined=0,
-                     group_by_entity=True)
+    store.complete_run(ticket.run.id, ticket.owner, group_by_entity=True)
     seconds = time.perf_counter() - started
     return {"flags": flags, "seconds": seconds, "flags_per_s": flags / seconds}
 

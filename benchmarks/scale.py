@@ -2,6 +2,11 @@
 
     python -m benchmarks.scale --rows 1000000 --url postgresql+psycopg://postgres@127.0.0.1:5432/test
     python -m benchmarks.scale --rows 1000000 10000000 --url ...   # peak RSS of 1M vs 10M
+    python -m benchmarks.scale --rows 1000000 --threads 1 2 --knn-views input,latent none
+
+Each (knn views, threads) pair is one configuration: ``--knn-views none`` trains the
+same VAE without its kNN views (the pipeline's own ceiling, since the kNN distances are
+most of the detector's cost); ``--threads`` sets torch's threads in the scoring child.
 
 For each size: write the Parquet file (100k-row groups), then score it in a fresh child
 process (so its peak RSS is the scoring's own) with ``score_stream`` into a fresh
@@ -29,8 +34,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-MARKER_START = "<!-- scale:start -->"
-MARKER_END = "<!-- scale:end -->"
 ROW_GROUP = 100_000
 
 
@@ -57,15 +60,20 @@ def write_parquet(path: Path, rows: int, seed: int = 0) -> Path:
     return path
 
 
-def train_bundle(directory: Path, seed: int = 0) -> Path:
+def train_bundle(directory: Path, seed: int = 0, knn_views: tuple[str, ...] | None = None) -> Path:
+    """The demo VAE (5 epochs on 20k rows); ``knn_views`` as VAEDetector's (None: default)."""
     from detectors import VAEDetector
     from pipelines.demo import DEMO_SPEC, generate_transactions
     from pipelines.modeling.bundle import ScoringBundle
 
     train = generate_transactions(20_000, n_anomalies=0, seed=seed + 10**9)
-    detector = VAEDetector(epochs=5, categorical_features=DEMO_SPEC.categorical_features)
+    options = {} if knn_views is None else {"knn_views": knn_views}
+    detector = VAEDetector(
+        epochs=5, categorical_features=DEMO_SPEC.categorical_features, **options
+    )
     detector.fit(train[DEMO_SPEC.feature_columns])
-    return ScoringBundle(DEMO_SPEC, detector).save(directory / "bundle")
+    name = "bundle" if knn_views is None else f"bundle-knn-{'-'.join(knn_views) or 'none'}"
+    return ScoringBundle(DEMO_SPEC, detector).save(directory / name)
 
 
 def with_schema(url: str, schema: str) -> str:
@@ -73,8 +81,12 @@ def with_schema(url: str, schema: str) -> str:
     return f"{url}{separator}options=-csearch_path%3D{schema}"
 
 
-def score_child(bundle_dir: str, data: str, url: str, chunk_size: int) -> dict:
-    """Runs in the child process: score the file, report time, RSS and phase figures."""
+def score_child(bundle_dir: str, data: str, url: str, chunk_size: int, threads: int) -> dict:
+    """Runs in the child process: score the file, report time, CPU, RSS and phases."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
     from pipelines.intake.stream import open_stream
     from pipelines.modeling.bundle import ScoringBundle
     from pipelines.scoring.batch import score_stream
@@ -82,14 +94,22 @@ def score_child(bundle_dir: str, data: str, url: str, chunk_size: int) -> dict:
 
     bundle = ScoringBundle.load(bundle_dir)
     store = ResultsStore(url)
+    load_at_start = [round(x, 1) for x in os.getloadavg()]
+    cpu_before = os.times()
     started = time.perf_counter()
     report = score_stream(
         bundle=bundle, stream=open_stream(data, chunk_size), store=store,
         model_name="scale-vae", model_version="1", model_alias=None,
     )  # fmt: skip
     seconds = time.perf_counter() - started
+    cpu_after = os.times()
+    cpu_seconds = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
+        "torch_threads": torch.get_num_threads(),
+        "load_at_start": load_at_start,
+        "load_at_end": [round(x, 1) for x in os.getloadavg()],
+        "cpu_seconds": round(cpu_seconds, 1),
         "rows_in": report.rows_in,
         "rows_scored": report.rows_scored,
         "rows_quarantined": report.rows_quarantined,
@@ -112,6 +132,10 @@ def phase_figures(bundle, store, data: str, chunk_size: int) -> dict:
     started = time.perf_counter()
     validated = validate_batch(Batch(frame=frame, source=data), bundle.spec)
     validate_s = time.perf_counter() - started
+    features = bundle._model_input(bundle.prepare(validated.clean).features)
+    started = time.perf_counter()
+    bundle.detector.decision_function(features)
+    detector_s = time.perf_counter() - started
     started = time.perf_counter()
     result = bundle.score(validated.clean)
     model_s = time.perf_counter() - started
@@ -139,39 +163,74 @@ def phase_figures(bundle, store, data: str, chunk_size: int) -> dict:
     return {
         "chunk_rows": n,
         "validate_rows_per_second": round(n / validate_s),
+        "detector_rows_per_second": round(n / detector_s),
         "model_with_reasons_rows_per_second": round(n / model_s),
         "bulk_write_rows_per_second": round(n / write_s),
     }
 
 
-def run(rows_list: list[int], url: str, chunk_size: int, workdir: Path) -> dict:
+def run(
+    rows_list: list[int],
+    url: str,
+    chunk_size: int,
+    workdir: Path,
+    *,
+    threads: list[int],
+    knn_views: list[str],
+    data_dir: Path | None = None,
+) -> dict:
+    """Every configuration on every size, configurations interleaved per size (the machine
+    is shared: neighbouring runs see about the same load)."""
     import sqlalchemy as sa
 
-    bundle_dir = train_bundle(workdir)
+    bundles = {
+        views: train_bundle(workdir, knn_views=_views(views)) for views in knn_views
+    }
     engine = sa.create_engine(url)
     results = []
     for rows in rows_list:
-        data = write_parquet(workdir / f"tx_{rows}.parquet", rows)
-        schema = f"vigil_scale_{uuid.uuid4().hex[:8]}"
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            child = subprocess.run(
-                [sys.executable, "-m", "benchmarks.scale", "--child", str(bundle_dir),
-                 str(data), with_schema(url, schema), str(chunk_size)],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            if child.returncode != 0:
-                raise RuntimeError(child.stderr[-4000:])
-            figures = json.loads(child.stdout.strip().splitlines()[-1])
-        finally:
-            with engine.begin() as conn:
-                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        figures.update(rows=rows, file_mb=round(data.stat().st_size / 2**20, 1))
-        print(json.dumps(figures), flush=True)
-        results.append(figures)
-        data.unlink()
+        data = (data_dir or workdir) / f"tx_{rows}.parquet"
+        kept = data.exists()
+        if not kept:
+            write_parquet(data, rows)
+        for views, bundle_dir in bundles.items():
+            for n_threads in threads:
+                figures = _score_in_child(engine, url, bundle_dir, data, chunk_size, n_threads)
+                figures.update(
+                    rows=rows, knn_views=views, file_mb=round(data.stat().st_size / 2**20, 1)
+                )
+                print(json.dumps(figures), flush=True)
+                results.append(figures)
+        if not kept and data_dir is None:
+            data.unlink()
     return {"meta": _meta(url, chunk_size), "results": results}
+
+
+def _views(name: str) -> tuple[str, ...] | None:
+    """'input,latent' (the default model) -> None; 'none' -> (); 'input' -> ('input',)."""
+    if name == "input,latent":
+        return None
+    return () if name == "none" else tuple(name.split(","))
+
+
+def _score_in_child(engine, url: str, bundle_dir: Path, data: Path, chunk_size: int, threads):
+    import sqlalchemy as sa
+
+    schema = f"vigil_scale_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        child = subprocess.run(
+            [sys.executable, "-m", "benchmarks.scale", "--child", str(bundle_dir), str(data),
+             with_schema(url, schema), str(chunk_size), str(threads)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if child.returncode != 0:
+            raise RuntimeError(child.stderr[-4000:])
+        return json.loads(child.stdout.strip().splitlines()[-1])
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 def _meta(url: str, chunk_size: int) -> dict:
@@ -192,42 +251,40 @@ def _meta(url: str, chunk_size: int) -> dict:
 
 
 def write_markdown(report: dict, path: Path) -> None:
-    """The scale section of RESULTS.md, between markers (the rest of the file is kept)."""
+    """The scale section of RESULTS.md (the rest of the file is kept)."""
+    from benchmarks.report import write_section
+
     meta = report["meta"]
     lines = [
-        MARKER_START,
         "# Benchmark results: scale (streamed scoring into PostgreSQL)",
         "",
         f"Run {meta['date']} on {meta['machine']}, Python {meta['python']}; "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
-        + f". Store: {meta['store']}; chunk {meta['chunk_size']:,} rows; load average at "
-        f"the end {meta['load_average_at_end']} (the machine is shared).",
+        + f". Store: {meta['store']}; chunk {meta['chunk_size']:,} rows. The machine's 2 "
+        "cores are shared with other jobs: the load average beside each run says how much.",
         "",
         "End to end = `score_stream` on a Parquet file of demo transactions (tabular VAE, "
         "5 epochs on 20k rows) into a fresh PostgreSQL schema, in a child process; peak RSS "
-        "is that process's. Phase columns: one chunk through that phase alone.",
+        "and CPU s are that process's (PostgreSQL's own work is not in CPU s). Phase "
+        "columns: one chunk through that phase alone. kNN views: the VAE's default "
+        "(input,latent) or the same VAE trained without them (none).",
         "",
-        "| rows | file MB | seconds | rows/s end to end | peak RSS MB | validate rows/s "
-        "| model + reasons rows/s | COPY write rows/s | flagged |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| rows | kNN views | torch threads | load at start / end | seconds | rows/s end to end "
+        "| CPU s | peak RSS MB | validate rows/s | detector rows/s | model + reasons rows/s "
+        "| COPY write rows/s | flagged |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         lines.append(
-            f"| {r['rows']:,} | {r['file_mb']} | {r['seconds']} | {r['rows_per_second']:,} | "
-            f"{r['peak_rss_mb']:,} | {r['validate_rows_per_second']:,} | "
+            f"| {r['rows']:,} | {r.get('knn_views', 'input,latent')} | {r['torch_threads']} | "
+            f"{r['load_at_start'][0]} / {r['load_at_end'][0]} | {r['seconds']} | "
+            f"{r['rows_per_second']:,} | {r['cpu_seconds']} | {r['peak_rss_mb']:,} | "
+            f"{r['validate_rows_per_second']:,} | {r['detector_rows_per_second']:,} | "
             f"{r['model_with_reasons_rows_per_second']:,} | {r['bulk_write_rows_per_second']:,} "
             f"| {r['rows_flagged']:,} |"
         )
-    lines += ["", MARKER_END]
-    section = "\n".join(lines)
-    text = path.read_text() if path.exists() else ""
-    if MARKER_START in text and MARKER_END in text:
-        before = text[: text.index(MARKER_START)]
-        after = text[text.index(MARKER_END) + len(MARKER_END) :]
-        text = before + section + after
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
+    lines += ["", f"Command: `{meta.get('command', 'python -m benchmarks.scale')}`"]
+    write_section(path, "scale", lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -237,17 +294,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk-size", type=int, default=50_000)
     parser.add_argument("--out", default="benchmarks/results/scale.json")
     parser.add_argument("--markdown", default="benchmarks/RESULTS.md")
-    parser.add_argument("--child", nargs=4, metavar=("BUNDLE", "DATA", "URL", "CHUNK"))
+    parser.add_argument("--threads", type=int, nargs="+", default=[0], help="0: torch's default")
+    parser.add_argument("--knn-views", nargs="+", default=["input,latent"])
+    parser.add_argument("--data-dir", default=None, help="keep the Parquet files here (reused)")
+    parser.add_argument(
+        "--child", nargs=5, metavar=("BUNDLE", "DATA", "URL", "CHUNK", "THREADS")
+    )
     args = parser.parse_args(argv)
     if args.child:
-        bundle_dir, data, url, chunk = args.child
-        print(json.dumps(score_child(bundle_dir, data, url, int(chunk))))
+        bundle_dir, data, url, chunk, threads = args.child
+        print(json.dumps(score_child(bundle_dir, data, url, int(chunk), int(threads))))
         return
     if not args.url:
         parser.error("give --url (a PostgreSQL SQLAlchemy URL) or set VIGIL_BENCH_POSTGRES_URL")
     np.random.seed(0)
     with tempfile.TemporaryDirectory(prefix="vigil-scale-") as tmp:
-        report = run(args.rows, args.url, args.chunk_size, Path(tmp))
+        report = run(
+            args.rows, args.url, args.chunk_size, Path(tmp), threads=args.threads,
+            knn_views=args.knn_views, data_dir=Path(args.data_dir) if args.data_dir else None,
+        )  # fmt: skip
+    report["meta"]["command"] = "python -m benchmarks.scale " + " ".join(argv or sys.argv[1:])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

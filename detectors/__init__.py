@@ -4,10 +4,8 @@ Pure torch + numpy + pandas + scikit-learn; no orchestration, tracking or storag
 Score direction everywhere: higher = more anomalous.
 """
 
-from sklearn.exceptions import NotFittedError
-
 from detectors import metrics
-from detectors.base import BaseDeepDetector
+from detectors.base import BaseDeepDetector, NotFittedError
 from detectors.encoding import TabularEncoder
 from detectors.gan import GANDetector
 from detectors.registry import load_detector

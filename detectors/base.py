@@ -31,9 +31,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-import sklearn
 import torch
-from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from detectors.encoding import BEYOND_RANGE_SUFFIX, UNKNOWN, TabularEncoder, as_frame
@@ -51,6 +49,21 @@ _REL_MIN_DELTA = 1e-4
 #: Error-variance floor of "unseen category" columns: they are ~never set in training, so
 #: a record that sets one is novel by definition and should weigh heavily.
 NOVELTY_ERROR_VARIANCE = 1e-3
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A detector used before ``fit``: the same bases as scikit-learn's NotFittedError
+    (``except ValueError`` / ``AttributeError`` catch both), defined here so that loading
+    and scoring a detector never imports scikit-learn (and SciPy with it)."""
+
+
+def _version_of(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 class BaseDeepDetector:
@@ -404,7 +417,7 @@ class BaseDeepDetector:
                 "torch": torch.__version__,
                 "numpy": np.__version__,
                 "pandas": pd.__version__,
-                "scikit-learn": sklearn.__version__,
+                "scikit-learn": _version_of("scikit-learn"),
             },
         }
         (out / CONFIG_FILE).write_text(json.dumps(config, indent=2))

@@ -2,6 +2,8 @@
 
 Thin wrappers on scikit-learn that fail with a clear message when the labels hold a single
 class (scikit-learn would warn and return NaN, which silently poisons model comparisons).
+scikit-learn is imported when a metric is computed: scoring processes never need it, and
+importing it (with SciPy) was about a tenth of ``vigil score``'s start-up.
 """
 
 from __future__ import annotations
@@ -9,9 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from detectors.thresholds import Threshold
+
+
+def _sklearn_metrics():
+    import sklearn.metrics
+
+    return sklearn.metrics
 
 
 def _check(y: Any, s: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -35,13 +42,13 @@ def _value(threshold: Threshold | float) -> float:
 def auroc(y: Any, s: Any) -> float:
     """Area under the ROC curve (0.5 = random, 1.0 = perfect ranking)."""
     y_arr, s_arr = _check(y, s)
-    return float(roc_auc_score(y_arr, s_arr))
+    return float(_sklearn_metrics().roc_auc_score(y_arr, s_arr))
 
 
 def auprc(y: Any, s: Any) -> float:
     """Average precision; more informative than AUROC when anomalies are rare."""
     y_arr, s_arr = _check(y, s)
-    return float(average_precision_score(y_arr, s_arr))
+    return float(_sklearn_metrics().average_precision_score(y_arr, s_arr))
 
 
 def fpr_at(threshold: Threshold | float, normal_scores: Any) -> float:

@@ -52,7 +52,11 @@ def kth_distance(q: torch.Tensor, ref: torch.Tensor, k: int) -> torch.Tensor:
         best = partial.amin(dim=1)
     else:
         best = partial.topk(k, dim=1, largest=False, sorted=False).values.amax(dim=1)
-    return (best + (q32 * q32).sum(dim=1)).clamp_min(0.0).sqrt().double()
+    out = (best + (q32 * q32).sum(dim=1)).clamp_min(0.0).sqrt().double()
+    # inf - inf inside the product turns an infinite (not missing) value into NaN; such a
+    # row is infinitely far from every reference row, as cdist says.
+    infinite = torch.isnan(out) & ~torch.isnan(q).any(dim=1)
+    return out.masked_fill(infinite, float("inf"))
 
 
 def kmeans_centres(x: torch.Tensor, centres: int, seed: int) -> torch.Tensor:

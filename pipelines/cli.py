@@ -549,13 +549,19 @@ def serve(watch_folder, pattern, settle_seconds, sql_url, sql_query, watermark_c
               help="How often the champion alias is looked up again.")
 def api(model, host, port, refresh_seconds) -> None:
     """Real-time scoring over HTTP (POST /score), with entity history for sequence models."""
+    import torch
     import uvicorn
 
     from pipelines.modeling.registry import configure_mlflow
     from pipelines.operations.api import create_app
 
-    configure_mlflow(get_settings())
-    app = create_app(_store(), model, refresh_seconds=refresh_seconds)
+    settings = get_settings()
+    configure_mlflow(settings)
+    torch.set_num_threads(settings.api_torch_threads)
+    app = create_app(
+        _store(), model, refresh_seconds=refresh_seconds,
+        flush_seconds=settings.api_flush_seconds,
+    )  # fmt: skip
     app.state.scorer.current()  # fail now, not on the first request, if there is no model
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

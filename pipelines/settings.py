@@ -11,14 +11,42 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DriftPolicy(BaseModel):
+    """When drift watch raises an alarm (``VIGIL_DRIFT__PSI_ALARM=0.3`` and the like)."""
+
+    psi_alarm: float = Field(default=0.2, gt=0, description="Score PSI at or above: alarm.")
+    ks_alpha: float = Field(default=0.001, gt=0, lt=1, description="Score KS test level.")
+    min_effect: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="KS distance / total-variation distance a drift must reach to count.",
+    )
+    flag_rate_alpha: float = Field(
+        default=0.001, gt=0, lt=1, description="Two-sided level of the flag-rate control limit."
+    )
+    feature_fdr: float = Field(
+        default=0.01, gt=0, lt=1, description="False-discovery rate across per-feature tests."
+    )
+    unseen_share_alarm: float = Field(
+        default=0.01, ge=0, lt=1, description="Share of rows with an unseen category: alarm."
+    )
+    min_rows: int = Field(default=30, ge=1, description="Fewer scored rows: no distribution tests.")
+
+    model_config = {"extra": "forbid"}  # a misspelt key is an error, not a silent default
 
 
 class VigilSettings(BaseSettings):
     """Where state lives and which services to talk to."""
 
-    model_config = SettingsConfigDict(env_prefix="VIGIL_", env_file=".env", extra="ignore")
+    # Nested settings: VIGIL_DRIFT__PSI_ALARM=0.3 (or VIGIL_DRIFT='{"psi_alarm": 0.3}').
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_", env_file=".env", extra="ignore", env_nested_delimiter="__"
+    )
 
     home: Path = Field(default=Path(".vigil"), description="State folder for the embedded default.")
     database_url: str | None = Field(
@@ -28,7 +56,18 @@ class VigilSettings(BaseSettings):
         default=None, description="MLflow tracking/registry URI; default SQLite under home."
     )
     mlflow_experiment: str = "vigil"
-    score_chunk_size: int = Field(default=5000, gt=0, description="Rows per scoring batch.")
+    score_chunk_size: int = Field(
+        default=50_000,
+        gt=0,
+        description="Rows per scoring chunk (one commit each, the unit a re-run resumes "
+        "from); per-chunk costs (a transaction, the lease) fade at this size.",
+    )
+    score_threads: int | None = Field(
+        default=None,
+        gt=0,
+        description="torch threads for scoring (None: torch's default, one per core). "
+        "1 is faster on a machine other processes share (no spinning thread pool).",
+    )
     max_reasons: int = Field(default=3, gt=0, description="Top reasons stored per flag.")
     run_lease_seconds: float = Field(
         default=60.0,
@@ -65,6 +104,26 @@ class VigilSettings(BaseSettings):
     )
     feedback_min_labels: int = Field(
         default=20, gt=0, description="Frauds (and not-frauds) the re-ranker needs to train."
+    )
+
+    # -- real-time scoring (`vigil api`, issue 10)
+    api_torch_threads: int = Field(
+        default=1,
+        gt=0,
+        description="Torch threads of `vigil api`: one record is too small to split, and "
+        "more threads than cores only contend with the server's own.",
+    )
+    api_flush_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Longest delay before records scored by `vigil api` are kept in the "
+        "store as entity history (what a crash can lose).",
+    )
+
+    # -- drift watch (issue 10)
+    drift: DriftPolicy = Field(
+        default_factory=DriftPolicy,
+        description="When a scoring run's drift watch alarms (VIGIL_DRIFT__<FIELD>).",
     )
 
     @property

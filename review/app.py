@@ -27,9 +27,9 @@ from pydantic import BaseModel, BeforeValidator, Field, StrictBool, StrictInt
 from pipelines.accounts import hash_password, verify_password
 from pipelines.settings import VigilSettings, get_settings
 from pipelines.store import ResultsStore
+from pipelines.store.accounts import ROLES
 from pipelines.store.review import (
     REASON_CODES,
-    ROLES,
     SORTS,
     VERDICTS,
     Conflict,

@@ -1,11 +1,12 @@
 """Store content for review tests: runs with flags, written through the store's own
-scoring-side methods (no detector needed), so tests of the queue stay fast."""
+claimed, chunked run path (no detector needed), so tests of the queue stay fast."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from pipelines.store import ResultsStore
+from pipelines.store.production import ChunkWrite
 
 
 def add_flagged_run(
@@ -21,7 +22,7 @@ def add_flagged_run(
     unflagged: int = 3,
 ) -> str:
     """A completed run whose flagged records are ``(record_id, entity, score)``."""
-    run, _ = store.begin_run(
+    ticket = store.claim_run(
         batch_id=batch_id,
         source=f"{batch_id}.csv",
         dataset=dataset,
@@ -29,6 +30,8 @@ def add_flagged_run(
         model_version=model_version,
         model_alias="champion",
         threshold=threshold,
+        chunk_size=1000,
+        lease_seconds=60,
     )
     records = [r for r, _, _ in flags] + [f"{batch_id}-ok{i}" for i in range(unflagged)]
     scores = pd.DataFrame(
@@ -38,29 +41,28 @@ def add_flagged_run(
             "is_anomaly": [True] * len(flags) + [False] * unflagged,
         }
     )
-    store.add_scores(
-        run.id,
-        scores,
-        [
-            {
-                "record_id": record_id,
-                "entity": entity,
-                "score": score,
-                "threshold": threshold,
-                "record": {"tx_id": record_id, "card_id": entity, "amount": 12.5 * score},
-                "reasons": [
-                    {"feature": "amount", "contribution": score * 0.7},
-                    {"feature": "merchant_category", "contribution": score * 0.3},
-                ],
-            }
-            for record_id, entity, score in flags
-        ],
+    flag_rows = [
+        {
+            "record_id": record_id,
+            "entity": entity,
+            "score": score,
+            "threshold": threshold,
+            "record": {"tx_id": record_id, "card_id": entity, "amount": 12.5 * score},
+            "reasons": [
+                {"feature": "amount", "contribution": score * 0.7},
+                {"feature": "merchant_category", "contribution": score * 0.3},
+            ],
+        }
+        for record_id, entity, score in flags
+    ]
+    store.write_chunk(
+        ticket.run.id,
+        ticket.owner,
+        ChunkWrite(
+            chunk_number=0, chunk_size=1000, first_row=0, rows_in=len(records), scores=scores,
+            flags=flag_rows, quarantined=pd.DataFrame(), rows_quarantined=0,
+            batch_id=batch_id, source=f"{batch_id}.csv",
+        ),
     )
-    store.finish_run(
-        run.id,
-        rows_in=len(records),
-        rows_scored=len(records),
-        rows_quarantined=0,
-        group_by_entity=group_by_entity,
-    )
-    return run.id
+    store.complete_run(ticket.run.id, ticket.owner, group_by_entity=group_by_entity)
+    return ticket.run.id

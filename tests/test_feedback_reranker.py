@@ -11,8 +11,10 @@ from detectors import VAEDetector
 from pipelines.demo import DEMO_SPEC, generate_transactions
 from pipelines.feedback.reranker import (
     BoostedTrees,
+    NoveltyFloor,
     RerankedBundle,
     fit_reranked_bundle,
+    served_score,
     with_risk_features,
 )
 from pipelines.feedback.risk import RiskConfig
@@ -71,9 +73,13 @@ def test_reranked_bundle_save_load_gives_identical_scores(tmp_path):
     assert np.array_equal(before["score"].to_numpy(), after["score"].to_numpy())
     assert np.array_equal(before["is_anomaly"].to_numpy(), after["is_anomaly"].to_numpy())
     assert before["reasons"].tolist() == after["reasons"].tolist()
-    # The served score never falls below the unsupervised score in threshold units.
+    # The bounded floor keeps the flag line: flagged exactly when the re-ranker says fraud
+    # or the unsupervised model alone is over its threshold.
     u = before["unsupervised_score"].to_numpy() / bundle.config.base_threshold
-    assert (before["score"].to_numpy() >= u).all()
+    p = before["fraud_probability"].to_numpy()
+    expected = (p / bundle.config.p_cut > 1.0) | (u > 1.0)
+    assert np.array_equal(before["is_anomaly"].to_numpy(), expected)
+    assert (before["score"].to_numpy() <= max(2.0, bundle.config.floor["cap"]) + 1e-12).all()
 
 
 def test_risk_features_travel_with_the_bundle_and_read_the_labels_given(tmp_path):
@@ -127,3 +133,19 @@ def test_a_feature_missing_everywhere_does_not_stop_training():
     trees = BoostedTrees.fit(X, y, max_iter=10)
     p = trees.predict_proba(X)
     assert p[y == 1].mean() > p[y == 0].mean()
+
+
+def test_novelty_floor_is_bounded_monotone_and_keeps_the_line():
+    rng = np.random.default_rng(5)
+    normals = rng.lognormal(-1.5, 0.6, 20_000)  # u in threshold units: ~1% above 1
+    floor = NoveltyFloor.fit(normals, cap=1.5)
+    u = np.concatenate([np.linspace(0, 3, 2000), [10.0, 1e3, 1e9]])
+    f = floor(u)
+    assert np.all(np.diff(f) >= 0)  # the unsupervised order is kept
+    assert f[u <= 1.0].max() <= 1.0 < f[u > 1.0].min()  # 1 is still the flag line
+    assert f.max() < 1.5  # bounded by the cap: a confident re-ranker (p/0.5 up to 2) wins
+    assert f[-1] > f[-2] > f[-3]  # extreme scores still order among themselves
+    # Rarity reads the reference: the 1%-exceedance quantile sits at ~2 (=-log10 0.01).
+    assert abs(floor.rarity(np.quantile(normals, [0.99]))[0] - 2.0) < 0.05
+    served = served_score(np.array([50.0, 0.2]), np.array([0.01, 0.95]), 0.5, floor)
+    assert served[1] > served[0]  # a confident fraud outranks an extreme-but-unlabelled score

@@ -128,3 +128,70 @@ def test_a_category_seen_only_on_known_anomalies_is_not_unseen(reference):
     finally:
         reference.known_values = {}
     assert health["unseen"]["share"] == 0.0
+
+
+def test_drift_policy_comes_from_settings_env_and_env_file(monkeypatch, tmp_path):
+    from pydantic import ValidationError
+
+    from pipelines.settings import VigilSettings
+
+    assert VigilSettings().drift == DriftPolicy()
+    monkeypatch.setenv("VIGIL_DRIFT__PSI_ALARM", "0.35")
+    monkeypatch.setenv("VIGIL_DRIFT__MIN_ROWS", "100")
+    settings = VigilSettings()
+    assert settings.drift.psi_alarm == 0.35 and settings.drift.min_rows == 100
+    assert settings.drift.ks_alpha == DriftPolicy().ks_alpha  # the rest keep their defaults
+    # The same from a settings (.env) file, as the house configures everything else.
+    monkeypatch.delenv("VIGIL_DRIFT__PSI_ALARM")
+    monkeypatch.delenv("VIGIL_DRIFT__MIN_ROWS")
+    env_file = tmp_path / ".env"
+    env_file.write_text('VIGIL_DRIFT={"feature_fdr": 0.05, "unseen_share_alarm": 0.2}\n')
+    from_file = VigilSettings(_env_file=env_file)
+    assert from_file.drift.feature_fdr == 0.05 and from_file.drift.unseen_share_alarm == 0.2
+    # Out of range or misspelt: refused at start-up, never silently defaulted.
+    monkeypatch.setenv("VIGIL_DRIFT__KS_ALPHA", "1.5")
+    with pytest.raises(ValidationError, match="ks_alpha"):
+        VigilSettings()
+    monkeypatch.delenv("VIGIL_DRIFT__KS_ALPHA")
+    monkeypatch.setenv("VIGIL_DRIFT", '{"psi_alarn": 0.3}')
+    with pytest.raises(ValidationError, match="psi_alarn"):
+        VigilSettings()
+
+
+def test_watch_run_applies_the_settings_drift_policy(monkeypatch, reference):
+    """A lenient unseen-category limit set in settings keeps the new-category batch's
+    unseen share from alarming; the default policy alarms on it."""
+    from pipelines.operations import watch
+    from pipelines.settings import VigilSettings
+
+    batch = generate_transactions(1500, n_anomalies=0, seed=3)
+    batch.loc[batch.index[:150], "merchant_category"] = "crypto_exchange"
+    scores = _score(batch)
+
+    class FakeStore:
+        saved: dict = {}
+
+        def scores_frame(self, run_id):
+            return pd.DataFrame({"score": scores, "is_anomaly": scores > reference.threshold})
+
+        def save_run_health(self, run_id, health):
+            self.saved[run_id] = health
+
+    class Bundle:
+        def features(self, frame):
+            return frame[DEMO_SPEC.feature_columns]
+
+    def run_health(settings: VigilSettings) -> dict:
+        monkeypatch.setattr(watch, "get_settings", lambda: settings)
+        return watch.watch_run(
+            FakeStore(), run_id="r", bundle=Bundle(), model_name="m", model_version="1",
+            clean=batch, reference=reference, log_to_mlflow=False,
+        )  # fmt: skip
+
+    strict = run_health(VigilSettings())
+    assert strict["unseen"]["share"] == pytest.approx(0.1)
+    assert any("never seen in training" in alarm for alarm in strict["alarms"])
+    monkeypatch.setenv("VIGIL_DRIFT__UNSEEN_SHARE_ALARM", "0.5")
+    lenient = run_health(VigilSettings())
+    assert lenient["unseen"]["share"] == pytest.approx(0.1)
+    assert not any("never seen in training" in alarm for alarm in lenient["alarms"])

@@ -119,6 +119,42 @@ def test_shadow_run_scores_the_batch_but_only_champion_flags_reach_the_queue(tra
     assert len(pairs) >= result["rows_scored"]
 
 
+def test_a_version_that_scored_a_batch_in_shadow_flags_it_when_it_scores_it_as_primary(
+    trained,
+):
+    """The challenger scored tonight's batch in shadow; promoted, it scores the same batch
+    as primary (a re-run of the night): its flags reach the queue, once."""
+    store = _store()
+    name = trained["name"]
+    path = _batch(trained, "shadow-then-primary", 47)
+    first = score_flow(data=path, model=name)
+    shadow = first["shadow"]
+    assert shadow["model_version"] == "2" and shadow["would_flag"] > 0
+    assert store.count(Flag, shadow["run_id"]) == 0
+
+    primary = score_flow(data=path, model=f"{name}/2", shadow=False)
+    assert primary["run_id"] == shadow["run_id"]  # the same run, reopened as primary
+    assert not primary["already_scored"]
+    run = store.get_run(primary["run_id"])
+    assert run.role == "primary" and run.status == "completed"
+    assert store.count(Flag, run.id) == run.rows_flagged == shadow["would_flag"]
+    assert store.count(Score, run.id) == first["rows_scored"]  # rewritten, not added to
+    assert primary["health"] is not None  # a primary run gets its drift watch
+    with store.session() as session:
+        import sqlalchemy as sa
+
+        in_cases = session.scalar(
+            sa.select(sa.func.count()).select_from(Flag)
+            .where(Flag.run_id == run.id, Flag.case_id.is_not(None))
+        )  # fmt: skip
+    assert in_cases == run.rows_flagged
+
+    # Exactly once: scoring the batch again as primary (or in shadow) writes nothing.
+    again = score_flow(data=path, model=f"{name}/2", shadow=False)
+    assert again["already_scored"] and again["run_id"] == run.id
+    assert store.count(Flag, run.id) == run.rows_flagged
+
+
 def test_analysts_verdicts_on_records_both_models_scored_are_promotion_evidence(trained):
     from pipelines.operations.promotion import compare
     from pipelines.store.models import Label

@@ -85,31 +85,71 @@ def json_ready(frame: pd.DataFrame) -> dict:
     return split
 
 
-def test_vigil_api_scores_sequence_records_like_batch_scoring(tmp_path, unique_name):
-    from fastapi.testclient import TestClient
+@pytest.fixture(scope="module")
+def card_model(prefect_harness, tmp_path_factory) -> dict:
+    """A small sequence model trained on card data, the day after its training period,
+    and the history segments training kept (tests reset the store's history to them)."""
+    import uuid
 
     from pipelines.demo_sequences import SEQUENCE_SPEC, generate_card_sequences
-    from pipelines.operations.api import create_app
 
-    spec = SEQUENCE_SPEC.model_copy(update={"name": unique_name})
-    spec_path = spec.save(tmp_path / "cards.yaml")
+    name = f"t{uuid.uuid4().hex[:8]}"
+    folder = tmp_path_factory.mktemp("cards")
+    spec = SEQUENCE_SPEC.model_copy(update={"name": name})
+    spec_path = spec.save(folder / "cards.yaml")
     records = generate_card_sequences(n_cards=30, days=12, seed=4)
     times = pd.to_datetime(records["timestamp"])
     cut = times.quantile(0.9)  # the last tenth of the time arrives live
     past, last_day = records[times < cut], records[times >= cut]
     assert len(last_day) > 20
-    past.to_csv(tmp_path / "past.csv", index=False)
+    past.to_csv(folder / "past.csv", index=False)
     train_flow(
-        data=str(tmp_path / "past.csv"),
+        data=str(folder / "past.csv"),
         spec_path=str(spec_path),
         config=TrainConfig(
             detectors=["seq_vae"],
             seq_vae={"epochs": 2, "hidden_dims": [16], "latent_dim": 4, "context_hidden": 8},
         ),
     )
-    name = f"{unique_name}-seq_vae"
+    trained = {i for i, _, _ in _store().history_segment_ids(name)}
+    assert trained
+    return {"name": name, "model": f"{name}-seq_vae", "spec": spec, "last_day": last_day,
+            "trained_segments": trained}
+
+
+def _reset_history(store: ResultsStore, card_model: dict) -> None:
+    """Keep only the history training kept: each test starts from the same store."""
+    import sqlalchemy as sa
+
+    from pipelines.store.models import EntityHistorySegment
+
+    with store.session() as session:
+        session.execute(
+            sa.delete(EntityHistorySegment).where(
+                EntityHistorySegment.dataset == card_model["name"],
+                EntityHistorySegment.id.not_in(card_model["trained_segments"]),
+            )
+        )
+
+
+def _json_records(frame: pd.DataFrame) -> list[dict]:
+    """As a client sends them: JSON null for missing values."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def test_vigil_api_scores_sequence_records_like_batch_scoring(card_model, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from pipelines.operations.api import create_app
+
+    last_day, name = card_model["last_day"], card_model["model"]
     store = _store()
-    client = TestClient(create_app(store, name))
+    _reset_history(store, card_model)
+    with TestClient(create_app(store, name)) as client:
+        _score_the_day(client, last_day, name, store, tmp_path)
+
+
+def _score_the_day(client, last_day, name, store, tmp_path) -> None:
     assert client.get("/health").json()["version"] == "1"
     # The day arrives a few records at a time, in time order; each request appends.
     ordered = last_day.sort_values("timestamp", kind="stable")
@@ -117,15 +157,16 @@ def test_vigil_api_scores_sequence_records_like_batch_scoring(tmp_path, unique_n
     history_seen = []
     for start in range(0, len(ordered), 7):
         chunk = ordered.iloc[start : start + 7]
-        # As a client sends them: JSON null for missing values.
-        body = {"records": chunk.astype(object).where(chunk.notna(), None).to_dict("records")}
+        body = {"records": _json_records(chunk)}
         response = client.post("/score", json=body)
         assert response.status_code == 200, response.text[:500]
         out = response.json()
         assert out["rejected"] == []
         history_seen.append(out["history_rows"])
         live.update({r["id"]: r["score"] for r in out["results"]})
-    assert len(live) == len(ordered) and history_seen[-1] > history_seen[0]
+    # history_rows: the kept records these cards (and merchants) had; the equality with
+    # batch scoring below shows the day's earlier requests were among them.
+    assert len(live) == len(ordered) and min(history_seen) > 0
 
     # Concurrent clients (FastAPI serves sync endpoints from a thread pool) get the same
     # answers: sequence detectors keep per-call state, so the app scores one at a time.
@@ -133,8 +174,7 @@ def test_vigil_api_scores_sequence_records_like_batch_scoring(tmp_path, unique_n
 
     again = ordered.tail(8)
     bodies = [
-        {"records": again.iloc[[i]].astype(object).where(again.iloc[[i]].notna(), None)
-         .to_dict("records"), "append_history": False}
+        {"records": _json_records(again.iloc[[i]]), "append_history": False}
         for i in range(len(again))
     ]
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -152,3 +192,68 @@ def test_vigil_api_scores_sequence_records_like_batch_scoring(tmp_path, unique_n
     ids = list(live)
     np.testing.assert_allclose([live[i] for i in ids], scores.loc[ids].to_numpy(), rtol=1e-5,
                                atol=1e-8)
+
+
+def test_vigil_api_keeps_history_in_memory_and_recovers_it_after_a_restart(card_model):
+    """One record per request: history comes from memory (nothing is written per request),
+    a clean shutdown writes it, a restarted app loads it back, and every score equals
+    batch scoring's. A crash loses only what was not written yet."""
+    from fastapi.testclient import TestClient
+
+    from pipelines.intake.ingest import Batch, validate_batch
+    from pipelines.modeling.registry import load_bundle, resolve_model
+    from pipelines.operations.api import Scorer, ScoreRequest, create_app
+    from pipelines.scoring.history import load_entity_history
+
+    spec, name = card_model["spec"], card_model["model"]
+    store = _store()
+    _reset_history(store, card_model)
+    day = card_model["last_day"].sort_values("timestamp", kind="stable")
+    # What batch scoring of the whole day gives (score_batch: kept history, then the day).
+    clean = validate_batch(Batch(frame=day, source="day"), spec).clean
+    bundle = load_bundle(resolve_model(name))
+    history = load_entity_history(store, spec, clean)
+    expected = dict(zip(clean[spec.id_column], bundle.score(clean, history=history.frame)["score"],
+                        strict=True))
+    records = _json_records(day)
+    half = len(records) // 2
+
+    def api_segments() -> list[int]:
+        return [i for i, _, source in store.history_segment_ids(card_model["name"])
+                if source == "api"]
+
+    live: dict[str, float] = {}
+    app = create_app(store, name, flush_seconds=3600)  # no timed flush during the test
+    with TestClient(app) as client:
+        for record in records[:half]:
+            result = client.post("/score", json={"records": [record]}).json()["results"][0]
+            live[result["id"]] = result["score"]
+        assert api_segments() == []  # served from memory: no store write per request
+        assert app.state.scorer.live_history.pending_rows == half
+    # Leaving the client shut the app down: the pending records were written, once.
+    assert len(api_segments()) == 1 and app.state.scorer.live_history.pending_rows == 0
+
+    restarted = create_app(store, name, flush_seconds=3600)
+    with TestClient(restarted) as client:  # loads the kept history back from the store
+        for record in records[half:]:
+            result = client.post("/score", json={"records": [record]}).json()["results"][0]
+            live[result["id"]] = result["score"]
+    ids = list(expected)
+    assert sorted(live) == sorted(ids)
+    np.testing.assert_allclose([live[i] for i in ids], [expected[i] for i in ids], rtol=1e-5,
+                               atol=1e-8)
+
+    # A crash (no shutdown, no flush yet) loses the records scored since the last write:
+    # a restarted scorer does not see them as history; the survivor did.
+    last = day.iloc[[-1]].copy()
+    first_new, second_new = last.copy(), last.copy()
+    first_new["transaction_id"], second_new["transaction_id"] = "crash-1", "crash-2"
+    first_new["timestamp"] = pd.to_datetime(last["timestamp"]) + pd.Timedelta(minutes=1)
+    second_new["timestamp"] = pd.to_datetime(last["timestamp"]) + pd.Timedelta(minutes=2)
+    crashed = Scorer(store, name, flush_seconds=3600, background=False)
+    crashed.score(ScoreRequest(records=_json_records(first_new)))
+    probe = ScoreRequest(records=_json_records(second_new), append_history=False)
+    survivor_view = crashed.score(probe)["history_rows"]
+    after_crash = Scorer(store, name, flush_seconds=3600, background=False)
+    assert after_crash.score(probe)["history_rows"] == survivor_view - 1
+    after_crash.close()

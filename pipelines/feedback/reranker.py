@@ -8,13 +8,20 @@ verdict known before training (frauds = 1, not_fraud = 0) plus a sample of unlab
 records as presumed normals (an analyst team labels only what it was shown; without them
 the classifier never sees an ordinary record).
 
-Served score: ``max(u, p / p_cut)`` with ``u = unsupervised score / its threshold`` and
-``p`` the classifier's fraud probability (``p_cut`` default 0.5). Both halves are "1 = at the
-line": a record is flagged when the re-ranker finds fraud more likely than not, **or** the
-unsupervised model alone puts it over its threshold, so a pattern no analyst has labelled
-(which the classifier cannot know) still reaches the queue, and an extreme unsupervised
-score still ranks at the top. The combined threshold (1.0 at training) can be recalibrated
-like any other (``vigil threshold set``).
+Served score: ``max(p / p_cut, floor(u))`` with ``u = unsupervised score / its threshold``
+and ``p`` the classifier's fraud probability (``p_cut`` default 0.5). Both halves are "1 = at
+the line": a record is flagged when the re-ranker finds fraud more likely than not, **or**
+the unsupervised model alone puts it over its threshold, so a pattern no analyst has
+labelled (which the classifier cannot know) still reaches the queue.
+
+The floor is *bounded* (:class:`NoveltyFloor`): ``u`` is first turned into how rare it is
+among presumed-normal records (``-log10`` of its exceedance share, divided by that of the
+threshold, so 1 stays the line), then squashed above the line towards ``cap``. An unbounded
+``u`` let every extreme-but-innocent record outrank the re-ranker's confident frauds (the
+replay measured it: AUPRC 0.330 with ``max(u, p/0.5)`` against 0.356 for ``p`` alone);
+bounded, the unsupervised model still decides the order of what the re-ranker has no
+opinion on, and cannot bury what it has learnt. The combined threshold (1.0 at training)
+can be recalibrated like any other (``vigil threshold set``).
 
 Persistence without pickle: the fitted trees are exported to plain arrays (``trees.npz``,
 read with ``allow_pickle=False``) and evaluated here with numpy, so a saved and reloaded
@@ -35,6 +42,13 @@ from pipelines.feedback.risk import RiskConfig, build_risk_features
 from pipelines.modeling.bundle import PreparedRecords, ScoringBundle, is_sequence_detector
 
 RERANKER_DIR = "reranker"
+# The served rule's defaults, chosen on the handbook replay (benchmarks/feedback.py,
+# RESULTS.md): the unsupervised floor tops out at 1.5, so a re-ranker sure of fraud (p/0.5
+# up to 2) outranks it; caps 1.25-2 measured the same, 3 lower. Below the flag line it keeps
+# its full weight: weights 0.1-0.3 gained at most 0.002 AUPRC and cost a fraud type no
+# analyst labelled some of its AUROC (weight 0: -0.022).
+DEFAULT_FLOOR_CAP = 1.5
+DEFAULT_FLOOR_BELOW = 1.0
 TREES_FILE = "trees.npz"
 CONFIG_FILE = "config.json"
 _ROW_CHUNK = 20_000
@@ -137,6 +151,74 @@ class BoostedTrees:
 
 
 @dataclass
+class NoveltyFloor:
+    """The unsupervised score's share of the served scale, bounded by ``cap``.
+
+    ``quantiles[k]`` is the presumed-normal records' ``u`` exceeded by a share
+    ``10 ** -exponents[k]`` of them. Monotone in ``u``, above 1 exactly when ``u > 1`` (so
+    the flag line does not move), at most ``cap``; below the line it is scaled by ``below``
+    (how much the unsupervised order still counts where the re-ranker has an opinion).
+    Above the reference's largest value it keeps growing with ``log u`` before the squash,
+    so extreme scores still order among themselves.
+    """
+
+    exponents: list[float]
+    quantiles: list[float]
+    cap: float = 1.5
+    below: float = 1.0
+
+    @classmethod
+    def fit(cls, u_normal: np.ndarray, *, cap: float = 1.5, below: float = 1.0,
+            points: int = 64) -> NoveltyFloor:
+        u_normal = np.sort(np.asarray(u_normal, dtype="float64"))
+        u_normal = u_normal[np.isfinite(u_normal)]
+        if len(u_normal) < 10:
+            raise ValueError("the novelty floor needs at least 10 presumed-normal scores")
+        if cap <= 1.0:
+            raise ValueError("cap must be above 1 (the flag line)")
+        if not 0.0 <= below <= 1.0:
+            raise ValueError("below must be within [0, 1]")
+        top = np.log10(len(u_normal))
+        exponents = np.linspace(0.0, top, points)
+        quantiles = np.quantile(u_normal, 1.0 - 10.0 ** -exponents)
+        quantiles = np.maximum.accumulate(quantiles)
+        return cls(exponents=exponents.tolist(), quantiles=quantiles.tolist(), cap=float(cap),
+                   below=float(below))
+
+    def rarity(self, u: np.ndarray) -> np.ndarray:
+        """``-log10`` of the share of presumed normals at or above ``u`` (log-extrapolated)."""
+        u = np.asarray(u, dtype="float64")
+        q = np.asarray(self.quantiles)
+        e = np.asarray(self.exponents)
+        # Ties in the reference (flat stretches) give np.interp duplicate x; keep the
+        # largest exponent for each distinct quantile so rarity stays monotone.
+        q_unique, last = np.unique(q[::-1], return_index=True)
+        e_unique = e[::-1][last]
+        inside = np.interp(u, q_unique, e_unique)
+        beyond = e_unique[-1] + np.log(np.maximum(u, 1e-300) / max(q_unique[-1], 1e-300))
+        return np.where(u > q_unique[-1], beyond, inside)
+
+    def __call__(self, u: np.ndarray) -> np.ndarray:
+        line = float(self.rarity(np.array([1.0]))[0])
+        g = self.rarity(u) / max(line, 1e-9)
+        g = np.where(np.asarray(u) > 1.0, np.maximum(g, 1.0 + 1e-12), np.minimum(g, 1.0))
+        room = self.cap - 1.0
+        x = np.maximum(g - 1.0, 0.0) / room
+        # x / (1 + x) rather than tanh: it approaches the cap slowly enough that scores
+        # millions of times the threshold still order among themselves in float64.
+        return np.where(g <= 1.0, self.below * g, 1.0 + room * x / (1.0 + x))
+
+
+def served_score(u: np.ndarray, p: np.ndarray, p_cut: float,
+                 floor: NoveltyFloor | None) -> np.ndarray:
+    """The served score: ``max(p / p_cut, floor(u))`` (``floor = u`` for models trained
+    before the bounded floor existed)."""
+    u = np.asarray(u, dtype="float64")
+    lifted = u if floor is None else floor(u)
+    return np.maximum(np.asarray(p, dtype="float64") / p_cut, lifted)
+
+
+@dataclass
 class RerankConfig:
     """What the re-ranker reads, and how its score combines with the detector's."""
 
@@ -150,6 +232,11 @@ class RerankConfig:
     baseline: float = 0.0
     max_depth: int = 0
     training: dict = field(default_factory=dict)
+    floor: dict | None = None
+
+    @property
+    def novelty_floor(self) -> NoveltyFloor | None:
+        return NoveltyFloor(**self.floor) if self.floor else None
 
     @property
     def risk_config(self) -> RiskConfig | None:
@@ -208,7 +295,8 @@ def design_matrix(
 
 
 class RerankedBundle(ScoringBundle):
-    """A detector bundle plus the re-ranker trained on verdicts; scores ``max(u, p/p_cut)``.
+    """A detector bundle plus the re-ranker trained on verdicts; serves
+    ``max(p/p_cut, floor(u))``.
 
     ``use_labels(frauds)`` gives it the confirmed frauds known now (``record_id``,
     ``known_at``) for the risk features; without them every risk count is 0.
@@ -250,7 +338,9 @@ class RerankedBundle(ScoringBundle):
         scores, errors, latents = detector_outputs(self, model_input, context)
         p = self.trees.predict_proba(design_matrix(self.config, features, scores, errors, latents))
         u = scores / self.config.base_threshold if self.config.base_threshold > 0 else scores
-        combined = np.maximum(u, p / self.config.p_cut)
+        floor = self.config.novelty_floor
+        lifted = u if floor is None else floor(u)
+        combined = np.maximum(p / self.config.p_cut, lifted)
         flagged = combined > self.threshold
         result = pd.DataFrame(
             {
@@ -266,7 +356,7 @@ class RerankedBundle(ScoringBundle):
             rows = np.flatnonzero(flagged)
             reasons = self._reasons(features.iloc[rows], errors.iloc[rows], scores[rows])
             for k, i in enumerate(rows):
-                if p[i] / self.config.p_cut >= u[i]:
+                if p[i] / self.config.p_cut >= lifted[i]:
                     reasons[k].insert(0, {
                         "feature": "reranker",
                         "value": round(float(p[i]), 4),
@@ -335,13 +425,16 @@ def fit_reranked_bundle(
     unlabelled_weight: float = 1.0,
     labelled: np.ndarray | None = None,
     tree_params: dict | None = None,
+    floor_cap: float = DEFAULT_FLOOR_CAP,
+    floor_below: float = DEFAULT_FLOOR_BELOW,
 ) -> RerankedBundle:
     """Train the re-ranker on ``features.iloc[rows]`` with targets ``y``.
 
     ``features``: every record's model features in time order (and the risk features when
     ``risk`` is given), so sequence detectors see each record's own past. ``labelled``:
     which of ``rows`` carry an analyst's verdict (the rest are presumed normals, weighted
-    by ``unlabelled_weight``).
+    by ``unlabelled_weight``). The novelty floor's reference is the presumed normals'
+    unsupervised scores (reviewed normals are excluded: they were chosen for being high).
     """
     spec = base.spec
     model_input = base._model_input(features)
@@ -369,6 +462,13 @@ def fit_reranked_bundle(
         risk=risk.to_dict() if risk is not None else None,
     )
     X = design_matrix(config, subset, scores, errors, latents)
+    y_array = np.asarray(y)
+    reference = (y_array == 0) if labelled is None else (~np.asarray(labelled, dtype=bool))
+    if reference.sum() < 10:
+        reference = y_array == 0
+    u_ratio = scores / base.threshold if base.threshold > 0 else scores
+    config.floor = asdict(NoveltyFloor.fit(u_ratio[reference], cap=floor_cap,
+                                                below=floor_below))
     weight = None
     if labelled is not None and unlabelled_weight != 1.0:
         weight = np.where(labelled, 1.0, unlabelled_weight)

@@ -281,7 +281,7 @@ def _time_zone_outliers(raw: pd.Series) -> tuple[np.ndarray, str]:
         return np.zeros(n, dtype=bool), ""
     text = raw.astype("string").str.strip()
     present = (text.notna() & (text != "")).to_numpy()
-    aware = text.str.contains(_TIME_ZONE_SUFFIX, regex=True).fillna(False).to_numpy() & present
+    aware = _has_time_zone(text) & present
     naive = present & ~aware
     if not aware.any() or not naive.any():
         return np.zeros(n, dtype=bool), ""
@@ -290,14 +290,29 @@ def _time_zone_outliers(raw: pd.Series) -> tuple[np.ndarray, str]:
     return naive, "time has no time zone while the rest of the batch has one (mixed zones)"
 
 
+def _has_time_zone(text: pd.Series) -> np.ndarray:
+    """Which times end in a zone (Z, UTC, +01:00), as a bool array (missing: False).
+
+    Matched in Arrow (RE2, vectorised): pandas sends this pattern through Python's ``re``
+    one row at a time, which cost about 1 s per 200k rows, twice per chunk."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        values = pa.array(text.array, type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        values = pa.array(text.astype(object).to_numpy(), type=pa.string(), from_pandas=True)
+    matched = pc.match_substring_regex(values, _TIME_ZONE_SUFFIX).fill_null(False)
+    return matched.to_numpy(zero_copy_only=False).astype(bool, copy=False)
+
+
 def _parse_time(raw: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(raw):
         return raw
     numeric = pd.to_numeric(raw, errors="coerce")
     if numeric.notna().all():
         return numeric
-    text = raw.astype("string").str.strip()
-    aware = text.str.contains(_TIME_ZONE_SUFFIX, regex=True).fillna(False).any()
+    aware = _has_time_zone(raw.astype("string").str.strip()).any()
     # Zone-aware times (with any mix of offsets) are compared in UTC.
     utc = bool(aware)
     # ISO 8601 parses vectorised (1.7M rows in ~1 s); only what it misses goes the slow way.

@@ -189,11 +189,21 @@ class ScoringBundle:
     def _reasons(
         self, features: pd.DataFrame, contributions: pd.DataFrame, scores: np.ndarray
     ) -> list[list[dict]]:
+        """The top ``max_reasons`` features of each (flagged) row as reason dicts.
+
+        Column values are read from whole-column arrays (no per-row pandas lookups):
+        this runs for every flagged row of every chunk."""
         values = contributions.to_numpy(dtype="float64")
         names = list(contributions.columns)
         top = np.argsort(-values, axis=1)[:, : self.max_reasons]
         totals = values.sum(axis=1)
         context_config = self.spec.context_config()
+        column_values = {
+            name: features[name].to_numpy(dtype=object)
+            for name in {names[j] for j in np.unique(top)}
+            if name in features.columns
+        }
+        ranges = self._training_ranges()
         out: list[list[dict]] = []
         for row, order in enumerate(top):
             reasons = []
@@ -202,13 +212,13 @@ class ScoringBundle:
                 if contribution <= 0:
                     continue
                 name = names[j]
-                value = features.iloc[row][name] if name in features.columns else None
+                value = column_values[name][row] if name in column_values else None
                 share = contribution / totals[row] if totals[row] > 0 else 0.0
                 described = None
                 if context_config is not None and name.startswith(CONTEXT_PREFIX):
                     described = describe_context(name, features.iloc[row], context_config)
                 what = described or f"{name} = {_format_value(value)}"
-                beyond = self._beyond_range(name, value)
+                beyond = _beyond_range(ranges.get(name), value)
                 if beyond:
                     what += f", {beyond}"
                 reasons.append(
@@ -223,21 +233,16 @@ class ScoringBundle:
             out.append(reasons)
         return out
 
-    def _beyond_range(self, feature: str, value) -> str | None:
-        """'above every normal value seen in training (max 219.98)' for range-checked
-        features whose value lies outside the training range."""
+    def _training_ranges(self) -> dict[str, tuple[float, float]]:
+        """Range-checked features and the (min, max) of their normal training values."""
         encoder = getattr(self.detector, "encoder_", None)
-        number = _plain(value)
-        if encoder is None or not isinstance(number, int | float):
-            return None
+        if encoder is None:
+            return {}
+        ranges: dict[str, tuple[float, float]] = {}
         for column in encoder.columns_:
-            if column["name"] == feature and column.get("range"):
-                low, high = column["range"]
-                if number > high:
-                    return f"above every normal value seen in training (max {high:,.2f})"
-                if number < low:
-                    return f"below every normal value seen in training (min {low:,.2f})"
-        return None
+            if column.get("range"):
+                ranges.setdefault(column["name"], tuple(column["range"]))
+        return ranges
 
     # -- persistence --------------------------------------------------------------------
 
@@ -256,6 +261,20 @@ class ScoringBundle:
         meta = json.loads((path / SPEC_FILE).read_text())
         spec = DatasetSpec.model_validate(meta["spec"])
         return cls(spec, load_detector(path / DETECTOR_DIR), max_reasons=meta["max_reasons"])
+
+
+def _beyond_range(bounds: tuple[float, float] | None, value) -> str | None:
+    """'above every normal value seen in training (max 219.98)' for a range-checked
+    feature whose value lies outside the training range."""
+    number = _plain(value)
+    if bounds is None or not isinstance(number, int | float):
+        return None
+    low, high = bounds
+    if number > high:
+        return f"above every normal value seen in training (max {high:,.2f})"
+    if number < low:
+        return f"below every normal value seen in training (min {low:,.2f})"
+    return None
 
 
 def _plain(value):

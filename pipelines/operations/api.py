@@ -2,20 +2,23 @@
 
 Tabular models need nothing but the record (``mlflow models serve`` does that too);
 sequence models need each entity's recent history, which lives in the results store.
-This app loads the entity history the batch path would, scores with the same bundle
-code, and appends the scored records to the history so the next request sees them: a
-record scored here gets the score batch scoring would give it (tested).
+The app loads that history into memory once (:class:`~pipelines.scoring.live.LiveHistory`),
+scores each request with the same bundle code as batch scoring, keeps the scored records
+in memory for the next request and writes them to the store in batches: a record scored
+here gets the score batch scoring would give it (tested, across a restart too).
 
-The champion is looked up again every ``refresh_seconds``, so a promotion or rollback
-takes effect without a restart.
+The champion is looked up again every ``refresh_seconds`` in the background, so a
+promotion or rollback takes effect without a restart and no request waits for the
+registry.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import threading
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +27,11 @@ from pydantic import BaseModel, Field
 
 from pipelines.intake.ingest import Batch, validate_batch
 from pipelines.modeling.bundle import ScoringBundle
-from pipelines.scoring.history import load_entity_history, save_entity_history
+from pipelines.scoring.history import context_signature
+from pipelines.scoring.live import LiveHistory
 from pipelines.store import ResultsStore
+
+log = logging.getLogger(__name__)
 
 
 class ScoreRequest(BaseModel):
@@ -46,46 +52,108 @@ class LoadedModel:
 
 
 class Scorer:
-    """Holds the champion bundle and the store; thread-safe reloads."""
+    """Holds the champion bundle, the in-memory entity history and the store."""
 
     def __init__(
-        self, store: ResultsStore, model: str | None, refresh_seconds: float = 30.0, load=None
+        self,
+        store: ResultsStore,
+        model: str | None,
+        refresh_seconds: float = 30.0,
+        load=None,
+        *,
+        flush_seconds: float = 1.0,
+        background: bool = True,
     ) -> None:
         self.store = store
         self.model = model
         self.refresh_seconds = refresh_seconds
+        self.flush_seconds = flush_seconds
+        self.background = background
         self._load = load
         self._lock = threading.Lock()
         # The sequence detectors keep per-call window state on themselves, and history is
         # read then appended: one request scores at a time (FastAPI runs sync endpoints
         # in a thread pool).
-        self._score_lock = threading.Lock()
+        self._score_lock = threading.RLock()
         self._current: LoadedModel | None = None
+        self._live: LiveHistory | None = None
+        self._refreshing = False
 
     def current(self) -> LoadedModel:
-        """The champion, re-resolved at most every ``refresh_seconds``."""
+        """The champion. Loaded on first use; afterwards re-resolved every
+        ``refresh_seconds`` in a background thread while requests use the one loaded."""
+        loaded = self._current
+        if loaded is None:
+            with self._lock:
+                if self._current is None:
+                    self._resolve()
+                return self._current  # type: ignore[return-value]
+        if time.monotonic() - loaded.checked_at >= self.refresh_seconds and not self._refreshing:
+            self._refreshing = True
+            if self.background:
+                threading.Thread(target=self._refresh, daemon=True).start()
+            else:
+                self._refresh()
+        return self._current  # type: ignore[return-value]
+
+    def _refresh(self) -> None:
+        try:
+            with self._lock:
+                self._resolve()
+        except Exception as exc:  # noqa: BLE001 - keep serving the loaded model
+            log.warning("champion look-up failed, still serving the loaded model: %s", exc)
+            if self._current is not None:
+                self._current.checked_at = time.monotonic()
+        finally:
+            self._refreshing = False
+
+    def _resolve(self) -> None:
         from pipelines.modeling.registry import load_bundle, resolve_model
 
         now = time.monotonic()
         loaded = self._current
-        if loaded is not None and now - loaded.checked_at < self.refresh_seconds:
-            return loaded
-        with self._lock:
-            ref = resolve_model(self.model)
-            if loaded is None or loaded.version != ref.version or loaded.name != ref.name:
-                bundle = (self._load or load_bundle)(ref)
-                loaded = LoadedModel(ref.name, ref.version, bundle, now)
-            else:
-                loaded.checked_at = now
-            self._current = loaded
-        return loaded
+        ref = resolve_model(self.model)
+        if loaded is None or loaded.version != ref.version or loaded.name != ref.name:
+            bundle = (self._load or load_bundle)(ref)
+            live = self._live_for(bundle.spec)
+            self._current = LoadedModel(ref.name, ref.version, bundle, now)
+            self._live = live
+        else:
+            loaded.checked_at = now
+
+    def _live_for(self, spec) -> LiveHistory | None:
+        """The in-memory history this spec needs: the one held if it is the same data set
+        and context (a new version of the model), else loaded fresh."""
+        live = self._live
+        if spec.context_config() is None:
+            return None
+        if live is not None and live.spec.name == spec.name:
+            if live.signature == context_signature(spec):
+                return live
+        fresh = LiveHistory(
+            self.store, spec, flush_seconds=self.flush_seconds, background=self.background
+        )
+        if live is not None:
+            with self._score_lock:
+                live.close()
+        return fresh
+
+    @property
+    def live_history(self) -> LiveHistory | None:
+        return self._live
+
+    def close(self) -> None:
+        """Write the history still pending (clean shutdown)."""
+        if self._live is not None:
+            with self._score_lock:
+                self._live.close()
 
     def score(self, request: ScoreRequest) -> dict:
-        with self._score_lock:
-            return self._score(request)
-
-    def _score(self, request: ScoreRequest) -> dict:
         loaded = self.current()
+        with self._score_lock:
+            return self._score(request, loaded)
+
+    def _score(self, request: ScoreRequest, loaded: LoadedModel) -> dict:
         bundle = loaded.bundle
         spec = bundle.spec
         batch = Batch(frame=pd.DataFrame(request.records), source="api", row_label="record")
@@ -99,18 +167,15 @@ class Scorer:
         if not len(clean):
             results: list[dict] = []
         elif spec.is_sequence:
-            history = load_entity_history(self.store, spec, clean)
+            live = self._live
+            if live is None or live.spec.name != spec.name:
+                live = self._live = self._live_for(spec)
+            history = live.history_for(clean)
             history_rows = history.rows
             prepared = bundle.prepare(clean, history.frame)
             scored = bundle.score_prepared(prepared)
             if request.append_history:
-                save_entity_history(
-                    self.store,
-                    spec,
-                    batch_id=f"api-{_digest(clean)}",
-                    source="api",
-                    state=prepared.state,
-                )
+                live.append(prepared.state)
             results = _results(clean, scored, spec.id_column)
         else:
             results = _results(clean, bundle.score(clean), spec.id_column)
@@ -122,11 +187,6 @@ class Scorer:
             "results": results,
             "rejected": rejected,
         }
-
-
-def _digest(frame: pd.DataFrame) -> str:
-    hashed = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy()
-    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
 def _results(clean: pd.DataFrame, scored: pd.DataFrame, id_column: str) -> list[dict]:
@@ -148,13 +208,27 @@ def _results(clean: pd.DataFrame, scored: pd.DataFrame, id_column: str) -> list[
 
 
 def create_app(
-    store: ResultsStore, model: str | None = None, *, refresh_seconds: float = 30.0, load=None
+    store: ResultsStore,
+    model: str | None = None,
+    *,
+    refresh_seconds: float = 30.0,
+    load=None,
+    flush_seconds: float = 1.0,
 ):
-    """The FastAPI app: ``POST /score``, ``GET /health``."""
+    """The FastAPI app: ``POST /score``, ``GET /health``. Shutting the app down writes
+    the entity history still pending to the store."""
     from fastapi import FastAPI, HTTPException
 
-    scorer = Scorer(store, model, refresh_seconds=refresh_seconds, load=load)
-    app = FastAPI(title="vigil real-time scoring")
+    scorer = Scorer(
+        store, model, refresh_seconds=refresh_seconds, load=load, flush_seconds=flush_seconds
+    )
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        scorer.close()
+
+    app = FastAPI(title="vigil real-time scoring", lifespan=lifespan)
 
     @app.get("/health")
     def health() -> dict:

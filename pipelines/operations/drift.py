@@ -16,33 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
 from scipy import stats
 
 from pipelines.operations.reference import TrainingReference
-
-
-class DriftPolicy(BaseModel):
-    """When drift watch raises an alarm."""
-
-    psi_alarm: float = Field(default=0.2, gt=0, description="Score PSI at or above: alarm.")
-    ks_alpha: float = Field(default=0.001, gt=0, lt=1, description="Score KS test level.")
-    min_effect: float = Field(
-        default=0.1,
-        gt=0,
-        le=1,
-        description="KS distance / total-variation distance a drift must reach to count.",
-    )
-    flag_rate_alpha: float = Field(
-        default=0.001, gt=0, lt=1, description="Two-sided level of the flag-rate control limit."
-    )
-    feature_fdr: float = Field(
-        default=0.01, gt=0, lt=1, description="False-discovery rate across per-feature tests."
-    )
-    unseen_share_alarm: float = Field(
-        default=0.01, ge=0, lt=1, description="Share of rows with an unseen category: alarm."
-    )
-    min_rows: int = Field(default=30, ge=1, description="Fewer scored rows: no distribution tests.")
+from pipelines.settings import DriftPolicy
 
 
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:

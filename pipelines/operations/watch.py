@@ -16,6 +16,7 @@ import pandas as pd
 from pipelines.modeling.bundle import ScoringBundle
 from pipelines.operations.drift import DriftPolicy, assess_drift
 from pipelines.operations.reference import TrainingReference, reference_for_version
+from pipelines.settings import get_settings
 from pipelines.store import ResultsStore
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,16 @@ def watch_run(
     log_to_mlflow: bool = True,
 ) -> dict:
     """Assess the run's scores and features against the model's training reference and
-    store the result (``store.run_health(run_id)`` reads it back)."""
+    store the result (``store.run_health(run_id)`` reads it back). ``policy``: the
+    settings' (``VIGIL_DRIFT__*``) unless given."""
     if reference is None:
         reference = reference_for_version(model_name, model_version)
     if reference is None:
         health = no_reference_health(model_name, model_version)
         store.save_run_health(run_id, health)
         return health
+    if policy is None:
+        policy = get_settings().drift
     scores = store.scores_frame(run_id)
     features = bundle.features(clean) if len(clean) else pd.DataFrame()
     health = assess_drift(

@@ -13,6 +13,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -112,6 +113,43 @@ def _claimed(
         raise
 
 
+class _ChunkWriter:
+    """Commits chunks in a background thread, one at a time and in order, so the next
+    chunk is read and scored while the database takes the previous one (PostgreSQL's
+    ``COPY`` runs in the server process: on two cores that is the other core).
+
+    At most one chunk is in flight: ``submit`` first waits for the previous commit and
+    re-raises its error (a lost lease, a store that went away), and leaving the block
+    waits for the last one, so a chunk is committed whole or not at all as before.
+    """
+
+    def __init__(self, store: ResultsStore, ticket: RunClaimTicket) -> None:
+        self._store, self._ticket = store, ticket
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-writer")
+        self._pending: Future | None = None
+
+    def submit(self, write: ChunkWrite) -> None:
+        self.wait()
+        self._pending = self._pool.submit(
+            self._store.write_chunk, self._ticket.run.id, self._ticket.owner, write
+        )
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> _ChunkWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            if exc_info[0] is None:
+                self.wait()
+        finally:
+            self._pool.shutdown(wait=True)  # a commit under way finishes either way
+
+
 def score_stream(
     *,
     bundle: ScoringBundle,
@@ -148,7 +186,10 @@ def score_stream(
             return _report(ticket.run, already=True)
         seen = SeenIds()
         written = skipped = 0
-        with progress("score", total=stream.chunk_count(), unit="chunks") as advance:
+        with (
+            progress("score", total=stream.chunk_count(), unit="chunks") as advance,
+            _ChunkWriter(store, ticket) as writer,
+        ):
             for number, chunk in enumerate(stream.chunks()):
                 validated = validate_batch(
                     chunk, bundle.spec, seen_ids=seen, max_field_chars=max_field_chars
@@ -171,7 +212,7 @@ def score_stream(
                     target=target,
                     max_field_chars=max_field_chars,
                 )
-                store.write_chunk(ticket.run.id, ticket.owner, write)
+                writer.submit(write)
                 written += 1
                 advance(1, rows=chunk.first_row_number + validated.rows_in - 1)
         finished = store.complete_run(
@@ -240,7 +281,10 @@ def score_batch(
                 return (bundle.score(chunk) if len(chunk) else None), chunk
 
         written = skipped = 0
-        with progress("score", total=n_chunks, unit="batches") as advance:
+        with (
+            progress("score", total=n_chunks, unit="batches") as advance,
+            _ChunkWriter(store, ticket) as writer,
+        ):
             for number in range(n_chunks):
                 if number in ticket.committed_chunks:
                     skipped += 1
@@ -264,7 +308,7 @@ def score_batch(
                     target=target,
                     max_field_chars=max_field_chars,
                 )
-                store.write_chunk(ticket.run.id, ticket.owner, write)
+                writer.submit(write)
                 written += 1
                 advance(1, flagged=len(write.flags))
         if bundle.spec.is_sequence and role != "shadow":
@@ -378,30 +422,52 @@ def _flags(
 ) -> list[dict]:
     """Flag rows with a snapshot an analyst can judge offline: the record as scored, plus
     its context features in sequence mode. Long texts are cut (``_truncated`` in the
-    record says which and how long they were)."""
+    record says which and how long they were).
+
+    The flagged rows' snapshots are serialised in one call per chunk (not one pandas row
+    at a time): the same JSON as each row's ``to_json``."""
     flagged = np.flatnonzero(result["is_anomaly"].to_numpy())
+    if not len(flagged):
+        return []
+    records = _json_records(chunk.iloc[flagged])
+    if snapshot is not chunk:
+        extra_columns = [c for c in snapshot.columns if c not in set(chunk.columns)]
+        for values, extra in zip(
+            records, _json_records(snapshot.iloc[flagged][extra_columns]), strict=True
+        ):
+            values.update(extra)
+    label_column = bundle.spec.label_column or ""
+    ids = chunk[bundle.spec.id_column].iloc[flagged].to_numpy(dtype=object)
     entity_column = bundle.spec.entity_column
+    entities = (
+        chunk[entity_column].iloc[flagged].to_numpy(dtype=object) if entity_column else None
+    )
+    scores = result["score"].to_numpy(dtype="float64")[flagged]
+    reasons = result["reasons"].to_numpy()[flagged]
+    threshold = bundle.threshold
     out = []
-    for i in flagged:
-        record = chunk.iloc[i]
-        values = json.loads(record.to_json(date_format="iso"))
+    for n, values in enumerate(records):
         # The label (when a batch carries one) is for evaluation, never for the analyst
         # judging the record: keep it out of the snapshot shown in the review app.
-        values.pop(bundle.spec.label_column or "", None)
-        if snapshot is not chunk:
-            extra = snapshot.iloc[i].drop(labels=list(record.index), errors="ignore")
-            values.update(json.loads(extra.to_json(date_format="iso")))
+        values.pop(label_column, None)
         out.append(
             {
-                "record_id": str(record[bundle.spec.id_column]),
-                "entity": str(record[entity_column]) if entity_column else None,
-                "score": float(result["score"].iloc[i]),
-                "threshold": bundle.threshold,
+                "record_id": str(ids[n]),
+                "entity": str(entities[n]) if entities is not None else None,
+                "score": float(scores[n]),
+                "threshold": threshold,
                 "record": bound_record(values, max_field_chars),
-                "reasons": bound_reasons(result["reasons"].iloc[i], max_field_chars),
+                "reasons": bound_reasons(reasons[n], max_field_chars),
             }
         )
     return out
+
+
+def _json_records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-ready dicts (ISO dates, NaN as null), one serialisation per frame."""
+    if not len(frame.columns):
+        return [{} for _ in range(len(frame))]
+    return json.loads(frame.to_json(orient="records", date_format="iso"))
 
 
 def bound_record(values: dict, limit: int) -> dict:

@@ -37,6 +37,10 @@ def score_source(
     from pipelines.store import ResultsStore
 
     settings = settings or get_settings()
+    if settings.score_threads:
+        import torch
+
+        torch.set_num_threads(settings.score_threads)
     configure_mlflow(settings)
     ref = resolve_model(model)
     bundle = load_bundle(ref)

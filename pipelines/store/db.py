@@ -8,10 +8,8 @@ half-way is wiped and redone, so a re-run never duplicates or drops records.
 from __future__ import annotations
 
 import io
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +20,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines.store.labels import LabelStoreMixin
 from pipelines.store.models import (
-    AuditEvent,
     EntityHistorySegment,
     Flag,
     QuarantinedRow,
@@ -85,76 +82,6 @@ class ResultsStore(
 
     # -- scoring runs -------------------------------------------------------------------
 
-    def begin_run(
-        self,
-        *,
-        batch_id: str,
-        source: str,
-        dataset: str,
-        model_name: str,
-        model_version: str,
-        model_alias: str | None,
-        threshold: float,
-        role: str = "primary",
-    ) -> tuple[ScoringRun, bool]:
-        """Return ``(run, already_completed)``.
-
-        A completed run for the same batch and model version is returned untouched; an
-        unfinished one (a crash, a failure) is cleared so the re-run starts clean.
-        """
-        with self.session() as session:
-            run = session.scalars(
-                sa.select(ScoringRun).where(
-                    ScoringRun.batch_id == batch_id,
-                    ScoringRun.model_name == model_name,
-                    ScoringRun.model_version == str(model_version),
-                )
-            ).one_or_none()
-            if run is not None and run.status == "completed":
-                return run, True
-            if run is not None:
-                for table in (Score, Flag, QuarantinedRow):
-                    session.execute(sa.delete(table).where(table.run_id == run.id))
-                run.status = "running"
-                run.error = None
-                run.started_at = datetime.now(UTC)
-                run.finished_at = None
-                run.source = source
-                run.threshold = threshold
-                run.model_alias = model_alias
-                run.role = role
-            else:
-                run = ScoringRun(
-                    id=str(uuid.uuid4()),
-                    batch_id=batch_id,
-                    source=source,
-                    dataset=dataset,
-                    model_name=model_name,
-                    model_version=str(model_version),
-                    model_alias=model_alias,
-                    threshold=threshold,
-                    status="running",
-                    role=role,
-                )
-                session.add(run)
-            return run, False
-
-    def add_scores(self, run_id: str, scores: pd.DataFrame, flags: Sequence[dict]) -> None:
-        """Write one chunk's scores and flags together, so a chunk is all-or-nothing."""
-        with self.session() as session:
-            if len(scores):
-                rows = pd.DataFrame(
-                    {
-                        "run_id": run_id,
-                        "record_id": scores["record_id"].astype(str).to_numpy(),
-                        "score": scores["score"].astype(float).to_numpy(),
-                        "is_anomaly": scores["is_anomaly"].astype(bool).to_numpy(),
-                    }
-                )
-                session.execute(sa.insert(Score), rows.to_dict("records"))
-            if flags:
-                session.execute(sa.insert(Flag), [{"run_id": run_id, **f} for f in flags])
-
     def add_quarantine(
         self, run_id: str | None, batch_id: str, source: str, quarantined: pd.DataFrame
     ) -> None:
@@ -176,61 +103,6 @@ class ResultsStore(
                 )
             )
         self.add_quarantine(None, batch_id, source, quarantined)
-
-    def finish_run(
-        self,
-        run_id: str,
-        *,
-        rows_in: int,
-        rows_scored: int,
-        rows_quarantined: int,
-        group_by_entity: bool = False,
-        score_seconds: float | None = None,
-        commit_with: Callable[[Session, ScoringRun], None] | None = None,
-    ) -> ScoringRun:
-        """Complete the run; its flags join the review queue in the same transaction
-        (``group_by_entity``: one case per entity, sequence mode). A shadow run's would-be
-        flags are only counted: they never reach the queue. ``commit_with`` writes what
-        must commit with the run (a source's file manifest or watermark)."""
-        with self.session() as session:
-            run = session.get(ScoringRun, run_id)
-            run.rows_in = rows_in
-            run.rows_scored = rows_scored
-            run.rows_quarantined = rows_quarantined
-            run.score_seconds = score_seconds
-            if run.role == "shadow":
-                run.rows_flagged = session.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(Score)
-                    .where(Score.run_id == run_id, Score.is_anomaly.is_(True))
-                )
-            else:
-                run.rows_flagged = session.scalar(
-                    sa.select(sa.func.count()).select_from(Flag).where(Flag.run_id == run_id)
-                )
-                self.attach_flags_to_cases(session, run_id, group_by_entity=group_by_entity)
-            if commit_with is not None:
-                commit_with(session, run)
-            run.status = "completed"
-            run.finished_at = datetime.now(UTC)
-            session.add(
-                AuditEvent(
-                    actor="vigil",
-                    action="scoring_run.completed",
-                    entity="scoring_run",
-                    entity_id=run_id,
-                    detail={"batch_id": run.batch_id, "flagged": run.rows_flagged},
-                )
-            )
-            return run
-
-    def fail_run(self, run_id: str, error: str) -> None:
-        with self.session() as session:
-            run = session.get(ScoringRun, run_id)
-            if run is not None:
-                run.status = "failed"
-                run.error = error[:4000]
-                run.finished_at = datetime.now(UTC)
 
     # -- entity history (sequence mode) ---------------------------------------------------
 
@@ -293,6 +165,39 @@ class ResultsStore(
         return [
             (signature, pd.read_parquet(io.BytesIO(payload))) for signature, payload in segments
         ]
+
+    def history_segments(
+        self, dataset: str, *, ids: Sequence[int] | None = None
+    ) -> list[tuple[int, str, pd.DataFrame]]:
+        """Every kept segment of a data set (or those with ``ids``), oldest first, as
+        (id, context signature, frame): what a long-running scorer loads once."""
+        query = sa.select(
+            EntityHistorySegment.id,
+            EntityHistorySegment.context_signature,
+            EntityHistorySegment.payload,
+        ).where(EntityHistorySegment.dataset == dataset)
+        if ids is not None:
+            query = query.where(EntityHistorySegment.id.in_(list(ids)))
+        with self.session() as session:
+            segments = session.execute(
+                query.order_by(EntityHistorySegment.first_time, EntityHistorySegment.id)
+            ).all()
+        return [
+            (int(segment_id), signature, pd.read_parquet(io.BytesIO(payload)))
+            for segment_id, signature, payload in segments
+        ]
+
+    def history_segment_ids(self, dataset: str) -> list[tuple[int, str, str]]:
+        """(id, batch id, source) of a data set's kept segments: cheap, to see what is new."""
+        with self.session() as session:
+            rows = session.execute(
+                sa.select(
+                    EntityHistorySegment.id,
+                    EntityHistorySegment.batch_id,
+                    EntityHistorySegment.source,
+                ).where(EntityHistorySegment.dataset == dataset)
+            ).all()
+        return [(int(i), batch_id, source) for i, batch_id, source in rows]
 
     def history_extent(self, dataset: str) -> tuple[float, float, int] | None:
         """(first time, last time, segments) of a data set's kept history, or None."""

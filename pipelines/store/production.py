@@ -166,6 +166,16 @@ class ProductionStoreMixin:
                 threshold=threshold,
                 role=role,
             )
+            if run.status == "completed" and run.role == "shadow" and role == "primary":
+                # This version scored the batch only in shadow (it was the challenger then,
+                # it is the champion now): its flags never reached the queue. Reopen the
+                # run as primary; whoever reopens it scores it, once.
+                self._reopen_shadow_run(run.id)
+                run = self._get_or_create_run(
+                    batch_id=batch_id, source=source, dataset=dataset, model_name=model_name,
+                    model_version=str(model_version), model_alias=model_alias,
+                    threshold=threshold, role=role,
+                )  # fmt: skip
             if run.status == "completed":
                 return RunClaimTicket(run=run, owner=owner, already_completed=True)
             self._take_lease(run.id, owner, lease_seconds)
@@ -179,8 +189,9 @@ class ProductionStoreMixin:
                         sa.select(RunChunk.chunk_size).where(RunChunk.run_id == run.id).distinct()
                     )
                 )
-                if sizes != {chunk_size}:
-                    # Nothing committed under this chunking: start the run clean.
+                if sizes != {chunk_size} or run.role != role:
+                    # Nothing committed under this chunking (or under this role: a shadow
+                    # chunk holds no flags): start the run clean.
                     for table in (Score, Flag, QuarantinedRow, RunChunk):
                         session.execute(sa.delete(table).where(table.run_id == run.id))
                 committed = set(
@@ -197,6 +208,24 @@ class ProductionStoreMixin:
                 run.model_alias = model_alias
                 run.role = role
             return RunClaimTicket(run=run, owner=owner, committed_chunks=committed)
+
+    def _reopen_shadow_run(self, run_id: str) -> bool:
+        """Turn a completed shadow run into an unfinished primary run with nothing
+        committed (atomic: of two processes, one reopens it; both then claim as usual)."""
+        with self.session() as session:
+            reopened = session.execute(
+                sa.update(ScoringRun)
+                .where(
+                    ScoringRun.id == run_id,
+                    ScoringRun.role == "shadow",
+                    ScoringRun.status == "completed",
+                )
+                .values(role="primary", status="running", finished_at=None)
+            ).rowcount
+            if reopened == 1:
+                for table in (Score, Flag, QuarantinedRow, RunChunk):
+                    session.execute(sa.delete(table).where(table.run_id == run_id))
+        return reopened == 1
 
     def _get_or_create_run(self, *, batch_id: str, model_name: str, model_version: str, **fields):
         key = (

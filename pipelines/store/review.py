@@ -1,4 +1,4 @@
-"""The review side of the store: users, sessions, tokens, cases, claims, verdicts, labels.
+"""The review side of the store: cases, the queue, claims, verdicts, labels, the ledger.
 
 Kept apart from the scoring side (``db.py``) so the two can grow without stepping on each
 other; :class:`~pipelines.store.db.ResultsStore` inherits both. Rules that live here:
@@ -13,20 +13,18 @@ other; :class:`~pipelines.store.db.ResultsStore` inherits both. Rules that live 
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from pipelines.store.accounts import AccountStoreMixin
+from pipelines.store.errors import Conflict, NotFound, ReviewError, aware, now_utc
 from pipelines.store.models import (
-    ApiToken,
-    AuditEvent,
     Case,
     Decision,
     EntityHistorySegment,
@@ -34,11 +32,8 @@ from pipelines.store.models import (
     Label,
     Score,
     ScoringRun,
-    User,
-    WebSession,
 )
 
-ROLES = ("viewer", "analyst", "admin")
 VERDICTS = ("fraud", "not_fraud", "unsure")
 #: Verdicts that count as a label for training and precision; ``unsure`` and an undo do not.
 COUNTING_VERDICTS = ("fraud", "not_fraud")
@@ -55,33 +50,6 @@ REASON_CODES = {
     "false_positive_model": "Model false positive",
     "other": "Other (see note)",
 }
-
-
-class ReviewError(Exception):
-    """A request the store refuses; the message is meant for the person who made it."""
-
-
-class Conflict(ReviewError):
-    """Someone else changed the item first (optimistic locking) or holds its claim."""
-
-
-class NotFound(ReviewError):
-    pass
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes for timezone-aware columns; they were written in UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def case_key(entity: str | None, record_id: str, group_by_entity: bool) -> str:
@@ -124,196 +92,9 @@ class QueuePage:
     filters: QueueFilters = field(default_factory=QueueFilters)
 
 
-class ReviewStoreMixin:
-    """Mixed into ``ResultsStore``; relies on its ``session()`` and ``engine``."""
-
-    engine: sa.engine.Engine
-
-    def session(self):  # pragma: no cover - provided by ResultsStore
-        raise NotImplementedError
-
-    # -- audit ------------------------------------------------------------------------
-
-    @staticmethod
-    def _audit(
-        session: Session,
-        actor: str,
-        action: str,
-        entity: str,
-        entity_id: object,
-        *,
-        before: dict | None = None,
-        after: dict | None = None,
-        detail: dict | None = None,
-    ) -> None:
-        session.add(
-            AuditEvent(
-                actor=actor,
-                action=action,
-                entity=entity,
-                entity_id=str(entity_id),
-                before=before,
-                after=after,
-                detail=detail or {},
-            )
-        )
-
-    def audit_entries(
-        self, *, entity: str | None = None, entity_id: str | None = None, limit: int = 100
-    ) -> list[AuditEvent]:
-        with self.session() as session:
-            query = sa.select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
-            if entity:
-                query = query.where(AuditEvent.entity == entity)
-            if entity_id is not None:
-                query = query.where(AuditEvent.entity_id == str(entity_id))
-            return list(session.scalars(query))
-
-    # -- users, tokens, sessions --------------------------------------------------------
-
-    def add_user(self, name: str, role: str, password_hash: str | None, *, actor: str) -> User:
-        if role not in ROLES:
-            raise ReviewError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-        if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").replace(
-            ".", ""
-        ).isalnum():
-            raise ReviewError("user name: 1-64 letters, digits, '.', '-' or '_'")
-        with self.session() as session:
-            if session.scalar(sa.select(User.id).where(User.name == name)) is not None:
-                raise ReviewError(f"user {name!r} already exists")
-            user = User(name=name, role=role, password_hash=password_hash, disabled=False)
-            session.add(user)
-            session.flush()
-            self._audit(
-                session, actor, "user.added", "user", name, after={"role": role, "disabled": False}
-            )
-            return user
-
-    def get_user(self, name: str) -> User | None:
-        with self.session() as session:
-            return session.scalar(sa.select(User).where(User.name == name))
-
-    def list_users(self) -> list[User]:
-        with self.session() as session:
-            return list(session.scalars(sa.select(User).order_by(User.name)))
-
-    def update_user(
-        self,
-        name: str,
-        *,
-        actor: str,
-        role: str | None = None,
-        disabled: bool | None = None,
-        password_hash: str | None = None,
-    ) -> User:
-        """Change a user's role, disabled flag or password; disabling also ends their
-        sessions and revokes their tokens."""
-        if role is not None and role not in ROLES:
-            raise ReviewError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-        with self.session() as session:
-            user = session.scalar(sa.select(User).where(User.name == name))
-            if user is None:
-                raise NotFound(f"no user {name!r}")
-            before = {"role": user.role, "disabled": user.disabled}
-            if role is not None:
-                user.role = role
-            if disabled is not None:
-                user.disabled = disabled
-            if password_hash is not None:
-                user.password_hash = password_hash
-            user.updated_at = now_utc()
-            if disabled:
-                session.execute(sa.delete(WebSession).where(WebSession.user_id == user.id))
-                session.execute(
-                    sa.update(ApiToken)
-                    .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-                    .values(revoked_at=now_utc())
-                )
-            after = {"role": user.role, "disabled": user.disabled}
-            if password_hash is not None:
-                after["password"] = "changed"
-            self._audit(session, actor, "user.changed", "user", name, before=before, after=after)
-            return user
-
-    def create_token(self, name: str, *, actor: str) -> str:
-        """A new API token for the user; returned once, only its hash is kept."""
-        raw = "vgl_" + secrets.token_urlsafe(32)
-        with self.session() as session:
-            user = session.scalar(sa.select(User).where(User.name == name))
-            if user is None:
-                raise NotFound(f"no user {name!r}")
-            if user.disabled:
-                raise ReviewError(f"user {name!r} is disabled")
-            session.add(ApiToken(user_id=user.id, token_hash=sha256(raw)))
-            self._audit(session, actor, "user.token_created", "user", name, after={"token": "new"})
-        return raw
-
-    def user_for_token(self, raw: str) -> User | None:
-        with self.session() as session:
-            row = session.execute(
-                sa.select(User, ApiToken)
-                .join(ApiToken, ApiToken.user_id == User.id)
-                .where(ApiToken.token_hash == sha256(raw), ApiToken.revoked_at.is_(None))
-            ).one_or_none()
-            if row is None or row[0].disabled:
-                return None
-            row[1].last_used_at = now_utc()
-            return row[0]
-
-    def create_session(self, user: User, *, ttl: timedelta) -> tuple[str, str]:
-        """Start a browser session: returns (cookie value, CSRF token)."""
-        raw, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        with self.session() as session:
-            session.add(
-                WebSession(
-                    session_hash=sha256(raw),
-                    user_id=user.id,
-                    csrf_token=csrf,
-                    expires_at=now_utc() + ttl,
-                )
-            )
-            self._audit(session, user.name, "user.login", "user", user.name)
-        return raw, csrf
-
-    def session_user(self, raw: str) -> tuple[User, str] | None:
-        """The (user, CSRF token) of a live session cookie, or None."""
-        with self.session() as session:
-            row = session.execute(
-                sa.select(User, WebSession)
-                .join(WebSession, WebSession.user_id == User.id)
-                .where(WebSession.session_hash == sha256(raw))
-            ).one_or_none()
-            if row is None:
-                return None
-            user, web = row
-            if user.disabled or _aware(web.expires_at) < now_utc():
-                return None
-            return user, web.csrf_token
-
-    def end_session(self, raw: str) -> None:
-        with self.session() as session:
-            session.execute(sa.delete(WebSession).where(WebSession.session_hash == sha256(raw)))
-
-    def record_failed_login(self, name: str, client: str) -> None:
-        with self.session() as session:
-            self._audit(
-                session, name[:64] or "?", "user.login_failed", "user", name[:64],
-                detail={"client": client},
-            )
-
-    def failed_logins_since(self, name: str, since: datetime) -> int:
-        with self.session() as session:
-            return int(
-                session.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(AuditEvent)
-                    .where(
-                        AuditEvent.action == "user.login_failed",
-                        AuditEvent.entity_id == name[:64],
-                        AuditEvent.at >= since,
-                    )
-                )
-            )
+class ReviewStoreMixin(AccountStoreMixin):
+    """Mixed into ``ResultsStore``; relies on its ``session()`` and ``engine``. Users,
+    tokens, sessions and the audit trail come from :class:`AccountStoreMixin`."""
 
     # -- cases: flags join them -----------------------------------------------------------
 
@@ -579,7 +360,7 @@ class ReviewStoreMixin:
             records = list(dict.fromkeys(r.record_id for r in rows))
             models = sorted({f"{r.model_name}/{r.model_version}" for r in rows})
             top = rows[0] if rows else None
-            claim_live = case.claimed_by and _aware(case.claim_expires_at) >= now
+            claim_live = case.claimed_by and aware(case.claim_expires_at) >= now
             items.append(
                 {
                     "id": case.id,
@@ -598,8 +379,8 @@ class ReviewStoreMixin:
                     "status": case.status,
                     "verdict": case.verdict,
                     "claimed_by": case.claimed_by if claim_live else None,
-                    "claim_expires_at": _aware(case.claim_expires_at) if claim_live else None,
-                    "last_flag_at": _aware(case.last_flag_at),
+                    "claim_expires_at": aware(case.claim_expires_at) if claim_live else None,
+                    "last_flag_at": aware(case.last_flag_at),
                     "version": case.version,
                 }
             )
@@ -636,13 +417,13 @@ class ReviewStoreMixin:
                     "model_name": f.model_name,
                     "model_version": f.model_version,
                     "model_alias": f.model_alias,
-                    "created_at": _aware(f.Flag.created_at),
+                    "created_at": aware(f.Flag.created_at),
                     "label": labels.get(f.Flag.record_id),
                 }
                 for f in flags
             ]
-            item["opened_at"] = _aware(case.opened_at)
-            item["closed_at"] = _aware(case.closed_at)
+            item["opened_at"] = aware(case.opened_at)
+            item["closed_at"] = aware(case.closed_at)
             return item
 
     def case_for_record(self, record_id: str) -> int | None:
@@ -667,7 +448,7 @@ class ReviewStoreMixin:
                     "analyst": label.analyst,
                     "reason_code": label.reason_code,
                     "note": label.note,
-                    "known_at": _aware(label.known_at),
+                    "known_at": aware(label.known_at),
                     "source": label.source,
                 }
         return {k: v for k, v in out.items() if v["verdict"] != "withdrawn"}
@@ -859,7 +640,7 @@ class ReviewStoreMixin:
                 f"(version {version}, now {case.version}); reload to see the change"
             )
         if _claim_live(case) and case.claimed_by != user:
-            until = _aware(case.claim_expires_at).strftime("%H:%M UTC")
+            until = aware(case.claim_expires_at).strftime("%H:%M UTC")
             raise Conflict(f"case {case.id} is claimed by {case.claimed_by} until {until}")
         if not allow_closed and case.status != "open":
             raise Conflict(f"case {case.id} is already closed ({case.verdict})")
@@ -1191,12 +972,12 @@ class ReviewStoreMixin:
 
 
 def _claim_live(case: Case) -> bool:
-    return bool(case.claimed_by) and _aware(case.claim_expires_at) >= now_utc()
+    return bool(case.claimed_by) and aware(case.claim_expires_at) >= now_utc()
 
 
 def _encode_cursor(value: object, case_id: int) -> str:
     if isinstance(value, datetime):
-        value = _aware(value).isoformat()
+        value = aware(value).isoformat()
     return f"{value}|{case_id}"
 
 
