@@ -189,6 +189,7 @@ TYPOLOGY_SPEC = DatasetSpec(
         longitude_column="longitude",
         located_column="card_present",
         travel_window="1h",
+        novelty_windows=["1h", "6h"],
         history="30D",
         baseline_gap="14D",
         event_noun="payment",
