@@ -116,15 +116,38 @@ def isolation_forest(spec_path: Path, train: pd.DataFrame, later: pd.DataFrame, 
     return scores, float(threshold), fit_seconds
 
 
+def registered_models(env: dict, refs: list[str]) -> list[dict]:
+    """``--reuse``: the trained models as ``vigil train --json`` lists them, read back from
+    MLflow (metrics of the version's training run: fit seconds, hold-out FPR, ...)."""
+    os.environ["VIGIL_HOME"] = env["VIGIL_HOME"]
+    from mlflow import MlflowClient
+
+    from pipelines.modeling.registry import configure_mlflow
+    from pipelines.settings import get_settings
+
+    configure_mlflow(get_settings())
+    client = MlflowClient()
+    models = []
+    for ref in refs:
+        name, version = ref.split("/")
+        run_id = client.get_model_version(name, version).run_id
+        models.append(
+            {"model": name, "version": version, "metrics": client.get_run(run_id).data.metrics}
+        )
+    return models
+
+
 def run(args: argparse.Namespace) -> dict:
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "VIGIL_HOME": str(workdir / "home"), "PYTHONUNBUFFERED": "1"}
     env.pop("PREFECT_API_URL", None)
     log: list[dict] = []
+    spec_path = workdir / "spec.yaml"
+    if args.reuse:
+        return measure(args, workdir, env, log, registered_models(env, args.reuse), None)
     train_path, next_path, sizes = write_files(args, workdir)
     print(f"wrote {sizes['train_rows']:,} + {sizes['next_rows']:,} rows", file=sys.stderr)
-    spec_path = workdir / "spec.yaml"
     vigil(
         "spec",
         "init",
@@ -162,15 +185,32 @@ def run(args: argparse.Namespace) -> dict:
     if args.max_train_rows:
         train_args += ["--max-train-rows", str(args.max_train_rows)]
     out, train_seconds = vigil(*train_args, env=env, log=log)
-    trained = _json_tail(out)
+    return measure(args, workdir, env, log, _json_tail(out)["models"], train_seconds)
+
+
+def measure(args, workdir: Path, env: dict, log: list, models: list, train_seconds) -> dict:
+    """Score the next period with each trained model (``vigil score``) and IsolationForest."""
+    train_path, next_path, spec_path = (
+        workdir / "train.csv",
+        workdir / "next.csv",
+        workdir / "spec.yaml",
+    )
     later = pd.read_csv(next_path)
     train = pd.read_csv(train_path)
+    sizes = {
+        "rows": len(train) + len(later),
+        "cards": args.cards,
+        "fraud_share": float(pd.concat([train["is_fraud"], later["is_fraud"]]).mean()),
+        "train_rows": len(train),
+        "next_rows": len(later),
+        "next_frauds": {k: int((later["fraud_kind"] == k).sum()) for k in TYPOLOGIES},
+    }
     labels = later["is_fraud"].to_numpy().astype(int)
     groups = later["fraud_kind"].fillna("").to_numpy()
     when = pd.to_datetime(later["timestamp"])
     days = (when - when.min().normalize()).dt.days.to_numpy()
     results: dict = {}
-    for model in trained["models"]:
+    for model in models:
         name, version = model["model"], model["version"]
         kind = name.rsplit("-", 1)[-1]
         scores_path = workdir / f"scores_{kind}.parquet"
@@ -188,7 +228,7 @@ def run(args: argparse.Namespace) -> dict:
         )
         scored = pd.read_parquet(scores_path).set_index("record_id")
         scores = scored["score"].reindex(later["transaction_id"].astype(str)).to_numpy(float)
-        threshold = float(model["metrics"]["threshold"])
+        threshold = float(_json_tail(out)["threshold"])
         results[kind] = {
             **queue_quality(labels, groups, days, scores, threshold, list(TYPOLOGIES)),
             "fit_seconds": float(model["metrics"]["fit_seconds"]),
@@ -280,6 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/results/typology_cli.json")
     parser.add_argument("--markdown", default=None, help="RESULTS.md to update (a section).")
     parser.add_argument("--section", default="typology-cli", help="RESULTS.md section name.")
+    parser.add_argument(
+        "--reuse",
+        nargs="+",
+        default=None,
+        metavar="NAME/VERSION",
+        help="Skip data, spec and training: score these registered models of --workdir.",
+    )
     args = parser.parse_args(argv)
     report = run(args)
     out = Path(args.out)
