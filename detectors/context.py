@@ -86,6 +86,10 @@ class ContextConfig:
     #: Amount / median of the entity's earlier amounts in ``history``: robust to a minority
     #: of inflated amounts (a takeover) and to one huge past payment.
     robust_baseline: bool = False
+    #: For each window, the entity's mean amount over the window (this record included)
+    #: / its mean over the older records of ``history``: a compromised period raises a
+    #: whole run of amounts, including the ones that alone stay in the entity's range.
+    level_windows: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in (*self.windows, self.history, *self.secondary_windows):
@@ -109,6 +113,10 @@ class ContextConfig:
             raise ValueError("located_column says which coordinates count: it needs coordinates")
         if self.robust_baseline and not self.amount_column:
             raise ValueError("robust_baseline compares amounts: it needs amount_column")
+        if self.level_windows and not self.amount_column:
+            raise ValueError("level_windows compare amounts: they need amount_column")
+        if any(_seconds(w) >= _seconds(self.history) for w in self.level_windows):
+            raise ValueError("level_windows must be shorter than history")
         if self.novelty_windows and not self.novelty_columns:
             raise ValueError("novelty_windows count new values: it needs novelty_columns")
         if any(_seconds(w) >= _seconds(self.history) for w in self.novelty_windows):
@@ -155,6 +163,7 @@ class ContextConfig:
                 names += [f"{PREFIX}amount_baseline_ratio", f"{PREFIX}amount_baseline_z"]
             if self.robust_baseline:
                 names.append(f"{PREFIX}amount_median_ratio")
+            names += [f"{PREFIX}amount_level_{_slug(w)}" for w in self.level_windows]
         names += [f"{PREFIX}new_{_slug(c)}" for c in self.novelty_columns]
         names += [
             f"{PREFIX}new_{_slug(c)}_count_{_slug(w)}"
@@ -191,6 +200,7 @@ class ContextConfig:
             "secondary_windows",
             "profile_columns",
             "novelty_windows",
+            "level_windows",
         ):
             if key in data and data[key] is not None:
                 data[key] = tuple(data[key])
@@ -291,6 +301,17 @@ def build_context_features(
             median = _earlier_median(entity, a, horizon, config.min_history)
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[f"{PREFIX}amount_median_ratio"] = a[pos] / np.where(median > 0, median, np.nan)
+        for window in config.level_windows:
+            # Recent records (t - window, t] against the older ones [t - history, t - window].
+            left = entity.window_start(_seconds(window))
+            right = np.maximum(left, left_history)
+            recent = (cumulative[pos + 1] - cumulative[left]) / (pos + 1 - left)
+            older = right - left_history
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = (cumulative[right] - cumulative[left_history]) / older
+                level = recent / np.where(mean > 0, mean, np.nan)
+            level[older < max(1, config.min_history)] = np.nan
+            out[f"{PREFIX}amount_level_{_slug(window)}"] = level
 
     entity_codes = entity.unsort(entity.codes).astype("int64")
     earlier = out[f"{PREFIX}history_count"]
@@ -677,6 +698,12 @@ def describe_context(feature: str, values: Mapping, config: ContextConfig) -> st
             f"a jump at {value:,.0f} km/h between this {entity}'s located {noun}s "
             f"in the last {_duration_words(config.travel_window)}"
         )
+    for window in config.level_windows:
+        if name == f"amount_level_{_slug(window)}":
+            return (
+                f"{noun}s in the last {_duration_words(window)} average {value:,.1f}x this "
+                f"{entity}'s earlier amounts (up to {history})"
+            )
     if name == "amount_median_ratio":
         return f"amount {value:,.1f}x this {entity}'s median over {history}"
     for column in config.novelty_columns:

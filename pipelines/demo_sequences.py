@@ -189,6 +189,7 @@ TYPOLOGY_SPEC = DatasetSpec(
         longitude_column="longitude",
         located_column="card_present",
         travel_window="1h",
+        novelty_windows=["1h", "6h"],
         history="30D",
         baseline_gap="14D",
         event_noun="payment",
@@ -210,10 +211,12 @@ def generate_typology_set(
     Legitimate behaviour a detector must not flag: each card has a home city, 3-5 usual
     everyday categories with their own amount levels, regular merchants near home, a daily
     rhythm (one card in ten is a night owl), online shopping (``card_present`` = 0) at
-    shared web merchants whose coordinates are their head office in another city,
-    monthly subscriptions charged at night, and trips (a flight to another city, then
-    several days of card-present payments at new merchants there; the flight takes
-    hours, so the implied speed stays below ~900 km/h).
+    shared web merchants whose coordinates are their head office in another city (mostly
+    in the evening for a third of the cards; one online payment in eight at a web shop
+    new to the card, often in a category it never used, sometimes well above its usual
+    amount), monthly subscriptions charged at night, and trips (a flight to another
+    city, then several days of card-present payments at new merchants there; the flight
+    takes hours, so the implied speed stays below ~900 km/h).
 
     Frauds (``is_fraud`` = 1; about ``fraud_share`` of rows, on cards drawn at random,
     at any time after the first week):
@@ -224,8 +227,9 @@ def generate_typology_set(
     * ``impossible_travel``: 1-2 card-present payments in a city 900+ km away within
       20-90 minutes of a genuine card-present payment (ordinary amounts, usual categories);
     * ``account_takeover``: an evening-to-night run (19:00-02:00) of 3-7 online payments
-      in categories new to the card at 1.5-3x its usual amount, while the card's genuine
-      payments go on;
+      at shared web shops (merchants other cards use) in online categories new to the
+      card, at 1.2-2.5x its usual amount, while the card's genuine payments go on: each
+      payment alone looks like a genuine new-shop purchase;
     * ``contextual``: one ordinary amount at an hour the card never uses and in an
       everyday category it never uses, card-present at home.
 
@@ -299,12 +303,18 @@ def _legit_card(card, rng, names, coords, web, days) -> pd.DataFrame:
     amount = cat_level[local_cat[pick]] * np.exp(rng.normal(0, 0.35, n))
     lat = local_xy[pick, 0] + rng.normal(0, 0.01, n)
     lon = local_xy[pick, 1] + rng.normal(0, 0.01, n)
-    shop = web.iloc[rng.choice(shops, n)]
+    # Online: mostly the card's own web shops, sometimes one new to it (any of the shared
+    # ones, often in a category it never used); evening shoppers buy online after work.
+    explore = rng.random(n) < 0.12
+    shop = web.iloc[np.where(explore, rng.integers(0, len(web), n), rng.choice(shops, n))]
     merchant[online] = shop["merchant_id"].to_numpy()[online]
     category[online] = shop["category"].to_numpy()[online]
-    amount[online] = (level * np.exp(rng.normal(0.1, 0.5, n)))[online]
+    amount[online] = (level * np.exp(rng.normal(0.1, 0.5, n) + 0.4 * explore))[online]
     hq = coords[shop["city"].to_numpy()]
     lat[online], lon[online] = hq[online, 0], hq[online, 1]
+    if rng.random() < 0.35:
+        evening = np.mod(rng.normal(20.5, 1.5, n), 24.0)
+        seconds[online] = (day * 86400.0 + evening * 3600.0)[online]
     parts = [
         dict(
             seconds=seconds,
@@ -439,14 +449,18 @@ def _typology_fraud(kind, own, rng, names, coords, web, days) -> pd.DataFrame:
         n = int(rng.integers(3, 8))
         evening = np.floor(when / 86400.0) * 86400.0 + rng.uniform(19, 21) * 3600.0
         t = np.sort(evening + rng.uniform(0, 7 * 3600.0, n))
-        cats = [c for c in ONLINE + HIGH_VALUE if c not in used]
-        shop = web.sample(n, random_state=int(rng.integers(1 << 31)))
+        # Shared web shops in online categories the card never used: every merchant and
+        # category occurs in other cards' normal payments.
+        fresh = web[~web["category"].isin(used)]
+        shop = (fresh if len(fresh) else web).sample(
+            n, replace=True, random_state=int(rng.integers(1 << 31))
+        )
         xy = coords[shop["city"].to_numpy()]
         rows = dict(
             seconds=t,
-            merchant_id=[f"{cid}_ato{i}" for i in range(n)],
-            merchant_category=rng.choice(cats, n),
-            amount=level * rng.uniform(1.5, 3.0, n),
+            merchant_id=shop["merchant_id"].to_numpy(),
+            merchant_category=shop["category"].to_numpy(),
+            amount=level * rng.uniform(1.2, 2.5, n),
             latitude=xy[:, 0],
             longitude=xy[:, 1],
             card_present=np.zeros(n, int),

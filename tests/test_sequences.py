@@ -185,3 +185,4 @@ def test_typology_set_plants_every_typology_among_hard_normals():
         ignore_columns=["fraud_kind"],
     )
     assert spec.context.located_column == "card_present" and spec.context.travel_window == "1h"
+    assert spec.context.novelty_windows == ["1h", "6h"]

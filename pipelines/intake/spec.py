@@ -69,6 +69,11 @@ class ContextSpec(BaseModel):
     robust_baseline: bool = Field(
         default=False, description="Amount vs the median of the entity's earlier amounts."
     )
+    level_windows: list[str] = Field(
+        default_factory=list,
+        description="Mean amount over each recent window vs the entity's older records "
+        "(a compromised period raises a run of amounts).",
+    )
     min_history: int = Field(
         default=3, ge=1, description="Earlier records needed before amounts are compared."
     )
@@ -169,6 +174,7 @@ class DatasetSpec(BaseModel):
             profile_hours=self.context.profile_hours,
             novelty_windows=tuple(self.context.novelty_windows),
             robust_baseline=self.context.robust_baseline,
+            level_windows=tuple(self.context.level_windows),
             event_noun=self.context.event_noun,
             entity_noun=self.context.entity_noun,
         )
@@ -327,7 +333,9 @@ def propose_context(
     with coordinates, the highest speed in the last hour too (``travel_window``).
     Secondary entities: other id columns (terminal, merchant), which also get a
     'first time at this ...' flag, as do categorical columns named like a merchant,
-    category or country.
+    category or country; with such flags, the records at values new to the entity are
+    also counted over the last hour and six hours (``novelty_windows``: a takeover's run
+    of new shops, measured in benchmarks/RESULTS.md, issue 11).
     """
 
     def words(column: str) -> list[str]:
@@ -363,6 +371,7 @@ def propose_context(
         located_column=located,
         travel_window="1h" if latitude else None,
         novelty_columns=novelty,
+        novelty_windows=["1h", "6h"] if novelty else [],
     )
     return context, list(id_like)
 

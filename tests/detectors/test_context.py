@@ -193,6 +193,7 @@ PROFILE = dataclasses.replace(
     profile_hours=True,
     novelty_windows=("1d",),
     robust_baseline=True,
+    level_windows=("1d",),
 )
 
 
@@ -275,6 +276,33 @@ def test_profile_shares_novelty_counts_and_median():
     assert ContextConfig.from_dict(PROFILE.to_dict()) == PROFILE
     with pytest.raises(ValueError, match="needs coordinates"):
         ContextConfig(entity_column="c", time_column="t", located_column="present")
+
+
+def test_amount_level_compares_a_recent_run_with_the_older_records():
+    day = 24 * 60
+    frame = _profiled(
+        [
+            ("a", 0, 10.0, "m1", np.nan, np.nan, 0),
+            ("a", day, 10.0, "m1", np.nan, np.nan, 0),
+            ("a", 2 * day, 10.0, "m1", np.nan, np.nan, 0),
+            ("a", 4 * day, 50.0, "m1", np.nan, np.nan, 0),  # a compromised run starts
+            ("a", 4 * day + 60, 20.0, "m1", np.nan, np.nan, 0),  # alone, within range
+            ("b", 0, 5.0, "m1", np.nan, np.nan, 0),
+        ]
+    )
+    f = build_context_features(frame, PROFILE)
+    level = f["ctx_amount_level_1d"]
+    # Nothing older than the last day to compare with for the first payment of each card.
+    assert np.isnan(level.iloc[0]) and np.isnan(level.iloc[5])
+    assert level.iloc[2] == pytest.approx(1.0)  # 10 against (10, 10)
+    assert level.iloc[3] == pytest.approx(5.0)  # 50 against (10, 10, 10)
+    # 20 alone is 2x; the day it belongs to averages (50 + 20) / 2 = 3.5x the older ones.
+    assert level.iloc[4] == pytest.approx(3.5)
+    assert describe_context("ctx_amount_level_1d", f.iloc[4], PROFILE) == (
+        "payments in the last 1 day average 3.5x this card's earlier amounts (up to 7 days)"
+    )
+    with pytest.raises(ValueError, match="level_windows must be shorter"):
+        dataclasses.replace(PROFILE, level_windows=("7d",))
 
 
 def test_profile_features_keep_batch_alone_equal_to_whole_file():
