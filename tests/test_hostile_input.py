@@ -132,3 +132,18 @@ def test_rows_in_equals_scored_plus_quarantined_for_any_malformed_rows(
     assert report.rows_in == len(pd.read_csv(path, dtype=str, keep_default_na=False))
     assert report.rows_in == report.rows_scored + report.rows_quarantined
     assert store.scores_frame(report.run_id)["record_id"].is_unique
+
+
+def test_a_duplicate_inside_a_later_chunk_is_quarantined_with_its_first_row(
+    bundle, store, tmp_path
+):
+    """Hypothesis found it: a streamed chunk keeps the file's row index, and the duplicate
+    check used that label as a position (IndexError in the second chunk)."""
+    frame = generate_transactions(6, n_anomalies=0, seed=11).astype(str)
+    frame.loc[5, "transaction_id"] = frame.loc[4, "transaction_id"]  # both in chunk 2
+    path = tmp_path / "dup_in_second_chunk.csv"
+    frame.to_csv(path, index=False)
+    report = _score(bundle, store, path, chunk_size=4, model_version="dup2")
+    assert (report.rows_in, report.rows_scored, report.rows_quarantined) == (6, 5, 1)
+    reason = store.quarantine_frame(report.run_id)["reason"].iloc[0]
+    assert "duplicate id" in reason and "first at" in reason

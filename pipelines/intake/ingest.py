@@ -192,8 +192,9 @@ def validate_batch(
     duplicated = id_text.duplicated(keep="first") & ~missing_id
     first_seen: dict = {}
     if duplicated.any():
-        firsts = id_text[~missing_id & ~duplicated]
-        first_seen = dict(zip(firsts, row_numbers[firsts.index.to_numpy()], strict=True))
+        # Positions, not index labels: a streamed chunk's frame keeps the file's row index.
+        first_rows = np.flatnonzero((~missing_id & ~duplicated).to_numpy())
+        first_seen = dict(zip(id_text.iloc[first_rows], row_numbers[first_rows], strict=True))
     if seen_ids is not None:
         candidates = (~missing_id & ~duplicated).to_numpy()
         earlier = seen_ids.first_rows(id_text[candidates])
