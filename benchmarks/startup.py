@@ -43,6 +43,7 @@ def prepare_home(home: Path) -> None:
     from pipelines.modeling.bundle import ScoringBundle
     from pipelines.modeling.registry import (
         assign_new_version_aliases,
+        complete_registration,
         configure_mlflow,
         log_bundle,
         model_name_for,
@@ -58,6 +59,7 @@ def prepare_home(home: Path) -> None:
             ScoringBundle(DEMO_SPEC, detector), registered_name=name, detector_kind="vae"
         )
     assign_new_version_aliases(name, version)
+    complete_registration(name, version)
 
 
 def ten_rows(directory: Path, k: int) -> Path:

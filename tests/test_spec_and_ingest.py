@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipelines.intake.ingest import DataSourceError, read_batch, validate_batch
+from pipelines.intake.ingest import DataSourceError, SeenIds, read_batch, validate_batch
 from pipelines.intake.spec import DatasetSpec, SpecError, infer_spec, load_spec
 
 SPEC = DatasetSpec(
@@ -127,3 +127,18 @@ def test_same_content_same_batch_id(tmp_path):
     c = _write_csv(tmp_path / "c.csv", "id,amount\n1,3\n")
     assert read_batch(a).content_hash == read_batch(b).content_hash
     assert read_batch(a).content_hash != read_batch(c).content_hash
+
+
+def test_seen_ids_capped_merges_find_the_same_first_rows(monkeypatch):
+    """Runs that stop merging (bounded memory) still find every earlier id and its row."""
+    chunks = [
+        pd.Series([f"id{i}" for i in range(start, start + 10)]) for start in range(0, 200, 10)
+    ]
+    monkeypatch.setattr(SeenIds, "MAX_MERGED_IDS", 40)
+    seen = SeenIds()
+    for n, ids in enumerate(chunks):
+        seen.add(ids, [2 + 10 * n + k for k in range(10)])
+    assert len(seen._runs) > 3
+    probe = pd.Series(["id0", "id57", "id199", "nope", "id120"])
+    assert seen.first_rows(probe).tolist() == [2, 59, 201, -1, 122]
+    assert all(len(keys) <= 40 for keys, _ in seen._runs)

@@ -146,7 +146,11 @@ def register_reranked(
     import mlflow
     from mlflow import MlflowClient
 
-    from pipelines.modeling.registry import assign_new_version_aliases, log_bundle
+    from pipelines.modeling.registry import (
+        assign_new_version_aliases,
+        complete_registration,
+        log_bundle,
+    )
 
     kind = f"{detector_kind}{RERANKED_SUFFIX}"
     name = f"{base_model}{RERANKED_SUFFIX}"
@@ -168,6 +172,7 @@ def register_reranked(
         client.set_model_version_tag(name, version, "vigil.labels_known_before",
                                      known_before.isoformat())
         aliases = assign_new_version_aliases(name, version)
+        complete_registration(name, version)
     return {
         "detector": kind,
         "model": name,

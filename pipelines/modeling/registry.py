@@ -6,7 +6,9 @@ The registry decides which model is champion; nothing else keeps that fact.
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,20 @@ TAG_DETECTOR = "vigil.detector"
 #: A threshold set after training (``vigil threshold set``): JSON of the Threshold plus who
 #: and which ledger entry; applied every time the version is loaded.
 TAG_THRESHOLD = "vigil.threshold"
+#: Set to ``in-progress`` when a version is created and to ``complete`` as the last step of
+#: registration (after tags and aliases). A version still ``in-progress`` was left by a
+#: training run that did not finish; versions from before this tag existed have none and
+#: count as complete.
+TAG_REGISTRATION = "vigil.registration"
+#: ``HOST:PID`` of the process registering the version, to tell a live registration from
+#: an abandoned one.
+TAG_REGISTRATION_OWNER = "vigil.registration_owner"
+REGISTRATION_IN_PROGRESS = "in-progress"
+REGISTRATION_COMPLETE = "complete"
+
+
+class IncompleteModelVersion(ValueError):
+    """A model version whose registration never finished (its training run was killed)."""
 
 
 def configure_mlflow(settings: VigilSettings) -> str:
@@ -90,6 +106,7 @@ def log_bundle(
     The package source travels with the model (``code_paths``) so a fresh process, or
     ``mlflow models serve``, can load it.
     """
+    remove_abandoned_versions(registered_name)
     code_paths = [str(Path(detectors.__file__).parent), str(Path(pipelines.__file__).parent)]
     with tempfile.TemporaryDirectory() as tmp:
         bundle_dir = bundle.save(Path(tmp) / "bundle")
@@ -100,10 +117,19 @@ def log_bundle(
             code_paths=code_paths,
             signature=_signature(bundle),
             input_example=input_example,
-            registered_model_name=registered_name,
             pip_requirements=_pip_requirements(),
         )
-    version = str(info.registered_model_version)
+    # The version is born marked in progress (one call: no window without the mark);
+    # complete_registration() clears it once tags and aliases are in place.
+    registered = mlflow.register_model(
+        info.model_uri,
+        registered_name,
+        tags={
+            TAG_REGISTRATION: REGISTRATION_IN_PROGRESS,
+            TAG_REGISTRATION_OWNER: f"{socket.gethostname()}:{os.getpid()}",
+        },
+    )
+    version = str(registered.version)
     client = MlflowClient()
     client.set_registered_model_tag(registered_name, TAG_DATASET, bundle.spec.name)
     client.set_registered_model_tag(registered_name, TAG_DETECTOR, detector_kind)
@@ -132,6 +158,88 @@ def assign_new_version_aliases(name: str, version: str) -> list[str]:
         client.set_registered_model_alias(name, CHAMPION, version)
         aliases.append(CHAMPION)
     return aliases
+
+
+def complete_registration(name: str, version: str) -> None:
+    """The last step of registering a version: from now on it may be resolved and loaded."""
+    MlflowClient().set_model_version_tag(name, version, TAG_REGISTRATION, REGISTRATION_COMPLETE)
+
+
+def is_registration_complete(model_version) -> bool:
+    """False only for a version marked in progress (versions without the tag predate it)."""
+    return (model_version.tags or {}).get(TAG_REGISTRATION) != REGISTRATION_IN_PROGRESS
+
+
+def _refuse_incomplete(model_version) -> None:
+    if not is_registration_complete(model_version):
+        raise IncompleteModelVersion(
+            f"model version {model_version.name}/{model_version.version} is half-registered: "
+            "the training run that created it did not finish (killed or failed). The next "
+            "`vigil train` of this model removes it; use another version meanwhile."
+        )
+
+
+def _registration_abandoned(client: MlflowClient, model_version) -> bool:
+    """True when the process registering this version is gone or its run has ended.
+
+    The owner is ``HOST:PID``: on this host a missing PID (or our own PID: we are not
+    inside that registration any more) is proof; elsewhere, only the MLflow run having
+    ended (FAILED / KILLED / FINISHED without completing) is.
+    """
+    if model_version.run_id:
+        try:
+            status = client.get_run(model_version.run_id).info.status
+        except MlflowException:
+            status = None
+        if status in {"FAILED", "KILLED", "FINISHED"}:
+            return True
+    host, _, pid = (model_version.tags or {}).get(TAG_REGISTRATION_OWNER, "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def remove_abandoned_versions(name: str) -> list[str]:
+    """Delete versions of ``name`` left half-registered by a training run that died.
+
+    Their MLflow runs still marked RUNNING are ended as KILLED. The registered model
+    itself stays even when no version is left, so version numbers are never reused (a
+    scoring run's ``model_version`` keeps naming one model). Returns the removed versions.
+    """
+    import logging
+
+    client = MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return []
+    removed = []
+    for mv in versions:
+        if is_registration_complete(mv) or not _registration_abandoned(client, mv):
+            continue
+        if mv.run_id:
+            try:
+                if client.get_run(mv.run_id).info.status == "RUNNING":
+                    client.set_terminated(mv.run_id, status="KILLED")
+            except MlflowException:
+                pass
+        client.delete_model_version(name, str(mv.version))
+        removed.append(str(mv.version))
+    if removed:
+        logging.getLogger(__name__).warning(
+            "%s: removed half-registered version(s) %s (training did not finish)",
+            name,
+            ", ".join(removed),
+        )
+    return removed
 
 
 @dataclass(frozen=True)
@@ -164,18 +272,20 @@ def resolve_model(reference: str | None) -> ModelRef:
     if version is None:
         alias = alias or CHAMPION
         try:
-            version = str(client.get_model_version_by_alias(name, alias).version)
+            model_version = client.get_model_version_by_alias(name, alias)
         except MlflowException as exc:
             raise ValueError(f"no model version {name}@{alias} in the registry") from exc
+        version = str(model_version.version)
     else:
         try:
-            client.get_model_version(name, version)
+            model_version = client.get_model_version(name, version)
         except MlflowException as exc:
             known = _known_versions(client, name)
             raise ValueError(
                 f"no model version {name}/{version} in the registry"
                 + (f" (versions: {', '.join(known)})" if known else f" (no model {name!r})")
             ) from exc
+    _refuse_incomplete(model_version)
     return ModelRef(name=name, version=str(version), alias=alias)
 
 
@@ -213,10 +323,12 @@ def load_bundle(ref: ModelRef) -> ScoringBundle:
     MLflow's own requirements check is skipped (``suppress_warnings``): it maps every
     installed distribution to its modules, about a quarter of a short ``vigil score``'s
     CPU time. :func:`_warn_on_version_drift` checks the model's pins directly instead."""
+    model_version = MlflowClient().get_model_version(ref.name, ref.version)
+    _refuse_incomplete(model_version)
+    tags = model_version.tags
     model = mlflow.pyfunc.load_model(ref.uri, suppress_warnings=True)
     _warn_on_version_drift(ref)
     bundle = model.unwrap_python_model().bundle
-    tags = MlflowClient().get_model_version(ref.name, ref.version).tags
     if TAG_THRESHOLD in tags:
         # Recalibrated after training: the tag wins over the threshold in the bundle.
         bundle.set_threshold(Threshold.from_dict(json.loads(tags[TAG_THRESHOLD])))
@@ -267,6 +379,9 @@ def registry_summary(names: list[str]) -> pd.DataFrame:
                     "version": str(mv.version),
                     "aliases": ",".join(sorted(by_version.get(str(mv.version), []))),
                     "threshold": mv.tags.get("threshold"),
+                    "registration": "complete"
+                    if is_registration_complete(mv)
+                    else "HALF-REGISTERED (training did not finish)",
                     "run_id": mv.run_id,
                 }
             )

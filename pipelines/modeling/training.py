@@ -290,7 +290,12 @@ def log_and_register(
     import mlflow
 
     from pipelines.modeling.plots import plot_evaluation
-    from pipelines.modeling.registry import assign_new_version_aliases, log_bundle, model_name_for
+    from pipelines.modeling.registry import (
+        assign_new_version_aliases,
+        complete_registration,
+        log_bundle,
+        model_name_for,
+    )
 
     name = model_name_for(spec.name, kind)
     bundle = ScoringBundle(spec, detector, max_reasons=max_reasons)
@@ -329,6 +334,7 @@ def log_and_register(
             bundle, registered_name=name, detector_kind=kind, input_example=input_example
         )
         aliases = assign_new_version_aliases(name, version)
+        complete_registration(name, version)
     return {
         "detector": kind,
         "model": name,

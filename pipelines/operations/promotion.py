@@ -643,17 +643,22 @@ def ledger_entries(store: ResultsStore, model_name: str, limit: int = 50) -> lis
 
 
 def models_with_challengers() -> list[str]:
-    """Registered models whose challenger differs from their champion."""
+    """Registered models whose challenger differs from their champion (a challenger left
+    half-registered by a killed training run is not one)."""
     from mlflow import MlflowClient
 
-    from pipelines.modeling.registry import CHALLENGER, CHAMPION
+    from pipelines.modeling.registry import CHALLENGER, CHAMPION, is_registration_complete
 
+    client = MlflowClient()
     names = []
-    for m in MlflowClient().search_registered_models():
-        aliases = {
-            k: str(v) for k, v in MlflowClient().get_registered_model(m.name).aliases.items()
-        }
-        if aliases.get(CHALLENGER) and aliases.get(CHALLENGER) != aliases.get(CHAMPION):
+    for m in client.search_registered_models():
+        aliases = {k: str(v) for k, v in client.get_registered_model(m.name).aliases.items()}
+        challenger = aliases.get(CHALLENGER)
+        if (
+            challenger
+            and challenger != aliases.get(CHAMPION)
+            and is_registration_complete(client.get_model_version(m.name, challenger))
+        ):
             names.append(m.name)
     return sorted(names)
 
