@@ -39,7 +39,7 @@ import pandas as pd
 from sklearn.ensemble import IsolationForest
 
 from benchmarks.report import write_section
-from benchmarks.sequences import queue_quality
+from benchmarks.sequences import queue_quality, typology_rows
 from detectors.encoding import TabularEncoder
 from detectors.thresholds import Threshold
 from pipelines.demo_sequences import TYPOLOGIES, generate_typology_set
@@ -280,19 +280,7 @@ def markdown(report: dict) -> list[str]:
         "P@1000/day | hold-out FPR | recall at threshold | fit s |",
         "|---|" + "---:|" * (len(TYPOLOGIES) + 7),
     ]
-    for model, r in report["results"].items():
-        a = r["all"]
-        cells = [f"{r[t]['auroc']:.3f}" if t in r else "-" for t in TYPOLOGIES]
-        cells += [
-            f"{a['auroc']:.3f}",
-            f"{a['auprc']:.3f}",
-            f"{a['p_at_100_per_day']:.2f}",
-            f"{a['p_at_1000_per_day']:.3f}",
-            f"{a.get('holdout_fpr', float('nan')):.2%}",
-            f"{a.get('recall_at_threshold', float('nan')):.2f}",
-            f"{r['fit_seconds']:.0f}",
-        ]
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    lines += typology_rows(report)
     lines += [
         "",
         "AUPRC per typology:",
