@@ -72,6 +72,8 @@ def main() -> None:
     print(f"profiled: {(time.perf_counter() - t0) / n * 1000:.1f} ms per request")
     if hasattr(scorer, "close"):
         scorer.close()
+    if os.environ.get("VIGIL_PROFILE_DUMP"):
+        profile.dump_stats(os.environ["VIGIL_PROFILE_DUMP"])
     pstats.Stats(profile).sort_stats("cumulative").print_stats(args.lines)
 
 

@@ -23,6 +23,7 @@ per-row Python, so 1.75M records take seconds.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -792,6 +793,13 @@ def _column_words(column: str) -> str:
 
 
 def _seconds(text: str) -> float:
+    """A duration in seconds; remembered, since every spec look-up re-checks its windows
+    (a one-record request builds the context config several times)."""
+    return _seconds_of(str(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _seconds_of(text: str) -> float:
     try:
         # pandas deprecates the lower-case day unit ("7d"); people write it anyway.
         seconds = pd.Timedelta(re.sub(r"(?<=\d)d$", "D", str(text).strip())).total_seconds()

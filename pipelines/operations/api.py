@@ -26,6 +26,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from pipelines.intake.ingest import Batch, validate_batch
+from pipelines.intake.records import validate_records
 from pipelines.modeling.bundle import ScoringBundle
 from pipelines.scoring.history import context_signature
 from pipelines.scoring.live import LiveHistory
@@ -156,8 +157,12 @@ class Scorer:
     def _score(self, request: ScoreRequest, loaded: LoadedModel) -> dict:
         bundle = loaded.bundle
         spec = bundle.spec
-        batch = Batch(frame=pd.DataFrame(request.records), source="api", row_label="record")
-        validated = validate_batch(batch, spec)
+        # The common case (well-typed records) skips validate_batch's ~25 ms of pandas
+        # overhead; anything unusual still goes through it.
+        validated = validate_records(request.records, spec)
+        if validated is None:
+            batch = Batch(frame=pd.DataFrame(request.records), source="api", row_label="record")
+            validated = validate_batch(batch, spec)
         clean = validated.clean
         rejected = [
             {"record": int(r.row_number) - 1, "column": r.column, "reason": r.reason}

@@ -126,3 +126,80 @@ def test_range_features_flag_values_beyond_the_training_range():
     assert np.array_equal(again.transform(train), enc.transform(train))
     with pytest.raises(ValueError, match="range_features not in data"):
         TabularEncoder(range_features=["nope"]).fit(train)
+
+
+def _per_column_reference(enc: TabularEncoder, df: pd.DataFrame) -> np.ndarray:
+    """The encoding computed one column at a time (the implementation before the block
+    version), to check the block version gives the same float32 values."""
+    from detectors.encoding import SOFT_LIMIT
+
+    out = np.empty((len(df), enc.n_features_out_), dtype=np.float32)
+    j = 0
+    for c in enc.columns_:
+        s = df[c["name"]]
+        if c["kind"] == "numeric":
+            v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, copy=True)
+            missing = ~np.isfinite(v)
+            if c.get("range"):
+                low, high = c["range"]
+                beyond = ~missing & ((v < low) | (v > high))
+            v[missing] = c["median_raw"]
+            if c["log1p"]:
+                v = np.sign(v) * np.log1p(np.abs(v))
+            z = (v - c["center"]) / c["scale"]
+            big = np.abs(z) > SOFT_LIMIT
+            if big.any():
+                z[big] = np.sign(z[big]) * (SOFT_LIMIT + np.log1p(np.abs(z[big]) - SOFT_LIMIT))
+            out[:, j] = z
+            j += 1
+            if c["missing_indicator"]:
+                out[:, j] = missing
+                j += 1
+            if c.get("range"):
+                out[:, j] = beyond
+                j += 1
+        else:
+            k = len(c["categories"])
+            mask = s.isna().to_numpy()
+            codes = pd.Categorical(s.astype(str), categories=c["categories"]).codes
+            codes = np.asarray(codes, dtype=np.int64).copy()
+            codes[(codes < 0) | mask] = k
+            block = np.zeros((len(df), k + 1), dtype=np.float32)
+            block[np.arange(len(df)), codes] = 1.0
+            out[:, j : j + k + 1] = block
+            j += k + 1
+    return out
+
+
+def test_block_encoding_equals_the_per_column_encoding_on_small_and_large_frames():
+    rng = np.random.default_rng(7)
+    n = 3000
+    train = pd.DataFrame(
+        {
+            "amount": rng.lognormal(3, 1.5, n),  # skewed: log1p
+            "ratio": rng.normal(0, 1, n),
+            "count": rng.integers(0, 5, n),
+            "gappy": np.where(rng.random(n) < 0.1, np.nan, rng.normal(5, 2, n)),  # indicator
+            "shop": rng.choice(["a", "b", "c", "d"], n).astype(object),
+            "flag": rng.random(n) < 0.3,
+        }
+    )
+    enc = TabularEncoder(range_features=["amount", "ratio"]).fit(train)
+    test = pd.DataFrame(
+        {
+            "amount": [1e9, -5.0, np.nan, 20.0, np.inf, 0.0],
+            "ratio": [0.0, 1e6, -1e6, np.nan, 2.0, -np.inf],
+            "count": [0, 1, 2, 3, 4, 99],
+            "gappy": [np.nan, 5.0, 1e300, -3.0, np.nan, 0.0],
+            "shop": ["a", "zz", None, "d", "b", "c"],
+            "flag": [True, False, True, False, False, True],
+        }
+    )
+    text_numbers = test.assign(count=["0", "1", "x", "3", None, "99"])  # parsed per column
+    with_nan_shop = test.assign(shop=["a", np.nan, pd.NA, "d", "b", "c"])  # pandas' path
+    for frame in (test, test.iloc[:1], text_numbers, with_nan_shop, train):
+        np.testing.assert_array_equal(enc.transform(frame), _per_column_reference(enc, frame))
+    # Refitting drops the cached plan.
+    enc.fit(train.drop(columns=["gappy"]))
+    small = test.drop(columns=["gappy"])
+    np.testing.assert_array_equal(enc.transform(small), _per_column_reference(enc, small))
