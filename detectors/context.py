@@ -28,6 +28,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC
 from typing import Any
 
 import numpy as np
@@ -215,6 +216,14 @@ def time_to_seconds(values: Any, name: str = "time") -> np.ndarray:
     ``pd.to_datetime``. Raises ``ValueError`` (naming ``name``) for missing or unparsable
     values.
     """
+    naive = isinstance(values, pd.Series) and isinstance(values.dtype, np.dtype)
+    if naive and values.dtype.kind == "M":
+        # Naive datetimes (what validation gives) in one numpy step: this runs several
+        # times per request on the real-time path.
+        arr = values.to_numpy(dtype="datetime64[ns]")
+        if np.isnat(arr).any():
+            raise ValueError(f"time column {name!r} has missing values")
+        return (arr - np.datetime64(0, "ns")) / np.timedelta64(1, "s")
     s = pd.Series(values).reset_index(drop=True)
     if s.isna().any():
         raise ValueError(f"time column {name!r} has missing values")
@@ -523,15 +532,45 @@ def _near_hour_counts(
 
 def _hours(times: pd.Series, seconds: np.ndarray) -> np.ndarray:
     """Hour of day (float) of each record, as the calendar features read it."""
+    parts = _clock(times)
+    if parts is not None:
+        hour, minute, second, _ = parts
+        return hour + minute / 60.0 + second / 3600.0
     if pd.api.types.is_datetime64_any_dtype(times):
         return (times.dt.hour + times.dt.minute / 60.0 + times.dt.second / 3600.0).to_numpy(float)
     return np.mod(seconds, 86400.0) / 3600.0
 
 
+def _clock(times: pd.Series) -> tuple[np.ndarray, ...] | None:
+    """(hour, minute, second, weekday) as float arrays for naive or UTC datetimes, read
+    from the integer nanoseconds (what ``.dt`` gives, without its per-call overhead);
+    ``None`` for other kinds of time (``.dt`` handles them)."""
+    dtype = times.dtype
+    if dtype.kind != "M" or getattr(dtype, "tz", None) not in (None, UTC):
+        return None
+    if getattr(dtype, "tz", None) is not None:
+        times = times.dt.tz_localize(None)
+    nanos = times.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    days, day_nanos = np.divmod(nanos, 86_400 * 10**9)
+    day_seconds = day_nanos // 10**9
+    hour, rest = np.divmod(day_seconds, 3600)
+    minute, second = np.divmod(rest, 60)
+    weekday = np.mod(days + 3, 7)  # 1970-01-01 was a Thursday (Monday = 0)
+    return (
+        hour.astype(np.float64),
+        minute.astype(np.float64),
+        second.astype(np.float64),
+        weekday.astype(np.float64),
+    )
+
+
 def _calendar(times: pd.Series, seconds: np.ndarray) -> dict[str, np.ndarray]:
     hours = _hours(times, seconds)
-    if pd.api.types.is_datetime64_any_dtype(times):
-        weekday = times.dt.dayofweek.to_numpy(dtype="float64")
+    parts = _clock(times)
+    if parts is not None:
+        weekday = parts[3]
+    elif pd.api.types.is_datetime64_any_dtype(times):
+        weekday = times.dt.day_of_week.to_numpy(dtype="float64")
     else:  # numeric: seconds since the Unix epoch (a Thursday), so both forms agree
         weekday = np.mod(np.floor(seconds / 86400.0) + 3.0, 7.0)
     hour_angle = 2.0 * math.pi * hours / 24.0

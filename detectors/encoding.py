@@ -377,8 +377,10 @@ class _EncodingPlan:
 def _numeric_block(df: pd.DataFrame, columns: list) -> np.ndarray:
     """The columns as one float64 (rows x columns) array, a fresh copy; values that do not
     parse as numbers become NaN. Plain numeric dtypes convert in one call."""
-    if all(df[c].dtype.kind in "fiub" for c in columns) and len(set(columns)) == len(columns):
-        return df[columns].to_numpy(dtype=np.float64, copy=True)
+    if len(set(columns)) == len(columns):
+        block = df[columns]
+        if all(dtype.kind in "fiub" for dtype in block.dtypes):
+            return block.to_numpy(dtype=np.float64, copy=True)
     return np.column_stack(
         [pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64) for c in columns]
     ).reshape(len(df), len(columns))

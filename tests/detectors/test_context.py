@@ -335,3 +335,21 @@ def test_profile_features_keep_batch_alone_equal_to_whole_file():
         full.to_numpy(),
         equal_nan=True,
     )
+
+
+def test_clock_parts_from_nanoseconds_equal_pandas_dt_accessors():
+    """The calendar features read hour/minute/second/weekday from integer nanoseconds;
+    they must equal pandas' ``.dt`` values for naive and UTC times, before 1970 too."""
+    from detectors.context import _clock
+
+    rng = np.random.default_rng(0)
+    nanos = rng.integers(-2 * 10**9, 4 * 10**9, 5000) * 10**9 + rng.integers(0, 10**9, 5000)
+    naive = pd.Series(pd.to_datetime(nanos))
+    for times in (naive, naive.astype("datetime64[us]"), naive.dt.tz_localize("UTC")):
+        hour, minute, second, weekday = _clock(times)
+        np.testing.assert_array_equal(hour, times.dt.hour.to_numpy("float64"))
+        np.testing.assert_array_equal(minute, times.dt.minute.to_numpy("float64"))
+        np.testing.assert_array_equal(second, times.dt.second.to_numpy("float64"))
+        np.testing.assert_array_equal(weekday, times.dt.day_of_week.to_numpy("float64"))
+    assert _clock(naive.dt.tz_localize("Europe/Brussels")) is None  # local hours: .dt's job
+    assert _clock(pd.Series(nanos / 1e9)) is None
