@@ -159,7 +159,8 @@ class _SequenceMixin(BaseDeepDetector):
                 )
         ent = X[cols[self.entity_column]].reset_index(drop=True)
         secs = time_to_seconds(X[cols[self.time_column]], self.time_column)
-        feats = X.drop(columns=[cols[self.entity_column], cols[self.time_column]])
+        roles = (cols[self.entity_column], cols[self.time_column])
+        feats = X[[c for c in X.columns if c not in roles]]
         if feats.shape[1] == 0:
             raise ValueError(f"{what} has no feature columns besides the entity and time columns")
         return feats, ent, secs

@@ -50,14 +50,28 @@ def typed_features(spec: DatasetSpec, frame: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in spec.feature_columns if c not in frame.columns]
     if missing:
         raise ValueError(f"input lacks column(s) {missing} required by spec {spec.name!r}")
-    out = pd.DataFrame(index=frame.index)
+    columns: dict[str, pd.Series] = {}
     for column in spec.numeric_features:
-        out[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        values = frame[column]
+        if values.dtype != np.float64:  # validated batches are float64 already
+            values = pd.to_numeric(values, errors="coerce").astype("float64")
+        columns[column] = values
     for column in spec.categorical_features:
-        # Vectorised: this runs on every scoring chunk.
-        text = frame[column].astype("string")
-        out[column] = text.astype(object).where(text.notna(), None)
-    return out
+        values = frame[column]
+        if not _plain_texts(values):
+            # Vectorised: this runs on every scoring chunk.
+            text = values.astype("string")
+            values = text.astype(object).where(text.notna(), None)
+        columns[column] = values
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def _plain_texts(values: pd.Series, limit: int = 64) -> bool:
+    """A few values that are already what :func:`typed_features` makes (str or None):
+    checked in Python, which for a one-record request is cheaper than converting."""
+    if len(values) > limit or values.dtype != object:
+        return False
+    return all(v is None or type(v) is str for v in values.tolist())
 
 
 def prepare_records(
