@@ -62,23 +62,38 @@ class BoostedTrees:
     ``x <= num_threshold``. Child indices are global (all trees in one array).
     """
 
-    FIELDS = ("feature_idx", "num_threshold", "missing_go_to_left", "left", "right",
-              "is_leaf", "value")
+    FIELDS = (
+        "feature_idx",
+        "num_threshold",
+        "missing_go_to_left",
+        "left",
+        "right",
+        "is_leaf",
+        "value",
+    )
 
-    def __init__(self, arrays: dict[str, np.ndarray], roots: np.ndarray, baseline: float,
-                 max_depth: int) -> None:
+    def __init__(
+        self, arrays: dict[str, np.ndarray], roots: np.ndarray, baseline: float, max_depth: int
+    ) -> None:
         self.arrays = arrays
         self.roots = roots
         self.baseline = float(baseline)
         self.max_depth = int(max_depth)
 
     @classmethod
-    def fit(cls, X: np.ndarray, y: np.ndarray, *, seed: int = 0, sample_weight=None,
-            **params) -> BoostedTrees:
+    def fit(
+        cls, X: np.ndarray, y: np.ndarray, *, seed: int = 0, sample_weight=None, **params
+    ) -> BoostedTrees:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        settings = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 31,
-                    "min_samples_leaf": 20, "l2_regularization": 1.0, "early_stopping": False}
+        settings = {
+            "max_iter": 200,
+            "learning_rate": 0.05,
+            "max_leaf_nodes": 31,
+            "min_samples_leaf": 20,
+            "l2_regularization": 1.0,
+            "early_stopping": False,
+        }
         settings.update(params)
         model = HistGradientBoostingClassifier(random_state=seed, **settings)
         X = np.array(X, dtype="float64")
@@ -100,8 +115,9 @@ class BoostedTrees:
                 raise ValueError("categorical splits are not supported; encode categories")
             roots.append(offset)
             for name in cls.FIELDS:
-                values = nodes[name].astype("float64" if name in ("num_threshold", "value")
-                                             else "int64")
+                values = nodes[name].astype(
+                    "float64" if name in ("num_threshold", "value") else "int64"
+                )
                 if name in ("left", "right"):
                     values = values + offset
                 parts[name].append(values)
@@ -168,8 +184,9 @@ class NoveltyFloor:
     below: float = 1.0
 
     @classmethod
-    def fit(cls, u_normal: np.ndarray, *, cap: float = 1.5, below: float = 1.0,
-            points: int = 64) -> NoveltyFloor:
+    def fit(
+        cls, u_normal: np.ndarray, *, cap: float = 1.5, below: float = 1.0, points: int = 64
+    ) -> NoveltyFloor:
         u_normal = np.sort(np.asarray(u_normal, dtype="float64"))
         u_normal = u_normal[np.isfinite(u_normal)]
         if len(u_normal) < 10:
@@ -180,10 +197,14 @@ class NoveltyFloor:
             raise ValueError("below must be within [0, 1]")
         top = np.log10(len(u_normal))
         exponents = np.linspace(0.0, top, points)
-        quantiles = np.quantile(u_normal, 1.0 - 10.0 ** -exponents)
+        quantiles = np.quantile(u_normal, 1.0 - 10.0**-exponents)
         quantiles = np.maximum.accumulate(quantiles)
-        return cls(exponents=exponents.tolist(), quantiles=quantiles.tolist(), cap=float(cap),
-                   below=float(below))
+        return cls(
+            exponents=exponents.tolist(),
+            quantiles=quantiles.tolist(),
+            cap=float(cap),
+            below=float(below),
+        )
 
     def rarity(self, u: np.ndarray) -> np.ndarray:
         """``-log10`` of the share of presumed normals at or above ``u`` (log-extrapolated)."""
@@ -209,8 +230,9 @@ class NoveltyFloor:
         return np.where(g <= 1.0, self.below * g, 1.0 + room * x / (1.0 + x))
 
 
-def served_score(u: np.ndarray, p: np.ndarray, p_cut: float,
-                 floor: NoveltyFloor | None) -> np.ndarray:
+def served_score(
+    u: np.ndarray, p: np.ndarray, p_cut: float, floor: NoveltyFloor | None
+) -> np.ndarray:
     """The served score: ``max(p / p_cut, floor(u))`` (``floor = u`` for models trained
     before the bounded floor existed)."""
     u = np.asarray(u, dtype="float64")
@@ -282,7 +304,8 @@ def design_matrix(
         parts.append(np.asarray(latents, dtype="float64").reshape(n, config.latent_dim))
     parts.append(errors[config.error_columns].to_numpy(dtype="float64"))
     parts.append(
-        features[config.numeric_columns].apply(pd.to_numeric, errors="coerce")
+        features[config.numeric_columns]
+        .apply(pd.to_numeric, errors="coerce")
         .to_numpy(dtype="float64")
     )
     for column, codes in config.category_codes.items():
@@ -302,8 +325,16 @@ class RerankedBundle(ScoringBundle):
     ``known_at``) for the risk features; without them every risk count is 0.
     """
 
-    def __init__(self, spec, detector, trees: BoostedTrees, config: RerankConfig, *,
-                 max_reasons: int = 3, threshold: Threshold | None = None) -> None:
+    def __init__(
+        self,
+        spec,
+        detector,
+        trees: BoostedTrees,
+        config: RerankConfig,
+        *,
+        max_reasons: int = 3,
+        threshold: Threshold | None = None,
+    ) -> None:
         super().__init__(spec, detector, max_reasons=max_reasons)
         self.trees = trees
         self.config = config
@@ -334,7 +365,7 @@ class RerankedBundle(ScoringBundle):
     def score_prepared(self, prepared: PreparedRecords, *, with_reasons: bool = True):
         features = prepared.features
         model_input = self._model_input(features)
-        context = self._window_context(prepared.history)
+        context = self._window_context(prepared.history, features)
         scores, errors, latents = detector_outputs(self, model_input, context)
         p = self.trees.predict_proba(design_matrix(self.config, features, scores, errors, latents))
         u = scores / self.config.base_threshold if self.config.base_threshold > 0 else scores
@@ -357,14 +388,17 @@ class RerankedBundle(ScoringBundle):
             reasons = self._reasons(features.iloc[rows], errors.iloc[rows], scores[rows])
             for k, i in enumerate(rows):
                 if p[i] / self.config.p_cut >= lifted[i]:
-                    reasons[k].insert(0, {
-                        "feature": "reranker",
-                        "value": round(float(p[i]), 4),
-                        "contribution": round(float(p[i] / self.config.p_cut), 6),
-                        "share": 1.0,
-                        "text": f"re-ranker trained on analysts' verdicts: fraud probability "
-                                f"{p[i]:.0%}",
-                    })
+                    reasons[k].insert(
+                        0,
+                        {
+                            "feature": "reranker",
+                            "value": round(float(p[i]), 4),
+                            "contribution": round(float(p[i] / self.config.p_cut), 6),
+                            "share": 1.0,
+                            "text": f"re-ranker trained on analysts' verdicts: fraud probability "
+                            f"{p[i]:.0%}",
+                        },
+                    )
             result.iloc[rows, result.columns.get_loc("reasons")] = pd.Series(
                 reasons, dtype=object
             ).to_numpy()
@@ -388,8 +422,14 @@ class RerankedBundle(ScoringBundle):
         payload = json.loads((path / RERANKER_DIR / CONFIG_FILE).read_text())
         config = RerankConfig(**payload["config"])
         trees = BoostedTrees.load(path / RERANKER_DIR, config.baseline, config.max_depth)
-        return cls(base.spec, base.detector, trees, config, max_reasons=base.max_reasons,
-                   threshold=Threshold.from_dict(payload["threshold"]))
+        return cls(
+            base.spec,
+            base.detector,
+            trees,
+            config,
+            max_reasons=base.max_reasons,
+            threshold=Threshold.from_dict(payload["threshold"]),
+        )
 
 
 def with_risk_features(
@@ -467,13 +507,13 @@ def fit_reranked_bundle(
     if reference.sum() < 10:
         reference = y_array == 0
     u_ratio = scores / base.threshold if base.threshold > 0 else scores
-    config.floor = asdict(NoveltyFloor.fit(u_ratio[reference], cap=floor_cap,
-                                                below=floor_below))
+    config.floor = asdict(NoveltyFloor.fit(u_ratio[reference], cap=floor_cap, below=floor_below))
     weight = None
     if labelled is not None and unlabelled_weight != 1.0:
         weight = np.where(labelled, 1.0, unlabelled_weight)
-    trees = BoostedTrees.fit(X, np.asarray(y), seed=seed, sample_weight=weight,
-                             **(tree_params or {}))
+    trees = BoostedTrees.fit(
+        X, np.asarray(y), seed=seed, sample_weight=weight, **(tree_params or {})
+    )
     config.baseline, config.max_depth = trees.baseline, trees.max_depth
     config.training = {
         "rows": int(len(rows)),

@@ -161,11 +161,18 @@ class ScoringBundle:
             columns += [self.spec.entity_column, self.spec.time_column]
         return frame[columns]
 
-    def _window_context(self, history: pd.DataFrame | None) -> pd.DataFrame | None:
-        """Only the last records per entity can be in a window: pass no more than that."""
+    def _window_context(
+        self, history: pd.DataFrame | None, records: pd.DataFrame
+    ) -> pd.DataFrame | None:
+        """Only the last records of the scored records' own entities can be in a window:
+        pass no more than that (the history also holds other entities' rows, which only
+        the secondary-entity context features read)."""
         if history is None or not len(history) or not is_sequence_detector(self.detector):
             return None
         keep = max(int(self.detector.sequence_length) - 1, 1)
+        entity = self.spec.entity_column
+        if len(records) < len(history):
+            history = history[history[entity].isin(pd.unique(records[entity]))]
         ordered = history.sort_values(self.spec.time_column, kind="stable")
         return self._model_input(ordered.groupby(self.spec.entity_column, sort=False).tail(keep))
 
@@ -173,7 +180,7 @@ class ScoringBundle:
         """Score records already turned into features (see :meth:`prepare`)."""
         features = prepared.features
         model_input = self._model_input(features)
-        context = self._window_context(prepared.history)
+        context = self._window_context(prepared.history, features)
         if is_sequence_detector(self.detector):
             scores = self.detector.decision_function(model_input, history=context)
         else:
