@@ -121,9 +121,23 @@ def run(n_single: int, n_concurrent: int, epochs: int) -> dict:
         }
         _close(scorer)
 
-    # 8 concurrent clients over loopback HTTP, one record per request.
+    # 8 concurrent clients over loopback HTTP, one record per request: first probes that
+    # leave the history as it is (each scored alone), then the live stream itself
+    # (appending; requests that queue up are scored together).
+    http = _http_clients(store, rows, n_concurrent, append_history=False)
+    out["bench_cards-seq_vae"]["http_8_clients"] = http
+    http = _http_clients(store, rows, n_concurrent, append_history=True)
+    out["bench_cards-seq_vae"]["http_8_clients_appending"] = http
+    return out
+
+
+def _http_clients(store, rows: list[dict], n: int, *, append_history: bool) -> dict:
+    """records/s and latency of ``n`` one-record requests posted by 8 concurrent clients
+    over loopback to a fresh ``vigil api`` app."""
     import httpx
     import uvicorn
+
+    from pipelines.operations.api import create_app
 
     app = create_app(store, "bench_cards-seq_vae")
     with socket.socket() as s:
@@ -135,7 +149,7 @@ def run(n_single: int, n_concurrent: int, epochs: int) -> dict:
     while not server.started:
         time.sleep(0.05)
     url = f"http://127.0.0.1:{port}/score"
-    payloads = [{"records": [r], "append_history": False} for r in rows[:n_concurrent]]
+    payloads = [{"records": [r], "append_history": append_history} for r in rows[:n]]
     clients = [httpx.Client(timeout=60) for _ in range(8)]
 
     def post(i: int) -> float:
@@ -150,13 +164,15 @@ def run(n_single: int, n_concurrent: int, epochs: int) -> dict:
     wall = time.perf_counter() - t0
     server.should_exit = True
     thread.join(timeout=10)
+    coalesced = app.state.scorer.coalesced_requests
     _close(app.state.scorer)
-    out["bench_cards-seq_vae"]["http_8_clients"] = {
+    return {
         "requests": len(payloads),
+        "append_history": append_history,
         "records_per_s": round(len(payloads) / wall, 1),
+        "scored_together": coalesced,
         **_percentiles(latencies),
     }
-    return out
 
 
 def _close(scorer) -> None:

@@ -38,8 +38,11 @@ def test_mlflow_models_serve_scores_equal_batch_scoring(tmp_path, unique_name):
     spec_path = spec.save(tmp_path / "spec.yaml")
     train = tmp_path / "train.csv"
     generate_transactions(1200, n_anomalies=20, seed=5).to_csv(train, index=False)
-    train_flow(data=str(train), spec_path=str(spec_path),
-               config=TrainConfig(detectors=["vae"], vae=dict(FAST_VAE)))
+    train_flow(
+        data=str(train),
+        spec_path=str(spec_path),
+        config=TrainConfig(detectors=["vae"], vae=dict(FAST_VAE)),
+    )
     name = f"{unique_name}-vae"
     records = generate_transactions(40, n_anomalies=4, seed=6, start_id=77_000)
     expected = load_bundle(resolve_model(name)).score(records)["score"].to_numpy()
@@ -47,14 +50,31 @@ def test_mlflow_models_serve_scores_equal_batch_scoring(tmp_path, unique_name):
     port = _free_port()
     bin_dir = str(Path(sys.executable).parent)
     # mlflow starts `uvicorn` by name: the virtual environment's bin must be on PATH.
-    env = {**os.environ, "MLFLOW_TRACKING_URI": get_settings().resolved_mlflow_uri,
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": get_settings().resolved_mlflow_uri,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     mlflow_bin = str(Path(bin_dir) / "mlflow")
     server = subprocess.Popen(
-        [mlflow_bin, "models", "serve", "-m", f"models:/{name}@champion", "--env-manager",
-         "local", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, cwd=tmp_path, stdout=open(tmp_path / "serve.log", "w"),  # noqa: SIM115
-        stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            mlflow_bin,
+            "models",
+            "serve",
+            "-m",
+            f"models:/{name}@champion",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=open(tmp_path / "serve.log", "w"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
@@ -113,8 +133,13 @@ def card_model(prefect_harness, tmp_path_factory) -> dict:
     )
     trained = {i for i, _, _ in _store().history_segment_ids(name)}
     assert trained
-    return {"name": name, "model": f"{name}-seq_vae", "spec": spec, "last_day": last_day,
-            "trained_segments": trained}
+    return {
+        "name": name,
+        "model": f"{name}-seq_vae",
+        "spec": spec,
+        "last_day": last_day,
+        "trained_segments": trained,
+    }
 
 
 def _reset_history(store: ResultsStore, card_model: dict) -> None:
@@ -190,8 +215,9 @@ def _score_the_day(client, last_day, name, store, tmp_path) -> None:
     batch = score_flow(data=str(day_file), model=name, shadow=False)
     scores = store.scores_frame(batch["run_id"]).set_index("record_id")["score"]
     ids = list(live)
-    np.testing.assert_allclose([live[i] for i in ids], scores.loc[ids].to_numpy(), rtol=1e-5,
-                               atol=1e-8)
+    np.testing.assert_allclose(
+        [live[i] for i in ids], scores.loc[ids].to_numpy(), rtol=1e-5, atol=1e-8
+    )
 
 
 def test_vigil_api_keeps_history_in_memory_and_recovers_it_after_a_restart(card_model):
@@ -213,14 +239,16 @@ def test_vigil_api_keeps_history_in_memory_and_recovers_it_after_a_restart(card_
     clean = validate_batch(Batch(frame=day, source="day"), spec).clean
     bundle = load_bundle(resolve_model(name))
     history = load_entity_history(store, spec, clean)
-    expected = dict(zip(clean[spec.id_column], bundle.score(clean, history=history.frame)["score"],
-                        strict=True))
+    expected = dict(
+        zip(clean[spec.id_column], bundle.score(clean, history=history.frame)["score"], strict=True)
+    )
     records = _json_records(day)
     half = len(records) // 2
 
     def api_segments() -> list[int]:
-        return [i for i, _, source in store.history_segment_ids(card_model["name"])
-                if source == "api"]
+        return [
+            i for i, _, source in store.history_segment_ids(card_model["name"]) if source == "api"
+        ]
 
     live: dict[str, float] = {}
     app = create_app(store, name, flush_seconds=3600)  # no timed flush during the test
@@ -240,8 +268,9 @@ def test_vigil_api_keeps_history_in_memory_and_recovers_it_after_a_restart(card_
             live[result["id"]] = result["score"]
     ids = list(expected)
     assert sorted(live) == sorted(ids)
-    np.testing.assert_allclose([live[i] for i in ids], [expected[i] for i in ids], rtol=1e-5,
-                               atol=1e-8)
+    np.testing.assert_allclose(
+        [live[i] for i in ids], [expected[i] for i in ids], rtol=1e-5, atol=1e-8
+    )
 
     # A crash (no shutdown, no flush yet) loses the records scored since the last write:
     # a restarted scorer does not see them as history; the survivor did.
@@ -257,3 +286,58 @@ def test_vigil_api_keeps_history_in_memory_and_recovers_it_after_a_restart(card_
     after_crash = Scorer(store, name, flush_seconds=3600, background=False)
     assert after_crash.score(probe)["history_rows"] == survivor_view - 1
     after_crash.close()
+
+
+def test_vigil_api_scores_queued_requests_together_as_it_would_one_by_one(card_model):
+    """Requests queued while another is scored are scored as one batch when that equals
+    scoring them one after another in time order; shuffled arrival, shared ids and
+    records older than the kept history are handled (alone where needed)."""
+    import random
+    import threading
+
+    from pipelines.operations.api import Scorer, ScoreRequest, _Ticket
+
+    name = card_model["model"]
+    store = _store()
+    _reset_history(store, card_model)
+    day = card_model["last_day"].sort_values("timestamp", kind="stable")
+    records = _json_records(day)[:24]
+
+    serial = Scorer(store, name, flush_seconds=3600, background=False)
+    expected = {}
+    for record in records:
+        result = serial.score(ScoreRequest(records=[record]))["results"][0]
+        expected[result["id"]] = result["score"]
+
+    together = Scorer(store, name, flush_seconds=3600, background=False)
+    tickets = [_Ticket(ScoreRequest(records=[r])) for r in records[:16]]
+    random.Random(0).shuffle(tickets)  # concurrent clients arrive in any order
+    together._score_queued(tickets, together.current())
+    assert together.coalesced_requests == 16
+    # Later requests: one older than what is now kept (alone), then in-order ones.
+    late = [_Ticket(ScoreRequest(records=[r])) for r in records[16:]]
+    stale = _Ticket(ScoreRequest(records=[{**records[3], "transaction_id": "late-1"}]))
+    together._score_queued([stale, *late], together.current())
+    assert together.coalesced_requests == 16 + len(late)
+    got = {t.result["results"][0]["id"]: t.result["results"][0]["score"] for t in tickets + late}
+    assert sorted(got) == sorted(expected)
+    np.testing.assert_allclose([got[i] for i in expected], list(expected.values()), rtol=1e-6)
+    assert stale.result["results"][0]["id"] == "late-1" and stale.error is None
+
+    # Real threads: every caller gets its own records back.
+    threaded = Scorer(store, name, flush_seconds=3600, background=False)
+    answers: dict[int, dict] = {}
+
+    def call(i: int) -> None:
+        answers[i] = threaded.score(ScoreRequest(records=[records[i]]))
+
+    workers = [threading.Thread(target=call, args=(i,)) for i in range(len(records))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for i, answer in answers.items():
+        assert answer["results"][0]["id"] == records[i]["transaction_id"]
+    for scorer in (serial, together, threaded):
+        scorer.close()
+    _reset_history(store, card_model)

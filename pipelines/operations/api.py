@@ -22,10 +22,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from pipelines.intake.ingest import Batch, validate_batch
+from detectors.context import time_to_seconds
+from pipelines.intake.ingest import Batch, ValidationResult, validate_batch
 from pipelines.intake.records import validate_records
 from pipelines.modeling.bundle import ScoringBundle
 from pipelines.scoring.history import context_signature
@@ -79,6 +81,10 @@ class Scorer:
         self._current: LoadedModel | None = None
         self._live: LiveHistory | None = None
         self._refreshing = False
+        self._queue: list[_Ticket] = []
+        self._queue_lock = threading.Lock()
+        #: Requests scored in a batch with others since start (for tests and /health).
+        self.coalesced_requests = 0
 
     def current(self) -> LoadedModel:
         """The champion. Loaded on first use; afterwards re-resolved every
@@ -150,48 +156,160 @@ class Scorer:
                 self._live.close()
 
     def score(self, request: ScoreRequest) -> dict:
+        """Score one request. Requests that append to the history and arrive while
+        another is being scored wait in a queue; whoever scores next takes the whole
+        queue and scores it as one batch where that gives the same scores as one request
+        after another (see :meth:`_groups`), so 8 clients cost little more than one."""
         loaded = self.current()
+        if not request.append_history:
+            with self._score_lock:
+                return self._score(request, loaded)
+        ticket = _Ticket(request)
+        with self._queue_lock:
+            self._queue.append(ticket)
         with self._score_lock:
-            return self._score(request, loaded)
+            if not ticket.done:
+                with self._queue_lock:
+                    tickets, self._queue = self._queue, []
+                self._score_queued(tickets, self.current())
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.result  # type: ignore[return-value]
+
+    def _score_queued(self, tickets: list[_Ticket], loaded: LoadedModel) -> None:
+        """Score queued requests (caller holds the score lock), in groups."""
+        spec = loaded.bundle.spec
+        for ticket in tickets:
+            ticket.validated = validate_records(ticket.request.records, spec)
+        for group in self._groups(tickets, spec):
+            if len(group) > 1:
+                self.coalesced_requests += len(group)
+            try:
+                if len(group) == 1:
+                    group[0].result = self._score(group[0].request, loaded)
+                else:
+                    self._score_together(group, loaded)
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting request
+                for ticket in group:
+                    ticket.error = exc
+            finally:
+                for ticket in group:
+                    ticket.done = True
+
+    def _groups(self, tickets: list[_Ticket], spec) -> list[list[_Ticket]]:
+        """Requests that can be scored as one batch, in the order they will be scored.
+
+        Any order of concurrent requests is a valid serial order, so the queue is taken in
+        time order. Requests join one batch only when that is the same as scoring them one
+        after another: all validated by the fast path (nothing rejected), no id shared, and
+        for sequence models each request's records no earlier than the previous request's
+        and than anything already kept (a kept record later than a new one is invisible to
+        it, as in batch scoring). Everything else is scored alone.
+        """
+        sequence = spec.is_sequence
+        spans: dict[int, tuple[float, float]] = {}
+        fast = [t for t in tickets if t.validated is not None and len(t.validated.clean)]
+        slow = [t for t in tickets if t.validated is None or not len(t.validated.clean)]
+        if sequence:
+            column = spec.time_column
+            for t in fast:
+                seconds = time_to_seconds(t.validated.clean[column], column)
+                spans[id(t)] = (float(seconds.min()), float(seconds.max()))
+            fast.sort(key=lambda t: spans[id(t)])
+        kept = self._live.newest_seconds if sequence and self._live is not None else -np.inf
+        groups: list[list[_Ticket]] = []
+        current: list[_Ticket] = []
+        ids: set[str] = set()
+        latest = -np.inf
+        for ticket in fast:
+            own = set(ticket.validated.clean[spec.id_column])
+            first, last = spans.get(id(ticket), (0.0, 0.0))
+            if current and not (own & ids) and (not sequence or first >= latest):
+                current.append(ticket)
+                ids |= own
+                latest = max(latest, last)
+                continue
+            if current:
+                groups.append(current)
+                kept = max(kept, latest)
+            current, ids, latest = [], set(), -np.inf
+            if sequence and first < kept:  # earlier than something kept: alone
+                groups.append([ticket])
+                kept = max(kept, last)
+                continue
+            current, ids, latest = [ticket], own, last
+        if current:
+            groups.append(current)
+        return groups + [[t] for t in slow]
+
+    def _score_together(self, group: list[_Ticket], loaded: LoadedModel) -> None:
+        clean = pd.concat([t.validated.clean for t in group], ignore_index=True)
+        results, history_rows = self._score_clean(clean, loaded, append_history=True)
+        start = 0
+        for ticket in group:
+            n = len(ticket.validated.clean)
+            ticket.result = self._response(loaded, results[start : start + n], [], history_rows)
+            start += n
 
     def _score(self, request: ScoreRequest, loaded: LoadedModel) -> dict:
-        bundle = loaded.bundle
-        spec = bundle.spec
+        spec = loaded.bundle.spec
         # The common case (well-typed records) skips validate_batch's ~25 ms of pandas
         # overhead; anything unusual still goes through it.
         validated = validate_records(request.records, spec)
         if validated is None:
             batch = Batch(frame=pd.DataFrame(request.records), source="api", row_label="record")
             validated = validate_batch(batch, spec)
-        clean = validated.clean
         rejected = [
             {"record": int(r.row_number) - 1, "column": r.column, "reason": r.reason}
             for r in validated.quarantined.itertuples(index=False)
         ]
-        history_rows = 0
+        results, history_rows = self._score_clean(
+            validated.clean, loaded, append_history=request.append_history
+        )
+        return self._response(loaded, results, rejected, history_rows)
+
+    def _score_clean(
+        self, clean: pd.DataFrame, loaded: LoadedModel, *, append_history: bool
+    ) -> tuple[list[dict], int]:
+        bundle = loaded.bundle
+        spec = bundle.spec
         if not len(clean):
-            results: list[dict] = []
-        elif spec.is_sequence:
-            live = self._live
-            if live is None or live.spec.name != spec.name:
-                live = self._live = self._live_for(spec)
-            history = live.history_for(clean)
-            history_rows = history.rows
-            prepared = bundle.prepare(clean, history.frame)
-            scored = bundle.score_prepared(prepared)
-            if request.append_history:
-                live.append(prepared.state)
-            results = _results(clean, scored, spec.id_column)
-        else:
-            results = _results(clean, bundle.score(clean), spec.id_column)
+            return [], 0
+        if not spec.is_sequence:
+            return _results(clean, bundle.score(clean), spec.id_column), 0
+        live = self._live
+        if live is None or live.spec.name != spec.name:
+            live = self._live = self._live_for(spec)
+        history = live.history_for(clean)
+        prepared = bundle.prepare(clean, history.frame)
+        scored = bundle.score_prepared(prepared)
+        if append_history:
+            live.append(prepared.state)
+        return _results(clean, scored, spec.id_column), history.rows
+
+    @staticmethod
+    def _response(
+        loaded: LoadedModel, results: list[dict], rejected: list[dict], history_rows: int
+    ) -> dict:
         return {
             "model": loaded.name,
             "version": loaded.version,
-            "threshold": bundle.threshold,
+            "threshold": loaded.bundle.threshold,
             "history_rows": history_rows,
             "results": results,
             "rejected": rejected,
         }
+
+
+@dataclass
+class _Ticket:
+    """A request waiting in the scoring queue, and what became of it."""
+
+    request: ScoreRequest
+    validated: ValidationResult | None = None
+    result: dict | None = None
+    error: Exception | None = None
+    done: bool = False
 
 
 def _results(clean: pd.DataFrame, scored: pd.DataFrame, id_column: str) -> list[dict]:

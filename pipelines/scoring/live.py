@@ -162,6 +162,11 @@ class LiveHistory:
             for value, positions in groups.items():
                 self._rows[(column, value)].add(state.iloc[positions], seconds[positions])
 
+    @property
+    def newest_seconds(self) -> float:
+        """Time (seconds) of the latest record kept in memory; -inf when none."""
+        return self._newest
+
     # -- the request path ----------------------------------------------------------------
 
     def history_for(self, batch: pd.DataFrame) -> EntityHistory:
