@@ -24,6 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--lines", type=int, default=45, help="Profile lines printed.")
+    parser.add_argument("--kind", default="seq_vae", help="Detector: seq_vae or vae.")
     args = parser.parse_args()
     os.environ["VIGIL_HOME"] = tempfile.mkdtemp(prefix="vigil-prof-")
     os.environ.pop("VIGIL_DATABASE_URL", None)
@@ -48,11 +49,11 @@ def main() -> None:
     times = pd.to_datetime(records["timestamp"])
     cut = times.quantile(0.97)
     past, live = records[times < cut], records[times >= cut]
-    _train(spec, validate_batch(Batch(frame=past, source="bench"), spec).clean, ["seq_vae"], 1)
+    _train(spec, validate_batch(Batch(frame=past, source="bench"), spec).clean, [args.kind], 1)
     store = ResultsStore(get_settings().resolved_database_url)
     live = live.sort_values("timestamp", kind="stable").reset_index(drop=True)
     rows = live.astype(object).where(live.notna(), None).to_dict(orient="records")
-    scorer = create_app(store, "bench_cards-seq_vae").state.scorer
+    scorer = create_app(store, f"bench_cards-{args.kind}").state.scorer
     scorer.score(ScoreRequest(records=[rows[0]], append_history=False))  # warm-up
     n = args.requests
     latencies, cpu = [], []

@@ -186,7 +186,7 @@ class Scorer:
                 self.coalesced_requests += len(group)
             try:
                 if len(group) == 1:
-                    group[0].result = self._score(group[0].request, loaded)
+                    group[0].result = self._score(group[0].request, loaded, group[0].validated)
                 else:
                     self._score_together(group, loaded)
             except Exception as exc:  # noqa: BLE001 - handed to the waiting request
@@ -251,11 +251,17 @@ class Scorer:
             ticket.result = self._response(loaded, results[start : start + n], [], history_rows)
             start += n
 
-    def _score(self, request: ScoreRequest, loaded: LoadedModel) -> dict:
+    def _score(
+        self,
+        request: ScoreRequest,
+        loaded: LoadedModel,
+        validated: ValidationResult | None = None,
+    ) -> dict:
         spec = loaded.bundle.spec
         # The common case (well-typed records) skips validate_batch's ~25 ms of pandas
         # overhead; anything unusual still goes through it.
-        validated = validate_records(request.records, spec)
+        if validated is None:
+            validated = validate_records(request.records, spec)
         if validated is None:
             batch = Batch(frame=pd.DataFrame(request.records), source="api", row_label="record")
             validated = validate_batch(batch, spec)
