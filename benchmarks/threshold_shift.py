@@ -13,7 +13,8 @@ evaluation period; the detector fits on the rest and calibrates on its own hold-
 the evaluation period's and the next period's normals: the FPR of the threshold there,
 quantiles, and what the calibration sample's top 1% is made of (padded windows: fewer
 than ``sequence_length - 1`` earlier records of the entity; records made before the data
-covered one context ``history``).
+covered one context ``history``; records with a labelled anomaly in their window), how
+concentrated its exceedances are on a few entities, and the threshold's FPR day by day.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import pandas as pd
 
 from detectors import metrics
 from detectors.context import time_to_seconds
+from detectors.sequence import build_windows
 from pipelines.modeling.bundle import prepare_records
 
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
@@ -75,7 +77,18 @@ def run(args: argparse.Namespace) -> dict:
     earlier = frame.groupby(spec.entity_column, sort=False).cumcount().to_numpy()
     padded = earlier < int(detector.sequence_length) - 1
     ramp = secs - secs.min() < spec.context_config().history_seconds
+    prev = build_windows(
+        frame[spec.entity_column], secs, int(detector.sequence_length), detector.history_seconds
+    )
+    after_anomaly = np.append(labels == 1, False)[prev].any(axis=1)
     top = calibration[scores[calibration] > np.quantile(scores[calibration], 0.99)]
+    above = calibration[scores[calibration] > threshold]
+    cards = frame[spec.entity_column].to_numpy()[above]
+    per_card = pd.Series(cards).value_counts().to_numpy()
+    day = ((secs - secs.min()) // 86400).astype(int)
+    normal_days = pd.DataFrame({"day": day, "above": scores > threshold})[labels == 0]
+    daily = normal_days.groupby("day")["above"].mean()
+    daily = daily[daily.index >= int(day[calibration].min())]
     groups = {"calibration": calibration, "evaluation": evaluation, "next": upcoming}
     return {
         "model": args.model,
@@ -96,6 +109,21 @@ def run(args: argparse.Namespace) -> dict:
             "calibration": float(ramp[calibration].mean()),
             "calibration_top_1pct": float(ramp[top].mean()),
             "next": float(ramp[upcoming].mean()),
+        },
+        "anomaly_in_window_share": {
+            "calibration": float(after_anomaly[calibration].mean()),
+            "calibration_top_1pct": float(after_anomaly[top].mean()),
+            "next": float(after_anomaly[upcoming].mean()),
+        },
+        "calibration_exceedances": {
+            "rows": int(len(above)),
+            "entities": int(len(per_card)),
+            "top5_entities_share": float(per_card[:5].sum() / max(len(above), 1)),
+        },
+        "daily_fpr_from_calibration_start": {
+            "min": float(daily.min()),
+            "max": float(daily.max()),
+            "by_day": {int(k): float(v) for k, v in daily.items()},
         },
         "calibration_days": [
             float((secs[calibration].min() - secs.min()) / 86400),
