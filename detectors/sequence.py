@@ -249,7 +249,9 @@ class _SequenceMixin(BaseDeepDetector):
         Rows with ``y == 1`` are CONTEXT ONLY: they appear in other rows' windows but are
         never trained on and never used for early stopping or threshold calibration. The
         other rows (targets) are split into training and held-out rows
-        (``validation_fraction``: the latest ones by default, see ``validation_split``);
+        (``validation_fraction``: the latest ones by default, see ``validation_split``;
+        held-out rows with a known anomaly in their window are dropped, see
+        ``clean_calibration``, and counted in ``n_val_excluded_rows_``);
         at most ``max_train_rows`` training rows (a seeded random sample) take gradient
         steps. The encoder is fitted on those training rows. Records
         ``n_target_rows_``, ``n_train_rows_``, ``n_val_rows_`` and ``n_context_rows_``.
@@ -600,7 +602,8 @@ class SequenceGANDetector(_SequenceMixin, GANDetector):
     VAE's: the flattened window is the network's input width), ``epochs=30`` and
     ``max_train_rows=100_000``: with GANDetector's 60 epochs on 200k windows one fit on the
     handbook data ran for over 10 minutes on 2 (shared) cores without finishing; the
-    comparison model should not dominate a training run.
+    comparison model should not dominate a training run. ``validation_split`` and
+    ``clean_calibration`` as in ``SequenceVAEDetector``.
     """
 
     _tuple_params: ClassVar[tuple[str, ...]] = ("hidden_dims",)
