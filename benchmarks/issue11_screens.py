@@ -38,10 +38,10 @@ TYPOLOGY_RUNS = [
     ("rate6h_unloc", "[6h] + novelty_rate unlocated"),
     ("rate1h6h1d_unloc", "[1h, 6h, 1D] + novelty_rate unlocated"),
     ("rate3h12h_unloc", "[3h, 12h] + novelty_rate unlocated"),
-    ("seq_rate_unloc", "[1h, 6h] + novelty_rate unlocated"),
+    ("seq_rate_unloc", "[1h, 6h] + novelty_rate unlocated (before clean_calibration)"),
     ("seq_nov1h6h_cleancal", "[1h, 6h], clean_calibration (third session's code)"),
-    ("s1_seq_nov1h6h", "data seed 1, [1h, 6h]"),
-    ("s1_seq_rate_unloc", "data seed 1, [1h, 6h] + novelty_rate unlocated"),
+    ("s1_seq_nov1h6h", "data seed 1, [1h, 6h], clean_calibration"),
+    ("s1_seq_rate_unloc", "data seed 1, [1h, 6h] + novelty_rate unlocated, clean_calibration"),
 ]
 HANDBOOK_RUNS = [
     ("base", "data/specs/fraud_handbook.yaml as it is"),
