@@ -7,7 +7,8 @@ Loads each registered model of a ``benchmarks.typology_cli`` work folder, explai
 period (the training file as history) and prints, for the account-takeover payments at
 place 4 or later in their run: their median score, the share of it from the novelty-count
 columns (``ctx_new_*``) against normals, the largest median per-column terms, and how many
-of them stay below the normals' 97th percentile.
+of them stay below the normals' 97th percentile; for the normals above that line, which
+column is the largest term and how much of the score it makes.
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         top = mine.median().sort_values(ascending=False).head(6).round(2).to_dict()
         print(f"  largest median terms: {top}")
+        tail = parts.iloc[normal[total[normal] > line]]
+        share = (tail.max(axis=1) / tail.sum(axis=1)).median()
+        columns = tail.idxmax(axis=1).value_counts(normalize=True).head(6).round(2).to_dict()
+        print(
+            f"  normals above that line ({len(tail)}): largest column's share of the score "
+            f"{share:.2f} (median); the largest column is {columns}"
+        )
     return 0
 
 
