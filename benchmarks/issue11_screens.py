@@ -32,12 +32,25 @@ TYPOLOGY_RUNS = [
     ("seq_nov6h", "+ novelty_windows [6h]"),
     ("seq_nov1h6h", "+ novelty_windows [1h, 6h] (the new default)"),
     ("seq_lvl6h_nov", "+ novelty_windows [1h, 6h] + level_windows [6h, 7D]"),
+    # Third session: novelty_rate (each novelty window's count against the card's own rate).
+    ("rate_unloc", "[1h, 6h] + novelty_rate unlocated"),
+    ("rate_all", "[1h, 6h] + novelty_rate all"),
+    ("rate6h_unloc", "[6h] + novelty_rate unlocated"),
+    ("rate1h6h1d_unloc", "[1h, 6h, 1D] + novelty_rate unlocated"),
+    ("rate3h12h_unloc", "[3h, 12h] + novelty_rate unlocated"),
+    ("seq_rate_unloc", "[1h, 6h] + novelty_rate unlocated (before clean_calibration)"),
+    ("seq_nov1h6h_cleancal", "[1h, 6h], clean_calibration (third session's code)"),
+    ("s1_seq_nov1h6h", "data seed 1, [1h, 6h], clean_calibration"),
+    ("s1_seq_rate_unloc", "data seed 1, [1h, 6h] + novelty_rate unlocated, clean_calibration"),
 ]
 HANDBOOK_RUNS = [
     ("base", "data/specs/fraud_handbook.yaml as it is"),
     ("nov1h6h", "+ novelty_windows [1h, 6h]"),
     ("lvl7d", "+ level_windows [7D]"),
     ("lvl1d7d", "+ level_windows [1D, 7D]"),
+    ("base_cleancal", "as it is, third session's code (clean_calibration)"),
+    ("nov1h6h_now", "+ novelty_windows [1h, 6h], third session's code"),
+    ("nov1h6h_rate", "+ novelty_windows [1h, 6h] + novelty_rate all, third session's code"),
 ]
 
 

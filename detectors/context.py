@@ -92,6 +92,13 @@ class ContextConfig:
     #: / its mean over the older records of ``history``: a compromised period raises a
     #: whole run of amounts, including the ones that alone stay in the entity's range.
     level_windows: tuple[str, ...] = ()
+    #: For each novelty column and window, the entity's records first at their value in
+    #: the window against its own rate of them: count / ((earlier count + 1) x window /
+    #: (history / 2 - window)), the earlier count taken over [t - history / 2, t - window].
+    #: "unlocated": only records that are not located (``located_column`` false: card-not-
+    #: present payments at new merchants, the takeover's run); "all": every record. A card
+    #: that often tries new web shops is not surprising when it tries one more.
+    novelty_rate: str | None = None
 
     def __post_init__(self) -> None:
         for name in (*self.windows, self.history, *self.secondary_windows):
@@ -123,6 +130,17 @@ class ContextConfig:
             raise ValueError("novelty_windows count new values: it needs novelty_columns")
         if any(_seconds(w) >= _seconds(self.history) for w in self.novelty_windows):
             raise ValueError("novelty_windows must be shorter than history")
+        if self.novelty_rate is not None:
+            if self.novelty_rate not in ("all", "unlocated"):
+                raise ValueError(
+                    f"novelty_rate must be 'all' or 'unlocated', got {self.novelty_rate!r}"
+                )
+            if not self.novelty_windows:
+                raise ValueError("novelty_rate compares novelty_windows' counts: it needs them")
+            if self.novelty_rate == "unlocated" and not self.located_column:
+                raise ValueError("novelty_rate='unlocated' needs located_column")
+            if any(2 * _seconds(w) >= _seconds(self.history) for w in self.novelty_windows):
+                raise ValueError("novelty_rate needs novelty_windows shorter than history / 2")
         longest = max(
             (_seconds(w) for w in (*self.windows, *self.secondary_windows, *self.novelty_windows)),
             default=0,
@@ -172,6 +190,12 @@ class ContextConfig:
             for c in self.novelty_columns
             for w in self.novelty_windows
         ]
+        if self.novelty_rate:
+            names += [
+                f"{PREFIX}new_{_slug(c)}_rate_{_slug(w)}"
+                for c in self.novelty_columns
+                for w in self.novelty_windows
+            ]
         names += [f"{PREFIX}share_{_slug(c)}" for c in self.profile_columns]
         if self.profile_hours:
             names.append(f"{PREFIX}share_hour")
@@ -340,13 +364,32 @@ def build_context_features(
             # than ``history`` (the bounded-history property).
             every = _Timeline(pd.Series(pair), seconds, horizon, np.arange(n))
             known = values.notna().to_numpy()
+            if config.novelty_rate:
+                rated = known.copy()
+                if config.novelty_rate == "unlocated":
+                    rated &= ~_truthy(frame[config.located_column])
+                # The entity's own rate: its rated first-time records in [t - history / 2,
+                # t - window], each first within history / 2 (so within history of t).
+                half = horizon / 2.0
+                base = (~every.previous_within(half) & rated).astype("float64")
+                base_cumulative = np.concatenate([[0.0], np.cumsum(entity.sort(base))])
+                left_half = entity.window_start(half, include_boundary=True)
             for window in config.novelty_windows:
                 reach = horizon - _seconds(window)
-                flags = (~every.previous_within(reach) & known).astype("float64")
+                first = ~every.previous_within(reach)
+                flags = (first & known).astype("float64")
                 cumulative = np.concatenate([[0.0], np.cumsum(entity.sort(flags))])
                 left = entity.window_start(_seconds(window))
                 name = f"{PREFIX}new_{_slug(column)}_count_{_slug(window)}"
                 out[name] = cumulative[pos + 1] - cumulative[left]
+                if config.novelty_rate:
+                    recent_flags = entity.sort((first & rated).astype("float64"))
+                    recent_cumulative = np.concatenate([[0.0], np.cumsum(recent_flags)])
+                    recent = recent_cumulative[pos + 1] - recent_cumulative[left]
+                    earlier_count = base_cumulative[left] - base_cumulative[left_half]
+                    expected = (earlier_count + 1.0) * _seconds(window) / (half - _seconds(window))
+                    name = f"{PREFIX}new_{_slug(column)}_rate_{_slug(window)}"
+                    out[name] = recent / expected
 
     for column in config.profile_columns:
         values = frame[column]
@@ -719,6 +762,12 @@ def describe_context(feature: str, values: Mapping, config: ContextConfig) -> st
                 return (
                     f"{_count(value, noun)} at a {_column_words(column)} new to this {entity} "
                     f"in {_duration_words(window)}"
+                )
+            if name == f"new_{_slug(column)}_rate_{_slug(window)}":
+                which = "unlocated " if config.novelty_rate == "unlocated" else ""
+                return (
+                    f"{which}{noun}s at a {_column_words(column)} new to this {entity} in "
+                    f"{_duration_words(window)}: {value:,.1f}x its own rate of them"
                 )
     for column in config.profile_columns:
         if name == f"share_{_slug(column)}":

@@ -186,3 +186,13 @@ def test_typology_set_plants_every_typology_among_hard_normals():
     )
     assert spec.context.located_column == "card_present" and spec.context.travel_window == "1h"
     assert spec.context.novelty_windows == ["1h", "6h"]
+    # novelty_rate is measured and off by default (it lost on a second data seed); a spec
+    # that sets it carries it into the context features.
+    assert spec.context.novelty_rate is None
+    rated = spec.model_copy(
+        update={"context": spec.context.model_copy(update={"novelty_rate": "unlocated"})}
+    )
+    assert rated.context_config().novelty_rate == "unlocated"
+    assert "ctx_new_merchant_id_rate_6h" in rated.model_feature_columns
+    with pytest.raises(ValueError, match="novelty_rate"):
+        type(spec.context).model_validate({**spec.context.model_dump(), "novelty_rate": "x"})

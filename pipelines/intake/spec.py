@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 import yaml
@@ -65,6 +66,11 @@ class ContextSpec(BaseModel):
     novelty_windows: list[str] = Field(
         default_factory=list,
         description="Windows over which records at values new to the entity are counted.",
+    )
+    novelty_rate: Literal["all", "unlocated"] | None = Field(
+        default=None,
+        description="Also each novelty window's count against the entity's own rate of "
+        "such records ('unlocated': only records not located, e.g. card-not-present).",
     )
     robust_baseline: bool = Field(
         default=False, description="Amount vs the median of the entity's earlier amounts."
@@ -173,6 +179,7 @@ class DatasetSpec(BaseModel):
             profile_columns=tuple(self.context.profile_columns),
             profile_hours=self.context.profile_hours,
             novelty_windows=tuple(self.context.novelty_windows),
+            novelty_rate=self.context.novelty_rate,
             robust_baseline=self.context.robust_baseline,
             level_windows=tuple(self.context.level_windows),
             event_noun=self.context.event_noun,

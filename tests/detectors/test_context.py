@@ -194,6 +194,7 @@ PROFILE = dataclasses.replace(
     novelty_windows=("1d",),
     robust_baseline=True,
     level_windows=("1d",),
+    novelty_rate="unlocated",
 )
 
 
@@ -215,7 +216,9 @@ def test_only_located_records_count_for_travel():
     assert np.isnan(f["ctx_km_from_prev"].iloc[1])
     # Measured from the card-present payment 40 min before, not from "Lisbon".
     assert f["ctx_km_from_prev"].iloc[2] == pytest.approx(0.7, abs=0.1)
-    everything = build_context_features(frame, dataclasses.replace(PROFILE, located_column=None))
+    everything = build_context_features(
+        frame, dataclasses.replace(PROFILE, located_column=None, novelty_rate="all")
+    )
     assert everything["ctx_kmh_from_prev"].iloc[2] > 3000  # the online record misleads
     # Paris 20 min after Brussels (~790 km/h), then a second payment in Paris: slow from
     # the first, but the last hour holds the jump.
@@ -303,6 +306,38 @@ def test_amount_level_compares_a_recent_run_with_the_older_records():
     )
     with pytest.raises(ValueError, match="level_windows must be shorter"):
         dataclasses.replace(PROFILE, level_windows=("7d",))
+
+
+def test_novelty_rate_compares_a_run_of_new_remote_merchants_with_the_cards_own_rate():
+    day = 24 * 60
+    frame = _profiled(
+        [
+            ("a", 9 * 60, 10.0, "m1", np.nan, np.nan, 0),  # online, first time at m1
+            ("a", day + 9 * 60, 10.0, "m2", 50.8, 4.3, 1),  # a new shop, card present
+            ("a", 3 * day + 9 * 60, 10.0, "m3", np.nan, np.nan, 0),  # a run of new web
+            ("a", 3 * day + 10 * 60, 10.0, "m4", np.nan, np.nan, 0),  # shops starts
+            ("a", 3 * day + 11 * 60, 10.0, "m1", np.nan, np.nan, 0),  # m1 is not new
+        ]
+    )
+    f = build_context_features(frame, PROFILE)
+    rate = f["ctx_new_merchant_rate_1d"]
+    # Own rate: first-time online payments in [t - 3.5 d, t - 1 d] (+1) per 2.5 days.
+    # Row 0: none earlier, 1 in the day -> 1 / (1 / 2.5); row 1 is card present: 0.
+    # Row 2: m3 in the day, m1 earlier -> 1 / (2 / 2.5); rows 3, 4: m3 and m4 -> 2 / 0.8.
+    assert rate.tolist() == pytest.approx([2.5, 0.0, 1.25, 2.5, 2.5])
+    every = build_context_features(frame, dataclasses.replace(PROFILE, novelty_rate="all"))
+    # Counting the card-present new shop too: row 1 is new (1 / 0.8, m1 earlier), and row 2's
+    # own rate holds m1 and m2: 1 / (3 / 2.5).
+    assert every["ctx_new_merchant_rate_1d"].tolist()[:3] == pytest.approx([2.5, 1.25, 2.5 / 3])
+    assert describe_context("ctx_new_merchant_rate_1d", f.iloc[3], PROFILE) == (
+        "unlocated payments at a merchant new to this card in 1 day: 2.5x its own rate of them"
+    )
+    with pytest.raises(ValueError, match="shorter than history / 2"):
+        dataclasses.replace(PROFILE, novelty_windows=("4d",))
+    with pytest.raises(ValueError, match="needs located_column"):
+        dataclasses.replace(PROFILE, located_column=None, travel_window=None)
+    with pytest.raises(ValueError, match="'all' or 'unlocated'"):
+        dataclasses.replace(PROFILE, novelty_rate="remote")
 
 
 def test_profile_features_keep_batch_alone_equal_to_whole_file():

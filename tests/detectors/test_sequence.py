@@ -179,8 +179,10 @@ def test_known_anomalies_are_context_only(
     n_anom = int(y.sum())
     assert fitted.n_context_rows_ == n_anom
     assert fitted.n_target_rows_ == len(df) - n_anom
-    assert fitted.n_train_rows_ + fitted.n_val_rows_ == len(df) - n_anom
-    assert fitted.n_val_rows_ == round(0.2 * (len(df) - n_anom))
+    # Held-out rows with a known anomaly in their window are left out of calibration.
+    held_out = fitted.n_val_rows_ + fitted.n_val_excluded_rows_
+    assert fitted.n_train_rows_ + held_out == len(df) - n_anom
+    assert held_out == round(0.2 * (len(df) - n_anom)) and fitted.n_val_excluded_rows_ > 0
 
 
 def test_max_train_rows_subsamples_gradient_rows(seq_data) -> None:
@@ -308,3 +310,35 @@ def test_validation_split_holds_out_the_latest_records() -> None:
     det.set_params(validation_split="sometimes")
     with pytest.raises(ValueError, match="validation_split"):
         det._check_sequence_params()
+
+
+@pytest.mark.parametrize("cls", [SequenceGANDetector, SequenceVAEDetector])
+def test_threshold_is_calibrated_on_held_out_rows_without_an_anomaly_in_their_window(
+    cls, seq_data
+) -> None:
+    df, y = seq_data
+    params = dict(entity_column="card", time_column="ts", epochs=2, seed=0)
+    det = cls(**params).fit(df, y)
+    # Rebuild the held-out rows: the latest 20% of the targets, less those with a
+    # labelled anomaly among their window's earlier records.
+    secs = df.ts.to_numpy()
+    target = np.flatnonzero(y == 0)
+    _, val = det._time_split(secs[target])
+    held_out = target[val]
+    prev = build_windows(df.card, secs, det.sequence_length, det.history_seconds)
+    noisy = np.append(y == 1, False)[prev[held_out]].any(axis=1)
+    assert noisy.any() and det.n_val_excluded_rows_ == int(noisy.sum())
+    assert det.n_val_rows_ == len(held_out) - int(noisy.sum())
+    scores = det.decision_function(df)
+    expected = metrics.fpr_at(det.threshold_.value, scores[held_out[~noisy]])
+    assert expected == pytest.approx(det.target_fpr, abs=1.0 / len(held_out))
+    assert det.threshold_.value == pytest.approx(
+        type(det.threshold_).for_fpr(scores[held_out[~noisy]], det.target_fpr).value, rel=1e-5
+    )
+    # The old behaviour stays available, and the saved config says which one was used.
+    everything = cls(**params, clean_calibration=False).fit(df, y)
+    assert everything.n_val_excluded_rows_ == 0 and everything.n_val_rows_ == len(held_out)
+    assert everything.threshold_.value == pytest.approx(
+        type(det.threshold_).for_fpr(everything.decision_function(df)[held_out], 0.01).value,
+        rel=1e-5,
+    )
