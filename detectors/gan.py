@@ -22,6 +22,12 @@ from detectors.vae import (
     set_buffer,
 )
 
+#: Rows per pass of the scoring networks within one scoring batch (``SCORE_BATCH_SIZE``,
+#: 8192): at 2,048 rows each layer's activations (rows x 64 floats) stay in the CPU cache.
+#: The scores are identical (each row is computed alone); on shuttle the GAN scored
+#: 1.2-1.3x more rows per CPU-second than with one pass per batch (benchmarks/RESULTS.md).
+SCORE_CHUNK_ROWS = 2048
+
 
 def _sn_linear(a: int, b: int) -> nn.Module:
     return spectral_norm(nn.Linear(a, b))
@@ -390,13 +396,18 @@ class GANDetector(BaseDeepDetector):
         )
 
     def _score_batch(self, xb: torch.Tensor) -> torch.Tensor:
+        """Scores of a scoring batch, computed ``SCORE_CHUNK_ROWS`` rows at a time."""
+        with parametrize.cached():  # the spectral norms once per batch, not per pass
+            if xb.shape[0] <= SCORE_CHUNK_ROWS:
+                return self._score_chunk(xb)
+            return torch.cat([self._score_chunk(c) for c in xb.split(SCORE_CHUNK_ROWS)])
+
+    def _score_chunk(self, xb: torch.Tensor) -> torch.Tensor:
         knn = getattr(self, "knn_", None)
         if not knn or not knn.get("views"):
             return self._combine(*self._parts(xb))
         z = self.model_.encoder(xb)  # once, for the GAN terms and the latent view
-        with parametrize.cached():  # D_xx's spectral norms once for its two passes
-            parts = self._parts(xb, z)
-        return self._combine(*parts) + self._knn_part(xb, z)
+        return self._combine(*self._parts(xb, z)) + self._knn_part(xb, z)
 
     def _contributions(self, xb: torch.Tensor) -> torch.Tensor:
         return self._parts(xb)[1]

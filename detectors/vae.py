@@ -54,9 +54,12 @@ def kth_distance(q: torch.Tensor, ref: torch.Tensor, k: int) -> torch.Tensor:
         best = partial.topk(k, dim=1, largest=False, sorted=False).values.amax(dim=1)
     out = (best + (q32 * q32).sum(dim=1)).clamp_min(0.0).sqrt().double()
     # inf - inf inside the product turns an infinite (not missing) value into NaN; such a
-    # row is infinitely far from every reference row, as cdist says.
-    infinite = torch.isnan(out) & ~torch.isnan(q).any(dim=1)
-    return out.masked_fill(infinite, float("inf"))
+    # row is infinitely far from every reference row, as cdist says. Checked only when a
+    # NaN came out: the per-row check of q cost a third of this function on clean rows.
+    nan = torch.isnan(out)
+    if bool(nan.any()):
+        out = out.masked_fill(nan & ~torch.isnan(q).any(dim=1), float("inf"))
+    return out
 
 
 def kmeans_centres(x: torch.Tensor, centres: int, seed: int) -> torch.Tensor:
