@@ -14,12 +14,10 @@ from detectors.base import BaseDeepDetector
 from detectors.vae import (
     KNN_VIEWS,
     capped_epoch_rows,
-    kmeans_centres,
+    fit_knn_reference,
     kth_distance,
     mlp,
     own_param,
-    reference_mask,
-    set_buffer,
 )
 
 #: Rows per pass of the scoring networks within one scoring batch (``SCORE_BATCH_SIZE``,
@@ -316,21 +314,12 @@ class GANDetector(BaseDeepDetector):
         sample of at most ``knn_reference_rows`` training rows: ``knn_prototypes`` k-means
         centres of the sample and of its codes E(x), or with 0 the sample itself."""
         net: _ALADNet = self.model_  # type: ignore[assignment]
-        in_ref = reference_mask(x_train.shape[0], self.knn_reference_rows, self.seed)
-        dev = self._torch_device()
-        sample = x_train[torch.from_numpy(in_ref)].to(dev)
-        latent = self._batched(net.encoder, sample).to(dev)
-        prototypes = int(own_param(self, "knn_prototypes", 0) or 0)
-        if prototypes > 0:
-            sample = kmeans_centres(sample, prototypes, self.seed)
-            latent = kmeans_centres(latent, prototypes, self.seed)
-        set_buffer(net, "knn_reference", sample.clone())
-        set_buffer(net, "knn_latent", latent.clone())
+        _, prototypes = fit_knn_reference(self, x_train, net.encoder)
         self.knn_ = {
             "views": list(self.knn_views),
             "k": int(self.knn_k),
             "weight": float(self.knn_weight),
-            "rows": int(sample.shape[0]),
+            "rows": int(net.knn_reference.shape[0]),
             "prototypes": prototypes,
         }
         skip = x_val is None and prototypes == 0

@@ -75,6 +75,32 @@ def kmeans_centres(x: torch.Tensor, centres: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(km.cluster_centers_).to(dtype=x.dtype, device=x.device)
 
 
+def fit_knn_reference(
+    detector: BaseDeepDetector,
+    x_train: torch.Tensor,
+    encode: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[np.ndarray, int]:
+    """Store a detector's kNN reference as buffers of its network and return which training
+    rows were sampled for it and its number of prototypes.
+
+    One build for the VAE and the GAN, which differ only in ``encode`` (rows -> latent
+    codes): a seeded sample of at most ``knn_reference_rows`` training rows
+    (``knn_reference``) and their codes (``knn_latent``), each replaced by
+    ``knn_prototypes`` k-means centres when that is above 0."""
+    net = detector.model_
+    in_ref = reference_mask(x_train.shape[0], detector.knn_reference_rows, detector.seed)
+    dev = detector._torch_device()
+    sample = x_train[torch.from_numpy(in_ref)].to(dev)
+    latent = detector._batched(encode, sample).to(dev)
+    prototypes = int(own_param(detector, "knn_prototypes", 0) or 0)
+    if prototypes > 0:
+        sample = kmeans_centres(sample, prototypes, detector.seed)
+        latent = kmeans_centres(latent, prototypes, detector.seed)
+    set_buffer(net, "knn_reference", sample.clone())
+    set_buffer(net, "knn_latent", latent.clone())
+    return in_ref, prototypes
+
+
 def reference_mask(n: int, rows: int, seed: int) -> np.ndarray:
     """Seeded choice of at most ``rows`` of ``n`` training rows for a kNN reference."""
     m = max(1, min(n, int(rows)))
@@ -405,22 +431,13 @@ class VAEDetector(BaseDeepDetector):
         sample (in the input space) and of its posterior means (in the latent space);
         with 0, the sample itself (its rows skip themselves)."""
         net: _VAENet = self.model_  # type: ignore[assignment]
-        in_ref = reference_mask(x_train.shape[0], self.knn_reference_rows, self.seed)
-        dev = self._torch_device()
-        sample = x_train[torch.from_numpy(in_ref)].to(dev)
-        latent = self._batched(lambda xb: net.encode(xb)[0], sample).to(dev)
-        prototypes = int(own_param(self, "knn_prototypes", 0) or 0)
-        if prototypes > 0:
-            sample = kmeans_centres(sample, prototypes, self.seed)
-            latent = kmeans_centres(latent, prototypes, self.seed)
-        set_buffer(net, "knn_reference", sample.clone())
-        set_buffer(net, "knn_latent", latent.clone())
+        in_ref, prototypes = fit_knn_reference(self, x_train, lambda xb: net.encode(xb)[0])
 
         def dists(skip: bool) -> Callable[[torch.Tensor], torch.Tensor]:
             return lambda xb: self._knn_distances(xb, net.encode(xb)[0], skip_self=skip)
 
         if prototypes > 0:
-            return int(sample.shape[0]), self._batched(dists(False), x_train)
+            return int(net.knn_reference.shape[0]), self._batched(dists(False), x_train)
         parts = [self._batched(dists(True), x_train[torch.from_numpy(in_ref)])]
         if not in_ref.all():
             parts.append(self._batched(dists(False), x_train[torch.from_numpy(~in_ref)]))
