@@ -18,6 +18,7 @@ from detectors.vae import (
     kth_distance,
     mlp,
     own_param,
+    reference_side,
 )
 
 #: Rows per pass of the scoring networks within one scoring batch (``SCORE_BATCH_SIZE``,
@@ -342,6 +343,7 @@ class GANDetector(BaseDeepDetector):
         centres of the sample and of its codes E(x), or with 0 the sample itself."""
         net: _ALADNet = self.model_  # type: ignore[assignment]
         _, prototypes = fit_knn_reference(self, x_train, net.encoder)
+        self.__dict__.pop("_knn_side_cache", None)  # new reference rows
         self.knn_ = {
             "views": list(self.knn_views),
             "k": int(self.knn_k),
@@ -365,19 +367,33 @@ class GANDetector(BaseDeepDetector):
         out = []
         for view in self.knn_["views"]:
             if view == "input":
-                out.append(kth_distance(xb, net.knn_reference, k))
+                q, ref = xb, net.knn_reference
             else:
-                code = net.encoder(xb) if z is None else z
-                out.append(kth_distance(code, net.knn_latent, k))
+                q, ref = net.encoder(xb) if z is None else z, net.knn_latent
+            out.append(kth_distance(q, ref, k, self._reference_side(view, ref)))
         return torch.stack(out, dim=1)
+
+    def _reference_side(
+        self, view: str, ref: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``reference_side`` of a view's reference, kept until the next fit or load (per
+        scoring chunk it was four of the views' ~twenty tensor operations)."""
+        cache = self.__dict__.setdefault("_knn_side_cache", {})
+        key = (view, ref.device)
+        if key not in cache:
+            cache[key] = reference_side(ref)
+        return cache[key]
 
     def _knn_part(self, xb: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor | float:
         """``knn_weight * sum over views of (k-th neighbour distance / its scale)``, or 0."""
         knn = getattr(self, "knn_", None)
         if not knn or not knn.get("views"):
             return 0.0
-        scales = torch.tensor(knn["scales"], dtype=torch.float64, device=xb.device)
-        return float(knn["weight"]) * (self._knn_distances(xb, z=z) / scales).sum(dim=1)
+        dist = self._knn_distances(xb, z=z)
+        total = dist[:, 0] / float(knn["scales"][0])
+        for i in range(1, dist.shape[1]):
+            total = total.add_(dist[:, i] / float(knn["scales"][i]))
+        return total.mul_(float(knn["weight"]))
 
     def _extra_state(self) -> dict[str, Any]:
         return {
@@ -389,6 +405,7 @@ class GANDetector(BaseDeepDetector):
         }
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
+        self.__dict__.pop("_knn_side_cache", None)
         self.error_variance_ = [float(v) for v in state["error_variance"]]
         self.fm_scale_ = float(state["fm_scale"])
         self.rec_scale_ = float(state["rec_scale"])

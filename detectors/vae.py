@@ -36,18 +36,31 @@ def own_param(detector: BaseDeepDetector, name: str, default: Any = None) -> Any
     return getattr(detector, name, default)
 
 
-def kth_distance(q: torch.Tensor, ref: torch.Tensor, k: int) -> torch.Tensor:
+def reference_side(ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``kth_distance``'s work on the reference alone: its float32 mean, the rows centred
+    on it and their squared norms. Fixed for a fitted model, so a scorer may keep it."""
+    r32 = ref.float()
+    centre = r32.mean(dim=0)
+    r32 = r32 - centre
+    return centre, r32, (r32 * r32).sum(dim=1)
+
+
+def kth_distance(
+    q: torch.Tensor,
+    ref: torch.Tensor,
+    k: int,
+    prepared: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Euclidean distance of each row of ``q`` to its k-th nearest row of ``ref`` (float64).
 
     Squared distances come from one matrix product (float32, both sides centred on the
     reference mean, ``|q|^2`` added after the selection); ``k == 1`` takes a plain minimum,
-    several times cheaper than a top-k over the same distances."""
+    several times cheaper than a top-k over the same distances. ``prepared`` is
+    ``reference_side(ref)`` when the caller keeps it (same result, less work per call)."""
     k = max(1, min(int(k), ref.shape[0]))
-    r32 = ref.float()
-    centre = r32.mean(dim=0)
-    r32 = r32 - centre
+    centre, r32, r_sq = reference_side(ref) if prepared is None else prepared
     q32 = q.float() - centre
-    partial = torch.addmm((r32 * r32).sum(dim=1), q32, r32.T, alpha=-2.0)
+    partial = torch.addmm(r_sq, q32, r32.T, alpha=-2.0)
     if k == 1:
         best = partial.amin(dim=1)
     else:
