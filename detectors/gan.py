@@ -22,19 +22,20 @@ from detectors.vae import (
 )
 
 #: Rows per pass of the scoring networks within one scoring batch (``SCORE_BATCH_SIZE``,
-#: 8192): at 2,048 rows each layer's activations (rows x 64 floats) stay in the CPU cache.
-#: The scores are identical (each row is computed alone); on shuttle the GAN scored
-#: 1.2-1.3x more rows per CPU-second than with one pass per batch (benchmarks/RESULTS.md).
+#: 8192): a layer's activations (rows x 64 floats) are 512 kB instead of 2 MB, fewer fresh
+#: pages and cache misses per layer. The scores are identical (each row is computed
+#: alone); the gain depends on the allocator (benchmarks/RESULTS.md, issue 12 part 3).
 SCORE_CHUNK_ROWS = 2048
 
 
 def _eval_forward(seq: nn.Sequential, h: torch.Tensor) -> torch.Tensor:
     """``seq(h)`` for scoring, with the modules' own arithmetic: each Linear as a matrix
     product with its bias added in place, then its activation in place (Dropout is the
-    identity in eval mode). Scores come out bit-identical to calling the modules on this
-    machine, and the GAN scores ~1.15x faster: ``F.linear`` first broadcasts the bias
-    into every output row and the activations allocate a new tensor each (the GAN runs ten
-    layers per row). Only without autograd; with it, or for any other module, ``seq(h)``."""
+    identity in eval mode). The GAN scored ~1.15x faster (shuttle, cardio): ``F.linear``
+    first broadcasts the bias into every output row and each activation allocates a new
+    tensor. Scores were bit-identical to the module calls on the tested sets; with very
+    wide inputs (1,555 columns) the product sums in blocks and they differ by ~1e-6
+    relative. Only without autograd; with it, or for any other module, ``seq(h)``."""
     if torch.is_grad_enabled() or seq.training:
         return seq(h)
     fresh = False  # never overwrite the caller's tensor
