@@ -91,10 +91,10 @@ def fit_score(
     return scores, seconds, cpu
 
 
-def run(sets, models, seeds, caps, params, log=print) -> list[dict]:
+def run(sets, models, seeds, caps, params, log=print, first_seed: int = 0) -> list[dict]:
     rows = []
     for name in sets:
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             X_train, X_test, y_test = capped_split(name, seed, caps)
             for model in models:
                 scores, seconds, cpu = fit_score(
@@ -125,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="*", default=None, help="default: the whole pool")
     parser.add_argument("--models", nargs="+", default=["vigil_vae", "vigil_gan"])
-    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=1, help="how many seeds")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1"
+    )
     parser.add_argument("--max-train", type=int, default=2000)
     parser.add_argument("--max-test-normals", type=int, default=2000)
     parser.add_argument("--max-test-anomalies", type=int, default=1000)
@@ -146,7 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     params = {"vigil_vae": json.loads(args.vae), "vigil_gan": json.loads(args.gan)}
     sets = args.datasets or dev_sets()
-    rows = run(sets, args.models, args.seeds, caps, params, log=lambda s: print(s, flush=True))
+    rows = run(
+        sets,
+        args.models,
+        args.seeds,
+        caps,
+        params,
+        log=lambda s: print(s, flush=True),
+        first_seed=args.first_seed,
+    )
     report = {
         "meta": {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -155,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             "versions": package_versions(("torch", "numpy", "scikit-learn", "pyod", "vigil")),
             "caps": caps,
             "seeds": args.seeds,
+            "first_seed": args.first_seed,
             "params": params,
             "protocol": "60/40 split of normals per seed, then seeded caps on training "
             "normals, test normals and test anomalies",

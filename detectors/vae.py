@@ -36,27 +36,43 @@ def own_param(detector: BaseDeepDetector, name: str, default: Any = None) -> Any
     return getattr(detector, name, default)
 
 
-def kth_distance(q: torch.Tensor, ref: torch.Tensor, k: int) -> torch.Tensor:
+def reference_side(ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``kth_distance``'s work on the reference alone: its float32 mean, the rows centred
+    on it and their squared norms. Fixed for a fitted model, so a scorer may keep it."""
+    r32 = ref.float()
+    centre = r32.mean(dim=0)
+    r32 = r32 - centre
+    return centre, r32, (r32 * r32).sum(dim=1)
+
+
+def kth_distance(
+    q: torch.Tensor,
+    ref: torch.Tensor,
+    k: int,
+    prepared: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Euclidean distance of each row of ``q`` to its k-th nearest row of ``ref`` (float64).
 
     Squared distances come from one matrix product (float32, both sides centred on the
     reference mean, ``|q|^2`` added after the selection); ``k == 1`` takes a plain minimum,
-    several times cheaper than a top-k over the same distances."""
+    several times cheaper than a top-k over the same distances. ``prepared`` is
+    ``reference_side(ref)`` when the caller keeps it (same result, less work per call)."""
     k = max(1, min(int(k), ref.shape[0]))
-    r32 = ref.float()
-    centre = r32.mean(dim=0)
-    r32 = r32 - centre
+    centre, r32, r_sq = reference_side(ref) if prepared is None else prepared
     q32 = q.float() - centre
-    partial = torch.addmm((r32 * r32).sum(dim=1), q32, r32.T, alpha=-2.0)
+    partial = torch.addmm(r_sq, q32, r32.T, alpha=-2.0)
     if k == 1:
         best = partial.amin(dim=1)
     else:
         best = partial.topk(k, dim=1, largest=False, sorted=False).values.amax(dim=1)
     out = (best + (q32 * q32).sum(dim=1)).clamp_min(0.0).sqrt().double()
     # inf - inf inside the product turns an infinite (not missing) value into NaN; such a
-    # row is infinitely far from every reference row, as cdist says.
-    infinite = torch.isnan(out) & ~torch.isnan(q).any(dim=1)
-    return out.masked_fill(infinite, float("inf"))
+    # row is infinitely far from every reference row, as cdist says. Checked only when a
+    # NaN came out: the per-row check of q cost a third of this function on clean rows.
+    nan = torch.isnan(out)
+    if bool(nan.any()):
+        out = out.masked_fill(nan & ~torch.isnan(q).any(dim=1), float("inf"))
+    return out
 
 
 def kmeans_centres(x: torch.Tensor, centres: int, seed: int) -> torch.Tensor:
@@ -70,6 +86,32 @@ def kmeans_centres(x: torch.Tensor, centres: int, seed: int) -> torch.Tensor:
         warnings.simplefilter("ignore", ConvergenceWarning)
         km = KMeans(n_clusters=m, n_init=1, max_iter=100, random_state=int(seed)).fit(rows)
     return torch.from_numpy(km.cluster_centers_).to(dtype=x.dtype, device=x.device)
+
+
+def fit_knn_reference(
+    detector: BaseDeepDetector,
+    x_train: torch.Tensor,
+    encode: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[np.ndarray, int]:
+    """Store a detector's kNN reference as buffers of its network and return which training
+    rows were sampled for it and its number of prototypes.
+
+    One build for the VAE and the GAN, which differ only in ``encode`` (rows -> latent
+    codes): a seeded sample of at most ``knn_reference_rows`` training rows
+    (``knn_reference``) and their codes (``knn_latent``), each replaced by
+    ``knn_prototypes`` k-means centres when that is above 0."""
+    net = detector.model_
+    in_ref = reference_mask(x_train.shape[0], detector.knn_reference_rows, detector.seed)
+    dev = detector._torch_device()
+    sample = x_train[torch.from_numpy(in_ref)].to(dev)
+    latent = detector._batched(encode, sample).to(dev)
+    prototypes = int(own_param(detector, "knn_prototypes", 0) or 0)
+    if prototypes > 0:
+        sample = kmeans_centres(sample, prototypes, detector.seed)
+        latent = kmeans_centres(latent, prototypes, detector.seed)
+    set_buffer(net, "knn_reference", sample.clone())
+    set_buffer(net, "knn_latent", latent.clone())
+    return in_ref, prototypes
 
 
 def reference_mask(n: int, rows: int, seed: int) -> np.ndarray:
@@ -402,22 +444,13 @@ class VAEDetector(BaseDeepDetector):
         sample (in the input space) and of its posterior means (in the latent space);
         with 0, the sample itself (its rows skip themselves)."""
         net: _VAENet = self.model_  # type: ignore[assignment]
-        in_ref = reference_mask(x_train.shape[0], self.knn_reference_rows, self.seed)
-        dev = self._torch_device()
-        sample = x_train[torch.from_numpy(in_ref)].to(dev)
-        latent = self._batched(lambda xb: net.encode(xb)[0], sample).to(dev)
-        prototypes = int(own_param(self, "knn_prototypes", 0) or 0)
-        if prototypes > 0:
-            sample = kmeans_centres(sample, prototypes, self.seed)
-            latent = kmeans_centres(latent, prototypes, self.seed)
-        set_buffer(net, "knn_reference", sample.clone())
-        set_buffer(net, "knn_latent", latent.clone())
+        in_ref, prototypes = fit_knn_reference(self, x_train, lambda xb: net.encode(xb)[0])
 
         def dists(skip: bool) -> Callable[[torch.Tensor], torch.Tensor]:
             return lambda xb: self._knn_distances(xb, net.encode(xb)[0], skip_self=skip)
 
         if prototypes > 0:
-            return int(sample.shape[0]), self._batched(dists(False), x_train)
+            return int(net.knn_reference.shape[0]), self._batched(dists(False), x_train)
         parts = [self._batched(dists(True), x_train[torch.from_numpy(in_ref)])]
         if not in_ref.all():
             parts.append(self._batched(dists(False), x_train[torch.from_numpy(~in_ref)]))
