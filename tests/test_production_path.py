@@ -190,7 +190,9 @@ def test_streamed_scoring_matches_in_memory_scoring(bundle, data_file, tmp_path)
     )  # fmt: skip
     a = store.scores_frame(streamed.run_id).set_index("record_id").sort_index()
     b = store.scores_frame(whole.run_id).set_index("record_id").sort_index()
-    np.testing.assert_allclose(a["score"], b["score"], rtol=1e-6)
+    # float32 networks: 64-row and 1000-row chunks take different BLAS paths, which on
+    # some CPUs moves a score by ~2e-6 relative (seen on 1 of 498 rows).
+    np.testing.assert_allclose(a["score"], b["score"], rtol=1e-5)
     assert a["is_anomaly"].equals(b["is_anomaly"])
     lines = sorted(store.quarantine_frame(streamed.run_id)["row_number"])
     assert lines == [8, 300]
