@@ -71,6 +71,22 @@ def test_migrations_create_the_schema(store):
     store.migrate()  # second time is a no-op
 
 
+def test_head_revision_is_alembics_head(tmp_path):
+    """migrate() skips Alembic when the store is at HEAD_REVISION: it must be the head."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from pipelines.store.db import HEAD_REVISION, MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_heads() == [HEAD_REVISION]
+    store = ResultsStore(f"sqlite:///{tmp_path / 'fresh.db'}")  # empty file: full upgrade
+    assert store._schema_revision() == HEAD_REVISION
+    pk = sa.inspect(store.engine).get_pk_constraint("scores")
+    assert pk["constrained_columns"] == ["run_id", "record_id"]
+
+
 def test_scoring_writes_every_row_once_and_rerun_adds_nothing(store, bundle, batch, tmp_path):
     first = _score(store, bundle, batch)
     assert not first.already_scored
