@@ -68,9 +68,7 @@ def train_bundle(directory: Path, seed: int = 0, knn_views: tuple[str, ...] | No
 
     train = generate_transactions(20_000, n_anomalies=0, seed=seed + 10**9)
     options = {} if knn_views is None else {"knn_views": knn_views}
-    detector = VAEDetector(
-        epochs=5, categorical_features=DEMO_SPEC.categorical_features, **options
-    )
+    detector = VAEDetector(epochs=5, categorical_features=DEMO_SPEC.categorical_features, **options)
     detector.fit(train[DEMO_SPEC.feature_columns])
     name = "bundle" if knn_views is None else f"bundle-knn-{'-'.join(knn_views) or 'none'}"
     return ScoringBundle(DEMO_SPEC, detector).save(directory / name)
@@ -201,9 +199,7 @@ def run(
     is shared: neighbouring runs see about the same load)."""
     import sqlalchemy as sa
 
-    bundles = {
-        views: train_bundle(workdir, knn_views=_views(views)) for views in knn_views
-    }
+    bundles = {views: train_bundle(workdir, knn_views=_views(views)) for views in knn_views}
     engine = sa.create_engine(url)
     results = []
     for rows in rows_list:
@@ -315,9 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[0], help="0: torch's default")
     parser.add_argument("--knn-views", nargs="+", default=["input,latent"])
     parser.add_argument("--data-dir", default=None, help="keep the Parquet files here (reused)")
-    parser.add_argument(
-        "--child", nargs=5, metavar=("BUNDLE", "DATA", "URL", "CHUNK", "THREADS")
-    )
+    parser.add_argument("--child", nargs=5, metavar=("BUNDLE", "DATA", "URL", "CHUNK", "THREADS"))
     args = parser.parse_args(argv)
     if args.child:
         bundle_dir, data, url, chunk, threads = args.child

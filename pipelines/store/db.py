@@ -55,9 +55,7 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-class ResultsStore(
-    ProductionStoreMixin, ReviewStoreMixin, LabelStoreMixin, OperationsStoreMixin
-):
+class ResultsStore(ProductionStoreMixin, ReviewStoreMixin, LabelStoreMixin, OperationsStoreMixin):
     """Reads and writes scoring results and reviews; every write happens in one transaction."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
