@@ -349,8 +349,8 @@ class SeenIds:
     """Ids already met in earlier chunks of one batch, with the row each was first at.
 
     Kept as sorted 64-bit hashes in a few sorted runs (merged as they grow), so memory
-    is 16 bytes per id and a lookup is a binary search per run. Runs stop merging at
-    ``MAX_MERGED_IDS``: a merge briefly needs ~40 bytes per id merged, which on a
+    is 12 bytes per id (16 past row 2^31) and a lookup is a binary search per run. Runs
+    stop merging at ``MAX_MERGED_IDS``: a merge briefly needs ~40 bytes per id merged, on a
     10M-row batch was a 300 MB jump in peak memory; capped, the jump stays ~80 MB and a
     lookup searches one more run per 2M ids.
     """
@@ -383,7 +383,10 @@ class SeenIds:
             return
         hashes = self._hash(ids)
         order = np.argsort(hashes, kind="stable")
-        self._runs.append((hashes[order], np.asarray(rows, dtype=np.int64)[order]))
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and rows.max() < np.iinfo(np.int32).max:
+            rows = rows.astype(np.int32)  # 12 bytes per id instead of 16
+        self._runs.append((hashes[order], rows[order]))
         while (
             len(self._runs) > 1
             and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0])
