@@ -281,12 +281,13 @@ def write_markdown(report: dict, path: Path) -> None:
         "5 epochs on 20k rows) into a fresh PostgreSQL schema, in a child process; peak RSS "
         "and CPU s are that process's (PostgreSQL's own work is not in CPU s). Phase "
         "columns: one chunk through that phase alone. kNN views: the VAE's default "
-        "(input,latent) or the same VAE trained without them (none).",
+        "(input,latent) or the same VAE trained without them (none). End-of-run step: "
+        "`complete_run` alone (totals, flags into review cases, the run record).",
         "",
         "| rows | kNN views | torch threads | load at start / end | seconds | rows/s end to end "
         "| CPU s | peak RSS MB | validate rows/s | detector rows/s | model + reasons rows/s "
-        "| COPY write rows/s | flagged |",
-        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| COPY write rows/s | flagged | end-of-run step s |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         lines.append(
@@ -295,7 +296,7 @@ def write_markdown(report: dict, path: Path) -> None:
             f"{r['rows_per_second']:,} | {r['cpu_seconds']} | {r['peak_rss_mb']:,} | "
             f"{r['validate_rows_per_second']:,} | {r['detector_rows_per_second']:,} | "
             f"{r['model_with_reasons_rows_per_second']:,} | {r['bulk_write_rows_per_second']:,} "
-            f"| {r['rows_flagged']:,} |"
+            f"| {r['rows_flagged']:,} | {r.get('complete_run_seconds', '-')} |"
         )
     lines += ["", f"Command: `{meta.get('command', 'python -m benchmarks.scale')}`"]
     write_section(path, "scale", lines)
