@@ -77,6 +77,8 @@ def timed_score(data: Path, home: Path, pythonpath: str | None) -> dict:
     env["VIGIL_HOME"] = str(home)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
+        # The baseline keeps its own results store: its migrations may be older.
+        env["VIGIL_DATABASE_URL"] = f"sqlite:///{home / 'vigil-baseline.db'}"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(

@@ -9,8 +9,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
 from detectors.base import BaseDeepDetector
@@ -79,6 +77,11 @@ def kmeans_centres(x: torch.Tensor, centres: int, seed: int) -> torch.Tensor:
     """``centres`` k-means centres of the rows of ``x`` (one seeded scikit-learn run): a
     small reference whose nearest-centre distance is cheap to score yet still tells a row
     between normal clusters from one inside them."""
+    # Imported here, at fit time: scikit-learn (with SciPy) is ~20% of a short scoring
+    # command's start-up, and scoring a saved model never fits k-means.
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
     rows = x.detach().cpu().double().numpy()
     m = max(1, min(int(centres), rows.shape[0]))
     with warnings.catch_warnings():

@@ -71,6 +71,57 @@ def test_migrations_create_the_schema(store):
     store.migrate()  # second time is a no-op
 
 
+def test_head_revision_is_alembics_head(tmp_path):
+    """migrate() skips Alembic when the store is at HEAD_REVISION: it must be the head."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from pipelines.store.db import HEAD_REVISION, MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_heads() == [HEAD_REVISION]
+    store = ResultsStore(f"sqlite:///{tmp_path / 'fresh.db'}")  # empty file: full upgrade
+    assert store._schema_revision() == HEAD_REVISION
+    pk = sa.inspect(store.engine).get_pk_constraint("scores")
+    assert pk["constrained_columns"] == ["run_id", "record_id"]
+
+
+def test_migration_0007_keeps_the_scores_of_an_older_store(tmp_path):
+    """A store at 0006 with scores in it: 0007 keeps every row, keyed by (run, record)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from pipelines.store.db import MIGRATIONS_DIR, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0006_operations")
+        connection.execute(
+            sa.text(
+                "INSERT INTO scoring_runs (id, batch_id, source, dataset, model_name, "
+                "model_version, threshold, status, rows_in, rows_scored, rows_quarantined, "
+                "rows_flagged, started_at) VALUES ('r1', 'b', 's', 'd', 'm', '1', 1.0, "
+                "'completed', 2, 2, 0, 1, '2026-11-30 00:00:00')"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO scores (run_id, record_id, score, is_anomaly) "
+                "VALUES ('r1', 'a', 0.25, 0), ('r1', 'b', 3.5, 1)"
+            )
+        )
+    store = ResultsStore(f"sqlite:///{tmp_path / 'old.db'}")
+    rows = store.scores_frame("r1").sort_values("record_id")
+    assert rows["record_id"].tolist() == ["a", "b"]
+    assert rows["score"].tolist() == [0.25, 3.5]
+    assert rows["is_anomaly"].astype(bool).tolist() == [False, True]
+    assert sa.inspect(store.engine).get_foreign_keys("scores") == []
+
+
 def test_scoring_writes_every_row_once_and_rerun_adds_nothing(store, bundle, batch, tmp_path):
     first = _score(store, bundle, batch)
     assert not first.already_scored

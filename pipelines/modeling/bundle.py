@@ -317,8 +317,16 @@ def _format_value(value) -> str:
     return str(value)
 
 
-try:  # The pyfunc wrapper exists only where MLflow is installed.
-    import mlflow.pyfunc
+def _pyfunc_model_class():
+    """MLflow pyfunc around :class:`ScoringBundle`; reasons come back as JSON text.
+
+    Built on first use (``from pipelines.modeling.bundle import VigilPyfuncModel``), so
+    importing this module does not import MLflow: a scoring process that loads the bundle
+    from its folder never needs it. None where MLflow is not installed."""
+    try:
+        import mlflow.pyfunc
+    except ImportError:  # pragma: no cover - bare environments without MLflow
+        return None
 
     class VigilPyfuncModel(mlflow.pyfunc.PythonModel):
         """MLflow pyfunc around :class:`ScoringBundle`; reasons come back as JSON text."""
@@ -341,5 +349,14 @@ try:  # The pyfunc wrapper exists only where MLflow is installed.
                 out.insert(0, id_column, frame[id_column].astype(str).to_numpy())
             return out
 
-except ImportError:  # pragma: no cover - bare environments without MLflow
-    VigilPyfuncModel = None  # type: ignore[assignment,misc]
+    VigilPyfuncModel.__module__ = __name__
+    VigilPyfuncModel.__qualname__ = "VigilPyfuncModel"
+    return VigilPyfuncModel
+
+
+def __getattr__(name: str):
+    if name == "VigilPyfuncModel":
+        cls = _pyfunc_model_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

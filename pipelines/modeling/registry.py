@@ -12,19 +12,20 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mlflow
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema
 
 import detectors
 import pipelines
 from detectors import Threshold
+from pipelines.modeling import local_registry
 from pipelines.modeling.bundle import ScoringBundle
 from pipelines.settings import VigilSettings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.models import ModelSignature
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -55,6 +56,9 @@ def configure_mlflow(settings: VigilSettings) -> str:
     The experiment gets an explicit artifact location: MLflow's default is frozen from the
     working directory at creation time.
     """
+    import mlflow
+    from mlflow import MlflowClient
+
     settings.apply_environment()
     uri = settings.resolved_mlflow_uri
     mlflow.set_tracking_uri(uri)
@@ -83,6 +87,9 @@ def _signature(bundle: ScoringBundle) -> ModelSignature:
     convert"), which would reject most real CSVs; the bundle checks its own input columns
     and types them by the spec, with an error that names the missing column.
     """
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
     outputs = [
         ColSpec("string", bundle.spec.id_column, required=False),
         ColSpec("double", "score"),
@@ -106,6 +113,9 @@ def log_bundle(
     The package source travels with the model (``code_paths``) so a fresh process, or
     ``mlflow models serve``, can load it.
     """
+    import mlflow
+    from mlflow import MlflowClient
+
     remove_abandoned_versions(registered_name)
     code_paths = [str(Path(detectors.__file__).parent), str(Path(pipelines.__file__).parent)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -151,6 +161,8 @@ def _pip_requirements() -> list[str]:
 
 def assign_new_version_aliases(name: str, version: str) -> list[str]:
     """A new version is the challenger; the first version of a model is also champion."""
+    from mlflow import MlflowClient
+
     client = MlflowClient()
     client.set_registered_model_alias(name, CHALLENGER, version)
     aliases = [CHALLENGER]
@@ -162,6 +174,8 @@ def assign_new_version_aliases(name: str, version: str) -> list[str]:
 
 def complete_registration(name: str, version: str) -> None:
     """The last step of registering a version: from now on it may be resolved and loaded."""
+    from mlflow import MlflowClient
+
     MlflowClient().set_model_version_tag(name, version, TAG_REGISTRATION, REGISTRATION_COMPLETE)
 
 
@@ -186,6 +200,8 @@ def _registration_abandoned(client: MlflowClient, model_version) -> bool:
     inside that registration any more) is proof; elsewhere, only the MLflow run having
     ended (FAILED / KILLED / FINISHED without completing) is.
     """
+    from mlflow.exceptions import MlflowException
+
     if model_version.run_id:
         try:
             status = client.get_run(model_version.run_id).info.status
@@ -215,6 +231,9 @@ def remove_abandoned_versions(name: str) -> list[str]:
     scoring run's ``model_version`` keeps naming one model). Returns the removed versions.
     """
     import logging
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     client = MlflowClient()
     try:
@@ -259,10 +278,22 @@ class ModelRef:
         return f"{self.name}{suffix} (v{self.version})"
 
 
+def _reader() -> tuple[object, tuple[type[Exception], ...]]:
+    """Who answers registry reads, and what it raises for "not there": the local SQLite
+    registry read directly (no MLflow import) where there is one, else MLflow."""
+    local = local_registry.current()
+    if local is not None:
+        return local, (local_registry.NotInRegistry,)
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    return MlflowClient(), (MlflowException,)
+
+
 def resolve_model(reference: str | None) -> ModelRef:
     """``NAME@ALIAS``, ``NAME/VERSION`` or ``NAME`` (= champion); no reference means the
     VAE champion of the only data set that has one."""
-    client = MlflowClient()
+    client, not_found = _reader()
     if not reference:
         reference = f"{default_model_name()}@{CHAMPION}"
     match = re.fullmatch(r"(?:models:/)?([^@/]+)(?:@([\w-]+)|/(\d+))?", reference)
@@ -273,14 +304,14 @@ def resolve_model(reference: str | None) -> ModelRef:
         alias = alias or CHAMPION
         try:
             model_version = client.get_model_version_by_alias(name, alias)
-        except MlflowException as exc:
+        except not_found as exc:
             raise ValueError(f"no model version {name}@{alias} in the registry") from exc
         version = str(model_version.version)
     else:
         try:
             model_version = client.get_model_version(name, version)
-        except MlflowException as exc:
-            known = _known_versions(client, name)
+        except not_found as exc:
+            known = _known_versions(client, not_found, name)
             raise ValueError(
                 f"no model version {name}/{version} in the registry"
                 + (f" (versions: {', '.join(known)})" if known else f" (no model {name!r})")
@@ -289,10 +320,10 @@ def resolve_model(reference: str | None) -> ModelRef:
     return ModelRef(name=name, version=str(version), alias=alias)
 
 
-def _known_versions(client: MlflowClient, name: str) -> list[str]:
+def _known_versions(client, not_found: tuple[type[Exception], ...], name: str) -> list[str]:
     try:
         versions = client.search_model_versions(f"name='{name}'")
-    except MlflowException:
+    except not_found:
         return []
     return sorted((str(v.version) for v in versions), key=int)
 
@@ -302,7 +333,8 @@ def default_model_name() -> str:
     has a VAE registered."""
     preference = {"seq_vae": 0, "vae": 1}
     best: dict[str, tuple[int, str]] = {}
-    for m in MlflowClient().search_registered_models():
+    client, _ = _reader()
+    for m in client.search_registered_models():
         rank = preference.get(m.tags.get(TAG_DETECTOR, ""))
         if rank is None:
             continue
@@ -322,29 +354,50 @@ def load_bundle(ref: ModelRef) -> ScoringBundle:
 
     MLflow's own requirements check is skipped (``suppress_warnings``): it maps every
     installed distribution to its modules, about a quarter of a short ``vigil score``'s
-    CPU time. :func:`_warn_on_version_drift` checks the model's pins directly instead."""
+    CPU time. :func:`_warn_on_version_drift` checks the model's pins directly instead.
+
+    On the embedded default a plain bundle model is loaded straight from its folder
+    (:mod:`local_registry`): the same files MLflow's loader reads, without importing
+    MLflow; re-ranked models and remote stores still load through MLflow."""
+    local = local_registry.current()
+    if local is not None:
+        model_version = local.get_model_version(ref.name, ref.version)
+        _refuse_incomplete(model_version)
+        bundle = local.load_bundle(model_version)
+        if bundle is not None:
+            _warn_on_version_drift(ref, local.requirements(model_version))
+            return _with_threshold_tag(bundle, model_version.tags)
+    import mlflow
+    from mlflow import MlflowClient
+
     model_version = MlflowClient().get_model_version(ref.name, ref.version)
     _refuse_incomplete(model_version)
-    tags = model_version.tags
     model = mlflow.pyfunc.load_model(ref.uri, suppress_warnings=True)
     _warn_on_version_drift(ref)
-    bundle = model.unwrap_python_model().bundle
+    return _with_threshold_tag(model.unwrap_python_model().bundle, model_version.tags)
+
+
+def _with_threshold_tag(bundle: ScoringBundle, tags: dict) -> ScoringBundle:
+    """Recalibrated after training: the version's threshold tag wins over the bundle's."""
     if TAG_THRESHOLD in tags:
-        # Recalibrated after training: the tag wins over the threshold in the bundle.
         bundle.set_threshold(Threshold.from_dict(json.loads(tags[TAG_THRESHOLD])))
     return bundle
 
 
-def _warn_on_version_drift(ref: ModelRef) -> list[str]:
+def _warn_on_version_drift(ref: ModelRef, requirements: str | None = None) -> list[str]:
     """Warn (and return) where an installed package differs from the model's pinned
-    ``name==version`` requirements (what MLflow's check reports, for the pins only)."""
+    ``name==version`` requirements (what MLflow's check reports, for the pins only).
+    ``requirements``: the model's requirements.txt text, when already read."""
     import logging
     from importlib.metadata import PackageNotFoundError, version
 
-    try:
-        requirements = Path(mlflow.pyfunc.get_model_dependencies(ref.uri)).read_text()
-    except Exception:  # noqa: BLE001 - a missing requirements file is not a scoring error
-        return []
+    if requirements is None:
+        try:
+            import mlflow
+
+            requirements = Path(mlflow.pyfunc.get_model_dependencies(ref.uri)).read_text()
+        except Exception:  # noqa: BLE001 - a missing requirements file is not a scoring error
+            return []
     drift = []
     for line in requirements.splitlines():
         name, _, pinned = line.strip().partition("==")
@@ -365,6 +418,8 @@ def _warn_on_version_drift(ref: ModelRef) -> list[str]:
 
 def registry_summary(names: list[str]) -> pd.DataFrame:
     """Versions and aliases of the given registered models, for people to read."""
+    from mlflow import MlflowClient
+
     client = MlflowClient()
     rows = []
     for name in names:

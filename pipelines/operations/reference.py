@@ -169,16 +169,18 @@ def load_reference(run_id: str | None) -> TrainingReference | None:
         return None
     if run_id in _CACHE:
         return _CACHE[run_id]
-    import mlflow
-    from mlflow.exceptions import MlflowException
+    folder = _local_reference_folder(run_id)
+    if folder is None:
+        import mlflow
+        from mlflow.exceptions import MlflowException
 
-    try:
-        folder = Path(
-            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=ARTIFACT_DIR)
-        )
-    except (MlflowException, OSError):
-        _CACHE[run_id] = None
-        return None
+        try:
+            folder = Path(
+                mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=ARTIFACT_DIR)
+            )
+        except (MlflowException, OSError):
+            _CACHE[run_id] = None
+            return None
     if not (folder / SUMMARY_FILE).exists():
         _CACHE[run_id] = None
         return None
@@ -206,8 +208,23 @@ def load_reference(run_id: str | None) -> TrainingReference | None:
     return reference
 
 
+def _local_reference_folder(run_id: str) -> Path | None:
+    """The run's reference folder in a local artifact store, read without MLflow (the
+    embedded default); None where MLflow must fetch it."""
+    from pipelines.modeling import local_registry
+
+    registry = local_registry.current()
+    artifacts = registry.run_artifacts(run_id) if registry is not None else None
+    return artifacts / ARTIFACT_DIR if artifacts is not None else None
+
+
 def reference_for_version(name: str, version: str) -> TrainingReference | None:
     """The reference of a registered model version (via its training run)."""
+    from pipelines.modeling import local_registry
+
+    registry = local_registry.current()
+    if registry is not None:
+        return load_reference(registry.get_model_version(name, str(version)).run_id)
     from mlflow import MlflowClient
 
     mv = MlflowClient().get_model_version(name, str(version))

@@ -31,6 +31,7 @@ def score_source(
     Tabular files stream chunk by chunk; sequence specs and SQL sources are read whole
     (context needs the batch in time order; a query has no file digest for a batch id).
     """
+    from pipelines.modeling import local_registry
     from pipelines.modeling.registry import configure_mlflow, load_bundle, resolve_model
     from pipelines.operations.runner import operate_batch, operate_stream
     from pipelines.scoring.batch import write_scores_file
@@ -41,7 +42,9 @@ def score_source(
         import torch
 
         torch.set_num_threads(settings.score_threads)
-    configure_mlflow(settings)
+    settings.apply_environment()
+    if local_registry.current() is None:
+        configure_mlflow(settings)  # else the registry is read from its file, MLflow unloaded
     ref = resolve_model(model)
     bundle = load_bundle(ref)
     store = ResultsStore(settings.resolved_database_url)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -85,10 +86,12 @@ class Score(Base):
     """Every scored record's score, so any threshold can be re-applied later."""
 
     __tablename__ = "scores"
-    __table_args__ = (UniqueConstraint("run_id", "record_id", name="uq_score_run_record"),)
+    # (run_id, record_id) is the key: no surrogate id and no foreign key on run_id, whose
+    # per-row checks were most of a bulk COPY's cost (migration 0007). Only write_chunk
+    # writes scores, for a run it has claimed.
+    __table_args__ = (PrimaryKeyConstraint("run_id", "record_id", name="pk_scores"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("scoring_runs.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(String(36))
     record_id: Mapped[str] = mapped_column(String(256))
     score: Mapped[float] = mapped_column(Float)
     is_anomaly: Mapped[bool] = mapped_column(Boolean)

@@ -10,7 +10,6 @@ SQLite ``executemany``.
 
 from __future__ import annotations
 
-import io
 import os
 import socket
 import threading
@@ -21,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -274,8 +274,7 @@ class ProductionStoreMixin:
                 return
             except IntegrityError as exc:
                 raise RunAlreadyRunning(
-                    f"run {run_id[:8]} was claimed by another process a moment ago; "
-                    "nothing written"
+                    f"run {run_id[:8]} was claimed by another process a moment ago; nothing written"
                 ) from exc
         with self.session() as session:  # take over an abandoned run, if still abandoned
             taken = session.execute(
@@ -285,8 +284,7 @@ class ProductionStoreMixin:
             ).rowcount
         if taken != 1:
             raise RunAlreadyRunning(
-                f"run {run_id[:8]} was taken over by another process a moment ago; "
-                "nothing written"
+                f"run {run_id[:8]} was taken over by another process a moment ago; nothing written"
             )
 
     def heartbeat(self, run_id: str, owner: str) -> bool:
@@ -366,15 +364,10 @@ class ProductionStoreMixin:
         flagged = scores["is_anomaly"].astype(bool).to_numpy()
         dbapi = session.connection().connection.driver_connection
         if self.is_postgres:
-            frame = pd.DataFrame(
-                {"run_id": run_id, "record_id": record_ids, "score": values, "is_anomaly": flagged}
-            )
-            buffer = io.StringIO()
-            frame.to_csv(buffer, index=False, header=False)
             with dbapi.cursor() as cursor:
                 statement = f"COPY scores ({', '.join(SCORE_COLUMNS)}) FROM STDIN (FORMAT csv)"
                 with cursor.copy(statement) as copy:
-                    copy.write(buffer.getvalue())
+                    copy.write(_scores_csv(run_id, record_ids, values, flagged))
             return
         rows = zip(
             [run_id] * len(record_ids),
@@ -475,6 +468,31 @@ class ProductionStoreMixin:
         with self.session() as session:
             query = sa.select(sa.func.count()).select_from(RunChunk)
             return int(session.scalar(query.where(RunChunk.run_id == run_id)))
+
+
+def _scores_csv(
+    run_id: str, record_ids: np.ndarray, values: np.ndarray, flagged: np.ndarray
+) -> memoryview:
+    """The scores as CSV for ``COPY``, written by Arrow in C++ (about 10x pandas'
+    ``to_csv``). Doubles are written in their shortest round-trip form, so PostgreSQL
+    reads back the very same float; strings are quoted, so any id survives."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    n = len(record_ids)
+    table = pa.table(
+        {
+            "run_id": pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(n, dtype=np.int32)), pa.array([run_id])
+            ),
+            "record_id": pa.array(record_ids, type=pa.string()),
+            "score": pa.array(values, type=pa.float64()),
+            "is_anomaly": pa.array(flagged, type=pa.bool_()),
+        }
+    )
+    out = pa.BufferOutputStream()
+    pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=False))
+    return memoryview(out.getvalue())
 
 
 def quarantine_rows(
