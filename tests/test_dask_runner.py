@@ -1,8 +1,8 @@
 """The Dask runner (``vigil score --runner dask``) writes what single-process scoring
 writes: the same scores, flags, quarantine and run counts, on tabular data (streamed in
 chunks, a duplicate id split across chunks) and on sequence data (partitioned by entity,
-with entity history and a secondary entity that spans partitions). A real LocalCluster of
-two worker processes runs the partitions, through prefect-dask's DaskTaskRunner."""
+with entity history and a secondary entity that spans partitions). A LocalCluster of two
+workers runs the partitions as Prefect tasks, through prefect-dask's DaskTaskRunner."""
 
 from __future__ import annotations
 
@@ -123,7 +123,9 @@ _CASE: dict = {}
 
 @flow(name="dask-runner-test")
 def _on_dask() -> dict:
-    with DaskPartitions(workers=2) as partitions:
+    # Worker threads, not processes: spawned workers import torch and Prefect afresh,
+    # 20-40 s on the loaded CI machine (benchmarks/scale.py runs them as processes).
+    with DaskPartitions(workers=2, processes=False) as partitions:
         assert partitions.parts == 4
         store = ResultsStore(_CASE["url"])
         return _run_both(_CASE["bundles"], _CASE["records"], _CASE["path"], store, partitions)
