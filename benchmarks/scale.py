@@ -41,7 +41,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from prefect import flow
 
 ROW_GROUP = 100_000
 
@@ -155,7 +154,8 @@ class TreeSampler:
         times = process.cpu_times()
         return times.user + times.system
 
-    def sample(self) -> None:
+    def sample(self) -> float:
+        """Take a sample now; returns the tree's CPU seconds so far."""
         rss = 0
         processes = [self._root, *self._root.children(recursive=True)]
         for process in processes:
@@ -167,19 +167,33 @@ class TreeSampler:
                 continue
         self.peak_rss_mb = max(self.peak_rss_mb, rss / 2**20)
         self.peak_processes = max(self.peak_processes, len(processes))
+        return self.cpu_seconds
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             self.sample()
 
     def __enter__(self) -> TreeSampler:
+        global _SAMPLER
+        _SAMPLER = self
         self._thread.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
+        global _SAMPLER
+        _SAMPLER = None
         self._stop.set()
         self._thread.join()
         self.sample()
+
+
+_SAMPLER: TreeSampler | None = None
+
+
+def current_sampler() -> TreeSampler | None:
+    """The sampler of the run in progress in this process (the Dask flow reads the tree's
+    CPU before and after scoring with it)."""
+    return _SAMPLER
 
     @property
     def cpu_seconds(self) -> float:
@@ -194,7 +208,8 @@ def score_child_dask(
     """Runs in the child process: the same file through the Dask runner, in a flow."""
     from pipelines.settings import get_settings
 
-    get_settings().apply_environment()  # the temporary Prefect API's home and timeouts
+    get_settings().apply_environment()  # before Prefect is imported: its home and timeouts
+    from benchmarks.scale_dask import dask_flow
     load_at_start = [round(x, 1) for x in os.getloadavg()]
     started = time.perf_counter()
     with TreeSampler() as sampler:
@@ -209,43 +224,6 @@ def score_child_dask(
         peak_processes=sampler.peak_processes,
     )
     return figures
-
-
-@flow(name="scale-dask")
-def dask_flow(
-    bundle_dir: str, data: str, url: str, chunk_size: int, threads: int, workers: int
-) -> dict:
-    """The Dask run as a Prefect flow (its partitions are the flow's task runs; a flow
-    object travels with each task, so this one is module-level)."""
-    from pipelines.intake.stream import open_stream
-    from pipelines.modeling.bundle import ScoringBundle
-    from pipelines.scoring.batch import score_stream
-    from pipelines.scoring.scaleout import DaskPartitions
-    from pipelines.store import ResultsStore
-
-    flow_started = time.perf_counter()
-    bundle = ScoringBundle.load(bundle_dir)
-    store = ResultsStore(url)
-    with DaskPartitions(workers=workers, threads=threads or None) as partitions:
-        cluster_seconds = time.perf_counter() - flow_started
-        started = time.perf_counter()
-        report = score_stream(
-            bundle=bundle, stream=open_stream(data, chunk_size), store=store,
-            model_name="scale-vae", model_version="1", model_alias=None,
-            partitions=partitions,
-        )  # fmt: skip
-        seconds = time.perf_counter() - started
-    return {
-        "runner": f"dask LocalCluster {workers} workers",
-        "torch_threads": threads or "default",
-        "rows_in": report.rows_in,
-        "rows_scored": report.rows_scored,
-        "rows_quarantined": report.rows_quarantined,
-        "rows_flagged": report.rows_flagged,
-        "seconds": round(seconds, 2),
-        "rows_per_second": round(report.rows_in / seconds),
-        "cluster_start_seconds": round(cluster_seconds, 2),
-    }
 
 
 def phase_figures(bundle, store, data: str, chunk_size: int) -> dict:
@@ -443,18 +421,20 @@ def write_dask_markdown(report: dict, path: Path) -> None:
         "API), PostgreSQL's own work not included.",
         "",
         "| rows | runner | torch threads | load at start / end | seconds | rows/s "
-        "| seconds with start-up | cluster start s | CPU s | rows per CPU s | peak RSS MB "
-        "(driver) | scored | quarantined | flagged |",
-        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| seconds with start-up | cluster start s | CPU s (scoring only) | rows per CPU s "
+        "(scoring only) | peak RSS MB (driver) | scored | quarantined | flagged |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---|---|---|---:|---:|---:|",
     ]
     for r in report["results"]:
         driver = r.get("driver_peak_rss_mb", r["peak_rss_mb"])
+        scoring_cpu = r.get("scoring_cpu_seconds") or r["cpu_seconds"]
         lines.append(
             f"| {r['rows']:,} | {r.get('runner', 'local')} | {r['torch_threads']} | "
             f"{r['load_at_start'][0]} / {r['load_at_end'][0]} | {r['seconds']} | "
             f"{r['rows_per_second']:,} | {r.get('seconds_with_startup', '-')} | "
-            f"{r.get('cluster_start_seconds', '-')} | {r['cpu_seconds']} | "
-            f"{round(r['rows_in'] / max(r['cpu_seconds'], 1e-9)):,} | "
+            f"{r.get('cluster_start_seconds', '-')} | {r['cpu_seconds']} ({scoring_cpu}) | "
+            f"{round(r['rows_in'] / max(r['cpu_seconds'], 1e-9)):,} "
+            f"({round(r['rows_in'] / max(scoring_cpu, 1e-9)):,}) | "
             f"{r['peak_rss_mb']:,} ({driver:,}) | {r['rows_scored']:,} | "
             f"{r['rows_quarantined']:,} | {r['rows_flagged']:,} |"
         )

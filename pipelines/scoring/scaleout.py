@@ -28,6 +28,10 @@ def score_partition(work: Callable[[Any], Any], item: Any, threads: int | None =
     return work(item)
 
 
+def _import_scoring() -> None:
+    import pipelines.scoring.batch  # noqa: F401
+
+
 class DaskPartitions:
     """Partitions as Prefect tasks on a Dask cluster through ``DaskTaskRunner``.
 
@@ -91,6 +95,9 @@ class DaskPartitions:
         self.parts = 2 * threads
         if self._in_flight is None:
             self._in_flight = 2 * threads
+        # Each worker imports the scoring code (torch, pandas, the detectors) now, all at
+        # once, rather than on its first partition while the driver waits on it.
+        self._runner.client.run(_import_scoring)
         return self
 
     def __exit__(self, *exc_info) -> None:
