@@ -186,6 +186,12 @@ class TreeSampler:
         self._thread.join()
         self.sample()
 
+    @property
+    def cpu_seconds(self) -> float:
+        own = self._cpu.get(self._root.pid, self._base) - self._base
+        others = sum(v for pid, v in self._cpu.items() if pid != self._root.pid)
+        return own + others
+
 
 _SAMPLER: TreeSampler | None = None
 
@@ -194,12 +200,6 @@ def current_sampler() -> TreeSampler | None:
     """The sampler of the run in progress in this process (the Dask flow reads the tree's
     CPU before and after scoring with it)."""
     return _SAMPLER
-
-    @property
-    def cpu_seconds(self) -> float:
-        own = self._cpu.get(self._root.pid, self._base) - self._base
-        others = sum(v for pid, v in self._cpu.items() if pid != self._root.pid)
-        return own + others
 
 
 def score_child_dask(

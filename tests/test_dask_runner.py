@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from prefect import flow
+from sqlalchemy.exc import OperationalError
 
 from detectors import VAEDetector
 from detectors.thresholds import Threshold
@@ -25,6 +26,7 @@ from pipelines.scoring.batch import score_batch, score_stream
 from pipelines.scoring.scaleout import DaskPartitions
 from pipelines.store import ResultsStore
 from pipelines.store.models import Flag
+from pipelines.store.production import ProductionStoreMixin, StoreUnavailable
 from tests.conftest import FAST_VAE
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -128,10 +130,16 @@ def _on_dask() -> dict:
     with DaskPartitions(workers=2, processes=False) as partitions:
         assert partitions.parts == 4
         store = ResultsStore(_CASE["url"])
-        return _run_both(_CASE["bundles"], _CASE["records"], _CASE["path"], store, partitions)
+        reports = _run_both(_CASE["bundles"], _CASE["records"], _CASE["path"], store, partitions)
+        reports["resumed"] = score_stream(
+            bundle=_CASE["bundles"][0], stream=open_stream(_CASE["path"], 40),
+            store=ResultsStore(_CASE["resume_url"]), model_name="tab", model_version="1",
+            model_alias=None, partitions=partitions,
+        )  # fmt: skip
+        return reports
 
 
-def test_dask_runner_writes_what_one_process_writes(tmp_path):
+def test_dask_runner_writes_what_one_process_writes(tmp_path, monkeypatch):
     records = generate_card_sequences(n_cards=40, days=14, seed=5)
     bundles = (_tabular_bundle(), _sequence_bundle(records))
     path = _tabular_file(tmp_path)
@@ -139,17 +147,47 @@ def test_dask_runner_writes_what_one_process_writes(tmp_path):
     single_store = ResultsStore(f"sqlite:///{tmp_path / 'single.db'}")
     single = _run_both(bundles, records, path, single_store)
 
-    _CASE.update(bundles=bundles, records=records, path=path, url=f"sqlite:///{tmp_path / 'd.db'}")
+    # A single-process run that dies writing chunk 3 leaves chunks 0-2 committed; the Dask
+    # runner resumes it. The duplicate in chunk 6 repeats an id of committed chunk 0: the
+    # driver still checks the skipped chunks' ids, so it is still quarantined.
+    resume_url = f"sqlite:///{tmp_path / 'resumed.db'}"
+    original = ProductionStoreMixin._bulk_scores
+    calls = {"n": 0}
+
+    def store_goes_away_in_chunk_3(self, session, run_id, scores):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OperationalError("COPY", {}, Exception("server closed the connection"))
+        original(self, session, run_id, scores)
+
+    monkeypatch.setattr(ProductionStoreMixin, "_bulk_scores", store_goes_away_in_chunk_3)
+    with pytest.raises(StoreUnavailable, match="writing chunk 3 failed"):
+        score_stream(
+            bundle=bundles[0], stream=open_stream(path, 40), store=ResultsStore(resume_url),
+            model_name="tab", model_version="1", model_alias=None,
+        )  # fmt: skip
+    monkeypatch.setattr(ProductionStoreMixin, "_bulk_scores", original)
+
+    _CASE.update(
+        bundles=bundles, records=records, path=path, resume_url=resume_url,
+        url=f"sqlite:///{tmp_path / 'd.db'}",
+    )  # fmt: skip
     spread = _on_dask()
     dask_store = ResultsStore(_CASE["url"])
 
+    resumed = spread["resumed"]
+    assert (resumed.chunks_skipped, resumed.chunks_written) == (3, 5)
+    single["resumed"] = single["tabular"]
+    stores = {"resumed": ResultsStore(resume_url)}
     for name, report in single.items():
         other = spread[name]
         counts = ("rows_in", "rows_scored", "rows_quarantined", "rows_flagged")
         assert [getattr(other, c) for c in counts] == [getattr(report, c) for c in counts]
         assert report.rows_in == report.rows_scored + report.rows_quarantined
-        assert other.chunks_written == report.chunks_written > 1
-        a, b = _written(single_store, report.run_id), _written(dask_store, other.run_id)
+        if name != "resumed":
+            assert other.chunks_written == report.chunks_written > 1
+        a = _written(single_store, report.run_id)
+        b = _written(stores.get(name, dask_store), other.run_id)
         assert b["scores"].index.equals(a["scores"].index)
         np.testing.assert_allclose(b["scores"]["score"], a["scores"]["score"], rtol=1e-6)
         assert (b["scores"]["is_anomaly"] == a["scores"]["is_anomaly"]).all()
