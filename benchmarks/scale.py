@@ -174,14 +174,10 @@ class TreeSampler:
             self.sample()
 
     def __enter__(self) -> TreeSampler:
-        global _SAMPLER
-        _SAMPLER = self
         self._thread.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
-        global _SAMPLER
-        _SAMPLER = None
         self._stop.set()
         self._thread.join()
         self.sample()
@@ -193,15 +189,6 @@ class TreeSampler:
         return own + others
 
 
-_SAMPLER: TreeSampler | None = None
-
-
-def current_sampler() -> TreeSampler | None:
-    """The sampler of the run in progress in this process (the Dask flow reads the tree's
-    CPU before and after scoring with it)."""
-    return _SAMPLER
-
-
 def score_child_dask(
     bundle_dir: str, data: str, url: str, chunk_size: int, threads: int, workers: int
 ) -> dict:
@@ -209,11 +196,12 @@ def score_child_dask(
     from pipelines.settings import get_settings
 
     get_settings().apply_environment()  # before Prefect is imported: its home and timeouts
-    from benchmarks.scale_dask import dask_flow
+    from benchmarks import scale_dask
     load_at_start = [round(x, 1) for x in os.getloadavg()]
     started = time.perf_counter()
     with TreeSampler() as sampler:
-        figures = dask_flow(bundle_dir, data, url, chunk_size, threads, workers)
+        scale_dask.SAMPLER = sampler  # read by the flow around the scoring alone
+        figures = scale_dask.dask_flow(bundle_dir, data, url, chunk_size, threads, workers)
     figures.update(
         seconds_with_startup=round(time.perf_counter() - started, 2),
         load_at_start=load_at_start,

@@ -7,6 +7,10 @@ import time
 
 from prefect import flow
 
+#: The child's process-tree sampler (``benchmarks.scale.TreeSampler``), set before the flow
+#: runs: the flow reads the tree's CPU seconds just before and after the scoring.
+SAMPLER = None
+
 
 @flow(name="scale-dask")
 def dask_flow(
@@ -23,9 +27,9 @@ def dask_flow(
     flow_started = time.perf_counter()
     bundle = ScoringBundle.load(bundle_dir)
     store = ResultsStore(url)
-    from benchmarks.scale import current_sampler
+    from benchmarks import scale_dask as this  # not a global: the flow travels pickled
 
-    sampler = current_sampler()
+    sampler = this.SAMPLER
     with DaskPartitions(workers=workers, threads=threads or None) as partitions:
         cluster_seconds = time.perf_counter() - flow_started
         cpu_before = sampler.sample() if sampler else None
