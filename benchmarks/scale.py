@@ -415,14 +415,18 @@ def write_dask_markdown(report: dict, path: Path) -> None:
     ]
     for r in report["results"]:
         driver = r.get("driver_peak_rss_mb", r["peak_rss_mb"])
-        scoring_cpu = r.get("scoring_cpu_seconds") or r["cpu_seconds"]
+        # A local child's CPU is its scoring's; a Dask child's whole run includes start-up.
+        scoring_cpu = r.get("scoring_cpu_seconds")
+        if scoring_cpu is None and "cluster_start_seconds" not in r:
+            scoring_cpu = r["cpu_seconds"]
+        per_cpu = "n/a" if scoring_cpu is None else f"{round(r['rows_in'] / scoring_cpu):,}"
         lines.append(
             f"| {r['rows']:,} | {r.get('runner', 'local')} | {r['torch_threads']} | "
             f"{r['load_at_start'][0]} / {r['load_at_end'][0]} | {r['seconds']} | "
             f"{r['rows_per_second']:,} | {r.get('seconds_with_startup', '-')} | "
-            f"{r.get('cluster_start_seconds', '-')} | {r['cpu_seconds']} ({scoring_cpu}) | "
-            f"{round(r['rows_in'] / max(r['cpu_seconds'], 1e-9)):,} "
-            f"({round(r['rows_in'] / max(scoring_cpu, 1e-9)):,}) | "
+            f"{r.get('cluster_start_seconds', '-')} | {r['cpu_seconds']} "
+            f"({'n/a' if scoring_cpu is None else scoring_cpu}) | "
+            f"{round(r['rows_in'] / max(r['cpu_seconds'], 1e-9)):,} ({per_cpu}) | "
             f"{r['peak_rss_mb']:,} ({driver:,}) | {r['rows_scored']:,} | "
             f"{r['rows_quarantined']:,} | {r['rows_flagged']:,} |"
         )
