@@ -3,6 +3,13 @@
 ``vigil score --runner dask [--dask-address tcp://HOST:8786]`` runs the score flow with
 :class:`DaskPartitions`; the scoring loop is the single-process one
 (:mod:`pipelines.scoring.batch`), so the run writes the same scores, flags and counts.
+
+Workers validate and score; the driver (the flow run) writes. Why the driver: the store
+contract stays one owner per run (``claim_run`` -> ``write_chunk`` -> ``complete_run``
+under one lease, chunks in order, numbered as a local run numbers them), so a re-run
+local or on Dask skips the same committed chunks; workers need no database credentials;
+and a worker lost mid-partition leaves nothing half-written. The cost is that every
+chunk's results travel back to the driver (scores, and flags for flagged rows only).
 """
 
 from __future__ import annotations
@@ -36,8 +43,9 @@ class DaskPartitions:
     """Partitions as Prefect tasks on a Dask cluster through ``DaskTaskRunner``.
 
     ``address``: a running scheduler (``tcp://host:8786``); None starts a ``LocalCluster``
-    of ``workers`` processes with one thread each (6-9 s of start-up per run, see
-    ``shared/STACK.md``). At most ``in_flight`` partitions are submitted and not yet
+    of ``workers`` processes with one thread each (6-9 s of start-up per run on an idle
+    machine per ``shared/STACK.md``; 19-36 s measured here under load, workers' imports
+    included). At most ``in_flight`` partitions are submitted and not yet
     collected (default: two per worker thread), so the driver's memory holds a bounded
     number of chunks however long the input. ``threads``: torch threads per task.
 
