@@ -3,6 +3,14 @@
     python -m benchmarks.scale --rows 1000000 --url postgresql+psycopg://postgres@127.0.0.1:5432/test
     python -m benchmarks.scale --rows 1000000 10000000 --url ...   # peak RSS of 1M vs 10M
     python -m benchmarks.scale --rows 1000000 --threads 1 2 --knn-views input,latent none
+    python -m benchmarks.scale --rows 1000000 --threads 1 --runners local dask --markdown "" \
+        --dask-out benchmarks/results/scale_dask.json --url ...   # Dask LocalCluster vs one process
+
+``--runners dask`` scores the same file through the Dask runner (``DaskPartitions``, a
+LocalCluster of ``--dask-workers`` processes with one torch thread each) inside a Prefect
+flow, as ``vigil score --runner dask`` does. Its CPU seconds and peak RSS are the whole
+process tree's (driver, Dask scheduler, nannies and workers, the temporary Prefect API),
+sampled every half second; the driver's own peak RSS is reported beside them.
 
 Each (knn views, threads) pair is one configuration: ``--knn-views none`` trains the
 same VAE without its kNN views (the pipeline's own ceiling, since the kNN distances are
@@ -105,6 +113,7 @@ def score_child(bundle_dir: str, data: str, url: str, chunk_size: int, threads: 
     cpu_seconds = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
+        "runner": "local (one process)",
         "torch_threads": torch.get_num_threads(),
         "load_at_start": load_at_start,
         "load_at_end": [round(x, 1) for x in os.getloadavg()],
@@ -135,6 +144,91 @@ def _time_calls(obj, method: str) -> dict:
 
     setattr(obj, method, wrapper)
     return timed
+
+
+class TreeSampler:
+    """CPU seconds and peak RSS of this process and all its descendants (Dask workers,
+    the Prefect API server), sampled in a thread; an ended process keeps its last CPU."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        import threading
+
+        import psutil
+
+        self._psutil = psutil
+        self._root = psutil.Process()
+        self._cpu: dict[int, float] = {}
+        self._base = self._cpu_of(self._root)
+        self.peak_rss_mb = 0.0
+        self.peak_processes = 0
+        self._stop = threading.Event()
+        self._interval = interval
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _cpu_of(process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    def sample(self) -> float:
+        """Take a sample now; returns the tree's CPU seconds so far."""
+        rss = 0
+        processes = [self._root, *self._root.children(recursive=True)]
+        for process in processes:
+            try:
+                with process.oneshot():
+                    rss += process.memory_info().rss
+                    self._cpu[process.pid] = self._cpu_of(process)
+            except self._psutil.Error:
+                continue
+        self.peak_rss_mb = max(self.peak_rss_mb, rss / 2**20)
+        self.peak_processes = max(self.peak_processes, len(processes))
+        return self.cpu_seconds
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.sample()
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    @property
+    def cpu_seconds(self) -> float:
+        own = self._cpu.get(self._root.pid, self._base) - self._base
+        others = sum(v for pid, v in self._cpu.items() if pid != self._root.pid)
+        return own + others
+
+
+def score_child_dask(
+    bundle_dir: str, data: str, url: str, chunk_size: int, threads: int, workers: int
+) -> dict:
+    """Runs in the child process: the same file through the Dask runner, in a flow."""
+    from pipelines.settings import get_settings
+
+    get_settings().apply_environment()  # before Prefect is imported: its home and timeouts
+    from benchmarks import scale_dask
+
+    load_at_start = [round(x, 1) for x in os.getloadavg()]
+    started = time.perf_counter()
+    with TreeSampler() as sampler:
+        scale_dask.SAMPLER = sampler  # read by the flow around the scoring alone
+        figures = scale_dask.dask_flow(bundle_dir, data, url, chunk_size, threads, workers)
+    figures.update(
+        seconds_with_startup=round(time.perf_counter() - started, 2),
+        load_at_start=load_at_start,
+        load_at_end=[round(x, 1) for x in os.getloadavg()],
+        cpu_seconds=round(sampler.cpu_seconds, 1),
+        peak_rss_mb=round(sampler.peak_rss_mb),
+        driver_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        peak_processes=sampler.peak_processes,
+    )
+    return figures
 
 
 def phase_figures(bundle, store, data: str, chunk_size: int) -> dict:
@@ -194,6 +288,8 @@ def run(
     threads: list[int],
     knn_views: list[str],
     data_dir: Path | None = None,
+    runners: tuple[str, ...] = ("local",),
+    dask_workers: int = 2,
 ) -> dict:
     """Every configuration on every size, configurations interleaved per size (the machine
     is shared: neighbouring runs see about the same load)."""
@@ -209,12 +305,16 @@ def run(
             write_parquet(data, rows)
         for views, bundle_dir in bundles.items():
             for n_threads in threads:
-                figures = _score_in_child(engine, url, bundle_dir, data, chunk_size, n_threads)
-                figures.update(
-                    rows=rows, knn_views=views, file_mb=round(data.stat().st_size / 2**20, 1)
-                )
-                print(json.dumps(figures), flush=True)
-                results.append(figures)
+                for runner in runners:
+                    figures = _score_in_child(
+                        engine, url, bundle_dir, data, chunk_size, n_threads,
+                        runner=runner, workers=dask_workers,
+                    )  # fmt: skip
+                    figures.update(
+                        rows=rows, knn_views=views, file_mb=round(data.stat().st_size / 2**20, 1)
+                    )
+                    print(json.dumps(figures), flush=True)
+                    results.append(figures)
         if not kept and data_dir is None:
             data.unlink()
     return {"meta": _meta(url, chunk_size), "results": results}
@@ -227,16 +327,23 @@ def _views(name: str) -> tuple[str, ...] | None:
     return () if name == "none" else tuple(name.split(","))
 
 
-def _score_in_child(engine, url: str, bundle_dir: Path, data: Path, chunk_size: int, threads):
+def _score_in_child(
+    engine, url: str, bundle_dir: Path, data: Path, chunk_size: int, threads, *,
+    runner: str = "local", workers: int = 2,
+):  # fmt: skip
     import sqlalchemy as sa
 
     schema = f"vigil_scale_{uuid.uuid4().hex[:8]}"
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     try:
+        arguments = [str(bundle_dir), str(data), with_schema(url, schema), str(chunk_size)]
+        if runner == "dask":
+            arguments = ["--child-dask", *arguments, str(threads), str(workers)]
+        else:
+            arguments = ["--child", *arguments, str(threads)]
         child = subprocess.run(
-            [sys.executable, "-m", "benchmarks.scale", "--child", str(bundle_dir), str(data),
-             with_schema(url, schema), str(chunk_size), str(threads)],
+            [sys.executable, "-m", "benchmarks.scale", *arguments],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if child.returncode != 0:
@@ -302,6 +409,47 @@ def write_markdown(report: dict, path: Path) -> None:
     write_section(path, "scale", lines)
 
 
+def write_dask_markdown(report: dict, path: Path) -> None:
+    """The scale-dask section of RESULTS.md: the Dask runner against one process."""
+    from benchmarks.report import write_section
+
+    meta = report["meta"]
+    lines = [
+        "# Benchmark results: Dask LocalCluster against one process (streamed scoring)",
+        "",
+        f"Run {meta['date']} on {meta['machine']}, Python {meta['python']}. Store: "
+        f"{meta['store']}; chunk {meta['chunk_size']:,} rows; the same Parquet file and VAE "
+        "for every row of the table. seconds / rows/s: `score_stream` alone; with start-up: "
+        "the child's whole run (Prefect's temporary API and the LocalCluster for Dask). "
+        "CPU s and peak RSS: the process tree (Dask: driver + scheduler + workers + Prefect "
+        "API), PostgreSQL's own work not included.",
+        "",
+        "| rows | runner | torch threads | load at start / end | seconds | rows/s "
+        "| seconds with start-up | cluster start s | CPU s (scoring only) | rows per CPU s "
+        "(scoring only) | peak RSS MB (driver) | scored | quarantined | flagged |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---|---|---|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        driver = r.get("driver_peak_rss_mb", r["peak_rss_mb"])
+        # A local child's CPU is its scoring's; a Dask child's whole run includes start-up.
+        scoring_cpu = r.get("scoring_cpu_seconds")
+        if scoring_cpu is None and "cluster_start_seconds" not in r:
+            scoring_cpu = r["cpu_seconds"]
+        per_cpu = "n/a" if scoring_cpu is None else f"{round(r['rows_in'] / scoring_cpu):,}"
+        lines.append(
+            f"| {r['rows']:,} | {r.get('runner', 'local')} | {r['torch_threads']} | "
+            f"{r['load_at_start'][0]} / {r['load_at_end'][0]} | {r['seconds']} | "
+            f"{r['rows_per_second']:,} | {r.get('seconds_with_startup', '-')} | "
+            f"{r.get('cluster_start_seconds', '-')} | {r['cpu_seconds']} "
+            f"({'n/a' if scoring_cpu is None else scoring_cpu}) | "
+            f"{round(r['rows_in'] / max(r['cpu_seconds'], 1e-9)):,} ({per_cpu}) | "
+            f"{r['peak_rss_mb']:,} ({driver:,}) | {r['rows_scored']:,} | "
+            f"{r['rows_quarantined']:,} | {r['rows_flagged']:,} |"
+        )
+    lines += ["", f"Command: `{meta.get('command', 'python -m benchmarks.scale')}`"]
+    write_section(path, "scale-dask", lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
@@ -312,11 +460,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[0], help="0: torch's default")
     parser.add_argument("--knn-views", nargs="+", default=["input,latent"])
     parser.add_argument("--data-dir", default=None, help="keep the Parquet files here (reused)")
+    parser.add_argument("--runners", nargs="+", default=["local"], choices=["local", "dask"])
+    parser.add_argument("--dask-workers", type=int, default=2, help="LocalCluster processes")
     parser.add_argument("--child", nargs=5, metavar=("BUNDLE", "DATA", "URL", "CHUNK", "THREADS"))
+    parser.add_argument(
+        "--child-dask", nargs=6, metavar=("BUNDLE", "DATA", "URL", "CHUNK", "THREADS", "WORKERS")
+    )
     args = parser.parse_args(argv)
     if args.child:
         bundle_dir, data, url, chunk, threads = args.child
         print(json.dumps(score_child(bundle_dir, data, url, int(chunk), int(threads))))
+        return
+    if args.child_dask:
+        bundle_dir, data, url, chunk, threads, workers = args.child_dask
+        figures = score_child_dask(bundle_dir, data, url, int(chunk), int(threads), int(workers))
+        print(json.dumps(figures))
         return
     if not args.url:
         parser.error("give --url (a PostgreSQL SQLAlchemy URL) or set VIGIL_BENCH_POSTGRES_URL")
@@ -325,12 +483,15 @@ def main(argv: list[str] | None = None) -> None:
         report = run(
             args.rows, args.url, args.chunk_size, Path(tmp), threads=args.threads,
             knn_views=args.knn_views, data_dir=Path(args.data_dir) if args.data_dir else None,
+            runners=tuple(args.runners), dask_workers=args.dask_workers,
         )  # fmt: skip
     report["meta"]["command"] = "python -m benchmarks.scale " + " ".join(argv or sys.argv[1:])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    if args.markdown:
+    if args.markdown and "dask" in args.runners:
+        write_dask_markdown(report, Path(args.markdown))
+    elif args.markdown:
         write_markdown(report, Path(args.markdown))
     print(f"wrote {out}")
 

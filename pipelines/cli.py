@@ -281,18 +281,37 @@ def _percent(value: float | None) -> str:
 @click.option("--batch-id", default=None, help="Default: a hash of the batch content.")
 @click.option("--table", default=None, help="SQL table, when --data is a database URL.")
 @click.option("--query", default=None, help="SQL query, when --data is a database URL.")
+@click.option(
+    "--runner",
+    type=click.Choice(["local", "dask"]),
+    default=None,
+    help="Score in this process (local) or across a Dask cluster through prefect-dask "
+    "(dask). Default: VIGIL_SCORE_RUNNER, else local.",
+)
+@click.option(
+    "--dask-address",
+    default=None,
+    help="Dask scheduler (tcp://HOST:8786) for --runner dask. Default: VIGIL_DASK_ADDRESS, "
+    "else a LocalCluster of VIGIL_DASK_WORKERS processes started for this run.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def score(data, model, out, batch_id, table, query, as_json) -> None:
+def score(data, model, out, batch_id, table, query, runner, dask_address, as_json) -> None:
     """Score a batch with a registered model and store scores and flags.
 
-    Runs as the Prefect ``score`` flow when PREFECT_API_URL is set, else as the same plain
-    function in this process. Exit code 3: the batch is being scored by another process.
+    Runs as the Prefect ``score`` flow when PREFECT_API_URL is set or with --runner dask
+    (its partitions are Prefect tasks), else as the same plain function in this process.
+    Exit code 3: the batch is being scored by another process.
     """
+    from pipelines.settings import get_settings
+
+    runner = runner or get_settings().score_runner
+    if dask_address and runner != "dask":
+        raise click.UsageError("--dask-address needs --runner dask")
     arguments = dict(data=str(data), model=model, batch_id=batch_id, out=out, table=table)
-    if _use_prefect():
+    if _use_prefect() or runner == "dask":
         from pipelines.flows import score_flow
 
-        result = score_flow(**arguments, query=query)
+        result = score_flow(**arguments, query=query, runner=runner, dask_address=dask_address)
     else:
         from pipelines.scoring.job import score_source
 

@@ -203,14 +203,17 @@ def score_flow(
     table: str | None = None,
     query: str | None = None,
     shadow: bool = True,
+    runner: str | None = None,
+    dask_address: str | None = None,
 ) -> dict[str, Any]:
     """Resolve the champion → read and validate the batch (streamed for large files) →
-    score in chunks → store → drift watch → the challenger in shadow."""
+    score in chunks (``runner="dask"``: partitions as tasks on a Dask cluster) → store →
+    drift watch → the challenger in shadow."""
     from pipelines.scoring.job import score_source
 
     result = score_source(
         data=data, model=model, batch_id=batch_id, out=out, table=table, query=query,
-        shadow=shadow,
+        shadow=shadow, runner=runner, dask_address=dask_address,
     )  # fmt: skip
     report_health(result.get("health"), run_id=result["run_id"], model=result["model"])
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -67,6 +68,19 @@ class VigilSettings(BaseSettings):
         gt=0,
         description="torch threads for scoring (None: torch's default, one per core). "
         "1 is faster on a machine other processes share (no spinning thread pool).",
+    )
+    score_runner: Literal["local", "dask"] = Field(
+        default="local",
+        description="Where `vigil score` scores: this process (local) or a Dask cluster "
+        "through prefect-dask (dask; runs as the Prefect score flow).",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="Dask scheduler for the dask runner (tcp://HOST:8786); None starts a "
+        "LocalCluster of dask_workers processes for each run (6-9 s of start-up).",
+    )
+    dask_workers: int = Field(
+        default=2, gt=0, description="LocalCluster worker processes (one thread each)."
     )
     max_reasons: int = Field(default=3, gt=0, description="Top reasons stored per flag.")
     run_lease_seconds: float = Field(

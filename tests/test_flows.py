@@ -81,7 +81,24 @@ def test_score_flow_is_idempotent_and_model_loads_in_a_fresh_process(demo_files,
     assert first["rows_flagged"] > 0 and not first["already_scored"]
     second = score_flow(data=str(score), model=model)
     assert second["already_scored"] and second["run_id"] == first["run_id"]
+
+    # The same batch through the Dask runner (a scheduler address, as in production; the
+    # cluster's worker is a thread here) writes the same scores as a run of its own.
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        spread = score_flow(
+            data=str(score), model=model, batch_id="dask-run", runner="dask",
+            dask_address=cluster.scheduler_address,
+        )  # fmt: skip
+    assert spread["run_id"] != first["run_id"] and not spread["already_scored"]
+    counts = ("rows_in", "rows_scored", "rows_quarantined", "rows_flagged")
+    assert [spread[c] for c in counts] == [first[c] for c in counts]
     store = ResultsStore(get_settings().resolved_database_url)
+    single, dask = (
+        store.scores_frame(r["run_id"]).set_index("record_id").sort_index() for r in (first, spread)
+    )
+    pd.testing.assert_frame_equal(dask, single)
     assert store.count(Score, first["run_id"]) == 400
     assert store.count(Flag, first["run_id"]) == first["rows_flagged"]
     assert out.exists()

@@ -131,12 +131,72 @@ class ValidationResult:
         return lines
 
 
+def _require_columns(batch: Batch, spec: DatasetSpec, *, require_label: bool = False) -> None:
+    """A batch without a column the spec requires is refused whole, naming what it has."""
+    frame = batch.frame
+    required = list(spec.required_columns)
+    if require_label and spec.label_column:
+        required.append(spec.label_column)
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DataSourceError(
+            f"{batch.source}: missing column(s) {missing} required by spec {spec.name!r} "
+            f"(found: {_shown_columns(frame.columns)}){_delimiter_hint(frame.columns)}"
+        )
+
+
+@dataclass
+class IdCheck:
+    """Each row's id as text, which ids are missing, which repeat an earlier row of the
+    batch (``first_seen``: the row number each repeated id was first at)."""
+
+    id_text: pd.Series
+    missing_id: pd.Series
+    duplicated: pd.Series
+    first_seen: dict
+
+
+def check_ids(batch: Batch, spec: DatasetSpec, seen_ids: SeenIds | None = None) -> IdCheck:
+    """Missing and duplicate ids of one batch (or chunk), the first occurrence kept.
+
+    ``seen_ids`` carries ids across the chunks of one streamed batch and is updated here:
+    chunks must be checked in file order, so this is the one sequential step of a
+    partitioned run (its driver calls it before a chunk is dispatched)."""
+    _require_columns(batch, spec)
+    ids = batch.frame[spec.id_column]
+    n = len(ids)
+    row_numbers = np.arange(n) + batch.first_row_number
+    id_text = ids.astype("string").str.strip()
+    missing_id = id_text.isna() | (id_text == "")
+    duplicated = id_text.duplicated(keep="first") & ~missing_id
+    first_seen: dict = {}
+    if duplicated.any():
+        # Positions, not index labels: a streamed chunk's frame keeps the file's row index.
+        first_rows = np.flatnonzero((~missing_id & ~duplicated).to_numpy())
+        first_seen = dict(zip(id_text.iloc[first_rows], row_numbers[first_rows], strict=True))
+    if seen_ids is not None:
+        candidates = (~missing_id & ~duplicated).to_numpy()
+        earlier = seen_ids.first_rows(id_text[candidates])
+        repeated = np.zeros(n, dtype=bool)
+        repeated[np.flatnonzero(candidates)[earlier >= 0]] = True
+        for index, first_row in zip(
+            np.flatnonzero(candidates)[earlier >= 0], earlier[earlier >= 0], strict=True
+        ):
+            first_seen[id_text.iloc[index]] = int(first_row)
+        duplicated |= repeated
+        seen_ids.add(id_text[candidates & ~repeated], row_numbers[candidates & ~repeated])
+    return IdCheck(
+        id_text=id_text, missing_id=missing_id, duplicated=duplicated, first_seen=first_seen
+    )
+
+
 def validate_batch(
     batch: Batch,
     spec: DatasetSpec,
     *,
     require_label: bool = False,
     seen_ids: SeenIds | None = None,
+    ids_checked: IdCheck | None = None,
     max_field_chars: int = MAX_FIELD_CHARS,
 ) -> ValidationResult:
     """Type the batch by the spec and split it into clean rows and quarantined rows.
@@ -148,18 +208,12 @@ def validate_batch(
     Empty numeric cells are allowed: the detector's encoder imputes them.
 
     ``seen_ids`` carries ids across the chunks of one streamed batch, so a duplicate in a
-    later chunk is caught too. Quarantined text is cut to ``max_field_chars`` and says so.
+    later chunk is caught too. ``ids_checked``: the same check done already by
+    :func:`check_ids` (a partitioned run checks ids on the driver, in file order, before
+    chunks go to workers). Quarantined text is cut to ``max_field_chars`` and says so.
     """
     frame = batch.frame
-    required = list(spec.required_columns)
-    if require_label and spec.label_column:
-        required.append(spec.label_column)
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise DataSourceError(
-            f"{batch.source}: missing column(s) {missing} required by spec {spec.name!r} "
-            f"(found: {_shown_columns(frame.columns)}){_delimiter_hint(frame.columns)}"
-        )
+    _require_columns(batch, spec, require_label=require_label)
     n = len(frame)
     row_numbers = np.arange(n) + batch.first_row_number
     problems: list[dict] = []
@@ -181,31 +235,16 @@ def validate_batch(
 
     typed = pd.DataFrame(index=frame.index)
     ids = frame[spec.id_column]
-    id_text = ids.astype("string").str.strip()
-    missing_id = id_text.isna() | (id_text == "")
+    if ids_checked is None:
+        ids_checked = check_ids(batch, spec, seen_ids)
+    id_text, missing_id = ids_checked.id_text, ids_checked.missing_id
+    duplicated, first_seen = ids_checked.duplicated, ids_checked.first_seen
     flag(missing_id.to_numpy(), spec.id_column, ids, "missing id")
     if batch.undecodable:
         undecodable = np.isin(row_numbers, list(batch.undecodable))
         flag(undecodable, None, None, lambda i: batch.undecodable[int(row_numbers[i])])
     too_long = (id_text.str.len() > MAX_ID_CHARS).fillna(False).to_numpy()
     flag(too_long, spec.id_column, ids, f"id longer than {MAX_ID_CHARS} characters")
-    duplicated = id_text.duplicated(keep="first") & ~missing_id
-    first_seen: dict = {}
-    if duplicated.any():
-        # Positions, not index labels: a streamed chunk's frame keeps the file's row index.
-        first_rows = np.flatnonzero((~missing_id & ~duplicated).to_numpy())
-        first_seen = dict(zip(id_text.iloc[first_rows], row_numbers[first_rows], strict=True))
-    if seen_ids is not None:
-        candidates = (~missing_id & ~duplicated).to_numpy()
-        earlier = seen_ids.first_rows(id_text[candidates])
-        repeated = np.zeros(n, dtype=bool)
-        repeated[np.flatnonzero(candidates)[earlier >= 0]] = True
-        for index, first_row in zip(
-            np.flatnonzero(candidates)[earlier >= 0], earlier[earlier >= 0], strict=True
-        ):
-            first_seen[id_text.iloc[index]] = int(first_row)
-        duplicated |= repeated
-        seen_ids.add(id_text[candidates & ~repeated], row_numbers[candidates & ~repeated])
     flag(
         duplicated.to_numpy(),
         spec.id_column,

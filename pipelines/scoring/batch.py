@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +28,18 @@ from pipelines.intake.ingest import (
     MAX_FIELD_CHARS,
     QUARANTINE_COLUMNS,
     Batch,
+    IdCheck,
     SeenIds,
     ValidationResult,
     bound_text,
+    check_ids,
     validate_batch,
 )
 from pipelines.intake.stream import BatchStream
-from pipelines.modeling.bundle import ScoringBundle
+from pipelines.modeling.bundle import PreparedRecords, ScoringBundle
 from pipelines.progress import progress
 from pipelines.scoring.history import EntityHistory, load_entity_history, save_entity_history
+from pipelines.scoring.partitions import IN_PROCESS, Partitions
 from pipelines.store import ResultsStore
 from pipelines.store.production import ChunkWrite, RunClaimTicket
 
@@ -193,10 +197,17 @@ def score_stream(
     max_field_chars: int = MAX_FIELD_CHARS,
     role: str = "primary",
     commit_with: Callable | None = None,
+    partitions: Partitions = IN_PROCESS,
 ) -> ScoreReport:
     """Tabular scoring with bounded memory: read, validate, score and write one chunk at
     a time. Ids are checked for duplicates across chunks too. ``role`` and ``commit_with``
-    as in :func:`score_batch`."""
+    as in :func:`score_batch`.
+
+    ``partitions``: where chunks are validated and scored (:mod:`.partitions`). This
+    process reads the chunks, checks their ids in file order (a duplicate in a later
+    chunk is quarantined whichever worker gets it) and skips committed chunks before
+    anything is dispatched; it writes every chunk itself, in chunk order, so chunk numbers
+    and the store contract are those of a single-process run (workers need no store)."""
     started = time.perf_counter()
     if bundle.spec.is_sequence:
         raise ValueError("sequence specs need the whole batch in time order: use score_batch")
@@ -219,35 +230,31 @@ def score_stream(
             return _report(ticket.run, already=True)
         seen = SeenIds()
         written = skipped = 0
+
+        def jobs() -> Iterator[_StreamJob]:
+            nonlocal skipped
+            for number, chunk in enumerate(stream.chunks()):
+                checked = check_ids(chunk, bundle.spec, seen)  # in file order, here
+                if number in ticket.committed_chunks:
+                    skipped += 1  # committed by an earlier, interrupted run
+                    continue
+                yield _StreamJob(number=number, chunk=chunk, ids=checked)
+
+        work = partial(
+            _validate_and_score,
+            bundle,
+            chunk_size=chunk_size,
+            target=target,
+            max_field_chars=max_field_chars,
+        )
         with (
             progress("score", total=stream.chunk_count(), unit="chunks") as advance,
             _ChunkWriter(store, ticket) as writer,
         ):
-            for number, chunk in enumerate(stream.chunks()):
-                validated = validate_batch(
-                    chunk, bundle.spec, seen_ids=seen, max_field_chars=max_field_chars
-                )
-                if number in ticket.committed_chunks:
-                    skipped += 1  # committed by an earlier, interrupted run
-                    continue
-                write = _score_chunk(
-                    bundle,
-                    validated.clean,
-                    validated.clean,
-                    None,
-                    number=number,
-                    chunk_size=chunk_size,
-                    first_row=chunk.first_row_number,
-                    row_numbers=validated.clean_row_numbers,
-                    rows_in=validated.rows_in,
-                    quarantined=validated.quarantined,
-                    rows_quarantined=validated.rows_quarantined,
-                    target=target,
-                    max_field_chars=max_field_chars,
-                )
+            for write in partitions.map(work, jobs()):
                 writer.submit(write)
                 written += 1
-                advance(1, rows=chunk.first_row_number + validated.rows_in - 1)
+                advance(1, rows=write.first_row + write.rows_in - 1)
         finished = store.complete_run(
             ticket.run.id, ticket.owner, group_by_entity=bundle.spec.is_sequence,
             score_seconds=time.perf_counter() - started, commit_with=commit_with,
@@ -272,9 +279,16 @@ def score_batch(
     max_field_chars: int = MAX_FIELD_CHARS,
     role: str = "primary",
     commit_with: Callable | None = None,
+    partitions: Partitions = IN_PROCESS,
 ) -> ScoreReport:
     """Score a batch already in memory (sequence mode, SQL sources) and write it in
     chunks; quarantined rows are stored with the first chunk, not scored.
+
+    ``partitions`` (:mod:`.partitions`): tabular chunks are scored there; in sequence mode
+    the batch is split by entity (each entity's records, and its history, in one part) and
+    the parts are scored there. Context features are built here over the whole batch first
+    (features of a secondary entity, such as a terminal, span cards). This process writes
+    every chunk, numbered as a single-process run numbers them.
 
     ``role="shadow"``: a second model on the same batch; scores are stored, flags are not
     (only the champion's reach the review queue), entity history is left to the primary.
@@ -300,50 +314,48 @@ def score_batch(
             return _report(ticket.run, already=True)
         clean = validated.clean
         n_chunks = max(1, math.ceil(len(clean) / chunk_size))
-        score_slice: Callable[[int, int], tuple[pd.DataFrame, pd.DataFrame]]
+        scored: pd.DataFrame | None = None
         if bundle.spec.is_sequence:
             # Context needs the whole batch in time order and the kept entity history, so
             # the batch is scored in one (internally batched) pass and written in chunks.
             history = load_entity_history(store, bundle.spec, clean)
             prepared = bundle.prepare(clean, history.frame)
-            scored = bundle.score_prepared(prepared)
-
-            def score_slice(start: int, stop: int):
-                return scored.iloc[start:stop], prepared.features.iloc[start:stop]
-        else:
-
-            def score_slice(start: int, stop: int):
-                chunk = clean.iloc[start:stop]
-                return (bundle.score(chunk) if len(chunk) else None), chunk
+            scored = score_by_entity(bundle, prepared, partitions)
 
         written = skipped = 0
-        with (
-            progress("score", total=n_chunks, unit="batches") as advance,
-            _ChunkWriter(store, ticket) as writer,
-        ):
+
+        def jobs() -> Iterator[_BatchJob]:
+            nonlocal skipped
             for number in range(n_chunks):
                 if number in ticket.committed_chunks:
                     skipped += 1
                     continue
                 start, stop = number * chunk_size, (number + 1) * chunk_size
-                result, snapshot = score_slice(start, stop)
                 first = number == 0
                 chunk = clean.iloc[start:stop]
-                write = _score_chunk(
-                    bundle,
-                    chunk,
-                    snapshot,
-                    result,
+                yield _BatchJob(
                     number=number,
-                    chunk_size=chunk_size,
+                    chunk=chunk,
+                    snapshot=None if scored is None else prepared.features.iloc[start:stop],
+                    result=None if scored is None else scored.iloc[start:stop],
                     first_row=batch.first_row_number + start,
                     row_numbers=validated.clean_row_numbers[start:stop],
                     rows_in=len(chunk) + (validated.rows_quarantined if first else 0),
                     quarantined=validated.quarantined if first else _no_quarantine(),
                     rows_quarantined=validated.rows_quarantined if first else 0,
-                    target=target,
-                    max_field_chars=max_field_chars,
                 )
+
+        work = partial(
+            _score_job, bundle, chunk_size=chunk_size, target=target,
+            max_field_chars=max_field_chars,
+        )  # fmt: skip
+        # Sequence mode was scored above, by entity: its chunks only need their flags.
+        chunk_partitions = IN_PROCESS if scored is not None else partitions
+        with (
+            progress("score", total=n_chunks, unit="batches") as advance,
+            _ChunkWriter(store, ticket) as writer,
+        ):
+            for write in chunk_partitions.map(work, jobs()):
                 writer.submit(write)
                 written += 1
                 advance(1, flagged=len(write.flags))
@@ -366,6 +378,126 @@ def score_batch(
     if history is not None:
         report.history = history.describe()
     return report
+
+
+@dataclass
+class _StreamJob:
+    """A streamed chunk as read, with its ids checked (in file order) by the driver."""
+
+    number: int
+    chunk: Batch
+    ids: IdCheck
+
+
+@dataclass
+class _BatchJob:
+    """A chunk of a batch held in memory: clean rows, scored already in sequence mode."""
+
+    number: int
+    chunk: pd.DataFrame
+    snapshot: pd.DataFrame | None  # None: the chunk itself
+    result: pd.DataFrame | None  # None: score it here
+    first_row: int
+    row_numbers: np.ndarray
+    rows_in: int
+    quarantined: pd.DataFrame
+    rows_quarantined: int
+
+
+def _validate_and_score(
+    bundle: ScoringBundle,
+    job: _StreamJob,
+    *,
+    chunk_size: int,
+    target: RunTarget,
+    max_field_chars: int,
+) -> ChunkWrite:
+    """One streamed chunk, validated and scored into what the store writes (a partition:
+    it runs wherever ``partitions`` puts it)."""
+    validated = validate_batch(
+        job.chunk, bundle.spec, ids_checked=job.ids, max_field_chars=max_field_chars
+    )
+    return _score_chunk(
+        bundle,
+        validated.clean,
+        validated.clean,
+        None,
+        number=job.number,
+        chunk_size=chunk_size,
+        first_row=job.chunk.first_row_number,
+        row_numbers=validated.clean_row_numbers,
+        rows_in=validated.rows_in,
+        quarantined=validated.quarantined,
+        rows_quarantined=validated.rows_quarantined,
+        target=target,
+        max_field_chars=max_field_chars,
+    )
+
+
+def _score_job(
+    bundle: ScoringBundle,
+    job: _BatchJob,
+    *,
+    chunk_size: int,
+    target: RunTarget,
+    max_field_chars: int,
+) -> ChunkWrite:
+    """One chunk of a batch in memory into what the store writes."""
+    result = job.result
+    if result is None and len(job.chunk):
+        result = bundle.score(job.chunk)
+    return _score_chunk(
+        bundle,
+        job.chunk,
+        job.chunk if job.snapshot is None else job.snapshot,
+        result,
+        number=job.number,
+        chunk_size=chunk_size,
+        first_row=job.first_row,
+        row_numbers=job.row_numbers,
+        rows_in=job.rows_in,
+        quarantined=job.quarantined,
+        rows_quarantined=job.rows_quarantined,
+        target=target,
+        max_field_chars=max_field_chars,
+    )
+
+
+def score_by_entity(
+    bundle: ScoringBundle, prepared: PreparedRecords, partitions: Partitions = IN_PROCESS
+) -> pd.DataFrame:
+    """Score prepared sequence records in ``partitions.parts`` parts split by entity (each
+    entity's records and its history in one part, so its windows are whole); the result
+    is in the records' order, as one pass over all of them gives it."""
+    parts = max(1, int(partitions.parts))
+    features = prepared.features
+    if parts == 1 or len(features) < 2:
+        return bundle.score_prepared(prepared)
+    entity = bundle.spec.entity_column
+    part_of = _entity_part(features[entity], parts)
+    history = prepared.history
+    history_part = None if history is None else _entity_part(history[entity], parts)
+    pieces = []
+    for p in range(parts):
+        rows = np.flatnonzero(part_of == p)
+        if not len(rows):
+            continue
+        kept = None
+        if history is not None:
+            kept = history.iloc[np.flatnonzero(history_part == p)]
+        pieces.append(PreparedRecords(features=features.iloc[rows], history=kept))
+    results = list(partitions.map(partial(_score_prepared, bundle), pieces))
+    return pd.concat(results).reindex(features.index)
+
+
+def _entity_part(entities: pd.Series, parts: int) -> np.ndarray:
+    """A stable part number per entity (the same on every machine and run)."""
+    hashed = pd.util.hash_array(entities.astype(str).to_numpy(dtype=object))
+    return (hashed % np.uint64(parts)).astype(np.int64)
+
+
+def _score_prepared(bundle: ScoringBundle, prepared: PreparedRecords) -> pd.DataFrame:
+    return bundle.score_prepared(prepared)
 
 
 def _unscorable(

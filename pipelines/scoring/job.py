@@ -24,16 +24,20 @@ def score_source(
     query: str | None = None,
     settings: VigilSettings | None = None,
     shadow: bool = True,
+    runner: str | None = None,
+    dask_address: str | None = None,
 ) -> dict[str, Any]:
     """Score one batch (file or SQL source) with a registered model; returns the report
     with the run's drift-watch health and the challenger's shadow run.
 
     Tabular files stream chunk by chunk; sequence specs and SQL sources are read whole
     (context needs the batch in time order; a query has no file digest for a batch id).
+    ``runner="dask"`` (default: ``VIGIL_SCORE_RUNNER``) scores the partitions on a Dask
+    cluster (``dask_address``, default ``VIGIL_DASK_ADDRESS``; none: a LocalCluster); it
+    must run inside a Prefect flow run (the score flow).
     """
     from pipelines.modeling import local_registry
     from pipelines.modeling.registry import configure_mlflow, load_bundle, resolve_model
-    from pipelines.operations.runner import operate_batch, operate_stream
     from pipelines.scoring.batch import write_scores_file
     from pipelines.store import ResultsStore
 
@@ -53,9 +57,44 @@ def score_source(
 
         known = store.known_labels(known_before=datetime.now(UTC), dataset=bundle.spec.name)
         bundle.use_labels(fraud_labels(known))
-    options = dict(
-        lease_seconds=settings.run_lease_seconds, max_field_chars=settings.max_field_chars
+    with _partitions(runner or settings.score_runner, dask_address, settings) as partitions:
+        options = dict(
+            lease_seconds=settings.run_lease_seconds,
+            max_field_chars=settings.max_field_chars,
+            partitions=partitions,
+        )
+        operated = _operate(
+            store, bundle, ref, data, table=table, query=query, batch_id=batch_id,
+            settings=settings, shadow=shadow, options=options,
+        )  # fmt: skip
+    result = operated.to_dict()
+    if out:
+        result["out"] = str(write_scores_file(store, operated.report.run_id, out))
+    return result
+
+
+def _partitions(runner: str, address: str | None, settings: VigilSettings):
+    """The in-process partitions, or a Dask cluster's for the length of the run."""
+    from contextlib import nullcontext
+
+    from pipelines.scoring.partitions import IN_PROCESS
+
+    if runner == "local":
+        return nullcontext(IN_PROCESS)
+    if runner != "dask":
+        raise ValueError(f"unknown scoring runner {runner!r} (local or dask)")
+    from pipelines.scoring.scaleout import DaskPartitions
+
+    return DaskPartitions(
+        address or settings.dask_address,
+        workers=settings.dask_workers,
+        threads=settings.score_threads,
     )
+
+
+def _operate(store, bundle, ref, data, *, table, query, batch_id, settings, shadow, options):
+    from pipelines.operations.runner import operate_batch, operate_stream
+
     if bundle.spec.is_sequence or is_sql_url(str(data)):
         batch = read_batch(data, table=table, query=query)
         validated = validate_batch(batch, bundle.spec, max_field_chars=settings.max_field_chars)
@@ -70,7 +109,4 @@ def score_source(
             open_stream=lambda: open_stream(data, settings.score_chunk_size),
             score_options=options,
         )  # fmt: skip
-    result = operated.to_dict()
-    if out:
-        result["out"] = str(write_scores_file(store, operated.report.run_id, out))
-    return result
+    return operated
