@@ -113,11 +113,26 @@ def top_cards(day_rows: np.ndarray, customers: np.ndarray, scores: np.ndarray, k
 
 def _cache_key(args: argparse.Namespace) -> str:
     """What the expensive first stage depends on (data, split, model settings, code)."""
-    parts = {k: getattr(args, k) for k in ("data", "spec", "customer_fraction", "train_end",
-                                           "test_end", "all_labels_from", "max_train_rows",
-                                           "epochs", "seed", "risk_windows", "label_delay_days")}
-    code = [Path(__file__).parents[1] / f for f in ("detectors/vae.py", "detectors/context.py",
-                                                     "pipelines/feedback/risk.py")]
+    parts = {
+        k: getattr(args, k)
+        for k in (
+            "data",
+            "spec",
+            "customer_fraction",
+            "train_end",
+            "test_end",
+            "all_labels_from",
+            "max_train_rows",
+            "epochs",
+            "seed",
+            "risk_windows",
+            "label_delay_days",
+        )
+    }
+    code = [
+        Path(__file__).parents[1] / f
+        for f in ("detectors/vae.py", "detectors/context.py", "pipelines/feedback/risk.py")
+    ]
     parts["code"] = [hashlib.sha256(f.read_bytes()).hexdigest()[:12] for f in code if f.exists()]
     parts["spec_text"] = Path(args.spec).read_text()
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -140,16 +155,20 @@ def prepare_stage(args, raw, spec, risk, rng) -> dict:
     when = raw["TX_DATETIME"]
     labels = raw["TX_FRAUD"].to_numpy()
     train_mask = (when < pd.Timestamp(args.train_end)).to_numpy()
-    replay = np.flatnonzero(((when >= pd.Timestamp(args.train_end))
-                             & (when < pd.Timestamp(args.test_end))).to_numpy())
+    replay = np.flatnonzero(
+        ((when >= pd.Timestamp(args.train_end)) & (when < pd.Timestamp(args.test_end))).to_numpy()
+    )
     normal_idx = np.flatnonzero(train_mask & (labels == 0))
     n_normal_train = len(normal_idx)
     if len(normal_idx) > args.max_train_rows:
         normal_idx = np.sort(rng.choice(normal_idx, args.max_train_rows, replace=False))
     columns = spec.model_feature_columns
-    detector = VAEDetector(seed=args.seed, target_fpr=0.01,
-                           range_features=list(spec.range_checked_features) or None,
-                           **({"epochs": args.epochs} if args.epochs else {}))
+    detector = VAEDetector(
+        seed=args.seed,
+        target_fpr=0.01,
+        range_features=list(spec.range_checked_features) or None,
+        **({"epochs": args.epochs} if args.epochs else {}),
+    )
     started = time.perf_counter()
     detector.fit(features.iloc[normal_idx][columns])
     fit_seconds = time.perf_counter() - started
@@ -160,29 +179,39 @@ def prepare_stage(args, raw, spec, risk, rng) -> dict:
     u_normal = detector.decision_function(features.iloc[normal_idx][columns])
     _log(f"VAE outputs for {len(replay):,} replay records in {time.perf_counter() - started:.0f}s")
     # The all-labels baseline: every record's label known delay days later, from June on.
-    june = np.flatnonzero((when >= pd.Timestamp(args.all_labels_from)).to_numpy()
-                          & (when < pd.Timestamp(args.test_end)).to_numpy())
+    june = np.flatnonzero(
+        (when >= pd.Timestamp(args.all_labels_from)).to_numpy()
+        & (when < pd.Timestamp(args.test_end)).to_numpy()
+    )
     day_all = raw["TX_TIME_DAYS"].to_numpy()
     all_known_day = day_all + args.label_delay_days + 1  # absolute day index
     fraud_rows = np.flatnonzero(labels == 1)
     ids_all = raw["TRANSACTION_ID"].astype(str).to_numpy()
     started = time.perf_counter()
-    full_frauds = pd.DataFrame({
-        "record_id": ids_all[fraud_rows],
-        "known_at": pd.Timestamp("2018-04-01") + pd.to_timedelta(all_known_day[fraud_rows],
-                                                                 unit="D"),
-    })
-    all_risk = build_risk_features(raw[["TRANSACTION_ID", "TX_DATETIME", *risk.columns]],
-                                   full_frauds, risk, targets=june).to_numpy("float64")
+    full_frauds = pd.DataFrame(
+        {
+            "record_id": ids_all[fraud_rows],
+            "known_at": pd.Timestamp("2018-04-01")
+            + pd.to_timedelta(all_known_day[fraud_rows], unit="D"),
+        }
+    )
+    all_risk = build_risk_features(
+        raw[["TRANSACTION_ID", "TX_DATETIME", *risk.columns]], full_frauds, risk, targets=june
+    ).to_numpy("float64")
     _log(f"all-labels risk features in {time.perf_counter() - started:.0f}s")
     out = {
-        "replay": replay, "june": june, "u_raw": np.asarray(u_raw, dtype="float64"),
+        "replay": replay,
+        "june": june,
+        "u_raw": np.asarray(u_raw, dtype="float64"),
         "latents": np.asarray(latents, dtype="float64"),
         "errors": errors.to_numpy(dtype="float64"),
         "numeric_all": features[columns].to_numpy(dtype="float64"),
-        "u_normal": np.asarray(u_normal, dtype="float64"), "all_risk": all_risk,
-        "threshold": float(detector.threshold_.value), "fit_seconds": fit_seconds,
-        "n_normal_train": n_normal_train, "n_fit": len(normal_idx),
+        "u_normal": np.asarray(u_normal, dtype="float64"),
+        "all_risk": all_risk,
+        "threshold": float(detector.threshold_.value),
+        "fit_seconds": fit_seconds,
+        "n_normal_train": n_normal_train,
+        "n_fit": len(normal_idx),
     }
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -191,8 +220,9 @@ def prepare_stage(args, raw, spec, risk, rng) -> dict:
     return out
 
 
-def linked_cards(today: np.ndarray, customers: np.ndarray, link: np.ndarray,
-                 exclude: np.ndarray, k: int) -> np.ndarray:
+def linked_cards(
+    today: np.ndarray, customers: np.ndarray, link: np.ndarray, exclude: np.ndarray, k: int
+) -> np.ndarray:
     """Rows of up to k cards, not already chosen, that paid today where analysts' confirmed
     frauds are most numerous (the "linked to confirmed fraud" lane of the queue)."""
     if k <= 0:
@@ -213,8 +243,12 @@ def run(args: argparse.Namespace) -> dict:
         chosen = rng.choice(customers, int(len(customers) * args.customer_fraction), replace=False)
         raw = raw.loc[raw["CUSTOMER_ID"].isin(chosen)].reset_index(drop=True)
     _log(f"{len(raw):,} records")
-    risk = RiskConfig(columns=tuple(spec.secondary_entity_columns), time_column="TX_DATETIME",
-                      id_column="TRANSACTION_ID", windows=tuple(args.risk_windows))
+    risk = RiskConfig(
+        columns=tuple(spec.secondary_entity_columns),
+        time_column="TX_DATETIME",
+        id_column="TRANSACTION_ID",
+        windows=tuple(args.risk_windows),
+    )
     stage = prepare_stage(args, raw, spec, risk, rng)
     variants = {name: BASE_VARIANTS[name] for name in args.variants}
     labels = raw["TX_FRAUD"].to_numpy()
@@ -248,10 +282,12 @@ def run(args: argparse.Namespace) -> dict:
         lo = np.searchsorted(day_all, first_day + d - horizon_days, side="left")
         hi = np.searchsorted(day_all, first_day + d, side="right")
         frame = raw.iloc[lo:hi][["TRANSACTION_ID", "TX_DATETIME", *risk.columns]]
-        frauds = pd.DataFrame({
-            "record_id": replay_ids[known_rows],
-            "known_at": start_of + pd.to_timedelta(known_day, unit="D"),
-        })
+        frauds = pd.DataFrame(
+            {
+                "record_id": replay_ids[known_rows],
+                "known_at": start_of + pd.to_timedelta(known_day, unit="D"),
+            }
+        )
         targets = replay[day_index[d]] - lo
         return build_risk_features(frame, frauds, risk, targets=targets).to_numpy("float64")
 
@@ -269,8 +305,10 @@ def run(args: argparse.Namespace) -> dict:
     same_labels_source = "all" if "all" in variants else next(iter(variants))
     served["supervised_same_labels"] = np.zeros(n)
     served["supervised_all_labels"] = np.zeros(n)
-    sup_model: dict[str, BoostedTrees | None] = {"supervised_same_labels": None,
-                                                 "supervised_all_labels": None}
+    sup_model: dict[str, BoostedTrees | None] = {
+        "supervised_same_labels": None,
+        "supervised_all_labels": None,
+    }
     all_risk = stage["all_risk"]
     june_numeric = stage["numeric_all"][june]
     june_pos = np.full(len(raw), -1)
@@ -297,14 +335,18 @@ def run(args: argparse.Namespace) -> dict:
                 if y[known].sum() < args.min_frauds:
                     continue
                 pool = np.setdiff1d(np.flatnonzero(day < d), known)
-                extra = rng.choice(pool, min(len(pool), args.unlabelled_per_label * len(known),
-                                             args.max_unlabelled), replace=False)
+                extra = rng.choice(
+                    pool,
+                    min(len(pool), args.unlabelled_per_label * len(known), args.max_unlabelled),
+                    replace=False,
+                )
                 rows = np.concatenate([known, extra])
                 target = np.where(np.isin(rows, known), y[rows], 0)
                 models[name] = fit(design(name, rows), target)
                 # The product's rule: the floor's reference is the presumed normals' u.
-                floors[name] = NoveltyFloor.fit(u[extra], cap=args.floor_cap,
-                                                below=args.floor_below)
+                floors[name] = NoveltyFloor.fit(
+                    u[extra], cap=args.floor_cap, below=args.floor_below
+                )
                 if name == same_labels_source:  # the same-labels baseline: same verdicts
                     sup_X = np.hstack([numeric[rows], risk_of[name][rows]])
                     sup_model["supervised_same_labels"] = fit(sup_X, target)
@@ -323,8 +365,10 @@ def run(args: argparse.Namespace) -> dict:
                 first_update = d
             counts = {k: int(len(t.labelled_before(d))) for k, t in teams.items()}
             fit_log.append({"day": d, "seconds": time.perf_counter() - t0, "labels": counts})
-            _log(f"day {d}: models updated in {fit_log[-1]['seconds']:.0f}s, labels "
-                 f"{fit_log[-1]['labels']}")
+            _log(
+                f"day {d}: models updated in {fit_log[-1]['seconds']:.0f}s, labels "
+                f"{fit_log[-1]['labels']}"
+            )
         today = day_index[d]
         for name, (_, uses_risk, _, linked_k) in variants.items():
             if uses_risk:
@@ -338,19 +382,22 @@ def run(args: argparse.Namespace) -> dict:
             k_top = args.cards_per_day - linked_k
             reviewed = top_cards(today, customers, served[name], k_top)
             if linked_k:
-                extra_rows = linked_cards(today, customers, risk_of[name][:, link_column],
-                                          reviewed, linked_k)
+                extra_rows = linked_cards(
+                    today, customers, risk_of[name][:, link_column], reviewed, linked_k
+                )
                 reviewed = np.concatenate([reviewed, extra_rows])
             teams[name].review(reviewed, d, args.label_delay_days, scenario)
         if sup_model["supervised_same_labels"] is not None:
             X = np.hstack([numeric[today], risk_of[same_labels_source][today]])
             served["supervised_same_labels"][today] = sup_model[
-                "supervised_same_labels"].predict_proba(X)
+                "supervised_same_labels"
+            ].predict_proba(X)
         if sup_model["supervised_all_labels"] is not None:
             pos = replay_in_june[today]
             X = np.hstack([june_numeric[pos], all_risk[pos]])
             served["supervised_all_labels"][today] = sup_model[
-                "supervised_all_labels"].predict_proba(X)
+                "supervised_all_labels"
+            ].predict_proba(X)
 
     if first_update is None:
         raise RuntimeError("no variant got enough labels for a model; lengthen the replay")
@@ -358,16 +405,19 @@ def run(args: argparse.Namespace) -> dict:
     # re-ranker's p alone, the old unbounded rule max(u, p/0.5), and other floor caps.
     posthoc_floor = {
         (cap, below): NoveltyFloor.fit(stage["u_normal"] / threshold, cap=cap, below=below)
-        for cap in args.posthoc_caps for below in args.posthoc_below
+        for cap in args.posthoc_caps
+        for below in args.posthoc_below
     }
     for name in [v for v in ("all", "all_heldout_s3") if v in variants]:
         has_p = prob[name] > 0
         served[f"{name} [p only, post hoc]"] = np.where(has_p, prob[name], u * 1e-6)
         served[f"{name} [max(u, p/0.5), post hoc]"] = np.where(
-            has_p, np.maximum(u, prob[name] / 0.5), u)
+            has_p, np.maximum(u, prob[name] / 0.5), u
+        )
         for (cap, below), floor in posthoc_floor.items():
             served[f"{name} [cap {cap:g} below {below:g}, post hoc]"] = np.where(
-                has_p, served_score(u, prob[name], 0.5, floor), u)
+                has_p, served_score(u, prob[name], 0.5, floor), u
+            )
     evaluated = day >= first_update
     test_eval = test.loc[evaluated].reset_index(drop=True)
     results = {}
@@ -377,38 +427,61 @@ def run(args: argparse.Namespace) -> dict:
         per_day = []
         for d in range(first_update, n_days):
             rows = day_index[d]
-            per_day.append(card_precision_at_k(np.zeros(len(rows)), customers[rows], y[rows],
-                                               scores[rows], k=100))
+            per_day.append(
+                card_precision_at_k(
+                    np.zeros(len(rows)), customers[rows], y[rows], scores[rows], k=100
+                )
+            )
         results[name]["cp100_per_day"] = per_day
         r = results[name]
-        _log(f"{name}: AUPRC {r['all']['auprc']:.3f} CP@100 {r['all']['cp100']:.3f} "
-             f"s2 AUPRC {r['scenario_2']['auprc']:.3f} s3 AUROC {r['scenario_3']['auroc']:.4f}")
+        _log(
+            f"{name}: AUPRC {r['all']['auprc']:.3f} CP@100 {r['all']['cp100']:.3f} "
+            f"s2 AUPRC {r['scenario_2']['auprc']:.3f} s3 AUROC {r['scenario_3']['auroc']:.4f}"
+        )
     # What each team ended up labelling, per scenario (frauds) and in all.
     labelled = {}
     for name, team in teams.items():
         rows = np.flatnonzero(np.isfinite(team.known_day))
-        labelled[name] = {"records": int(len(rows)),
-                          **{f"scenario_{s}_frauds": int((scenario[rows] == s).sum())
-                             for s in SCENARIOS}}
+        labelled[name] = {
+            "records": int(len(rows)),
+            **{f"scenario_{s}_frauds": int((scenario[rows] == s).sum()) for s in SCENARIOS},
+        }
         _log(f"{name} labelled: {labelled[name]}")
     thresholds = threshold_effect(u, y, day, first_update, n_days, args)
     meta = _meta(args, len(raw), int(stage["n_normal_train"]), int(stage["n_fit"]), n)
-    meta.update({
-        "test": f"replay {args.train_end} to {args.test_end} (exclusive), {n:,} records; "
-                f"figures from replay day {first_update} "
-                f"({(start_of + pd.Timedelta(days=first_update)).date()}) on: "
-                f"{int(evaluated.sum()):,} records",
-        "protocol": {k: v for k, v in vars(args).items()
-                     if k not in ("out", "markdown", "data", "spec", "cache")},
-        "vae_fit_seconds": stage["fit_seconds"],
-    })
+    meta.update(
+        {
+            "test": f"replay {args.train_end} to {args.test_end} (exclusive), {n:,} records; "
+            f"figures from replay day {first_update} "
+            f"({(start_of + pd.Timedelta(days=first_update)).date()}) on: "
+            f"{int(evaluated.sum()):,} records",
+            "protocol": {
+                k: v
+                for k, v in vars(args).items()
+                if k not in ("out", "markdown", "data", "spec", "cache")
+            },
+            "vae_fit_seconds": stage["fit_seconds"],
+        }
+    )
     if args.arrays:  # for post hoc study of other served rules without a new replay
-        np.savez_compressed(args.arrays, u=u, y=y, day=day, scenario=scenario,
-                            customers=customers, evaluated=evaluated,
-                            **{f"prob_{k}": v for k, v in prob.items()},
-                            **{f"risk_{k}": v for k, v in risk_of.items()})
-    return {"meta": meta, "results": results, "thresholds": thresholds, "updates": fit_log,
-            "labelled": labelled}
+        np.savez_compressed(
+            args.arrays,
+            u=u,
+            y=y,
+            day=day,
+            scenario=scenario,
+            customers=customers,
+            evaluated=evaluated,
+            **{f"prob_{k}": v for k, v in prob.items()},
+            **{f"risk_{k}": v for k, v in risk_of.items()},
+        )
+    return {
+        "meta": meta,
+        "results": results,
+        "thresholds": thresholds,
+        "updates": fit_log,
+        "labelled": labelled,
+    }
 
 
 def threshold_effect(u, y, day, first_update, n_days, args) -> dict:
@@ -430,8 +503,10 @@ def threshold_effect(u, y, day, first_update, n_days, args) -> dict:
     days = n_days - first_update
     out = {}
     for name, c in (("fpr_1pct", fixed), ("budget", budget)):
-        out[name] = {"flags_per_day": c["flags"] / days,
-                     "precision": c["frauds"] / c["flags"] if c["flags"] else None}
+        out[name] = {
+            "flags_per_day": c["flags"] / days,
+            "precision": c["frauds"] / c["flags"] if c["flags"] else None,
+        }
     return out
 
 
@@ -472,14 +547,20 @@ def write_markdown(report: dict, path: Path) -> None:
             part = r[f"scenario_{s}"]
             cells += [f"{part['auroc']:.4f}", f"{part['auprc']:.3f}", f"{part['cp100']:.3f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Labels each simulated team produced by the end of the replay (records; "
-              "frauds per scenario):", "",
-              "| team | records labelled | " + " | ".join(f"s{s} frauds" for s in SCENARIOS)
-              + " |", "|---|---:|" + "---:|" * len(SCENARIOS)]
+    lines += [
+        "",
+        "Labels each simulated team produced by the end of the replay (records; "
+        "frauds per scenario):",
+        "",
+        "| team | records labelled | " + " | ".join(f"s{s} frauds" for s in SCENARIOS) + " |",
+        "|---|---:|" + "---:|" * len(SCENARIOS),
+    ]
     for name, counts in report.get("labelled", {}).items():
-        lines.append(f"| {name} | {counts['records']:,} | "
-                     + " | ".join(f"{counts[f'scenario_{s}_frauds']:,}" for s in SCENARIOS)
-                     + " |")
+        lines.append(
+            f"| {name} | {counts['records']:,} | "
+            + " | ".join(f"{counts[f'scenario_{s}_frauds']:,}" for s in SCENARIOS)
+            + " |"
+        )
     t = report["thresholds"]
     lines += [
         "",
@@ -497,8 +578,11 @@ def write_markdown(report: dict, path: Path) -> None:
     section = "\n".join(lines)
     text = path.read_text() if path.exists() else ""
     if MARKER_START in text and MARKER_END in text:
-        text = (text[: text.index(MARKER_START)] + section
-                + text[text.index(MARKER_END) + len(MARKER_END):])
+        text = (
+            text[: text.index(MARKER_START)]
+            + section
+            + text[text.index(MARKER_END) + len(MARKER_END) :]
+        )
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)
@@ -520,8 +604,12 @@ def plot_per_day(report: dict, path: Path) -> None:
         # A 7-day rolling mean: single days swing with the day's fraud count.
         smooth = pd.Series(series).rolling(7, min_periods=1).mean()
         style = "--" if name.startswith("supervised") else "-"
-        ax.plot(np.arange(first, first + len(series)), smooth, style,
-                label=f"{name} ({series.mean():.3f})")
+        ax.plot(
+            np.arange(first, first + len(series)),
+            smooth,
+            style,
+            label=f"{name} ({series.mean():.3f})",
+        )
     ax.set_xlabel("replay day (0 = 2018-07-01)")
     ax.set_ylabel("Card Precision@100 (7-day mean)")
     ax.set_title("Handbook replay: what the top 100 cards of each day held")
@@ -558,16 +646,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-all-label-normals", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--variants", nargs="+", default=list(BASE_VARIANTS),
-                        choices=list(BASE_VARIANTS))
-    parser.add_argument("--floor-cap", type=float, default=DEFAULT_FLOOR_CAP,
-                        help="the served rule's bound on the unsupervised floor")
-    parser.add_argument("--floor-below", type=float, default=DEFAULT_FLOOR_BELOW,
-                        help="the floor's weight below the flag line")
+    parser.add_argument(
+        "--variants", nargs="+", default=list(BASE_VARIANTS), choices=list(BASE_VARIANTS)
+    )
+    parser.add_argument(
+        "--floor-cap",
+        type=float,
+        default=DEFAULT_FLOOR_CAP,
+        help="the served rule's bound on the unsupervised floor",
+    )
+    parser.add_argument(
+        "--floor-below",
+        type=float,
+        default=DEFAULT_FLOOR_BELOW,
+        help="the floor's weight below the flag line",
+    )
     parser.add_argument("--posthoc-caps", type=float, nargs="*", default=[1.25, 1.5, 2.0, 3.0])
     parser.add_argument("--posthoc-below", type=float, nargs="*", default=[0.0, 0.1, 0.3, 1.0])
-    parser.add_argument("--cache", default=None,
-                        help="folder for the cached first stage (VAE outputs, features)")
+    parser.add_argument(
+        "--cache", default=None, help="folder for the cached first stage (VAE outputs, features)"
+    )
     parser.add_argument("--out", default="benchmarks/results/feedback.json")
     parser.add_argument("--markdown", default=None)
     parser.add_argument("--plot", default=None, help="PNG of Card Precision@100 per day")

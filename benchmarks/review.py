@@ -53,9 +53,10 @@ def _copy(conn, table: str, columns: list[str], rows) -> None:
     for row in rows:
         buffer.write("\t".join("\\N" if v is None else str(v) for v in row) + "\n")
     buffer.seek(0)
-    with conn.cursor() as cursor, cursor.copy(
-        f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-    ) as copy:
+    with (
+        conn.cursor() as cursor,
+        cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+    ):
         while chunk := buffer.read(1 << 20):
             copy.write(chunk)
 
@@ -75,15 +76,45 @@ def load(url: str, flags: int, entities: int, seed: int = 0) -> dict:
         conn = raw.driver_connection
         run_ids = [str(uuid.uuid4()) for _ in range(runs)]
         _copy(
-            conn, "scoring_runs",
-            ["id", "batch_id", "source", "dataset", "model_name", "model_version",
-             "model_alias", "threshold", "status", "rows_in", "rows_scored",
-             "rows_quarantined", "rows_flagged", "started_at", "finished_at"],
-            [(rid, f"night{i}", f"night{i}.parquet", "cards", "cards-seq_vae", str(1 + i % 2),
-              "champion", 1.0, "completed", per_run * 20, per_run * 20, 0, per_run,
-              (now - timedelta(days=runs - i)).isoformat(),
-              (now - timedelta(days=runs - i)).isoformat())
-             for i, rid in enumerate(run_ids)],
+            conn,
+            "scoring_runs",
+            [
+                "id",
+                "batch_id",
+                "source",
+                "dataset",
+                "model_name",
+                "model_version",
+                "model_alias",
+                "threshold",
+                "status",
+                "rows_in",
+                "rows_scored",
+                "rows_quarantined",
+                "rows_flagged",
+                "started_at",
+                "finished_at",
+            ],
+            [
+                (
+                    rid,
+                    f"night{i}",
+                    f"night{i}.parquet",
+                    "cards",
+                    "cards-seq_vae",
+                    str(1 + i % 2),
+                    "champion",
+                    1.0,
+                    "completed",
+                    per_run * 20,
+                    per_run * 20,
+                    0,
+                    per_run,
+                    (now - timedelta(days=runs - i)).isoformat(),
+                    (now - timedelta(days=runs - i)).isoformat(),
+                )
+                for i, rid in enumerate(run_ids)
+            ],
         )
         entity_of_flag = rng.integers(0, entities, size=flags)
         entity_of_flag[:entities] = np.arange(entities)  # every entity has a flag
@@ -92,39 +123,96 @@ def load(url: str, flags: int, entities: int, seed: int = 0) -> dict:
         np.maximum.at(max_score, entity_of_flag, scores)
         count = np.bincount(entity_of_flag, minlength=entities)
         _copy(
-            conn, "cases",
-            ["id", "dataset", "entity_key", "entity", "status", "priority", "max_score",
-             "flag_count", "first_flag_at", "last_flag_at", "version", "opened_at"],
-            [(e + 1, "cards", f"entity:card{e}", f"card{e}", "open", float(max_score[e]),
-              float(max_score[e]), int(count[e]),
-              (now - timedelta(minutes=int(e % 10000))).isoformat(),
-              (now - timedelta(minutes=int(e % 10000))).isoformat(), 1, now.isoformat())
-             for e in range(entities)],
+            conn,
+            "cases",
+            [
+                "id",
+                "dataset",
+                "entity_key",
+                "entity",
+                "status",
+                "priority",
+                "max_score",
+                "flag_count",
+                "first_flag_at",
+                "last_flag_at",
+                "version",
+                "opened_at",
+            ],
+            [
+                (
+                    e + 1,
+                    "cards",
+                    f"entity:card{e}",
+                    f"card{e}",
+                    "open",
+                    float(max_score[e]),
+                    float(max_score[e]),
+                    int(count[e]),
+                    (now - timedelta(minutes=int(e % 10000))).isoformat(),
+                    (now - timedelta(minutes=int(e % 10000))).isoformat(),
+                    1,
+                    now.isoformat(),
+                )
+                for e in range(entities)
+            ],
         )
         reasons = json.dumps(
-            [{"feature": "ctx_amount_vs_history", "contribution": 2.0, "share": 0.6,
-              "text": "amount 5.0x this card's usual amount (60% of the anomaly score)"},
-             {"feature": "ctx_count_1h", "contribution": 1.0, "share": 0.3,
-              "text": "7 payments in 1 hour (30% of the anomaly score)"}]
+            [
+                {
+                    "feature": "ctx_amount_vs_history",
+                    "contribution": 2.0,
+                    "share": 0.6,
+                    "text": "amount 5.0x this card's usual amount (60% of the anomaly score)",
+                },
+                {
+                    "feature": "ctx_count_1h",
+                    "contribution": 1.0,
+                    "share": 0.3,
+                    "text": "7 payments in 1 hour (30% of the anomaly score)",
+                },
+            ]
         )
         _copy(
-            conn, "flags",
-            ["run_id", "record_id", "entity", "case_id", "score", "threshold", "record",
-             "reasons", "status", "created_at"],
+            conn,
+            "flags",
+            [
+                "run_id",
+                "record_id",
+                "entity",
+                "case_id",
+                "score",
+                "threshold",
+                "record",
+                "reasons",
+                "status",
+                "created_at",
+            ],
             (
-                (run_ids[i // per_run if i // per_run < runs else runs - 1], f"tx{i}",
-                 f"card{entity_of_flag[i]}", int(entity_of_flag[i]) + 1, float(scores[i]),
-                 1.0,
-                 json.dumps({"tx_id": f"tx{i}", "card_id": f"card{entity_of_flag[i]}",
-                             "amount": round(float(scores[i]) * 40, 2)}),
-                 reasons, "open", now.isoformat())
+                (
+                    run_ids[i // per_run if i // per_run < runs else runs - 1],
+                    f"tx{i}",
+                    f"card{entity_of_flag[i]}",
+                    int(entity_of_flag[i]) + 1,
+                    float(scores[i]),
+                    1.0,
+                    json.dumps(
+                        {
+                            "tx_id": f"tx{i}",
+                            "card_id": f"card{entity_of_flag[i]}",
+                            "amount": round(float(scores[i]) * 40, 2),
+                        }
+                    ),
+                    reasons,
+                    "open",
+                    now.isoformat(),
+                )
                 for i in range(flags)
             ),
         )
         conn.commit()
         with conn.cursor() as cursor:
-            cursor.execute("SELECT setval(pg_get_serial_sequence('cases', 'id'), %s)",
-                           (entities,))
+            cursor.execute("SELECT setval(pg_get_serial_sequence('cases', 'id'), %s)", (entities,))
             cursor.execute("ANALYZE")
         conn.commit()
     finally:
@@ -140,21 +228,45 @@ def attach_cost(store, flags: int = 50_000) -> dict:
 
     batch_id = f"attach-{uuid.uuid4().hex[:6]}"
     ticket = store.claim_run(
-        batch_id=batch_id, source="bench", dataset="cards", model_name="cards-seq_vae",
-        model_version="3", model_alias="champion", threshold=1.0, chunk_size=flags,
+        batch_id=batch_id,
+        source="bench",
+        dataset="cards",
+        model_name="cards-seq_vae",
+        model_version="3",
+        model_alias="champion",
+        threshold=1.0,
+        chunk_size=flags,
         lease_seconds=600,
     )
     rng = np.random.default_rng(1)
     entity = rng.integers(0, 250_000, size=flags)  # a fifth are new entities
     records = [f"att{i}" for i in range(flags)]
-    store.write_chunk(ticket.run.id, ticket.owner, ChunkWrite(
-        chunk_number=0, chunk_size=flags, first_row=0, rows_in=flags,
-        scores=pd.DataFrame({"record_id": records, "score": 2.0, "is_anomaly": True}),
-        flags=[{"record_id": r, "entity": f"card{e}", "score": 2.0, "threshold": 1.0,
-                "record": {"tx_id": r}, "reasons": []}
-               for r, e in zip(records, entity, strict=True)],
-        quarantined=pd.DataFrame(), rows_quarantined=0, batch_id=batch_id, source="bench",
-    ))
+    store.write_chunk(
+        ticket.run.id,
+        ticket.owner,
+        ChunkWrite(
+            chunk_number=0,
+            chunk_size=flags,
+            first_row=0,
+            rows_in=flags,
+            scores=pd.DataFrame({"record_id": records, "score": 2.0, "is_anomaly": True}),
+            flags=[
+                {
+                    "record_id": r,
+                    "entity": f"card{e}",
+                    "score": 2.0,
+                    "threshold": 1.0,
+                    "record": {"tx_id": r},
+                    "reasons": [],
+                }
+                for r, e in zip(records, entity, strict=True)
+            ],
+            quarantined=pd.DataFrame(),
+            rows_quarantined=0,
+            batch_id=batch_id,
+            source="bench",
+        ),
+    )
     started = time.perf_counter()
     store.complete_run(ticket.run.id, ticket.owner, group_by_entity=True)
     seconds = time.perf_counter() - started
@@ -162,8 +274,12 @@ def attach_cost(store, flags: int = 50_000) -> dict:
 
 
 def _start_app(url: str, port: int, home: Path) -> subprocess.Popen:
-    env = {**os.environ, "VIGIL_DATABASE_URL": url, "VIGIL_HOME": str(home),
-           "VIGIL_REVIEW_CLAIM_MINUTES": "10"}
+    env = {
+        **os.environ,
+        "VIGIL_DATABASE_URL": url,
+        "VIGIL_HOME": str(home),
+        "VIGIL_REVIEW_CLAIM_MINUTES": "10",
+    }
     code = (
         "import uvicorn; from review import create_app; "
         f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning')"
@@ -220,8 +336,9 @@ def measure_pages(base: str, token: str, session_cookie: str, repeats: int) -> d
     # Deep pages: follow the keyset cursor 200 pages down.
     server, cursor = [], None
     for _ in range(200):
-        response, s, _c = _timed(api, "GET", "/api/queue",
-                                 params={"cursor": cursor} if cursor else None)
+        response, s, _c = _timed(
+            api, "GET", "/api/queue", params={"cursor": cursor} if cursor else None
+        )
         server.append(s)
         cursor = response.json()["next_cursor"]
     out["GET /api/queue, pages 1-200 by cursor"] = {"server": _stats(server)}
@@ -234,8 +351,12 @@ def measure_verdicts(base: str, token: str, case_ids: list[int]) -> dict:
     api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     server, wall = [], []
     for case_id in case_ids:
-        response, s, c = _timed(api, "POST", f"/api/queue/{case_id}/verdict",
-                                json={"verdict": "not_fraud", "note": "bench"})
+        response, s, c = _timed(
+            api,
+            "POST",
+            f"/api/queue/{case_id}/verdict",
+            json={"verdict": "not_fraud", "note": "bench"},
+        )
         assert response.status_code == 200, response.text[:300]
         server.append(s)
         wall.append(c)
@@ -253,8 +374,9 @@ def simulate_analysts(base: str, tokens: list[str], seconds: float) -> dict:
     verdicts = ("fraud", "not_fraud", "unsure")
 
     def analyst(token: str, index: int) -> None:
-        client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"},
-                              timeout=30)
+        client = httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
         n = 0
         while time.time() < deadline:
             try:
@@ -266,8 +388,10 @@ def simulate_analysts(base: str, tokens: list[str], seconds: float) -> dict:
                     responses.append(case)
                     done = client.post(
                         f"/api/queue/{case_id}/verdict",
-                        json={"verdict": verdicts[(index + n) % 3],
-                              "version": case.json()["version"]},
+                        json={
+                            "verdict": verdicts[(index + n) % 3],
+                            "version": case.json()["version"],
+                        },
                     )
                     responses.append(done)
                 n += 1
@@ -311,19 +435,25 @@ def count_labels(store, case_ids: list[int]) -> dict:
             ).all()
         )
         closed = session.scalar(
-            sa.select(sa.func.count()).select_from(Case).where(
-                Case.id.in_(case_ids), Case.status == "closed"
-            )
+            sa.select(sa.func.count())
+            .select_from(Case)
+            .where(Case.id.in_(case_ids), Case.status == "closed")
         )
     lost = [c for c in case_ids if per_case.get(c, 0) == 0]
     duplicated = [c for c in case_ids if per_case.get(c, 0) > records.get(c, 0)]
-    return {"cases": len(case_ids), "distinct_cases": len(set(case_ids)), "closed": closed,
-            "label_rows": int(sum(per_case.values())), "lost": len(lost),
-            "duplicated": len(duplicated)}
+    return {
+        "cases": len(case_ids),
+        "distinct_cases": len(set(case_ids)),
+        "closed": closed,
+        "label_rows": int(sum(per_case.values())),
+        "lost": len(lost),
+        "duplicated": len(duplicated),
+    }
 
 
-def run(url: str, flags: int, entities: int, analysts: int, seconds: float, repeats: int,
-        home: Path) -> dict:
+def run(
+    url: str, flags: int, entities: int, analysts: int, seconds: float, repeats: int, home: Path
+) -> dict:
     from pipelines.accounts import hash_password
 
     loaded = load(url, flags, entities)
@@ -353,13 +483,19 @@ def run(url: str, flags: int, entities: int, analysts: int, seconds: float, repe
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "database": "PostgreSQL (loopback)",
-            "flags": flags, "entities": entities, "load_seconds": loaded["seconds"],
+            "flags": flags,
+            "entities": entities,
+            "load_seconds": loaded["seconds"],
         },
         "pages": pages,
         "verdict_post": verdicts,
         "attach_flags_to_cases": attach,
-        "concurrent_analysts": {"analysts": analysts, "seconds": seconds, **simulation,
-                                "store_check": ledger},
+        "concurrent_analysts": {
+            "analysts": analysts,
+            "seconds": seconds,
+            **simulation,
+            "store_check": ledger,
+        },
     }
 
 
@@ -383,8 +519,11 @@ def write_markdown(report: dict, path: Path) -> None:
         server, client = figures["server"], figures.get("client")
         lines.append(
             f"| {name} | {server['median_ms']:.1f} ms | {server['p95_ms']:.1f} ms | "
-            + (f"{client['median_ms']:.1f} ms | {client['p95_ms']:.1f} ms |" if client
-               else "– | – |")
+            + (
+                f"{client['median_ms']:.1f} ms | {client['p95_ms']:.1f} ms |"
+                if client
+                else "– | – |"
+            )
         )
     sim = report["concurrent_analysts"]
     check = sim["store_check"]
@@ -424,8 +563,9 @@ def main(argv: list[str] | None = None) -> int:
     url = f"{base_url}{'&' if '?' in base_url else '?'}options=-csearch_path%3D{schema}"
     home = Path(os.environ.get("TMPDIR", "/tmp")) / schema
     try:
-        report = run(url, args.flags, args.entities, args.analysts, args.seconds,
-                     args.repeats, home)
+        report = run(
+            url, args.flags, args.entities, args.analysts, args.seconds, args.repeats, home
+        )
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))

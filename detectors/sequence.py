@@ -98,6 +98,16 @@ def build_windows(
 
 
 # ------------------------------------------------------------------ shared machinery
+#: Row counts a fit records (``<name>_`` attributes), saved with the model.
+_FIT_COUNTS = (
+    "n_target_rows",
+    "n_train_rows",
+    "n_val_rows",
+    "n_context_rows",
+    "n_val_excluded_rows",
+)
+
+
 class _SequenceMixin(BaseDeepDetector):
     """Frame handling, window data and the fit/score/explain API shared by both detectors.
 
@@ -310,25 +320,10 @@ class _SequenceMixin(BaseDeepDetector):
         return self
 
     def _fit_counts(self) -> dict[str, int]:
-        return {
-            k: int(getattr(self, f"{k}_", 0))
-            for k in (
-                "n_target_rows",
-                "n_train_rows",
-                "n_val_rows",
-                "n_context_rows",
-                "n_val_excluded_rows",
-            )
-        }
+        return {k: int(getattr(self, f"{k}_", 0)) for k in _FIT_COUNTS}
 
     def _load_fit_counts(self, state: dict[str, Any]) -> None:
-        for k in (
-            "n_target_rows",
-            "n_train_rows",
-            "n_val_rows",
-            "n_context_rows",
-            "n_val_excluded_rows",
-        ):
+        for k in _FIT_COUNTS:
             if k in state:
                 setattr(self, f"{k}_", int(state[k]))
 

@@ -497,13 +497,21 @@ def models(as_json) -> None:
 
 
 @main.command()
-@click.option("--model", default=None, help="Registered model (default: every model whose "
-              "challenger differs from its champion).")
+@click.option(
+    "--model",
+    default=None,
+    help="Registered model (default: every model whose challenger differs from its champion).",
+)
 @click.option("--rollback", is_flag=True, help="Move champion back to previous-champion.")
 @click.option("--reason", default=None, help="Why (required with --rollback).")
 @click.option("--actor", default=None, help="Who decides (default: your user name).")
-@click.option("--policy", "policy_path", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Promotion policy as YAML/JSON (fields of PromotionPolicy).")
+@click.option(
+    "--policy",
+    "policy_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Promotion policy as YAML/JSON (fields of PromotionPolicy).",
+)
 @click.option("--min-labelled", type=int, default=None, help="Override the policy's minimum.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 def promote(model, rollback, reason, actor, policy_path, min_labelled, as_json) -> None:
@@ -517,8 +525,10 @@ def promote(model, rollback, reason, actor, policy_path, min_labelled, as_json) 
         if not model:
             names = promotion.models_with_previous_champion()
             if len(names) != 1:
-                _fail("name the model to roll back with --model "
-                      f"(models with a previous-champion: {', '.join(names) or 'none'})")
+                _fail(
+                    "name the model to roll back with --model "
+                    f"(models with a previous-champion: {', '.join(names) or 'none'})"
+                )
             model = names[0]
         result = promotion.rollback(store, model, reason=reason or "", actor=actor)
         if as_json:
@@ -546,8 +556,13 @@ def promote(model, rollback, reason, actor, policy_path, min_labelled, as_json) 
 @main.command()
 @click.option("--watch-folder", default=None, help="Score new files from this folder.")
 @click.option("--pattern", default="*.csv", show_default=True, help="Files to pick up (glob).")
-@click.option("--settle-seconds", type=float, default=60.0, show_default=True,
-              help="A file must be unchanged this long before it is scored.")
+@click.option(
+    "--settle-seconds",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="A file must be unchanged this long before it is scored.",
+)
 @click.option("--sql-url", default=None, help="Or: score new rows from this database ...")
 @click.option("--sql-query", default=None, help="... given by this SELECT ...")
 @click.option("--watermark-column", default=None, help="... after this column's last value.")
@@ -556,8 +571,19 @@ def promote(model, rollback, reason, actor, policy_path, min_labelled, as_json) 
 @click.option("--train-data", default=None, help="Weekly retraining data (with --spec).")
 @click.option("--spec", "spec_path", default=None, help="Spec for weekly retraining.")
 @click.option("--train-cron", default="0 3 * * 0", show_default=True)
-def serve(watch_folder, pattern, settle_seconds, sql_url, sql_query, watermark_column, model,
-          score_cron, train_data, spec_path, train_cron) -> None:
+def serve(
+    watch_folder,
+    pattern,
+    settle_seconds,
+    sql_url,
+    sql_query,
+    watermark_column,
+    model,
+    score_cron,
+    train_data,
+    spec_path,
+    train_cron,
+) -> None:
     """Run the schedules (nightly score, weekly train + promote) until stopped."""
     from pipelines.operations.serve import ServeConfig, serve_forever
     from pipelines.operations.sources import FolderSource, SqlSource
@@ -575,12 +601,27 @@ def serve(watch_folder, pattern, settle_seconds, sql_url, sql_query, watermark_c
         _fail("--train-data and --spec go together")
     if source is None and train_data is None:
         _fail("nothing to schedule: give --watch-folder or --sql-url, and/or --train-data")
-    config = ServeConfig(source=source, model=model, score_cron=score_cron,
-                         train_data=train_data, spec_path=spec_path, train_cron=train_cron)
-    click.echo("serving: " + ", ".join(
-        d for d, on in (("nightly-score " + score_cron, source is not None),
-                        ("weekly-train " + train_cron, train_data is not None),
-                        ("promote-on-demand", True)) if on) + " (Ctrl-C stops)")
+    config = ServeConfig(
+        source=source,
+        model=model,
+        score_cron=score_cron,
+        train_data=train_data,
+        spec_path=spec_path,
+        train_cron=train_cron,
+    )
+    click.echo(
+        "serving: "
+        + ", ".join(
+            d
+            for d, on in (
+                ("nightly-score " + score_cron, source is not None),
+                ("weekly-train " + train_cron, train_data is not None),
+                ("promote-on-demand", True),
+            )
+            if on
+        )
+        + " (Ctrl-C stops)"
+    )
     serve_forever(config)
 
 
@@ -588,8 +629,13 @@ def serve(watch_folder, pattern, settle_seconds, sql_url, sql_query, watermark_c
 @click.option("--model", default=None, help="NAME or NAME@ALIAS (default: the champion).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8100, show_default=True)
-@click.option("--refresh-seconds", type=float, default=30.0, show_default=True,
-              help="How often the champion alias is looked up again.")
+@click.option(
+    "--refresh-seconds",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="How often the champion alias is looked up again.",
+)
 def api(model, host, port, refresh_seconds) -> None:
     """Real-time scoring over HTTP (POST /score), with entity history for sequence models."""
     import torch
@@ -719,9 +765,7 @@ def users_token(name) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def users_list(as_json) -> None:
     """List users with their roles."""
-    rows = [
-        {"name": u.name, "role": u.role, "disabled": u.disabled} for u in _store().list_users()
-    ]
+    rows = [{"name": u.name, "role": u.role, "disabled": u.disabled} for u in _store().list_users()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -830,8 +874,11 @@ def threshold_set(model_ref, budget, precision, fpr, reason, actor, dry_run, as_
     )
     from pipelines.modeling.registry import configure_mlflow, load_bundle, resolve_model
 
-    given = [(m, v) for m, v in (("budget", budget), ("precision", precision), ("fpr", fpr))
-             if v is not None]
+    given = [
+        (m, v)
+        for m, v in (("budget", budget), ("precision", precision), ("fpr", fpr))
+        if v is not None
+    ]
     if len(given) != 1:
         _fail("give exactly one of --budget N/day, --precision P, --fpr F")
     mode, raw = given[0]
@@ -844,24 +891,51 @@ def threshold_set(model_ref, budget, precision, fpr, reason, actor, dry_run, as_
     who = _actor(actor)
     try:
         plan = plan_threshold(
-            store, model_name=ref.name, model_version=ref.version, current=bundle.threshold,
-            mode=mode, target=target, min_reviewed=settings.feedback_min_reviewed,
-            min_scored=settings.feedback_min_scored, dataset=bundle.spec.name,
+            store,
+            model_name=ref.name,
+            model_version=ref.version,
+            current=bundle.threshold,
+            mode=mode,
+            target=target,
+            min_reviewed=settings.feedback_min_reviewed,
+            min_scored=settings.feedback_min_scored,
+            dataset=bundle.spec.name,
         )
     except NotEnoughEvidence as exc:
         if not dry_run:
-            record_refusal(store, model_name=ref.name, model_version=ref.version, mode=mode,
-                           target=target, actor=who, reason=reason, message=str(exc))
+            record_refusal(
+                store,
+                model_name=ref.name,
+                model_version=ref.version,
+                mode=mode,
+                target=target,
+                actor=who,
+                reason=reason,
+                message=str(exc),
+            )
         _fail(f"refused: {exc}")
-    result = {"model": ref.name, "version": ref.version, "mode": mode, "target": target,
-              "before": plan.before, "after": plan.after, "evidence": plan.evidence,
-              "applied": not dry_run}
+    result = {
+        "model": ref.name,
+        "version": ref.version,
+        "mode": mode,
+        "target": target,
+        "before": plan.before,
+        "after": plan.after,
+        "evidence": plan.evidence,
+        "applied": not dry_run,
+    }
     if not dry_run:
         result["decision_id"] = apply_threshold(
-            store, plan, model_name=ref.name, model_version=ref.version, actor=who,
+            store,
+            plan,
+            model_name=ref.name,
+            model_version=ref.version,
+            actor=who,
             reason=reason,
-            policy={"min_reviewed": settings.feedback_min_reviewed,
-                    "min_scored": settings.feedback_min_scored},
+            policy={
+                "min_reviewed": settings.feedback_min_reviewed,
+                "min_scored": settings.feedback_min_scored,
+            },
         )
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))

@@ -76,7 +76,10 @@ def split(
     validated: ValidationResult, spec: DatasetSpec, config: TrainConfig, masks=None
 ) -> TrainingSplit:
     return split_for_training(
-        validated.clean, spec, evaluation_fraction=config.evaluation_fraction, seed=config.seed,
+        validated.clean,
+        spec,
+        evaluation_fraction=config.evaluation_fraction,
+        seed=config.seed,
         confirmed_frauds=None if masks is None else masks.confirmed_frauds,
         reviewed_normals=None if masks is None else masks.reviewed_normals,
     )
@@ -117,8 +120,14 @@ def train_detector(
 
 @task(name="rerank-register")
 def train_reranked_model(
-    trained: dict[str, Any], spec: DatasetSpec, clean, known, data_split: TrainingSplit,
-    config: TrainConfig, data_source: str, known_before: datetime,
+    trained: dict[str, Any],
+    spec: DatasetSpec,
+    clean,
+    known,
+    data_split: TrainingSplit,
+    config: TrainConfig,
+    data_source: str,
+    known_before: datetime,
 ) -> dict[str, Any] | None:
     """A re-ranked version of a just-trained detector from the verdicts known (issue 9)."""
     from pipelines.feedback.training import NotEnoughLabels, register_reranked, train_reranked
@@ -127,7 +136,10 @@ def train_reranked_model(
     base = load_bundle(ModelRef(trained["model"], trained["version"], None))
     try:
         model = train_reranked(
-            base, clean, known, seed=config.seed,
+            base,
+            clean,
+            known,
+            seed=config.seed,
             evaluation_ids=set(data_split.evaluation[spec.id_column].astype(str)),
             min_labels=get_settings().feedback_min_labels,
         )
@@ -135,8 +147,12 @@ def train_reranked_model(
         get_run_logger().warning("%s: no re-ranked model: %s", trained["model"], exc)
         return {"model": f"{trained['model']}-reranked", "skipped": str(exc)}
     return register_reranked(
-        model, base_model=trained["model"], base_version=trained["version"],
-        detector_kind=trained["detector"], data_source=data_source, known_before=known_before,
+        model,
+        base_model=trained["model"],
+        base_version=trained["version"],
+        detector_kind=trained["detector"],
+        data_source=data_source,
+        known_before=known_before,
         input_example=data_split.raw_example,
     )
 
@@ -273,7 +289,12 @@ def promote_flow(
                 override = "approval_rejected"
                 decision.reasons.append(f"rejected by {answer.approver}: {answer.note or '-'}")
         result = record_and_apply(
-            store, comparison, decision, typed, actor=actor, approved_by=approved_by,
+            store,
+            comparison,
+            decision,
+            typed,
+            actor=actor,
+            approved_by=approved_by,
             override=override,
         )
         print(f"{name}: {result['decision']} ({'; '.join(result['reasons'])})")
@@ -311,8 +332,7 @@ def retrain_flow(
     trained = train_flow(data=data, spec_path=spec_path, config=config)
     if promote:
         trained["promotions"] = [
-            promote_flow(model=m["model"], actor="vigil retrain flow")[0]
-            for m in trained["models"]
+            promote_flow(model=m["model"], actor="vigil retrain flow")[0] for m in trained["models"]
         ]
     return trained
 

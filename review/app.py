@@ -213,9 +213,6 @@ class UserOut(BaseModel):
     disabled: bool
 
 
-
-
-
 class UserIn(BaseModel):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     role: RoleName
@@ -415,7 +412,9 @@ def create_app(store: ResultsStore | None = None, settings: VigilSettings | None
     def _render_error(request: Request, message: str, status: int):
         principal = getattr(request.state, "principal", None)
         return templates.TemplateResponse(
-            request, "error.html", {"user": principal, "message": message, "status": status},
+            request,
+            "error.html",
+            {"user": principal, "message": message, "status": status},
             status_code=status,
         )
 
@@ -498,12 +497,13 @@ def _public_routes(templates: Jinja2Templates) -> APIRouter:
                 "/login?" + urlencode({"next": target, "error": "wrong user name or password"}),
                 status_code=303,
             )
-        raw, _csrf = store.create_session(
-            user, ttl=timedelta(hours=settings.review_session_hours)
-        )
+        raw, _csrf = store.create_session(user, ttl=timedelta(hours=settings.review_session_hours))
         response = RedirectResponse(target, status_code=303)
         _set_cookie(
-            request, response, SESSION_COOKIE, raw,
+            request,
+            response,
+            SESSION_COOKIE,
+            raw,
             max_age=int(settings.review_session_hours * 3600),
         )
         response.delete_cookie(LOGIN_CSRF_COOKIE)
@@ -514,8 +514,13 @@ def _public_routes(templates: Jinja2Templates) -> APIRouter:
 
 def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: int):
     response.set_cookie(
-        name, value, max_age=max_age, httponly=True, samesite="strict",
-        secure=_settings(request).review_secure_cookies, path="/",
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="strict",
+        secure=_settings(request).review_secure_cookies,
+        path="/",
     )
 
 
@@ -528,7 +533,9 @@ def _page_routes(templates: Jinja2Templates) -> APIRouter:
     def render(request: Request, name: str, context: dict, status: int = 200):
         principal: Principal = request.state.principal
         return templates.TemplateResponse(
-            request, name, {"user": principal, "csrf": principal.csrf, **context},
+            request,
+            name,
+            {"user": principal, "csrf": principal.csrf, **context},
             status_code=status,
         )
 
@@ -556,12 +563,18 @@ def _page_routes(templates: Jinja2Templates) -> APIRouter:
         page = _queue_page(request, filters, sort=sort, cursor=cursor, limit=50)
         query = {k: v for k, v in request.query_params.items() if k not in ("cursor", "msg")}
         return render(
-            request, "queue.html",
+            request,
+            "queue.html",
             {
-                "page": page, "filters": filters, "sort": sort, "sorts": list(SORTS),
-                "query": query, "msg": msg,
+                "page": page,
+                "filters": filters,
+                "sort": sort,
+                "sorts": list(SORTS),
+                "query": query,
+                "msg": msg,
                 "next_url": "/queue?" + urlencode({**query, "cursor": page.next_cursor})
-                if page.next_cursor else None,
+                if page.next_cursor
+                else None,
             },
         )
 
@@ -585,12 +598,13 @@ def _page_routes(templates: Jinja2Templates) -> APIRouter:
         if not ids:
             raise HTTPException(422, "select at least one item for a bulk verdict")
         overrides = {
-            i: str(form.get(f"override_{i}"))
-            for i in ids
-            if form.get(f"override_{i}") in VERDICTS
+            i: str(form.get(f"override_{i}")) for i in ids if form.get(f"override_{i}") in VERDICTS
         }
         result = _store(request).bulk_verdict(
-            ids, principal.name, verdict, overrides=overrides,
+            ids,
+            principal.name,
+            verdict,
+            overrides=overrides,
             reason_code=str(form.get("reason_code") or "") or None,
             note=str(form.get("note") or "") or None,
         )
@@ -621,13 +635,15 @@ def _page_routes(templates: Jinja2Templates) -> APIRouter:
         store = _store(request)
         chosen = str(form.get("verdict", ""))
         overrides = {
-            key[len("override_"):]: str(value)
+            key[len("override_") :]: str(value)
             for key, value in form.items()
             if key.startswith("override_") and value in VERDICTS and value != chosen
         }
         try:
             store.give_verdict(
-                case_id, principal.name, chosen,
+                case_id,
+                principal.name,
+                chosen,
                 version=_int_or_none(form.get("version")),
                 reason_code=str(form.get("reason_code") or "") or None,
                 note=str(form.get("note") or "").strip() or None,
@@ -637,7 +653,9 @@ def _page_routes(templates: Jinja2Templates) -> APIRouter:
             case = _case_with_timeline(store, case_id)
             audit = store.audit_entries(entity="case", entity_id=str(case_id), limit=50)
             return render(
-                request, "case.html", {"case": case, "audit": audit, "conflict": str(exc)},
+                request,
+                "case.html",
+                {"case": case, "audit": audit, "conflict": str(exc)},
                 status=409,
             )
         done = f"Case #{case_id}: {chosen.replace('_', ' ')}."
@@ -664,7 +682,9 @@ def _page_routes(templates: Jinja2Templates) -> APIRouter:
             case = _case_with_timeline(store, case_id)
             audit = store.audit_entries(entity="case", entity_id=str(case_id), limit=50)
             return render(
-                request, "case.html", {"case": case, "audit": audit, "conflict": str(exc)},
+                request,
+                "case.html",
+                {"case": case, "audit": audit, "conflict": str(exc)},
                 status=409,
             )
         return RedirectResponse(
@@ -694,7 +714,8 @@ def _page_routes(templates: Jinja2Templates) -> APIRouter:
         earlier = [_run_out(r) for r in reversed(store.runs_for_model(run.model_name, 30))]
         quarantine = store.quarantine_frame(run.id)
         return render(
-            request, "run.html",
+            request,
+            "run.html",
             {
                 "run": run,
                 "histogram": charts.score_histogram(
@@ -723,7 +744,8 @@ def _page_routes(templates: Jinja2Templates) -> APIRouter:
     def users(request: Request, msg: str | None = None):
         require(request, "admin")
         return render(
-            request, "users.html",
+            request,
+            "users.html",
             {"users": _store(request).list_users(), "roles": ROLES, "msg": msg},
         )
 
@@ -748,9 +770,7 @@ def _page_routes(templates: Jinja2Templates) -> APIRouter:
         role = str(form.get("role") or "") or None
         disabled = {"1": True, "0": False}.get(str(form.get("disabled", "")))
         _store(request).update_user(name, actor=principal.name, role=role, disabled=disabled)
-        return RedirectResponse(
-            "/admin/users?" + urlencode({"msg": f"User {name} changed."}), 303
-        )
+        return RedirectResponse("/admin/users?" + urlencode({"msg": f"User {name} changed."}), 303)
 
     return router
 
@@ -775,7 +795,8 @@ def _labels_export(store: ResultsStore, fmt: str) -> Response:
     else:
         raise HTTPException(404, "export formats: csv, parquet")
     return Response(
-        body, media_type=media,
+        body,
+        media_type=media,
         headers={"Content-Disposition": f'attachment; filename="vigil-labels-{stamp}.{fmt}"'},
     )
 
@@ -807,7 +828,9 @@ def _api_routes(app: FastAPI) -> APIRouter:
     ):
         page = _queue_page(request, filters, sort=sort, cursor=cursor, limit=limit)
         return {
-            "items": page.items, "next_cursor": page.next_cursor, "counts": page.counts,
+            "items": page.items,
+            "next_cursor": page.next_cursor,
+            "counts": page.counts,
             "sort": page.sort,
         }
 
@@ -833,8 +856,13 @@ def _api_routes(app: FastAPI) -> APIRouter:
     def verdict(request: Request, case_id: CaseId, body: VerdictIn):
         principal = require(request, "analyst")
         return _store(request).give_verdict(
-            case_id, principal.name, body.verdict, version=body.version,
-            reason_code=body.reason_code or None, note=body.note, overrides=body.overrides,
+            case_id,
+            principal.name,
+            body.verdict,
+            version=body.version,
+            reason_code=body.reason_code or None,
+            note=body.note,
+            overrides=body.overrides,
         )
 
     @router.post("/queue/{case_id:int}/undo", response_model=VerdictOut)
@@ -851,11 +879,17 @@ def _api_routes(app: FastAPI) -> APIRouter:
                 raise HTTPException(422, f"overrides: {key!r} is not a case id")
             overrides[int(key)] = value
         result = _store(request).bulk_verdict(
-            body.case_ids, principal.name, body.verdict, overrides=overrides,
-            reason_code=body.reason_code or None, note=body.note,
+            body.case_ids,
+            principal.name,
+            body.verdict,
+            overrides=overrides,
+            reason_code=body.reason_code or None,
+            note=body.note,
         )
-        return {"applied": result["applied"],
-                "skipped": {str(k): v for k, v in result["skipped"].items()}}
+        return {
+            "applied": result["applied"],
+            "skipped": {str(k): v for k, v in result["skipped"].items()},
+        }
 
     @router.get("/runs", response_model=list[RunOut])
     def runs(request: Request, limit: int = Query(50, ge=1, le=1000)):

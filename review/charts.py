@@ -61,7 +61,7 @@ def score_gauge(score: float, threshold: float | None, *, width: int = 520) -> M
         f'<rect x="10" y="14" width="{max(1.0, x_s - 10):.1f}" height="14" fill="{colour}" rx="3"/>'
         f'<line x1="{x_t:.1f}" x2="{x_t:.1f}" y1="6" y2="36" stroke="#111" stroke-width="2"/>'
         f'<text x="{max(x_t, 10):.1f}" y="50" text-anchor="{"start" if x_t < 80 else "middle"}" '
-        f'{_FONT}>threshold {threshold:.4g}</text>'
+        f"{_FONT}>threshold {threshold:.4g}</text>"
         f'<text x="{min(x_s, width - 60):.1f}" y="10" {_FONT} fill="{colour}">'
         f"score {score:.4g}</text>"
     )
@@ -87,9 +87,7 @@ def score_histogram(
         edges = 10**edges
     left, bottom, plot_w, plot_h = 40, height - 28, width - 50, height - 40
     peak = math.log10(counts.max() + 1)
-    parts = [
-        f'<line x1="{left}" x2="{left + plot_w}" y1="{bottom}" y2="{bottom}" stroke="#888"/>'
-    ]
+    parts = [f'<line x1="{left}" x2="{left + plot_w}" y1="{bottom}" y2="{bottom}" stroke="#888"/>']
     bar_w = plot_w / len(counts)
     for i, c in enumerate(counts):
         if not c:

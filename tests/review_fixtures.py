@@ -59,9 +59,16 @@ def add_flagged_run(
         ticket.run.id,
         ticket.owner,
         ChunkWrite(
-            chunk_number=0, chunk_size=1000, first_row=0, rows_in=len(records), scores=scores,
-            flags=flag_rows, quarantined=pd.DataFrame(), rows_quarantined=0,
-            batch_id=batch_id, source=f"{batch_id}.csv",
+            chunk_number=0,
+            chunk_size=1000,
+            first_row=0,
+            rows_in=len(records),
+            scores=scores,
+            flags=flag_rows,
+            quarantined=pd.DataFrame(),
+            rows_quarantined=0,
+            batch_id=batch_id,
+            source=f"{batch_id}.csv",
         ),
     )
     store.complete_run(ticket.run.id, ticket.owner, group_by_entity=group_by_entity)

@@ -43,8 +43,14 @@ def _store() -> ResultsStore:
 def _add_labels(rows: list[tuple[str, str, datetime]], dataset: str) -> None:
     frame = pd.DataFrame(
         [
-            {"record_id": r, "verdict": v, "source": "import", "known_at": t, "dataset": dataset,
-             "dedupe_key": dedupe_key(r, v, t.isoformat(), "import", dataset)}
+            {
+                "record_id": r,
+                "verdict": v,
+                "source": "import",
+                "known_at": t,
+                "dataset": dataset,
+                "dedupe_key": dedupe_key(r, v, t.isoformat(), "import", dataset),
+            }
             for r, v, t in rows
         ]
     )
@@ -95,8 +101,19 @@ def test_threshold_set_from_verdicts_is_used_by_the_next_run(demo, tmp_path, mon
     try:
         result = runner.invoke(
             main,
-            ["threshold", "set", "--model", model, "--budget", "5/day", "--reason", "queue of 5",
-             "--actor", "lead", "--json"],
+            [
+                "threshold",
+                "set",
+                "--model",
+                model,
+                "--budget",
+                "5/day",
+                "--reason",
+                "queue of 5",
+                "--actor",
+                "lead",
+                "--json",
+            ],
         )
     finally:
         get_settings.cache_clear()
@@ -128,8 +145,12 @@ def test_train_with_labels_registers_a_scorable_reranked_version(demo, tmp_path)
     normals = train.loc[train["is_fraud"] == 0, "transaction_id"].astype(str).tolist()[:40]
     labels = tmp_path / "verdicts.csv"
     pd.DataFrame(
-        {"record_id": frauds + normals, "verdict": ["fraud"] * 30 + ["not_fraud"] * 40,
-         "known_at": "2026-01-01T00:00:00Z", "source": "chargeback"}
+        {
+            "record_id": frauds + normals,
+            "verdict": ["fraud"] * 30 + ["not_fraud"] * 40,
+            "known_at": "2026-01-01T00:00:00Z",
+            "source": "chargeback",
+        }
     ).to_csv(labels, index=False)
     runner = CliRunner()
     imported = runner.invoke(main, ["labels", "import", str(labels), "--dataset", spec.name])
@@ -137,8 +158,19 @@ def test_train_with_labels_registers_a_scorable_reranked_version(demo, tmp_path)
 
     result = runner.invoke(
         main,
-        ["train", "--data", str(train_path), "--spec", str(spec_path), "--detectors", "vae",
-         "--epochs", "4", "--with-labels", "--json"],
+        [
+            "train",
+            "--data",
+            str(train_path),
+            "--spec",
+            str(spec_path),
+            "--detectors",
+            "vae",
+            "--epochs",
+            "4",
+            "--with-labels",
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     trained = json.loads(result.stdout)

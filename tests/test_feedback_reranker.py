@@ -32,8 +32,9 @@ def test_numpy_trees_equal_sklearn_and_survive_save_load(tmp_path):
     trees = BoostedTrees.from_sklearn(model)
     X_new = rng.normal(size=(500, 6))
     X_new[::3, 2] = np.nan
-    np.testing.assert_allclose(trees.predict_proba(X_new), model.predict_proba(X_new)[:, 1],
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        trees.predict_proba(X_new), model.predict_proba(X_new)[:, 1], rtol=1e-10, atol=1e-12
+    )
     trees.save(tmp_path)
     loaded = BoostedTrees.load(tmp_path, trees.baseline, trees.max_depth)
     assert np.array_equal(loaded.predict_proba(X_new), trees.predict_proba(X_new))
@@ -90,15 +91,19 @@ def test_risk_features_travel_with_the_bundle_and_read_the_labels_given(tmp_path
             "tx_id": [f"t{i}" for i in range(n)],
             "card": rng.choice([f"c{i}" for i in range(60)], n),
             "terminal": rng.choice([f"T{i}" for i in range(15)], n),
-            "ts": pd.Timestamp("2026-01-01") + pd.to_timedelta(np.sort(rng.uniform(0, 40, n)),
-                                                                unit="D"),
+            "ts": pd.Timestamp("2026-01-01")
+            + pd.to_timedelta(np.sort(rng.uniform(0, 40, n)), unit="D"),
             "amount": rng.lognormal(3, 0.5, n),
         }
     )
     spec = DEMO_SPEC.model_copy(
         update={
-            "name": "risky", "id_column": "tx_id", "label_column": None,
-            "numeric_features": ["amount"], "categorical_features": [], "entity_column": "card",
+            "name": "risky",
+            "id_column": "tx_id",
+            "label_column": None,
+            "numeric_features": ["amount"],
+            "categorical_features": [],
+            "entity_column": "card",
             "time_column": "ts",
         }
     )

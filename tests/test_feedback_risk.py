@@ -14,8 +14,12 @@ DAY0 = pd.Timestamp("2026-01-01")
 
 def _records() -> pd.DataFrame:
     rows = [  # (id, terminal, day)
-        ("f1", "T1", 1.0), ("a", "T1", 2.0), ("b", "T1", 4.0), ("c", "T1", 10.0),
-        ("d", "T2", 4.0), ("e", "T1", 3.5),
+        ("f1", "T1", 1.0),
+        ("a", "T1", 2.0),
+        ("b", "T1", 4.0),
+        ("c", "T1", 10.0),
+        ("d", "T2", 4.0),
+        ("e", "T1", 3.5),
     ]
     return pd.DataFrame(
         {
@@ -63,8 +67,9 @@ def test_delay_shifts_the_window_back():
     config = RiskConfig(
         columns=("terminal",), time_column="ts", id_column="tx_id", windows=("7D",), delay="2D"
     )
-    counts = _by_id(frame, build_risk_features(frame, _frauds(3.0), config),
-                    "risk_terminal_frauds_7d")
+    counts = _by_id(
+        frame, build_risk_features(frame, _frauds(3.0), config), "risk_terminal_frauds_7d"
+    )
     # b (day 4): window [day -5, day 2) holds f1, known on day 3 < 4.
     # c (day 10): window [day 1, day 8) holds f1 (day 1) too.
     assert counts["b"] == 1 and counts["c"] == 1 and counts["a"] == 0
@@ -104,7 +109,8 @@ def test_batch_after_kept_history_equals_one_big_file():
         same = (frame["terminal"] == frame["terminal"].iloc[i]).to_numpy()
         in_window = same & (ts >= t - np.timedelta64(7, "D")) & (ts < t)
         expected = sum(
-            1 for j in np.flatnonzero(in_window)
+            1
+            for j in np.flatnonzero(in_window)
             if frame["tx_id"].iloc[j] in fraud_known and fraud_known[frame["tx_id"].iloc[j]] < t
         )
         assert whole["risk_terminal_frauds_7d"].iloc[i] == expected

@@ -127,9 +127,7 @@ def test_score_flow_is_idempotent_and_model_loads_in_a_fresh_process(demo_files,
     assert result["n"] == 50
 
 
-def test_sequence_spec_trains_sequence_models_and_scores_a_later_day_alone(
-    tmp_path, unique_name
-):
+def test_sequence_spec_trains_sequence_models_and_scores_a_later_day_alone(tmp_path, unique_name):
     """The issue's 'done when': train the sequence models on the past, then score a later
     day on its own with the entity history kept by training."""
     from pipelines.demo_sequences import SEQUENCE_SPEC, generate_card_sequences

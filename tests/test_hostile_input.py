@@ -95,8 +95,17 @@ _CELLS = st.one_of(
     st.integers(min_value=-(10**20), max_value=10**20).map(str),
 )
 _TIMES = st.one_of(
-    st.sampled_from(["2026-01-15T10:00:00", "2026-01-15T10:00:00Z", "2026-01-15 10:00:00+05:30",
-                     "yesterday", "", "2026-02-30T00:00:00", "1700000000"]),  # fmt: skip
+    st.sampled_from(
+        [
+            "2026-01-15T10:00:00",
+            "2026-01-15T10:00:00Z",
+            "2026-01-15 10:00:00+05:30",
+            "yesterday",
+            "",
+            "2026-02-30T00:00:00",
+            "1700000000",
+        ]
+    ),  # fmt: skip
     st.text(max_size=8),
 )
 

@@ -22,8 +22,14 @@ def test_live_history_matches_the_store_and_picks_up_other_writers(tmp_path):
     spec = SEQUENCE_SPEC
     records = _clean(generate_card_sequences(n_cards=12, days=10, seed=2))
     past, rest = records.iloc[:-60], records.iloc[-60:]
-    save_entity_history(store, spec, batch_id="train", source="train",
-                        state=prepare_records(spec, past).state, only_recent=True)
+    save_entity_history(
+        store,
+        spec,
+        batch_id="train",
+        source="train",
+        state=prepare_records(spec, past).state,
+        only_recent=True,
+    )
     live = LiveHistory(store, spec, background=False)
 
     # Scored one at a time, kept in memory: nothing is written until a flush.
@@ -49,8 +55,13 @@ def test_live_history_matches_the_store_and_picks_up_other_writers(tmp_path):
 
     # Another process (a nightly batch run) keeps records: the next refresh loads them.
     other = rest.iloc[30:35]
-    save_entity_history(store, spec, batch_id="night", source="night.csv",
-                        state=prepare_records(spec, other, from_store).state)
+    save_entity_history(
+        store,
+        spec,
+        batch_id="night",
+        source="night.csv",
+        state=prepare_records(spec, other, from_store).state,
+    )
     assert live.refresh() == len(other)
     after = rest.iloc[35:]
     later = after[after["card_id"].isin(other["card_id"])].iloc[[0]]
@@ -60,9 +71,7 @@ def test_live_history_matches_the_store_and_picks_up_other_writers(tmp_path):
     live.close()
 
 
-def test_api_picks_up_a_new_champion_in_the_background_without_a_restart(
-    tmp_path, monkeypatch
-):
+def test_api_picks_up_a_new_champion_in_the_background_without_a_restart(tmp_path, monkeypatch):
     """Requests keep the loaded model while the registry is asked again; a promotion (the
     alias moves to v2) is served from the next look-up on."""
     from types import SimpleNamespace

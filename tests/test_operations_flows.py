@@ -168,10 +168,10 @@ def test_analysts_verdicts_on_records_both_models_scored_are_promotion_evidence(
     verdicts = ["fraud" if i % 3 == 0 else "not_fraud" for i in range(len(judged))]
     with store.session() as session:
         for record_id, verdict in zip(judged["record_id"], verdicts, strict=True):
-            session.add(Label(record_id=record_id, verdict="unsure", source="review",
-                              analyst="amy"))
-            session.add(Label(record_id=record_id, verdict=verdict, source="review",
-                              analyst="amy"))
+            session.add(
+                Label(record_id=record_id, verdict="unsure", source="review", analyst="amy")
+            )
+            session.add(Label(record_id=record_id, verdict=verdict, source="review", analyst="amy"))
     comparison = compare(store, name, PromotionPolicy(bootstrap=100))
     # Only the latest counting verdict per record is evidence; unsure rows are not labels.
     assert comparison.sizes["by_source"]["verdicts"] == 30
@@ -235,8 +235,9 @@ def test_promote_records_the_decision_then_rollback_restores_the_champion(traine
     assert np.isfinite(model["ledger"][1]["evidence"]["numbers"]["labelled"]["budget"])
 
     # A rolled-back version is not promoted again by the policy on its own.
-    any_evidence = PromotionPolicy(min_gain=-1.0, max_flag_volume_change=100.0, min_labelled=1,
-                                   min_positives=1, bootstrap=200)
+    any_evidence = PromotionPolicy(
+        min_gain=-1.0, max_flag_volume_change=100.0, min_labelled=1, min_positives=1, bootstrap=200
+    )
     again = promote(store, name, any_evidence, actor="tester")
     assert again["decision"] == "rejected" and "rolled back before" in again["reasons"][0]
 
@@ -267,8 +268,9 @@ def test_folder_source_scores_each_settled_file_once_and_says_when_nothing_is_ne
         copying, index=False
     )  # just written: still "being copied"
 
-    run1 = score_pending(store, source, list_pending(store, source), model=trained["name"],
-                         shadow=False)
+    run1 = score_pending(
+        store, source, list_pending(store, source), model=trained["name"], shadow=False
+    )
     assert [r["input"] for r in run1["runs"]] == ["day1.csv"]
     assert run1["waiting"] == ["day2.csv"] and run1["runs"][0]["rows_scored"] == 300
 
@@ -277,8 +279,9 @@ def test_folder_source_scores_each_settled_file_once_and_says_when_nothing_is_ne
     assert "1 still being written" in run2["message"]
 
     _settled(copying)
-    run3 = score_pending(store, source, list_pending(store, source), model=trained["name"],
-                         shadow=False)
+    run3 = score_pending(
+        store, source, list_pending(store, source), model=trained["name"], shadow=False
+    )
     assert [r["input"] for r in run3["runs"]] == ["day2.csv"]
     assert store.count(SourceFile) >= 2
     assert score_pending(store, source, list_pending(store, source))["nothing_new"]
@@ -303,8 +306,9 @@ def test_folder_source_crash_before_commit_leaves_the_file_pending_not_half_scor
 
     monkeypatch.setattr(type(store), "record_source_file", staticmethod(crash))
     with pytest.raises(RuntimeError, match="power cut"):
-        score_pending(store, source, list_pending(store, source), model=trained["name"],
-                      shadow=False)
+        score_pending(
+            store, source, list_pending(store, source), model=trained["name"], shadow=False
+        )
     monkeypatch.undo()
     assert store.scored_file_sizes(source.key) == set()
     with store.session() as session:
@@ -346,9 +350,9 @@ def test_a_duplicate_run_of_the_same_listing_writes_nothing_twice(trained):
         import sqlalchemy as sa
 
         rows = session.scalar(
-            sa.select(sa.func.count()).select_from(SourceFile).where(
-                SourceFile.source_key == source.key
-            )
+            sa.select(sa.func.count())
+            .select_from(SourceFile)
+            .where(SourceFile.source_key == source.key)
         )
     assert rows == 1
 
@@ -366,8 +370,9 @@ def test_sql_source_reads_rows_after_the_watermark_committed_with_the_run(traine
     frame.iloc[:250].to_sql("transactions", engine, index=False)
     source = SqlSource(url=url, query="SELECT * FROM transactions", watermark_column="ingest_seq")
 
-    first = score_pending(store, source, list_pending(store, source), model=trained["name"],
-                          shadow=False)
+    first = score_pending(
+        store, source, list_pending(store, source), model=trained["name"], shadow=False
+    )
     assert first["runs"][0]["rows_scored"] == 250 and store.watermark(source.key) == "250"
     assert score_pending(store, source, list_pending(store, source))["nothing_new"]
 
@@ -378,13 +383,15 @@ def test_sql_source_reads_rows_after_the_watermark_committed_with_the_run(traine
 
     monkeypatch.setattr(type(store), "advance_watermark", staticmethod(crash))
     with pytest.raises(RuntimeError):
-        score_pending(store, source, list_pending(store, source), model=trained["name"],
-                      shadow=False)
+        score_pending(
+            store, source, list_pending(store, source), model=trained["name"], shadow=False
+        )
     monkeypatch.undo()
     assert store.watermark(source.key) == "250"  # the crashed run moved nothing
 
-    second = score_pending(store, source, list_pending(store, source), model=trained["name"],
-                           shadow=False)
+    second = score_pending(
+        store, source, list_pending(store, source), model=trained["name"], shadow=False
+    )
     assert second["runs"][0]["rows_scored"] == 150
     assert store.count(Score, second["runs"][0]["run_id"]) == 150
     assert store.watermark(source.key) == "400"
@@ -453,12 +460,18 @@ def test_vigil_serve_registers_schedules_and_runs_a_triggered_score_on_a_real_se
     api = f"http://127.0.0.1:{port}/api"
     bin_dir = Path(sys.executable).parent
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    server_env = {**base_env, "PREFECT_HOME": str(tmp / "prefect-server"),
-                  "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
+    server_env = {
+        **base_env,
+        "PREFECT_HOME": str(tmp / "prefect-server"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+    }
     server_log = open(tmp / "server.log", "w")  # noqa: SIM115 - closed in finally
     server = subprocess.Popen(
         [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=server_env, stdout=server_log, stderr=subprocess.STDOUT,
+        env=server_env,
+        stdout=server_log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     served = None
@@ -472,27 +485,49 @@ def test_vigil_serve_registers_schedules_and_runs_a_triggered_score_on_a_real_se
                 return False
 
         _wait(healthy, 180, "the Prefect server")
-        serve_env = {**base_env, "PREFECT_API_URL": api,
-                     "PREFECT_HOME": str(tmp / "prefect-client")}
+        serve_env = {
+            **base_env,
+            "PREFECT_API_URL": api,
+            "PREFECT_HOME": str(tmp / "prefect-client"),
+        }
         log = open(tmp / "serve.log", "w")  # noqa: SIM115 - closed in finally
         served = subprocess.Popen(
-            [str(bin_dir / "vigil"), "serve", "--watch-folder", str(inbox), "--settle-seconds",
-             "0", "--model", trained["name"], "--train-data", str(tmp / "train.csv"),
-             "--spec", str(tmp / "spec.yaml")],
-            env=serve_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(bin_dir / "vigil"),
+                "serve",
+                "--watch-folder",
+                str(inbox),
+                "--settle-seconds",
+                "0",
+                "--model",
+                trained["name"],
+                "--train-data",
+                str(tmp / "train.csv"),
+                "--spec",
+                str(tmp / "spec.yaml"),
+            ],
+            env=serve_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
         def deployments():
             found = client.post("/deployments/filter", json={}).json()
             names = {d["name"]: d for d in found}
-            return names if {"nightly-score", "weekly-train", "promote-on-demand"} <= set(names) \
+            return (
+                names
+                if {"nightly-score", "weekly-train", "promote-on-demand"} <= set(names)
                 else None
+            )
 
         found = _wait(deployments, 180, "vigil serve's deployments")
         # The schedules, as the server has them.
         schedules = {
-            name: [s["schedule"].get("cron") for s in
-                   client.get(f"/deployments/{found[name]['id']}/schedules").json()]
+            name: [
+                s["schedule"].get("cron")
+                for s in client.get(f"/deployments/{found[name]['id']}/schedules").json()
+            ]
             for name in ("nightly-score", "weekly-train")
         }
         assert schedules == {"nightly-score": ["0 2 * * *"], "weekly-train": ["0 3 * * 0"]}
@@ -507,7 +542,9 @@ def test_vigil_serve_registers_schedules_and_runs_a_triggered_score_on_a_real_se
                 break
             time.sleep(2)
         assert created.status_code < 300, (
-            created.status_code, created.text[:500], (tmp / "server.log").read_text()[-3000:]
+            created.status_code,
+            created.text[:500],
+            (tmp / "server.log").read_text()[-3000:],
         )
         run = created.json()
 
@@ -554,14 +591,21 @@ def test_promote_flow_pauses_for_approval_and_records_the_approver(trained):
     aliases = {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
     if aliases["champion"] == aliases["challenger"]:  # an earlier test left v2 promoted
         client.set_registered_model_alias(name, "champion", "1")
-    policy = {"min_gain": -1.0, "max_flag_volume_change": 100.0, "min_labelled": 1,
-              "min_positives": 1, "bootstrap": 100, "require_approval": True,
-              "allow_rolled_back": True}
+    policy = {
+        "min_gain": -1.0,
+        "max_flag_volume_change": 100.0,
+        "min_labelled": 1,
+        "min_positives": 1,
+        "bootstrap": 100,
+        "require_approval": True,
+        "allow_rolled_back": True,
+    }
     outcome: dict = {}
 
     def run() -> None:
-        outcome["result"] = promote_flow(model=name, policy=policy, actor="tester",
-                                         approval_timeout_s=300)
+        outcome["result"] = promote_flow(
+            model=name, policy=policy, actor="tester", approval_timeout_s=300
+        )
 
     worker = threading.Thread(target=run)
     worker.start()
@@ -575,8 +619,9 @@ def test_promote_flow_pauses_for_approval_and_records_the_approver(trained):
             paused = prefect.read_flow_runs(flow_run_filter=paused_filter)
             time.sleep(1)
     assert paused, "the promote flow never paused for approval"
-    resume_flow_run(paused[0].id, run_input={"approve": True, "approver": "alice",
-                                             "note": "numbers look fine"})
+    resume_flow_run(
+        paused[0].id, run_input={"approve": True, "approver": "alice", "note": "numbers look fine"}
+    )
     worker.join(timeout=240)
     result = outcome["result"][0]
     assert result["decision"] == "promoted" and result["approved_by"] == "alice"

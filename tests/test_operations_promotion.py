@@ -32,15 +32,27 @@ def _evidence(n: int, positives: int, challenger_noise: float, seed: int = 0) ->
 def _comparison(evidence: Evidence, policy: PromotionPolicy, threshold: float) -> Comparison:
     labelled = compare_labelled(evidence, threshold, policy)
     frame = pd.DataFrame(
-        {"champion": evidence.a, "challenger": evidence.b, "batch_id": "b",
-         "champion_flag": evidence.a > threshold, "challenger_flag": evidence.b > threshold}
+        {
+            "champion": evidence.a,
+            "challenger": evidence.b,
+            "batch_id": "b",
+            "champion_flag": evidence.a > threshold,
+            "challenger_flag": evidence.b > threshold,
+        }
     )
     return Comparison(
-        model_name="m", champion="1", challenger="2", previous_champion=None,
+        model_name="m",
+        champion="1",
+        challenger="2",
+        previous_champion=None,
         numbers={"labelled": labelled, "volume": flag_volume(frame)},
-        sizes={"labelled": len(evidence.y), "positives": int(evidence.y.sum()),
-               "by_source": {"evaluation": len(evidence.y)}, "paired_unlabelled": 0,
-               "paired_batches": 0},
+        sizes={
+            "labelled": len(evidence.y),
+            "positives": int(evidence.y.sum()),
+            "by_source": {"evaluation": len(evidence.y)},
+            "paired_unlabelled": 0,
+            "paired_batches": 0,
+        },
     )
 
 

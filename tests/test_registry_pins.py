@@ -10,9 +10,7 @@ import mlflow.pyfunc
 from pipelines.modeling.registry import ModelRef, _warn_on_version_drift
 
 
-def test_a_pin_that_differs_from_the_installed_version_is_reported(
-    tmp_path, monkeypatch, caplog
-):
+def test_a_pin_that_differs_from_the_installed_version_is_reported(tmp_path, monkeypatch, caplog):
     requirements = tmp_path / "requirements.txt"
     requirements.write_text(
         f"numpy=={version('numpy')}\n"

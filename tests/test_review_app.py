@@ -33,7 +33,8 @@ def store(tmp_path, password_hash) -> ResultsStore:
     for name, role in (("ana", "analyst"), ("vic", "viewer"), ("adm", "admin"), ("bob", "analyst")):
         store.add_user(name, role, password_hash, actor="test")
     add_flagged_run(
-        store, batch_id="b1",
+        store,
+        batch_id="b1",
         flags=[("r1", "card1", 4.0), ("r2", "card2", 3.0), ("r3", "card3", 2.0)],
     )
     return store
@@ -73,8 +74,11 @@ def _routes(app):
             found = [(route.path, set(route.methods))]
         for template, methods in found:
             path = (
-                template.replace("{case_id:int}", "1").replace("{case_id}", "1")
-                .replace("{run_id}", "x").replace("{name}", "ana").replace("{fmt}", "csv")
+                template.replace("{case_id:int}", "1")
+                .replace("{case_id}", "1")
+                .replace("{run_id}", "x")
+                .replace("{name}", "ana")
+                .replace("{fmt}", "csv")
             )
             for method in sorted(methods - {"HEAD"}):
                 yield method, template, path
@@ -107,10 +111,14 @@ def test_a_viewer_cannot_change_anything(app):
         if method not in STATE_CHANGING or template.startswith(PUBLIC) or path == "/logout":
             continue
         response = viewer.request(
-            method, path, data={"csrf_token": csrf, "verdict": "fraud"}
-            if not template.startswith("/api") else None,
+            method,
+            path,
+            data={"csrf_token": csrf, "verdict": "fraud"}
+            if not template.startswith("/api")
+            else None,
             json={"verdict": "fraud", "case_ids": [1], "name": "x", "role": "viewer"}
-            if template.startswith("/api") else None,
+            if template.startswith("/api")
+            else None,
             headers={"X-CSRF-Token": csrf},
         )
         walked += 1
@@ -238,7 +246,10 @@ def test_admin_manages_users_and_it_is_audited(app, store):
     admin.post("/admin/users/newbie", data={"role": "analyst", "disabled": "1", "csrf_token": csrf})
     user = store.get_user("newbie")
     assert user.role == "analyst" and user.disabled
-    (change,) = [a for a in store.audit_entries(entity="user", entity_id="newbie")
-                 if a.action == "user.changed"]
+    (change,) = [
+        a
+        for a in store.audit_entries(entity="user", entity_id="newbie")
+        if a.action == "user.changed"
+    ]
     assert change.actor == "adm" and change.before["role"] == "viewer"
     assert change.after == {"role": "analyst", "disabled": True}

@@ -21,8 +21,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 PASSWORD = "correct horse battery"
 LAUNCH_ARGS = [
-    "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 
 pytestmark = [
@@ -60,9 +65,14 @@ def server(tmp_path_factory):
     frame.loc[5, "amount"] = "not-a-number"
     batch = Batch(frame=frame, source="tonight.csv", first_row_number=2, row_label="line")
     score_batch(
-        bundle=ScoringBundle(DEMO_SPEC, detector), batch=batch,
-        validated=validate_batch(batch, DEMO_SPEC), store=store, model_name="demo-vae",
-        model_version="1", model_alias="champion", chunk_size=256,
+        bundle=ScoringBundle(DEMO_SPEC, detector),
+        batch=batch,
+        validated=validate_batch(batch, DEMO_SPEC),
+        store=store,
+        model_name="demo-vae",
+        model_version="1",
+        model_alias="champion",
+        chunk_size=256,
     )
     password_hash = hash_password(PASSWORD)
     for name, role in (("ana", "analyst"), ("bob", "analyst"), ("vic", "viewer")):
@@ -182,8 +192,9 @@ def test_a_form_without_its_csrf_token_is_refused(server, browser):
     case_id = store.queue_page().items[-1]["id"]
     page.goto(f"{url}/cases/{case_id}")
     before = len(store.labels_frame())
-    page.evaluate("document.querySelectorAll('#verdict-form input[name=csrf_token]')"
-                  ".forEach(e => e.remove())")
+    page.evaluate(
+        "document.querySelectorAll('#verdict-form input[name=csrf_token]').forEach(e => e.remove())"
+    )
     with page.expect_navigation():
         page.click("button.v.not_fraud")
     assert "CSRF" in page.locator("main").inner_text()

@@ -15,7 +15,8 @@ def test_users_add_token_role_disable_through_the_cli(unique_name):
     runner = CliRunner()
     name = f"u{unique_name}"
     added = runner.invoke(
-        main, ["users", "add", name, "--role", "viewer", "--password-stdin"],
+        main,
+        ["users", "add", name, "--role", "viewer", "--password-stdin"],
         input="a long enough password\n",
     )
     assert added.exit_code == 0, added.output
@@ -31,9 +32,7 @@ def test_users_add_token_role_disable_through_the_cli(unique_name):
     token = runner.invoke(main, ["users", "token", name])
     assert token.exit_code == 0 and len(token.output.strip().splitlines()) == 1
     store = ResultsStore(get_settings().resolved_database_url)
-    api = TestClient(create_app(store), headers={
-        "Authorization": f"Bearer {token.output.strip()}"
-    })
+    api = TestClient(create_app(store), headers={"Authorization": f"Bearer {token.output.strip()}"})
     assert api.get("/api/me").json()["role"] == "viewer"
 
     assert runner.invoke(main, ["users", "set-role", name, "analyst"]).exit_code == 0

@@ -32,7 +32,8 @@ schema = schemathesis.openapi.from_asgi("/api/openapi.json", APP, headers=AUTH)
 
 @schema.parametrize()
 @settings(
-    max_examples=15, deadline=None,
+    max_examples=15,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_api_answers_match_the_openapi_document(case):

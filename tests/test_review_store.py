@@ -41,7 +41,9 @@ def test_tabular_flags_are_one_case_per_record_even_across_model_versions(store)
 
 def test_sequence_flags_join_the_entitys_open_case(store):
     add_flagged_run(
-        store, batch_id="d1", flags=[("r1", "card7", 2.0), ("r2", "card7", 5.0)],
+        store,
+        batch_id="d1",
+        flags=[("r1", "card7", 2.0), ("r2", "card7", 5.0)],
         group_by_entity=True,
     )
     add_flagged_run(store, batch_id="d2", flags=[("r3", "card7", 1.5)], group_by_entity=True)
@@ -64,7 +66,9 @@ def test_concurrent_runs_create_one_open_case_per_entity(store):
     def run(i: int) -> None:
         try:
             add_flagged_run(
-                store, batch_id=f"p{i}", flags=[(f"r{i}", "card1", 2.0 + i)],
+                store,
+                batch_id=f"p{i}",
+                flags=[(f"r{i}", "card1", 2.0 + i)],
                 group_by_entity=True,
             )
         except Exception as exc:  # noqa: BLE001 - collected and asserted below
@@ -103,7 +107,11 @@ def test_verdicts_are_label_rows_and_the_latest_counts(store):
     add_flagged_run(store, batch_id="b", flags=[("r1", "c1", 3.0)], threshold=1.5)
     case = store.claim_next("ana", lock=LOCK)
     result = store.give_verdict(
-        case["id"], "ana", "fraud", version=case["version"], reason_code="stolen_card",
+        case["id"],
+        "ana",
+        "fraud",
+        version=case["version"],
+        reason_code="stolen_card",
         note="customer called",
     )
     with pytest.raises(Conflict, match="already has the verdict"):
@@ -150,8 +158,9 @@ def test_bulk_verdict_with_override_skips_what_it_must_not_touch(store):
     result = store.bulk_verdict(ids, "ana", "not_fraud", overrides={ids[1]: "fraud"})
     assert result["applied"] == ids[:2]
     assert "claimed by bob" in result["skipped"][ids[2]]
-    verdicts = dict(zip(store.labels_frame()["record_id"], store.labels_frame()["verdict"],
-                        strict=True))
+    verdicts = dict(
+        zip(store.labels_frame()["record_id"], store.labels_frame()["verdict"], strict=True)
+    )
     assert verdicts == {"r1": "not_fraud", "r2": "fraud"}
 
 
@@ -178,8 +187,9 @@ def test_queue_filters_sorts_and_keyset_pages(store):
 
 def test_quality_by_model_version(store):
     add_flagged_run(
-        store, batch_id="b", flags=[("r1", None, 3.0), ("r2", None, 2.0), ("r3", None, 1.5),
-                                    ("r4", None, 1.2)]
+        store,
+        batch_id="b",
+        flags=[("r1", None, 3.0), ("r2", None, 2.0), ("r3", None, 1.5), ("r4", None, 1.2)],
     )
     ids = [item["id"] for item in store.queue_page().items]
     store.give_verdict(ids[0], "ana", "fraud")
@@ -211,19 +221,33 @@ def test_users_tokens_sessions_and_their_audit(store):
 
 def test_decision_ledger_is_append_only_and_audited(store):
     first = store.record_decision(
-        model_name="m", kind="threshold", decision="applied", actor="ana", from_version="1",
-        to_version="1", before={"threshold": 1.0}, after={"threshold": 1.2},
-        evidence={"reviewed": 120}, policy={"budget_per_day": 50}, reason="queue too long",
+        model_name="m",
+        kind="threshold",
+        decision="applied",
+        actor="ana",
+        from_version="1",
+        to_version="1",
+        before={"threshold": 1.0},
+        after={"threshold": 1.2},
+        evidence={"reviewed": 120},
+        policy={"budget_per_day": 50},
+        reason="queue too long",
     )
     second = store.record_decision(
-        model_name="m", kind="promotion", decision="promoted", actor="vigil", from_version="1",
-        to_version="2", approved_by="lead",
+        model_name="m",
+        kind="promotion",
+        decision="promoted",
+        actor="vigil",
+        from_version="1",
+        to_version="2",
+        approved_by="lead",
     )
     entries = store.decisions("m")
     assert [e.id for e in entries] == [second, first]
     assert entries[1].after == {"threshold": 1.2} and entries[0].approved_by == "lead"
     assert {a.action for a in store.audit_entries(entity="model")} == {
-        "threshold.applied", "promotion.promoted"
+        "threshold.applied",
+        "promotion.promoted",
     }
 
 
@@ -231,23 +255,39 @@ def test_entity_timeline_joins_kept_history_scores_flags_and_verdicts(store):
     import pandas as pd
 
     run_id = add_flagged_run(
-        store, batch_id="d1", dataset="demo", flags=[("t3", "card9", 5.0)], group_by_entity=True,
+        store,
+        batch_id="d1",
+        dataset="demo",
+        flags=[("t3", "card9", 5.0)],
+        group_by_entity=True,
     )
     # The batch's records as sequence mode keeps them (id and entity columns by spec name).
     history = pd.DataFrame(
-        {"tx_id": ["t1", "t2", "t3", "x1"], "card_id": ["card9", "card9", "card9", "card1"],
-         "amount": [10.0, 12.0, 900.0, 5.0]}
+        {
+            "tx_id": ["t1", "t2", "t3", "x1"],
+            "card_id": ["card9", "card9", "card9", "card1"],
+            "amount": [10.0, 12.0, 900.0, 5.0],
+        }
     )
-    store.save_history(dataset="demo", batch_id="d1", source="d1.csv", signature="s",
-                       frame=history, seconds=[1.0, 2.0, 3.0, 4.0])
+    store.save_history(
+        dataset="demo",
+        batch_id="d1",
+        source="d1.csv",
+        signature="s",
+        frame=history,
+        seconds=[1.0, 2.0, 3.0, 4.0],
+    )
     import sqlalchemy as sa
 
     from pipelines.store import Score
 
     with store.session() as session:
-        session.execute(sa.insert(Score), [
-            {"run_id": run_id, "record_id": "t1", "score": 0.2, "is_anomaly": False},
-        ])
+        session.execute(
+            sa.insert(Score),
+            [
+                {"run_id": run_id, "record_id": "t1", "score": 0.2, "is_anomaly": False},
+            ],
+        )
     case_id = store.queue_page().items[0]["id"]
     store.give_verdict(case_id, "ana", "fraud")
     timeline = store.entity_timeline("demo", "card9", id_column="tx_id", entity_column="card_id")

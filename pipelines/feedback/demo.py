@@ -49,8 +49,11 @@ def run_feedback_demo(*, epochs: int | None = None, echo=print) -> dict:
     except ValueError:
         echo("no demo model yet: training it first (vigil demo does this)")
         overrides = {"epochs": epochs} if epochs else {}
-        train_flow(data=str(train_path), spec_path=str(spec_path),
-                   config=TrainConfig(detectors=["vae"], vae=overrides))
+        train_flow(
+            data=str(train_path),
+            spec_path=str(spec_path),
+            config=TrainConfig(detectors=["vae"], vae=overrides),
+        )
         ref = resolve_model(champion)
 
     # 1. The analysts review the champion's top training records.
@@ -71,13 +74,19 @@ def run_feedback_demo(*, epochs: int | None = None, echo=print) -> dict:
     store = ResultsStore(settings.resolved_database_url)
     imported = store.add_label_rows(parsed.rows, actor="demo", source_name=str(verdict_file))
     n_fraud = int((reviewed["is_fraud"] == 1).sum())
-    echo(f"imported {verdict_file.name}: {imported.inserted} new verdicts "
-         f"({n_fraud} fraud, {REVIEWED - n_fraud} not fraud; {imported.duplicates} already there)")
+    echo(
+        f"imported {verdict_file.name}: {imported.inserted} new verdicts "
+        f"({n_fraud} fraud, {REVIEWED - n_fraud} not fraud; {imported.duplicates} already there)"
+    )
 
     # 2. Retrain with the labels: a re-ranked version of the VAE.
     overrides = {"epochs": epochs} if epochs else {}
-    trained = train_flow(data=str(train_path), spec_path=str(spec_path),
-                         config=TrainConfig(detectors=["vae"], vae=overrides), with_labels=True)
+    trained = train_flow(
+        data=str(train_path),
+        spec_path=str(spec_path),
+        config=TrainConfig(detectors=["vae"], vae=overrides),
+        with_labels=True,
+    )
     reranked = next((m for m in trained["models"] if m["detector"] == "vae-reranked"), None)
     if reranked is None:
         echo(f"no re-ranked model: {trained.get('reranked_skipped')}")
@@ -87,9 +96,13 @@ def run_feedback_demo(*, epochs: int | None = None, echo=print) -> dict:
     truth = pd.read_csv(score_path, dtype={"transaction_id": str})
     truth = truth.drop_duplicates("transaction_id").set_index("transaction_id")["is_fraud"]
     rows = []
-    for label, model in (("before: " + str(ref), f"{ref.name}/{ref.version}"),
-                         ("after:  " + f"{reranked['model']} v{reranked['version']}",
-                          f"{reranked['model']}/{reranked['version']}")):
+    for label, model in (
+        ("before: " + str(ref), f"{ref.name}/{ref.version}"),
+        (
+            "after:  " + f"{reranked['model']} v{reranked['version']}",
+            f"{reranked['model']}/{reranked['version']}",
+        ),
+    ):
         out = settings.home_dir / f"demo_feedback_{model.replace('/', '_v')}.parquet"
         run = score_flow(data=str(score_path), model=model, out=str(out))
         frame = pd.read_parquet(out).dropna(subset=["score"])
@@ -98,15 +111,27 @@ def run_feedback_demo(*, epochs: int | None = None, echo=print) -> dict:
         k = int(y.sum())
         top_k = int(y[np.argsort(-s)[:k]].sum())
         flagged = frame["is_anomaly"].astype(bool).to_numpy()
-        rows.append((label, metrics.auroc(y, s), metrics.auprc(y, s), top_k, k,
-                     int(flagged.sum()), int(y[flagged].sum()), run["run_id"][:8]))
+        rows.append(
+            (
+                label,
+                metrics.auroc(y, s),
+                metrics.auprc(y, s),
+                top_k,
+                k,
+                int(flagged.sum()),
+                int(y[flagged].sum()),
+                run["run_id"][:8],
+            )
+        )
     echo("")
     echo("=" * 78)
     echo("vigil feedback demo: the later batch, before and after the verdicts")
     echo("=" * 78)
     for label, auroc, auprc, top_k, k, flags, hits, run_id in rows:
-        echo(f"  {label:<44} AUROC {auroc:.3f}  AUPRC {auprc:.3f}  frauds in top {k}: "
-             f"{top_k}  flags {flags} ({hits} fraud)  run {run_id}")
+        echo(
+            f"  {label:<44} AUROC {auroc:.3f}  AUPRC {auprc:.3f}  frauds in top {k}: "
+            f"{top_k}  flags {flags} ({hits} fraud)  run {run_id}"
+        )
     echo("")
     echo("the re-ranked model is a challenger; see `vigil models`, `vigil labels export`.")
     return {"train": trained, "figures": rows}

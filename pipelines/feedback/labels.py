@@ -17,16 +17,38 @@ from pathlib import Path
 import pandas as pd
 
 VERDICT_WORDS = {
-    "fraud": "fraud", "1": "fraud", "1.0": "fraud", "true": "fraud", "yes": "fraud",
-    "not_fraud": "not_fraud", "not fraud": "not_fraud", "0": "not_fraud", "0.0": "not_fraud",
-    "false": "not_fraud", "no": "not_fraud", "unsure": "unsure",
+    "fraud": "fraud",
+    "1": "fraud",
+    "1.0": "fraud",
+    "true": "fraud",
+    "yes": "fraud",
+    "not_fraud": "not_fraud",
+    "not fraud": "not_fraud",
+    "0": "not_fraud",
+    "0.0": "not_fraud",
+    "false": "not_fraud",
+    "no": "not_fraud",
+    "unsure": "unsure",
 }
 SOURCES = ("review", "import", "chargeback")
 OPTIONAL_TEXT = ("analyst", "entity", "dataset", "reason_code", "note")
 EXPORT_COLUMNS = [
-    "record_id", "verdict", "known_at", "source", "analyst", "dataset", "entity",
-    "reason_code", "note", "case_id", "flag_id", "model_name", "model_version", "score",
-    "threshold", "created_at",
+    "record_id",
+    "verdict",
+    "known_at",
+    "source",
+    "analyst",
+    "dataset",
+    "entity",
+    "reason_code",
+    "note",
+    "case_id",
+    "flag_id",
+    "model_name",
+    "model_version",
+    "score",
+    "threshold",
+    "created_at",
 ]
 
 

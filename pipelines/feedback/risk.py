@@ -126,9 +126,7 @@ def build_risk_features(
             start = np.maximum(seconds[f] + delay, known[f])
             end = seconds[f] + delay + w
             live = start < end
-            fraud_counts = _covering(
-                base[f][live] + start[live], base[f][live] + end[live], query
-            )
+            fraud_counts = _covering(base[f][live] + start[live], base[f][live] + end[live], query)
             share = np.divide(
                 fraud_counts, counts, out=np.zeros_like(fraud_counts), where=counts > 0
             )

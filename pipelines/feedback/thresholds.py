@@ -121,8 +121,9 @@ def plan_threshold(
         after = Threshold.for_fpr(normal, target).value
         evidence["fpr"] = float((normal > after).mean())
         evidence["fpr_before"] = float((normal > current).mean())
-    return ThresholdPlan(mode=mode, target=float(target), before=current, after=after,
-                         evidence=evidence)
+    return ThresholdPlan(
+        mode=mode, target=float(target), before=current, after=after, evidence=evidence
+    )
 
 
 def apply_threshold(
@@ -155,8 +156,13 @@ def apply_threshold(
         policy={"mode": plan.mode, "target": plan.target, **(policy or {})},
         reason=reason,
     )
-    tag = {**threshold.to_dict(), "decision_id": decision_id, "actor": actor,
-           "at": datetime.now(UTC).isoformat(timespec="seconds"), "reason": reason}
+    tag = {
+        **threshold.to_dict(),
+        "decision_id": decision_id,
+        "actor": actor,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "reason": reason,
+    }
     client = MlflowClient()
     client.set_model_version_tag(model_name, model_version, TAG_THRESHOLD, json.dumps(tag))
     client.set_model_version_tag(model_name, model_version, "threshold", str(plan.after))
@@ -164,14 +170,27 @@ def apply_threshold(
 
 
 def record_refusal(
-    store: ResultsStore, *, model_name: str, model_version: str, mode: str, target: float,
-    actor: str, reason: str | None, message: str,
+    store: ResultsStore,
+    *,
+    model_name: str,
+    model_version: str,
+    mode: str,
+    target: float,
+    actor: str,
+    reason: str | None,
+    message: str,
 ) -> int:
     """A refused change is a decision too: who asked, for what, and why it was refused."""
     return store.record_decision(
-        model_name=model_name, kind="threshold", decision="refused", actor=actor,
-        from_version=model_version, to_version=model_version,
-        policy={"mode": mode, "target": target}, evidence={"refused": message}, reason=reason,
+        model_name=model_name,
+        kind="threshold",
+        decision="refused",
+        actor=actor,
+        from_version=model_version,
+        to_version=model_version,
+        policy={"mode": mode, "target": target},
+        evidence={"refused": message},
+        reason=reason,
     )
 
 
@@ -195,14 +214,19 @@ def parse_budget(text: str) -> float:
 def describe(plan: ThresholdPlan) -> str:
     e = plan.evidence
     if plan.mode == "budget":
-        detail = (f"{e['flags_per_day']:.1f} flags/day on {e['scored_records']} scored records "
-                  f"over {e['days']} day(s) (was {e['flags_per_day_before']:.1f})")
+        detail = (
+            f"{e['flags_per_day']:.1f} flags/day on {e['scored_records']} scored records "
+            f"over {e['days']} day(s) (was {e['flags_per_day_before']:.1f})"
+        )
     elif plan.mode == "precision":
         before = e["precision_before"]
-        detail = (f"precision {e['precision']:.3f} among {e['reviewed_records']} labelled records "
-                  f"({e['frauds']} fraud), was "
-                  + ("n/a" if before is None else f"{before:.3f}"))
+        detail = (
+            f"precision {e['precision']:.3f} among {e['reviewed_records']} labelled records "
+            f"({e['frauds']} fraud), was " + ("n/a" if before is None else f"{before:.3f}")
+        )
     else:
-        detail = (f"FPR {e['fpr']:.4f} on {e['normal_records']} records not confirmed fraud "
-                  f"(was {e['fpr_before']:.4f})")
+        detail = (
+            f"FPR {e['fpr']:.4f} on {e['normal_records']} records not confirmed fraud "
+            f"(was {e['fpr_before']:.4f})"
+        )
     return f"threshold {plan.before:.6g} -> {plan.after:.6g}: {detail}"

@@ -49,8 +49,11 @@ def risk_config_for(
     if not spec.is_sequence or not spec.secondary_entity_columns:
         return None
     return RiskConfig(
-        columns=tuple(spec.secondary_entity_columns), time_column=spec.time_column,
-        id_column=spec.id_column, windows=tuple(windows), delay=delay,
+        columns=tuple(spec.secondary_entity_columns),
+        time_column=spec.time_column,
+        id_column=spec.id_column,
+        windows=tuple(windows),
+        delay=delay,
     )
 
 
@@ -103,8 +106,9 @@ def train_reranked(
     features = prepare_records(spec, clean).features
     if risk is not None:
         features = with_risk_features(features, clean, None, risk, fraud_labels(known))
-    bundle = fit_reranked_bundle(base, features, rows, y, risk=risk, seed=seed,
-                                 labelled=labelled[rows])
+    bundle = fit_reranked_bundle(
+        base, features, rows, y, risk=risk, seed=seed, labelled=labelled[rows]
+    )
     bundle.use_labels(fraud_labels(known))
     result: dict[str, float] = {
         "threshold": bundle.threshold,
@@ -120,13 +124,16 @@ def train_reranked(
         s, yy = scored["score"].to_numpy()[held], np.asarray(y_data)[held]
         result["n_evaluation"] = float(held.sum())
         normal = s[yy == 0]
-        result["holdout_fpr"] = float(metrics.fpr_at(bundle.threshold, normal)) if len(normal) \
-            else float("nan")
+        result["holdout_fpr"] = (
+            float(metrics.fpr_at(bundle.threshold, normal)) if len(normal) else float("nan")
+        )
         if 0 < yy.sum() < len(yy):
             precision, recall = metrics.precision_recall_at(bundle.threshold, yy, s)
             result.update(
-                auroc=float(metrics.auroc(yy, s)), auprc=float(metrics.auprc(yy, s)),
-                precision_at_threshold=float(precision), recall_at_threshold=float(recall),
+                auroc=float(metrics.auroc(yy, s)),
+                auprc=float(metrics.auprc(yy, s)),
+                precision_at_threshold=float(precision),
+                recall_at_threshold=float(recall),
             )
     result.setdefault("holdout_fpr", float("nan"))
     return RerankedModel(bundle=bundle, metrics=result)
@@ -156,21 +163,36 @@ def register_reranked(
     name = f"{base_model}{RERANKED_SUFFIX}"
     spec = model.bundle.spec
     with mlflow.start_run(run_name=f"train-{name}") as run:
-        mlflow.set_tags({"vigil.dataset": spec.name, "vigil.detector": kind, "data": data_source,
-                         "vigil.base_model": base_model, "vigil.base_version": base_version})
-        mlflow.log_params({"features": ",".join(model.bundle.config.feature_names())[:500],
-                           "labels_known_before": known_before.isoformat(),
-                           "p_cut": model.bundle.config.p_cut})
+        mlflow.set_tags(
+            {
+                "vigil.dataset": spec.name,
+                "vigil.detector": kind,
+                "data": data_source,
+                "vigil.base_model": base_model,
+                "vigil.base_version": base_version,
+            }
+        )
+        mlflow.log_params(
+            {
+                "features": ",".join(model.bundle.config.feature_names())[:500],
+                "labels_known_before": known_before.isoformat(),
+                "p_cut": model.bundle.config.p_cut,
+            }
+        )
         mlflow.log_metrics({k: v for k, v in model.metrics.items() if np.isfinite(v)})
         version = log_bundle(
-            model.bundle, registered_name=name, detector_kind=kind, input_example=input_example,
+            model.bundle,
+            registered_name=name,
+            detector_kind=kind,
+            input_example=input_example,
             python_model=str(Path(__file__).with_name("pyfunc_reranked.py")),
         )
         client = MlflowClient()
         client.set_model_version_tag(name, version, "vigil.base_model", base_model)
         client.set_model_version_tag(name, version, "vigil.base_version", str(base_version))
-        client.set_model_version_tag(name, version, "vigil.labels_known_before",
-                                     known_before.isoformat())
+        client.set_model_version_tag(
+            name, version, "vigil.labels_known_before", known_before.isoformat()
+        )
         aliases = assign_new_version_aliases(name, version)
         complete_registration(name, version)
     return {

@@ -122,11 +122,13 @@ def split_for_training(
     else:
         labels = np.zeros(len(clean), dtype=int)
     confirmed = (
-        np.zeros(len(clean), dtype=bool) if confirmed_frauds is None
+        np.zeros(len(clean), dtype=bool)
+        if confirmed_frauds is None
         else np.asarray(confirmed_frauds, dtype=bool)
     )
     reviewed = (
-        np.zeros(len(clean), dtype=bool) if reviewed_normals is None
+        np.zeros(len(clean), dtype=bool)
+        if reviewed_normals is None
         else np.asarray(reviewed_normals, dtype=bool) & ~confirmed
     )
     newly_excluded = confirmed & (labels == 0)

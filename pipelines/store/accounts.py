@@ -70,9 +70,11 @@ class AccountStoreMixin:
     def add_user(self, name: str, role: str, password_hash: str | None, *, actor: str) -> User:
         if role not in ROLES:
             raise ReviewError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-        if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").replace(
-            ".", ""
-        ).isalnum():
+        if (
+            not name
+            or len(name) > 64
+            or not name.replace("-", "").replace("_", "").replace(".", "").isalnum()
+        ):
             raise ReviewError("user name: 1-64 letters, digits, '.', '-' or '_'")
         with self.session() as session:
             if session.scalar(sa.select(User.id).where(User.name == name)) is not None:
@@ -193,7 +195,11 @@ class AccountStoreMixin:
     def record_failed_login(self, name: str, client: str) -> None:
         with self.session() as session:
             self._audit(
-                session, name[:64] or "?", "user.login_failed", "user", name[:64],
+                session,
+                name[:64] or "?",
+                "user.login_failed",
+                "user",
+                name[:64],
                 detail={"client": client},
             )
 

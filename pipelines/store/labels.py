@@ -23,9 +23,23 @@ from pipelines.store.models import Label, Score, ScoringRun
 #: Verdicts that count as a label (``unsure`` and ``withdrawn`` do not).
 COUNTING = ("fraud", "not_fraud")
 LABEL_COLUMNS = [
-    "record_id", "dataset", "entity", "verdict", "source", "reason_code", "note", "analyst",
-    "known_at", "case_id", "flag_id", "model_name", "model_version", "score", "threshold",
-    "dedupe_key", "created_at",
+    "record_id",
+    "dataset",
+    "entity",
+    "verdict",
+    "source",
+    "reason_code",
+    "note",
+    "analyst",
+    "known_at",
+    "case_id",
+    "flag_id",
+    "model_name",
+    "model_version",
+    "score",
+    "threshold",
+    "dedupe_key",
+    "created_at",
 ]
 
 
@@ -69,7 +83,11 @@ class LabelStoreMixin:
                 # rowcount is -1 for multi-row inserts on some drivers; count what came back.
                 inserted += len(session.execute(statement).all())
             self._audit(  # type: ignore[attr-defined]
-                session, actor, "labels.imported", "labels", source_name,
+                session,
+                actor,
+                "labels.imported",
+                "labels",
+                source_name,
                 after={"inserted": inserted, "duplicates": len(records) - inserted},
                 detail={"rows": len(records)},
             )
@@ -107,7 +125,9 @@ class LabelStoreMixin:
         record_id, score, run_id, run_started_at (the evidence thresholds are set from)."""
         query = (
             sa.select(
-                Score.record_id, Score.score, Score.run_id,
+                Score.record_id,
+                Score.score,
+                Score.run_id,
                 ScoringRun.started_at.label("run_started_at"),
             )
             .join(ScoringRun, ScoringRun.id == Score.run_id)

@@ -102,9 +102,7 @@ class ReviewStoreMixin(AccountStoreMixin):
         dialect = session.get_bind().dialect.name
         return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Case.__table__)
 
-    def attach_flags_to_cases(
-        self, session: Session, run_id: str, *, group_by_entity: bool
-    ) -> int:
+    def attach_flags_to_cases(self, session: Session, run_id: str, *, group_by_entity: bool) -> int:
         """Put a run's flags into open cases (created as needed); returns cases touched.
 
         Runs inside the caller's transaction (the run's completion), so a run's flags
@@ -309,8 +307,9 @@ class ReviewStoreMixin(AccountStoreMixin):
         if more and cases:
             last = cases[-1]
             next_cursor = _encode_cursor(getattr(last, column_name), last.id)
-        return QueuePage(items=items, next_cursor=next_cursor, counts=counts, sort=sort,
-                         filters=filters)
+        return QueuePage(
+            items=items, next_cursor=next_cursor, counts=counts, sort=sort, filters=filters
+        )
 
     def queue_counts(self, filters: QueueFilters | None = None) -> dict[str, int]:
         """Items per status (open, claimed, closed) under the filters."""
@@ -343,8 +342,13 @@ class ReviewStoreMixin(AccountStoreMixin):
         ids = [c.id for c in cases]
         flags = session.execute(
             sa.select(
-                Flag.case_id, Flag.record_id, Flag.reasons, Flag.score, Flag.threshold,
-                ScoringRun.model_name, ScoringRun.model_version,
+                Flag.case_id,
+                Flag.record_id,
+                Flag.reasons,
+                Flag.score,
+                Flag.threshold,
+                ScoringRun.model_name,
+                ScoringRun.model_version,
             )
             .join(ScoringRun, ScoringRun.id == Flag.run_id)
             .where(Flag.case_id.in_(ids))
@@ -395,8 +399,9 @@ class ReviewStoreMixin(AccountStoreMixin):
             if case is None:
                 raise NotFound(f"no case {case_id}")
             flags = session.execute(
-                sa.select(Flag, ScoringRun.model_name, ScoringRun.model_version,
-                          ScoringRun.model_alias)
+                sa.select(
+                    Flag, ScoringRun.model_name, ScoringRun.model_version, ScoringRun.model_alias
+                )
                 .join(ScoringRun, ScoringRun.id == Flag.run_id)
                 .where(Flag.case_id == case_id)
                 .order_by(Flag.score.desc())
@@ -477,9 +482,7 @@ class ReviewStoreMixin(AccountStoreMixin):
             for row in flag_rows:
                 flag = row.Flag
                 if flag.record_id in events:
-                    events[flag.record_id]["models"].append(
-                        f"{row.model_name}/{row.model_version}"
-                    )
+                    events[flag.record_id]["models"].append(f"{row.model_name}/{row.model_version}")
                     continue
                 events[flag.record_id] = {
                     "record_id": flag.record_id,
@@ -491,8 +494,7 @@ class ReviewStoreMixin(AccountStoreMixin):
                     "models": [f"{row.model_name}/{row.model_version}"],
                 }
             history = (
-                self._entity_history_rows(session, dataset, entity, id_column, entity_column,
-                                          limit)
+                self._entity_history_rows(session, dataset, entity, id_column, entity_column, limit)
                 if id_column and entity_column
                 else []
             )
@@ -525,7 +527,11 @@ class ReviewStoreMixin(AccountStoreMixin):
 
     @staticmethod
     def _entity_history_rows(
-        session: Session, dataset: str, entity: str, id_column: str, entity_column: str,
+        session: Session,
+        dataset: str,
+        entity: str,
+        id_column: str,
+        entity_column: str,
         limit: int,
     ) -> list[dict]:
         """Sequence mode: the entity's records in the newest kept history segments."""
@@ -544,9 +550,7 @@ class ReviewStoreMixin(AccountStoreMixin):
                 continue
             rows = frame[frame[entity_column].astype(str) == entity]
             for _, row in rows.iloc[::-1].iterrows():
-                found.append(
-                    {"record_id": str(row[id_column]), "record": _jsonable(row.to_dict())}
-                )
+                found.append({"record_id": str(row[id_column]), "record": _jsonable(row.to_dict())})
             if len(found) >= limit:
                 break
         return found[:limit]
@@ -609,8 +613,15 @@ class ReviewStoreMixin(AccountStoreMixin):
                 .values(claimed_by=None, claim_expires_at=None, version=case.version + 1)
                 .execution_options(synchronize_session=False)
             )
-            self._audit(session, user, "case.released", "case", case_id, before=before,
-                        after={"claimed_by": None})
+            self._audit(
+                session,
+                user,
+                "case.released",
+                "case",
+                case_id,
+                before=before,
+                after={"claimed_by": None},
+            )
 
     def _set_claim(
         self, session: Session, case: Case, user: str, until: datetime, *, actor: str
@@ -626,7 +637,11 @@ class ReviewStoreMixin(AccountStoreMixin):
         if result.rowcount != 1:
             return None
         self._audit(
-            session, actor, "case.claimed", "case", case.id,
+            session,
+            actor,
+            "case.claimed",
+            "case",
+            case.id,
             before={"claimed_by": case.claimed_by if _claim_live(case) else None},
             after={"claimed_by": user, "until": until.isoformat()},
         )
@@ -740,7 +755,13 @@ class ReviewStoreMixin(AccountStoreMixin):
             )
             after = {"status": "closed", "verdict": verdict, "version": new_version}
             self._audit(
-                session, user, action, "case", case_id, before=before, after=after,
+                session,
+                user,
+                action,
+                "case",
+                case_id,
+                before=before,
+                after=after,
                 detail={"records": written, "reason_code": reason_code, "note": note},
             )
             return {"id": case_id, "version": new_version, "labels": written}
@@ -792,9 +813,15 @@ class ReviewStoreMixin(AccountStoreMixin):
             for record_id, entity in records:
                 session.add(
                     Label(
-                        record_id=record_id, dataset=case.dataset, entity=entity,
-                        verdict="withdrawn", source="review", analyst=user, known_at=stamp,
-                        case_id=case_id, note="verdict undone",
+                        record_id=record_id,
+                        dataset=case.dataset,
+                        entity=entity,
+                        verdict="withdrawn",
+                        source="review",
+                        analyst=user,
+                        known_at=stamp,
+                        case_id=case_id,
+                        note="verdict undone",
                     )
                 )
             session.execute(sa.update(Flag).where(Flag.case_id == case_id).values(status="open"))
@@ -824,8 +851,12 @@ class ReviewStoreMixin(AccountStoreMixin):
         for case_id in dict.fromkeys(case_ids):
             try:
                 self.give_verdict(
-                    case_id, user, overrides.get(case_id, verdict),
-                    reason_code=reason_code, note=note, action="case.bulk_verdict",
+                    case_id,
+                    user,
+                    overrides.get(case_id, verdict),
+                    reason_code=reason_code,
+                    note=note,
+                    action="case.bulk_verdict",
                 )
                 done.append(case_id)
             except ReviewError as exc:
@@ -837,9 +868,20 @@ class ReviewStoreMixin(AccountStoreMixin):
     def labels_frame(self, *, known_before: datetime | None = None) -> pd.DataFrame:
         """Every label row (the latest per record counts), as a DataFrame."""
         query = sa.select(
-            Label.id.label("label_id"), Label.record_id, Label.dataset, Label.entity,
-            Label.verdict, Label.source, Label.reason_code, Label.note, Label.analyst,
-            Label.known_at, Label.case_id, Label.model_name, Label.model_version, Label.score,
+            Label.id.label("label_id"),
+            Label.record_id,
+            Label.dataset,
+            Label.entity,
+            Label.verdict,
+            Label.source,
+            Label.reason_code,
+            Label.note,
+            Label.analyst,
+            Label.known_at,
+            Label.case_id,
+            Label.model_name,
+            Label.model_version,
+            Label.score,
             Label.threshold,
         ).order_by(Label.id)
         if known_before is not None:
@@ -870,16 +912,30 @@ class ReviewStoreMixin(AccountStoreMixin):
         """Append to the decision ledger (and the audit log); returns the entry id."""
         with self.session() as session:
             entry = Decision(
-                model_name=model_name, kind=kind, decision=decision, actor=actor,
-                from_version=from_version, to_version=to_version, before=before, after=after,
-                evidence=evidence or {}, policy=policy or {}, approved_by=approved_by,
+                model_name=model_name,
+                kind=kind,
+                decision=decision,
+                actor=actor,
+                from_version=from_version,
+                to_version=to_version,
+                before=before,
+                after=after,
+                evidence=evidence or {},
+                policy=policy or {},
+                approved_by=approved_by,
                 reason=reason,
             )
             session.add(entry)
             session.flush()
             self._audit(
-                session, actor, f"{kind}.{decision}", "model", model_name, before=before,
-                after=after, detail={"decision_id": entry.id, "reason": reason},
+                session,
+                actor,
+                f"{kind}.{decision}",
+                "model",
+                model_name,
+                before=before,
+                after=after,
+                detail={"decision_id": entry.id, "reason": reason},
             )
             return entry.id
 
@@ -894,9 +950,7 @@ class ReviewStoreMixin(AccountStoreMixin):
 
     def score_values(self, run_id: str) -> pd.Series:
         with self.engine.connect() as conn:
-            return pd.read_sql(
-                sa.select(Score.score).where(Score.run_id == run_id), conn
-            )["score"]
+            return pd.read_sql(sa.select(Score.score).where(Score.run_id == run_id), conn)["score"]
 
     def runs_for_model(self, model_name: str, limit: int = 30) -> list[ScoringRun]:
         with self.session() as session:
@@ -915,8 +969,12 @@ class ReviewStoreMixin(AccountStoreMixin):
         with self.engine.connect() as conn:
             flags = pd.read_sql(
                 sa.select(
-                    Flag.id.label("flag_id"), Flag.record_id, Flag.created_at, Flag.case_id,
-                    ScoringRun.model_name, ScoringRun.model_version,
+                    Flag.id.label("flag_id"),
+                    Flag.record_id,
+                    Flag.created_at,
+                    Flag.case_id,
+                    ScoringRun.model_name,
+                    ScoringRun.model_version,
                 ).join(ScoringRun, ScoringRun.id == Flag.run_id),
                 conn,
             )

@@ -242,9 +242,9 @@ def test_knn_views_detect_explain_and_round_trip(
 ) -> None:
     # prototypes 0: the reference is the 300-row sample itself; 16: k-means centres of it.
     params = {"epochs": 10, "target_fpr": 0.05, "knn_reference_rows": 300}
-    det = cls(
-        **params, knn_views=("input", "latent"), knn_k=k, knn_prototypes=prototypes
-    ).fit(train_df)
+    det = cls(**params, knn_views=("input", "latent"), knn_k=k, knn_prototypes=prototypes).fit(
+        train_df
+    )
     X, y = test_mix
     scores = det.decision_function(X)
     assert np.isfinite(scores).all() and metrics.auroc(y, scores) > 0.85
