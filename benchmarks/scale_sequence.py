@@ -1,17 +1,17 @@
 """Scale benchmark, sequence data: the sequence VAE scoring N card payments with their
-entity history, streamed from Parquet into PostgreSQL (issue 13's 50,000 rows/s target).
+entity history into PostgreSQL (issue 13's 50,000 rows/s target).
 
     python -m benchmarks.scale_sequence --rows 1000000 --url postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 The records are the demo card sequences (``generate_card_sequences``, time-ordered, about
 3 payments per card a day; cards x days chosen to give ``--rows``). A small sequence VAE
 (2 epochs; 50,000 of the first 300,000 records take gradient steps) is trained and saved
-as a bundle; the file is then scored in a fresh child process as ``vigil score`` scores a sequence file: read whole
-(``score_stream`` refuses sequence specs: a batch needs its whole time order), validated,
-then ``score_batch`` into a fresh schema (entity history from the store, context features
-over the batch, windows, the store's bulk writes in chunks), so rows/s, CPU s and peak RSS
-are the scoring's own.
-Figures go to ``benchmarks/results/scale_sequence.json``; read off, never asserted.
+as a bundle. The file is then scored in a fresh child process as ``vigil score`` scores a
+sequence file: read whole (``score_stream`` refuses sequence specs: a batch needs its
+whole time order), validated, then ``score_batch`` into a fresh schema (entity history
+from the store, context features over the batch, windows, the store's bulk writes in
+chunks), so rows/s, CPU s and peak RSS are the scoring's own. Figures go to
+``benchmarks/results/scale_sequence.json``; read off, never asserted.
 """
 
 from __future__ import annotations
