@@ -47,13 +47,18 @@ def retry_on_io(task, task_run, state) -> bool:
     return False
 
 
-@task(
-    name="load-and-validate",
-    retries=3,
-    retry_delay_seconds=[5, 30, 120],
-    retry_jitter_factor=0.2,
-    retry_condition_fn=retry_on_io,
-)
+#: How tasks that read or write outside the process retry: transient I/O errors only
+#: (``retry_on_io``), with backoff, so a blip in the store or the source does not fail a
+#: nightly run.
+IO_RETRIES = {
+    "retries": 3,
+    "retry_delay_seconds": [5, 30, 120],
+    "retry_jitter_factor": 0.2,
+    "retry_condition_fn": retry_on_io,
+}
+
+
+@task(name="load-and-validate", **IO_RETRIES)
 def load_and_validate(
     data: str, spec: DatasetSpec, table: str | None = None, query: str | None = None
 ) -> tuple[Batch, ValidationResult]:
@@ -337,14 +342,7 @@ def retrain_flow(
     return trained
 
 
-@task(
-    name="list-new-data",
-    retries=3,
-    retry_delay_seconds=[5, 30, 120],
-    retry_jitter_factor=0.2,
-    retry_condition_fn=retry_on_io,
-    cache_policy=NO_CACHE,
-)
+@task(name="list-new-data", cache_policy=NO_CACHE, **IO_RETRIES)
 def list_new_data(source: FolderSource | SqlSource) -> Listing:
     """What the source has that no run has scored yet (I/O: retried with backoff)."""
     return list_pending(ResultsStore(get_settings().resolved_database_url), source)

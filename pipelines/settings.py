@@ -77,7 +77,8 @@ class VigilSettings(BaseSettings):
     dask_address: str | None = Field(
         default=None,
         description="Dask scheduler for the dask runner (tcp://HOST:8786); None starts a "
-        "LocalCluster of dask_workers processes for each run (6-9 s of start-up).",
+        "LocalCluster of dask_workers processes for each run (19-36 s of start-up measured "
+        "on 2 busy cores: the cluster, its workers' imports, Prefect's temporary API).",
     )
     dask_workers: int = Field(
         default=2, gt=0, description="LocalCluster worker processes (one thread each)."
