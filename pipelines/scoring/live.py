@@ -158,9 +158,24 @@ class LiveHistory:
         self._arrivals += len(state)
         self._newest = max(self._newest, float(seconds.max()))
         for column in self._keys:
-            groups = state.groupby(state[column], sort=False, dropna=True).indices
-            for value, positions in groups.items():
-                self._rows[(column, value)].add(state.iloc[positions], seconds[positions])
+            # One reorder per key, then each value's rows are a slice (a view) of it:
+            # slicing 15,000 keys out of a 575k-row history row by row took 40 s of start-up.
+            codes, values = pd.factorize(state[column], sort=False, use_na_sentinel=True)
+            order = np.argsort(codes, kind="stable")  # arrival order kept within a value
+            ordered, ordered_seconds, ordered_codes = (
+                state.take(order),
+                seconds[order],
+                codes[order],
+            )
+            starts = np.flatnonzero(np.diff(ordered_codes, prepend=-2))
+            stops = np.append(starts[1:], len(ordered_codes))
+            for start, stop in zip(starts, stops, strict=True):
+                code = ordered_codes[start]
+                if code < 0:  # missing key
+                    continue
+                self._rows[(column, values[code])].add(
+                    ordered.iloc[start:stop], ordered_seconds[start:stop]
+                )
 
     @property
     def newest_seconds(self) -> float:
