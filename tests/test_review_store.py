@@ -60,6 +60,29 @@ def test_sequence_flags_join_the_entitys_open_case(store):
     assert open_items[0]["id"] != case_id
 
 
+def test_case_aggregates_are_recomputed_from_all_its_flags(store):
+    """Count, top score, priority (score / threshold), last flag time and version of a
+    case that flags of two runs with different thresholds joined."""
+    add_flagged_run(
+        store, batch_id="g1", threshold=2.0, group_by_entity=True,
+        flags=[("r1", "card9", 3.0), ("r2", "card9", 5.0), ("r5", "card8", 2.5)],
+    )  # fmt: skip
+    add_flagged_run(
+        store, batch_id="g2", threshold=4.0, group_by_entity=True, flags=[("r3", "card9", 6.0)]
+    )
+    with store.session() as session:
+        cases = {c.entity: c for c in session.scalars(sa.select(Case))}
+        flags = session.scalars(sa.select(Flag).where(Flag.entity == "card9")).all()
+        card9, card8 = cases["card9"], cases["card8"]
+        assert {f.case_id for f in flags} == {card9.id}
+        assert card9.flag_count == 3 and card9.max_score == 6.0
+        assert card9.priority == pytest.approx(5.0 / 2.0)  # r2 beats r3's 6 / 4
+        assert card9.last_flag_at == max(f.created_at for f in flags)
+        assert card9.version == 3  # created, then bumped by each run
+        assert (card8.flag_count, card8.max_score, card8.version) == (1, 2.5, 2)
+        assert card8.priority == pytest.approx(1.25)
+
+
 def test_concurrent_runs_create_one_open_case_per_entity(store):
     errors = []
 

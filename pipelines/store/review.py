@@ -160,7 +160,9 @@ class ReviewStoreMixin(AccountStoreMixin):
             ):
                 case_ids[key] = case_id
         # One set-based UPDATE: each flag finds its open case through the partial unique
-        # index (dataset, entity_key); no per-row round trips.
+        # index (dataset, entity_key); no per-row round trips. (Written as a join,
+        # UPDATE ... FROM, PostgreSQL chose a nested loop over fresh, unanalysed tables:
+        # 256 s for 18k flags against 0.9 s for this form.)
         key_expr = (
             sa.case(
                 (
@@ -195,26 +197,34 @@ class ReviewStoreMixin(AccountStoreMixin):
         """Recompute a case's aggregates from its flags."""
         for start in range(0, len(case_ids), 1000):
             part = case_ids[start : start + 1000]
-            of_case = Flag.case_id == Case.id
-            values = {
-                "flag_count": sa.select(sa.func.count(Flag.id)).where(of_case).scalar_subquery(),
-                "max_score": sa.select(sa.func.max(Flag.score)).where(of_case).scalar_subquery(),
-                "priority": sa.select(
+            # One grouped pass over the part's flags, joined back to its cases: a
+            # correlated subquery per aggregate cost ~0.6 s per 1,000 cases on PostgreSQL
+            # (18k flags: 12 s of a 1M-row run's completion).
+            totals = (
+                sa.select(
+                    Flag.case_id.label("case_id"),
+                    sa.func.count(Flag.id).label("flag_count"),
+                    sa.func.max(Flag.score).label("max_score"),
                     sa.func.max(
                         sa.case((Flag.threshold > 0, Flag.score / Flag.threshold), else_=Flag.score)
-                    )
+                    ).label("priority"),
+                    sa.func.max(Flag.created_at).label("last_flag_at"),
                 )
-                .where(of_case)
-                .scalar_subquery(),
-                "last_flag_at": sa.select(sa.func.max(Flag.created_at))
-                .where(of_case)
-                .scalar_subquery(),
+                .where(Flag.case_id.in_(part))
+                .group_by(Flag.case_id)
+                .subquery()
+            )
+            values = {
+                "flag_count": totals.c.flag_count,
+                "max_score": totals.c.max_score,
+                "priority": totals.c.priority,
+                "last_flag_at": totals.c.last_flag_at,
             }
             if bump_version:
                 values["version"] = Case.version + 1
             session.execute(
                 sa.update(Case)
-                .where(Case.id.in_(part))
+                .where(Case.id == totals.c.case_id)
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
