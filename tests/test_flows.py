@@ -9,13 +9,14 @@ import sys
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from mlflow import MlflowClient
 
 from pipelines.demo import DEMO_SPEC, generate_transactions
 from pipelines.flows import score_flow, train_flow
 from pipelines.modeling.training import TrainConfig
 from pipelines.settings import get_settings
-from pipelines.store import Flag, ResultsStore, Score
+from pipelines.store import Flag, ResultsStore, Score, ScoringRun
 from tests.conftest import FAST_GAN, FAST_VAE
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -102,6 +103,19 @@ def test_score_flow_is_idempotent_and_model_loads_in_a_fresh_process(demo_files,
     assert store.count(Score, first["run_id"]) == 400
     assert store.count(Flag, first["run_id"]) == first["rows_flagged"]
     assert out.exists()
+
+    # The same rows in a SQL table (shuffled) stream through a cursor in id order.
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    rows = pd.read_csv(score, dtype=str).sample(frac=1.0, random_state=0)
+    rows.to_sql("payments", sa.create_engine(source), index=False)
+    from_sql = score_flow(data=source, table="payments", model=model, shadow=False)
+    assert not from_sql["already_scored"]
+    with store.session() as session:
+        assert session.get(ScoringRun, from_sql["run_id"]).source.endswith("#payments")
+    assert [from_sql[c] for c in counts] == [first[c] for c in counts]
+    pd.testing.assert_frame_equal(
+        store.scores_frame(from_sql["run_id"]).set_index("record_id").sort_index(), single
+    )
 
     # models:/NAME@champion scores a raw DataFrame in a process that never saw the bundle.
     code = (

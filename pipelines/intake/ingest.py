@@ -44,10 +44,15 @@ class Batch:
     @property
     def content_hash(self) -> str:
         """Stable id of the batch content: the same data gives the same batch id."""
-        hashed = pd.util.hash_pandas_object(self.frame.astype(str), index=False).to_numpy()
-        digest = hashlib.sha256(hashed.tobytes())
+        digest = hashlib.sha256(row_hashes(self.frame))
         digest.update("|".join(map(str, self.frame.columns)).encode())
         return digest.hexdigest()[:16]
+
+
+def row_hashes(frame: pd.DataFrame) -> bytes:
+    """Each row's content hash as bytes: the same rows give the same bytes however the
+    batch is cut into chunks (a streamed source's digest is its chunks' bytes in order)."""
+    return pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().tobytes()
 
 
 def is_sql_url(source: str) -> bool:
@@ -83,20 +88,34 @@ def read_batch(source: str | Path, *, table: str | None = None, query: str | Non
 def _read_sql(url: str, *, table: str | None, query: str | None) -> Batch:
     import sqlalchemy as sa
 
-    if (table is None) == (query is None):
-        raise DataSourceError(f"{_redact(url)}: give exactly one of --table or --query")
+    statement = sql_statement(url, table=table, query=query)
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            statement = (
-                sa.text(query) if query else sa.select(sa.text("*")).select_from(sa.table(table))
-            )
             frame = pd.read_sql(statement, conn)
     except Exception as exc:  # noqa: BLE001 - any driver error becomes a named source error
-        raise DataSourceError(f"{_redact(url)} ({table or 'query'}): {exc}") from exc
+        raise DataSourceError(f"{sql_source_name(url, table)}: {exc}") from exc
     finally:
         engine.dispose()
-    return Batch(frame=frame, source=f"{_redact(url)}#{table or 'query'}")
+    return Batch(frame=frame, source=sql_source_name(url, table))
+
+
+def sql_statement(url: str, *, table: str | None, query: str | None, order_by: str | None = None):
+    """The SELECT of a SQL source: a whole table (in ``order_by`` order when given, so a
+    re-read sees the rows in the same order) or the user's query as written."""
+    import sqlalchemy as sa
+
+    if (table is None) == (query is None):
+        raise DataSourceError(f"{_redact(url)}: give exactly one of --table or --query")
+    if query:
+        return sa.text(query)
+    statement = sa.select(sa.text("*")).select_from(sa.table(table))
+    return statement.order_by(sa.column(order_by)) if order_by else statement
+
+
+def sql_source_name(url: str, table: str | None) -> str:
+    """How a SQL source is named in runs and errors (the password never shown)."""
+    return f"{_redact(url)}#{table or 'query'}"
 
 
 def _redact(url: str) -> str:

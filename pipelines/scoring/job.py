@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pipelines.intake.ingest import is_sql_url, read_batch, validate_batch
+from pipelines.intake.ingest import read_batch, validate_batch
 from pipelines.intake.stream import open_stream
 from pipelines.settings import VigilSettings, get_settings
 
@@ -30,8 +30,9 @@ def score_source(
     """Score one batch (file or SQL source) with a registered model; returns the report
     with the run's drift-watch health and the challenger's shadow run.
 
-    Tabular files stream chunk by chunk; sequence specs and SQL sources are read whole
-    (context needs the batch in time order; a query has no file digest for a batch id).
+    Tabular files and SQL sources stream chunk by chunk (a table in id order, through a
+    server-side cursor); sequence specs are read whole (context needs the batch in time
+    order).
     ``runner="dask"`` (default: ``VIGIL_SCORE_RUNNER``) scores the partitions on a Dask
     cluster (``dask_address``, default ``VIGIL_DASK_ADDRESS``; none: a LocalCluster); it
     must run inside a Prefect flow run (the score flow).
@@ -95,7 +96,7 @@ def _partitions(runner: str, address: str | None, settings: VigilSettings):
 def _operate(store, bundle, ref, data, *, table, query, batch_id, settings, shadow, options):
     from pipelines.operations.runner import operate_batch, operate_stream
 
-    if bundle.spec.is_sequence or is_sql_url(str(data)):
+    if bundle.spec.is_sequence:
         batch = read_batch(data, table=table, query=query)
         validated = validate_batch(batch, bundle.spec, max_field_chars=settings.max_field_chars)
         operated = operate_batch(
@@ -106,7 +107,10 @@ def _operate(store, bundle, ref, data, *, table, query, batch_id, settings, shad
     else:
         operated = operate_stream(
             store, bundle=bundle, ref=ref, batch_id=batch_id, shadow=shadow,
-            open_stream=lambda: open_stream(data, settings.score_chunk_size),
+            open_stream=lambda: open_stream(
+                data, settings.score_chunk_size, table=table, query=query,
+                order_by=bundle.spec.id_column,
+            ),  # fmt: skip
             score_options=options,
         )  # fmt: skip
     return operated
