@@ -281,7 +281,7 @@ def score_batch(
     commit_with: Callable | None = None,
     partitions: Partitions = IN_PROCESS,
 ) -> ScoreReport:
-    """Score a batch already in memory (sequence mode, SQL sources) and write it in
+    """Score a batch already in memory (sequence mode, watched SQL sources) and write it in
     chunks; quarantined rows are stored with the first chunk, not scored.
 
     ``partitions`` (:mod:`.partitions`): tabular chunks are scored there; in sequence mode
