@@ -32,6 +32,21 @@ FAST_VAE = {"epochs": 4, "hidden_dims": [32, 16], "latent_dim": 4, "batch_size":
 FAST_GAN = {"epochs": 4, "batch_size": 256}
 
 
+def demo_vae_bundle(rows: int = 1500, **options):
+    """The pipeline tests' model: a fast VAE fitted on ``rows`` normal demo transactions
+    (seed 1), as a scoring bundle. ``options`` override ``FAST_VAE``."""
+    from detectors import VAEDetector
+    from pipelines.demo import DEMO_SPEC, generate_transactions
+    from pipelines.modeling.bundle import ScoringBundle
+
+    train = generate_transactions(rows, n_anomalies=0, seed=1)
+    detector = VAEDetector(
+        **{**FAST_VAE, **options}, categorical_features=DEMO_SPEC.categorical_features
+    )
+    detector.fit(train[DEMO_SPEC.feature_columns])
+    return ScoringBundle(DEMO_SPEC, detector)
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect API for the whole session (~13 s to start)."""

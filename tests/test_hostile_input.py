@@ -13,14 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from detectors import VAEDetector
-from pipelines.demo import DEMO_SPEC, generate_transactions
+from pipelines.demo import generate_transactions
 from pipelines.intake.ingest import DataSourceError
 from pipelines.intake.stream import open_stream
 from pipelines.modeling.bundle import ScoringBundle
 from pipelines.scoring.batch import score_stream
 from pipelines.store import ResultsStore
-from tests.conftest import FAST_VAE
+from tests.conftest import demo_vae_bundle
 
 HOSTILE = Path(__file__).with_name("hostile")
 EXPECTED = pd.read_csv(HOSTILE / "expected.csv", dtype=str, keep_default_na=False)
@@ -28,12 +27,7 @@ EXPECTED = pd.read_csv(HOSTILE / "expected.csv", dtype=str, keep_default_na=Fals
 
 @pytest.fixture(scope="module")
 def bundle() -> ScoringBundle:
-    train = generate_transactions(1000, n_anomalies=0, seed=1)
-    detector = VAEDetector(
-        **{**FAST_VAE, "epochs": 2}, categorical_features=DEMO_SPEC.categorical_features
-    )
-    detector.fit(train[DEMO_SPEC.feature_columns])
-    return ScoringBundle(DEMO_SPEC, detector)
+    return demo_vae_bundle(1000, epochs=2)
 
 
 @pytest.fixture(scope="module")

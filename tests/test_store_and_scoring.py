@@ -10,23 +10,17 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from detectors import VAEDetector
 from pipelines.demo import DEMO_SPEC, generate_transactions
 from pipelines.intake.ingest import Batch, validate_batch
 from pipelines.modeling.bundle import ScoringBundle
 from pipelines.scoring.batch import score_batch, write_scores_file
 from pipelines.store import Flag, QuarantinedRow, ResultsStore, Score, ScoringRun
-from tests.conftest import FAST_VAE
+from tests.conftest import demo_vae_bundle
 
 
 @pytest.fixture(scope="module")
 def bundle() -> ScoringBundle:
-    train = generate_transactions(1500, n_anomalies=0, seed=1)
-    detector = VAEDetector(
-        **FAST_VAE, target_fpr=0.02, categorical_features=DEMO_SPEC.categorical_features
-    )
-    detector.fit(train[DEMO_SPEC.feature_columns])
-    return ScoringBundle(DEMO_SPEC, detector)
+    return demo_vae_bundle(target_fpr=0.02)
 
 
 @pytest.fixture
