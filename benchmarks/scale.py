@@ -6,6 +6,11 @@
     python -m benchmarks.scale --rows 1000000 --threads 1 --runners local dask --markdown "" \
         --dask-out benchmarks/results/scale_dask.json --url ...   # Dask LocalCluster vs one process
 
+``--sources sql`` scores the same rows from a PostgreSQL table (text columns, the id its
+primary key, loaded by COPY into the run's schema) streamed through a server-side cursor,
+as ``vigil score --data URL --table T`` does; its time includes the batch-id pass over
+the table.
+
 ``--runners dask`` scores the same file through the Dask runner (``DaskPartitions``, a
 LocalCluster of ``--dask-workers`` processes with one torch thread each) inside a Prefect
 flow, as ``vigil score --runner dask`` does. Its CPU seconds and peak RSS are the whole
@@ -27,6 +32,7 @@ the targets (200,000 rows/s, 1M vs 10M RSS within 20%) are read off, never asser
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -101,11 +107,17 @@ def score_child(bundle_dir: str, data: str, url: str, chunk_size: int, threads: 
     bundle = ScoringBundle.load(bundle_dir)
     store = ResultsStore(url)
     completing = _time_calls(store, "complete_run")  # the end-of-run step, alone
+    from_sql = data.startswith(SQL_SOURCE)
+    if from_sql:  # the table the parent loaded into this schema, read through a cursor
+        stream = open_stream(url, chunk_size, table=data[len(SQL_SOURCE) :],
+                             order_by=bundle.spec.id_column)  # fmt: skip
+    else:
+        stream = open_stream(data, chunk_size)
     load_at_start = [round(x, 1) for x in os.getloadavg()]
     cpu_before = os.times()
     started = time.perf_counter()
     report = score_stream(
-        bundle=bundle, stream=open_stream(data, chunk_size), store=store,
+        bundle=bundle, stream=stream, store=store,
         model_name="scale-vae", model_version="1", model_alias=None,
     )  # fmt: skip
     seconds = time.perf_counter() - started
@@ -114,6 +126,7 @@ def score_child(bundle_dir: str, data: str, url: str, chunk_size: int, threads: 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "runner": "local (one process)",
+        "source": "PostgreSQL table (cursor)" if from_sql else "Parquet file",
         "torch_threads": torch.get_num_threads(),
         "load_at_start": load_at_start,
         "load_at_end": [round(x, 1) for x in os.getloadavg()],
@@ -126,7 +139,7 @@ def score_child(bundle_dir: str, data: str, url: str, chunk_size: int, threads: 
         "rows_per_second": round(report.rows_in / seconds),
         "peak_rss_mb": round(peak_mb),
         "complete_run_seconds": round(completing["seconds"], 2),
-        **phase_figures(bundle, store, data, chunk_size),
+        **({} if from_sql else phase_figures(bundle, store, data, chunk_size)),
     }
 
 
@@ -290,6 +303,7 @@ def run(
     data_dir: Path | None = None,
     runners: tuple[str, ...] = ("local",),
     dask_workers: int = 2,
+    sources: tuple[str, ...] = ("file",),
 ) -> dict:
     """Every configuration on every size, configurations interleaved per size (the machine
     is shared: neighbouring runs see about the same load)."""
@@ -305,10 +319,10 @@ def run(
             write_parquet(data, rows)
         for views, bundle_dir in bundles.items():
             for n_threads in threads:
-                for runner in runners:
+                for runner, source in [(r, s) for r in runners for s in sources]:
                     figures = _score_in_child(
                         engine, url, bundle_dir, data, chunk_size, n_threads,
-                        runner=runner, workers=dask_workers,
+                        runner=runner, workers=dask_workers, source=source,
                     )  # fmt: skip
                     figures.update(
                         rows=rows, knn_views=views, file_mb=round(data.stat().st_size / 2**20, 1)
@@ -327,9 +341,45 @@ def _views(name: str) -> tuple[str, ...] | None:
     return () if name == "none" else tuple(name.split(","))
 
 
+#: A child's data argument for "the table of this name in the run's schema".
+SQL_SOURCE = "sql:"
+
+
+def load_source_table(engine, schema: str, data: Path, table: str = "scale_source") -> str:
+    """The Parquet file as a table in ``schema`` (text columns, ``transaction_id`` its
+    primary key, as a source table's id would be), loaded by COPY; returns its name."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(data)
+    columns = parquet.schema_arrow.names
+    dbapi = engine.raw_connection()
+    try:
+        with dbapi.cursor() as cursor:
+            cursor.execute(
+                f'CREATE TABLE "{schema}".{table} ('
+                + ", ".join(
+                    f'"{c}" text' + (" PRIMARY KEY" if c == "transaction_id" else "")
+                    for c in columns
+                )
+                + ")"
+            )
+            for record_batch in parquet.iter_batches(batch_size=ROW_GROUP):
+                buffer = io.BytesIO()
+                pacsv.write_csv(record_batch, buffer, pacsv.WriteOptions(include_header=False))
+                copy_sql = f'COPY "{schema}".{table} FROM STDIN (FORMAT csv)'
+                with cursor.copy(copy_sql) as copy:
+                    copy.write(buffer.getvalue())
+            cursor.execute(f'ANALYZE "{schema}".{table}')
+        dbapi.commit()
+    finally:
+        dbapi.close()
+    return table
+
+
 def _score_in_child(
     engine, url: str, bundle_dir: Path, data: Path, chunk_size: int, threads, *,
-    runner: str = "local", workers: int = 2,
+    runner: str = "local", workers: int = 2, source: str = "file",
 ):  # fmt: skip
     import sqlalchemy as sa
 
@@ -337,6 +387,8 @@ def _score_in_child(
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     try:
+        if source == "sql":
+            data = SQL_SOURCE + load_source_table(engine, schema, data)
         arguments = [str(bundle_dir), str(data), with_schema(url, schema), str(chunk_size)]
         if runner == "dask":
             arguments = ["--child-dask", *arguments, str(threads), str(workers)]
@@ -391,19 +443,28 @@ def write_markdown(report: dict, path: Path) -> None:
         "(input,latent) or the same VAE trained without them (none). End-of-run step: "
         "`complete_run` alone (totals, flags into review cases, the run record).",
         "",
-        "| rows | kNN views | torch threads | load at start / end | seconds | rows/s end to end "
+        "| rows | source | kNN views | torch threads | load at start / end | seconds "
+        "| rows/s end to end "
         "| CPU s | peak RSS MB | validate rows/s | detector rows/s | model + reasons rows/s "
         "| COPY write rows/s | flagged | end-of-run step s |",
-        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         lines.append(
-            f"| {r['rows']:,} | {r.get('knn_views', 'input,latent')} | {r['torch_threads']} | "
+            f"| {r['rows']:,} | {r.get('source', 'Parquet file')} | "
+            f"{r.get('knn_views', 'input,latent')} | {r['torch_threads']} | "
             f"{r['load_at_start'][0]} / {r['load_at_end'][0]} | {r['seconds']} | "
             f"{r['rows_per_second']:,} | {r['cpu_seconds']} | {r['peak_rss_mb']:,} | "
-            f"{r['validate_rows_per_second']:,} | {r['detector_rows_per_second']:,} | "
-            f"{r['model_with_reasons_rows_per_second']:,} | {r['bulk_write_rows_per_second']:,} "
-            f"| {r['rows_flagged']:,} | {r.get('complete_run_seconds', '-')} |"
+            + " | ".join(
+                f"{r[k]:,}" if k in r else "-"
+                for k in (
+                    "validate_rows_per_second",
+                    "detector_rows_per_second",
+                    "model_with_reasons_rows_per_second",
+                    "bulk_write_rows_per_second",
+                )
+            )  # fmt: skip
+            + f" | {r['rows_flagged']:,} | {r.get('complete_run_seconds', '-')} |"
         )
     lines += ["", f"Command: `{meta.get('command', 'python -m benchmarks.scale')}`"]
     write_section(path, "scale", lines)
@@ -462,6 +523,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None, help="keep the Parquet files here (reused)")
     parser.add_argument("--runners", nargs="+", default=["local"], choices=["local", "dask"])
     parser.add_argument("--dask-workers", type=int, default=2, help="LocalCluster processes")
+    parser.add_argument(
+        "--sources", nargs="+", default=["file"], choices=["file", "sql"],
+        help="sql: the same rows loaded into a PostgreSQL table, streamed through a cursor",
+    )  # fmt: skip
     parser.add_argument("--child", nargs=5, metavar=("BUNDLE", "DATA", "URL", "CHUNK", "THREADS"))
     parser.add_argument(
         "--child-dask", nargs=6, metavar=("BUNDLE", "DATA", "URL", "CHUNK", "THREADS", "WORKERS")
@@ -484,6 +549,7 @@ def main(argv: list[str] | None = None) -> None:
             args.rows, args.url, args.chunk_size, Path(tmp), threads=args.threads,
             knn_views=args.knn_views, data_dir=Path(args.data_dir) if args.data_dir else None,
             runners=tuple(args.runners), dask_workers=args.dask_workers,
+            sources=tuple(args.sources),
         )  # fmt: skip
     report["meta"]["command"] = "python -m benchmarks.scale " + " ".join(argv or sys.argv[1:])
     out = Path(args.out)
