@@ -44,6 +44,8 @@ WEIGHTS_FILE = "weights.pt"
 FORMAT_VERSION = 1
 #: Rows per forward pass at scoring time (bounded memory, no per-row Python).
 SCORE_BATCH_SIZE = 8192
+#: Rows encoded per step when a fit encodes its training and held-out rows.
+ENCODE_CHUNK_ROWS = 65536
 #: Random streams (``[seed, stream]``) of the samples read around training: held-out rows
 #: and training-row statistics (1 and 2 are the sequence detectors' and the kNN reference's).
 STREAM_HELD_OUT = 3
@@ -258,6 +260,16 @@ class BaseDeepDetector:
         rng = np.random.default_rng([int(self.seed), stream])
         return np.sort(rng.choice(n, int(cap), replace=False))
 
+    def _encode_rows(self, df: pd.DataFrame, positions: np.ndarray) -> torch.Tensor:
+        """The rows of ``df`` at ``positions``, encoded ``ENCODE_CHUNK_ROWS`` at a time into
+        one float32 matrix: no copy of the frame's rows and no per-column float64
+        intermediates of all rows (the encoding is row by row, so the result is the same)."""
+        out = np.empty((len(positions), self.encoder_.n_features_out_), dtype=np.float32)
+        for start in range(0, len(positions), ENCODE_CHUNK_ROWS):
+            part = positions[start : start + ENCODE_CHUNK_ROWS]
+            out[start : start + len(part)] = self.encoder_.transform(df.iloc[part])
+        return torch.from_numpy(out)
+
     def _split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(self.seed)
         perm = rng.permutation(n)
@@ -304,15 +316,12 @@ class BaseDeepDetector:
         val_keep = self._sample_positions(len(val_idx), STREAM_HELD_OUT)
         if val_keep is not None:
             val_idx = val_idx[val_keep]
-        df_train = df.iloc[train_idx]
-        df_val = df.iloc[val_idx]
-
         self.encoder_ = TabularEncoder(
             categorical_features=self.categorical_features, range_features=self.range_features
         )
-        x_train = torch.from_numpy(self.encoder_.fit_transform(df_train))
-        del df_train
-        x_val = torch.from_numpy(self.encoder_.transform(df_val)) if len(val_idx) else None
+        self.encoder_.fit(df.iloc[train_idx])
+        x_train = self._encode_rows(df, train_idx)
+        x_val = self._encode_rows(df, val_idx) if len(val_idx) else None
         self.feature_names_in_: list[str] = list(self.encoder_.feature_names_in_)
         self.n_features_in_: int = len(self.feature_names_in_)
         stats_keep = self._sample_positions(x_train.shape[0], STREAM_STATISTICS)

@@ -133,3 +133,16 @@ def test_gan_monitor_errors_equal_the_scoring_parts() -> None:
     x = det._to_tensor(X)
     with torch.inference_mode():
         assert torch.equal(det._squared_errors(x), det._parts(x)[1])
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_rows_are_encoded_in_chunks_to_the_same_model(cls, monkeypatch) -> None:
+    import detectors.base as base
+
+    X = make_normals(500, seed=58)
+    whole = cls(**SMALL).fit(X)
+    monkeypatch.setattr(base, "ENCODE_CHUNK_ROWS", 64)
+    encoded = _spy(monkeypatch, TabularEncoder, "transform", lambda a: len(a[1]))
+    chunked = cls(**SMALL).fit(X)
+    assert max(encoded) == 64 and sum(encoded) == 500
+    assert np.array_equal(chunked.decision_function(X), whole.decision_function(X))
