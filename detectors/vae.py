@@ -155,7 +155,7 @@ def capped_epoch_rows(detector: BaseDeepDetector, n: int) -> int:
 FIT_STATISTICS_ROWS = 65536
 #: Default ``fit_threads`` of VAEDetector and GANDetector. Their networks are small
 #: (batches of 256-512 rows, 64-128 units): on the project's 2 shared cores one thread
-#: fitted the GAN with 4-5x less CPU per epoch than torch's default of two, the VAE 7-15x
+#: fitted the GAN with 4-5x less CPU per epoch than torch's default of two, the VAE 7-17x
 #: (other processes running; benchmarks/RESULTS.md, issue13-training).
 FIT_THREADS = 1
 
