@@ -44,6 +44,18 @@ WEIGHTS_FILE = "weights.pt"
 FORMAT_VERSION = 1
 #: Rows per forward pass at scoring time (bounded memory, no per-row Python).
 SCORE_BATCH_SIZE = 8192
+#: Rows encoded per step when a fit encodes its training and held-out rows.
+ENCODE_CHUNK_ROWS = 65536
+#: Random streams (``[seed, stream]``) of the samples read around training: held-out rows
+#: and training-row statistics (1 and 2 are the sequence detectors' and the kNN reference's).
+STREAM_HELD_OUT = 3
+STREAM_STATISTICS = 4
+#: How ``fit_info_`` describes the samples (saved in config.json, logged to MLflow).
+SAMPLING_NOTE = (
+    "each epoch: a fresh seeded sample of rows_per_epoch training rows; monitor, threshold "
+    "and scales: a seeded sample of held_out_rows_used held-out rows; statistics: a seeded "
+    "sample of statistics_rows training rows (all rows where the counts are equal)"
+)
 #: Relative improvement of the monitor needed to reset the early-stopping patience.
 _REL_MIN_DELTA = 1e-4
 #: Error-variance floor of "unseen category" columns: they are ~never set in training, so
@@ -172,8 +184,23 @@ class BaseDeepDetector:
         ``n``. Subclasses with a ``max_epoch_rows`` cap bound the cost of one epoch."""
         return n
 
+    def _statistics_rows(self) -> int | None:
+        """Most held-out rows and most training rows that the passes around training read
+        (the early-stopping monitor, the threshold, ``_after_fit``'s statistics), each a
+        seeded sample; default None: all of them. Subclasses with a
+        ``max_calibration_rows`` cap bound the cost and memory of those passes."""
+        return None
+
+    def _fit_threads(self) -> int | None:
+        """Torch threads while fitting (lowered for the fit, then restored); default None:
+        torch's own setting."""
+        return None
+
     def _after_fit(self, x_train: torch.Tensor, x_val: torch.Tensor | None) -> None:
-        """Hook run once the best weights are restored, before threshold calibration."""
+        """Hook run once the best weights are restored, before threshold calibration.
+
+        ``x_train`` holds the training rows the statistics read: all of them, or a seeded
+        sample of ``_statistics_rows()`` of them (``fit_info_["statistics_rows"]``)."""
 
     def _floored_error_variance(self, mse: torch.Tensor) -> list[float]:
         """Per-column normal error variance with a floor (``min_error_variance``).
@@ -222,6 +249,27 @@ class BaseDeepDetector:
             return torch.empty(0, dtype=torch.float64)
         return torch.cat(outs)
 
+    def _sample_positions(self, n: int, stream: int) -> np.ndarray | None:
+        """Sorted seeded choice of ``_statistics_rows()`` of ``n`` positions (random stream
+        ``[seed, stream]``), or None when all ``n`` are kept (same rows, same order)."""
+        cap = self._statistics_rows()
+        if cap is None or n <= int(cap):
+            return None
+        if int(cap) < 1:
+            raise ValueError(f"max_calibration_rows must be >= 1 or None, got {cap!r}")
+        rng = np.random.default_rng([int(self.seed), stream])
+        return np.sort(rng.choice(n, int(cap), replace=False))
+
+    def _encode_rows(self, df: pd.DataFrame, positions: np.ndarray) -> torch.Tensor:
+        """The rows of ``df`` at ``positions``, encoded ``ENCODE_CHUNK_ROWS`` at a time into
+        one float32 matrix: no copy of the frame's rows and no per-column float64
+        intermediates of all rows (the encoding is row by row, so the result is the same)."""
+        out = np.empty((len(positions), self.encoder_.n_features_out_), dtype=np.float32)
+        for start in range(0, len(positions), ENCODE_CHUNK_ROWS):
+            part = positions[start : start + ENCODE_CHUNK_ROWS]
+            out[start : start + len(part)] = self.encoder_.transform(df.iloc[part])
+        return torch.from_numpy(out)
+
     def _split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(self.seed)
         perm = rng.permutation(n)
@@ -246,6 +294,9 @@ class BaseDeepDetector:
         ``metrics`` holds at least ``train_loss`` and ``val_loss``) so callers can draw
         progress. Training keeps the weights with the best validation monitor and then
         calibrates ``threshold_`` to ``target_fpr`` on the held-out normal scores.
+        Where the class caps them (``_statistics_rows``), the held-out rows and the
+        training rows its statistics read are seeded samples; ``fit_info_`` records the
+        row counts each step used (saved with the model).
         """
         t0 = time.perf_counter()
         df = as_frame(X)
@@ -259,35 +310,66 @@ class BaseDeepDetector:
         train_idx, val_idx = self._split(len(df))
         if len(train_idx) < 2:
             raise ValueError(f"need at least 2 training rows after the split, got {len(df)} rows")
-        df_train = df.iloc[train_idx]
-        df_val = df.iloc[val_idx]
-
+        n_held_out = len(val_idx)
+        # Held-out rows beyond the cap are never encoded: a seeded sample of them is what
+        # the monitor, the threshold and the score scales read.
+        val_keep = self._sample_positions(len(val_idx), STREAM_HELD_OUT)
+        if val_keep is not None:
+            val_idx = val_idx[val_keep]
         self.encoder_ = TabularEncoder(
             categorical_features=self.categorical_features, range_features=self.range_features
         )
-        x_train = torch.from_numpy(self.encoder_.fit_transform(df_train))
-        x_val = torch.from_numpy(self.encoder_.transform(df_val)) if len(val_idx) else None
+        self.encoder_.fit(df.iloc[train_idx])
+        x_train = self._encode_rows(df, train_idx)
+        x_val = self._encode_rows(df, val_idx) if len(val_idx) else None
         self.feature_names_in_: list[str] = list(self.encoder_.feature_names_in_)
         self.n_features_in_: int = len(self.feature_names_in_)
+        stats_keep = self._sample_positions(x_train.shape[0], STREAM_STATISTICS)
+        x_stats = x_train if stats_keep is None else x_train[torch.from_numpy(stats_keep)]
 
         dev = self._torch_device()
         fork_devices = [dev.index or 0] if dev.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(self.seed)
-            self.model_ = self._build_model(self.encoder_.n_features_out_).to(dev)
-            self._configure_optimizers()
-            self._train_loop(x_train, x_val, on_epoch)
-            self._after_fit(x_train, x_val)
-
-        calib = x_val if x_val is not None else x_train
-        cal_scores = self._batched(self._score_batch, calib).numpy().astype(np.float64)
+        threads = self._fit_threads()
+        torch_threads = torch.get_num_threads()
+        try:
+            if threads is not None and 0 < int(threads) < torch_threads:
+                torch.set_num_threads(int(threads))
+            with torch.random.fork_rng(devices=fork_devices):
+                torch.manual_seed(self.seed)
+                self.model_ = self._build_model(self.encoder_.n_features_out_).to(dev)
+                self._configure_optimizers()
+                self._train_loop(x_train, x_val, on_epoch, x_monitor=x_stats)
+                self._after_fit(x_stats, x_val)
+            calib = x_val if x_val is not None else x_stats
+            cal_scores = self._batched(self._score_batch, calib).numpy().astype(np.float64)
+        finally:
+            torch.set_num_threads(torch_threads)
         self.threshold_ = Threshold.for_fpr(cal_scores, self.target_fpr)
+        cap = self._statistics_rows()
+        self.fit_info_: dict[str, Any] = {
+            "rows": len(df),
+            "train_rows": int(x_train.shape[0]),
+            "rows_per_epoch": int(self._rows_per_epoch(int(x_train.shape[0]))),
+            "held_out_rows": n_held_out,
+            "held_out_rows_used": len(val_idx),
+            "statistics_rows": int(x_stats.shape[0]),
+            "max_calibration_rows": None if cap is None else int(cap),
+            "sampling": SAMPLING_NOTE,
+            "fit_threads": min(int(threads), torch_threads) if threads else torch_threads,
+        }
         self.fit_seconds_: float = time.perf_counter() - t0
         return self
 
     def _train_loop(
-        self, x_train: torch.Tensor, x_val: torch.Tensor | None, on_epoch: EpochCallback | None
+        self,
+        x_train: torch.Tensor,
+        x_val: torch.Tensor | None,
+        on_epoch: EpochCallback | None,
+        *,
+        x_monitor: torch.Tensor | None = None,
     ) -> None:
+        """Epochs of ``_train_batch`` steps; early stopping reads ``x_val`` (without held-out
+        rows: ``x_monitor``, default all of ``x_train``) and keeps the best weights."""
         dev = self._torch_device()
         gen = torch.Generator().manual_seed(self.seed)
         n = x_train.shape[0]
@@ -310,7 +392,9 @@ class BaseDeepDetector:
                 for k, v in out.items():
                     sums[k] = sums.get(k, 0.0) + v * idx.numel()
             record: dict[str, float] = {k: v / n_epoch for k, v in sums.items()}
-            monitor_x = x_val if x_val is not None else x_train
+            monitor_x = (
+                x_val if x_val is not None else (x_train if x_monitor is None else x_monitor)
+            )
             val = self._validation_loss(monitor_x, epoch)
             record["val_loss"] = val
             self.history_.append({"epoch": float(epoch), **record})
@@ -412,6 +496,7 @@ class BaseDeepDetector:
             "history": self.history_,
             "best_epoch": self.best_epoch_,
             "fit_seconds": self.fit_seconds_,
+            "fit_info": getattr(self, "fit_info_", {}),
             "versions": {
                 "python": platform.python_version(),
                 "torch": torch.__version__,
@@ -456,6 +541,7 @@ class BaseDeepDetector:
         det.history_ = list(config.get("history", []))
         det.best_epoch_ = int(config.get("best_epoch", 0))
         det.fit_seconds_ = float(config.get("fit_seconds", 0.0))
+        det.fit_info_ = dict(config.get("fit_info", {}))
         try:
             det._load_extra_state(config.get("extra_state", {}))
         except KeyError as exc:

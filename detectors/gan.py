@@ -12,6 +12,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from detectors.base import BaseDeepDetector
 from detectors.vae import (
+    FIT_STATISTICS_ROWS,
+    FIT_THREADS,
     KNN_VIEWS,
     capped_epoch_rows,
     fit_knn_reference,
@@ -153,7 +155,10 @@ class GANDetector(BaseDeepDetector):
     ``max_epoch_rows`` (default 8192): each epoch trains on a fresh seeded sample of at
     most this many training rows (None: all), which bounds the cost of an epoch on large
     data (shuttle's ~22k training rows: 32 instead of 86 steps per epoch); saved with the
-    model's parameters.
+    model's parameters. ``max_calibration_rows`` (65536) and ``fit_threads`` (1) as in
+    ``VAEDetector``: the monitor, threshold, term and kNN scales read a seeded sample of at
+    most that many held-out rows, the error variances and the kNN reference one of
+    training rows (``fit_info_`` records the counts).
 
     ``explain``: the standardised per-column errors ``(x_j - x'_j)^2 / v_j`` summed per
     source feature, rescaled so that each row's contributions sum to its score (shares of
@@ -180,6 +185,8 @@ class GANDetector(BaseDeepDetector):
         knn_reference_rows: int = 2048,
         knn_prototypes: int = 64,
         max_epoch_rows: int | None = 8192,
+        max_calibration_rows: int | None = FIT_STATISTICS_ROWS,
+        fit_threads: int | None = FIT_THREADS,
         epochs: int = 60,
         batch_size: int = 256,
         learning_rate: float = 2e-4,
@@ -218,6 +225,8 @@ class GANDetector(BaseDeepDetector):
         self.knn_reference_rows = knn_reference_rows
         self.knn_prototypes = knn_prototypes
         self.max_epoch_rows = max_epoch_rows
+        self.max_calibration_rows = max_calibration_rows
+        self.fit_threads = fit_threads
 
     # --------------------------------------------------------------- model
     def _build_model(self, n_features: int) -> nn.Module:
@@ -300,6 +309,12 @@ class GANDetector(BaseDeepDetector):
     def _rows_per_epoch(self, n: int) -> int:
         return capped_epoch_rows(self, n)
 
+    def _statistics_rows(self) -> int | None:
+        return own_param(self, "max_calibration_rows")
+
+    def _fit_threads(self) -> int | None:
+        return own_param(self, "fit_threads")
+
     # ------------------------------------------------------------- scoring
     def _parts(
         self, xb: torch.Tensor, z: torch.Tensor | None = None
@@ -317,12 +332,25 @@ class GANDetector(BaseDeepDetector):
             se = se.div_(torch.tensor(self.error_variance_, dtype=se.dtype, device=se.device))
         return fm, se, z.pow(2).sum(dim=1)
 
+    def _squared_errors(self, xb: torch.Tensor) -> torch.Tensor:
+        """``_parts``' squared errors alone: without its two D_xx passes (the feature
+        matching term), which the monitor and the error variances do not read. A subclass
+        with its own ``_parts`` (the sequence GAN's windows) gets those parts' errors."""
+        if type(self)._parts is not GANDetector._parts:
+            return self._parts(xb)[1]
+        net: _ALADNet = self.model_  # type: ignore[assignment]
+        x_rec = _eval_forward(net.generator, _eval_forward(net.encoder, xb))
+        se = (xb - x_rec).pow_(2)
+        if hasattr(self, "error_variance_"):
+            se = se.div_(torch.tensor(self.error_variance_, dtype=se.dtype, device=se.device))
+        return se
+
     def _validation_loss(self, xv: torch.Tensor, epoch: int) -> float:
-        rec = self._batched(lambda xb: self._parts(xb)[1].double().sum(dim=1), xv)
+        rec = self._batched(lambda xb: self._squared_errors(xb).double().sum(dim=1), xv)
         return float(rec.mean())
 
     def _after_fit(self, x_train: torch.Tensor, x_val: torch.Tensor | None) -> None:
-        mse = self._batched(lambda xb: self._parts(xb)[1], x_train).double().mean(dim=0)
+        mse = self._batched(self._squared_errors, x_train).double().mean(dim=0)
         self.error_variance_ = self._floored_error_variance(mse)
         ref = x_val if x_val is not None else x_train
 

@@ -148,6 +148,17 @@ def capped_epoch_rows(detector: BaseDeepDetector, n: int) -> int:
     return min(n, int(cap))
 
 
+#: Default ``max_calibration_rows`` of VAEDetector and GANDetector: held-out rows and
+#: training rows that the passes around training read (seeded samples). On 1M demo rows
+#: the all-row statistics held ~750 MB and cost the VAE 16 CPU s (benchmarks/RESULTS.md,
+#: issue13-training); 65,536 rows put the 1% threshold on ~650 exceedances.
+FIT_STATISTICS_ROWS = 65536
+#: Default ``fit_threads`` of VAEDetector and GANDetector. Their networks are small
+#: (batches of 256-512 rows, 64-128 units): on the project's 2 shared cores one thread
+#: fitted the GAN with 4-5x less CPU per epoch than torch's default of two, the VAE 7-17x
+#: (other processes running; benchmarks/RESULTS.md, issue13-training).
+FIT_THREADS = 1
+
 #: Score rules of ``VAEDetector`` (see the class docstring).
 SCORE_RULES = ("elbo", "ensemble")
 #: Extra views of ``score_rule="ensemble"``: distance to the k-th nearest training row,
@@ -264,6 +275,13 @@ class VAEDetector(BaseDeepDetector):
     data; it is a constructor parameter, so saved with the model's config. 32768 cost the
     handbook's context VAE scenario-1 AUPRC 0.998 -> 0.942 (200k training rows); 131072
     gives 0.992 for 1M-row fits of 25 s instead of 19 s (benchmarks/RESULTS.md).
+    ``max_calibration_rows`` (default 65536, ``FIT_STATISTICS_ROWS``) bounds the passes
+    around training the same way: the early-stopping monitor, the threshold and the
+    score scales read a seeded sample of at most that many held-out rows, the error
+    variances, residual tails and kNN reference a seeded sample of at most that many
+    training rows (None: all rows). It binds only above ~82k rows (none of the tabular
+    benchmark's sets); ``fit_info_`` records the rows each step used.
+    ``fit_threads`` (default 1): torch threads while fitting, see ``FIT_THREADS``.
 
     Other variants were tried in the issue 3 campaign and removed because they lost or
     tied (posterior-sample and importance-weighted scores, a latent-density term, a
@@ -298,6 +316,8 @@ class VAEDetector(BaseDeepDetector):
         knn_reference_rows: int = 2048,
         knn_prototypes: int = 64,
         max_epoch_rows: int | None = 131072,
+        max_calibration_rows: int | None = FIT_STATISTICS_ROWS,
+        fit_threads: int | None = FIT_THREADS,
         epochs: int = 100,
         batch_size: int = 512,
         learning_rate: float = 2e-3,
@@ -337,6 +357,8 @@ class VAEDetector(BaseDeepDetector):
         self.knn_reference_rows = knn_reference_rows
         self.knn_prototypes = knn_prototypes
         self.max_epoch_rows = max_epoch_rows
+        self.max_calibration_rows = max_calibration_rows
+        self.fit_threads = fit_threads
 
     def _build_model(self, n_features: int) -> nn.Module:
         if self.score_rule not in SCORE_RULES:
@@ -359,6 +381,12 @@ class VAEDetector(BaseDeepDetector):
 
     def _rows_per_epoch(self, n: int) -> int:
         return capped_epoch_rows(self, n)
+
+    def _statistics_rows(self) -> int | None:
+        return own_param(self, "max_calibration_rows")
+
+    def _fit_threads(self) -> int | None:
+        return own_param(self, "fit_threads")
 
     def _min_epochs(self) -> int:
         return int(self.kl_warmup_epochs)

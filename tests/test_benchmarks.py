@@ -136,3 +136,23 @@ def test_view_selection_rules_respect_the_cost_budget_and_the_set_loss():
     names = list(wide.columns)
     assert choose("vae", wide, names) == "km64/tr99/xz/w1"
     assert choose("gan", wide, names) == "km64/va50/xz/w6"
+
+
+def test_scale_training_fits_in_fresh_processes_and_writes_its_section(tmp_path):
+    from benchmarks import scale_training
+
+    markdown = tmp_path / "RESULTS.md"
+    markdown.write_text("# others' results\n")
+    args = ["--rows", "600", "--vae", '{"epochs": 1}', "--gan", '{"epochs": 1}']
+    args += ["--out", str(tmp_path / "scale.json"), "--markdown", str(markdown)]
+    scale_training.main(args)
+    report = json.loads((tmp_path / "scale.json").read_text())
+    assert [r["model"] for r in report["results"]] == ["vae", "gan"]
+    for result in report["results"]:
+        # The 6 planted anomalies are dropped by the label.
+        assert result["fit_info"]["rows"] == 594 and result["epochs_run"] == 1
+        assert result["fit_cpu_s"] > 0 and result["fit_peak_rss_mb"] >= result["rss_before_fit_mb"]
+    assert report["ratios"][0]["rows"] == 600
+    scale_training.write_markdown(report, markdown)  # a rerun replaces the section only
+    text = markdown.read_text()
+    assert text.startswith("# others' results") and text.count("issue13-training:start") == 1

@@ -57,6 +57,12 @@ def test_train_registers_both_detectors_with_aliases(demo_files):
             assert metric in model["metrics"]
         assert model["metrics"]["auroc"] > 0.8
         run = client.get_run(model["mlflow_run_id"])
+        # The caps (params) and what the fit read (fit_info) are both in the run.
+        params = run.data.params
+        assert params["max_calibration_rows"] == "65536"
+        assert params["fit_info.rows"] == str(result["rows_train"])
+        assert params["fit_info.statistics_rows"] == params["fit_info.train_rows"]
+        assert "seeded sample" in params["fit_info.sampling"]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
         assert {
             "plots/roc_curve.png",

@@ -315,6 +315,10 @@ def log_and_register(
                 "features": ",".join(spec.feature_columns),
             }
         )
+        # What the fit read (rows per epoch, the seeded samples around training): the
+        # caps alone (params) do not say whether they bound on this data.
+        fit_info = getattr(detector, "fit_info_", None) or {}
+        params.update({f"fit_info.{k}": v for k, v in fit_info.items()})
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_metrics({k: v for k, v in evaluation.metrics.items() if np.isfinite(v)})
         for epoch, logs in enumerate(getattr(detector, "history_", []) or []):
