@@ -141,6 +141,19 @@ class ScoringBundle:
     def prepare(self, frame: pd.DataFrame, history: pd.DataFrame | None = None) -> PreparedRecords:
         return prepare_records(self.spec, frame, history)
 
+    def look_back_seconds(self) -> float | None:
+        """How far back :meth:`prepare` reads ``history`` for a record (sequence mode: the
+        context's ``history``; None in tabular mode): what a streamed batch carries."""
+        config = self.spec.context_config()
+        return None if config is None else config.history_seconds
+
+    def window_history(
+        self, history: pd.DataFrame | None, records: pd.DataFrame
+    ) -> pd.DataFrame | None:
+        """The rows of ``history`` the detector's windows can reach for ``records``
+        (None: it reads no windows); what a scoring partition needs of the history."""
+        return self._window_context(history, records)
+
     def score(
         self,
         frame: pd.DataFrame,
