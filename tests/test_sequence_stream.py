@@ -45,6 +45,10 @@ def bundle(request, records) -> ScoringBundle:
         vae={"epochs": 2, "hidden_dims": [32, 16], "latent_dim": 4},
     )
     bundle = ScoringBundle(SEQUENCE_SPEC, fit_detector(request.param, SEQUENCE_SPEC, split, config))
+    if request.param == "seq_vae":
+        # Windows without a horizon reach past the 14-day context: the tail must carry
+        # each card's last records for them (the sparse card below).
+        bundle.detector.history_seconds = None
     # Flag the top 5% so that flags, snapshots and reasons are compared too.
     scores = bundle.score(clean, with_reasons=False)["score"]
     bundle.set_threshold(Threshold("fpr", 0.05, float(np.quantile(scores, 0.95))))
@@ -56,8 +60,18 @@ def _days(records: pd.DataFrame) -> pd.Series:
 
 
 def _later_file(records: pd.DataFrame, tmp_path, name: str = "later.csv", shuffle=False):
-    """The days after the split, with a bad amount and a row without a card."""
+    """The days after the split, with a bad amount, a row without a card, and a card
+    that pays twice 18 days apart (beyond the 14-day context: its first payment is
+    carried for the sequence detector's window alone)."""
     later = records[_days(records) >= SPLIT_DAY].reset_index(drop=True).copy()
+    sparse = later.iloc[[0, 1]].copy()
+    sparse["card_id"] = "card_sparse"
+    sparse["transaction_id"] = ["sparse_1", "sparse_2"]
+    first = pd.Timestamp("2026-03-02") + pd.Timedelta(days=SPLIT_DAY, hours=12)
+    sparse["timestamp"] = [str(first), str(first + pd.Timedelta(days=18))]
+    later = pd.concat([later, sparse], ignore_index=True)
+    later = later.iloc[np.argsort(pd.to_datetime(later["timestamp"]), kind="stable")]
+    later = later.reset_index(drop=True)
     later.loc[5, "amount"] = "twelve"
     later.loc[40, "card_id"] = ""
     if shuffle:
@@ -89,7 +103,7 @@ def _in_memory(store, bundle, path, batch_id: str):
     )  # fmt: skip
 
 
-def _streamed(store, bundle, path, chunk_size: int = 113, **options):
+def _streamed(store, bundle, path, chunk_size: int = 251, **options):
     return score_stream(
         bundle=bundle, stream=open_stream(path, chunk_size), store=store, model_name="m",
         model_version="1", model_alias=None, **options,
@@ -137,12 +151,12 @@ def _assert_same_run(a_store, a_report, b_store, b_report) -> None:
     assert [getattr(b_report, c) for c in counts] == [getattr(a_report, c) for c in counts]
     a, b = _written(a_store, a_report.run_id), _written(b_store, b_report.run_id)
     assert b["scores"].index.equals(a["scores"].index)
-    np.testing.assert_allclose(b["scores"]["score"], a["scores"]["score"], rtol=1e-6)
+    np.testing.assert_allclose(b["scores"]["score"], a["scores"]["score"], rtol=1e-5)
     assert (b["scores"]["is_anomaly"] == a["scores"]["is_anomaly"]).all()
     assert a["flags"] and b["flags"].keys() == a["flags"].keys()
     for record_id, (score, entity, record, reasons) in a["flags"].items():
         other = b["flags"][record_id]
-        assert other[0] == pytest.approx(score, rel=1e-6) and other[1] == entity
+        assert other[0] == pytest.approx(score, rel=1e-5) and other[1] == entity
         assert other[2].keys() == record.keys()
         for key, value in record.items():
             assert other[2][key] == (pytest.approx(value) if isinstance(value, float) else value)
@@ -170,7 +184,7 @@ def test_streamed_sequence_file_writes_what_the_batch_in_memory_writes(bundle, r
 
     streamed = _streamed(stream_store, bundle, path)
     in_memory = _in_memory(memory_store, bundle, path, streamed.batch_id)
-    assert streamed.in_memory_reason is None and streamed.chunks_written > 10
+    assert streamed.in_memory_reason is None and streamed.chunks_written > 6
     assert streamed.history == in_memory.history and "earlier records" in streamed.history
     _assert_same_run(memory_store, in_memory, stream_store, streamed)
     _assert_same_history(memory_store, stream_store, streamed.batch_id)
@@ -195,6 +209,8 @@ def test_streamed_sequence_file_writes_what_the_batch_in_memory_writes(bundle, r
 def test_a_resumed_stream_carries_the_committed_chunks_context(
     bundle, records, tmp_path, monkeypatch
 ):
+    if bundle.detector.__class__.__name__ != "SequenceVAEDetector":
+        pytest.skip("checked once, on the sequence VAE")
     path = _later_file(records, tmp_path)
     whole_store = _store_with_history(tmp_path, "whole.db", bundle, records)
     whole = _streamed(whole_store, bundle, path)
@@ -203,19 +219,19 @@ def test_a_resumed_stream_carries_the_committed_chunks_context(
     original = ProductionStoreMixin._bulk_scores
     calls = {"n": 0}
 
-    def store_goes_away_in_chunk_5(self, session, run_id, scores):
+    def store_goes_away_in_chunk_3(self, session, run_id, scores):
         calls["n"] += 1
-        if calls["n"] == 6:
+        if calls["n"] == 4:
             raise OperationalError("COPY", {}, Exception("server closed the connection"))
         original(self, session, run_id, scores)
 
-    monkeypatch.setattr(ProductionStoreMixin, "_bulk_scores", store_goes_away_in_chunk_5)
-    with pytest.raises(StoreUnavailable, match="writing chunk 5 failed"):
+    monkeypatch.setattr(ProductionStoreMixin, "_bulk_scores", store_goes_away_in_chunk_3)
+    with pytest.raises(StoreUnavailable, match="writing chunk 3 failed"):
         _streamed(store, bundle, path)
     monkeypatch.setattr(ProductionStoreMixin, "_bulk_scores", original)
 
     resumed = _streamed(store, bundle, path)
-    assert resumed.chunks_skipped == 5 and resumed.chunks_written == whole.chunks_written - 5
+    assert resumed.chunks_skipped == 3 and resumed.chunks_written == whole.chunks_written - 3
     _assert_same_run(whole_store, whole, store, resumed)
     _assert_same_history(whole_store, store, whole.batch_id)
     scores = store.scores_frame(resumed.run_id)
@@ -257,7 +273,7 @@ def test_kept_records_the_file_repeats_are_left_out_of_its_history(bundle, recor
     assert [getattr(streamed, c) for c in counts] == [getattr(in_memory, c) for c in counts]
     a = _written(memory_store, in_memory.run_id)["scores"]["score"]
     b = _written(stream_store, streamed.run_id)["scores"]["score"]
-    np.testing.assert_allclose(b, a, rtol=1e-6)
+    np.testing.assert_allclose(b, a, rtol=1e-5)
 
 
 def test_the_carried_tail_keeps_the_horizon_and_each_cards_last_window_rows():

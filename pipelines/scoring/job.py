@@ -30,8 +30,9 @@ def score_source(
     """Score one batch (file or SQL source) with a registered model; returns the report
     with the run's drift-watch health and the challenger's shadow run.
 
-    Tabular files stream chunk by chunk; sequence specs and SQL sources are read whole
-    (context needs the batch in time order; a query has no file digest for a batch id).
+    Files stream chunk by chunk (sequence files too: each chunk's context is carried
+    over from the chunks before it, see :mod:`pipelines.scoring.carried`); SQL sources
+    are read whole (a query has no file digest for a batch id).
     ``runner="dask"`` (default: ``VIGIL_SCORE_RUNNER``) scores the partitions on a Dask
     cluster (``dask_address``, default ``VIGIL_DASK_ADDRESS``; none: a LocalCluster); it
     must run inside a Prefect flow run (the score flow).
@@ -95,7 +96,7 @@ def _partitions(runner: str, address: str | None, settings: VigilSettings):
 def _operate(store, bundle, ref, data, *, table, query, batch_id, settings, shadow, options):
     from pipelines.operations.runner import operate_batch, operate_stream
 
-    if bundle.spec.is_sequence or is_sql_url(str(data)):
+    if is_sql_url(str(data)):
         batch = read_batch(data, table=table, query=query)
         validated = validate_batch(batch, bundle.spec, max_field_chars=settings.max_field_chars)
         operated = operate_batch(
