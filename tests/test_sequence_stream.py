@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from detectors.context import time_to_seconds
 from detectors.thresholds import Threshold
 from pipelines.demo_sequences import SEQUENCE_SPEC, generate_card_sequences
 from pipelines.intake.ingest import Batch, validate_batch
@@ -276,35 +277,16 @@ def test_kept_records_the_file_repeats_are_left_out_of_its_history(bundle, recor
     np.testing.assert_allclose(b, a, rtol=1e-5)
 
 
-def test_the_carried_tail_keeps_the_horizon_and_each_cards_last_window_rows():
-    bundle = ScoringBundle.__new__(ScoringBundle)
-    bundle.spec = SEQUENCE_SPEC
-
-    class Windows:
-        sequence_length, entity_column, history_seconds = 3, "card_id", None
-
-    bundle.detector = Windows()
+def test_the_carried_tail_keeps_what_the_look_back_reaches(bundle):
+    """Context reaches 14 days back (every key: card, merchant); the tail keeps those
+    rows, and each card's last window rows apart (the sequence detector's windows)."""
     day = 86400.0
-    frame = pd.DataFrame(
-        {
-            "card_id": ["a", "a", "a", "a", "b", "c"],
-            "timestamp": pd.to_datetime([0, 1, 2, 30, 3, 29.5], unit="D"),
-            "merchant_id": ["m", "m", "m", "m", "web", "web"],
-        }
-    )
+    times = pd.to_datetime([0, 1, 2, 17, 3, 29.5, 30], unit="D")
+    frame = pd.DataFrame({"card_id": list("aaaabca"), "timestamp": times})
     tail = CarriedTail(bundle, None)
-    tail.advance(frame)
-    # 14-day context before day 30: c's row (day 29.5) and a's day 30; a's window: its
-    # last two rows (days 2 and 30); b's only row stays as its window (no horizon).
-    kept = tail.frame.assign(day=lambda f: time_of(f) / day)
-    assert sorted(zip(kept["card_id"], kept["day"], strict=True)) == [
-        ("a", 2.0), ("a", 30.0), ("b", 3.0), ("c", 29.5),
+    tail._carry(frame.iloc[:6])
+    tail._carry(frame.iloc[6:])
+    kept = time_to_seconds(tail.frame["timestamp"]) / day
+    assert sorted(zip(tail.frame["card_id"], kept, strict=True)) == [
+        ("a", 17.0), ("a", 30.0), ("c", 29.5),
     ]  # fmt: skip
-    Windows.history_seconds = 20 * day  # the detector's own horizon bounds its windows
-    tail = CarriedTail(bundle, None)
-    tail.advance(frame)
-    assert sorted(tail.frame["card_id"]) == ["a", "c"]
-
-
-def time_of(frame: pd.DataFrame) -> np.ndarray:
-    return (frame["timestamp"] - pd.Timestamp(0)).dt.total_seconds().to_numpy()

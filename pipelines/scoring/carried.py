@@ -29,7 +29,7 @@ from detectors.context import time_to_seconds
 from pipelines.intake.ingest import MAX_FIELD_CHARS, SeenIds, ValidationResult, validate_batch
 from pipelines.intake.spec import DatasetSpec
 from pipelines.intake.stream import BatchStream
-from pipelines.modeling.bundle import PreparedRecords, ScoringBundle, is_sequence_detector
+from pipelines.modeling.bundle import PreparedRecords, ScoringBundle
 from pipelines.scoring.history import (
     EntityHistory,
     context_signature,
@@ -103,44 +103,42 @@ def _no_history() -> EntityHistory:
 
 
 class CarriedTail:
-    """Earlier records a chunk's records can still reach, as the kept history frames
-    them (id, raw columns, features): rows within the bundle's look-back of the newest
-    record so far, plus each entity's last window rows within the detector's horizon.
+    """What later records can still reach of the records before them: ``frame``, the
+    rows within the bundle's look-back of the newest record so far, as the kept history
+    frames them (id, raw columns, features), for context; and ``windows``, each entity's
+    last records (the detector's model input), for a sequence detector's windows.
 
-    Chunks must come in time order (no record earlier than one already carried): then a
-    row pruned here is out of reach of every later record."""
+    Records must come in time order (none earlier than one already carried): then a row
+    pruned here is out of reach of every later record."""
 
     def __init__(self, bundle: ScoringBundle, history: pd.DataFrame | None) -> None:
-        spec = bundle.spec
         self._bundle = bundle
-        self._time = spec.time_column
-        self._entity = spec.entity_column
+        self._time = bundle.spec.time_column
         self._reach = float(bundle.look_back_seconds() or 0.0)
         detector = getattr(bundle, "detector", None)
-        sequence = is_sequence_detector(detector)
-        self._window = max(int(detector.sequence_length) - 1, 0) if sequence else 0
-        horizon = getattr(detector, "history_seconds", None) if sequence else None
+        horizon = getattr(detector, "history_seconds", None)
         self._window_reach = None if horizon is None else float(horizon)
         self.frame: pd.DataFrame | None = None
+        self.windows: pd.DataFrame | None = None
         self._seconds = np.empty(0)
         if history is not None and len(history):
             self.frame = history.reset_index(drop=True)
             self._seconds = time_to_seconds(self.frame[self._time], self._time)
+            self.windows = bundle.window_history(self.frame, self.frame)
 
     @property
     def rows(self) -> int:
         return 0 if self.frame is None else len(self.frame)
 
     def prepare(self, clean: pd.DataFrame) -> PreparedRecords:
-        """The chunk's features in the context of the carried rows; ``history`` holds
-        only what the detector's windows can reach (small, for a scoring partition)."""
+        """Records' features in the context of the carried rows, which then carry them
+        (``history`` is left to :meth:`window_history`, chunk by chunk)."""
         prepared = self._bundle.prepare(clean, self.frame)
-        prepared.history = self._bundle.window_history(self.frame, prepared.features)
+        prepared.history = None
+        self._carry(prepared.state)
         return prepared
 
-    def advance(self, state: pd.DataFrame) -> None:
-        """Carry a scored chunk's records (``PreparedRecords.state``) and drop what no
-        later record can reach."""
+    def _carry(self, state: pd.DataFrame) -> None:
         if not len(state):
             return
         seconds = time_to_seconds(state[self._time], self._time)
@@ -149,32 +147,23 @@ class CarriedTail:
         else:
             frame = pd.concat([self.frame, state], ignore_index=True)
             all_seconds = np.concatenate([self._seconds, seconds])
-        newest = float(all_seconds.max())
-        keep = all_seconds >= newest - self._reach
-        if self._window:
-            last = _last_per_key(frame[self._entity], all_seconds, self._window)
-            if self._window_reach is not None:
-                last &= all_seconds >= newest - self._window_reach
-            keep |= last
+        keep = all_seconds >= float(all_seconds.max()) - self._reach
         if not keep.all():
             frame = frame.loc[keep].reset_index(drop=True)
             all_seconds = all_seconds[keep]
         self.frame, self._seconds = frame, all_seconds
 
-
-def _last_per_key(keys: pd.Series, seconds: np.ndarray, count: int) -> np.ndarray:
-    """Whether each row is among its key's last ``count`` rows in (time, input) order."""
-    codes = pd.factorize(keys.reset_index(drop=True), use_na_sentinel=True)[0]
-    n = len(codes)
-    order = np.lexsort((np.arange(n), seconds, codes))
-    sorted_codes = codes[order]
-    ahead = np.arange(n) + count
-    last_sorted = ahead >= n
-    inside = ~last_sorted
-    last_sorted[inside] = sorted_codes[ahead[inside]] != sorted_codes[inside]
-    last = np.empty(n, dtype=bool)
-    last[order] = last_sorted
-    return last & (codes >= 0)
+    def window_history(self, features: pd.DataFrame) -> pd.DataFrame | None:
+        """The carried window rows of ``features``' entities (None: no windows), then
+        carry ``features``' own records for the next ones."""
+        bundle = self._bundle
+        windows = None if self.windows is None else bundle.window_history(self.windows, features)
+        carried = features if self.windows is None else pd.concat([self.windows, features])
+        self.windows = bundle.window_history(carried, carried)
+        if self.windows is not None and self._window_reach is not None and len(self.windows):
+            seconds = time_to_seconds(self.windows[self._time], self._time)
+            self.windows = self.windows.loc[seconds >= seconds.max() - self._window_reach]
+        return windows
 
 
 @dataclass
@@ -259,19 +248,47 @@ def carried_chunks(
     max_field_chars: int = MAX_FIELD_CHARS,
 ) -> Iterator[SequenceChunk]:
     """Every chunk of the file in order, validated (ids checked across chunks) and
-    prepared against the carried tail, which then carries it on."""
-    spec = bundle.spec
+    prepared against the carried tail, which then carries it on.
+
+    Context is built for a run of chunks at once, at least as many rows as the tail
+    holds: each build also reads the tail, so chunk by chunk the work would be the
+    tail's size per chunk (the horizon's records, often many chunks' worth). Memory
+    stays bounded by the horizon; features come out as the chunk's own."""
     seen = SeenIds()
     tail = CarriedTail(bundle, plan.history.frame)
+    group: list[tuple[int, int, ValidationResult]] = []
+    rows = 0
     for number, chunk in enumerate(stream.chunks()):
-        validated = validate_batch(chunk, spec, seen_ids=seen, max_field_chars=max_field_chars)
-        prepared = None
-        if len(validated.clean):
-            prepared = tail.prepare(validated.clean)
-            tail.advance(prepared.state)
-        yield SequenceChunk(
-            number=number,
-            first_row=chunk.first_row_number,
-            validated=validated,
-            prepared=prepared,
+        validated = validate_batch(
+            chunk, bundle.spec, seen_ids=seen, max_field_chars=max_field_chars
         )
+        group.append((number, chunk.first_row_number, validated))
+        rows += len(validated.clean)
+        if rows >= max(stream.chunk_size, tail.rows):
+            yield from _prepared_group(tail, group)
+            group, rows = [], 0
+    yield from _prepared_group(tail, group)
+
+
+def _prepared_group(
+    tail: CarriedTail, group: list[tuple[int, int, ValidationResult]]
+) -> Iterator[SequenceChunk]:
+    cleans = [validated.clean for _, _, validated in group if len(validated.clean)]
+    prepared = None
+    if cleans:
+        prepared = tail.prepare(
+            pd.concat(cleans, ignore_index=True) if len(cleans) > 1 else cleans[0]
+        )
+    start = 0
+    for number, first_row, validated in group:
+        clean = validated.clean
+        own = None
+        if len(clean):
+            stop = start + len(clean)
+            features = prepared.features.iloc[start:stop].set_axis(clean.index)
+            state = prepared.state.iloc[start:stop].set_axis(clean.index)
+            own = PreparedRecords(
+                features=features, history=tail.window_history(features), state=state
+            )
+            start = stop
+        yield SequenceChunk(number=number, first_row=first_row, validated=validated, prepared=own)
