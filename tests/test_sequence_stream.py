@@ -290,3 +290,29 @@ def test_the_carried_tail_keeps_what_the_look_back_reaches(bundle):
     assert sorted(zip(tail.frame["card_id"], kept, strict=True)) == [
         ("a", 17.0), ("a", 30.0), ("c", 29.5),
     ]  # fmt: skip
+
+
+def test_reasons_read_only_the_flagged_entities_windows(bundle, records):
+    """Reasons explain a flagged record from its window; the scoring path passes the
+    window rows of the flagged records' cards only: the same reasons as with all rows."""
+    if bundle.detector.__class__.__name__ != "SequenceVAEDetector":
+        pytest.skip("windows: the sequence VAE")
+    clean = validate_batch(Batch(frame=records, source="c"), SEQUENCE_SPEC).clean
+    days = _days(clean)
+    history = bundle.prepare(clean[days < SPLIT_DAY]).state
+    prepared = bundle.prepare(clean[days >= SPLIT_DAY], history)
+    scored = bundle.score_prepared(prepared)
+    rows = np.flatnonzero(scored["is_anomaly"].to_numpy())
+    assert 5 <= len(rows) < len(scored) / 5
+    model_input = bundle._model_input(prepared.features)
+    every_row = pd.concat(
+        [
+            bundle._window_context(prepared.history, prepared.features),
+            model_input.drop(model_input.index[rows]),
+        ]
+    )
+    contributions = bundle.detector.explain(model_input.iloc[rows], history=every_row)
+    expected = bundle._reasons(
+        prepared.features.iloc[rows], contributions, scored["score"].to_numpy()[rows]
+    )
+    assert scored["reasons"].iloc[rows].tolist() == expected

@@ -209,8 +209,15 @@ class ScoringBundle:
             rows = np.flatnonzero(flagged)
             subset = features.iloc[rows]
             if is_sequence_detector(self.detector):
-                # The flagged rows' windows also hold the batch's unflagged records.
+                # The flagged rows' windows also hold the batch's unflagged records, of
+                # their own entities only (windows never cross entities): the others
+                # would only be encoded and windowed for nothing.
+                entity = self.spec.entity_column
+                flagged_entities = pd.unique(model_input[entity].iloc[rows])
                 others = model_input.iloc[np.flatnonzero(~flagged)]
+                others = others[others[entity].isin(flagged_entities)]
+                if context is not None:
+                    context = context[context[entity].isin(flagged_entities)]
                 pieces = [p for p in (context, others) if p is not None and len(p)]
                 window = pd.concat(pieces) if pieces else None
                 contributions = self.detector.explain(model_input.iloc[rows], history=window)

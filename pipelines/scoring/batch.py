@@ -42,8 +42,8 @@ from pipelines.modeling.bundle import PreparedRecords, ScoringBundle
 from pipelines.progress import progress
 from pipelines.scoring.carried import (
     HistoryParts,
-    SequenceChunk,
-    carried_chunks,
+    SequenceGroup,
+    carried_groups,
     plan_sequence_stream,
 )
 from pipelines.scoring.history import EntityHistory, load_entity_history, save_entity_history
@@ -416,8 +416,9 @@ def _score_sequence_stream(
 ) -> ScoreReport:
     """:func:`score_stream` for a sequence spec. This process validates the chunks and
     builds their context in file order (each chunk's depends on the ones before it, a
-    resumed run's committed chunks included); ``partitions`` score them (the detector's
-    windows and the flags) and this process writes them in order."""
+    resumed run's committed chunks included); ``partitions`` score them, a run of chunks
+    at a time (the detector's windows and the flags), and this process writes them in
+    order, chunk by chunk."""
     plan = plan_sequence_stream(store, bundle.spec, stream, max_field_chars=max_field_chars)
     if plan.in_memory_reason is not None:
         log.warning("%s: scored in memory, %s", stream.source, plan.in_memory_reason)
@@ -448,21 +449,22 @@ def _score_sequence_stream(
             parts = HistoryParts(store, bundle.spec, target.batch_id, target.source)
         written = skipped = 0
 
-        def jobs() -> Iterator[SequenceChunk]:
+        def jobs() -> Iterator[SequenceGroup]:
             nonlocal skipped
-            chunks = carried_chunks(bundle, stream, plan, max_field_chars=max_field_chars)
-            for item in chunks:
-                if item.prepared is not None:
+            groups = carried_groups(bundle, stream, plan, max_field_chars=max_field_chars)
+            for group in groups:
+                if group.prepared is not None:
                     if parts is not None:
-                        parts.save(item.number, item.prepared.state)
-                    item.prepared.state = None  # kept by the parts; workers need none
-                if item.number in ticket.committed_chunks:
-                    skipped += 1  # committed by an earlier, interrupted run
-                    continue
-                yield item
+                        for span in group.chunks:
+                            parts.save(span.number, group.prepared.state.iloc[span.rows])
+                    group.prepared.state = None  # kept by the parts; workers need none
+                group.write -= ticket.committed_chunks  # an earlier, interrupted run's
+                skipped += len(group.chunks) - len(group.write)
+                if group.write:
+                    yield group
 
         work = partial(
-            _score_sequence_chunk, bundle, chunk_size=chunk_size, target=target,
+            _score_sequence_group, bundle, chunk_size=chunk_size, target=target,
             max_field_chars=max_field_chars,
         )  # fmt: skip
         try:
@@ -470,10 +472,11 @@ def _score_sequence_stream(
                 progress("score", total=plan.chunks, unit="chunks") as advance,
                 _ChunkWriter(store, ticket) as writer,
             ):
-                for write in partitions.map(work, jobs()):
-                    writer.submit(write)
-                    written += 1
-                    advance(1, rows=write.first_row + write.rows_in - 1)
+                for writes in partitions.map(work, jobs()):
+                    for write in writes:
+                        writer.submit(write)
+                        written += 1
+                        advance(1, rows=write.first_row + write.rows_in - 1)
             if parts is not None:
                 parts.finish()
         finally:
@@ -489,33 +492,44 @@ def _score_sequence_stream(
     return report
 
 
-def _score_sequence_chunk(
+def _score_sequence_group(
     bundle: ScoringBundle,
-    item: SequenceChunk,
+    group: SequenceGroup,
     *,
     chunk_size: int,
     target: RunTarget,
     max_field_chars: int,
-) -> ChunkWrite:
-    """One streamed sequence chunk, its context built already, scored into what the
-    store writes (a partition: it runs wherever ``partitions`` puts it)."""
-    validated, prepared = item.validated, item.prepared
-    clean = validated.clean
-    return _score_chunk(
-        bundle,
-        clean,
-        clean if prepared is None else prepared.features,
-        None if prepared is None else bundle.score_prepared(prepared),
-        number=item.number,
-        chunk_size=chunk_size,
-        first_row=item.first_row,
-        row_numbers=validated.clean_row_numbers,
-        rows_in=validated.rows_in,
-        quarantined=validated.quarantined,
-        rows_quarantined=validated.rows_quarantined,
-        target=target,
-        max_field_chars=max_field_chars,
-    )
+) -> list[ChunkWrite]:
+    """A run of streamed sequence chunks, their context built already, scored in one
+    pass into what the store writes, chunk by chunk (a partition: it runs wherever
+    ``partitions`` puts it)."""
+    prepared = group.prepared
+    result = None if prepared is None else bundle.score_prepared(prepared)
+    writes = []
+    for span in group.chunks:
+        if span.number not in group.write:
+            continue
+        validated = span.validated
+        clean = validated.clean
+        scored = len(clean) > 0
+        writes.append(
+            _score_chunk(
+                bundle,
+                clean,
+                prepared.features.iloc[span.rows] if scored else clean,
+                result.iloc[span.rows] if scored else None,
+                number=span.number,
+                chunk_size=chunk_size,
+                first_row=span.first_row,
+                row_numbers=validated.clean_row_numbers,
+                rows_in=validated.rows_in,
+                quarantined=validated.quarantined,
+                rows_quarantined=validated.rows_quarantined,
+                target=target,
+                max_field_chars=max_field_chars,
+            )
+        )
+    return writes
 
 
 @dataclass

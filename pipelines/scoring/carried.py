@@ -230,65 +230,68 @@ class HistoryParts:
 
 
 @dataclass
-class SequenceChunk:
-    """A chunk of a streamed sequence batch, validated and given its context."""
+class ChunkSpan:
+    """One chunk of a :class:`SequenceGroup`: its validation and its clean rows' place
+    among the group's prepared rows."""
 
     number: int
     first_row: int
     validated: ValidationResult
-    #: None when no row of the chunk is clean.
+    rows: slice
+
+
+@dataclass
+class SequenceGroup:
+    """A run of consecutive chunks given their context together and scored together
+    (their records share the carried window rows: one ``prepared.history`` for all).
+
+    ``prepared``: the chunks' clean rows in file order (None: none clean); ``write``:
+    the chunk numbers still to write (a resumed run's committed ones are not)."""
+
+    chunks: list[ChunkSpan]
     prepared: PreparedRecords | None
+    write: set[int] = field(default_factory=set)
 
 
-def carried_chunks(
+def carried_groups(
     bundle: ScoringBundle,
     stream: BatchStream,
     plan: SequencePlan,
     *,
     max_field_chars: int = MAX_FIELD_CHARS,
-) -> Iterator[SequenceChunk]:
+) -> Iterator[SequenceGroup]:
     """Every chunk of the file in order, validated (ids checked across chunks) and
-    prepared against the carried tail, which then carries it on.
+    prepared against the carried tail, which then carries it on; in runs of chunks.
 
-    Context is built for a run of chunks at once, at least as many rows as the tail
-    holds: each build also reads the tail, so chunk by chunk the work would be the
-    tail's size per chunk (the horizon's records, often many chunks' worth). Memory
-    stays bounded by the horizon; features come out as the chunk's own."""
+    A run holds at least as many rows as the tail: each context build also reads the
+    tail, and each scoring pass encodes the carried window rows of its entities, so
+    chunk by chunk the work would grow by the tail's size per chunk (the horizon's
+    records, often many chunks' worth). Memory stays bounded by the horizon."""
     seen = SeenIds()
     tail = CarriedTail(bundle, plan.history.frame)
-    group: list[tuple[int, int, ValidationResult]] = []
+    group: list[ChunkSpan] = []
     rows = 0
     for number, chunk in enumerate(stream.chunks()):
         validated = validate_batch(
             chunk, bundle.spec, seen_ids=seen, max_field_chars=max_field_chars
         )
-        group.append((number, chunk.first_row_number, validated))
-        rows += len(validated.clean)
+        clean_rows = len(validated.clean)
+        group.append(
+            ChunkSpan(number, chunk.first_row_number, validated, slice(rows, rows + clean_rows))
+        )
+        rows += clean_rows
         if rows >= max(stream.chunk_size, tail.rows):
-            yield from _prepared_group(tail, group)
+            yield _prepared_group(tail, group)
             group, rows = [], 0
-    yield from _prepared_group(tail, group)
+    if group:
+        yield _prepared_group(tail, group)
 
 
-def _prepared_group(
-    tail: CarriedTail, group: list[tuple[int, int, ValidationResult]]
-) -> Iterator[SequenceChunk]:
-    cleans = [validated.clean for _, _, validated in group if len(validated.clean)]
+def _prepared_group(tail: CarriedTail, group: list[ChunkSpan]) -> SequenceGroup:
+    cleans = [span.validated.clean for span in group if len(span.validated.clean)]
     prepared = None
     if cleans:
-        prepared = tail.prepare(
-            pd.concat(cleans, ignore_index=True) if len(cleans) > 1 else cleans[0]
-        )
-    start = 0
-    for number, first_row, validated in group:
-        clean = validated.clean
-        own = None
-        if len(clean):
-            stop = start + len(clean)
-            features = prepared.features.iloc[start:stop].set_axis(clean.index)
-            state = prepared.state.iloc[start:stop].set_axis(clean.index)
-            own = PreparedRecords(
-                features=features, history=tail.window_history(features), state=state
-            )
-            start = stop
-        yield SequenceChunk(number=number, first_row=first_row, validated=validated, prepared=own)
+        clean = pd.concat(cleans, ignore_index=True) if len(cleans) > 1 else cleans[0]
+        prepared = tail.prepare(clean)
+        prepared.history = tail.window_history(prepared.features)
+    return SequenceGroup(chunks=group, prepared=prepared, write={s.number for s in group})
