@@ -18,9 +18,11 @@ repeats (left out of the history, as the whole-batch path leaves them out).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -182,7 +184,10 @@ class HistoryParts:
     source: str
     _existing: set = field(default_factory=set)
     _pool: ThreadPoolExecutor | None = None
-    _pending: Future | None = None
+    _pending: deque[Future] = field(default_factory=deque)
+
+    #: Parts queued for saving at most (each holds a chunk's records until saved).
+    MAX_PENDING: ClassVar[int] = 8
 
     def __post_init__(self) -> None:
         prefix = f"{self.batch_id}/chunk"
@@ -197,11 +202,13 @@ class HistoryParts:
         return f"{self.batch_id}/chunk{number}"
 
     def save(self, number: int, state: pd.DataFrame) -> None:
-        """Keep chunk ``number``'s records (unless kept by an earlier attempt)."""
+        """Keep chunk ``number``'s records (unless kept by an earlier attempt); queued
+        behind at most ``MAX_PENDING`` parts, so scoring does not wait on each insert."""
         if not len(state) or self.key(number) in self._existing:
             return
-        self.wait()
-        self._pending = self._pool.submit(self._save, number, state)
+        self._pending.append(self._pool.submit(self._save, number, state))
+        while len(self._pending) > self.MAX_PENDING or (self._pending and self._pending[0].done()):
+            self._pending.popleft().result()  # re-raises a failed save
 
     def _save(self, number: int, state: pd.DataFrame) -> None:
         config = self.spec.context_config()
@@ -215,9 +222,8 @@ class HistoryParts:
         )
 
     def wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        while self._pending:
+            self._pending.popleft().result()
 
     def finish(self) -> None:
         """Wait for the last part, then prune what no batch can need any more."""
