@@ -14,12 +14,12 @@ since the carried tail holds the context horizon (14 days of payments), not the 
 The records are the demo card sequences (``generate_card_sequences``, time-ordered, about
 3 payments per card a day; cards x days chosen to give ``--rows``). A small sequence VAE
 (2 epochs; 50,000 of the first 300,000 records take gradient steps) is trained and saved
-as a bundle. The file is then scored in a fresh child process as ``vigil score`` scores a
-sequence file: read whole (``score_stream`` refuses sequence specs: a batch needs its
-whole time order), validated, then ``score_batch`` into a fresh schema (entity history
-from the store, context features over the batch, windows, the store's bulk writes in
-chunks), so rows/s, CPU s and peak RSS are the scoring's own. Figures go to
-``benchmarks/results/scale_sequence.json``; read off, never asserted.
+as a bundle. The file is then scored in a fresh child process into a fresh schema: with
+``--mode batch`` read whole, validated, then ``score_batch`` (how ``vigil score`` scored a
+sequence file before it streamed); with ``--mode stream`` through ``score_stream``, as
+``vigil score`` does now. Rows/s, CPU s and peak RSS are the scoring's own. Figures go to
+``benchmarks/results/scale_sequence.json`` (batch) or ``scale_sequence_stream.json``;
+read off, never asserted.
 """
 
 from __future__ import annotations
