@@ -134,7 +134,7 @@ class CarriedTail:
 
     def prepare(self, clean: pd.DataFrame) -> PreparedRecords:
         """Records' features in the context of the carried rows, which then carry them
-        (``history`` is left to :meth:`window_history`, chunk by chunk)."""
+        (``history`` is left to :meth:`window_history`)."""
         prepared = self._bundle.prepare(clean, self.frame)
         prepared.history = None
         self._carry(prepared.state)
