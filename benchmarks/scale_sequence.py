@@ -2,16 +2,24 @@
 entity history into PostgreSQL (issue 13's 50,000 rows/s target).
 
     python -m benchmarks.scale_sequence --rows 1000000 --url postgresql+psycopg://postgres@127.0.0.1:5432/test
+    python -m benchmarks.scale_sequence --rows 1000000 --mode stream --longer 3 --url ...
+
+``--mode``: ``batch`` is the whole-batch path below (the figure before streaming);
+``stream`` scores the file as ``vigil score`` does now, through ``score_stream`` (chunks
+read in time order, each with the carried tail of the ones before it: bounded memory).
+``--longer K`` also streams a file K times as long in time (the same cards over K x 60
+days, so K times the rows): with bounded memory its peak RSS stays near the 1M file's,
+since the carried tail holds the context horizon (14 days of payments), not the file.
 
 The records are the demo card sequences (``generate_card_sequences``, time-ordered, about
 3 payments per card a day; cards x days chosen to give ``--rows``). A small sequence VAE
 (2 epochs; 50,000 of the first 300,000 records take gradient steps) is trained and saved
-as a bundle. The file is then scored in a fresh child process as ``vigil score`` scores a
-sequence file: read whole (``score_stream`` refuses sequence specs: a batch needs its
-whole time order), validated, then ``score_batch`` into a fresh schema (entity history
-from the store, context features over the batch, windows, the store's bulk writes in
-chunks), so rows/s, CPU s and peak RSS are the scoring's own. Figures go to
-``benchmarks/results/scale_sequence.json``; read off, never asserted.
+as a bundle. The file is then scored in a fresh child process into a fresh schema: with
+``--mode batch`` read whole, validated, then ``score_batch`` (how ``vigil score`` scored a
+sequence file before it streamed); with ``--mode stream`` through ``score_stream``, as
+``vigil score`` does now. Rows/s, CPU s and peak RSS are the scoring's own. Figures go to
+``benchmarks/results/scale_sequence.json`` (batch) or ``scale_sequence_stream.json``;
+read off, never asserted.
 """
 
 from __future__ import annotations
@@ -29,12 +37,13 @@ from pathlib import Path
 DAYS = 60
 
 
-def write_card_parquet(path: Path, rows: int, seed: int = 0) -> Path:
-    """About ``rows`` time-ordered card payments (cards scaled to the row count)."""
+def write_card_parquet(path: Path, rows: int, seed: int = 0, longer: int = 1) -> Path:
+    """About ``rows`` time-ordered card payments (cards scaled to the row count), over
+    ``longer`` x 60 days (``longer`` x the rows, the same cards)."""
     from pipelines.demo_sequences import generate_card_sequences
 
     cards = max(1, round(rows / (3.2 * DAYS)))
-    frame = generate_card_sequences(n_cards=cards, days=DAYS, seed=seed)
+    frame = generate_card_sequences(n_cards=cards, days=DAYS * longer, seed=seed)
     frame.reset_index(drop=True).to_parquet(path, row_group_size=100_000, index=False)
     return path
 
@@ -68,7 +77,9 @@ def train_sequence_bundle(data: Path, directory: Path, train_rows: int = 300_000
     return ScoringBundle(SEQUENCE_SPEC, detector).save(directory / "seq-bundle")
 
 
-def score_child(bundle_dir: str, data: str, url: str, chunk_size: int, threads: int) -> dict:
+def score_child(
+    bundle_dir: str, data: str, url: str, chunk_size: int, threads: int, mode: str = "batch"
+) -> dict:
     """Runs in the child process: read, validate and score the file; time, CPU, RSS."""
     import resource
     import time
@@ -77,31 +88,41 @@ def score_child(bundle_dir: str, data: str, url: str, chunk_size: int, threads: 
 
     torch.set_num_threads(threads)
     from pipelines.intake.ingest import read_batch, validate_batch
+    from pipelines.intake.stream import open_stream
     from pipelines.modeling.bundle import ScoringBundle
-    from pipelines.scoring.batch import score_batch
+    from pipelines.scoring.batch import score_batch, score_stream
     from pipelines.store import ResultsStore
 
     bundle = ScoringBundle.load(bundle_dir)
     store = ResultsStore(url)
     load_at_start = [round(x, 1) for x in os.getloadavg()]
     cpu_before, started = os.times(), time.perf_counter()
-    batch = read_batch(data)
-    validated = validate_batch(batch, bundle.spec)
-    read_validate_s = time.perf_counter() - started
-    report = score_batch(
-        bundle=bundle, batch=batch, validated=validated, store=store, model_name="scale-seq",
-        model_version="1", model_alias=None, chunk_size=chunk_size,
-    )  # fmt: skip
+    read_validate_s = None
+    if mode == "stream":
+        report = score_stream(
+            bundle=bundle, stream=open_stream(data, chunk_size), store=store,
+            model_name="scale-seq", model_version="1", model_alias=None,
+        )  # fmt: skip
+    else:
+        batch = read_batch(data)
+        validated = validate_batch(batch, bundle.spec)
+        read_validate_s = round(time.perf_counter() - started, 2)
+        report = score_batch(
+            bundle=bundle, batch=batch, validated=validated, store=store,
+            model_name="scale-seq", model_version="1", model_alias=None, chunk_size=chunk_size,
+        )  # fmt: skip
     seconds = time.perf_counter() - started
     cpu_after = os.times()
     cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     return {
-        "runner": "local (one process), score_batch",
+        "runner": f"local (one process), score_{mode}",
+        "in_memory_reason": report.in_memory_reason,
+        "history": report.history,
         "torch_threads": torch.get_num_threads(),
         "load_at_start": load_at_start,
         "load_at_end": [round(x, 1) for x in os.getloadavg()],
         "seconds": round(seconds, 2),
-        "read_validate_seconds": round(read_validate_s, 2),
+        "read_validate_seconds": read_validate_s,
         "cpu_seconds": round(cpu, 1),
         "rows_in": report.rows_in,
         "rows_scored": report.rows_scored,
@@ -112,32 +133,13 @@ def score_child(bundle_dir: str, data: str, url: str, chunk_size: int, threads: 
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--url", default=os.environ.get("VIGIL_BENCH_POSTGRES_URL"))
-    parser.add_argument("--chunk-size", type=int, default=50_000)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--data-dir", default=None, help="keep the Parquet file here (reused)")
-    parser.add_argument("--out", default="benchmarks/results/scale_sequence.json")
-    parser.add_argument("--child", nargs=5, metavar=("BUNDLE", "DATA", "URL", "CHUNK", "THREADS"))
-    args = parser.parse_args(argv)
-    if args.child:
-        bundle_dir, data_path, url, chunk, threads = args.child
-        print(json.dumps(score_child(bundle_dir, data_path, url, int(chunk), int(threads))))
-        return
-    if not args.url:
-        parser.error("give --url (a PostgreSQL SQLAlchemy URL) or set VIGIL_BENCH_POSTGRES_URL")
+def _score_in_child(args, bundle: Path, data: Path, mode: str) -> dict:
+    """Score ``data`` in a fresh child process into a fresh schema (dropped after)."""
+    import pyarrow.parquet as pq
     import sqlalchemy as sa
 
     from benchmarks.scale import with_schema
 
-    work = Path(args.data_dir or tempfile.mkdtemp(prefix="vigil-scale-seq-"))
-    work.mkdir(parents=True, exist_ok=True)
-    data = work / f"cards-{args.rows}.parquet"
-    if not data.exists():
-        write_card_parquet(data, args.rows)
-    bundle = train_sequence_bundle(data, work)
     schema = f"scale_seq_{uuid.uuid4().hex[:8]}"
     engine = sa.create_engine(args.url)
     with engine.begin() as conn:
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         child = subprocess.run(
             [sys.executable, "-m", "benchmarks.scale_sequence", "--child", str(bundle), str(data),
-             with_schema(args.url, schema), str(args.chunk_size), str(args.threads)],
+             with_schema(args.url, schema), str(args.chunk_size), str(args.threads), mode],
             capture_output=True, text=True,
         )  # fmt: skip
         if child.returncode:
@@ -154,20 +156,58 @@ def main(argv: list[str] | None = None) -> None:
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
     figures = json.loads(child.stdout.strip().splitlines()[-1])
-    import pyarrow.parquet as pq
-
     figures.update(rows=pq.ParquetFile(data).metadata.num_rows, detector="seq_vae")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--url", default=os.environ.get("VIGIL_BENCH_POSTGRES_URL"))
+    parser.add_argument("--chunk-size", type=int, default=50_000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--mode", choices=["batch", "stream"], default="batch")
+    parser.add_argument("--longer", type=int, default=0, help="also stream a file K x as long")
+    parser.add_argument("--data-dir", default=None, help="keep the Parquet file here (reused)")
+    parser.add_argument("--bundle", default=None, help="a bundle trained before (reused)")
+    parser.add_argument("--out", default=None, help="default: results/scale_sequence[_stream].json")
+    parser.add_argument(
+        "--child", nargs=6, metavar=("BUNDLE", "DATA", "URL", "CHUNK", "THREADS", "MODE")
+    )
+    args = parser.parse_args(argv)
+    if args.child:
+        bundle_dir, data_path, url, chunk, threads, mode = args.child
+        figures = score_child(bundle_dir, data_path, url, int(chunk), int(threads), mode)
+        print(json.dumps(figures))
+        return
+    if not args.url:
+        parser.error("give --url (a PostgreSQL SQLAlchemy URL) or set VIGIL_BENCH_POSTGRES_URL")
+    work = Path(args.data_dir or tempfile.mkdtemp(prefix="vigil-scale-seq-"))
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / f"cards-{args.rows}.parquet"
+    if not data.exists():
+        write_card_parquet(data, args.rows)
+    bundle = Path(args.bundle) if args.bundle else train_sequence_bundle(data, work)
+    results = {args.mode: _score_in_child(args, bundle, data, args.mode)}
+    print(json.dumps(results, indent=2), flush=True)
+    if args.longer > 1:
+        longer = work / f"cards-{args.rows}-x{args.longer}.parquet"
+        if not longer.exists():
+            write_card_parquet(longer, args.rows, longer=args.longer)
+        results[f"stream_x{args.longer}"] = _score_in_child(args, bundle, longer, "stream")
+        print(json.dumps(results[f"stream_x{args.longer}"], indent=2))
+    default_out = "scale_sequence.json" if args.mode == "batch" else "scale_sequence_stream.json"
+    out = Path(args.out or f"benchmarks/results/{default_out}")
     report = {
         "meta": {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": "python -m benchmarks.scale_sequence " + " ".join(argv or sys.argv[1:]),
             "chunk_size": args.chunk_size,
         },
-        "result": figures,
+        "result": results[args.mode] if len(results) == 1 else results,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(figures, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -898,5 +898,7 @@ def _seconds_of(text: str) -> float:
     return seconds
 
 
+@functools.lru_cache(maxsize=1024)
 def _slug(text: str) -> str:
+    """A name part of a feature (remembered: the reasons of every flag rebuild names)."""
     return re.sub(r"[^0-9A-Za-z]+", "_", str(text)).strip("_").lower()

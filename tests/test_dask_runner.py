@@ -70,8 +70,9 @@ def _sequence_bundle(records: pd.DataFrame) -> ScoringBundle:
 
 
 def _run_both(bundle, records, tabular_path, store, partitions=None) -> dict:
-    """Score the tabular file (streamed, 40-row chunks) and two days of card records
-    (the second with the first as kept history) into ``store``."""
+    """Score the tabular file (streamed, 40-row chunks), two days of card records (the
+    second with the first as kept history) and the second day again as a streamed file
+    (60-row chunks, scored a run of chunks per partition) into ``store``."""
     options = {} if partitions is None else {"partitions": partitions}
     tabular, sequence = bundle
     reports = {
@@ -93,6 +94,12 @@ def _run_both(bundle, records, tabular_path, store, partitions=None) -> dict:
             store=store, model_name="seq", model_version="1", model_alias=None,
             chunk_size=50, **options,
         )  # fmt: skip
+    last_day = tabular_path.parent / "last_day.csv"
+    records[days == days.max()].to_csv(last_day, index=False)
+    reports["sequence_stream"] = score_stream(
+        bundle=sequence, stream=open_stream(last_day, 60), store=store, model_name="seq",
+        model_version="1", model_alias=None, **options,
+    )  # fmt: skip
     return reports
 
 

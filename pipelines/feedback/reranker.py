@@ -362,6 +362,14 @@ class RerankedBundle(ScoringBundle):
             )
         return prepared
 
+    def look_back_seconds(self) -> float | None:
+        """The risk features may look further back than the context (their windows)."""
+        seconds = super().look_back_seconds()
+        risk = self.config.risk_config
+        if risk is None:
+            return seconds
+        return max(seconds or 0.0, risk.horizon_seconds)
+
     def score_prepared(self, prepared: PreparedRecords, *, with_reasons: bool = True):
         features = prepared.features
         model_input = self._model_input(features)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import math
 import threading
 import time
@@ -33,15 +34,24 @@ from pipelines.intake.ingest import (
     ValidationResult,
     bound_text,
     check_ids,
+    read_batch,
     validate_batch,
 )
 from pipelines.intake.stream import BatchStream
 from pipelines.modeling.bundle import PreparedRecords, ScoringBundle
 from pipelines.progress import progress
+from pipelines.scoring.carried import (
+    HistoryParts,
+    SequenceGroup,
+    carried_groups,
+    plan_sequence_stream,
+)
 from pipelines.scoring.history import EntityHistory, load_entity_history, save_entity_history
 from pipelines.scoring.partitions import IN_PROCESS, Partitions
 from pipelines.store import ResultsStore
 from pipelines.store.production import ChunkWrite, RunClaimTicket
+
+log = logging.getLogger(__name__)
 
 #: Default lease of a claimed run: a process silent for this long is presumed dead.
 DEFAULT_LEASE_SECONDS = 60.0
@@ -67,6 +77,8 @@ class ScoreReport:
     #: primary (flags reach the review queue) or shadow (scores kept as evidence only).
     role: str = "primary"
     score_seconds: float | None = None
+    #: A streamed sequence file scored in memory instead, and why (see score_stream).
+    in_memory_reason: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -199,18 +211,22 @@ def score_stream(
     commit_with: Callable | None = None,
     partitions: Partitions = IN_PROCESS,
 ) -> ScoreReport:
-    """Tabular scoring with bounded memory: read, validate, score and write one chunk at
-    a time. Ids are checked for duplicates across chunks too. ``role`` and ``commit_with``
-    as in :func:`score_batch`.
+    """Scoring with bounded memory: read, validate, score and write one chunk at a time.
+    Ids are checked for duplicates across chunks too. ``role`` and ``commit_with`` as in
+    :func:`score_batch`.
 
     ``partitions``: where chunks are validated and scored (:mod:`.partitions`). This
     process reads the chunks, checks their ids in file order (a duplicate in a later
     chunk is quarantined whichever worker gets it) and skips committed chunks before
     anything is dispatched; it writes every chunk itself, in chunk order, so chunk numbers
-    and the store contract are those of a single-process run (workers need no store)."""
+    and the store contract are those of a single-process run (workers need no store).
+
+    Sequence specs stream too (:mod:`.carried`): each chunk's context comes from the kept
+    entity history and the earlier chunks' records still within reach, so the run writes
+    what :func:`score_batch` writes for the same file. A file whose chunks are not in time
+    order (a record earlier than one of an earlier chunk) is scored in memory by
+    :func:`score_batch` instead (``in_memory_reason`` in the report says why)."""
     started = time.perf_counter()
-    if bundle.spec.is_sequence:
-        raise ValueError("sequence specs need the whole batch in time order: use score_batch")
     target = RunTarget(
         batch_id=batch_id or stream.digest(),
         source=stream.source,
@@ -220,6 +236,12 @@ def score_stream(
         role=role,
     )
     chunk_size = stream.chunk_size
+    if bundle.spec.is_sequence:
+        return _score_sequence_stream(
+            bundle=bundle, stream=stream, store=store, target=target,
+            lease_seconds=lease_seconds, max_field_chars=max_field_chars,
+            commit_with=commit_with, partitions=partitions, started=started,
+        )  # fmt: skip
     with (
         _long_lived_heap_frozen(),
         _claimed(
@@ -378,6 +400,136 @@ def score_batch(
     if history is not None:
         report.history = history.describe()
     return report
+
+
+def _score_sequence_stream(
+    *,
+    bundle: ScoringBundle,
+    stream: BatchStream,
+    store: ResultsStore,
+    target: RunTarget,
+    lease_seconds: float,
+    max_field_chars: int,
+    commit_with: Callable | None,
+    partitions: Partitions,
+    started: float,
+) -> ScoreReport:
+    """:func:`score_stream` for a sequence spec. This process validates the chunks and
+    builds their context in file order (each chunk's depends on the ones before it, a
+    resumed run's committed chunks included); ``partitions`` score them, a run of chunks
+    at a time (the detector's windows and the flags), and this process writes them in
+    order, chunk by chunk."""
+    plan = plan_sequence_stream(store, bundle.spec, stream, max_field_chars=max_field_chars)
+    if plan.in_memory_reason is not None:
+        log.warning("%s: scored in memory, %s", stream.source, plan.in_memory_reason)
+        batch = read_batch(stream.path)
+        report = score_batch(
+            bundle=bundle, batch=batch,
+            validated=validate_batch(batch, bundle.spec, max_field_chars=max_field_chars),
+            store=store, model_name=target.model_name, model_version=target.model_version,
+            model_alias=target.model_alias, batch_id=target.batch_id,
+            chunk_size=stream.chunk_size, lease_seconds=lease_seconds,
+            max_field_chars=max_field_chars, role=target.role, commit_with=commit_with,
+            partitions=partitions,
+        )  # fmt: skip
+        report.in_memory_reason = plan.in_memory_reason
+        return report
+    chunk_size = stream.chunk_size
+    with (
+        _long_lived_heap_frozen(),
+        _claimed(
+            store, bundle, target, chunk_size=chunk_size, lease_seconds=lease_seconds
+        ) as ticket,
+    ):
+        if ticket.already_completed:
+            return _report(ticket.run, already=True)
+        # A shadow run leaves entity history to the primary, as score_batch does.
+        parts = None
+        if target.role != "shadow":
+            parts = HistoryParts(store, bundle.spec, target.batch_id, target.source)
+        written = skipped = 0
+
+        def jobs() -> Iterator[SequenceGroup]:
+            nonlocal skipped
+            groups = carried_groups(bundle, stream, plan, max_field_chars=max_field_chars)
+            for group in groups:
+                if group.prepared is not None:
+                    if parts is not None:
+                        for span in group.chunks:
+                            parts.save(span.number, group.prepared.state.iloc[span.rows])
+                    group.prepared.state = None  # kept by the parts; workers need none
+                group.write -= ticket.committed_chunks  # an earlier, interrupted run's
+                skipped += len(group.chunks) - len(group.write)
+                if group.write:
+                    yield group
+
+        work = partial(
+            _score_sequence_group, bundle, chunk_size=chunk_size, target=target,
+            max_field_chars=max_field_chars,
+        )  # fmt: skip
+        try:
+            with (
+                progress("score", total=plan.chunks, unit="chunks") as advance,
+                _ChunkWriter(store, ticket) as writer,
+            ):
+                for writes in partitions.map(work, jobs()):
+                    for write in writes:
+                        writer.submit(write)
+                        written += 1
+                        advance(1, rows=write.first_row + write.rows_in - 1)
+            if parts is not None:
+                parts.finish()
+        finally:
+            if parts is not None:
+                parts.close()
+        finished = store.complete_run(
+            ticket.run.id, ticket.owner, group_by_entity=True,
+            score_seconds=time.perf_counter() - started, commit_with=commit_with,
+        )  # fmt: skip
+    report = _report(finished, already=False)
+    report.chunks_written, report.chunks_skipped = written, skipped
+    report.history = plan.history.describe()
+    return report
+
+
+def _score_sequence_group(
+    bundle: ScoringBundle,
+    group: SequenceGroup,
+    *,
+    chunk_size: int,
+    target: RunTarget,
+    max_field_chars: int,
+) -> list[ChunkWrite]:
+    """A run of streamed sequence chunks, their context built already, scored in one
+    pass into what the store writes, chunk by chunk (a partition: it runs wherever
+    ``partitions`` puts it)."""
+    prepared = group.prepared
+    result = None if prepared is None else bundle.score_prepared(prepared)
+    writes = []
+    for span in group.chunks:
+        if span.number not in group.write:
+            continue
+        validated = span.validated
+        clean = validated.clean
+        scored = len(clean) > 0
+        writes.append(
+            _score_chunk(
+                bundle,
+                clean,
+                prepared.features.iloc[span.rows] if scored else clean,
+                result.iloc[span.rows] if scored else None,
+                number=span.number,
+                chunk_size=chunk_size,
+                first_row=span.first_row,
+                row_numbers=validated.clean_row_numbers,
+                rows_in=validated.rows_in,
+                quarantined=validated.quarantined,
+                rows_quarantined=validated.rows_quarantined,
+                target=target,
+                max_field_chars=max_field_chars,
+            )
+        )
+    return writes
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,7 +60,21 @@ def load_entity_history(
     if config is None or not len(batch):
         return EntityHistory(frame=None, rows=0, gap_seconds=None)
     seconds = time_to_seconds(batch[config.time_column], config.time_column)
-    start = float(np.nanmin(seconds))
+    return load_history_before(
+        store, spec, float(np.nanmin(seconds)), exclude_ids=set(batch[spec.id_column])
+    )
+
+
+def load_history_before(
+    store: ResultsStore, spec: DatasetSpec, start: float, *, exclude_ids: Iterable = ()
+) -> EntityHistory:
+    """Kept records of the ``history`` before ``start`` (seconds), without ``exclude_ids``.
+
+    A streamed batch knows its first record before it knows all its ids: it loads with
+    ``start`` alone and excludes the ids it meets later (see :mod:`.carried`)."""
+    config = spec.context_config()
+    if config is None:
+        return EntityHistory(frame=None, rows=0, gap_seconds=None)
     since = start - config.history_seconds
     segments = store.load_history(dataset=spec.name, since=since, until=start)
     if not segments:
@@ -71,7 +86,7 @@ def load_entity_history(
     keep = (seconds >= since) & (seconds < start)
     frame = frame.loc[keep]
     kept_seconds = seconds[keep]
-    frame = frame.loc[~frame[spec.id_column].isin(set(batch[spec.id_column]))]
+    frame = frame.loc[~frame[spec.id_column].isin(set(exclude_ids))]
     frame = frame.drop_duplicates(spec.id_column, keep="last")
     frame = frame.sort_values(config.time_column, kind="stable").reset_index(drop=True)
     if stale:
@@ -123,8 +138,14 @@ def save_entity_history(
         frame=state,
         seconds=seconds,
     )
-    extent = store.history_extent(spec.name)
-    if extent is not None:
-        # Keep twice the horizon so a late (backfilled) batch still finds its past.
-        store.prune_history(spec.name, before=extent[1] - 2 * config.history_seconds)
+    prune_entity_history(store, spec)
     return written
+
+
+def prune_entity_history(store: ResultsStore, spec: DatasetSpec) -> None:
+    """Drop kept segments no batch can need: older than twice the horizon before the
+    newest kept record (twice, so a late, backfilled batch still finds its past)."""
+    config = spec.context_config()
+    extent = store.history_extent(spec.name)
+    if config is not None and extent is not None:
+        store.prune_history(spec.name, before=extent[1] - 2 * config.history_seconds)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pipelines.intake.ingest import read_batch, validate_batch
+from pipelines.intake.ingest import is_sql_url, read_batch, validate_batch
 from pipelines.intake.stream import open_stream
 from pipelines.settings import VigilSettings, get_settings
 
@@ -30,9 +30,10 @@ def score_source(
     """Score one batch (file or SQL source) with a registered model; returns the report
     with the run's drift-watch health and the challenger's shadow run.
 
-    Tabular files and SQL sources stream chunk by chunk (a table in id order, through a
-    server-side cursor); sequence specs are read whole (context needs the batch in time
-    order).
+    Files and SQL sources stream chunk by chunk. Sequence files too: each chunk's context
+    is carried over from the chunks before it (:mod:`pipelines.scoring.carried`). A SQL
+    table is read in id order through a server-side cursor; a sequence spec's SQL source
+    is read whole.
     ``runner="dask"`` (default: ``VIGIL_SCORE_RUNNER``) scores the partitions on a Dask
     cluster (``dask_address``, default ``VIGIL_DASK_ADDRESS``; none: a LocalCluster); it
     must run inside a Prefect flow run (the score flow).
@@ -96,7 +97,7 @@ def _partitions(runner: str, address: str | None, settings: VigilSettings):
 def _operate(store, bundle, ref, data, *, table, query, batch_id, settings, shadow, options):
     from pipelines.operations.runner import operate_batch, operate_stream
 
-    if bundle.spec.is_sequence:
+    if bundle.spec.is_sequence and is_sql_url(str(data)):
         batch = read_batch(data, table=table, query=query)
         validated = validate_batch(batch, bundle.spec, max_field_chars=settings.max_field_chars)
         operated = operate_batch(
