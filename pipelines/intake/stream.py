@@ -147,7 +147,10 @@ class BatchStream:
         import pyarrow.parquet as pq
 
         try:
-            parquet = pq.ParquetFile(self.path)
+            # pre_buffer=False: with Arrow's default read cache every row group read so
+            # far stays in memory until the file is closed (+16 MB per 1M demo rows: 10M
+            # rows held 190 MB more at the end than at the start).
+            parquet = pq.ParquetFile(self.path, pre_buffer=False)
         except Exception as exc:  # noqa: BLE001 - any pyarrow failure names the file
             raise DataSourceError(f"{self.path}: not a readable Parquet file: {exc}") from exc
         rows_before = 0
