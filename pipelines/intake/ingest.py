@@ -195,7 +195,8 @@ def check_ids(batch: Batch, spec: DatasetSpec, seen_ids: SeenIds | None = None) 
         first_seen = dict(zip(id_text.iloc[first_rows], row_numbers[first_rows], strict=True))
     if seen_ids is not None:
         candidates = (~missing_id & ~duplicated).to_numpy()
-        earlier = seen_ids.first_rows(id_text[candidates])
+        hashes = SeenIds.hash(id_text[candidates])  # once, for the lookup and the add
+        earlier = seen_ids.first_rows_of_hashes(hashes)
         repeated = np.zeros(n, dtype=bool)
         repeated[np.flatnonzero(candidates)[earlier >= 0]] = True
         for index, first_row in zip(
@@ -203,7 +204,7 @@ def check_ids(batch: Batch, spec: DatasetSpec, seen_ids: SeenIds | None = None) 
         ):
             first_seen[id_text.iloc[index]] = int(first_row)
         duplicated |= repeated
-        seen_ids.add(id_text[candidates & ~repeated], row_numbers[candidates & ~repeated])
+        seen_ids.add_hashes(hashes[earlier < 0], row_numbers[candidates & ~repeated])
     return IdCheck(
         id_text=id_text, missing_id=missing_id, duplicated=duplicated, first_seen=first_seen
     )
@@ -419,27 +420,32 @@ class SeenIds:
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []
 
     @staticmethod
-    def _hash(ids: pd.Series) -> np.ndarray:
+    def hash(ids: pd.Series) -> np.ndarray:
+        """The ids' 64-bit hashes (what the index keeps); hash once, look up and add."""
         # categorize=False: ids are (nearly) unique, so factorizing them first is pure
         # cost; the hashes are the same either way.
         return pd.util.hash_array(ids.astype(str).to_numpy(dtype=object), categorize=False)
 
     def first_rows(self, ids: pd.Series) -> np.ndarray:
         """Row number of each id's first occurrence, -1 where it is new."""
-        out = np.full(len(ids), -1, dtype=np.int64)
-        if not len(ids):
+        return self.first_rows_of_hashes(self.hash(ids))
+
+    def add(self, ids: pd.Series, rows: np.ndarray) -> None:
+        self.add_hashes(self.hash(ids), rows)
+
+    def first_rows_of_hashes(self, hashes: np.ndarray) -> np.ndarray:
+        out = np.full(len(hashes), -1, dtype=np.int64)
+        if not len(hashes):
             return out
-        hashes = self._hash(ids)
         for keys, rows in self._runs:
             position = np.searchsorted(keys, hashes).clip(max=len(keys) - 1)
             hit = (keys[position] == hashes) & (out < 0)
             out[hit] = rows[position[hit]]
         return out
 
-    def add(self, ids: pd.Series, rows: np.ndarray) -> None:
-        if not len(ids):
+    def add_hashes(self, hashes: np.ndarray, rows: np.ndarray) -> None:
+        if not len(hashes):
             return
-        hashes = self._hash(ids)
         order = np.argsort(hashes, kind="stable")
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) and rows.max() < np.iinfo(np.int32).max:
