@@ -67,7 +67,8 @@ class VigilSettings(BaseSettings):
         default=None,
         gt=0,
         description="torch threads for scoring (None: torch's default, one per core). "
-        "1 is faster on a machine other processes share (no spinning thread pool).",
+        "1 is faster on a machine other processes share (no spinning thread pool). Set "
+        "after the champion loads, when it loaded torch (its numpy forward does not).",
     )
     numpy_forward: bool = Field(
         default=True,
