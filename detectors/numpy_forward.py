@@ -148,9 +148,20 @@ def _plan(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, An
     }
 
 
+def _linear(x: np.ndarray, weight_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``nn.Linear`` (``weight_t`` is its weight transposed), bias added in place."""
+    out = x @ weight_t
+    out += bias
+    return out
+
+
 def _silu(x: np.ndarray) -> np.ndarray:
+    """``x * sigmoid(x)`` as ``x / (1 + exp(-x))`` (float32), in one scratch array."""
+    scratch = np.negative(x)
     with np.errstate(over="ignore"):
-        return x / (np.float32(1.0) + np.exp(-x))
+        np.exp(scratch, out=scratch)
+    scratch += np.float32(1.0)
+    return np.divide(x, scratch, out=scratch)
 
 
 def _reference_side(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -256,15 +267,15 @@ class NumpyVAE:
     def _encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h = x
         for weight_t, bias in self._encoder:
-            h = _silu(h @ weight_t + bias)
-        mu = h @ self._mu[0] + self._mu[1]
-        logvar = np.clip(h @ self._logvar[0] + self._logvar[1], -10.0, 10.0)
+            h = _silu(_linear(h, weight_t, bias))
+        mu = _linear(h, *self._mu)
+        logvar = np.clip(_linear(h, *self._logvar), -10.0, 10.0)
         return mu, logvar
 
     def _decode(self, z: np.ndarray) -> np.ndarray:
         last = len(self._decoder) - 1
         for i, (weight_t, bias) in enumerate(self._decoder):
-            z = z @ weight_t + bias
+            z = _linear(z, weight_t, bias)
             if i < last:
                 z = _silu(z)
         return z

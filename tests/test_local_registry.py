@@ -201,3 +201,20 @@ def test_the_numpy_forward_scores_a_bundle_as_torch_does(registered, monkeypatch
             [r["contribution"] for r in mine], [r["contribution"] for r in theirs], rtol=1e-3,
             atol=1e-3,
         )  # fmt: skip
+
+
+def test_the_schema_check_is_kept_only_while_the_file_is_unchanged(registered, tmp_path):
+    import shutil
+
+    copy = tmp_path / "mlflow.db"
+    shutil.copyfile(Path(registered["home"]) / "mlflow.db", copy)
+    uri = f"sqlite:///{copy}"
+    first = local_registry.open_registry(uri)
+    assert first is not None and local_registry.open_registry(uri) is first
+    with copy.open("ab") as grow:  # any write changes size or mtime: checked again
+        grow.write(b"\0" * 4096)
+    again = local_registry.open_registry(uri)
+    assert again is not None and again is not first
+    assert again.get_model_version(registered["name"], registered["v1"]).version == "1"
+    copy.unlink()
+    assert local_registry.open_registry(uri) is None
