@@ -48,7 +48,7 @@ def export_numpy_weights(folder: Path, state: Mapping[str, np.ndarray]) -> Path:
     the ``weights.pt`` already saved in ``folder``, stamped with that file's digest so a
     later, different weights.pt is never scored with these arrays."""
     arrays = {key: np.ascontiguousarray(value) for key, value in state.items()}
-    arrays[_DIGEST_KEY] = np.array(_sha256(folder / WEIGHTS_FILE))
+    arrays[_DIGEST_KEY] = np.array(_sha256((folder / WEIGHTS_FILE).read_bytes()))
     arrays[_FORMAT_KEY] = np.array(NUMPY_FORMAT)
     path = folder / NUMPY_WEIGHTS_FILE
     with path.open("wb") as out:
@@ -56,8 +56,8 @@ def export_numpy_weights(folder: Path, state: Mapping[str, np.ndarray]) -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
 
 
 def load_numpy_vae(path: str | Path, config: dict[str, Any] | None = None) -> NumpyVAE | None:
@@ -76,16 +76,18 @@ def load_numpy_vae(path: str | Path, config: dict[str, Any] | None = None) -> Nu
         arrays = {key: npz[key] for key in npz.files}
     digest = arrays.pop(_DIGEST_KEY, None)
     layout = arrays.pop(_FORMAT_KEY, None)
-    if digest is None or str(digest) != hashlib.sha256(weights_pt).hexdigest():
+    if digest is None or str(digest) != _sha256(weights_pt):
         return None
     if layout is None or int(layout) != NUMPY_FORMAT:
         return None
-    plan = _plan(config, arrays)
-    if plan is None:
-        return None
-    return NumpyVAE(
-        config, arrays, plan, files={WEIGHTS_FILE: weights_pt, npz_path.name: npz_bytes}
-    )
+    try:
+        plan = _plan(config, arrays)
+        if plan is None:
+            return None
+        files = {WEIGHTS_FILE: weights_pt, npz_path.name: npz_bytes}
+        return NumpyVAE(config, arrays, plan, files=files)
+    except (KeyError, TypeError, ValueError):
+        return None  # a config this module does not know: the torch detector says what
 
 
 def _plan(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any] | None:

@@ -152,6 +152,7 @@ def _edit_config(folder, change) -> None:
         "other-device",
         "old-params",
         "extra-array",
+        "no-tail-knots",
     ],
 )
 def test_anything_the_numpy_forward_does_not_reproduce_loads_with_torch(
@@ -178,6 +179,8 @@ def test_anything_the_numpy_forward_does_not_reproduce_loads_with_torch(
         _edit_config(folder, lambda c: c["params"].update(device="cuda"))
     elif break_it == "old-params":
         _edit_config(folder, lambda c: c["params"].pop("score_kl"))
+    elif break_it == "no-tail-knots":
+        _edit_config(folder, lambda c: c["extra_state"]["ensemble"].pop("tail_knots"))
     elif break_it == "extra-array":
         with np.load(folder / NUMPY_WEIGHTS_FILE) as npz:
             arrays = {k: npz[k] for k in npz.files}
