@@ -34,14 +34,18 @@ import pandas as pd
 import torch
 from torch import nn
 
-from detectors.encoding import BEYOND_RANGE_SUFFIX, UNKNOWN, TabularEncoder, as_frame
+from detectors.encoding import (
+    BEYOND_RANGE_SUFFIX,
+    UNKNOWN,
+    TabularEncoder,
+    as_frame,
+    per_feature_frame,
+)
+from detectors.layout import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
 from detectors.thresholds import Threshold
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "weights.pt"
-FORMAT_VERSION = 1
 #: Rows per forward pass at scoring time (bounded memory, no per-row Python).
 SCORE_BATCH_SIZE = 8192
 #: Rows encoded per step when a fit encodes its training and held-out rows.
@@ -466,13 +470,7 @@ class BaseDeepDetector:
     def _per_feature_frame(self, contrib: np.ndarray, X: Any) -> pd.DataFrame:
         """Sum per-encoded-column contributions back to their source features (clipped at
         0); rows keep ``X``'s index when it is a DataFrame."""
-        groups = np.asarray(self.encoder_.output_groups_, dtype=np.int64)
-        contrib = np.asarray(contrib, dtype=np.float64).reshape(-1, groups.size)
-        membership = np.zeros((groups.size, self.n_features_in_), dtype=np.float64)
-        membership[np.arange(groups.size), groups] = 1.0
-        per_feature = np.maximum(contrib @ membership, 0.0)
-        index = X.index if isinstance(X, pd.DataFrame) else None
-        return pd.DataFrame(per_feature, columns=list(self.feature_names_in_), index=index)
+        return per_feature_frame(contrib, self.encoder_.output_groups_, self.feature_names_in_, X)
 
     # ---------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:

@@ -51,6 +51,21 @@ def as_frame(X: Any, feature_names: Sequence[str] | None = None) -> pd.DataFrame
     return pd.DataFrame(arr, columns=names)
 
 
+def per_feature_frame(
+    contrib: np.ndarray, groups: Sequence[int], feature_names: Sequence[str], X: Any
+) -> pd.DataFrame:
+    """Per-encoded-column contributions summed back to their source features (clipped at
+    0, ``groups`` as ``TabularEncoder.output_groups_``); rows keep ``X``'s index when it is
+    a DataFrame. Shared by the torch detectors and the numpy forward of a saved VAE."""
+    group_index = np.asarray(groups, dtype=np.int64)
+    contrib = np.asarray(contrib, dtype=np.float64).reshape(-1, group_index.size)
+    membership = np.zeros((group_index.size, len(feature_names)), dtype=np.float64)
+    membership[np.arange(group_index.size), group_index] = 1.0
+    per_feature = np.maximum(contrib @ membership, 0.0)
+    index = X.index if isinstance(X, pd.DataFrame) else None
+    return pd.DataFrame(per_feature, columns=list(feature_names), index=index)
+
+
 def _is_categorical_dtype(s: pd.Series) -> bool:
     return bool(
         pd.api.types.is_object_dtype(s)

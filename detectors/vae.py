@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -604,6 +605,18 @@ class VAEDetector(BaseDeepDetector):
 
     def _extra_state(self) -> dict[str, Any]:
         return {"ensemble": self.ensemble_, "error_variance": self.error_variance_}
+
+    def save(self, path: str | Path) -> Path:
+        """``BaseDeepDetector.save``, plus the network's arrays as ``weights.npz`` so the
+        model scores without importing torch (:mod:`detectors.numpy_forward`). Only for
+        this class: subclasses (the sequence VAE) have forwards of their own."""
+        out = super().save(path)
+        if type(self) is VAEDetector:
+            from detectors.numpy_forward import export_numpy_weights
+
+            state = {k: v.detach().cpu().numpy() for k, v in self.model_.state_dict().items()}
+            export_numpy_weights(out, state)
+        return out
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         self.__dict__.pop("_rule_tensor_cache", None)

@@ -69,11 +69,23 @@ def test_reranked_bundle_save_load_gives_identical_scores(tmp_path):
     later = generate_transactions(500, n_anomalies=15, seed=4, start_id=90_000)
     before = bundle.score(later)
     bundle.save(tmp_path / "bundle")
-    loaded = RerankedBundle.load(tmp_path / "bundle")
+    loaded = RerankedBundle.load(tmp_path / "bundle", numpy_forward=False)
     after = loaded.score(later)
     assert np.array_equal(before["score"].to_numpy(), after["score"].to_numpy())
     assert np.array_equal(before["is_anomaly"].to_numpy(), after["is_anomaly"].to_numpy())
     assert before["reasons"].tolist() == after["reasons"].tolist()
+    # With the numpy forward of its VAE (the default): the same within float32 rounding
+    # (tolerance as tests/detectors/test_numpy_forward.py).
+    from detectors.numpy_forward import NumpyVAE
+
+    fast = RerankedBundle.load(tmp_path / "bundle", numpy_forward=True)
+    assert isinstance(fast.detector, NumpyVAE)
+    quick = fast.score(later)
+    np.testing.assert_allclose(quick["score"], before["score"], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        quick["unsupervised_score"], before["unsupervised_score"], rtol=1e-3, atol=1e-3
+    )
+    assert (quick["is_anomaly"] == before["is_anomaly"]).mean() >= 0.99
     # The bounded floor keeps the flag line: flagged exactly when the re-ranker says fraud
     # or the unsupervised model alone is over its threshold.
     u = before["unsupervised_score"].to_numpy() / bundle.config.base_threshold
@@ -125,7 +137,7 @@ def test_risk_features_travel_with_the_bundle_and_read_the_labels_given(tmp_path
     before = bundle.score(batch, history=history)
     assert before["fraud_probability"].to_numpy()[batch["terminal"].to_numpy() == "T3"].mean() > 0.5
     bundle.save(tmp_path / "b")
-    loaded = RerankedBundle.load(tmp_path / "b")
+    loaded = RerankedBundle.load(tmp_path / "b", numpy_forward=False)  # exact: torch both sides
     loaded.use_labels(known)
     after = loaded.score(batch, history=history)
     assert np.array_equal(before["score"].to_numpy(), after["score"].to_numpy())

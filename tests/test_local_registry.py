@@ -156,11 +156,65 @@ def test_a_ten_row_score_on_the_embedded_default_does_not_import_mlflow(register
         "import sys\n"
         "from pipelines.scoring.job import score_source\n"
         f"result = score_source({str(data)!r})\n"
-        "print(result['rows_scored'], 'mlflow' in sys.modules, 'scipy' in sys.modules)\n"
+        "print(result['rows_scored'], 'mlflow' in sys.modules, 'scipy' in sys.modules,\n"
+        "      'torch' in sys.modules)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=str(REPO), capture_output=True, text=True,
         timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split()[-3:] == ["10", "False", "False"]
+    # Nor torch: the VAE scores with its numpy forward (detectors.numpy_forward).
+    assert done.stdout.split()[-4:] == ["10", "False", "False", "False"]
+
+
+def test_the_numpy_forward_scores_a_bundle_as_torch_does(registered, monkeypatch):
+    """Scores, flags and the reasons an analyst reads agree with the torch detector's
+    (tolerance as tests/detectors/test_numpy_forward.py); VIGIL_NUMPY_FORWARD=0 loads the
+    torch detector."""
+    from detectors.numpy_forward import NumpyVAE
+    from pipelines.modeling.registry import ModelRef, load_bundle
+    from pipelines.settings import get_settings
+
+    ref = ModelRef(registered["name"], registered["v1"], "champion")
+    monkeypatch.setenv("VIGIL_HOME", str(registered["home"]))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registered["uri"])
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    loaded = {}
+    for setting in ("1", "0"):
+        monkeypatch.setenv("VIGIL_NUMPY_FORWARD", setting)
+        get_settings.cache_clear()
+        loaded[setting] = load_bundle(ref)
+    get_settings.cache_clear()
+    assert isinstance(loaded["1"].detector, NumpyVAE)
+    assert isinstance(loaded["0"].detector, VAEDetector)
+    frame = generate_transactions(400, n_anomalies=12, seed=21)
+    a, b = loaded["1"].score(frame), loaded["0"].score(frame)
+    np.testing.assert_allclose(a["score"], b["score"], rtol=1e-3, atol=1e-3)
+    assert loaded["1"].threshold == loaded["0"].threshold == registered["threshold"]
+    clear = (b["score"] - registered["threshold"]).abs() > 1e-3 * (1 + registered["threshold"])
+    assert a["is_anomaly"][clear].equals(b["is_anomaly"][clear]) and b["is_anomaly"].any()
+    for mine, theirs in zip(a["reasons"][clear], b["reasons"][clear], strict=True):
+        assert [r["feature"] for r in mine] == [r["feature"] for r in theirs]
+        assert [r["value"] for r in mine] == [r["value"] for r in theirs]
+        np.testing.assert_allclose(
+            [r["contribution"] for r in mine], [r["contribution"] for r in theirs], rtol=1e-3,
+            atol=1e-3,
+        )  # fmt: skip
+
+
+def test_the_schema_check_is_kept_only_while_the_file_is_unchanged(registered, tmp_path):
+    import shutil
+
+    copy = tmp_path / "mlflow.db"
+    shutil.copyfile(Path(registered["home"]) / "mlflow.db", copy)
+    uri = f"sqlite:///{copy}"
+    first = local_registry.open_registry(uri)
+    assert first is not None and local_registry.open_registry(uri) is first
+    with copy.open("ab") as grow:  # any write changes size or mtime: checked again
+        grow.write(b"\0" * 4096)
+    again = local_registry.open_registry(uri)
+    assert again is not None and again is not first
+    assert again.get_model_version(registered["name"], registered["v1"]).version == "1"
+    copy.unlink()
+    assert local_registry.open_registry(uri) is None

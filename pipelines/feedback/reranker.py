@@ -424,9 +424,9 @@ class RerankedBundle(ScoringBundle):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> RerankedBundle:
+    def load(cls, path: str | Path, *, numpy_forward: bool | None = None) -> RerankedBundle:
         path = Path(path)
-        base = ScoringBundle.load(path)
+        base = ScoringBundle.load(path, numpy_forward=numpy_forward)
         payload = json.loads((path / RERANKER_DIR / CONFIG_FILE).read_text())
         config = RerankConfig(**payload["config"])
         trees = BoostedTrees.load(path / RERANKER_DIR, config.baseline, config.max_depth)

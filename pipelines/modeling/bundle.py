@@ -299,11 +299,18 @@ class ScoringBundle:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> ScoringBundle:
+    def load(cls, path: str | Path, *, numpy_forward: bool | None = None) -> ScoringBundle:
+        """``numpy_forward``: score a VAE that has weights.npz without torch (default:
+        the ``numpy_forward`` setting); see :mod:`detectors.numpy_forward`."""
         path = Path(path)
         meta = json.loads((path / SPEC_FILE).read_text())
         spec = DatasetSpec.model_validate(meta["spec"])
-        return cls(spec, load_detector(path / DETECTOR_DIR), max_reasons=meta["max_reasons"])
+        if numpy_forward is None:
+            from pipelines.settings import get_settings
+
+            numpy_forward = get_settings().numpy_forward
+        detector = load_detector(path / DETECTOR_DIR, numpy_forward=numpy_forward)
+        return cls(spec, detector, max_reasons=meta["max_reasons"])
 
 
 class _RowValues(Mapping):

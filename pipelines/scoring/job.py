@@ -7,6 +7,7 @@ the same function, so both paths write the same runs.
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,15 +45,16 @@ def score_source(
     from pipelines.store import ResultsStore
 
     settings = settings or get_settings()
-    if settings.score_threads:
-        import torch
-
-        torch.set_num_threads(settings.score_threads)
     settings.apply_environment()
     if local_registry.current() is None:
         configure_mlflow(settings)  # else the registry is read from its file, MLflow unloaded
     ref = resolve_model(model)
     bundle = load_bundle(ref)
+    if settings.score_threads and "torch" in sys.modules:
+        # Only where the model loaded torch: a VAE scored by its numpy forward never does.
+        import torch
+
+        torch.set_num_threads(settings.score_threads)
     store = ResultsStore(settings.resolved_database_url)
     if hasattr(bundle, "use_labels"):  # re-ranked models read the frauds confirmed so far
         from pipelines.feedback.training import fraud_labels
