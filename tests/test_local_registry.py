@@ -218,3 +218,22 @@ def test_the_schema_check_is_kept_only_while_the_file_is_unchanged(registered, t
     assert again.get_model_version(registered["name"], registered["v1"]).version == "1"
     copy.unlink()
     assert local_registry.open_registry(uri) is None
+
+
+def test_score_threads_cap_the_blas_pool_for_the_run_and_restore_it():
+    """VIGIL_SCORE_THREADS applies to the numpy forward's BLAS pool too (it spun a second
+    thread on a shared machine: twice the CPU for the same scores)."""
+    from threadpoolctl import threadpool_info
+
+    from pipelines.scoring.job import scoring_threads
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before, "numpy has a BLAS pool"
+    with scoring_threads(1):
+        assert blas_threads() == [1] * len(before)
+    assert blas_threads() == before
+    with scoring_threads(None):
+        assert blas_threads() == before

@@ -8,6 +8,8 @@ the same function, so both paths write the same runs.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,18 +52,16 @@ def score_source(
         configure_mlflow(settings)  # else the registry is read from its file, MLflow unloaded
     ref = resolve_model(model)
     bundle = load_bundle(ref)
-    if settings.score_threads and "torch" in sys.modules:
-        # Only where the model loaded torch: a VAE scored by its numpy forward never does.
-        import torch
-
-        torch.set_num_threads(settings.score_threads)
     store = ResultsStore(settings.resolved_database_url)
     if hasattr(bundle, "use_labels"):  # re-ranked models read the frauds confirmed so far
         from pipelines.feedback.training import fraud_labels
 
         known = store.known_labels(known_before=datetime.now(UTC), dataset=bundle.spec.name)
         bundle.use_labels(fraud_labels(known))
-    with _partitions(runner or settings.score_runner, dask_address, settings) as partitions:
+    with (
+        scoring_threads(settings.score_threads),
+        _partitions(runner or settings.score_runner, dask_address, settings) as partitions,
+    ):
         options = dict(
             lease_seconds=settings.run_lease_seconds,
             max_field_chars=settings.max_field_chars,
@@ -75,6 +75,27 @@ def score_source(
     if out:
         result["out"] = str(write_scores_file(store, operated.report.run_id, out))
     return result
+
+
+@contextmanager
+def scoring_threads(threads: int | None) -> Iterator[None]:
+    """Cap the threads scoring computes on (``VIGIL_SCORE_THREADS``): torch's, where the
+    model loaded torch, and the BLAS pool numpy's forward multiplies on, for the run.
+
+    On a shared machine a second thread mostly spins: 1M rows through the numpy forward
+    cost 25.6-31.5 CPU s with OpenBLAS's default pool against 11.1-14.8 with one thread
+    (load ~5.5), and torch showed the same."""
+    if not threads:
+        yield
+        return
+    if "torch" in sys.modules:  # a VAE scored by its numpy forward never imports it
+        import torch
+
+        torch.set_num_threads(threads)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        yield
 
 
 def _partitions(runner: str, address: str | None, settings: VigilSettings):
