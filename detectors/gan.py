@@ -153,9 +153,9 @@ class GANDetector(BaseDeepDetector):
     Early stopping monitors the mean unstandardised ``sum_j (x_j - x'_j)^2`` on held-out
     normal rows (GAN losses are not meaningful as a convergence signal). On the five
     tabular sets that monitor still improves at epoch 60 (so patience never stops the fit),
-    and stopping earlier, on a row budget or without dropout changed AUROC by up to -0.02
-    on some set at every cut tried (benchmarks/RESULTS.md, issue13-ganfit): ``epochs``
-    stays 60. A training step computes E and G once (the discriminator update does not
+    and every earlier stop tried (1-50 epochs; also without dropout or with batches of
+    1024) lost 0.001-0.025 AUROC on at least one set (benchmarks/RESULTS.md,
+    issue13-ganfit): ``epochs`` stays 60. A training step computes E and G once (the discriminator update does not
     change them) and freezes the discriminators for the E/G update (their gradients were
     discarded): the same weights as the two-pass step, 0-19% less CPU per step (median of
     interleaved blocks on the five sets, load 2.6-3.0).
