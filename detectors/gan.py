@@ -153,12 +153,13 @@ class GANDetector(BaseDeepDetector):
     Early stopping monitors the mean unstandardised ``sum_j (x_j - x'_j)^2`` on held-out
     normal rows (GAN losses are not meaningful as a convergence signal). On the five
     tabular sets that monitor still improves at epoch 60 (so patience never stops the fit),
-    and every earlier stop tried (1-50 epochs; also without dropout or with batches of
-    1024) lost 0.001-0.025 AUROC on at least one set (benchmarks/RESULTS.md,
-    issue13-ganfit): ``epochs`` stays 60. A training step computes E and G once (the discriminator update does not
-    change them) and freezes the discriminators for the E/G update (their gradients were
-    discarded): the same weights as the two-pass step, 0-19% less CPU per step (median of
-    interleaved blocks on the five sets, load 2.6-3.0).
+    and every earlier stop tried (1-50 epochs; also without dropout, with batches of 1024,
+    or at learning rate 1e-3) lost 0.0006-0.025 AUROC on at least one set or seed
+    (benchmarks/RESULTS.md, issue13-ganfit): ``epochs`` stays 60. A training step
+    computes E and G once (the discriminator update does not change them) and freezes the
+    discriminators for the E/G update (their gradients were discarded): the same weights
+    as the two-pass step, 0-19% less CPU per step (median of interleaved blocks on the
+    five sets, load 2.6-3.0).
     ``max_epoch_rows`` (default 8192): each epoch trains on a fresh seeded sample of at
     most this many training rows (None: all), which bounds the cost of an epoch on large
     data (shuttle's ~22k training rows: 32 instead of 86 steps per epoch); saved with the
