@@ -509,22 +509,16 @@ def _score_sequence_group(
     for span in group.chunks:
         if span.number not in group.write:
             continue
-        validated = span.validated
-        clean = validated.clean
-        scored = len(clean) > 0
+        scored = len(span.validated.clean) > 0
         writes.append(
-            _score_chunk(
+            _score_validated(
                 bundle,
-                clean,
-                prepared.features.iloc[span.rows] if scored else clean,
-                result.iloc[span.rows] if scored else None,
+                span.validated,
+                snapshot=prepared.features.iloc[span.rows] if scored else None,
+                result=result.iloc[span.rows] if scored else None,
                 number=span.number,
-                chunk_size=chunk_size,
                 first_row=span.first_row,
-                row_numbers=validated.clean_row_numbers,
-                rows_in=validated.rows_in,
-                quarantined=validated.quarantined,
-                rows_quarantined=validated.rows_quarantined,
+                chunk_size=chunk_size,
                 target=target,
                 max_field_chars=max_field_chars,
             )
@@ -569,14 +563,35 @@ def _validate_and_score(
     validated = validate_batch(
         job.chunk, bundle.spec, ids_checked=job.ids, max_field_chars=max_field_chars
     )
+    return _score_validated(
+        bundle, validated, number=job.number, first_row=job.chunk.first_row_number,
+        chunk_size=chunk_size, target=target, max_field_chars=max_field_chars,
+    )  # fmt: skip
+
+
+def _score_validated(
+    bundle: ScoringBundle,
+    validated: ValidationResult,
+    *,
+    number: int,
+    first_row: int,
+    chunk_size: int,
+    target: RunTarget,
+    max_field_chars: int,
+    snapshot: pd.DataFrame | None = None,
+    result: pd.DataFrame | None = None,
+) -> ChunkWrite:
+    """A validated chunk into what the store writes: its clean rows scored (unless
+    ``result`` holds their scores already), its quarantine carried along."""
+    clean = validated.clean
     return _score_chunk(
         bundle,
-        validated.clean,
-        validated.clean,
-        None,
-        number=job.number,
+        clean,
+        clean if snapshot is None else snapshot,
+        result,
+        number=number,
         chunk_size=chunk_size,
-        first_row=job.chunk.first_row_number,
+        first_row=first_row,
         row_numbers=validated.clean_row_numbers,
         rows_in=validated.rows_in,
         quarantined=validated.quarantined,
