@@ -41,7 +41,7 @@ from detectors.encoding import (
     as_frame,
     per_feature_frame,
 )
-from detectors.layout import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
+from detectors.layout import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, restore_fitted_state
 from detectors.thresholds import Threshold
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
@@ -532,14 +532,7 @@ class BaseDeepDetector:
         if device is not None:
             params["device"] = device
         det = cls(**params)
-        det.encoder_ = TabularEncoder.from_dict(config["encoder"])
-        det.feature_names_in_ = list(config["feature_names_in"])
-        det.n_features_in_ = len(det.feature_names_in_)
-        det.threshold_ = Threshold.from_dict(config["threshold"])
-        det.history_ = list(config.get("history", []))
-        det.best_epoch_ = int(config.get("best_epoch", 0))
-        det.fit_seconds_ = float(config.get("fit_seconds", 0.0))
-        det.fit_info_ = dict(config.get("fit_info", {}))
+        restore_fitted_state(det, config)
         try:
             det._load_extra_state(config.get("extra_state", {}))
         except KeyError as exc:

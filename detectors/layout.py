@@ -1,6 +1,27 @@
 """What a saved detector's folder holds (read without importing torch)."""
 
+from __future__ import annotations
+
+from typing import Any
+
+from detectors.encoding import TabularEncoder
+from detectors.thresholds import Threshold
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
 #: ``format_version`` in config.json.
 FORMAT_VERSION = 1
+
+
+def restore_fitted_state(target: Any, config: dict) -> None:
+    """Set the fitted attributes every saved detector carries (encoder, input columns,
+    threshold, training history, fit facts) on ``target`` from its config.json: one
+    reading for the torch detectors and the numpy forward."""
+    target.encoder_ = TabularEncoder.from_dict(config["encoder"])
+    target.feature_names_in_ = list(config["feature_names_in"])
+    target.n_features_in_ = len(target.feature_names_in_)
+    target.threshold_ = Threshold.from_dict(config["threshold"])
+    target.history_ = list(config.get("history", []))
+    target.best_epoch_ = int(config.get("best_epoch", 0))
+    target.fit_seconds_ = float(config.get("fit_seconds", 0.0))
+    target.fit_info_ = dict(config.get("fit_info", {}))

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from detectors.encoding import TabularEncoder, as_frame, per_feature_frame
-from detectors.layout import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
+from detectors.encoding import as_frame, per_feature_frame
+from detectors.layout import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, restore_fitted_state
 from detectors.thresholds import Threshold
 
 #: Beside weights.pt in a saved detector's folder.
@@ -214,13 +214,7 @@ class NumpyVAE:
         self._params = dict(config["params"])
         for name, value in self._params.items():
             setattr(self, name, tuple(value) if isinstance(value, list) else value)
-        self.encoder_ = TabularEncoder.from_dict(config["encoder"])
-        self.feature_names_in_ = list(config["feature_names_in"])
-        self.n_features_in_ = len(self.feature_names_in_)
-        self.threshold_ = Threshold.from_dict(config["threshold"])
-        self.history_ = list(config.get("history", []))
-        self.best_epoch_ = int(config.get("best_epoch", 0))
-        self.fit_seconds_ = float(config.get("fit_seconds", 0.0))
+        restore_fitted_state(self, config)
         self.score_rule = plan["rule"]
         self.error_variance_ = [float(v) for v in config["extra_state"]["error_variance"]]
         self.ensemble_ = plan["ensemble"]
