@@ -39,7 +39,7 @@ class _Group(click.Group):
     def invoke(self, ctx):
         from pipelines.intake.ingest import DataSourceError
         from pipelines.intake.spec import SpecError
-        from pipelines.store.production import LeaseLost, RunAlreadyRunning, StoreUnavailable
+        from pipelines.store import LeaseLost, RunAlreadyRunning, StoreUnavailable
 
         try:
             with _quiet_prefect_errors():

@@ -22,9 +22,9 @@ from pipelines.modeling.training import TrainConfig, fit_detector, split_for_tra
 from pipelines.scoring.batch import score_batch, score_stream
 from pipelines.scoring.carried import CarriedTail
 from pipelines.scoring.history import load_entity_history
-from pipelines.store import EntityHistorySegment, ResultsStore
+from pipelines.store import EntityHistorySegment, ResultsStore, StoreUnavailable
 from pipelines.store.models import Flag
-from pipelines.store.production import ProductionStoreMixin, StoreUnavailable
+from pipelines.store.runs import RunRepository
 
 #: 30 cards over 24 days: the later file spans 20 days, longer than the 14-day context.
 DAYS, SPLIT_DAY = 24, 4
@@ -217,7 +217,7 @@ def test_a_resumed_stream_carries_the_committed_chunks_context(
     whole = _streamed(whole_store, bundle, path)
 
     store = _store_with_history(tmp_path, "resumed.db", bundle, records)
-    original = ProductionStoreMixin._bulk_scores
+    original = RunRepository._bulk_scores
     calls = {"n": 0}
 
     def store_goes_away_in_chunk_3(self, session, run_id, scores):
@@ -226,10 +226,10 @@ def test_a_resumed_stream_carries_the_committed_chunks_context(
             raise OperationalError("COPY", {}, Exception("server closed the connection"))
         original(self, session, run_id, scores)
 
-    monkeypatch.setattr(ProductionStoreMixin, "_bulk_scores", store_goes_away_in_chunk_3)
+    monkeypatch.setattr(RunRepository, "_bulk_scores", store_goes_away_in_chunk_3)
     with pytest.raises(StoreUnavailable, match="writing chunk 3 failed"):
         _streamed(store, bundle, path)
-    monkeypatch.setattr(ProductionStoreMixin, "_bulk_scores", original)
+    monkeypatch.setattr(RunRepository, "_bulk_scores", original)
 
     resumed = _streamed(store, bundle, path)
     assert resumed.chunks_skipped == 3 and resumed.chunks_written == whole.chunks_written - 3

@@ -49,7 +49,7 @@ from pipelines.scoring.carried import (
 from pipelines.scoring.history import EntityHistory, load_entity_history, save_entity_history
 from pipelines.scoring.partitions import IN_PROCESS, Partitions
 from pipelines.store import ResultsStore
-from pipelines.store.production import ChunkWrite, RunClaimTicket
+from pipelines.store.runs import ChunkWrite, RunClaimTicket
 
 log = logging.getLogger(__name__)
 
