@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from pipelines.settings import get_settings
+from pipelines.store.vocabulary import Role
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SAMPLES = REPO_ROOT / "data" / "samples"
@@ -689,7 +690,7 @@ def _read_password(password_stdin: bool) -> str:
 
 @users.command("add")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["viewer", "analyst", "admin"]), required=True)
+@click.option("--role", type=click.Choice([role.value for role in Role]), required=True)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--no-password", is_flag=True, help="API-token-only user (cannot log in).")
 def users_add(name, role, password_stdin, no_password) -> None:
@@ -729,7 +730,7 @@ def users_set_password(name, password_stdin) -> None:
 
 @users.command("set-role")
 @click.argument("name")
-@click.argument("role", type=click.Choice(["viewer", "analyst", "admin"]))
+@click.argument("role", type=click.Choice([role.value for role in Role]))
 def users_set_role(name, role) -> None:
     """Change a user's role."""
     _change_user(name, f"{name} is now {role}", role=role)

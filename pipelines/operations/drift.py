@@ -19,6 +19,7 @@ import pandas as pd
 
 from pipelines.operations.reference import TrainingReference
 from pipelines.settings import DriftPolicy
+from pipelines.store.vocabulary import HealthStatus
 
 
 def _stats():
@@ -211,7 +212,7 @@ def assess_drift(
         alarms.append(
             f"{unseen['share']:.1%} of rows hold categories never seen in training ({which})"
         )
-    status = "alarm" if alarms else "ok"
+    status = HealthStatus.ALARM if alarms else HealthStatus.OK
     summary = (
         "drift alarm: " + "; ".join(alarms)
         if alarms

@@ -30,6 +30,7 @@ from scipy import stats
 
 from pipelines.modeling.bundle import PreparedRecords, ScoringBundle
 from pipelines.store import ResultsStore
+from pipelines.store.vocabulary import DecisionKind, DecisionOutcome
 
 PREVIOUS_CHAMPION = "previous-champion"
 LEDGER_TAG = "vigil.decision"
@@ -471,9 +472,9 @@ def _aliases(model_name: str) -> dict[str, str]:
 
 
 LEDGER_DECISIONS = {
-    "promote": "promoted",
-    "reject": "rejected",
-    "insufficient_evidence": "insufficient_evidence",
+    "promote": DecisionOutcome.PROMOTED,
+    "reject": DecisionOutcome.REJECTED,
+    "insufficient_evidence": DecisionOutcome.INSUFFICIENT_EVIDENCE,
 }
 
 
@@ -498,7 +499,7 @@ def record_and_apply(
     name = comparison.model_name
     before = _aliases(name)
     ledger_decision = override or LEDGER_DECISIONS[decision.outcome]
-    promote = ledger_decision == "promoted"
+    promote = ledger_decision == DecisionOutcome.PROMOTED
     if promote:
         client = MlflowClient()
         client.set_registered_model_alias(name, PREVIOUS_CHAMPION, comparison.champion)
@@ -507,7 +508,7 @@ def record_and_apply(
     reason = "; ".join(decision.reasons)
     entry_id = store.record_decision(
         model_name=name,
-        kind="promotion",
+        kind=DecisionKind.PROMOTION,
         decision=ledger_decision,
         actor=actor,
         from_version=comparison.champion,
@@ -597,8 +598,8 @@ def rollback(
     actor = actor or default_actor()
     entry_id = store.record_decision(
         model_name=model_name,
-        kind="rollback",
-        decision="rolled_back",
+        kind=DecisionKind.ROLLBACK,
+        decision=DecisionOutcome.ROLLED_BACK,
         actor=actor,
         from_version=current,
         to_version=previous,
@@ -609,7 +610,7 @@ def rollback(
     _mirror_to_mlflow(model_name, str(current), entry_id, f"rolled back: {reason.strip()}")
     return {
         "model": model_name,
-        "decision": "rolled_back",
+        "decision": DecisionOutcome.ROLLED_BACK,
         "champion_before": current,
         "champion_after": previous,
         "aliases_before": before,
