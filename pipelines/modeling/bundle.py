@@ -24,7 +24,6 @@ from pipelines.intake.spec import DatasetSpec
 
 SPEC_FILE = "spec.json"
 DETECTOR_DIR = "detector"
-OUTPUT_COLUMNS = ["score", "is_anomaly", "reasons"]
 
 
 @dataclass

@@ -265,15 +265,6 @@ class QueueRepository(Repository):
             item["closed_at"] = aware(case.closed_at)
             return item
 
-    def case_for_record(self, record_id: str) -> int | None:
-        with self.db.session() as session:
-            return session.scalar(
-                sa.select(Flag.case_id)
-                .where(Flag.record_id == record_id, Flag.case_id.is_not(None))
-                .order_by(Flag.id.desc())
-                .limit(1)
-            )
-
     def entity_timeline(
         self,
         dataset: str,

@@ -445,11 +445,6 @@ class RunRepository(Repository):
         except OperationalError:
             pass  # the store is gone: the lease expires on its own and the re-run resumes
 
-    def committed_chunk_count(self, run_id: str) -> int:
-        with self.db.session() as session:
-            query = sa.select(sa.func.count()).select_from(RunChunk)
-            return int(session.scalar(query.where(RunChunk.run_id == run_id)))
-
     # -- reading ------------------------------------------------------------------------
 
     def list_runs(self, limit: int = 50) -> list[ScoringRun]:
