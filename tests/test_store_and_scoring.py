@@ -58,7 +58,7 @@ def test_migrations_create_the_schema(store):
         "scores",
         "flags",
         "quarantine",
-        "reviews",
+        "labels",
         "audit_log",
         "alembic_version",
     } <= tables

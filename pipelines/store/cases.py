@@ -57,7 +57,7 @@ def attach_flags_to_cases(session: Session, run_id: str, *, group_by_entity: boo
     Runs inside the caller's transaction (the run's completion), so a run's flags
     reach the queue exactly when the run completes. Three set-based statements, none
     of which brings the flags into this process: memory does not grow with the
-    run's flags (184k flags on a 10M-row run were ~100 MB of rows and dicts here)."""
+    run's flags."""
     waiting = sa.and_(Flag.run_id == run_id, Flag.case_id.is_(None))
     if session.scalar(sa.select(Flag.id).where(waiting).limit(1)) is None:
         return 0  # none, or attached already: the run's flags attach all at once
@@ -95,8 +95,8 @@ def attach_flags_to_cases(session: Session, run_id: str, *, group_by_entity: boo
         )
     )
     # 2. Each flag finds its open case through that index. (Written as a join,
-    #    UPDATE ... FROM, PostgreSQL chose a nested loop over fresh, unanalysed tables:
-    #    256 s for 18k flags against 0.9 s for this form.)
+    #    UPDATE ... FROM, PostgreSQL chooses a nested loop over fresh, unanalysed tables,
+    #    orders of magnitude slower than this form.)
     session.execute(
         sa.update(Flag)
         .where(waiting)
@@ -118,8 +118,8 @@ def _refresh_cases(session: Session, case_ids, *, bump_version: bool) -> int:
     """Recompute the aggregates of the cases ``case_ids`` (ids, or a SELECT of them)
     from their flags in one grouped pass; returns how many cases were updated.
 
-    (One correlated subquery per aggregate cost ~0.6 s per 1,000 cases on
-    PostgreSQL: 12 s of a 1M-row run's completion with 18k flags.)"""
+    (One correlated subquery per aggregate costs a query per case and aggregate: on
+    PostgreSQL it was most of a large run's completion.)"""
     totals = (
         sa.select(
             Flag.case_id.label("case_id"),

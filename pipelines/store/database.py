@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: The newest migration (a test checks it against Alembic's head): a store already there
 #: is not handed to Alembic at all.
-HEAD_REVISION = "0007_lean_scores"
+HEAD_REVISION = "0008_drop_legacy_reviews"
 
 
 def make_engine(url: str) -> Engine:
@@ -78,7 +78,7 @@ class Database:
         """Bring the schema to the newest Alembic revision (no-op when current).
 
         The common case (already current) is one query: importing Alembic and loading its
-        scripts costs a short command about half a CPU second."""
+        scripts would be most of a short command's start-up."""
         if self.schema_revision() == HEAD_REVISION:
             return
         from alembic import command

@@ -125,7 +125,6 @@ class Flag(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     run: Mapped[ScoringRun] = relationship(back_populates="flags")
-    reviews: Mapped[list[Review]] = relationship(back_populates="flag")
 
 
 class QuarantinedRow(Base):
@@ -146,21 +145,6 @@ class QuarantinedRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     raw: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-class Review(Base):
-    """Legacy (before the review app): superseded by :class:`Label`; kept for old stores."""
-
-    __tablename__ = "reviews"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    flag_id: Mapped[int] = mapped_column(ForeignKey("flags.id", ondelete="CASCADE"), index=True)
-    analyst: Mapped[str] = mapped_column(String(128))
-    verdict: Mapped[str] = mapped_column(String(16))  # confirmed | dismissed
-    note: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-    flag: Mapped[Flag] = relationship(back_populates="reviews")
 
 
 class AuditEvent(Base):
@@ -208,7 +192,7 @@ class EntityHistorySegment(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-# -- review and labels (issue 8) ----------------------------------------------------------
+# -- review and labels ---------------------------------------------------------------------
 
 
 class User(Base):
@@ -359,7 +343,7 @@ class Decision(Base):
     reason: Mapped[str | None] = mapped_column(Text)
 
 
-# -- production path (issue 13) --
+# -- production path -----------------------------------------------------------------------
 
 
 class RunClaim(Base):
@@ -401,7 +385,7 @@ class RunChunk(Base):
     committed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-# -- operations (issue 10) ----------------------------------------------------------------
+# -- operations ----------------------------------------------------------------------------
 
 
 class RunHealth(Base):
