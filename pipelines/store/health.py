@@ -13,6 +13,8 @@ from pipelines.store.models import RunHealth
 
 
 class HealthRepository(Repository):
+    """One drift-watch result per run, replaced when the run is assessed again."""
+
     def save_run_health(self, run_id: str, health: dict) -> None:
         """Store (or replace, on a re-run) a run's drift-watch result."""
         score = health.get("score", {})

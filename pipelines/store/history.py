@@ -20,6 +20,8 @@ from pipelines.store.models import EntityHistorySegment
 
 
 class HistoryRepository(Repository):
+    """Kept entity history: written once per batch, read by time window or whole."""
+
     def save_history(
         self,
         *,

@@ -13,6 +13,8 @@ from pipelines.store.vocabulary import DecisionKind
 
 
 class LedgerRepository(Repository):
+    """Appends to the ledger and reads it back, newest first."""
+
     def record_decision(
         self,
         *,

@@ -14,6 +14,8 @@ from pipelines.store.vocabulary import WITHDRAWN, CaseStatus, Verdict
 
 
 class QualityRepository(Repository):
+    """Reads flags, cases and the latest labels together."""
+
     def __init__(self, db: Database, labels: LabelRepository) -> None:
         super().__init__(db)
         self.labels = labels

@@ -14,6 +14,8 @@ from pipelines.store.models import QuarantinedRow
 
 
 class QuarantineRepository(Repository):
+    """Rejected rows in and out."""
+
     def add_quarantine(
         self, run_id: str | None, batch_id: str, source: str, quarantined: pd.DataFrame
     ) -> None:

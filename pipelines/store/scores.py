@@ -15,6 +15,8 @@ from pipelines.store.vocabulary import RunStatus
 
 
 class ScoreRepository(Repository):
+    """Reads of stored scores (writes go with a run's chunks, :mod:`runs`)."""
+
     def scores_frame(self, run_id: str) -> pd.DataFrame:
         with self.db.connect() as conn:
             return pd.read_sql(

@@ -17,6 +17,8 @@ from pipelines.store.models import SourceFile, SourceWatermark
 
 
 class SourceRepository(Repository):
+    """File manifests and SQL watermarks of scheduled sources."""
+
     def scored_file_sizes(self, source_key: str) -> set[tuple[str, int]]:
         """(path, size) of every file this source has delivered and scored: a listing
         skips those without reading them again."""
