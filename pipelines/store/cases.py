@@ -206,12 +206,7 @@ class CaseRepository(Repository):
             if case.claimed_by != user:
                 return
             before = {"claimed_by": case.claimed_by}
-            session.execute(
-                sa.update(Case)
-                .where(Case.id == case_id, Case.version == case.version)
-                .values(claimed_by=None, claim_expires_at=None, version=case.version + 1)
-                .execution_options(synchronize_session=False)
-            )
+            _compare_and_set(session, case, claimed_by=None, claim_expires_at=None)
             record_audit(
                 session,
                 user,
@@ -226,14 +221,8 @@ class CaseRepository(Repository):
         self, session: Session, case: Case, user: str, until: datetime, *, actor: str
     ) -> int | None:
         """Compare-and-set the claim; the new version, or None when the case moved on."""
-        new_version = case.version + 1
-        result = session.execute(
-            sa.update(Case)
-            .where(Case.id == case.id, Case.version == case.version)
-            .values(claimed_by=user, claim_expires_at=until, version=new_version)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:
+        new_version = _compare_and_set(session, case, claimed_by=user, claim_expires_at=until)
+        if new_version is None:
             return None
         record_audit(
             session,
@@ -304,21 +293,16 @@ class CaseRepository(Repository):
             if unknown:
                 raise ReviewError(f"records not in case {case_id}: {', '.join(sorted(unknown))}")
             before = {"status": case.status, "verdict": case.verdict, "version": case.version}
-            new_version = case.version + 1
-            result = session.execute(
-                sa.update(Case)
-                .where(Case.id == case_id, Case.version == case.version)
-                .values(
-                    status=CaseStatus.CLOSED,
-                    verdict=verdict,
-                    closed_at=now_utc(),
-                    claimed_by=None,
-                    claim_expires_at=None,
-                    version=new_version,
-                )
-                .execution_options(synchronize_session=False)
+            new_version = _compare_and_set(
+                session,
+                case,
+                status=CaseStatus.CLOSED,
+                verdict=verdict,
+                closed_at=now_utc(),
+                claimed_by=None,
+                claim_expires_at=None,
             )
-            if result.rowcount != 1:
+            if new_version is None:
                 raise Conflict(f"case {case_id} was changed by someone else; reload it")
             stamp = now_utc()
             seen: set[str] = set()
@@ -389,21 +373,16 @@ class CaseRepository(Repository):
                     "give the new verdict there"
                 )
             before = {"status": case.status, "verdict": case.verdict, "version": case.version}
-            new_version = case.version + 1
-            result = session.execute(
-                sa.update(Case)
-                .where(Case.id == case_id, Case.version == case.version)
-                .values(
-                    status=CaseStatus.OPEN,
-                    verdict=None,
-                    closed_at=None,
-                    claimed_by=user,
-                    claim_expires_at=now_utc() + timedelta(minutes=15),
-                    version=new_version,
-                )
-                .execution_options(synchronize_session=False)
+            new_version = _compare_and_set(
+                session,
+                case,
+                status=CaseStatus.OPEN,
+                verdict=None,
+                closed_at=None,
+                claimed_by=user,
+                claim_expires_at=now_utc() + timedelta(minutes=15),
             )
-            if result.rowcount != 1:
+            if new_version is None:
                 raise Conflict(f"case {case_id} was changed by someone else; reload it")
             stamp = now_utc()
             records = session.execute(
@@ -467,3 +446,16 @@ class CaseRepository(Repository):
 
 def _claim_live(case: Case) -> bool:
     return bool(case.claimed_by) and aware(case.claim_expires_at) >= now_utc()
+
+
+def _compare_and_set(session: Session, case: Case, **values) -> int | None:
+    """Change the case only if it is still at the version it was read at, bumping the
+    version; the new version, or None when someone else changed it first."""
+    new_version = case.version + 1
+    result = session.execute(
+        sa.update(Case)
+        .where(Case.id == case.id, Case.version == case.version)
+        .values(**values, version=new_version)
+        .execution_options(synchronize_session=False)
+    )
+    return new_version if result.rowcount == 1 else None
