@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from pipelines.settings import get_settings
-from pipelines.store.vocabulary import Role
+from pipelines.store.vocabulary import HealthStatus, Role
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SAMPLES = REPO_ROOT / "data" / "samples"
@@ -400,11 +400,11 @@ def runs(limit, as_json) -> None:
             f"{r['run_id'][:8]}  {r['status']:9}  {r['role']:7} "
             f"{r['model'] + ' v' + r['version']:28}  "
             f"{r['rows_in']:>6} {r['rows_scored']:>6} {r['rows_quarantined']:>5} "
-            f"{r['rows_flagged']:>5}  {state.upper() if state == 'alarm' else state:12} "
+            f"{r['rows_flagged']:>5}  {state.upper() if state == HealthStatus.ALARM else state:12} "
             f"{(r['started_at'] or '')[:19]}"
         )
     for r in rows:
-        if (r["health"] or {}).get("status") == "alarm":
+        if (r["health"] or {}).get("status") == HealthStatus.ALARM:
             click.echo(f"  {r['run_id'][:8]}: {r['health']['summary']}")
 
 

@@ -3,8 +3,8 @@ what a run wrote.
 
 :class:`ResultsStore` owns the session factory (:class:`~pipelines.store.database.Database`)
 and one repository per job over it: ``store.runs``, ``store.cases``, ``store.labels``, ...
-Each of the repositories' methods is also the store's own method of the same name
-(``store.claim_run`` is ``store.runs.claim_run``), so callers hold one object.
+The methods callers use are also the store's own, by the same name (``store.claim_run``
+is ``store.runs.claim_run``), so a caller holds one object and needs no repository names.
 
 Idempotency lives in the repositories: a scoring run is keyed by (batch id, model name,
 model version) and claimed with a lease before anything is written; its chunks commit one
