@@ -22,6 +22,7 @@ demo: install
 	$(BIN)/vigil demo-feedback
 
 test: install
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 # Detection quality and speed side by side with PyOD (about 30 minutes on 2 cores).

@@ -585,8 +585,8 @@ def serve(
     train_cron,
 ) -> None:
     """Run the schedules (nightly score, weekly train + promote) until stopped."""
-    from pipelines.operations.serve import ServeConfig, serve_forever
     from pipelines.operations.sources import FolderSource, SqlSource
+    from pipelines.serve import ServeConfig, serve_forever
 
     if watch_folder and sql_url:
         _fail("give --watch-folder or --sql-url, not both")
@@ -949,7 +949,7 @@ def threshold_set(model_ref, budget, precision, fpr, reason, actor, dry_run, as_
 def demo_feedback(epochs) -> None:
     """The feedback loop once on the demo data: import verdicts, retrain with labels,
     print before/after on the later batch."""
-    from pipelines.feedback.demo import run_feedback_demo
+    from pipelines.demo_feedback import run_feedback_demo
 
     run_feedback_demo(epochs=epochs, echo=click.echo)
 
