@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from detectors.base import BaseDeepDetector
+from detectors.layout import MAX_TAIL_SOFTNESS
 
 
 def mlp(sizes: list[int], last_activation: bool = False) -> nn.Sequential:
@@ -668,7 +669,7 @@ class VAEDetector(BaseDeepDetector):
         rules, sq, tail = self._ensemble_rules(xb)
         scales = torch.tensor(self.ensemble_["scales"], dtype=torch.float64, device=xb.device)
         score = (rules / self._rule_scales(xb.device)).sum(dim=1)
-        top = torch.zeros_like(tail).scatter_(1, tail.argmax(dim=1, keepdim=True), 1.0)
+        top = torch.softmax((tail - tail.amax(dim=1, keepdim=True)) / MAX_TAIL_SOFTNESS, dim=1)
         terms = sq / scales[0] + tail * top / scales[1] + tail / scales[2]
         return terms, score - terms.sum(dim=1)
 
