@@ -150,57 +150,28 @@ def register_reranked(
     input_example: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Log and register the re-ranked bundle; the same shape as a detector's train result."""
-    import mlflow
-    from mlflow import MlflowClient
+    from pipelines.modeling.registry import Registration, register_version
 
-    from pipelines.modeling.registry import (
-        assign_new_version_aliases,
-        complete_registration,
-        log_bundle,
-    )
-
-    kind = f"{detector_kind}{RERANKED_SUFFIX}"
-    name = f"{base_model}{RERANKED_SUFFIX}"
-    spec = model.bundle.spec
-    with mlflow.start_run(run_name=f"train-{name}") as run:
-        mlflow.set_tags(
-            {
-                "vigil.dataset": spec.name,
-                "vigil.detector": kind,
-                "data": data_source,
-                "vigil.base_model": base_model,
-                "vigil.base_version": base_version,
-            }
-        )
-        mlflow.log_params(
-            {
-                "features": ",".join(model.bundle.config.feature_names())[:500],
+    result = register_version(
+        Registration(
+            name=f"{base_model}{RERANKED_SUFFIX}",
+            kind=f"{detector_kind}{RERANKED_SUFFIX}",
+            bundle=model.bundle,
+            data_source=data_source,
+            params={
+                "features": ",".join(model.bundle.config.feature_names()),
                 "labels_known_before": known_before.isoformat(),
                 "p_cut": model.bundle.config.p_cut,
-            }
-        )
-        mlflow.log_metrics({k: v for k, v in model.metrics.items() if np.isfinite(v)})
-        version = log_bundle(
-            model.bundle,
-            registered_name=name,
-            detector_kind=kind,
+            },
+            metrics=model.metrics,
+            tags={
+                "vigil.base_model": base_model,
+                "vigil.base_version": str(base_version),
+                "vigil.labels_known_before": known_before.isoformat(),
+            },
             input_example=input_example,
             python_model=str(Path(__file__).with_name("pyfunc_reranked.py")),
         )
-        client = MlflowClient()
-        client.set_model_version_tag(name, version, "vigil.base_model", base_model)
-        client.set_model_version_tag(name, version, "vigil.base_version", str(base_version))
-        client.set_model_version_tag(
-            name, version, "vigil.labels_known_before", known_before.isoformat()
-        )
-        aliases = assign_new_version_aliases(name, version)
-        complete_registration(name, version)
-    return {
-        "detector": kind,
-        "model": name,
-        "version": version,
-        "aliases": aliases,
-        "mlflow_run_id": run.info.run_id,
-        "metrics": model.metrics,
-        "base": f"{base_model}/{base_version}",
-    }
+    )
+    result.pop("plots")
+    return {**result, "base": f"{base_model}/{base_version}"}

@@ -6,11 +6,13 @@ The registry decides which model is champion; nothing else keeps that fact.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -157,6 +159,77 @@ def _pip_requirements() -> list[str]:
 
     packages = ["torch", "numpy", "pandas", "scikit-learn", "pydantic", "pyyaml", "mlflow"]
     return [f"{name}=={version(name)}" for name in packages]
+
+
+@dataclass
+class Registration:
+    """What one training run registers: the bundle under ``name`` with what it was
+    trained on. Every model a training run registers (detectors, re-ranked models) goes
+    through :func:`register_version`, so each gets the same run, tags and aliases."""
+
+    name: str
+    kind: str
+    bundle: object
+    data_source: str
+    params: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    #: tags on the MLflow run and the registered version (beyond data set and detector)
+    tags: dict = field(default_factory=dict)
+    #: per-epoch training logs, logged as ``epoch_*`` metrics
+    history: list = field(default_factory=list)
+    input_example: pd.DataFrame | None = None
+    #: the pyfunc model file when it is not the plain bundle's
+    python_model: str | None = None
+    #: writes plots into the folder it is given (logged under ``plots/``)
+    plots: Callable[[Path], object] | None = None
+
+
+def register_version(registration: Registration) -> dict[str, object]:
+    """One MLflow run: tags, params, metrics, plots, then the bundle as a new version,
+    its version tags and aliases, and last the mark that registration completed.
+    Returns the train result (detector, model, version, aliases, run id, metrics)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    r = registration
+    plots = None
+    with mlflow.start_run(run_name=f"train-{r.name}") as run:
+        tags = {TAG_DATASET: r.bundle.spec.name, TAG_DETECTOR: r.kind, "data": r.data_source}
+        mlflow.set_tags({**tags, **r.tags})
+        if r.params:
+            mlflow.log_params({k: str(v)[:500] for k, v in r.params.items()})
+        finite = {k: v for k, v in r.metrics.items() if isinstance(v, int | float)}
+        mlflow.log_metrics({k: v for k, v in finite.items() if math.isfinite(v)})
+        for epoch, logs in enumerate(r.history or []):
+            mlflow.log_metrics(
+                {f"epoch_{k}": float(v) for k, v in logs.items() if isinstance(v, int | float)},
+                step=epoch,
+            )
+        if r.plots is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                plots = r.plots(Path(tmp))
+                mlflow.log_artifacts(tmp, artifact_path="plots")
+        version = log_bundle(
+            r.bundle,
+            registered_name=r.name,
+            detector_kind=r.kind,
+            input_example=r.input_example,
+            python_model=r.python_model,
+        )
+        client = MlflowClient()
+        for key, value in r.tags.items():
+            client.set_model_version_tag(r.name, version, key, str(value))
+        aliases = assign_new_version_aliases(r.name, version)
+        complete_registration(r.name, version)
+    return {
+        "detector": r.kind,
+        "model": r.name,
+        "version": version,
+        "aliases": aliases,
+        "mlflow_run_id": run.info.run_id,
+        "metrics": r.metrics,
+        "plots": plots,
+    }
 
 
 def assign_new_version_aliases(name: str, version: str) -> list[str]:

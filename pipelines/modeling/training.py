@@ -5,7 +5,6 @@ The train flow strings these together; tests call them without Prefect.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -289,63 +288,50 @@ def log_and_register(
     input_example: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """One MLflow run per detector: params, metrics, plots, then a registered version."""
-    import mlflow
-
     from pipelines.modeling.plots import plot_evaluation
-    from pipelines.modeling.registry import (
-        assign_new_version_aliases,
-        complete_registration,
-        log_bundle,
-        model_name_for,
-    )
+    from pipelines.modeling.registry import Registration, model_name_for, register_version
 
     name = model_name_for(spec.name, kind)
-    bundle = ScoringBundle(spec, detector, max_reasons=max_reasons)
-    with mlflow.start_run(run_name=f"train-{name}") as run:
-        mlflow.set_tags({"vigil.dataset": spec.name, "vigil.detector": kind, "data": data_source})
-        params = (
-            {k: v for k, v in detector.get_params().items() if not callable(v)}
-            if hasattr(detector, "get_params")
-            else {}
+    params = (
+        {k: v for k, v in detector.get_params().items() if not callable(v)}
+        if hasattr(detector, "get_params")
+        else {}
+    )
+    params.update(
+        {
+            "threshold_method": config.threshold_method,
+            "evaluation_fraction": config.evaluation_fraction,
+            "features": ",".join(spec.feature_columns),
+        }
+    )
+    # What the fit read (rows per epoch, the seeded samples around training): the caps
+    # alone (params) do not say whether they bound on this data.
+    fit_info = getattr(detector, "fit_info_", None) or {}
+    params.update({f"fit_info.{k}": v for k, v in fit_info.items()})
+    history = getattr(detector, "history_", []) or []
+
+    def plots(out_dir: Path):
+        return plot_evaluation(
+            title=name,
+            scores=evaluation.scores,
+            labels=evaluation.labels,
+            threshold=float(detector.threshold_.value),
+            history=history,
+            out_dir=out_dir,
         )
-        params.update(
-            {
-                "threshold_method": config.threshold_method,
-                "evaluation_fraction": config.evaluation_fraction,
-                "features": ",".join(spec.feature_columns),
-            }
+
+    result = register_version(
+        Registration(
+            name=name,
+            kind=kind,
+            bundle=ScoringBundle(spec, detector, max_reasons=max_reasons),
+            data_source=data_source,
+            params=params,
+            metrics=evaluation.metrics,
+            history=history,
+            input_example=input_example,
+            plots=plots,
         )
-        # What the fit read (rows per epoch, the seeded samples around training): the
-        # caps alone (params) do not say whether they bound on this data.
-        fit_info = getattr(detector, "fit_info_", None) or {}
-        params.update({f"fit_info.{k}": v for k, v in fit_info.items()})
-        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-        mlflow.log_metrics({k: v for k, v in evaluation.metrics.items() if np.isfinite(v)})
-        for epoch, logs in enumerate(getattr(detector, "history_", []) or []):
-            mlflow.log_metrics(
-                {f"epoch_{k}": float(v) for k, v in logs.items() if isinstance(v, int | float)},
-                step=epoch,
-            )
-        with tempfile.TemporaryDirectory() as tmp:
-            evaluation.plots = plot_evaluation(
-                title=name,
-                scores=evaluation.scores,
-                labels=evaluation.labels,
-                threshold=float(detector.threshold_.value),
-                history=getattr(detector, "history_", []) or [],
-                out_dir=Path(tmp),
-            )
-            mlflow.log_artifacts(tmp, artifact_path="plots")
-        version = log_bundle(
-            bundle, registered_name=name, detector_kind=kind, input_example=input_example
-        )
-        aliases = assign_new_version_aliases(name, version)
-        complete_registration(name, version)
-    return {
-        "detector": kind,
-        "model": name,
-        "version": version,
-        "aliases": aliases,
-        "mlflow_run_id": run.info.run_id,
-        "metrics": evaluation.metrics,
-    }
+    )
+    evaluation.plots = result.pop("plots")
+    return result
