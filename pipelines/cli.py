@@ -18,9 +18,10 @@ import click
 
 from pipelines.settings import get_settings
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SAMPLES = REPO_ROOT / "data" / "samples"
-DEFAULT_SPEC = REPO_ROOT / "data" / "specs" / "demo_transactions.yaml"
+#: Where `spec init` and `demo-data` write by default: the user's project folder.
+DEFAULT_SPECS = Path("data") / "specs"
+DEFAULT_SAMPLES = Path("data") / "samples"
+DEFAULT_SPEC = DEFAULT_SPECS / "demo_transactions.yaml"
 
 
 #: Exit code when the same batch is being scored by another live process right now.
@@ -133,7 +134,7 @@ def spec_init(data, id_col, label_col, entity_col, time_col, ignore_cols, name, 
         time_column=time_col,
         ignore_columns=list(ignore_cols),
     )
-    out_path = Path(out) if out else REPO_ROOT / "data" / "specs" / f"{name}.yaml"
+    out_path = Path(out) if out else DEFAULT_SPECS / f"{name}.yaml"
     inferred.save(out_path)
     click.echo(f"wrote {out_path}")
     click.echo(f"  numeric:     {', '.join(inferred.numeric_features) or '-'}")

@@ -8,9 +8,7 @@ batch (never seen by the verdicts) are printed before and after.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,7 +19,7 @@ REVIEWED = 60
 
 
 def run_feedback_demo(*, epochs: int | None = None, echo=print) -> dict:
-    from pipelines.demo import DEMO_SPEC, write_demo_data
+    from pipelines.demo import DEMO_SPEC, demo_files
     from pipelines.feedback.labels import read_label_file
     from pipelines.flows import score_flow, train_flow
     from pipelines.modeling.registry import configure_mlflow, load_bundle, resolve_model
@@ -29,19 +27,9 @@ def run_feedback_demo(*, epochs: int | None = None, echo=print) -> dict:
     from pipelines.settings import get_settings
     from pipelines.store import ResultsStore
 
-    root = Path(__file__).resolve().parent.parent.parent
-    samples = root / "data" / "samples"
-    spec_path = root / "data" / "specs" / "demo_transactions.yaml"
-    train_path = samples / "demo_transactions_train.csv"
-    score_path = samples / "demo_transactions_score.csv"
-    if not (train_path.exists() and score_path.exists()):
-        write_demo_data(samples)
-    if not spec_path.exists():
-        DEMO_SPEC.save(spec_path)
-    # A handful of verdicts is enough for the demo (the default minimum is 20 frauds).
-    os.environ.setdefault("VIGIL_FEEDBACK_MIN_LABELS", "10")
-    get_settings.cache_clear()
     settings = get_settings()
+    files = demo_files(settings.home_dir)
+    train_path, score_path, spec_path = files["train"], files["score"], files["spec"]
     configure_mlflow(settings)
     champion = f"{DEMO_SPEC.name}-vae@champion"
     try:
@@ -52,7 +40,8 @@ def run_feedback_demo(*, epochs: int | None = None, echo=print) -> dict:
         train_flow(
             data=str(train_path),
             spec_path=str(spec_path),
-            config=TrainConfig(detectors=["vae"], vae=overrides),
+            # A handful of verdicts is enough for the demo (the default minimum is 20 frauds).
+        config=TrainConfig(detectors=["vae"], vae=overrides, min_labels=10),
         )
         ref = resolve_model(champion)
 
@@ -84,7 +73,8 @@ def run_feedback_demo(*, epochs: int | None = None, echo=print) -> dict:
     trained = train_flow(
         data=str(train_path),
         spec_path=str(spec_path),
-        config=TrainConfig(detectors=["vae"], vae=overrides),
+        # A handful of verdicts is enough for the demo (the default minimum is 20 frauds).
+        config=TrainConfig(detectors=["vae"], vae=overrides, min_labels=10),
         with_labels=True,
     )
     reranked = next((m for m in trained["models"] if m["detector"] == "vae-reranked"), None)

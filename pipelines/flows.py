@@ -134,7 +134,7 @@ def train_reranked_model(
     data_source: str,
     known_before: datetime,
 ) -> dict[str, Any] | None:
-    """A re-ranked version of a just-trained detector from the verdicts known (issue 9)."""
+    """A re-ranked version of a just-trained detector from the verdicts known."""
     from pipelines.feedback.training import NotEnoughLabels, register_reranked, train_reranked
     from pipelines.modeling.registry import ModelRef, load_bundle
 
@@ -146,7 +146,7 @@ def train_reranked_model(
             known,
             seed=config.seed,
             evaluation_ids=set(data_split.evaluation[spec.id_column].astype(str)),
-            min_labels=get_settings().feedback_min_labels,
+            min_labels=config.min_labels or get_settings().feedback_min_labels,
         )
     except NotEnoughLabels as exc:
         get_run_logger().warning("%s: no re-ranked model: %s", trained["model"], exc)
@@ -174,14 +174,13 @@ def train_flow(
     config = config or TrainConfig()
     configure_mlflow(settings)
     spec = load_spec(spec_path)
+    store = ResultsStore(settings.resolved_database_url)
     batch, validated = load_and_validate(data, spec)
     if validated.rows_quarantined:
-        store = ResultsStore(settings.resolved_database_url)
         store.replace_training_quarantine(batch.content_hash, batch.source, validated.quarantined)
     kinds = config.detector_kinds(spec)
     # Verdicts known before training starts: confirmed frauds never train "normal".
     started = datetime.now(UTC)
-    store = ResultsStore(settings.resolved_database_url)
     known = store.known_labels(known_before=started, dataset=spec.name)
     masks = label_masks(validated.clean, spec.id_column, known, started)
     data_split = split(validated, spec, config, masks)
@@ -196,7 +195,7 @@ def train_flow(
     if data_split.state is not None:
         # The training records' tail is the entity history the first scored batch needs.
         save_entity_history(
-            ResultsStore(settings.resolved_database_url),
+            store,
             spec,
             batch_id=batch.content_hash,
             source=batch.source,

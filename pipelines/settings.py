@@ -8,6 +8,7 @@ switches to production by settings alone.
 from __future__ import annotations
 
 import os
+import sqlite3
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -119,7 +120,17 @@ class VigilSettings(BaseSettings):
         default=5, gt=0, description="Failed logins per user within 5 minutes before refusal."
     )
 
-    # -- feedback (issue 9)
+    progress: Literal["auto", "bar", "log"] = Field(
+        default="auto",
+        description="How long work shows progress: a bar on a terminal, log lines "
+        "elsewhere (auto), or always one of the two.",
+    )
+    local_registry: bool = Field(
+        default=True,
+        description="On the embedded default, read the MLflow registry's SQLite file "
+        "directly (no MLflow import per command); False: always through MLflow.",
+    )
+    # -- feedback
     feedback_min_reviewed: int = Field(
         default=30, gt=0, description="Labelled scored records a precision threshold needs."
     )
@@ -130,7 +141,7 @@ class VigilSettings(BaseSettings):
         default=20, gt=0, description="Frauds (and not-frauds) the re-ranker needs to train."
     )
 
-    # -- real-time scoring (`vigil api`, issue 10)
+    # -- real-time scoring (`vigil api`)
     api_torch_threads: int = Field(
         default=1,
         gt=0,
@@ -144,7 +155,7 @@ class VigilSettings(BaseSettings):
         "store as entity history (what a crash can lose).",
     )
 
-    # -- drift watch (issue 10)
+    # -- drift watch
     drift: DriftPolicy = Field(
         default_factory=DriftPolicy,
         description="When a scoring run's drift watch alarms (VIGIL_DRIFT__<FIELD>).",
@@ -185,6 +196,54 @@ class VigilSettings(BaseSettings):
             os.environ.setdefault(key, value)
         # MLflow follows the settings, never a stale value left in the shell.
         os.environ["MLFLOW_TRACKING_URI"] = self.resolved_mlflow_uri
+        if self.mlflow_tracking_uri is None:
+            relocate_state_folder(self.home_dir)
+
+
+#: Where a state folder last was (absolute path), kept inside it.
+HOME_MARKER = "home.path"
+#: Columns of MLflow's tracking/registry schema that hold artifact locations.
+_MLFLOW_LOCATION_COLUMNS = {
+    "experiments": ("artifact_location",),
+    "runs": ("artifact_uri",),
+    "model_versions": ("source", "storage_location"),
+    "logged_models": ("artifact_location",),
+}
+
+
+def relocate_state_folder(home: Path) -> bool:
+    """Make a moved or copied state folder work where it is now.
+
+    MLflow keeps absolute artifact locations (experiment, runs, model versions); when the
+    folder was moved or copied since it was last used, those locations are rewritten from
+    the old folder to this one, so models load from the new place and nothing is written
+    back into the old one. Returns True when something was rewritten."""
+    marker = home / HOME_MARKER
+    database = home / "mlflow.db"
+    before = marker.read_text().strip() if marker.exists() else None
+    here = str(home)
+    if before == here:
+        return False
+    moved = False
+    if before and database.exists():
+        with sqlite3.connect(database) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            for table, columns in _MLFLOW_LOCATION_COLUMNS.items():
+                if table not in tables:
+                    continue
+                present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column not in present:
+                        continue
+                    for old, new in ((Path(before).as_uri(), Path(here).as_uri()), (before, here)):
+                        changed = conn.execute(
+                            f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                            f"WHERE substr({column}, 1, ?) = ?",
+                            (new, len(old) + 1, len(old), old),
+                        ).rowcount
+                        moved = moved or changed > 0
+    marker.write_text(here + "\n")
+    return moved
 
 
 @lru_cache(maxsize=1)

@@ -57,6 +57,12 @@ class TrainConfig(BaseModel):
     seq_gan: dict[str, Any] = Field(
         default_factory=dict, description="SequenceGANDetector parameters."
     )
+    min_labels: int | None = Field(
+        default=None,
+        gt=0,
+        description="Frauds (and not-frauds) a labelled model needs to train; default the "
+        "feedback_min_labels setting.",
+    )
 
     def detector_kinds(self, spec: DatasetSpec) -> list[DetectorKind]:
         if self.detectors is not None:
