@@ -1,8 +1,6 @@
-"""The typology set measured through the CLI, exactly as a user would run it (issue 11).
+"""The typology set measured through the CLI, exactly as a user would run it.
 
-    python -m benchmarks.typology_cli --cards 5000 --days 60 --score-days 12 \
-        --epochs 8 --max-train-rows 60000 --out benchmarks/results/typology_cli.json \
-        --markdown benchmarks/RESULTS.md
+    python -m benchmarks typologies [--cards 2500 --epochs 8 --detectors seq_vae,vae]
 
 Generates ``generate_typology_set`` and writes it as two CSV files: the training file
 (every day but the last ``--score-days``) and the next period (the last days). Then, in a
@@ -38,7 +36,6 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
 
-from benchmarks.report import write_section
 from benchmarks.sequences import queue_quality, typology_rows
 from detectors.encoding import TabularEncoder
 from detectors.thresholds import Threshold
@@ -260,37 +257,35 @@ def measure(args, workdir: Path, env: dict, log: list, models: list, train_secon
     }
 
 
-def markdown(report: dict) -> list[str]:
+def figures(report: dict) -> list[str]:
+    """RESULTS.md lines: per model, AUROC per typology and overall, the daily queue's
+    precision, the threshold's FPR on the next period, fit and score seconds."""
     meta, sizes = report["meta"], report["meta"]["sizes"]
     lines = [
-        "## Typology set through the CLI (issue 11): `python -m benchmarks.typology_cli`",
-        "",
-        f"Run {meta['date']}; data {meta['data']} ({sizes['rows']:,} records, "
-        f"{sizes['cards']:,} cards, {sizes['fraud_share']:.2%} fraud; training file "
-        f"{sizes['train_rows']:,} rows, next period {sizes['next_rows']:,} rows with frauds "
+        f"Data {meta['data']}: {sizes['rows']:,} records, {sizes['cards']:,} cards, "
+        f"{sizes['fraud_share']:.2%} fraud; training file {sizes['train_rows']:,} rows, next "
+        f"period {sizes['next_rows']:,} rows (frauds: "
         + ", ".join(f"{k} {v}" for k, v in sizes["next_frauds"].items())
         + f"). `vigil train --epochs {meta['epochs'] or 'default'} --max-train-rows "
-        f"{meta['max_train_rows'] or 'default'}`; load average at the end "
-        + "/".join(f"{x:.1f}" for x in meta["load_average"])
-        + ". Commands: "
-        + "; ".join(f"`{c['command']}` {c['seconds']:.0f} s" for c in report["commands"])
-        + ".",
+        f"{meta['max_train_rows'] or 'default'}`, then one `vigil score` batch per model "
+        "reading the kept history; IsolationForest on the same context features, fitted "
+        "here. Typology columns: AUROC on the next period's normals + that typology's "
+        "frauds (AUPRC in brackets). Test frauds are few: +-0.01 AUROC is noise.",
+    ]
+    if meta.get("note"):
+        lines[-1] += f" {meta['note'][0].upper()}{meta['note'][1:]}."
+    lines += [
         "",
         "| model | " + " | ".join(TYPOLOGIES) + " | all AUROC | AUPRC | P@100/day | "
         "P@1000/day | hold-out FPR | recall at threshold | fit s |",
         "|---|" + "---:|" * (len(TYPOLOGIES) + 7),
     ]
-    lines += typology_rows(report)
-    lines += [
-        "",
-        "AUPRC per typology:",
-        "",
-        "| model | " + " | ".join(TYPOLOGIES) + " |",
-        "|---|" + "---:|" * len(TYPOLOGIES),
-    ]
-    for model, r in report["results"].items():
-        cells = [f"{r[t]['auprc']:.3f}" if t in r else "-" for t in TYPOLOGIES]
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    for row, r in zip(typology_rows(report), report["results"].values(), strict=True):
+        cells = row.split(" | ")
+        for i, t in enumerate(TYPOLOGIES, start=1):
+            if t in r:
+                cells[i] += f" ({r[t]['auprc']:.3f})"
+        lines.append(" | ".join(cells))
     return lines
 
 
@@ -305,9 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--max-train-rows", type=int, default=None)
     parser.add_argument("--workdir", default=".vigil/bench/typology_cli")
-    parser.add_argument("--out", default="benchmarks/results/typology_cli.json")
-    parser.add_argument("--markdown", default=None, help="RESULTS.md to update (a section).")
-    parser.add_argument("--section", default="typology-cli", help="RESULTS.md section name.")
+    parser.add_argument("--out", required=True, help="the report (JSON)")
     parser.add_argument(
         "--reuse",
         nargs="+",
@@ -320,8 +313,6 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str))
-    if args.markdown:
-        write_section(Path(args.markdown), args.section, markdown(report))
     for model, r in report["results"].items():
         a = r["all"]
         per = " ".join(f"{t} {r[t]['auroc']:.3f}" for t in TYPOLOGIES if t in r)
