@@ -4,8 +4,8 @@ entity history into PostgreSQL.
     python -m benchmarks scale --only sequence --url postgresql+psycopg://postgres@HOST/DB
     python -m benchmarks scale --only sequence --mode batch --longer 0 --url ...
 
-``--mode``: ``batch`` is the whole-batch path below (the figure before streaming);
-``stream`` scores the file as ``vigil score`` does now, through ``score_stream`` (chunks
+``--mode``: ``batch`` reads the whole file and scores it as one batch (``score_batch``);
+``stream`` scores the file as ``vigil score`` does, through ``score_stream`` (chunks
 read in time order, each with the carried tail of the ones before it: bounded memory).
 ``--longer K`` also streams a file K times as long in time (the same cards over K x 60
 days, so K times the rows): with bounded memory its peak RSS stays near the 1M file's,
@@ -14,11 +14,8 @@ since the carried tail holds the context horizon (14 days of payments), not the 
 The records are the demo card sequences (``generate_card_sequences``, time-ordered, about
 3 payments per card a day; cards x days chosen to give ``--rows``). A small sequence VAE
 (2 epochs; 50,000 of the first 300,000 records take gradient steps) is trained and saved
-as a bundle. The file is then scored in a fresh child process into a fresh schema: with
-``--mode batch`` read whole, validated, then ``score_batch`` (how ``vigil score`` scored a
-sequence file before it streamed); with ``--mode stream`` through ``score_stream``, as
-``vigil score`` does now. Rows/s, CPU s and peak RSS are the scoring's own; read off,
-never asserted.
+as a bundle. The file is then scored in a fresh child process into a fresh schema. Rows/s,
+CPU s and peak RSS are the scoring's own; read off, never asserted.
 """
 
 from __future__ import annotations
@@ -50,8 +47,9 @@ def write_card_parquet(path: Path, rows: int, seed: int = 0, longer: int = 1) ->
 def train_sequence_bundle(data: Path, directory: Path, train_rows: int = 300_000) -> Path:
     """A small sequence VAE on the file's first ``train_rows`` records (about 18 days, so
     the weekly windows are full; 50,000 of them take gradient steps and the threshold is
-    set on the latest ones), saved as a scoring bundle. Trained on the first 3 days only,
-    the threshold flagged 94% of the later records (their 7-day counts were never seen)."""
+    set on the latest ones), saved as a scoring bundle. Trained on the first days alone, the
+    threshold would sit below every later record's weekly counts (never seen full) and flag
+    nearly all of them."""
     import pandas as pd
 
     from pipelines.demo_sequences import SEQUENCE_SPEC
