@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detectors", default="seq_vae,seq_gan,vae")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--max-train-rows", type=int, default=None)
-    parser.add_argument("--workdir", default=".vigil/bench/typology_cli")
+    parser.add_argument("--workdir", default=".vigil/bench/typologies")
     parser.add_argument("--out", required=True, help="the report (JSON)")
     parser.add_argument(
         "--reuse",
