@@ -524,6 +524,20 @@ class SequenceVAEDetector(_SequenceMixin, VAEDetector):
             "kl": float(kl.detach()),
         }
 
+    def latent_means(self, X: Any, history: Any = None) -> np.ndarray:
+        """The encoder's posterior means given each record's window, shape (n, latent_dim):
+        the codes a classifier trained on verdicts reads. ``history`` as in
+        :meth:`decision_function`."""
+        self._check_fitted()
+        net: _SeqVAENet = self.model_  # type: ignore[assignment]
+
+        def means(pos: torch.Tensor) -> torch.Tensor:
+            x, h = self._current_and_context(pos)
+            return net.encode(x, h)[0].double()
+
+        with self._scoring_data(X, history) as pos:
+            return self._batched(means, pos).numpy()
+
     def _errors_and_kl(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unstandardised squared errors of the current record and its KL, at z = mu."""
         net: _SeqVAENet = self.model_  # type: ignore[assignment]

@@ -280,13 +280,12 @@ def detector_outputs(
 ) -> tuple[np.ndarray, pd.DataFrame, np.ndarray | None]:
     """The detector's score, per-feature error terms and (VAE) latent means per row."""
     detector = bundle.detector
-    if is_sequence_detector(detector):
-        scores = detector.decision_function(model_input, history=context)
-        errors = detector.explain(model_input, history=context)
-    else:
-        scores = detector.decision_function(model_input)
-        errors = detector.explain(model_input)
-    latents = detector.latent_means(model_input) if hasattr(detector, "latent_means") else None
+    window = {"history": context} if is_sequence_detector(detector) else {}
+    scores = detector.decision_function(model_input, **window)
+    errors = detector.explain(model_input, **window)
+    latents = (
+        detector.latent_means(model_input, **window) if hasattr(detector, "latent_means") else None
+    )
     return np.asarray(scores, dtype="float64"), errors, latents
 
 
