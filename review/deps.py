@@ -1,0 +1,130 @@
+"""The dependencies routes declare, as ``Annotated`` aliases: the store and settings of
+the app, the authenticated caller at the role a route needs, queue filters, claim lock.
+
+The store and settings are the ones :func:`review.app.create_app` was given; they are
+read here and nowhere else, so a route asks for ``store: StoreDep`` instead of reaching
+into the application object.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Query, Request
+
+from pipelines.settings import VigilSettings
+from pipelines.store import ResultsStore
+from pipelines.store.review import QueueFilters
+from review.auth import LoginRequired, Principal, check_csrf, check_role, principal_from
+from review.queries import CountsCache
+from review.schemas import IsoDate, QueueStatus, VerdictName
+
+
+def get_store(request: Request) -> ResultsStore:
+    return request.app.state.store
+
+
+def get_settings(request: Request) -> VigilSettings:
+    return request.app.state.settings
+
+
+def get_counts_cache(request: Request) -> CountsCache:
+    return request.app.state.counts_cache
+
+
+StoreDep = Annotated[ResultsStore, Depends(get_store)]
+SettingsDep = Annotated[VigilSettings, Depends(get_settings)]
+CountsCacheDep = Annotated[CountsCache, Depends(get_counts_cache)]
+
+
+# -- who is asking (router dependencies: every route behind them needs a login) ---------
+
+
+async def page_user(request: Request, store: StoreDep) -> Principal:
+    """Router dependency for HTML pages: a live session (or token), CSRF on changes."""
+    principal = principal_from(request, store)
+    if principal is None:
+        raise LoginRequired()
+    await check_csrf(request, principal)
+    request.state.principal = principal
+    return principal
+
+
+async def api_user(request: Request, store: StoreDep) -> Principal:
+    """Router dependency for the JSON API: a bearer token (or a browser session + CSRF)."""
+    principal = principal_from(request, store)
+    if principal is None:
+        raise HTTPException(
+            status_code=401,
+            detail="authentication required: send 'Authorization: Bearer TOKEN'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    await check_csrf(request, principal)
+    request.state.principal = principal
+    return principal
+
+
+def current_user(request: Request) -> Principal:
+    """The caller the router's authentication dependency found."""
+    return request.state.principal
+
+
+def analyst_user(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
+    return check_role(principal, "analyst")
+
+
+def admin_user(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
+    return check_role(principal, "admin")
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+AnalystUser = Annotated[Principal, Depends(analyst_user)]
+AdminUser = Annotated[Principal, Depends(admin_user)]
+
+
+# -- request details several routers share --------------------------------------------
+
+
+def claim_lock(settings: SettingsDep) -> timedelta:
+    """How long a claim keeps an item locked to its analyst."""
+    return timedelta(minutes=settings.review_claim_minutes)
+
+
+ClaimLock = Annotated[timedelta, Depends(claim_lock)]
+
+
+def queue_filters(
+    status: QueueStatus = "open",
+    model: str | None = None,
+    run: str | None = None,
+    assignee: str | None = None,
+    min_priority: float | None = None,
+    max_priority: float | None = None,
+    since: Annotated[IsoDate | None, Query(description="Flagged on or after (YYYY-MM-DD).")] = None,
+    until: Annotated[IsoDate | None, Query(description="Flagged before (YYYY-MM-DD).")] = None,
+    reason: str | None = None,
+    verdict: VerdictName | None = None,
+    entity: str | None = None,
+) -> QueueFilters:
+    """The queue's filters from the query string (empty fields mean no filter)."""
+
+    def when(day: date | None) -> datetime | None:
+        return None if day is None else datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+    return QueueFilters(
+        status=status,
+        model=model or None,
+        run_id=run or None,
+        assignee=assignee or None,
+        min_priority=min_priority,
+        max_priority=max_priority,
+        since=when(since),
+        until=when(until),
+        reason=reason or None,
+        verdict=verdict or None,
+        entity=entity or None,
+    )
+
+
+QueueFiltersDep = Annotated[QueueFilters, Depends(queue_filters)]
