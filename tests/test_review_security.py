@@ -106,3 +106,47 @@ def test_export_neutralises_formula_injection(app, store):
     # Numbers stay numbers: only text cells are quoted.
     raw = list(csv.DictReader(io.StringIO(ana.get("/export/labels.csv").text)))
     assert all(not row["label_id"].startswith("'") for row in raw)
+
+
+# -- login ----------------------------------------------------------------------------
+
+
+def test_unknown_user_name_is_checked_against_a_dummy_hash(app, store, monkeypatch):
+    """An unknown or disabled user spends the same password check as a known one, so
+    the answer's timing does not tell which user names exist."""
+    import review.routers.login as login_module
+
+    checked: list[str | None] = []
+    real_verify = login_module.verify_password
+
+    def spy(password: str, password_hash: str | None) -> bool:
+        checked.append(password_hash)
+        return real_verify(password, password_hash)
+
+    monkeypatch.setattr(login_module, "verify_password", spy)
+    store.add_user("gone", "analyst", hash_password(PASSWORD), actor="test")
+    store.update_user("gone", actor="test", disabled=True)
+    client = client_at(app, "10.0.0.9")
+    for name in ("nobody", "gone", "ana"):
+        response = try_login(client, name, "wrong password!")
+        assert "error" in response.headers["location"]
+    assert len(checked) == 3  # one argon2 check per attempt, whoever was named
+    assert checked[0] is None  # pipelines.accounts checks a missing hash against a dummy one
+
+
+def test_unknown_user_answers_as_slowly_as_a_wrong_password(app):
+    import statistics
+    import time
+
+    client = client_at(app, "10.0.0.8")
+
+    def seconds(name: str) -> float:
+        started = time.perf_counter()
+        try_login(client, name, "wrong password!")
+        return time.perf_counter() - started
+
+    seconds("warm-up")  # the first check builds the dummy hash once
+    known = statistics.median(seconds("ana") for _ in range(3))
+    unknown = statistics.median(seconds("nobody") for _ in range(3))
+    # Without the dummy check an unknown name answers ~20x faster; with it, alike.
+    assert unknown > 0.3 * known, (unknown, known)

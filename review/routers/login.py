@@ -49,7 +49,11 @@ async def login(request: Request, store: StoreDep, settings: SettingsDep):
     if login_throttled(store, name, settings.review_login_attempts):
         raise HTTPException(429, "too many failed logins; wait 5 minutes")
     user = store.get_user(name)
-    if user is None or user.disabled or not verify_password(password, user.password_hash):
+    # Check a password whoever is named: an unknown user is checked against a dummy hash
+    # (verify_password does that for a missing hash), so the time to answer does not
+    # tell which user names exist, nor which are disabled.
+    password_ok = verify_password(password, user.password_hash if user is not None else None)
+    if user is None or user.disabled or not password_ok:
         store.record_failed_login(name, request.client.host if request.client else "?")
         return RedirectResponse(
             "/login?" + urlencode({"next": target, "error": "wrong user name or password"}),
