@@ -109,7 +109,14 @@ class VigilSettings(BaseSettings):
     review_host: str = Field(default="127.0.0.1", description="Address the review app binds.")
     review_port: int = Field(default=8765, description="Port of the review app.")
     review_secure_cookies: bool = Field(
-        default=False, description="Mark cookies Secure (set when served over TLS)."
+        default=False,
+        description="Mark cookies Secure always (they are Secure anyway on a request that came "
+        "over HTTPS).",
+    )
+    review_trust_proxy_headers: bool = Field(
+        default=False,
+        description="Believe X-Forwarded-Proto and X-Forwarded-For (the scheme and client "
+        "address a reverse proxy saw); set it only when a proxy in front always sets them.",
     )
     review_session_hours: float = Field(default=12.0, gt=0, description="Login lifetime.")
     review_claim_minutes: float = Field(

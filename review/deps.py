@@ -86,6 +86,25 @@ AdminUser = Annotated[Principal, Depends(admin_user)]
 # -- request details several routers share --------------------------------------------
 
 
+def forwarded(request: Request, settings: VigilSettings, header: str) -> str | None:
+    """A reverse proxy's X-Forwarded-* value, when the settings say to believe it: the
+    last entry, the one the trusted proxy itself added."""
+    if not settings.review_trust_proxy_headers:
+        return None
+    value = request.headers.get(header, "").split(",")[-1].strip()
+    return value or None
+
+
+def secure_cookies(request: Request, settings: SettingsDep) -> bool:
+    """Cookies are Secure when the request came over HTTPS (seen by the app, or by a
+    trusted proxy in front of it), or when the settings ask for it always."""
+    scheme = forwarded(request, settings, "x-forwarded-proto") or request.url.scheme
+    return settings.review_secure_cookies or scheme.lower() == "https"
+
+
+SecureCookies = Annotated[bool, Depends(secure_cookies)]
+
+
 def claim_lock(settings: SettingsDep) -> timedelta:
     """How long a claim keeps an item locked to its analyst."""
     return timedelta(minutes=settings.review_claim_minutes)

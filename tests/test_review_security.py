@@ -150,3 +150,29 @@ def test_unknown_user_answers_as_slowly_as_a_wrong_password(app):
     unknown = statistics.median(seconds("nobody") for _ in range(3))
     # Without the dummy check an unknown name answers ~20x faster; with it, alike.
     assert unknown > 0.3 * known, (unknown, known)
+
+
+# -- cookies --------------------------------------------------------------------------
+
+
+def _set_cookies(response) -> dict[str, str]:
+    return {h.split("=", 1)[0]: h for h in response.headers.get_list("set-cookie")}
+
+
+def test_cookies_are_secure_when_the_request_came_over_https(store, tmp_path):
+    plain = create_app(store, VigilSettings(home=tmp_path))
+    over_tls = TestClient(plain, follow_redirects=False, base_url="https://review.example")
+    assert "Secure" in _set_cookies(over_tls.get("/login"))["vigil_login_csrf"]
+    response = try_login(over_tls, "ana", PASSWORD)
+    assert response.status_code == 303
+    assert "Secure" in _set_cookies(response)["vigil_session"]
+    # Plain HTTP (the local default) keeps working without Secure cookies.
+    local = client_at(plain, "127.0.0.1")
+    assert "Secure" not in _set_cookies(try_login(local, "ana", PASSWORD))["vigil_session"]
+    # Behind a TLS proxy the app sees HTTP; it believes X-Forwarded-Proto only when told to.
+    forwarded = {"X-Forwarded-Proto": "https"}
+    untrusted = client_at(plain, "127.0.0.1", headers=forwarded)
+    assert "Secure" not in _set_cookies(try_login(untrusted, "ana", PASSWORD))["vigil_session"]
+    behind_proxy = create_app(store, VigilSettings(home=tmp_path, review_trust_proxy_headers=True))
+    trusted = client_at(behind_proxy, "127.0.0.1", headers=forwarded)
+    assert "Secure" in _set_cookies(trusted.get("/login"))["vigil_login_csrf"]

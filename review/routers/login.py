@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from pipelines.accounts import verify_password
 from review.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, login_throttled, set_cookie
-from review.deps import SettingsDep, StoreDep
+from review.deps import SecureCookies, SettingsDep, StoreDep
 from review.routers.base import page_router
 from review.templating import templates
 
@@ -21,20 +21,18 @@ pages = page_router()
 
 @public.get("/login", response_class=HTMLResponse)
 def login_form(
-    request: Request, settings: SettingsDep, next: str = "/queue", error: str | None = None
+    request: Request, secure: SecureCookies, next: str = "/queue", error: str | None = None
 ):
     token = secrets.token_urlsafe(24)
     response = templates.TemplateResponse(
         request, "login.html", {"user": None, "csrf": token, "next": next, "error": error}
     )
-    set_cookie(
-        response, LOGIN_CSRF_COOKIE, token, max_age=3600, secure=settings.review_secure_cookies
-    )
+    set_cookie(response, LOGIN_CSRF_COOKIE, token, max_age=3600, secure=secure)
     return response
 
 
 @public.post("/login")
-async def login(request: Request, store: StoreDep, settings: SettingsDep):
+async def login(request: Request, store: StoreDep, settings: SettingsDep, secure: SecureCookies):
     form = await request.form()
     name = str(form.get("username", ""))[:64]
     password = str(form.get("password", ""))
@@ -66,7 +64,7 @@ async def login(request: Request, store: StoreDep, settings: SettingsDep):
         SESSION_COOKIE,
         raw,
         max_age=int(settings.review_session_hours * 3600),
-        secure=settings.review_secure_cookies,
+        secure=secure,
     )
     response.delete_cookie(LOGIN_CSRF_COOKIE)
     return response
