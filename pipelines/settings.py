@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -123,7 +123,28 @@ class VigilSettings(BaseSettings):
         default=15.0, gt=0, description="How long a claimed item stays locked to its analyst."
     )
     review_login_attempts: int = Field(
-        default=5, gt=0, description="Failed logins per user within 5 minutes before refusal."
+        default=5,
+        gt=0,
+        description="Failed logins for one user name from one address within 5 minutes "
+        "before that address is refused for that user.",
+    )
+    review_login_attempts_per_address: int = Field(
+        default=20,
+        gt=0,
+        description="Failed logins from one address, any user names, within 5 minutes before "
+        "the address is refused.",
+    )
+    review_login_attempts_per_account: int = Field(
+        default=100,
+        gt=0,
+        description="Failed logins for one user name from all addresses within an hour before "
+        "browsers that never signed in as that user are refused; keep it above what one "
+        "address can reach (12 x review_login_attempts).",
+    )
+    review_secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that signs flash messages and device cookies; set it when several "
+        "app processes serve one site (default: a random key per process).",
     )
 
     # -- feedback (issue 9)

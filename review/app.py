@@ -24,6 +24,7 @@ from pipelines.store.review import Conflict, NotFound, ReviewError
 from review.auth import LoginRequired
 from review.queries import CountsCache
 from review.routers import ROUTERS
+from review.signing import Signer
 from review.templating import HERE, render_error
 
 PUBLIC_PATHS = ("/login", "/static")
@@ -48,6 +49,8 @@ def create_app(store: ResultsStore | None = None, settings: VigilSettings | None
     app.state.store = store or ResultsStore(settings.resolved_database_url)
     app.state.settings = settings
     app.state.counts_cache = CountsCache()
+    key = settings.review_secret_key
+    app.state.signer = Signer(key.get_secret_value() if key is not None else None)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.middleware("http")(security_headers)
     app.add_exception_handler(LoginRequired, to_login)

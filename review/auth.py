@@ -1,5 +1,5 @@
 """Who is asking, and may they: session cookies for pages, bearer tokens for the API,
-CSRF tokens on every state-changing request made by a browser, roles, login throttling.
+CSRF tokens on every state-changing request made by a browser, roles, cookies.
 
 Authentication is a dependency of the page and API routers as a whole (``review.deps``),
 so a new route cannot be added without it (tests walk the route table to prove it).
@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from datetime import timedelta
 
 from fastapi import HTTPException, Request, Response
 
 from pipelines.store import ResultsStore, User
-from pipelines.store.review import now_utc
 
 SESSION_COOKIE = "vigil_session"
 LOGIN_CSRF_COOKIE = "vigil_login_csrf"
+# A browser that signed in as a user before (see review.throttle); only the login reads it.
+DEVICE_COOKIE = "vigil_device"
+DEVICE_DAYS = 180
 ROLE_RANK = {"viewer": 0, "analyst": 1, "admin": 2}
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -81,12 +82,9 @@ def check_role(principal: Principal, role: str) -> Principal:
     return principal
 
 
-def login_throttled(store: ResultsStore, name: str, limit: int) -> bool:
-    """Too many failed logins for this user name in the last 5 minutes."""
-    return store.failed_logins_since(name, now_utc() - timedelta(minutes=5)) >= limit
-
-
-def set_cookie(response: Response, name: str, value: str, *, max_age: int, secure: bool) -> None:
+def set_cookie(
+    response: Response, name: str, value: str, *, max_age: int, secure: bool, path: str = "/"
+) -> None:
     """A cookie scripts cannot read, sent back only to this site's own pages."""
     response.set_cookie(
         name,
@@ -95,5 +93,5 @@ def set_cookie(response: Response, name: str, value: str, *, max_age: int, secur
         httponly=True,
         samesite="strict",
         secure=secure,
-        path="/",
+        path=path,
     )

@@ -19,6 +19,7 @@ from pipelines.store.review import QueueFilters
 from review.auth import LoginRequired, Principal, check_csrf, check_role, principal_from
 from review.queries import CountsCache
 from review.schemas import IsoDate, QueueStatus, VerdictName
+from review.signing import Signer
 
 
 def get_store(request: Request) -> ResultsStore:
@@ -33,9 +34,14 @@ def get_counts_cache(request: Request) -> CountsCache:
     return request.app.state.counts_cache
 
 
+def get_signer(request: Request) -> Signer:
+    return request.app.state.signer
+
+
 StoreDep = Annotated[ResultsStore, Depends(get_store)]
 SettingsDep = Annotated[VigilSettings, Depends(get_settings)]
 CountsCacheDep = Annotated[CountsCache, Depends(get_counts_cache)]
+SignerDep = Annotated[Signer, Depends(get_signer)]
 
 
 # -- who is asking (router dependencies: every route behind them needs a login) ---------
@@ -102,7 +108,14 @@ def secure_cookies(request: Request, settings: SettingsDep) -> bool:
     return settings.review_secure_cookies or scheme.lower() == "https"
 
 
+def client_address(request: Request, settings: SettingsDep) -> str:
+    """The caller's address: the peer's, or the one a trusted proxy forwarded for."""
+    peer = request.client.host if request.client else "?"
+    return forwarded(request, settings, "x-forwarded-for") or peer
+
+
 SecureCookies = Annotated[bool, Depends(secure_cookies)]
+ClientAddress = Annotated[str, Depends(client_address)]
 
 
 def claim_lock(settings: SettingsDep) -> timedelta:

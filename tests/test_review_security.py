@@ -152,6 +152,64 @@ def test_unknown_user_answers_as_slowly_as_a_wrong_password(app):
     assert unknown > 0.3 * known, (unknown, known)
 
 
+def test_an_attacker_at_one_address_cannot_lock_out_the_user_at_another(app):
+    attacker = client_at(app, "203.0.113.7")
+    for _ in range(5):
+        response = try_login(attacker, "ana", "wrong password!")
+        assert response.status_code == 303 and "error" in response.headers["location"]
+    # The guessing address is refused for this user, even with the right password...
+    assert try_login(attacker, "ana", PASSWORD).status_code == 429
+    # ...while the user, from her own address, signs in as usual.
+    logged_in(app, "ana", address="10.0.0.1")
+    # And the attacker's address may still sign in as somebody else it knows.
+    assert try_login(attacker, "bob", PASSWORD).status_code == 303
+
+
+def test_one_address_trying_many_user_names_is_throttled(store, tmp_path):
+    app = create_app(store, VigilSettings(home=tmp_path, review_login_attempts_per_address=6))
+    sprayer = client_at(app, "203.0.113.8")
+    for i in range(6):
+        assert try_login(sprayer, f"user{i}", "Spring2026!").status_code == 303
+    assert try_login(sprayer, "bob", PASSWORD).status_code == 429
+    logged_in(app, "bob", address="10.0.0.2")  # other addresses are not affected
+
+
+def test_a_distributed_attack_on_one_user_spares_browsers_she_signed_in_from(store, tmp_path):
+    app = create_app(store, VigilSettings(home=tmp_path, review_login_attempts_per_account=8))
+    own_browser = logged_in(app, "ana", address="10.0.0.1")  # gets the device cookie
+    for i in range(4):  # four addresses, each below the per-address limits
+        attacker = client_at(app, f"198.51.100.{i}")
+        for _ in range(2):
+            assert try_login(attacker, "ana", "wrong password!").status_code == 303
+    # A browser that never signed in as ana is refused while the attack lasts...
+    assert try_login(client_at(app, "10.0.0.99"), "ana", PASSWORD).status_code == 429
+    # ...her own browser is not, and a forged device cookie does not pass for hers.
+    response = try_login(own_browser, "ana", PASSWORD)
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    forged = client_at(app, "10.0.0.98")
+    forged.cookies.set("vigil_device", own_browser.cookies.get("vigil_device") + "x")
+    assert try_login(forged, "ana", PASSWORD).status_code == 429
+    assert try_login(client_at(app, "10.0.0.97"), "bob", PASSWORD).status_code == 303
+
+
+def test_a_trusted_proxy_forwards_the_client_address(store, tmp_path):
+    app = create_app(store, VigilSettings(home=tmp_path, review_trust_proxy_headers=True))
+    via_proxy = {"X-Forwarded-For": "198.51.100.20, 203.0.113.9"}
+    attacker = client_at(app, "127.0.0.1", headers=via_proxy)
+    for _ in range(5):
+        try_login(attacker, "ana", "wrong password!")
+    assert try_login(attacker, "ana", PASSWORD).status_code == 429
+    # Another client behind the same proxy is another address.
+    user = client_at(app, "127.0.0.1", headers={"X-Forwarded-For": "10.0.0.3"})
+    assert try_login(user, "ana", PASSWORD).status_code == 303
+    (failure, *_) = [
+        e
+        for e in store.audit_entries(entity="user", entity_id="ana")
+        if e.action.endswith("failed")
+    ]
+    assert failure.detail["client"] == "203.0.113.9"
+
+
 # -- cookies --------------------------------------------------------------------------
 
 

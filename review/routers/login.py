@@ -10,10 +10,11 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from pipelines.accounts import verify_password
-from review.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, login_throttled, set_cookie
-from review.deps import SecureCookies, SettingsDep, StoreDep
+from review.auth import DEVICE_COOKIE, DEVICE_DAYS, LOGIN_CSRF_COOKIE, SESSION_COOKIE, set_cookie
+from review.deps import ClientAddress, SecureCookies, SettingsDep, SignerDep, StoreDep
 from review.routers.base import page_router
 from review.templating import templates
+from review.throttle import LoginLimits, login_refusal
 
 public = APIRouter(include_in_schema=False)
 pages = page_router()
@@ -32,7 +33,14 @@ def login_form(
 
 
 @public.post("/login")
-async def login(request: Request, store: StoreDep, settings: SettingsDep, secure: SecureCookies):
+async def login(
+    request: Request,
+    store: StoreDep,
+    settings: SettingsDep,
+    signer: SignerDep,
+    address: ClientAddress,
+    secure: SecureCookies,
+):
     form = await request.form()
     name = str(form.get("username", ""))[:64]
     password = str(form.get("password", ""))
@@ -44,15 +52,21 @@ async def login(request: Request, store: StoreDep, settings: SettingsDep, secure
         cookie_token, str(form.get("csrf_token", ""))
     ):
         raise HTTPException(403, "missing or wrong CSRF token; reload the login page")
-    if login_throttled(store, name, settings.review_login_attempts):
-        raise HTTPException(429, "too many failed logins; wait 5 minutes")
+    device = signer.unsign(
+        "device", request.cookies.get(DEVICE_COOKIE), max_age_seconds=DEVICE_DAYS * 86400
+    )
+    refusal = login_refusal(
+        store, name, address, LoginLimits.from_settings(settings), known_browser=device == name
+    )
+    if refusal:
+        raise HTTPException(429, refusal)
     user = store.get_user(name)
     # Check a password whoever is named: an unknown user is checked against a dummy hash
     # (verify_password does that for a missing hash), so the time to answer does not
     # tell which user names exist, nor which are disabled.
     password_ok = verify_password(password, user.password_hash if user is not None else None)
     if user is None or user.disabled or not password_ok:
-        store.record_failed_login(name, request.client.host if request.client else "?")
+        store.record_failed_login(name, address)
         return RedirectResponse(
             "/login?" + urlencode({"next": target, "error": "wrong user name or password"}),
             status_code=303,
@@ -65,6 +79,15 @@ async def login(request: Request, store: StoreDep, settings: SettingsDep, secure
         raw,
         max_age=int(settings.review_session_hours * 3600),
         secure=secure,
+    )
+    # This browser has now proved the password: it stays exempt from the per-user limit.
+    set_cookie(
+        response,
+        DEVICE_COOKIE,
+        signer.sign("device", user.name),
+        max_age=DEVICE_DAYS * 86400,
+        secure=secure,
+        path="/login",
     )
     response.delete_cookie(LOGIN_CSRF_COOKIE)
     return response
