@@ -17,6 +17,7 @@ from pipelines.settings import VigilSettings
 from pipelines.store import ResultsStore
 from pipelines.store.review import QueueFilters
 from review.auth import LoginRequired, Principal, check_csrf, check_role, principal_from
+from review.flash import Flash
 from review.queries import CountsCache
 from review.schemas import IsoDate, QueueStatus, VerdictName
 from review.signing import Signer
@@ -116,6 +117,14 @@ def client_address(request: Request, settings: SettingsDep) -> str:
 
 SecureCookies = Annotated[bool, Depends(secure_cookies)]
 ClientAddress = Annotated[str, Depends(client_address)]
+
+
+def flash(signer: SignerDep, principal: CurrentUser, secure: SecureCookies) -> Flash:
+    """Where an action leaves its message for the next page (server-side flash)."""
+    return Flash(signer=signer, user=principal.name, secure=secure)
+
+
+FlashDep = Annotated[Flash, Depends(flash)]
 
 
 def claim_lock(settings: SettingsDep) -> timedelta:

@@ -10,6 +10,8 @@ from fastapi.templating import Jinja2Templates
 
 from pipelines.store.review import REASON_CODES, VERDICTS
 from review import charts, formatting
+from review.deps import get_signer
+from review.flash import clear_flash, take_flash
 
 HERE = Path(__file__).parent
 
@@ -21,14 +23,18 @@ templates.env.filters["change"] = formatting.change
 
 
 def render(request: Request, name: str, context: dict, status: int = 200):
-    """A page for the signed-in user (the router's authentication set the principal)."""
+    """A page for the signed-in user (the router's authentication set the principal),
+    with the message the user's last action left (server-side flash), shown once."""
     principal = request.state.principal
-    return templates.TemplateResponse(
+    message = take_flash(request, get_signer(request), principal.name)
+    response = templates.TemplateResponse(
         request,
         name,
-        {"user": principal, "csrf": principal.csrf, **context},
+        {"user": principal, "csrf": principal.csrf, "msg": message, **context},
         status_code=status,
     )
+    clear_flash(request, response)
+    return response
 
 
 def render_error(request: Request, message: str, status: int):

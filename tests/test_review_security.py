@@ -234,3 +234,38 @@ def test_cookies_are_secure_when_the_request_came_over_https(store, tmp_path):
     behind_proxy = create_app(store, VigilSettings(home=tmp_path, review_trust_proxy_headers=True))
     trusted = client_at(behind_proxy, "127.0.0.1", headers=forwarded)
     assert "Secure" in _set_cookies(trusted.get("/login"))["vigil_login_csrf"]
+
+
+# -- messages -------------------------------------------------------------------------
+
+
+def test_messages_come_only_from_the_app_not_the_url(app, store):
+    ana = logged_in(app, "ana")
+    spoof = "Session expired, log in at https://phish.example/login"
+    for url in ("/queue", f"/cases/{store.queue_page().items[0]['id']}"):
+        page = ana.get(url, params={"msg": spoof})
+        assert page.status_code == 200 and "phish.example" not in page.text, url
+    # The app's own message: set by the action, shown once by the next page.
+    case_id = store.queue_page().items[0]["id"]
+    done = ana.post(
+        f"/cases/{case_id}/verdict",
+        data={"verdict": "fraud", "advance": "0", "csrf_token": csrf_of(ana)},
+    )
+    assert done.status_code == 303 and "msg=" not in done.headers["location"]
+    shown = ana.get(done.headers["location"])
+    assert f"Case #{case_id}: fraud." in shown.text
+    assert f"Case #{case_id}: fraud." not in ana.get(done.headers["location"]).text
+    # A message cookie the app did not sign, or signed for someone else, is not shown.
+    ana.cookies.set("vigil_flash", "Session expired")
+    assert "Session expired" not in ana.get("/queue").text
+    bob = logged_in(app, "bob", address="10.0.0.2")
+    bob.post("/queue/claim-next", data={"csrf_token": csrf_of(bob)})
+    claimed = store.queue_page().items
+    released = bob.post(
+        "/queue/bulk",
+        data={"case_id": [str(claimed[-1]["id"])], "verdict": "fraud", "csrf_token": csrf_of(bob)},
+    )
+    assert released.status_code == 303 and "msg=" not in released.headers["location"]
+    ana.cookies.set("vigil_flash", bob.cookies.get("vigil_flash"))
+    assert "Bulk verdict: 1 applied" not in ana.get("/queue").text
+    assert "Bulk verdict: 1 applied" in bob.get("/queue").text

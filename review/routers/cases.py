@@ -8,7 +8,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from pipelines.store.review import VERDICTS, Conflict
-from review.deps import AnalystUser, ClaimLock, StoreDep
+from review.deps import AnalystUser, ClaimLock, FlashDep, StoreDep
 from review.formatting import int_or_none
 from review.queries import case_with_timeline
 from review.routers.base import api_router, page_router
@@ -26,8 +26,8 @@ def _case_page(request: Request, store, case_id: int, status: int = 200, **conte
 
 
 @pages.get("/cases/{case_id:int}", response_class=HTMLResponse)
-def case_view(request: Request, case_id: CaseId, store: StoreDep, msg: str | None = None):
-    return _case_page(request, store, case_id, msg=msg)
+def case_view(request: Request, case_id: CaseId, store: StoreDep):
+    return _case_page(request, store, case_id)
 
 
 @pages.post("/cases/{case_id:int}/claim")
@@ -41,7 +41,12 @@ async def claim_page(
 
 @pages.post("/cases/{case_id:int}/verdict")
 async def verdict_page(
-    request: Request, case_id: CaseId, principal: AnalystUser, store: StoreDep, lock: ClaimLock
+    request: Request,
+    case_id: CaseId,
+    principal: AnalystUser,
+    store: StoreDep,
+    lock: ClaimLock,
+    flash: FlashDep,
 ):
     form = await request.form()
     chosen = str(form.get("verdict", ""))
@@ -64,29 +69,23 @@ async def verdict_page(
         return _case_page(request, store, case_id, status=409, conflict=str(exc))
     done = f"Case #{case_id}: {chosen.replace('_', ' ')}."
     if form.get("advance", "1") == "0":
-        return RedirectResponse(f"/cases/{case_id}?{urlencode({'msg': done})}", 303)
+        return flash.redirect(f"/cases/{case_id}", done)
     claimed = store.claim_next(principal.name, lock=lock)
     if claimed is None:
-        return RedirectResponse(
-            "/queue?" + urlencode({"msg": done + " Nothing left to claim."}), status_code=303
-        )
-    return RedirectResponse(
-        f"/cases/{claimed['id']}?{urlencode({'msg': done, 'prev': case_id})}",
-        status_code=303,
-    )
+        return flash.redirect("/queue", done + " Nothing left to claim.")
+    return flash.redirect(f"/cases/{claimed['id']}?{urlencode({'prev': case_id})}", done)
 
 
 @pages.post("/cases/{case_id:int}/undo")
-async def undo_page(request: Request, case_id: CaseId, principal: AnalystUser, store: StoreDep):
+async def undo_page(
+    request: Request, case_id: CaseId, principal: AnalystUser, store: StoreDep, flash: FlashDep
+):
     form = await request.form()
     try:
         store.undo_verdict(case_id, principal.name, version=int_or_none(form.get("version")))
     except Conflict as exc:
         return _case_page(request, store, case_id, status=409, conflict=str(exc))
-    return RedirectResponse(
-        f"/cases/{case_id}?{urlencode({'msg': 'Verdict undone; the case is yours again.'})}",
-        status_code=303,
-    )
+    return flash.redirect(f"/cases/{case_id}", "Verdict undone; the case is yours again.")
 
 
 @pages.post("/cases/{case_id:int}/release")

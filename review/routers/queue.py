@@ -8,7 +8,14 @@ from fastapi import HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from pipelines.store.review import SORTS, VERDICTS
-from review.deps import AnalystUser, ClaimLock, CountsCacheDep, QueueFiltersDep, StoreDep
+from review.deps import (
+    AnalystUser,
+    ClaimLock,
+    CountsCacheDep,
+    FlashDep,
+    QueueFiltersDep,
+    StoreDep,
+)
 from review.queries import queue_page
 from review.routers.base import api_router, page_router
 from review.schemas import BulkOut, BulkVerdictIn, ClaimOut, QueueResponse, SortName
@@ -31,10 +38,9 @@ def queue_view(
     filters: QueueFiltersDep,
     sort: SortName = "priority",
     cursor: str | None = None,
-    msg: str | None = None,
 ):
     page = queue_page(store, cache, filters, sort=sort, cursor=cursor, limit=50)
-    query = {k: v for k, v in request.query_params.items() if k not in ("cursor", "msg")}
+    query = {k: v for k, v in request.query_params.items() if k != "cursor"}
     return render(
         request,
         "queue.html",
@@ -44,7 +50,6 @@ def queue_view(
             "sort": sort,
             "sorts": list(SORTS),
             "query": query,
-            "msg": msg,
             "next_url": "/queue?" + urlencode({**query, "cursor": page.next_cursor})
             if page.next_cursor
             else None,
@@ -53,18 +58,15 @@ def queue_view(
 
 
 @pages.post("/queue/claim-next")
-def claim_next_page(principal: AnalystUser, store: StoreDep, lock: ClaimLock):
+def claim_next_page(principal: AnalystUser, store: StoreDep, lock: ClaimLock, flash: FlashDep):
     claimed = store.claim_next(principal.name, lock=lock)
     if claimed is None:
-        return RedirectResponse(
-            "/queue?" + urlencode({"msg": "Nothing left to claim: the queue is empty."}),
-            status_code=303,
-        )
+        return flash.redirect("/queue", "Nothing left to claim: the queue is empty.")
     return RedirectResponse(f"/cases/{claimed['id']}", status_code=303)
 
 
 @pages.post("/queue/bulk")
-async def bulk_page(request: Request, principal: AnalystUser, store: StoreDep):
+async def bulk_page(request: Request, principal: AnalystUser, store: StoreDep, flash: FlashDep):
     form = await request.form()
     ids = [int(v) for v in form.getlist("case_id") if str(v).isdigit()]
     verdict = str(form.get("verdict", ""))
@@ -84,7 +86,7 @@ async def bulk_page(request: Request, principal: AnalystUser, store: StoreDep):
     text = f"Bulk verdict: {len(result['applied'])} applied"
     if result["skipped"]:
         text += "; skipped " + "; ".join(f"#{k}: {v}" for k, v in result["skipped"].items())
-    return RedirectResponse("/queue?" + urlencode({"msg": text}), status_code=303)
+    return flash.redirect("/queue", text)
 
 
 # -- JSON API ---------------------------------------------------------------------------

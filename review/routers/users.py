@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from fastapi import HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 
 from pipelines.accounts import hash_password
 from pipelines.store.accounts import ROLES
-from review.deps import AdminUser, CurrentUser, StoreDep
+from review.deps import AdminUser, CurrentUser, FlashDep, StoreDep
 from review.routers.base import api_router, page_router
 from review.schemas import UserIn, UserOut, UserPatch
 from review.templating import render
@@ -23,12 +21,12 @@ def _user_out(user) -> dict:
 
 
 @pages.get("/admin/users", response_class=HTMLResponse)
-def users_view(request: Request, _admin: AdminUser, store: StoreDep, msg: str | None = None):
-    return render(request, "users.html", {"users": store.list_users(), "roles": ROLES, "msg": msg})
+def users_view(request: Request, _admin: AdminUser, store: StoreDep):
+    return render(request, "users.html", {"users": store.list_users(), "roles": ROLES})
 
 
 @pages.post("/admin/users")
-async def add_user_page(request: Request, principal: AdminUser, store: StoreDep):
+async def add_user_page(request: Request, principal: AdminUser, store: StoreDep, flash: FlashDep):
     form = await request.form()
     name, role = str(form.get("name", "")), str(form.get("role", ""))
     try:
@@ -36,18 +34,18 @@ async def add_user_page(request: Request, principal: AdminUser, store: StoreDep)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
     store.add_user(name, role, password_hash, actor=principal.name)
-    return RedirectResponse(
-        "/admin/users?" + urlencode({"msg": f"User {name} added as {role}."}), 303
-    )
+    return flash.redirect("/admin/users", f"User {name} added as {role}.")
 
 
 @pages.post("/admin/users/{name}")
-async def change_user_page(request: Request, name: str, principal: AdminUser, store: StoreDep):
+async def change_user_page(
+    request: Request, name: str, principal: AdminUser, store: StoreDep, flash: FlashDep
+):
     form = await request.form()
     role = str(form.get("role") or "") or None
     disabled = {"1": True, "0": False}.get(str(form.get("disabled", "")))
     store.update_user(name, actor=principal.name, role=role, disabled=disabled)
-    return RedirectResponse("/admin/users?" + urlencode({"msg": f"User {name} changed."}), 303)
+    return flash.redirect("/admin/users", f"User {name} changed.")
 
 
 # -- JSON API ---------------------------------------------------------------------------
