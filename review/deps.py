@@ -1,9 +1,11 @@
-"""The dependencies routes declare, as ``Annotated`` aliases: the store and settings of
-the app, the authenticated caller at the role a route needs, queue filters, claim lock.
+"""The dependencies routes declare, as ``Annotated`` aliases: the store, settings and
+signer of the app, the authenticated caller at the role a route needs, the caller's
+address and scheme (for throttling and Secure cookies), flash messages, queue filters,
+the claim lock.
 
-The store and settings are the ones :func:`review.app.create_app` was given; they are
-read here and nowhere else, so a route asks for ``store: StoreDep`` instead of reaching
-into the application object.
+The store, settings and signer are the ones :func:`review.app.create_app` set up; they
+are read here and nowhere else, so a route asks for ``store: StoreDep`` instead of
+reaching into the application object.
 """
 
 from __future__ import annotations
