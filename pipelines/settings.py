@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -110,14 +110,42 @@ class VigilSettings(BaseSettings):
     review_host: str = Field(default="127.0.0.1", description="Address the review app binds.")
     review_port: int = Field(default=8765, description="Port of the review app.")
     review_secure_cookies: bool = Field(
-        default=False, description="Mark cookies Secure (set when served over TLS)."
+        default=False,
+        description="Mark cookies Secure always (they are Secure anyway on a request that came "
+        "over HTTPS).",
+    )
+    review_trust_proxy_headers: bool = Field(
+        default=False,
+        description="Believe X-Forwarded-Proto and X-Forwarded-For (the scheme and client "
+        "address a reverse proxy saw); set it only when a proxy in front always sets them.",
     )
     review_session_hours: float = Field(default=12.0, gt=0, description="Login lifetime.")
     review_claim_minutes: float = Field(
         default=15.0, gt=0, description="How long a claimed item stays locked to its analyst."
     )
     review_login_attempts: int = Field(
-        default=5, gt=0, description="Failed logins per user within 5 minutes before refusal."
+        default=5,
+        gt=0,
+        description="Failed logins for one user name from one address within 5 minutes "
+        "before that address is refused for that user.",
+    )
+    review_login_attempts_per_address: int = Field(
+        default=20,
+        gt=0,
+        description="Failed logins from one address, any user names, within 5 minutes before "
+        "the address is refused.",
+    )
+    review_login_attempts_per_account: int = Field(
+        default=100,
+        gt=0,
+        description="Failed logins for one user name from all addresses within an hour before "
+        "browsers that never signed in as that user are refused; keep it above what one "
+        "address can reach (12 x review_login_attempts).",
+    )
+    review_secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that signs flash messages and device cookies; set it when several "
+        "app processes serve one site (default: a random key per process).",
     )
 
     progress: Literal["auto", "bar", "log"] = Field(
