@@ -151,14 +151,14 @@ def capped_epoch_rows(detector: BaseDeepDetector, n: int) -> int:
 
 
 #: Default ``max_calibration_rows`` of VAEDetector and GANDetector: held-out rows and
-#: training rows that the passes around training read (seeded samples). On 1M demo rows
-#: the all-row statistics held ~750 MB and cost the VAE 16 CPU s (benchmarks/RESULTS.md,
-#: issue13-training); 65,536 rows put the 1% threshold on ~650 exceedances.
+#: training rows that the passes around training read (seeded samples): all-row statistics
+#: made memory and CPU grow with the data (the scale suite's training step); 65,536 rows
+#: put the 1% threshold on ~650 exceedances.
 FIT_STATISTICS_ROWS = 65536
 #: Default ``fit_threads`` of VAEDetector and GANDetector. Their networks are small
-#: (batches of 256-512 rows, 64-128 units): on the project's 2 shared cores one thread
-#: fitted the GAN with 4-5x less CPU per epoch than torch's default of two, the VAE 7-17x
-#: (other processes running; benchmarks/RESULTS.md, issue13-training).
+#: (batches of 256-512 rows, 64-128 units): one thread fits them with several times less
+#: CPU per epoch than torch's default of one per core, most of all on a shared machine
+#: (the scale suite's training step).
 FIT_THREADS = 1
 
 #: Score rules of ``VAEDetector`` (see the class docstring).
@@ -259,12 +259,9 @@ class VAEDetector(BaseDeepDetector):
     posterior means, stored as buffers in weights.pt (``knn_prototypes=0``: the sample
     itself, whose rows skip themselves in training). Each view is divided by its 99%
     training quantile like the rules and weighted by ``knn_weight`` (1). Chosen across the
-    28 dev-pool sets (issue 12, benchmarks/RESULTS.md, capped protocol, seed 0): mean
-    AUROC 0.819 (rules only) -> 0.853, no set more than 0.005 below the rules alone; the
-    earlier reference (5th nearest of 2048 sampled rows, weight 2) reached 0.849 but lost
-    up to 0.017 on a set, and its top-5 search over 2048 distances per row cut scoring
-    throughput 3-19x; with the nearest of 64 centres the VAE scores at 0.86-0.91 of its
-    speed without the views (shuttle, cardio; benchmarks/RESULTS.md).
+    dev pool (the devpool benchmark suite): the views raise the mean AUROC over the rules
+    alone without costing any set more than rounding; the nearest of 64 centres keeps most
+    of the scoring speed, where a top-k search over the whole sample cut it several-fold.
 
     It needs the residual statistics, computed after training only when
     ``score_rule="ensemble"`` (switching a model fitted with "elbo" to "ensemble" raises).
@@ -274,9 +271,9 @@ class VAEDetector(BaseDeepDetector):
 
     ``max_epoch_rows`` (default 131072): each epoch trains on a fresh seeded sample of at
     most this many training rows (None: all rows), so an epoch's cost is bounded on large
-    data; it is a constructor parameter, so saved with the model's config. 32768 cost the
-    handbook's context VAE scenario-1 AUPRC 0.998 -> 0.942 (200k training rows); 131072
-    gives 0.992 for 1M-row fits of 25 s instead of 19 s (benchmarks/RESULTS.md).
+    data; it is a constructor parameter, so saved with the model's config. A quarter of
+    that cost the handbook's context VAE much of its extreme-amount scenario; this size
+    keeps it at a modest cost in fit time (the scale suite's training step).
     ``max_calibration_rows`` (default 65536, ``FIT_STATISTICS_ROWS``) bounds the passes
     around training the same way: the early-stopping monitor, the threshold and the
     score scales read a seeded sample of at most that many held-out rows, the error
@@ -285,10 +282,10 @@ class VAEDetector(BaseDeepDetector):
     benchmark's sets); ``fit_info_`` records the rows each step used.
     ``fit_threads`` (default 1): torch threads while fitting, see ``FIT_THREADS``.
 
-    Other variants were tried in the issue 3 campaign and removed because they lost or
-    tied (posterior-sample and importance-weighted scores, a latent-density term, a
-    decoder with learned variance, dropout, denoising input noise, mean/std encoder
-    scaling, log of skewed signed columns): see benchmarks/RESULTS.md.
+    Other variants were tried and removed because they lost or tied (posterior-sample and
+    importance-weighted scores, a latent-density term, a decoder with learned variance,
+    dropout, denoising input noise, mean/std encoder scaling, log of skewed signed
+    columns); git history keeps them.
 
     ``explain`` returns per-column terms summed per source feature, scaled so that each
     row's contributions sum to its score: for "elbo" the terms ``(x_j - x_hat_j)^2 / v_j``

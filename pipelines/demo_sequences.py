@@ -138,7 +138,7 @@ def _fraud(card: int, home: np.ndarray, level: float, days: int, rng) -> pd.Data
     return frame
 
 
-# ------------------------------------------------------------------ typology set (issue 11)
+# ------------------------------------------------------------------ typology set
 #: Cities the cards live in, travel to and online merchants have their head office in.
 CITIES = {
     "brussels": (50.85, 4.35),

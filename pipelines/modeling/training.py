@@ -94,7 +94,7 @@ class TrainingSplit:
     state: pd.DataFrame | None = None
     #: Raw records as a batch to score would hold them (an input example for the registry).
     raw_example: pd.DataFrame | None = None
-    #: Labels known before training (issue 9): confirmed frauds left out of the normal
+    #: Labels known before training: confirmed frauds left out of the normal
     #: training rows, and which training rows analysts reviewed as not fraud (kept; usable
     #: for calibration).
     confirmed_frauds_dropped: int = 0
