@@ -11,10 +11,9 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from detectors.base import BaseDeepDetector
-from detectors.vae import (
+from detectors.parts import (
     FIT_STATISTICS_ROWS,
     FIT_THREADS,
-    KNN_VIEWS,
     capped_epoch_rows,
     fit_knn_reference,
     kth_distance,
@@ -22,6 +21,7 @@ from detectors.vae import (
     own_param,
     reference_side,
 )
+from detectors.vae import KNN_VIEWS
 
 #: Rows per pass of the scoring networks within one scoring batch (``SCORE_BATCH_SIZE``,
 #: 8192): a layer's activations (rows x 64 floats) are 512 kB instead of 2 MB, fewer fresh
