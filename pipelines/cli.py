@@ -192,8 +192,8 @@ def _slug(text: str) -> str:
 @click.option(
     "--with-labels",
     is_flag=True,
-    help="Also train a re-ranker on the verdicts known now and register each detector's "
-    "re-ranked version (<model>-reranked).",
+    help="Also train a re-ranker on the verdicts known now and register it as a new "
+    "version of each detector's model (kind <detector>-reranked): the challenger.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train(
@@ -245,7 +245,7 @@ def train(
     for model in result["models"]:
         click.echo(_model_line(model))
     for skipped in result.get("reranked_skipped", []):
-        click.echo(f"  {skipped['model']}: not trained: {skipped['skipped']}")
+        click.echo(f"  {skipped['model']} (labelled): not trained: {skipped['skipped']}")
 
 
 def _model_line(model: dict) -> str:
@@ -256,10 +256,11 @@ def _model_line(model: dict) -> str:
         if "auroc" in m
         else "no labels: AUROC n/a"
     )
-    if model.get("base"):  # a re-ranked model (issue 9): its threshold is on max(u, p/p_cut)
+    if model.get("base"):  # a labelled (re-ranked) version: its threshold is on max(u, p/p_cut)
         return (
             f"  {model['model']} v{model['version']} [{', '.join(model['aliases'])}]  "
-            f"{quality}  re-ranks {model['base']} with {m['n_labelled']:.0f} verdicts "
+            f"{quality}  labelled: re-ranks v{model['base'].rsplit('/', 1)[-1]} with "
+            f"{m['n_labelled']:.0f} verdicts "
             f"({m['n_frauds']:.0f} fraud)  hold-out FPR {_percent(m.get('holdout_fpr'))}  "
             f"fit {m['fit_seconds']:.1f}s"
         )

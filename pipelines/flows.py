@@ -150,7 +150,8 @@ def train_reranked_model(
         )
     except NotEnoughLabels as exc:
         get_run_logger().warning("%s: no re-ranked model: %s", trained["model"], exc)
-        return {"model": f"{trained['model']}-reranked", "skipped": str(exc)}
+        return {"model": trained["model"], "detector": f"{trained['detector']}-reranked",
+                "skipped": str(exc)}  # fmt: skip
     return register_reranked(
         model,
         base_model=trained["model"],

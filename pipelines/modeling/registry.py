@@ -33,6 +33,8 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 TAG_DATASET = "vigil.dataset"
 TAG_DETECTOR = "vigil.detector"
+#: The kind of a version trained on labels as well: ``<detector>-reranked``.
+LABELLED_SUFFIX = "-reranked"
 #: A threshold set after training (``vigil threshold set``): JSON of the Threshold plus who
 #: and which ledger entry; applied every time the version is loaded.
 TAG_THRESHOLD = "vigil.threshold"
@@ -144,7 +146,12 @@ def log_bundle(
     version = str(registered.version)
     client = MlflowClient()
     client.set_registered_model_tag(registered_name, TAG_DATASET, bundle.spec.name)
-    client.set_registered_model_tag(registered_name, TAG_DETECTOR, detector_kind)
+    # The model's kind is its detector's; a labelled version (``vae-reranked``) says so
+    # in its own version tag.
+    client.set_registered_model_tag(
+        registered_name, TAG_DETECTOR, detector_kind.removesuffix(LABELLED_SUFFIX)
+    )
+    client.set_model_version_tag(registered_name, version, TAG_DETECTOR, detector_kind)
     client.set_model_version_tag(registered_name, version, "threshold", str(bundle.threshold))
     return version
 
