@@ -264,11 +264,16 @@ def _model_line(model: dict) -> str:
             f"({m['n_frauds']:.0f} fraud)  hold-out FPR {_percent(m.get('holdout_fpr'))}  "
             f"fit {m['fit_seconds']:.1f}s"
         )
-    return (
+    line = (
         f"  {model['model']} v{model['version']} [{', '.join(model['aliases'])}]  {quality}  "
         f"threshold {m['threshold']:.4g} (target FPR {m['target_fpr']:.1%}, "
         f"hold-out FPR {_percent(m.get('holdout_fpr'))})  fit {m['fit_seconds']:.1f}s"
     )
+    for problem in model.get("problems", []):
+        line += f"\n    NOT made champion or challenger: {problem}"
+    for warning in model.get("warnings", []):
+        line += f"\n    warning: {warning}"
+    return line
 
 
 def _percent(value: float | None) -> str:

@@ -21,6 +21,8 @@ from pipelines.modeling.training import (
     fit_detector,
     log_and_register,
     split_for_training,
+    training_problems,
+    training_warnings,
 )
 from pipelines.operations.sources import (
     FolderSource,
@@ -102,6 +104,7 @@ def train_detector(
 
     detector = fit_detector(kind, spec, data_split, config)
     evaluation = evaluate_detector(detector, spec, data_split, config)
+    problems = training_problems(detector, evaluation, spec, data_split)
     registered = log_and_register(
         kind,
         detector,
@@ -111,6 +114,8 @@ def train_detector(
         data_source=data_source,
         max_reasons=get_settings().max_reasons,
         input_example=data_split.raw_example,
+        problems=problems,
+        warnings=training_warnings(detector, spec, data_split),
     )
     # Drift watch and promotion compare against what the model saw in training.
     log_training_reference(
