@@ -27,12 +27,12 @@ import functools
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from datetime import UTC
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PREFIX = "ctx_"
 _EARTH_RADIUS_KM = 6371.0088
@@ -41,66 +41,110 @@ _EARTH_RADIUS_KM = 6371.0088
 _MIN_HOURS_FOR_SPEED = 1.0 / 60.0
 
 
-@dataclass(frozen=True)
-class ContextConfig:
+class ContextConfig(BaseModel):
     """Which context features to build from which raw columns.
 
-    ``windows`` and ``history`` are pandas durations ("10min", "1h", "1d", "7d", "30d").
-    ``history`` bounds every look-back, and is the state a scorer must keep per entity.
+    This is the sequence-mode section of a data-set spec (``context:`` in its YAML), and
+    the detectors read it as it is. The spec names the entity, time and secondary entity
+    columns at its top level and hands them to this section; in a notebook they are given
+    here. Durations (``windows``, ``history``, ...) are pandas durations ("10min", "1h",
+    "1d", "7d", "30d"). ``history`` bounds every look-back, and is the state a scorer
+    must keep per entity.
     """
 
-    entity_column: str
-    time_column: str
-    amount_column: str | None = None
-    windows: tuple[str, ...] = ("10min", "1h", "1D", "7D")
-    history: str = "30D"
-    novelty_columns: tuple[str, ...] = ()
-    secondary_entity_columns: tuple[str, ...] = ()
+    model_config = ConfigDict(frozen=True)
+
+    entity_column: str = Field(description="The entity whose history is context (card_id).")
+    time_column: str = Field(description="Event time (numbers in seconds, or datetimes).")
+    secondary_entity_columns: list[str] = Field(
+        default_factory=list,
+        description="Other entities with a history (terminal, merchant id): their recent "
+        "activity is counted across the main entities.",
+    )
+    amount_column: str | None = Field(
+        default=None, description="Amounts: window sums and amount vs the entity's history."
+    )
+    windows: list[str] = Field(
+        default_factory=lambda: ["10min", "1h", "1D", "7D"],
+        description="Trailing windows for counts and amount sums.",
+    )
+    history: str = Field(default="30D", description="Longest look-back of any feature.")
+    baseline_gap: str | None = Field(
+        default=None,
+        description="Also compare amounts with the entity's baseline: its records between "
+        "history and baseline_gap ago. A takeover that has been spending for days inflates "
+        "the recent average it is compared with; a baseline older than the gap stays clean.",
+    )
+    novelty_columns: list[str] = Field(
+        default_factory=list, description="'First time at this value' flags (merchant, country)."
+    )
     latitude_column: str | None = None
     longitude_column: str | None = None
-    calendar: bool = True
-    event_noun: str = "record"
-    entity_noun: str = "entity"
-    secondary_windows: tuple[str, ...] = field(default=("1D", "7D"))
-    #: Also compare the amount with a *baseline*: the entity's records between
-    #: ``history`` and ``baseline_gap`` ago. A takeover that has been spending for days
-    #: inflates the recent average it is compared with; the baseline stays clean.
-    baseline_gap: str | None = None
-    #: Earlier records needed before an amount is compared with them: against one or two
-    #: records (a 0.19 payment, say) a ratio says more about chance than about the card.
-    min_history: int = 3
-    #: Column saying which records were made where the card physically was (card-present,
-    #: 1/true). Only those count for distance and speed: an online payment carries the
-    #: merchant's head-office coordinates, which say nothing about where the card is.
-    located_column: str | None = None
-    #: Also the highest implied speed among the entity's located records in this trailing
-    #: window (this one included): the second payment in a far city, minutes after the
-    #: first, is slow from it but sits in a window with an impossible jump.
-    travel_window: str | None = None
-    #: The entity's profile: for each column, the share of its earlier records (in
-    #: ``history``) with this record's value (0 = a value it never uses).
-    profile_columns: tuple[str, ...] = ()
-    #: Also the share of its earlier records within one hour of this time of day.
-    profile_hours: bool = False
-    #: Windows over which the records that were first at their novelty value are counted
-    #: (a run of payments at merchants new to the card).
-    novelty_windows: tuple[str, ...] = ()
-    #: Amount / median of the entity's earlier amounts in ``history``: robust to a minority
-    #: of inflated amounts (a takeover) and to one huge past payment.
-    robust_baseline: bool = False
-    #: For each window, the entity's mean amount over the window (this record included)
-    #: / its mean over the older records of ``history``: a compromised period raises a
-    #: whole run of amounts, including the ones that alone stay in the entity's range.
-    level_windows: tuple[str, ...] = ()
-    #: For each novelty column and window, the entity's records first at their value in
-    #: the window against its own rate of them: count / ((earlier count + 1) x window /
-    #: (history / 2 - window)), the earlier count taken over [t - history / 2, t - window].
-    #: "unlocated": only records that are not located (``located_column`` false: card-not-
-    #: present payments at new merchants, the takeover's run); "all": every record. A card
-    #: that often tries new web shops is not surprising when it tries one more.
-    novelty_rate: str | None = None
+    located_column: str | None = Field(
+        default=None,
+        description="Column that is 1/true where the record was made where the entity "
+        "physically was (card-present); only those count for distance and speed: an online "
+        "payment carries the merchant's head-office coordinates, which say nothing about "
+        "where the card is.",
+    )
+    travel_window: str | None = Field(
+        default=None,
+        description="Also the highest implied speed among the entity's located records in "
+        "this trailing window (this one included): the second payment in a far city, "
+        "minutes after the first, is slow from it but sits in a window with an impossible "
+        "jump.",
+    )
+    profile_columns: list[str] = Field(
+        default_factory=list,
+        description="Profile: for each column, the share of the entity's earlier records "
+        "(in history) with this record's value (0 = a value it never uses).",
+    )
+    profile_hours: bool = Field(
+        default=False,
+        description="Profile: share of the entity's earlier records within one hour of "
+        "this time of day.",
+    )
+    novelty_windows: list[str] = Field(
+        default_factory=list,
+        description="Windows over which the records that were first at their novelty value "
+        "are counted (a run of payments at merchants new to the card).",
+    )
+    novelty_rate: Literal["all", "unlocated"] | None = Field(
+        default=None,
+        description="For each novelty column and window, the entity's records first at their "
+        "value in the window against its own rate of them: count / ((earlier count + 1) x "
+        "window / (history / 2 - window)), the earlier count taken over [t - history / 2, "
+        "t - window]. 'unlocated': only records not located (card-not-present payments at "
+        "new merchants, a takeover's run); 'all': every record. A card that often tries "
+        "new web shops is not surprising when it tries one more.",
+    )
+    robust_baseline: bool = Field(
+        default=False,
+        description="Amount / median of the entity's earlier amounts in history: robust to "
+        "a minority of inflated amounts (a takeover) and to one huge past payment.",
+    )
+    level_windows: list[str] = Field(
+        default_factory=list,
+        description="For each window, the entity's mean amount over the window (this record "
+        "included) / its mean over the older records of history: a compromised period "
+        "raises a whole run of amounts, including the ones that alone stay in range.",
+    )
+    min_history: int = Field(
+        default=3,
+        ge=1,
+        description="Earlier records needed before an amount is compared with them: against "
+        "one or two records a ratio says more about chance than about the entity.",
+    )
+    calendar: bool = Field(default=True, description="Hour of day and weekday, cyclic.")
+    secondary_windows: list[str] = Field(
+        default_factory=lambda: ["1D", "7D"],
+        description="Trailing windows for the secondary entities' counts.",
+    )
+    event_noun: str = Field(default="record", description="Word for one record in reasons.")
+    entity_noun: str = Field(default="entity", description="Word for the entity in reasons.")
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _consistent(self) -> ContextConfig:
         for name in (*self.windows, self.history, *self.secondary_windows):
             _seconds(name)
         if self.baseline_gap is not None and not (
@@ -131,10 +175,6 @@ class ContextConfig:
         if any(_seconds(w) >= _seconds(self.history) for w in self.novelty_windows):
             raise ValueError("novelty_windows must be shorter than history")
         if self.novelty_rate is not None:
-            if self.novelty_rate not in ("all", "unlocated"):
-                raise ValueError(
-                    f"novelty_rate must be 'all' or 'unlocated', got {self.novelty_rate!r}"
-                )
             if not self.novelty_windows:
                 raise ValueError("novelty_rate compares novelty_windows' counts: it needs them")
             if self.novelty_rate == "unlocated" and not self.located_column:
@@ -150,6 +190,11 @@ class ContextConfig:
                 f"a window ({longest / 86400:g} days) is longer than history={self.history!r}; "
                 "history bounds every look-back"
             )
+        return self
+
+    def replace(self, **changes: Any) -> ContextConfig:
+        """A copy with ``changes``, validated as a new config is (``model_copy`` is not)."""
+        return type(self).model_validate({**self.model_dump(), **changes})
 
     @property
     def history_seconds(self) -> float:
@@ -214,23 +259,12 @@ class ContextConfig:
         return names
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain values (lists, strings, numbers): JSON as it is."""
+        return self.model_dump()
 
     @classmethod
     def from_dict(cls, data: Mapping) -> ContextConfig:
-        data = dict(data)
-        for key in (
-            "windows",
-            "novelty_columns",
-            "secondary_entity_columns",
-            "secondary_windows",
-            "profile_columns",
-            "novelty_windows",
-            "level_windows",
-        ):
-            if key in data and data[key] is not None:
-                data[key] = tuple(data[key])
-        return cls(**data)
+        return cls.model_validate(dict(data))
 
 
 def time_to_seconds(values: Any, name: str = "time") -> np.ndarray:
@@ -881,8 +915,8 @@ def _column_words(column: str) -> str:
 
 
 def _seconds(text: str) -> float:
-    """A duration in seconds; remembered, since every spec look-up re-checks its windows
-    (a one-record request builds the context config several times)."""
+    """A duration in seconds; remembered, since every feature build and every config
+    validation reads the same few windows again."""
     return _seconds_of(str(text))
 
 

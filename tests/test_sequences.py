@@ -192,7 +192,7 @@ def test_typology_set_plants_every_typology_among_hard_normals():
     rated = spec.model_copy(
         update={"context": spec.context.model_copy(update={"novelty_rate": "unlocated"})}
     )
-    assert rated.context_config().novelty_rate == "unlocated"
+    assert rated.context.novelty_rate == "unlocated"
     assert "ctx_new_merchant_id_rate_6h" in rated.model_feature_columns
     with pytest.raises(ValueError, match="novelty_rate"):
         type(spec.context).model_validate({**spec.context.model_dump(), "novelty_rate": "x"})

@@ -132,7 +132,7 @@ class Scorer:
         """The in-memory history this spec needs: the one held if it is the same data set
         and context (a new version of the model), else loaded fresh."""
         live = self._live
-        if spec.context_config() is None:
+        if spec.context is None:
             return None
         if live is not None and live.spec.name == spec.name:
             if live.signature == context_signature(spec):

@@ -60,7 +60,7 @@ def plan_sequence_stream(
 ) -> SequencePlan:
     """Read the file once (validated as the scoring pass validates it) to decide how it
     is scored and with which kept history; writes nothing."""
-    config = spec.context_config()
+    config = spec.context
     seen = SeenIds()
     newest = -np.inf
     start: float | None = None
@@ -211,7 +211,7 @@ class HistoryParts:
             self._pending.popleft().result()  # re-raises a failed save
 
     def _save(self, number: int, state: pd.DataFrame) -> None:
-        config = self.spec.context_config()
+        config = self.spec.context
         self.store.save_history(
             dataset=self.spec.name,
             batch_id=self.key(number),

@@ -47,7 +47,7 @@ class EntityHistory:
 
 def context_signature(spec: DatasetSpec) -> str:
     """Identifies the context features a record was given (changes when the spec does)."""
-    config = spec.context_config()
+    config = spec.context
     payload = {"context": config.to_dict() if config else None, "features": spec.feature_columns}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -56,7 +56,7 @@ def load_entity_history(
     store: ResultsStore, spec: DatasetSpec, batch: pd.DataFrame
 ) -> EntityHistory:
     """Records of the ``history`` before the batch's first record (none of the batch's ids)."""
-    config = spec.context_config()
+    config = spec.context
     if config is None or not len(batch):
         return EntityHistory(frame=None, rows=0, gap_seconds=None)
     seconds = time_to_seconds(batch[config.time_column], config.time_column)
@@ -72,7 +72,7 @@ def load_history_before(
 
     A streamed batch knows its first record before it knows all its ids: it loads with
     ``start`` alone and excludes the ids it meets later (see :mod:`.carried`)."""
-    config = spec.context_config()
+    config = spec.context
     if config is None:
         return EntityHistory(frame=None, rows=0, gap_seconds=None)
     since = start - config.history_seconds
@@ -123,7 +123,7 @@ def save_entity_history(
     ``only_recent`` keeps just the last ``history`` of the records (training data: months
     of records of which the next batch needs only the tail).
     """
-    config = spec.context_config()
+    config = spec.context
     if config is None or not len(state):
         return False
     seconds = time_to_seconds(state[config.time_column])
@@ -145,7 +145,7 @@ def save_entity_history(
 def prune_entity_history(store: ResultsStore, spec: DatasetSpec) -> None:
     """Drop kept segments no batch can need: older than twice the horizon before the
     newest kept record (twice, so a late, backfilled batch still finds its past)."""
-    config = spec.context_config()
+    config = spec.context
     extent = store.history_extent(spec.name)
     if config is not None and extent is not None:
         store.prune_history(spec.name, before=extent[1] - 2 * config.history_seconds)

@@ -87,7 +87,7 @@ class LiveHistory:
         source: str = "api",
         background: bool = True,
     ) -> None:
-        config = spec.context_config()
+        config = spec.context
         if config is None:
             raise ValueError(f"spec {spec.name!r} has no entity context to keep")
         self.store, self.spec, self.config = store, spec, config
