@@ -8,8 +8,7 @@ import pandas as pd
 from pipelines.demo_sequences import SEQUENCE_SPEC, generate_card_sequences
 from pipelines.intake.ingest import Batch, validate_batch
 from pipelines.modeling.bundle import prepare_records
-from pipelines.scoring.history import load_entity_history, save_entity_history
-from pipelines.scoring.live import LiveHistory
+from pipelines.scoring.history import LiveHistory, load_entity_history, save_entity_history
 from pipelines.store import ResultsStore
 
 

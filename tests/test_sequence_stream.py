@@ -20,8 +20,7 @@ from pipelines.intake.stream import open_stream
 from pipelines.modeling.bundle import ScoringBundle
 from pipelines.modeling.training import TrainConfig, fit_detector, split_for_training
 from pipelines.scoring.batch import score_batch, score_stream
-from pipelines.scoring.carried import CarriedTail
-from pipelines.scoring.history import load_entity_history
+from pipelines.scoring.history import CarriedTail, load_entity_history
 from pipelines.store import EntityHistorySegment, ResultsStore
 from pipelines.store.models import Flag
 from pipelines.store.production import ProductionStoreMixin, StoreUnavailable

@@ -40,14 +40,14 @@ from pipelines.intake.ingest import (
 from pipelines.intake.stream import BatchStream
 from pipelines.modeling.bundle import PreparedRecords, ScoringBundle
 from pipelines.progress import progress
-from pipelines.scoring.carried import (
+from pipelines.scoring.history import (
+    EntityHistory,
     HistoryParts,
-    SequenceGroup,
-    carried_groups,
-    plan_sequence_stream,
+    load_entity_history,
+    save_entity_history,
 )
-from pipelines.scoring.history import EntityHistory, load_entity_history, save_entity_history
 from pipelines.scoring.partitions import IN_PROCESS, Partitions
+from pipelines.scoring.sequence_stream import SequenceGroup, carried_groups, plan_sequence_stream
 from pipelines.store import ResultsStore
 from pipelines.store.production import ChunkWrite, RunClaimTicket
 

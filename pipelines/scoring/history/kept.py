@@ -11,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -149,3 +152,70 @@ def prune_entity_history(store: ResultsStore, spec: DatasetSpec) -> None:
     extent = store.history_extent(spec.name)
     if config is not None and extent is not None:
         store.prune_history(spec.name, before=extent[1] - 2 * config.history_seconds)
+
+
+@dataclass
+class HistoryParts:
+    """A streamed batch's records kept as entity history, one segment per chunk, saved
+    in a background thread while later chunks are scored.
+
+    Each part is keyed ``<batch id>/chunk<N>`` and saved once: a re-run after an
+    interruption recomputes every chunk's records (it must, to carry them) and saves the
+    parts that are missing. Together the parts hold what the whole-batch path keeps as
+    its one segment; the prune after the run drops parts as it drops segments."""
+
+    store: ResultsStore
+    spec: DatasetSpec
+    batch_id: str
+    source: str
+    _existing: set = field(default_factory=set)
+    _pool: ThreadPoolExecutor | None = None
+    _pending: deque[Future] = field(default_factory=deque)
+
+    #: Parts queued for saving at most (each holds a chunk's records until saved).
+    MAX_PENDING: ClassVar[int] = 8
+
+    def __post_init__(self) -> None:
+        prefix = f"{self.batch_id}/chunk"
+        self._existing = {
+            batch for _, batch, _ in self.store.history_segment_ids(self.spec.name)
+            if batch.startswith(prefix)
+        }  # fmt: skip
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-history")
+        self._signature = context_signature(self.spec)
+
+    def key(self, number: int) -> str:
+        return f"{self.batch_id}/chunk{number}"
+
+    def save(self, number: int, state: pd.DataFrame) -> None:
+        """Keep chunk ``number``'s records (unless kept by an earlier attempt); queued
+        behind at most ``MAX_PENDING`` parts, so scoring does not wait on each insert."""
+        if not len(state) or self.key(number) in self._existing:
+            return
+        self._pending.append(self._pool.submit(self._save, number, state))
+        while len(self._pending) > self.MAX_PENDING or (self._pending and self._pending[0].done()):
+            self._pending.popleft().result()  # re-raises a failed save
+
+    def _save(self, number: int, state: pd.DataFrame) -> None:
+        config = self.spec.context
+        self.store.save_history(
+            dataset=self.spec.name,
+            batch_id=self.key(number),
+            source=self.source,
+            signature=self._signature,
+            frame=state,
+            seconds=time_to_seconds(state[config.time_column]),
+        )
+
+    def wait(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
+
+    def finish(self) -> None:
+        """Wait for the last part, then prune what no batch can need any more."""
+        self.wait()
+        prune_entity_history(self.store, self.spec)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)

@@ -36,7 +36,7 @@ import pandas as pd
 
 from detectors.context import build_context_features, time_to_seconds
 from pipelines.intake.spec import DatasetSpec
-from pipelines.scoring.history import (
+from pipelines.scoring.history.kept import (
     EntityHistory,
     context_signature,
     load_entity_history,
