@@ -285,11 +285,11 @@ class Scorer:
         live = self._live
         if live is None or live.spec.name != spec.name:
             live = self._live = self._live_for(spec)
-        history = live.history_for(clean)
+        history = live.before(clean)
         prepared = bundle.prepare(clean, history.frame)
         scored = bundle.score_prepared(prepared)
         if append_history:
-            live.append(prepared.state)
+            live.extend(prepared.state)
         return _results(clean, scored, spec.id_column), history.rows
 
     @staticmethod

@@ -1,10 +1,12 @@
-"""Streamed sequence scoring: what each chunk carries over from the chunks before it.
+"""Streamed sequence scoring: the plan of a file, and its chunks in runs, each given its
+context against the chunks before it.
 
 A record's context features look back at most the context's ``history`` (every key they
 group by: the card, a merchant spanning cards), and a sequence detector's window holds
 the entity's last ``sequence_length - 1`` records within its own horizon. So a file read
-in time order can be scored chunk by chunk, each chunk against the *carried tail*: the
-kept entity history plus the earlier chunks' records that a later record can still reach.
+in time order can be scored chunk by chunk, each chunk against the *carried tail*
+(:class:`~pipelines.scoring.history.CarriedHistory`): the kept entity history plus the
+earlier chunks' records that a later record can still reach.
 Scores, flags and the saved history then equal the whole batch scored in memory
 (:func:`pipelines.scoring.batch.score_batch`), with memory bounded by what the horizon
 holds rather than by the file.
@@ -29,7 +31,7 @@ from pipelines.intake.ingest import MAX_FIELD_CHARS, SeenIds, ValidationResult, 
 from pipelines.intake.spec import DatasetSpec
 from pipelines.intake.stream import BatchStream
 from pipelines.modeling.bundle import PreparedRecords, ScoringBundle
-from pipelines.scoring.history import CarriedTail, EntityHistory, load_history_before
+from pipelines.scoring.history import CarriedHistory, KeptHistory, PastRecords
 from pipelines.store import ResultsStore
 
 
@@ -37,7 +39,7 @@ from pipelines.store import ResultsStore
 class SequencePlan:
     """What the read-ahead found: whether the file streams, and its kept history."""
 
-    history: EntityHistory
+    history: PastRecords
     #: None: the file streams; else why it is scored in memory instead.
     in_memory_reason: str | None = None
     chunks: int = 0
@@ -53,6 +55,7 @@ def plan_sequence_stream(
     """Read the file once (validated as the scoring pass validates it) to decide how it
     is scored and with which kept history; writes nothing."""
     config = spec.context
+    kept = KeptHistory(store, spec)
     seen = SeenIds()
     newest = -np.inf
     start: float | None = None
@@ -68,7 +71,7 @@ def plan_sequence_stream(
         first = float(np.min(seconds))
         if first < newest:
             return SequencePlan(
-                history=_no_history(),
+                history=PastRecords.none(),
                 in_memory_reason=(
                     f"not in time order across chunks: chunk {number} holds a record "
                     f"{newest - first:,.0f} s earlier than one of an earlier chunk"
@@ -78,22 +81,16 @@ def plan_sequence_stream(
         newest = max(newest, float(np.max(seconds)))
         if start is None:
             start = first
-            preliminary = load_history_before(store, spec, start)
+            preliminary = kept.before_time(start)
             if preliminary.frame is not None:
                 kept_ids = set(preliminary.frame[spec.id_column])
         if kept_ids:
             ids = clean[spec.id_column]
             repeated.update(ids[ids.isin(kept_ids)])
     if start is None:
-        return SequencePlan(history=_no_history(), chunks=chunks)
-    history = (
-        load_history_before(store, spec, start, exclude_ids=repeated) if repeated else preliminary
-    )
+        return SequencePlan(history=PastRecords.none(), chunks=chunks)
+    history = kept.before_time(start, exclude_ids=repeated) if repeated else preliminary
     return SequencePlan(history=history, chunks=chunks)
-
-
-def _no_history() -> EntityHistory:
-    return EntityHistory(frame=None, rows=0, gap_seconds=None)
 
 
 @dataclass
@@ -135,7 +132,7 @@ def carried_groups(
     chunk by chunk the work would grow by the tail's size per chunk (the horizon's
     records, often many chunks' worth). Memory stays bounded by the horizon."""
     seen = SeenIds()
-    tail = CarriedTail(bundle, plan.history.frame)
+    tail = CarriedHistory(bundle, plan.history.frame)
     group: list[ChunkSpan] = []
     rows = 0
     for number, chunk in enumerate(stream.chunks()):
@@ -148,17 +145,22 @@ def carried_groups(
         )
         rows += clean_rows
         if rows >= max(stream.chunk_size, tail.rows):
-            yield _prepared_group(tail, group)
+            yield _prepared_group(bundle, tail, group)
             group, rows = [], 0
     if group:
-        yield _prepared_group(tail, group)
+        yield _prepared_group(bundle, tail, group)
 
 
-def _prepared_group(tail: CarriedTail, group: list[ChunkSpan]) -> SequenceGroup:
+def _prepared_group(
+    bundle: ScoringBundle, tail: CarriedHistory, group: list[ChunkSpan]
+) -> SequenceGroup:
+    """The group's clean rows given their context against the tail, which then carries
+    them; ``prepared.history`` holds the carried window rows of their entities."""
     cleans = [span.validated.clean for span in group if len(span.validated.clean)]
     prepared = None
     if cleans:
         clean = pd.concat(cleans, ignore_index=True) if len(cleans) > 1 else cleans[0]
-        prepared = tail.prepare(clean)
-        prepared.history = tail.window_history(prepared.features)
+        prepared = bundle.prepare(clean, tail.before(clean).frame)
+        tail.extend(prepared.state)
+        prepared.history = tail.windows_for(prepared.features)
     return SequenceGroup(chunks=group, prepared=prepared, write={s.number for s in group})

@@ -1,5 +1,10 @@
-"""The carried tail of a streamed sequence batch: what later chunks can still reach of
-the chunks before them."""
+"""Entity history carried between the chunks of a streamed sequence batch.
+
+A file read in time order is scored chunk by chunk, each chunk against the rows that a
+later record can still reach: the kept history the batch started with, then the earlier
+chunks' records within the look-back. Memory stays bounded by what the horizon holds
+rather than by the file.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,19 @@ import numpy as np
 import pandas as pd
 
 from detectors.context import time_to_seconds
-from pipelines.modeling.bundle import PreparedRecords, ScoringBundle
+from pipelines.modeling.bundle import ScoringBundle
+from pipelines.scoring.history.base import PastRecords
 
 
-class CarriedTail:
-    """What later records can still reach of the records before them: ``frame``, the
+class CarriedHistory:
+    """The carried tail of a streamed batch (an :class:`EntityHistory`): ``frame``, the
     rows within the bundle's look-back of the newest record so far, as the kept history
     frames them (id, raw columns, features), for context; and ``windows``, each entity's
     last records (the detector's model input), for a sequence detector's windows.
 
     Records must come in time order (none earlier than one already carried): then a row
-    pruned here is out of reach of every later record."""
+    pruned here is out of reach of every later record. ``history``: the kept records the
+    batch starts from (ids the batch repeats left out already)."""
 
     def __init__(self, bundle: ScoringBundle, history: pd.DataFrame | None) -> None:
         self._bundle = bundle
@@ -38,15 +45,18 @@ class CarriedTail:
     def rows(self) -> int:
         return 0 if self.frame is None else len(self.frame)
 
-    def prepare(self, clean: pd.DataFrame) -> PreparedRecords:
-        """Records' features in the context of the carried rows, which then carry them
-        (``history`` is left to :meth:`window_history`)."""
-        prepared = self._bundle.prepare(clean, self.frame)
-        prepared.history = None
-        self._carry(prepared.state)
-        return prepared
+    def before(self, records: pd.DataFrame) -> PastRecords:
+        """The carried rows (ids are unique across a stream's chunks: none is the
+        records' own)."""
+        if self.frame is None or not len(records):
+            return PastRecords.none()
+        start = float(np.nanmin(time_to_seconds(records[self._time], self._time)))
+        gap = max(0.0, start - float(self._seconds.max()))
+        return PastRecords(frame=self.frame, rows=self.rows, gap_seconds=gap)
 
-    def _carry(self, state: pd.DataFrame) -> None:
+    def extend(self, state: pd.DataFrame) -> None:
+        """Carry records just given their context; drop the rows now out of every later
+        record's reach."""
         if not len(state):
             return
         seconds = time_to_seconds(state[self._time], self._time)
@@ -61,9 +71,9 @@ class CarriedTail:
             all_seconds = all_seconds[keep]
         self.frame, self._seconds = frame, all_seconds
 
-    def window_history(self, features: pd.DataFrame) -> pd.DataFrame | None:
-        """The carried window rows of ``features``' entities (None: no windows), then
-        carry ``features``' own records for the next ones."""
+    def windows_for(self, features: pd.DataFrame) -> pd.DataFrame | None:
+        """The carried window rows of ``features``' entities (None: the detector reads no
+        windows), then carry ``features``' own records for the next ones."""
         bundle = self._bundle
         windows = None if self.windows is None else bundle.window_history(self.windows, features)
         carried = features if self.windows is None else pd.concat([self.windows, features])
