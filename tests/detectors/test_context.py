@@ -372,7 +372,7 @@ def test_profile_features_keep_batch_alone_equal_to_whole_file():
 def test_clock_parts_from_nanoseconds_equal_pandas_dt_accessors():
     """The calendar features read hour/minute/second/weekday from integer nanoseconds;
     they must equal pandas' ``.dt`` values for naive and UTC times, before 1970 too."""
-    from detectors.context import _clock
+    from detectors.context.features import _clock
 
     rng = np.random.default_rng(0)
     nanos = rng.integers(-2 * 10**9, 4 * 10**9, 5000) * 10**9 + rng.integers(0, 10**9, 5000)
