@@ -14,8 +14,9 @@ records just scored for the ones after them.
   records written back in batches.
 
 Each gives a record the rows the others would give it, so it scores the same on every
-path. The store holds the segments; only :class:`KeptHistory` and :class:`HistoryParts`
-(a streamed batch's segments, one per chunk) call it.
+path. The results store holds the kept segments (its history methods: save, load, list,
+prune); this package decides which rows a batch sees, which it keeps (a streamed batch's
+one per chunk: :class:`HistoryParts`) and when they go.
 """
 
 from pipelines.scoring.history.base import EntityHistory, PastRecords, context_signature
