@@ -32,7 +32,7 @@ from pipelines.operations.sources import (
     list_pending,
     score_pending,
 )
-from pipelines.scoring.history import save_entity_history
+from pipelines.scoring.history import KeptHistory
 from pipelines.settings import get_settings
 from pipelines.store import ResultsStore
 
@@ -200,13 +200,8 @@ def train_flow(
             (skipped if "skipped" in reranked else models).append(reranked)
     if data_split.state is not None:
         # The training records' tail is the entity history the first scored batch needs.
-        save_entity_history(
-            store,
-            spec,
-            batch_id=batch.content_hash,
-            source=batch.source,
-            state=data_split.state,
-            only_recent=True,
+        KeptHistory(store, spec).keep(
+            data_split.state, batch_id=batch.content_hash, source=batch.source, only_recent=True
         )
     return {
         "dataset": spec.name,

@@ -240,7 +240,7 @@ def build_detector(kind: DetectorKind, spec: DatasetSpec, config: TrainConfig):
         "range_features": list(spec.range_checked_features) or None,
     }
     if kind in SEQUENCE_KINDS:
-        context = spec.context_config()
+        context = spec.context
         assert context is not None
         params.update(
             entity_column=spec.entity_column,
