@@ -22,40 +22,40 @@ demo: install
 	$(BIN)/vigil demo-feedback
 
 test: install
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
-# Detection quality and speed side by side with PyOD (about 30 minutes on 2 cores).
+# Benchmarks run from a clone through one runner, `python -m benchmarks SUITE` (the suites
+# and their default arguments: benchmarks/suites.yaml). Each writes benchmarks/results/SUITE.json
+# and its section of benchmarks/RESULTS.md; `python -m benchmarks --list` shows them all.
+BENCH := $(BIN)/python -m benchmarks
+BENCH_DEPS = $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
+
+# Detection quality and speed side by side with PyOD on five real tabular sets.
 bench: install
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
-	$(BIN)/python -m benchmarks.tabular --datasets cardio thyroid mammography shuttle creditcard_ulb \
-		--seeds 3 --out benchmarks/results/tabular.json --markdown benchmarks/RESULTS.md
+	$(BENCH_DEPS)
+	$(BENCH) tabular
 
 # vigil's defaults across the whole dev pool (5 shared + 23 adbench_dev sets), capped
-# protocol (benchmarks/devpool.py), against the cached PyOD baselines of bench-dev-pyod.
+# protocol, against the cached PyOD baselines of bench-dev-pyod.
 bench-dev: install
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
-	$(BIN)/python -m benchmarks.devpool --models vigil_vae vigil_gan \
-		--out benchmarks/results/devpool_vigil.json
-	$(BIN)/python -m benchmarks.devpool_report --pyod benchmarks/results/devpool_pyod*.json \
-		--vigil benchmarks/results/devpool_vigil.json --only vigil_vae vigil_gan
+	$(BENCH_DEPS)
+	$(BENCH) devpool
 
 # PyOD baselines on the same capped splits (slow: run once, the JSON is committed).
 bench-dev-pyod: install
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
-	$(BIN)/python -m benchmarks.devpool --models pyod_deepsvdd pyod_autoencoder pyod_iforest \
-		pyod_ecod --out benchmarks/results/devpool_pyod.json
+	$(BENCH_DEPS)
+	$(BENCH) devpool --only pyod
 
-# Sequence models on the Fraud-Detection-Handbook data (1.75M transactions).
+# Sequence models on the Fraud-Detection-Handbook data (1.75M transactions), then the
+# generated typology set through the CLI.
 bench-sequences: install
-	$(BIN)/python -m benchmarks.sequences --out benchmarks/results/sequences.json \
-		--markdown benchmarks/RESULTS.md
-	$(BIN)/python -m benchmarks.sequences --dataset typologies \
-		--out benchmarks/results/typologies.json --markdown benchmarks/RESULTS.md
+	$(BENCH) sequences
+	$(BENCH) typologies
 
 # Review app at scale: 1,000,000 flags over 200,000 cards in PostgreSQL (VIGIL_TEST_POSTGRES_URL).
 bench-review: install
-	$(BIN)/python -m benchmarks.review --out benchmarks/results/review.json \
-		--markdown benchmarks/RESULTS.md
+	$(BENCH) review
 
 lint: install
 	$(BIN)/ruff check .

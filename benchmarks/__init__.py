@@ -1,5 +1,8 @@
-"""Benchmarks: detection quality and speed, side by side with the libraries users know.
+"""Benchmarks: detection quality and speed of vigil, side by side with the libraries users
+know, run from a clone through one runner (``python -m benchmarks SUITE``; the suites are
+in ``suites.yaml``).
 
-Not part of `make test` (a tiny smoke run of each suite is). Figures go to files under
-benchmarks/results and a Markdown table in benchmarks/RESULTS.md.
+Not part of the wheel and not part of `make test` (a tiny smoke run of the runner is).
+Each suite's latest report is ``results/SUITE.json``; its figures are a section of
+``RESULTS.md``.
 """

@@ -1,7 +1,6 @@
-"""Feedback benchmark: the handbook replay with a simulated analyst team (issue 9).
+"""Feedback benchmark: the handbook replay with a simulated analyst team.
 
-    python -m benchmarks.feedback --out benchmarks/results/feedback.json \
-        --markdown benchmarks/RESULTS.md
+    python -m benchmarks feedback [--customer-fraction 0.2 --epochs 3]
 
 Protocol (Fraud-Detection-Handbook data, ``TX_FRAUD_SCENARIO`` only for per-scenario
 figures and the held-out-type variant):
@@ -69,8 +68,6 @@ from pipelines.feedback.risk import RiskConfig, build_risk_features
 from pipelines.intake.spec import load_spec
 from pipelines.modeling.bundle import ScoringBundle, prepare_records
 
-MARKER_START = "<!-- feedback:start -->"
-MARKER_END = "<!-- feedback:end -->"
 # name: (reads latents/errors/context, reads risk, held-out scenario, linked-review cards)
 BASE_VARIANTS = {
     "risk_only": (False, True, None, 0),
@@ -131,7 +128,12 @@ def _cache_key(args: argparse.Namespace) -> str:
     }
     code = [
         Path(__file__).parents[1] / f
-        for f in ("detectors/vae.py", "detectors/context.py", "pipelines/feedback/risk.py")
+        for f in (
+            "detectors/vae.py",
+            "detectors/context/features.py",
+            "detectors/context/config.py",
+            "pipelines/feedback/risk.py",
+        )
     ]
     parts["code"] = [hashlib.sha256(f.read_bytes()).hexdigest()[:12] for f in code if f.exists()]
     parts["spec_text"] = Path(args.spec).read_text()
@@ -510,82 +512,50 @@ def threshold_effect(u, y, day, first_update, n_days, args) -> dict:
     return out
 
 
-def write_markdown(report: dict, path: Path) -> None:
+def figures(report: dict) -> list[str]:
+    """RESULTS.md lines: each served variant's quality over the replay, overall and per
+    scenario, what each team labelled, and the unsupervised score's two thresholds."""
     meta = report["meta"]
     p = meta["protocol"]
     lines = [
-        MARKER_START,
-        "# Benchmark results: feedback loop (Fraud-Detection-Handbook replay)",
-        "",
-        f"Run {meta['date']} on {meta['machine']}, Python {meta['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
-        + f". Seed {meta['seed']}.",
-        "",
-        f"Protocol (budgeted): {meta['rows']:,} records ({p['customer_fraction']:.0%} of the "
-        f"customers); VAE on raw + context features fit on {meta['train']}"
-        + (f", {p['epochs']} epochs" if p.get("epochs") else "")
-        + f"; {meta['test']}. Analysts review the top {p['cards_per_day']} cards a day, labels "
-        f"known {p['label_delay_days']} days later, models updated every {p['update_every']} "
-        f"days ({p['trees']} trees), risk windows {', '.join(p['risk_windows'])}. "
-        f"Served rule of the vigil variants: max(p / 0.5, floor(u)), floor capped at "
-        f"{p.get('floor_cap', 'n/a')} and weighted {p.get('floor_below', 'n/a')} below the "
-        "flag line; `*_linked` teams give 10 of their 100 daily cards to the cards that paid "
-        "where the most confirmed frauds are known (the linked lane). "
-        "Scenario columns: normals + that scenario's frauds; CP@100 = Card Precision@100 per "
-        "day, averaged over the days.",
+        f"{meta['rows']:,} records ({p['customer_fraction']:.0%} of the customers); VAE on raw "
+        f"+ context features fit on {meta['train']}; {meta['test']}. Analysts review the top "
+        f"{p['cards_per_day']} cards a day, labels known {p['label_delay_days']} days later, "
+        f"models updated every {p['update_every']} days. Served rule of the vigil variants: "
+        f"max(p / 0.5, floor(u)), floor capped at {p.get('floor_cap', 'n/a')}. "
+        "`all_heldout_s3`: scenario-3 verdicts never become labels (a novel pattern); "
+        "`*_linked`: 10 of the 100 daily cards go to cards linked to confirmed fraud. "
+        "Scenarios: " + "; ".join(f"s{k} {v}" for k, v in SCENARIOS.items()) + ". "
+        "CP@100: Card Precision@100 per day. Post hoc served rules are in the JSON.",
         "",
     ]
     header = "| variant | all AUROC | all AUPRC | all CP@100 |"
     rule = "|---|---:|---:|---:|"
     for s in SCENARIOS:
-        header += f" s{s} AUROC | s{s} AUPRC | s{s} CP@100 |"
-        rule += "---:|---:|---:|"
-    lines += [header, rule]
+        header += f" s{s} AUROC | s{s} AUPRC |"
+        rule += "---:|---:|"
+    lines += [header + " labelled records |", rule + "---:|"]
+    labelled = report.get("labelled", {})
     for name, r in report["results"].items():
+        if "post hoc" in name:
+            continue
         cells = [f"{r['all']['auroc']:.4f}", f"{r['all']['auprc']:.3f}", f"{r['all']['cp100']:.3f}"]
         for s in SCENARIOS:
             part = r[f"scenario_{s}"]
-            cells += [f"{part['auroc']:.4f}", f"{part['auprc']:.3f}", f"{part['cp100']:.3f}"]
+            cells += [f"{part['auroc']:.4f}", f"{part['auprc']:.3f}"]
+        team = labelled.get(name)
+        cells.append(f"{team['records']:,}" if team else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Labels each simulated team produced by the end of the replay (records; "
-        "frauds per scenario):",
-        "",
-        "| team | records labelled | " + " | ".join(f"s{s} frauds" for s in SCENARIOS) + " |",
-        "|---|---:|" + "---:|" * len(SCENARIOS),
-    ]
-    for name, counts in report.get("labelled", {}).items():
-        lines.append(
-            f"| {name} | {counts['records']:,} | "
-            + " | ".join(f"{counts[f'scenario_{s}_frauds']:,}" for s in SCENARIOS)
-            + " |"
-        )
     t = report["thresholds"]
     lines += [
         "",
-        "Scenarios: " + "; ".join(f"{k} = {v}" for k, v in SCENARIOS.items()) + ". "
-        "`all_heldout_s3`: scenario-3 verdicts never become labels (novel pattern).",
-        "",
-        "Thresholds (unsupervised score, same ranking): fixed 1% FPR: "
+        "Thresholds of the unsupervised score: fixed 1% FPR "
         f"{t['fpr_1pct']['flags_per_day']:.0f} flags/day, precision "
-        f"{_fmt(t['fpr_1pct']['precision'])}; weekly alert budget of {p['cards_per_day']}/day "
-        f"from the previous week's scores: {t['budget']['flags_per_day']:.0f} flags/day, "
-        f"precision {_fmt(t['budget']['precision'])}.",
-        "",
-        MARKER_END,
+        f"{_fmt(t['fpr_1pct']['precision'])}; a weekly alert budget of {p['cards_per_day']}/day "
+        f"{t['budget']['flags_per_day']:.0f} flags/day, precision "
+        f"{_fmt(t['budget']['precision'])}.",
     ]
-    section = "\n".join(lines)
-    text = path.read_text() if path.exists() else ""
-    if MARKER_START in text and MARKER_END in text:
-        text = (
-            text[: text.index(MARKER_START)]
-            + section
-            + text[text.index(MARKER_END) + len(MARKER_END) :]
-        )
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
+    return lines
 
 
 def plot_per_day(report: dict, path: Path) -> None:
@@ -666,8 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cache", default=None, help="folder for the cached first stage (VAE outputs, features)"
     )
-    parser.add_argument("--out", default="benchmarks/results/feedback.json")
-    parser.add_argument("--markdown", default=None)
+    parser.add_argument("--out", required=True, help="the report (JSON)")
     parser.add_argument("--plot", default=None, help="PNG of Card Precision@100 per day")
     parser.add_argument("--arrays", default=None, help="npz of u, p and risk per variant")
     args = parser.parse_args(argv)
@@ -679,8 +648,6 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=float))
-    if args.markdown:
-        write_markdown(report, Path(args.markdown))
     if args.plot:
         plot_per_day(report, Path(args.plot))
     _log(f"wrote {out}")

@@ -11,9 +11,12 @@ state folder, then measures:
 Torch runs with ``VIGIL_API_TORCH_THREADS`` threads (1, as ``vigil api`` does), or
 ``VIGIL_BENCH_THREADS`` when set.
 
-    python -m benchmarks.realtime --out benchmarks/results/realtime.json
+    python -m benchmarks realtime [--single 150 --concurrent 150 --epochs 3]
 
-Target from issue 10: p50 <= 10 ms, p99 <= 50 ms on 2 cores, excluding network.
+What it answers: whether one record is scored fast enough for a payment flow (the aim is
+p50 <= 10 ms and p99 <= 50 ms on 2 cores, network excluded); read off, never asserted.
+The 8 clients run in the benchmark's own process (httpx threads beside uvicorn), sharing
+the GIL and the cores with the server, so their records/s are a lower bound.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -51,7 +55,7 @@ def _train(spec, frame, kinds, epochs):
         log_and_register,
         split_for_training,
     )
-    from pipelines.scoring.history import save_entity_history
+    from pipelines.scoring.history import KeptHistory
     from pipelines.settings import get_settings
     from pipelines.store import ResultsStore
 
@@ -69,13 +73,8 @@ def _train(spec, frame, kinds, epochs):
             kind, detector, evaluation, spec, config, data_source="bench", max_reasons=3
         )
     if split.state is not None:
-        save_entity_history(
-            ResultsStore(get_settings().resolved_database_url),
-            spec,
-            batch_id="bench-train",
-            source="bench",
-            state=split.state,
-            only_recent=True,
+        KeptHistory(ResultsStore(get_settings().resolved_database_url), spec).keep(
+            split.state, batch_id="bench-train", source="bench", only_recent=True
         )
 
 
@@ -178,19 +177,57 @@ def _http_clients(store, rows: list[dict], n: int, *, append_history: bool) -> d
     }
 
 
+def figures(report: dict) -> list[str]:
+    """RESULTS.md lines: one-record latency per model, and the 8 HTTP clients."""
+    m = report["machine"]
+    lines = [
+        f"200 cards x 20 days of demo card payments; the last 3% of the time arrives one "
+        f"record per request ({report['live_records']} live records); models trained "
+        f"{report['train_seconds']} s; torch {m['torch_threads']} thread(s). In process: the "
+        "app's scoring path without network; CPU: the scoring thread's own time.",
+        "",
+        "| model | p50 ms | p99 ms | CPU p50 ms | CPU p99 ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for model in ("bench_cards-seq_vae", "bench_cards-vae"):
+        wall, cpu = report[model]["one_record_in_process"], report[model]["one_record_cpu"]
+        lines.append(
+            f"| {model.removeprefix('bench_cards-')} (one record) | {wall['p50_ms']} | "
+            f"{wall['p99_ms']} | {cpu['p50_ms']} | {cpu['p99_ms']} |"
+        )
+    lines += [
+        "",
+        "| 8 clients over loopback HTTP, seq_vae | requests | records/s | p50 ms | p99 ms "
+        "| scored together |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    seq = report["bench_cards-seq_vae"]
+    for key, label in (
+        ("http_8_clients", "probes (history left as it is)"),
+        ("http_8_clients_appending", "the live stream (appending)"),
+    ):
+        if key in seq:
+            h = seq[key]
+            lines.append(
+                f"| {label} | {h['requests']} | {h['records_per_s']} | {h['p50_ms']} | "
+                f"{h['p99_ms']} | {h.get('scored_together', 0)} |"
+            )
+    return lines
+
+
 def _close(scorer) -> None:
     """Write the history the scorer still holds (versions without it have nothing)."""
     if hasattr(scorer, "close"):
         scorer.close()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--single", type=int, default=300, help="One-record requests timed.")
     parser.add_argument("--concurrent", type=int, default=400, help="Requests by 8 clients.")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", default=None, help="Write the figures here (JSON).")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     home = tempfile.mkdtemp(prefix="vigil-bench-rt-")
     os.environ["VIGIL_HOME"] = home
     os.environ.pop("VIGIL_DATABASE_URL", None)
@@ -207,6 +244,7 @@ def main() -> None:
     load_at_start = [round(x, 1) for x in os.getloadavg()]
     result = run(args.single, args.concurrent, args.epochs)
     result["machine"] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
         "torch_threads": threads,
         "load_average_at_start": load_at_start,

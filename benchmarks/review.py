@@ -1,7 +1,6 @@
 """Review app at scale on PostgreSQL: 1,000,000 flags over 200,000 entities.
 
-    python -m benchmarks.review --out benchmarks/results/review.json \
-        --markdown benchmarks/RESULTS.md
+    python -m benchmarks review [--database-url URL] [--flags 100000 --seconds 20]
 
 Measures, against the app served by uvicorn in a separate process on loopback:
 - queue page (HTML, first page and deep keyset pages) and ``GET /api/queue``: server time
@@ -35,8 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
-
-from benchmarks.report import write_section
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -499,24 +496,23 @@ def run(
     }
 
 
-def write_markdown(report: dict, path: Path) -> None:
+def figures(report: dict) -> list[str]:
+    """RESULTS.md lines: queue and verdict latency, the concurrent analysts and what the
+    store holds afterwards, and the cost of joining a run's flags to cases."""
     meta = report["meta"]
     lines = [
-        "## Review app at scale (PostgreSQL)",
-        "",
-        f"`python -m benchmarks.review` on {meta['date']}, {meta['machine']}; "
         f"{meta['flags']:,} flags over {meta['entities']:,} open cases (one per card), "
         f"loaded by COPY in {meta['load_seconds']:.0f} s. Server time is the app's own "
         "`Server-Timing` (handler + template + store queries); client time adds HTTP on "
-        "loopback. Targets: queue page median ≤ 50 ms and p95 ≤ 150 ms; verdict POST "
+        "loopback. Aims: queue page median ≤ 50 ms and p95 ≤ 150 ms; verdict POST "
         "median ≤ 30 ms.",
         "",
         "| request | server median | server p95 | client median | client p95 |",
         "|---|---:|---:|---:|---:|",
     ]
     rows = {**report["pages"], "POST /api/queue/{id}/verdict": report["verdict_post"]}
-    for name, figures in rows.items():
-        server, client = figures["server"], figures.get("client")
+    for name, timing in rows.items():
+        server, client = timing["server"], timing.get("client")
         lines.append(
             f"| {name} | {server['median_ms']:.1f} ms | {server['p95_ms']:.1f} ms | "
             + (
@@ -541,7 +537,7 @@ def write_markdown(report: dict, path: Path) -> None:
         f"A run's flags joining cases at completion: {attach['flags']:,} flags in "
         f"{attach['seconds']:.1f} s ({attach['flags_per_s']:,.0f} flags/s).",
     ]
-    write_section(path, "review", lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -552,8 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--analysts", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--repeats", type=int, default=200)
-    parser.add_argument("--out", default="benchmarks/results/review.json")
-    parser.add_argument("--markdown", default=None)
+    parser.add_argument("--out", required=True, help="the report (JSON)")
     args = parser.parse_args(argv)
     base_url = args.database_url or os.environ.get("VIGIL_TEST_POSTGRES_URL") or DEFAULT_URL
     schema = f"vigil_bench_review_{uuid.uuid4().hex[:6]}"
@@ -572,8 +567,6 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str))
-    if args.markdown:
-        write_markdown(report, Path(args.markdown))
     print(json.dumps(report, indent=2, default=str))
     return 0
 

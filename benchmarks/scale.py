@@ -1,10 +1,8 @@
 """Scale benchmark: streamed scoring of N transactions from Parquet into the results store.
 
-    python -m benchmarks.scale --rows 1000000 --url postgresql+psycopg://postgres@127.0.0.1:5432/test
-    python -m benchmarks.scale --rows 1000000 10000000 --url ...   # peak RSS of 1M vs 10M
-    python -m benchmarks.scale --rows 1000000 --threads 1 2 --knn-views input,latent none
-    python -m benchmarks.scale --rows 1000000 --threads 1 --runners local dask --markdown "" \
-        --dask-out benchmarks/results/scale_dask.json --url ...   # Dask LocalCluster vs one process
+    python -m benchmarks scale --only scoring --url postgresql+psycopg://postgres@HOST/DB
+    python -m benchmarks scale --only scoring --threads 1 2 --knn-views input,latent none
+    python -m benchmarks scale --only dask --url ...   # Dask LocalCluster against one process
 
 ``--sources sql`` scores the same rows from a PostgreSQL table (text columns, the id its
 primary key, loaded by COPY into the run's schema) streamed through a server-side cursor,
@@ -24,9 +22,8 @@ most of the detector's cost); ``--threads`` sets torch's threads in the scoring 
 For each size: write the Parquet file (100k-row groups), then score it in a fresh child
 process (so its peak RSS is the scoring's own) with ``score_stream`` into a fresh
 PostgreSQL schema, and report end-to-end rows/s, peak RSS, and, for reference, the
-detector alone and the store's bulk write alone on one chunk. Figures go to
-``benchmarks/results/scale.json`` and a section of ``benchmarks/RESULTS.md``. Not a test:
-the targets (200,000 rows/s, 1M vs 10M RSS within 20%) are read off, never asserted.
+detector alone and the store's bulk write alone on one chunk. Not a test: the figures are
+read off, never asserted.
 """
 
 from __future__ import annotations
@@ -423,31 +420,20 @@ def _meta(url: str, chunk_size: int) -> dict:
     }
 
 
-def write_markdown(report: dict, path: Path) -> None:
-    """The scale section of RESULTS.md (the rest of the file is kept)."""
-    from benchmarks.report import write_section
-
+def figures(report: dict) -> list[str]:
+    """RESULTS.md lines: one row per scoring run (the Dask comparison when it ran)."""
+    if any("dask" in str(r.get("runner", "")) for r in report["results"]):
+        return _dask_figures(report)
     meta = report["meta"]
     lines = [
-        "# Benchmark results: scale (streamed scoring into PostgreSQL)",
+        f"`score_stream` of demo transactions (Parquet, tabular VAE: 5 epochs on 20k rows) into "
+        f"a fresh PostgreSQL schema, {meta['chunk_size']:,}-row chunks, a fresh child process "
+        "per run; CPU s and peak RSS are the child's (PostgreSQL's own work is not in them). "
+        "End-of-run step: `complete_run` (totals, flags into review cases).",
         "",
-        f"Run {meta['date']} on {meta['machine']}, Python {meta['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
-        + f". Store: {meta['store']}; chunk {meta['chunk_size']:,} rows. The machine's 2 "
-        "cores are shared with other jobs: the load average beside each run says how much.",
-        "",
-        "End to end = `score_stream` on a Parquet file of demo transactions (tabular VAE, "
-        "5 epochs on 20k rows) into a fresh PostgreSQL schema, in a child process; peak RSS "
-        "and CPU s are that process's (PostgreSQL's own work is not in CPU s). Phase "
-        "columns: one chunk through that phase alone. kNN views: the VAE's default "
-        "(input,latent) or the same VAE trained without them (none). End-of-run step: "
-        "`complete_run` alone (totals, flags into review cases, the run record).",
-        "",
-        "| rows | source | kNN views | torch threads | load at start / end | seconds "
-        "| rows/s end to end "
-        "| CPU s | peak RSS MB | validate rows/s | detector rows/s | model + reasons rows/s "
-        "| COPY write rows/s | flagged | end-of-run step s |",
-        "|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| rows | source | kNN views | torch threads | load start / end | seconds | rows/s "
+        "| CPU s | peak RSS MB | flagged | end-of-run step s |",
+        "|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         lines.append(
@@ -455,40 +441,22 @@ def write_markdown(report: dict, path: Path) -> None:
             f"{r.get('knn_views', 'input,latent')} | {r['torch_threads']} | "
             f"{r['load_at_start'][0]} / {r['load_at_end'][0]} | {r['seconds']} | "
             f"{r['rows_per_second']:,} | {r['cpu_seconds']} | {r['peak_rss_mb']:,} | "
-            + " | ".join(
-                f"{r[k]:,}" if k in r else "-"
-                for k in (
-                    "validate_rows_per_second",
-                    "detector_rows_per_second",
-                    "model_with_reasons_rows_per_second",
-                    "bulk_write_rows_per_second",
-                )
-            )  # fmt: skip
-            + f" | {r['rows_flagged']:,} | {r.get('complete_run_seconds', '-')} |"
+            f"{r['rows_flagged']:,} | {r.get('complete_run_seconds', '-')} |"
         )
-    lines += ["", f"Command: `{meta.get('command', 'python -m benchmarks.scale')}`"]
-    write_section(path, "scale", lines)
+    return lines
 
 
-def write_dask_markdown(report: dict, path: Path) -> None:
-    """The scale-dask section of RESULTS.md: the Dask runner against one process."""
-    from benchmarks.report import write_section
-
-    meta = report["meta"]
+def _dask_figures(report: dict) -> list[str]:
+    """The Dask runner against one process on the same file and model."""
     lines = [
-        "# Benchmark results: Dask LocalCluster against one process (streamed scoring)",
-        "",
-        f"Run {meta['date']} on {meta['machine']}, Python {meta['python']}. Store: "
-        f"{meta['store']}; chunk {meta['chunk_size']:,} rows; the same Parquet file and VAE "
-        "for every row of the table. seconds / rows/s: `score_stream` alone; with start-up: "
-        "the child's whole run (Prefect's temporary API and the LocalCluster for Dask). "
+        "The same Parquet file and VAE for every row. seconds / rows/s: `score_stream` alone; "
+        "with start-up: the child's whole run (Prefect's temporary API and the LocalCluster). "
         "CPU s and peak RSS: the process tree (Dask: driver + scheduler + workers + Prefect "
-        "API), PostgreSQL's own work not included.",
+        "API; the driver's in brackets).",
         "",
-        "| rows | runner | torch threads | load at start / end | seconds | rows/s "
-        "| seconds with start-up | cluster start s | CPU s (scoring only) | rows per CPU s "
-        "(scoring only) | peak RSS MB (driver) | scored | quarantined | flagged |",
-        "|---:|---|---:|---|---:|---:|---:|---:|---|---|---|---:|---:|---:|",
+        "| rows | runner | load start / end | seconds | rows/s | seconds with start-up "
+        "| CPU s scoring | rows per CPU s | peak RSS MB | flagged |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in report["results"]:
         driver = r.get("driver_peak_rss_mb", r["peak_rss_mb"])
@@ -498,17 +466,13 @@ def write_dask_markdown(report: dict, path: Path) -> None:
             scoring_cpu = r["cpu_seconds"]
         per_cpu = "n/a" if scoring_cpu is None else f"{round(r['rows_in'] / scoring_cpu):,}"
         lines.append(
-            f"| {r['rows']:,} | {r.get('runner', 'local')} | {r['torch_threads']} | "
+            f"| {r['rows']:,} | {r.get('runner', 'local')} | "
             f"{r['load_at_start'][0]} / {r['load_at_end'][0]} | {r['seconds']} | "
             f"{r['rows_per_second']:,} | {r.get('seconds_with_startup', '-')} | "
-            f"{r.get('cluster_start_seconds', '-')} | {r['cpu_seconds']} "
-            f"({'n/a' if scoring_cpu is None else scoring_cpu}) | "
-            f"{round(r['rows_in'] / max(r['cpu_seconds'], 1e-9)):,} ({per_cpu}) | "
-            f"{r['peak_rss_mb']:,} ({driver:,}) | {r['rows_scored']:,} | "
-            f"{r['rows_quarantined']:,} | {r['rows_flagged']:,} |"
+            f"{'n/a' if scoring_cpu is None else scoring_cpu} | {per_cpu} | "
+            f"{r['peak_rss_mb']:,} ({driver:,}) | {r['rows_flagged']:,} |"
         )
-    lines += ["", f"Command: `{meta.get('command', 'python -m benchmarks.scale')}`"]
-    write_section(path, "scale-dask", lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -516,8 +480,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--url", default=os.environ.get("VIGIL_BENCH_POSTGRES_URL"))
     parser.add_argument("--chunk-size", type=int, default=50_000)
-    parser.add_argument("--out", default="benchmarks/results/scale.json")
-    parser.add_argument("--markdown", default="benchmarks/RESULTS.md")
+    parser.add_argument("--out", help="the report (JSON)")
     parser.add_argument("--threads", type=int, nargs="+", default=[0], help="0: torch's default")
     parser.add_argument("--knn-views", nargs="+", default=["input,latent"])
     parser.add_argument("--data-dir", default=None, help="keep the Parquet files here (reused)")
@@ -541,6 +504,8 @@ def main(argv: list[str] | None = None) -> None:
         figures = score_child_dask(bundle_dir, data, url, int(chunk), int(threads), int(workers))
         print(json.dumps(figures))
         return
+    if not args.out:
+        parser.error("give --out (the report)")
     if not args.url:
         parser.error("give --url (a PostgreSQL SQLAlchemy URL) or set VIGIL_BENCH_POSTGRES_URL")
     np.random.seed(0)
@@ -555,10 +520,6 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    if args.markdown and "dask" in args.runners:
-        write_dask_markdown(report, Path(args.markdown))
-    elif args.markdown:
-        write_markdown(report, Path(args.markdown))
     print(f"wrote {out}")
 
 

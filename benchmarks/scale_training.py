@@ -1,9 +1,9 @@
 """Training at scale: fit time, CPU time and peak memory of the tabular VAE and GAN on
 100k and 1M demo transactions, each fit in a fresh process.
 
-    python -m benchmarks.scale_training                          # 100k and 1M, VAE and GAN
-    python -m benchmarks.scale_training --rows 100000 1000000 3000000 --models vae
-    python -m benchmarks.scale_training --gan '{"fit_threads": null}' --tag default-threads
+    python -m benchmarks scale --only training                  # 100k and 1M, VAE and GAN
+    python -m benchmarks scale --only training --rows 100000 1000000 3000000 --models vae
+    python -m benchmarks scale --only training --gan '{"fit_threads": null}' --tag threads
 
 The parent writes each size once as Parquet (demo transactions, about 1% planted
 anomalies, written in 100k-row groups); a child process per (detector, size) reads it and
@@ -13,11 +13,9 @@ the fit's wall and CPU seconds (user + system of the process during ``fit``), th
 resident memory before the fit (the frame read from Parquet, torch loaded), the peak
 during the fit (sampled every 20 ms) and the process's ``ru_maxrss``, the epochs run and
 the detector's ``fit_info_`` (rows per epoch, the sampled rows of the passes around
-training). Figures go to ``benchmarks/results/scale_training.json`` and the
-"issue13-training" section of ``benchmarks/RESULTS.md``. Targets (issue 13: GAN fit within
-5x the VAE's; VAE + GAN on 1M rows under 300 s on 2 cores; memory bounded) are read off,
-never asserted. Wall seconds are comparable only at a load average below the core count:
-the load is recorded before and after each child.
+training). What it answers: how the GAN's fit compares with the VAE's, and whether memory
+stays bounded as the rows grow; read off, never asserted. Wall seconds are comparable only
+at a load average below the core count: the load is recorded before and after each child.
 """
 
 from __future__ import annotations
@@ -37,7 +35,6 @@ from pathlib import Path
 
 DEFAULT_ROWS = [100_000, 1_000_000]
 MODELS = ["vae", "gan"]
-MARK = "issue13-training"
 #: Seconds between resident-memory samples during the fit.
 RSS_INTERVAL = 0.02
 
@@ -149,33 +146,24 @@ def ratios(results: list[dict]) -> list[dict]:
     return out
 
 
-def write_markdown(report: dict, path: Path) -> None:
-    meta = report["meta"]
+def figures(report: dict) -> list[str]:
+    """RESULTS.md lines: fit time and memory per (detector, size), and GAN / VAE ratios."""
     lines = [
-        f"<!-- {MARK}:start -->",
-        f"## {MARK}: fit time and memory of the tabular VAE and GAN at 100k-1M rows",
+        "Demo transactions (about 1% planted anomalies, dropped by the label), one fresh "
+        "process per fit, detector defaults unless params say otherwise. CPU s = user + "
+        "system of the fit; RSS before = the frame read from Parquet with torch loaded; fit "
+        "peak = sampled every 20 ms during `fit`.",
         "",
-        f"Run {meta['date']} on {meta['machine']} ({meta['cores']} cores), Python "
-        f"{meta['python']}; `python -m benchmarks.scale_training {meta['argv']}`, tag "
-        f"`{meta['tag']}`. Demo transactions (about 1% planted anomalies, dropped by the "
-        "label), one fresh process per fit, detector defaults unless the params column says "
-        "otherwise. CPU s = user + system of the fit; RSS before = the frame read from "
-        "Parquet with torch loaded; fit peak = sampled every 20 ms during `fit`.",
-        "",
-        "| model | rows | fit wall s | fit CPU s | epochs (best) | rows/epoch | held-out rows"
-        " read | statistics rows | RSS before MB | fit peak MB | growth MB | ru_maxrss MB"
-        " | load before / after | params |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| model | rows | fit wall s | fit CPU s | epochs (best) | rows/epoch | RSS before MB "
+        "| fit peak MB | load before / after | params |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---|---|",
     ]
     for r in report["results"]:
         info = r["fit_info"]
         lines.append(
             f"| {r['model']} | {r['rows']:,} | {r['fit_wall_s']:.1f} | {r['fit_cpu_s']:.1f} "
             f"| {r['epochs_run']} ({r['best_epoch']}) | {info.get('rows_per_epoch', 0):,} "
-            f"| {info.get('held_out_rows_used', 0):,} of {info.get('held_out_rows', 0):,} "
-            f"| {info.get('statistics_rows', 0):,} of {info.get('train_rows', 0):,} "
             f"| {r['rss_before_fit_mb']:.0f} | {r['fit_peak_rss_mb']:.0f} "
-            f"| {r['fit_rss_growth_mb']:.0f} | {r['ru_maxrss_mb']:.0f} "
             f"| {r['load_before']:.1f} / {r['load_after']:.1f} | `{json.dumps(r['params'])}` |"
         )
     lines += [
@@ -188,16 +176,7 @@ def write_markdown(report: dict, path: Path) -> None:
             f"| {q['rows']:,} | {q['gan_vae_wall']:.1f}x | {q['gan_vae_cpu']:.1f}x "
             f"| {q['vae_plus_gan_wall_s']:.0f} | {q['vae_plus_gan_cpu_s']:.0f} |"
         )
-    lines += ["", f"<!-- {MARK}:end -->", ""]
-    block = "\n".join(lines)
-    text = path.read_text() if path.exists() else ""
-    start, end = f"<!-- {MARK}:start -->", f"<!-- {MARK}:end -->"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        text = head + block + rest.split(end, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -207,14 +186,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vae", default="{}", help="JSON overrides for VAEDetector")
     parser.add_argument("--gan", default="{}", help="JSON overrides for GANDetector")
     parser.add_argument("--tag", default="defaults")
-    parser.add_argument("--out", default="benchmarks/results/scale_training.json")
-    parser.add_argument("--markdown", default="benchmarks/RESULTS.md", help="'' to skip")
+    parser.add_argument("--out", help="the report (JSON)")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "PARQUET"), help=argparse.SUPPRESS)
     parser.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(fit_child(args.child[0], args.child[1], json.loads(args.overrides))))
         return
+    if not args.out:
+        parser.error("give --out (the report)")
 
     from benchmarks.scale import write_parquet
 
@@ -248,8 +228,6 @@ def main(argv: list[str] | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     print(f"wrote {out}")
-    if args.markdown:
-        write_markdown(report, Path(args.markdown))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,8 @@
 """Sequence benchmark on the Fraud-Detection-Handbook simulated transactions and on the
 generated typology set (``pipelines.demo_sequences.generate_typology_set``).
 
-    python -m benchmarks.sequences --out benchmarks/results/sequences.json \
-        --markdown benchmarks/RESULTS.md
-    python -m benchmarks.sequences --dataset typologies \
-        --out benchmarks/results/typologies.json --markdown benchmarks/RESULTS.md
+    python -m benchmarks sequences                          # the handbook
+    python -m benchmarks sequences --dataset typologies     # the typology set, model level
 
 Typology set: the last ``--test-days`` days are the test period, every earlier record is
 the training period (same protocol otherwise); figures per typology (normals + that
@@ -58,10 +56,6 @@ HANDBOOK_FILE = "fraud_handbook_simulated_transactions.csv.gz"
 SPEC_FILE = REPO_ROOT / "data" / "specs" / "fraud_handbook.yaml"
 MODELS = ["vae_raw", "vae_context", "seq_vae", "seq_gan", "iforest_context"]
 SCENARIOS = {1: "amount > 220", 2: "compromised terminal", 3: "compromised customer"}
-MARKER_START = "<!-- sequences:start -->"
-MARKER_END = "<!-- sequences:end -->"
-TYPOLOGY_START = "<!-- typologies:start -->"
-TYPOLOGY_END = "<!-- typologies:end -->"
 
 
 def load_handbook(path: Path | None = None) -> pd.DataFrame:
@@ -157,7 +151,7 @@ def queue_quality(
 
 
 def build_detector(kind: str, spec, *, seed: int, overrides: dict):
-    context = spec.context_config()
+    context = spec.context
     common = {
         "seed": seed,
         "target_fpr": 0.01,
@@ -226,10 +220,7 @@ def load_data(args: argparse.Namespace):
         names = [f"scenario_{k}" for k in SCENARIOS]
         days = raw["TX_TIME_DAYS"].to_numpy()
     if context:
-        spec = spec.model_copy(
-            update={"context": spec.context.model_copy(update=context)}, deep=True
-        )
-        spec.context_config()  # validates the overridden section
+        spec = spec.model_copy(update={"context": spec.context.replace(**context)}, deep=True)
     return raw, spec, train_mask, test_mask, groups, names, days
 
 
@@ -419,95 +410,53 @@ TYPOLOGY_HEADER = [
 ]
 
 
-def write_typology_markdown(report: dict, path: Path) -> None:
-    """Write the typology section of RESULTS.md between its markers (the rest is kept)."""
+def figures(report: dict) -> list[str]:
+    """RESULTS.md lines: per model, quality overall and per scenario (handbook) or per
+    typology (typology set), fit time, and the one-day speed with kept state."""
     meta = report["meta"]
+    if meta.get("dataset", "").startswith("generate_typology_set"):
+        return [
+            f"Data {meta['dataset']}; epochs {meta['epochs'] or 'default'}. Train: "
+            f"{meta['train']}. Test: {meta['test']}. Typology columns: AUROC on the test "
+            "normals + that typology's frauds. P@k/day: share of frauds among each test "
+            "day's k highest scores. Hold-out FPR: the model's own 1%-FPR threshold on the "
+            "test period's normals.",
+            "",
+            *TYPOLOGY_HEADER,
+            *typology_rows(report),
+        ]
     lines = [
-        TYPOLOGY_START,
-        "## Typology set (generated, issue 11): last run of `benchmarks.sequences --dataset "
-        "typologies`",
-        "",
-        f"Run {meta['date']} on {meta['machine']}; data {meta['dataset']}; epochs "
-        f"{meta['epochs'] or 'default'}; overrides `{json.dumps(report['overrides'])}`. "
-        f"Train: {meta['train']}. Test: {meta['test']}. Typology columns: AUROC on the "
-        "test normals + that typology's frauds. P@k/day: share of frauds among each test "
-        "day's k highest scores, averaged over days. Hold-out FPR: the model's own 1%-FPR "
-        "threshold applied to the test period's normals.",
-        "",
-        *TYPOLOGY_HEADER,
-        *typology_rows(report),
-        "",
-        TYPOLOGY_END,
-    ]
-    _replace_section(path, TYPOLOGY_START, TYPOLOGY_END, "\n".join(lines))
-
-
-def _replace_section(path: Path, start: str, end: str, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    if start in text and end in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def write_markdown(report: dict, path: Path) -> None:
-    """Write the sequence section of RESULTS.md between markers (the rest is kept)."""
-    if report["meta"].get("dataset", "").startswith("generate_typology_set"):
-        write_typology_markdown(report, path)
-        return
-    meta = report["meta"]
-    lines = [
-        MARKER_START,
-        "# Benchmark results: sequences (Fraud-Detection-Handbook data)",
-        "",
-        f"Run {meta['date']} on {meta['machine']}, Python {meta['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
-        + f". Seed {meta['seed']}. Data: {meta.get('dataset', 'handbook')}, epochs "
-        + f"{meta.get('epochs') or 'default'}. Train: {meta['train']}. Test: {meta['test']}.",
-        "",
-        "Unsupervised: labels only exclude known frauds from the training targets. "
-        "Scenario columns: normals + that scenario's frauds. CP@100 = Card Precision@100 "
-        "per day, averaged over the test days.",
+        f"Seed {meta['seed']}, epochs {meta.get('epochs') or 'default'}. Train: {meta['train']}. "
+        f"Test: {meta['test']}. Labels only keep known frauds out of the training targets. "
+        "Scenario columns: normals + that scenario's frauds ("
+        + "; ".join(f"s{k}: {v}" for k, v in SCENARIOS.items())
+        + "). CP@100: Card Precision@100 per day, averaged over the test days.",
         "",
     ]
     header = "| model | all AUROC | all AUPRC | all CP@100 |"
     rule = "|---|---:|---:|---:|"
     for s in SCENARIOS:
-        header += f" s{s} AUROC | s{s} AUPRC | s{s} CP@100 |"
-        rule += "---:|---:|---:|"
+        header += f" s{s} AUROC | s{s} AUPRC |"
+        rule += "---:|---:|"
     lines += [header + " fit s |", rule + "---:|"]
     for model, r in report["results"].items():
         cells = [f"{r['all']['auroc']:.4f}", f"{r['all']['auprc']:.3f}", f"{r['all']['cp100']:.3f}"]
         for s in SCENARIOS:
             part = r[f"scenario_{s}"]
-            cells += [f"{part['auroc']:.4f}", f"{part['auprc']:.3f}", f"{part['cp100']:.3f}"]
+            cells += [f"{part['auroc']:.4f}", f"{part['auprc']:.3f}"]
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {r['fit_seconds']:.0f} |")
     lines += [
         "",
-        "Scenarios: " + "; ".join(f"{k} = {v}" for k, v in SCENARIOS.items()) + ".",
-        "",
-        f"Speed: context features for all {meta['rows']:,} records in "
+        f"Context features for all {meta['rows']:,} records: "
         f"{report['feature_build_seconds']:.1f} s.",
     ]
     for model, day in report["one_day_seconds"].items():
         lines.append(
-            f"One day with {model}: {day['records']:,} records + {day['history_records']:,} "
-            f"kept history records: features {day['build']:.2f} s, features + scoring "
+            f"One day with {model} ({day['records']:,} records, {day['history_records']:,} "
+            f"kept history records): features {day['build']:.2f} s, features + scoring "
             f"{day['total']:.2f} s (median of 3)."
         )
-    lines += ["", MARKER_END]
-    section = "\n".join(lines)
-    text = path.read_text() if path.exists() else ""
-    if MARKER_START in text and MARKER_END in text:
-        before = text[: text.index(MARKER_START)]
-        after = text[text.index(MARKER_END) + len(MARKER_END) :]
-        text = before + section + after
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -538,8 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--epochs", type=int, default=None, help="Override every model's epochs.")
     parser.add_argument("--overrides", default=None, help='JSON, e.g. {"seq_vae": {"beta": 2}}')
-    parser.add_argument("--out", default="benchmarks/results/sequences.json")
-    parser.add_argument("--markdown", default=None, help="RESULTS.md to update (a section).")
+    parser.add_argument("--out", required=True, help="the report (JSON)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -547,8 +495,6 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
-    if args.markdown:
-        write_markdown(report, Path(args.markdown))
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

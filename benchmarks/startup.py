@@ -1,21 +1,21 @@
 """Start-up benchmark: a 10-row `vigil score` on the embedded default, end to end.
 
-    python -m benchmarks.startup --runs 3
-    python -m benchmarks.startup --runs 3 --baseline /tmp/base   # interleaved with a checkout
+    python -m benchmarks startup [--runs 5]
+    python -m benchmarks startup --baseline /tmp/base   # interleaved with another checkout
 
 Sets up a fresh state folder (SQLite store, MLflow on SQLite) with one small registered
 VAE, then runs ``vigil score --data ten_rows_K.csv`` in fresh processes (a new 10-row file
 each time, so every run scores and writes) and reports wall and CPU seconds per run. With
 ``--baseline DIR`` each run is followed by the same command with ``DIR`` (another checkout
 of the repository, e.g. ``git archive main``) first on ``PYTHONPATH``, so both see the same
-load. Not a test: the target (< 3 s) is read off, never asserted. Figures go to a section
-of ``benchmarks/RESULTS.md``.
+load. What it answers: how long a user waits for the smallest score (the aim is under
+3 s); read off, never asserted.
 
 Each checkout first scores one untimed batch: that run creates its results store (the
 Alembic migrations, once per store) and writes Python's bytecode caches, as a first run
 on an installed machine does. ``PYTHONDONTWRITEBYTECODE`` is dropped from the commands'
 environment for the same reason (with it, every run compiles the project's modules from
-source, ~0.2 CPU s here); ``--keep-env`` keeps it, as the earlier sessions measured.
+source); ``--keep-env`` keeps it.
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def prepare_home(home: Path) -> None:
@@ -110,8 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--baseline", default=None, help="another checkout to interleave")
-    parser.add_argument("--markdown", default=str(REPO / "benchmarks" / "RESULTS.md"))
-    parser.add_argument("--section", default="startup", help="the RESULTS.md section to (re)write")
+    parser.add_argument("--out", required=True, help="the report (JSON)")
     parser.add_argument(
         "--keep-env",
         action="store_true",
@@ -136,46 +134,55 @@ def main(argv: list[str] | None = None) -> None:
                 figures = timed_score(data, home, pythonpath, args.keep_env)
                 print(label, json.dumps(figures), flush=True)
                 results[label].append(figures)
-    write_markdown(results, Path(args.markdown), argv or sys.argv[1:], first, args.section)
+    report = {
+        "meta": {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "argv": " ".join(sys.argv[1:] if argv is None else argv),
+            "cores": os.cpu_count(),
+            "keep_env": args.keep_env,
+        },
+        "results": results,
+        "first": first,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {out}")
 
 
-def write_markdown(
-    results: dict[str, list[dict]],
-    path: Path,
-    argv: list[str],
-    first: dict[str, dict],
-    section: str = "startup",
-) -> None:
-    from benchmarks.report import write_section
-
+def figures(report: dict) -> list[str]:
+    """RESULTS.md lines: wall and CPU seconds of each run, per checkout."""
     lines = [
-        f"# Benchmark results: start-up of a 10-row `vigil score` ({section})",
+        "Embedded default (SQLite store, MLflow on SQLite, no `PREFECT_API_URL`), one small "
+        "registered VAE; a fresh process and a new 10-row CSV per run, after one untimed "
+        "first run per checkout (it creates the results store). CPU s = user + system. "
+        "Baseline: another checkout (`--baseline DIR`), runs interleaved.",
         "",
-        f"Run {datetime.now(UTC).isoformat(timespec='seconds')}, embedded default (SQLite "
-        "store, MLflow on SQLite, no `PREFECT_API_URL`), one small registered VAE; a fresh "
-        "process and a new 10-row CSV per run. CPU s = user + system of the process. The "
-        "machine's 2 cores are shared: the 1-minute load average is given per run.",
-        "",
-        "| code | run | wall s | CPU s | load |",
-        "|---|---:|---:|---:|---:|",
+        "| code | runs | wall s (median, range) | CPU s (median, range) | 1-min load |",
+        "|---|---:|---|---|---|",
     ]
-    for label, runs in results.items():
-        for n, r in enumerate(runs, 1):
-            lines.append(
-                f"| {label} | {n} | {r['wall_seconds']} | {r['cpu_seconds']} | {r['load_1min']} |"
-            )
-    lines += [
-        "",
-        "First run of each checkout (creates its results store; not in the table): "
-        + "; ".join(
-            f"{label} {r['wall_seconds']} s wall, {r['cpu_seconds']} CPU s"
-            for label, r in first.items()
+    for label, runs in report["results"].items():
+        if not runs:
+            continue
+        wall = sorted(r["wall_seconds"] for r in runs)
+        cpu = sorted(r["cpu_seconds"] for r in runs)
+        load = sorted(r["load_1min"] for r in runs)
+        lines.append(
+            f"| {label} | {len(runs)} | {statistics.median(wall):.2f} ({wall[0]}-{wall[-1]}) "
+            f"| {statistics.median(cpu):.2f} ({cpu[0]}-{cpu[-1]}) | {load[0]}-{load[-1]} |"
         )
-        + ".",
-        "",
-        f"Command: `python -m benchmarks.startup {' '.join(argv)}`",
-    ]
-    write_section(path, section, lines)
+    first = report.get("first") or {}
+    if first:
+        lines += [
+            "",
+            "First run (creates the store; not in the table): "
+            + "; ".join(
+                f"{label} {r['wall_seconds']} s wall, {r['cpu_seconds']} CPU s"
+                for label, r in first.items()
+            )
+            + ".",
+        ]
+    return lines
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """Tabular benchmark: vigil's VAE and GAN detectors side by side with PyOD on real data.
 
-    python -m benchmarks.tabular --datasets cardio thyroid mammography shuttle \
-        --seeds 3 --out benchmarks/results/tabular.json
+    python -m benchmarks tabular [--datasets cardio thyroid ...] [--seeds 3]
 
 Protocol (the one users live in): per seed, split the normal records 60/40; fit on the 60%
 normals only (scaling fitted there too); test on the other 40% normals plus all anomalies.
@@ -247,73 +246,39 @@ def summarise(report: dict) -> dict:
     return {"per_dataset": per_dataset, "overall": overall, "worst_seed_auroc_gap": worst_seed_gap}
 
 
-def write_markdown(report: dict, summary: dict, path: Path) -> None:
+def figures(report: dict) -> list[str]:
+    """RESULTS.md lines: per model, AUROC per set and the means over sets (seeds averaged)."""
+    summary = report.get("summary") or summarise(report)
     meta = report["meta"]
     datasets = meta["datasets"]
     models = [m for m in meta["models"] if m in summary["overall"]]
     lines = [
-        "# Benchmark results: tabular",
-        "",
-        f"Run {meta['date']} on {meta['machine']}, Python {meta['python']}; versions "
+        f"Protocol: {meta['protocol']}; {meta['seeds']} seeds (AUROC per set: mean ± std over "
+        f"seeds). Versions: "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
-        + ".",
+        + ". Worst seed: the largest drop of one seed's AUROC below its set's mean.",
         "",
-        f"Protocol: {meta['protocol']}; {meta['seeds']} seeds, mean ± std over seeds.",
-        "",
+        "| model | " + " | ".join(datasets) + " | mean AUROC | mean AUPRC | FPR at the 1% "
+        "threshold | recall there | fit s | scoring rows/s | worst seed |",
+        "|---|" + "---:|" * (len(datasets) + 7),
     ]
-    for metric, label in (
-        ("auroc", "AUROC"),
-        ("auprc", "AUPRC"),
-        ("test_fpr", "FPR on test normals at the stored 1% threshold"),
-        ("recall_at_threshold", "recall at the stored threshold"),
-        ("fit_seconds", "fit seconds"),
-        ("score_rows_per_s", "scoring rows/s (detector only)"),
-    ):
-        lines += [
-            f"## {label}",
-            "",
-            "| model | " + " | ".join(datasets) + " | mean |",
-            "|---|" + "---:|" * (len(datasets) + 1),
-        ]
-        for model in models:
-            cells = []
-            for dataset in datasets:
-                cell = summary["per_dataset"][model].get(dataset, {}).get(metric)
-                cells.append(_cell(cell, metric))
-            overall = summary["overall"][model].get(metric)
-            cells.append(
-                _cell({"mean": overall, "std": 0.0}, metric, bold=True)
-                if overall is not None
-                else ""
-            )
-            lines.append(f"| {model} | " + " | ".join(cells) + " |")
-        lines.append("")
-    if any("bare_forward_rows_per_s" in summary["overall"].get(m, {}) for m in models):
-        lines += [
-            "## scoring speed vs a bare torch forward of the same network",
-            "",
-            "| model | detector rows/s | bare forward rows/s | ratio |",
-            "|---|---:|---:|---:|",
-        ]
-        for model in models:
-            o = summary["overall"][model]
-            if "bare_forward_rows_per_s" in o:
-                ratio = o["score_rows_per_s"] / o["bare_forward_rows_per_s"]
-                lines.append(
-                    f"| {model} | {o['score_rows_per_s']:,.0f} | "
-                    f"{o['bare_forward_rows_per_s']:,.0f} | {ratio:.2f} |"
-                )
-        lines.append("")
-    lines += ["## stability", "", "Largest drop of one seed's AUROC below its data set's mean:", ""]
-    lines += [f"- {m}: {summary['worst_seed_auroc_gap'][m]:.3f}" for m in models]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "\n".join(lines) + "\n"
-    # Keep the sequence benchmark's section (benchmarks/sequences.py writes it).
-    previous = path.read_text() if path.exists() else ""
-    start, end = "<!-- sequences:start -->", "<!-- sequences:end -->"
-    if start in previous and end in previous:
-        text += "\n" + previous[previous.index(start) : previous.index(end) + len(end)] + "\n"
-    path.write_text(text)
+    for model in models:
+        per_set = summary["per_dataset"][model]
+        cells = [_cell(per_set.get(d, {}).get("auroc"), "auroc") for d in datasets]
+        overall = summary["overall"][model]
+        for metric in (
+            "auroc",
+            "auprc",
+            "test_fpr",
+            "recall_at_threshold",
+            "fit_seconds",
+            "score_rows_per_s",
+        ):
+            value = overall.get(metric)
+            cells.append(_cell({"mean": value}, metric) if value is not None else "")
+        cells.append(f"{summary['worst_seed_auroc_gap'][model]:.3f}")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _cell(cell: dict | None, metric: str, bold: bool = False) -> str:
@@ -343,8 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label-col", default=None, help="label column of --data files")
     parser.add_argument("--models", nargs="+", default=VIGIL_MODELS + PYOD_MODELS)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--out", default="benchmarks/results/tabular.json")
-    parser.add_argument("--markdown", default="benchmarks/RESULTS.md")
+    parser.add_argument("--out", required=True, help="the report (JSON)")
     parser.add_argument("--max-rows", type=int, default=None, help="subsample (smoke runs)")
     parser.add_argument("--epochs", type=int, default=None, help="override vigil epochs (smoke)")
     args = parser.parse_args(argv)
@@ -362,8 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
-    write_markdown(report, report["summary"], Path(args.markdown))
-    print(f"wrote {out} and {args.markdown}")
+    print(f"wrote {out}")
     return 0
 
 

@@ -12,6 +12,14 @@ WEIGHTS_FILE = "weights.pt"
 #: ``format_version`` in config.json.
 FORMAT_VERSION = 1
 
+#: ``score_rule="ensemble"`` explains its max-tail rule by sharing it among the columns
+#: near the maximum with weights ``softmax(tail / MAX_TAIL_SOFTNESS)`` (tail surprisals in
+#: nats), not by handing it all to ``argmax``: two columns whose tails tie within float
+#: rounding then get (almost) the same share on every CPU and in both forwards, instead
+#: of the whole share jumping to whichever rounding happens to win. A column one nat
+#: below the maximum gets e^-2 of its share; the score itself is unchanged.
+MAX_TAIL_SOFTNESS = 0.5
+
 
 def restore_fitted_state(target: Any, config: dict) -> None:
     """Set the fitted attributes every saved detector carries (encoder, input columns,

@@ -28,7 +28,13 @@ import numpy as np
 import pandas as pd
 
 from detectors.encoding import as_frame, per_feature_frame
-from detectors.layout import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, restore_fitted_state
+from detectors.layout import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    MAX_TAIL_SOFTNESS,
+    WEIGHTS_FILE,
+    restore_fitted_state,
+)
 from detectors.thresholds import Threshold
 
 #: Beside weights.pt in a saved detector's folder.
@@ -176,7 +182,7 @@ def _reference_side(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def _kth_distance(
     q: np.ndarray, prepared: tuple[np.ndarray, np.ndarray, np.ndarray], k: int
 ) -> np.ndarray:
-    """As ``detectors.vae.kth_distance`` (float32 products, float64 result)."""
+    """As ``detectors.parts.kth_distance`` (float32 products, float64 result)."""
     centre, centred, r_sq = prepared
     k = max(1, min(int(k), centred.shape[0]))
     q32 = q.astype(np.float32, copy=False) - centre
@@ -320,8 +326,8 @@ class NumpyVAE:
         if self.score_rule == "ensemble":
             rules, sq, tail = self._ensemble_rules(x)
             score = (rules / self._rule_scales).sum(axis=1)
-            top = np.zeros_like(tail)
-            top[np.arange(tail.shape[0]), tail.argmax(axis=1)] = 1.0
+            top = np.exp((tail - tail.max(axis=1, keepdims=True)) / MAX_TAIL_SOFTNESS)
+            top /= top.sum(axis=1, keepdims=True)
             s = self._scales
             terms = sq / s[0] + tail * top / s[1] + tail / s[2]
             return terms, score - terms.sum(axis=1)

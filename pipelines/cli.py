@@ -19,9 +19,10 @@ import click
 from pipelines.settings import get_settings
 from pipelines.store.vocabulary import HealthStatus, Role
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SAMPLES = REPO_ROOT / "data" / "samples"
-DEFAULT_SPEC = REPO_ROOT / "data" / "specs" / "demo_transactions.yaml"
+#: Where `spec init` and `demo-data` write by default: the user's project folder.
+DEFAULT_SPECS = Path("data") / "specs"
+DEFAULT_SAMPLES = Path("data") / "samples"
+DEFAULT_SPEC = DEFAULT_SPECS / "demo_transactions.yaml"
 
 
 #: Exit code when the same batch is being scored by another live process right now.
@@ -134,7 +135,7 @@ def spec_init(data, id_col, label_col, entity_col, time_col, ignore_cols, name, 
         time_column=time_col,
         ignore_columns=list(ignore_cols),
     )
-    out_path = Path(out) if out else REPO_ROOT / "data" / "specs" / f"{name}.yaml"
+    out_path = Path(out) if out else DEFAULT_SPECS / f"{name}.yaml"
     inferred.save(out_path)
     click.echo(f"wrote {out_path}")
     click.echo(f"  numeric:     {', '.join(inferred.numeric_features) or '-'}")
@@ -192,8 +193,8 @@ def _slug(text: str) -> str:
 @click.option(
     "--with-labels",
     is_flag=True,
-    help="Also train a re-ranker on the verdicts known now and register each detector's "
-    "re-ranked version (<model>-reranked).",
+    help="Also train a re-ranker on the verdicts known now and register it as a new "
+    "version of each detector's model (kind <detector>-reranked): the challenger.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train(
@@ -245,7 +246,7 @@ def train(
     for model in result["models"]:
         click.echo(_model_line(model))
     for skipped in result.get("reranked_skipped", []):
-        click.echo(f"  {skipped['model']}: not trained: {skipped['skipped']}")
+        click.echo(f"  {skipped['model']} (labelled): not trained: {skipped['skipped']}")
 
 
 def _model_line(model: dict) -> str:
@@ -256,18 +257,24 @@ def _model_line(model: dict) -> str:
         if "auroc" in m
         else "no labels: AUROC n/a"
     )
-    if model.get("base"):  # a re-ranked model (issue 9): its threshold is on max(u, p/p_cut)
+    if model.get("base"):  # a labelled (re-ranked) version: its threshold is on max(u, p/p_cut)
         return (
             f"  {model['model']} v{model['version']} [{', '.join(model['aliases'])}]  "
-            f"{quality}  re-ranks {model['base']} with {m['n_labelled']:.0f} verdicts "
+            f"{quality}  labelled: re-ranks v{model['base'].rsplit('/', 1)[-1]} with "
+            f"{m['n_labelled']:.0f} verdicts "
             f"({m['n_frauds']:.0f} fraud)  hold-out FPR {_percent(m.get('holdout_fpr'))}  "
             f"fit {m['fit_seconds']:.1f}s"
         )
-    return (
+    line = (
         f"  {model['model']} v{model['version']} [{', '.join(model['aliases'])}]  {quality}  "
         f"threshold {m['threshold']:.4g} (target FPR {m['target_fpr']:.1%}, "
         f"hold-out FPR {_percent(m.get('holdout_fpr'))})  fit {m['fit_seconds']:.1f}s"
     )
+    for problem in model.get("problems", []):
+        line += f"\n    NOT made champion or challenger: {problem}"
+    for warning in model.get("warnings", []):
+        line += f"\n    warning: {warning}"
+    return line
 
 
 def _percent(value: float | None) -> str:
@@ -586,8 +593,8 @@ def serve(
     train_cron,
 ) -> None:
     """Run the schedules (nightly score, weekly train + promote) until stopped."""
-    from pipelines.operations.serve import ServeConfig, serve_forever
     from pipelines.operations.sources import FolderSource, SqlSource
+    from pipelines.serve import ServeConfig, serve_forever
 
     if watch_folder and sql_url:
         _fail("give --watch-folder or --sql-url, not both")
@@ -950,7 +957,7 @@ def threshold_set(model_ref, budget, precision, fpr, reason, actor, dry_run, as_
 def demo_feedback(epochs) -> None:
     """The feedback loop once on the demo data: import verdicts, retrain with labels,
     print before/after on the later batch."""
-    from pipelines.feedback.demo import run_feedback_demo
+    from pipelines.demo_feedback import run_feedback_demo
 
     run_feedback_demo(epochs=epochs, echo=click.echo)
 

@@ -148,6 +148,23 @@ def write_demo_data(out_dir: str | Path, *, seed: int = 7) -> dict[str, Path]:
     return paths
 
 
+def demo_files(home: Path) -> dict[str, Path]:
+    """The demo's training file, later batch and spec, in the state folder (written from
+    the seed on first use): the demo works from a wheel as from a clone, and writes
+    nothing into the working directory."""
+    folder = home / "demo"
+    paths = {
+        "train": folder / "demo_transactions_train.csv",
+        "score": folder / "demo_transactions_score.csv",
+        "spec": folder / "demo_transactions.yaml",
+    }
+    if not (paths["train"].exists() and paths["score"].exists()):
+        write_demo_data(folder)
+    if not paths["spec"].exists():
+        DEMO_SPEC.save(paths["spec"])
+    return paths
+
+
 def run_demo(*, epochs: int | None = None, echo=print) -> dict:
     """Train both detectors on the sample data, register them, score the later batch and
     print what a person needs to look further."""
@@ -158,17 +175,9 @@ def run_demo(*, epochs: int | None = None, echo=print) -> dict:
     from pipelines.modeling.training import TrainConfig
     from pipelines.settings import get_settings
 
-    root = Path(__file__).resolve().parent.parent
-    samples = root / "data" / "samples"
-    spec_path = root / "data" / "specs" / "demo_transactions.yaml"
-    train_path = samples / "demo_transactions_train.csv"
-    score_path = samples / "demo_transactions_score.csv"
-    if not (train_path.exists() and score_path.exists()):
-        write_demo_data(samples)
-    if not spec_path.exists():
-        DEMO_SPEC.save(spec_path)
-
     settings = get_settings()
+    files = demo_files(settings.home_dir)
+    train_path, score_path, spec_path = files["train"], files["score"], files["spec"]
     started = time.perf_counter()
     overrides = {"epochs": epochs} if epochs else {}
     trained = train_flow(

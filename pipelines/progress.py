@@ -7,10 +7,11 @@ run that takes minutes always shows where it is.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from pipelines.settings import get_settings
 
 logger = logging.getLogger("vigil")
 
@@ -18,11 +19,9 @@ Advance = Callable[..., None]
 
 
 def _use_bar() -> bool:
-    setting = os.environ.get("VIGIL_PROGRESS", "auto").lower()
-    if setting in {"0", "false", "off", "log"}:
-        return False
-    if setting in {"1", "true", "on", "bar"}:
-        return True
+    setting = get_settings().progress
+    if setting != "auto":
+        return setting == "bar"
     return sys.stderr.isatty()
 
 

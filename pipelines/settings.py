@@ -8,11 +8,12 @@ switches to production by settings alone.
 from __future__ import annotations
 
 import os
+import sqlite3
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -69,11 +70,11 @@ class VigilSettings(BaseSettings):
         description="Threads scoring computes on: torch's, where the model loaded torch, "
         "and numpy's BLAS pool for the numpy forward (None: each library's default, one "
         "per core). 1 costs half the CPU on a machine other processes share (no spinning "
-        "thread pool: 1M rows 11-15 against 26-32 CPU s at load ~5.5).",
+        "thread pool).",
     )
     numpy_forward: bool = Field(
         default=True,
-        description="Score a saved VAE with numpy (no torch import: ~2.5 CPU s less "
+        description="Score a saved VAE with numpy (no torch import: seconds less "
         "start-up per command) where its bundle has weights.npz; tested equal to the torch "
         "forward. False (VIGIL_NUMPY_FORWARD=0): always the torch detector. Models without "
         "weights.npz, other detectors and non-CPU devices use torch either way.",
@@ -86,8 +87,8 @@ class VigilSettings(BaseSettings):
     dask_address: str | None = Field(
         default=None,
         description="Dask scheduler for the dask runner (tcp://HOST:8786); None starts a "
-        "LocalCluster of dask_workers processes for each run (19-36 s of start-up measured "
-        "on 2 busy cores: the cluster, its workers' imports, Prefect's temporary API).",
+        "LocalCluster of dask_workers processes for each run (tens of seconds of start-up: "
+        "the cluster, its workers' imports, Prefect's temporary API).",
     )
     dask_workers: int = Field(
         default=2, gt=0, description="LocalCluster worker processes (one thread each)."
@@ -109,17 +110,55 @@ class VigilSettings(BaseSettings):
     review_host: str = Field(default="127.0.0.1", description="Address the review app binds.")
     review_port: int = Field(default=8765, description="Port of the review app.")
     review_secure_cookies: bool = Field(
-        default=False, description="Mark cookies Secure (set when served over TLS)."
+        default=False,
+        description="Mark cookies Secure always (they are Secure anyway on a request that came "
+        "over HTTPS).",
+    )
+    review_trust_proxy_headers: bool = Field(
+        default=False,
+        description="Believe X-Forwarded-Proto and X-Forwarded-For (the scheme and client "
+        "address a reverse proxy saw); set it only when a proxy in front always sets them.",
     )
     review_session_hours: float = Field(default=12.0, gt=0, description="Login lifetime.")
     review_claim_minutes: float = Field(
         default=15.0, gt=0, description="How long a claimed item stays locked to its analyst."
     )
     review_login_attempts: int = Field(
-        default=5, gt=0, description="Failed logins per user within 5 minutes before refusal."
+        default=5,
+        gt=0,
+        description="Failed logins for one user name from one address within 5 minutes "
+        "before that address is refused for that user.",
+    )
+    review_login_attempts_per_address: int = Field(
+        default=20,
+        gt=0,
+        description="Failed logins from one address, any user names, within 5 minutes before "
+        "the address is refused.",
+    )
+    review_login_attempts_per_account: int = Field(
+        default=100,
+        gt=0,
+        description="Failed logins for one user name from all addresses within an hour before "
+        "browsers that never signed in as that user are refused; keep it above what one "
+        "address can reach (12 x review_login_attempts).",
+    )
+    review_secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that signs flash messages and device cookies; set it when several "
+        "app processes serve one site (default: a random key per process).",
     )
 
-    # -- feedback (issue 9)
+    progress: Literal["auto", "bar", "log"] = Field(
+        default="auto",
+        description="How long work shows progress: a bar on a terminal, log lines "
+        "elsewhere (auto), or always one of the two.",
+    )
+    local_registry: bool = Field(
+        default=True,
+        description="On the embedded default, read the MLflow registry's SQLite file "
+        "directly (no MLflow import per command); False: always through MLflow.",
+    )
+    # -- feedback
     feedback_min_reviewed: int = Field(
         default=30, gt=0, description="Labelled scored records a precision threshold needs."
     )
@@ -130,7 +169,7 @@ class VigilSettings(BaseSettings):
         default=20, gt=0, description="Frauds (and not-frauds) the re-ranker needs to train."
     )
 
-    # -- real-time scoring (`vigil api`, issue 10)
+    # -- real-time scoring (`vigil api`)
     api_torch_threads: int = Field(
         default=1,
         gt=0,
@@ -144,7 +183,7 @@ class VigilSettings(BaseSettings):
         "store as entity history (what a crash can lose).",
     )
 
-    # -- drift watch (issue 10)
+    # -- drift watch
     drift: DriftPolicy = Field(
         default_factory=DriftPolicy,
         description="When a scoring run's drift watch alarms (VIGIL_DRIFT__<FIELD>).",
@@ -185,6 +224,54 @@ class VigilSettings(BaseSettings):
             os.environ.setdefault(key, value)
         # MLflow follows the settings, never a stale value left in the shell.
         os.environ["MLFLOW_TRACKING_URI"] = self.resolved_mlflow_uri
+        if self.mlflow_tracking_uri is None:
+            relocate_state_folder(self.home_dir)
+
+
+#: Where a state folder last was (absolute path), kept inside it.
+HOME_MARKER = "home.path"
+#: Columns of MLflow's tracking/registry schema that hold artifact locations.
+_MLFLOW_LOCATION_COLUMNS = {
+    "experiments": ("artifact_location",),
+    "runs": ("artifact_uri",),
+    "model_versions": ("source", "storage_location"),
+    "logged_models": ("artifact_location",),
+}
+
+
+def relocate_state_folder(home: Path) -> bool:
+    """Make a moved or copied state folder work where it is now.
+
+    MLflow keeps absolute artifact locations (experiment, runs, model versions); when the
+    folder was moved or copied since it was last used, those locations are rewritten from
+    the old folder to this one, so models load from the new place and nothing is written
+    back into the old one. Returns True when something was rewritten."""
+    marker = home / HOME_MARKER
+    database = home / "mlflow.db"
+    before = marker.read_text().strip() if marker.exists() else None
+    here = str(home)
+    if before == here:
+        return False
+    moved = False
+    if before and database.exists():
+        with sqlite3.connect(database) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            for table, columns in _MLFLOW_LOCATION_COLUMNS.items():
+                if table not in tables:
+                    continue
+                present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column not in present:
+                        continue
+                    for old, new in ((Path(before).as_uri(), Path(here).as_uri()), (before, here)):
+                        changed = conn.execute(
+                            f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                            f"WHERE substr({column}, 1, ?) = ?",
+                            (new, len(old) + 1, len(old), old),
+                        ).rowcount
+                        moved = moved or changed > 0
+    marker.write_text(here + "\n")
+    return moved
 
 
 @lru_cache(maxsize=1)

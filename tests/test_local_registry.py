@@ -16,6 +16,7 @@ from detectors import Threshold, VAEDetector
 from pipelines.demo import DEMO_SPEC, generate_transactions
 from pipelines.modeling import local_registry
 from pipelines.modeling.bundle import ScoringBundle
+from pipelines.settings import get_settings
 from tests.conftest import FAST_VAE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,11 +76,17 @@ def registered(tmp_path_factory):
 def _both(monkeypatch, call):
     """``call()`` through the local reader, then through MLflow."""
     monkeypatch.delenv("VIGIL_LOCAL_REGISTRY", raising=False)
+    get_settings.cache_clear()
     assert local_registry.current() is not None
     local = _outcome(call)
     monkeypatch.setenv("VIGIL_LOCAL_REGISTRY", "0")
-    assert local_registry.current() is None
-    return local, _outcome(call)
+    get_settings.cache_clear()
+    try:
+        assert local_registry.current() is None
+        return local, _outcome(call)
+    finally:
+        monkeypatch.delenv("VIGIL_LOCAL_REGISTRY")
+        get_settings.cache_clear()
 
 
 def _outcome(call):

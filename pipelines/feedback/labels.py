@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipelines.spreadsheet import spreadsheet_safe
 from pipelines.store.vocabulary import LabelSource, Verdict
 
 VERDICT_WORDS = {
@@ -184,7 +185,7 @@ def dedupe_key(
 def write_label_export(rows: pd.DataFrame, out: str | Path) -> Path:
     """One row per label row (the whole history, oldest first) as CSV or Parquet."""
     out = Path(out)
-    frame = rows[[c for c in EXPORT_COLUMNS if c in rows.columns]].copy()
+    frame = spreadsheet_safe(rows[[c for c in EXPORT_COLUMNS if c in rows.columns]])
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".csv":
         frame.to_csv(out, index=False)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from pipelines.settings import get_settings
+
 #: The tables and columns read here (MLflow 3's SQL registry schema).
 _NEEDED = {
     "registered_model_aliases": {"alias", "version", "name"},
@@ -239,9 +241,9 @@ _OPENED: dict[str, tuple[tuple[int, int, int, int], LocalRegistry]] = {}
 
 def current() -> LocalRegistry | None:
     """The local registry of the configured tracking URI (``MLFLOW_TRACKING_URI``, which
-    ``VigilSettings.apply_environment`` sets), or None. ``VIGIL_LOCAL_REGISTRY=0`` turns
-    the direct reads off."""
-    if os.environ.get("VIGIL_LOCAL_REGISTRY", "1") == "0":
+    ``VigilSettings.apply_environment`` sets), or None. The ``local_registry`` setting
+    (``VIGIL_LOCAL_REGISTRY=0``) turns the direct reads off."""
+    if not get_settings().local_registry:
         return None
     mlflow = sys.modules.get("mlflow")
     if mlflow is not None and hasattr(mlflow, "get_registry_uri"):

@@ -6,11 +6,13 @@ The registry decides which model is champion; nothing else keeps that fact.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +33,11 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 TAG_DATASET = "vigil.dataset"
 TAG_DETECTOR = "vigil.detector"
+#: ``ok``, ``warning: <what>``, or ``failed: <reasons>`` for a version whose training checks
+#: failed (it gets no alias).
+TAG_TRAINING_HEALTH = "vigil.training_health"
+#: The kind of a version trained on labels as well: ``<detector>-reranked``.
+LABELLED_SUFFIX = "-reranked"
 #: A threshold set after training (``vigil threshold set``): JSON of the Threshold plus who
 #: and which ledger entry; applied every time the version is loaded.
 TAG_THRESHOLD = "vigil.threshold"
@@ -142,7 +149,12 @@ def log_bundle(
     version = str(registered.version)
     client = MlflowClient()
     client.set_registered_model_tag(registered_name, TAG_DATASET, bundle.spec.name)
-    client.set_registered_model_tag(registered_name, TAG_DETECTOR, detector_kind)
+    # The model's kind is its detector's; a labelled version (``vae-reranked``) says so
+    # in its own version tag.
+    client.set_registered_model_tag(
+        registered_name, TAG_DETECTOR, detector_kind.removesuffix(LABELLED_SUFFIX)
+    )
+    client.set_model_version_tag(registered_name, version, TAG_DETECTOR, detector_kind)
     client.set_model_version_tag(registered_name, version, "threshold", str(bundle.threshold))
     return version
 
@@ -157,6 +169,88 @@ def _pip_requirements() -> list[str]:
 
     packages = ["torch", "numpy", "pandas", "scikit-learn", "pydantic", "pyyaml", "mlflow"]
     return [f"{name}=={version(name)}" for name in packages]
+
+
+@dataclass
+class Registration:
+    """What one training run registers: the bundle under ``name`` with what it was
+    trained on. Every model a training run registers (detectors, re-ranked models) goes
+    through :func:`register_version`, so each gets the same run, tags and aliases."""
+
+    name: str
+    kind: str
+    bundle: object
+    data_source: str
+    params: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    #: tags on the MLflow run and the registered version (beyond data set and detector)
+    tags: dict = field(default_factory=dict)
+    #: per-epoch training logs, logged as ``epoch_*`` metrics
+    history: list = field(default_factory=list)
+    input_example: pd.DataFrame | None = None
+    #: the pyfunc model file when it is not the plain bundle's
+    python_model: str | None = None
+    #: writes plots into the folder it is given (logged under ``plots/``)
+    plots: Callable[[Path], object] | None = None
+    #: why the version must not serve (failed training checks): registered for people to
+    #: inspect, tagged with the reasons, and given no alias
+    problems: list[str] = field(default_factory=list)
+    #: what a person should know that does not stop it serving (tagged, printed)
+    warnings: list[str] = field(default_factory=list)
+
+
+def register_version(registration: Registration) -> dict[str, object]:
+    """One MLflow run: tags, params, metrics, plots, then the bundle as a new version,
+    its version tags and aliases, and last the mark that registration completed.
+    Returns the train result (detector, model, version, aliases, run id, metrics)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    r = registration
+    plots = None
+    with mlflow.start_run(run_name=f"train-{r.name}") as run:
+        tags = {TAG_DATASET: r.bundle.spec.name, TAG_DETECTOR: r.kind, "data": r.data_source}
+        mlflow.set_tags({**tags, **r.tags})
+        if r.params:
+            mlflow.log_params({k: str(v)[:500] for k, v in r.params.items()})
+        finite = {k: v for k, v in r.metrics.items() if isinstance(v, int | float)}
+        mlflow.log_metrics({k: v for k, v in finite.items() if math.isfinite(v)})
+        for epoch, logs in enumerate(r.history or []):
+            mlflow.log_metrics(
+                {f"epoch_{k}": float(v) for k, v in logs.items() if isinstance(v, int | float)},
+                step=epoch,
+            )
+        if r.plots is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                plots = r.plots(Path(tmp))
+                mlflow.log_artifacts(tmp, artifact_path="plots")
+        version = log_bundle(
+            r.bundle,
+            registered_name=r.name,
+            detector_kind=r.kind,
+            input_example=r.input_example,
+            python_model=r.python_model,
+        )
+        client = MlflowClient()
+        for key, value in r.tags.items():
+            client.set_model_version_tag(r.name, version, key, str(value))
+        health = "failed: " + "; ".join(r.problems) if r.problems else "ok"
+        if r.warnings and not r.problems:
+            health = "warning: " + "; ".join(r.warnings)
+        client.set_model_version_tag(r.name, version, TAG_TRAINING_HEALTH, health[:5000])
+        aliases = [] if r.problems else assign_new_version_aliases(r.name, version)
+        complete_registration(r.name, version)
+    return {
+        "detector": r.kind,
+        "model": r.name,
+        "version": version,
+        "aliases": aliases,
+        "mlflow_run_id": run.info.run_id,
+        "metrics": r.metrics,
+        "plots": plots,
+        **({"problems": list(r.problems)} if r.problems else {}),
+        **({"warnings": list(r.warnings)} if r.warnings else {}),
+    }
 
 
 def assign_new_version_aliases(name: str, version: str) -> list[str]:

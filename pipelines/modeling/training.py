@@ -5,7 +5,6 @@ The train flow strings these together; tests call them without Prefect.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +17,12 @@ from detectors import GANDetector, Threshold, VAEDetector, metrics
 from detectors.context import time_to_seconds
 from detectors.sequence import SequenceGANDetector, SequenceVAEDetector
 from pipelines.intake.spec import DatasetSpec
-from pipelines.modeling.bundle import PreparedRecords, ScoringBundle, prepare_records
+from pipelines.modeling.bundle import (
+    PreparedRecords,
+    ScoringBundle,
+    is_sequence_detector,
+    prepare_records,
+)
 from pipelines.progress import progress
 
 DetectorKind = Literal["vae", "gan", "seq_vae", "seq_gan"]
@@ -58,6 +62,12 @@ class TrainConfig(BaseModel):
     seq_gan: dict[str, Any] = Field(
         default_factory=dict, description="SequenceGANDetector parameters."
     )
+    min_labels: int | None = Field(
+        default=None,
+        gt=0,
+        description="Frauds (and not-frauds) a labelled model needs to train; default the "
+        "feedback_min_labels setting.",
+    )
 
     def detector_kinds(self, spec: DatasetSpec) -> list[DetectorKind]:
         if self.detectors is not None:
@@ -71,6 +81,33 @@ class TrainConfig(BaseModel):
                 f"section); spec {spec.name!r} is tabular"
             )
         return kinds
+
+
+def redacted_example(clean: pd.DataFrame, spec: DatasetSpec, rows: int = 3) -> pd.DataFrame:
+    """Rows shaped like a batch to score (the spec's columns, their types) holding no
+    record's values: numbers are 0, texts and categories ``example``, ids, entities and
+    times made up. A registered model travels with its input example, so it must not
+    carry card data from training."""
+    example = clean[spec.required_columns].head(rows).copy()
+    for column in example.columns:
+        values = example[column]
+        if column == spec.id_column:
+            example[column] = [f"example-{i + 1}" for i in range(len(example))]
+        elif column == spec.entity_column:
+            example[column] = "example-entity"
+        elif column == spec.time_column:
+            stamps = pd.date_range("2026-01-01", periods=len(example), freq="min", tz="UTC")
+            example[column] = (
+                stamps if pd.api.types.is_datetime64_any_dtype(values)
+                else stamps.strftime("%Y-%m-%dT%H:%M:%SZ")
+            )  # fmt: skip
+        elif pd.api.types.is_bool_dtype(values):
+            example[column] = False
+        elif pd.api.types.is_numeric_dtype(values):
+            example[column] = values.dtype.type(0)
+        else:
+            example[column] = "example"
+    return example.reset_index(drop=True)
 
 
 @dataclass
@@ -87,9 +124,9 @@ class TrainingSplit:
     context: pd.DataFrame | None = None
     context_labels: np.ndarray | None = None
     state: pd.DataFrame | None = None
-    #: Raw records as a batch to score would hold them (an input example for the registry).
+    #: The shape of a batch to score, with no real values (the registry's input example).
     raw_example: pd.DataFrame | None = None
-    #: Labels known before training (issue 9): confirmed frauds left out of the normal
+    #: Labels known before training: confirmed frauds left out of the normal
     #: training rows, and which training rows analysts reviewed as not fraud (kept; usable
     #: for calibration).
     confirmed_frauds_dropped: int = 0
@@ -156,7 +193,7 @@ def split_for_training(
         evaluation=clean.iloc[eval_idx].reset_index(drop=True),
         y_evaluation=labels[eval_idx] if has_label else None,
         n_known_anomalies=len(anomaly_idx),
-        raw_example=clean[spec.required_columns].head(3),
+        raw_example=redacted_example(clean, spec),
         confirmed_frauds_dropped=int(newly_excluded.sum()),
         train_reviewed_normal=reviewed[train_idx],
     )
@@ -191,7 +228,7 @@ def split_sequences_for_training(
         context=features.loc[earlier].reset_index(drop=True),
         context_labels=labels[earlier],
         state=prepared.state,
-        raw_example=clean[spec.required_columns].head(3),
+        raw_example=redacted_example(clean, spec),
     )
 
 
@@ -203,7 +240,7 @@ def build_detector(kind: DetectorKind, spec: DatasetSpec, config: TrainConfig):
         "range_features": list(spec.range_checked_features) or None,
     }
     if kind in SEQUENCE_KINDS:
-        context = spec.context_config()
+        context = spec.context
         assert context is not None
         params.update(
             entity_column=spec.entity_column,
@@ -261,6 +298,7 @@ def evaluate_detector(
         "holdout_fpr": float(metrics.fpr_at(threshold, normal_scores)),
         "n_train": float(len(split.train)),
         "n_evaluation": float(len(split.evaluation)),
+        "n_evaluation_normals": float(len(normal_scores)),
         "n_known_anomalies": float(split.n_known_anomalies),
         "fit_seconds": float(getattr(detector, "fit_seconds_", float("nan"))),
     }
@@ -277,6 +315,65 @@ def evaluate_detector(
     return Evaluation(metrics=result, scores=scores, labels=labels)
 
 
+#: A VAE latent unit whose posterior mean varies less than this over the hold-out carries
+#: no information about the record ("inactive", Burda et al.); none active = collapse.
+ACTIVE_UNIT_VARIANCE = 0.01
+
+
+def training_problems(
+    detector, evaluation: Evaluation, spec: DatasetSpec, split: TrainingSplit
+) -> list[str]:
+    """Why a freshly trained model must not become champion or challenger (empty: none).
+
+    Unattended retraining registers what it trained; these checks decide whether the new
+    version may serve: scores that are not numbers, a threshold that does not hold on the
+    normal records kept aside (beyond what chance allows for that many records).
+    """
+    problems: list[str] = []
+    m = evaluation.metrics
+    if not np.all(np.isfinite(evaluation.scores)):
+        bad = int((~np.isfinite(evaluation.scores)).sum())
+        problems.append(f"{bad} hold-out scores are not finite numbers")
+    n, fpr, target = m.get("n_evaluation_normals", 0.0), m["holdout_fpr"], m["target_fpr"]
+    if n >= 50 and np.isfinite(fpr):
+        allowed = 2 * target + 3 * np.sqrt(target * (1 - target) / n)
+        if fpr > allowed:
+            problems.append(
+                f"hold-out FPR {fpr:.2%} against a {target:.1%} target (at most {allowed:.2%} "
+                f"on {n:.0f} normal records): the threshold does not hold on records kept "
+                "aside. The data likely changes over its period (a trend, a new regime): "
+                "train on a period like the one to be scored, or add the column that "
+                "explains the change (time of day, machine state) to the spec"
+            )
+    return problems
+
+
+def training_warnings(detector, spec: DatasetSpec, split: TrainingSplit) -> list[str]:
+    """What a person should know about a trained model that does not stop it serving.
+
+    A VAE whose latent units all collapsed to the prior gives every record the same code:
+    its score then rests on reconstruction residuals alone (which still detect), and the
+    codes the labelled model and the kNN view read carry nothing."""
+    warnings: list[str] = []
+    if hasattr(detector, "latent_means") and len(split.evaluation):
+        bundle = ScoringBundle(spec, detector)
+        model_input = bundle._model_input(split.evaluation)
+        window = {"history": split.context} if is_sequence_detector(detector) else {}
+        try:
+            codes = np.asarray(detector.latent_means(model_input, **window))
+        except (TypeError, ValueError):  # a detector without codes for these rows
+            codes = None
+        if codes is not None and len(codes) > 1:
+            active = int((np.var(codes, axis=0) > ACTIVE_UNIT_VARIANCE).sum())
+            if active == 0:
+                warnings.append(
+                    f"posterior collapse: none of the VAE's {codes.shape[1]} latent units "
+                    "varies over the hold-out (KL per unit ~0), so every record gets the "
+                    "same code; retrain with a smaller beta or more epochs"
+                )
+    return warnings
+
+
 def log_and_register(
     kind: DetectorKind,
     detector,
@@ -287,65 +384,57 @@ def log_and_register(
     data_source: str,
     max_reasons: int,
     input_example: pd.DataFrame | None = None,
+    problems: list[str] | None = None,
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
-    """One MLflow run per detector: params, metrics, plots, then a registered version."""
-    import mlflow
-
+    """One MLflow run per detector: params, metrics, plots, then a registered version
+    (with no alias when ``problems`` says why it must not serve)."""
     from pipelines.modeling.plots import plot_evaluation
-    from pipelines.modeling.registry import (
-        assign_new_version_aliases,
-        complete_registration,
-        log_bundle,
-        model_name_for,
-    )
+    from pipelines.modeling.registry import Registration, model_name_for, register_version
 
     name = model_name_for(spec.name, kind)
-    bundle = ScoringBundle(spec, detector, max_reasons=max_reasons)
-    with mlflow.start_run(run_name=f"train-{name}") as run:
-        mlflow.set_tags({"vigil.dataset": spec.name, "vigil.detector": kind, "data": data_source})
-        params = (
-            {k: v for k, v in detector.get_params().items() if not callable(v)}
-            if hasattr(detector, "get_params")
-            else {}
+    params = (
+        {k: v for k, v in detector.get_params().items() if not callable(v)}
+        if hasattr(detector, "get_params")
+        else {}
+    )
+    params.update(
+        {
+            "threshold_method": config.threshold_method,
+            "evaluation_fraction": config.evaluation_fraction,
+            "features": ",".join(spec.feature_columns),
+        }
+    )
+    # What the fit read (rows per epoch, the seeded samples around training): the caps
+    # alone (params) do not say whether they bound on this data.
+    fit_info = getattr(detector, "fit_info_", None) or {}
+    params.update({f"fit_info.{k}": v for k, v in fit_info.items()})
+    history = getattr(detector, "history_", []) or []
+
+    def plots(out_dir: Path):
+        return plot_evaluation(
+            title=name,
+            scores=evaluation.scores,
+            labels=evaluation.labels,
+            threshold=float(detector.threshold_.value),
+            history=history,
+            out_dir=out_dir,
         )
-        params.update(
-            {
-                "threshold_method": config.threshold_method,
-                "evaluation_fraction": config.evaluation_fraction,
-                "features": ",".join(spec.feature_columns),
-            }
+
+    result = register_version(
+        Registration(
+            name=name,
+            kind=kind,
+            bundle=ScoringBundle(spec, detector, max_reasons=max_reasons),
+            data_source=data_source,
+            params=params,
+            metrics=evaluation.metrics,
+            history=history,
+            input_example=input_example,
+            plots=plots,
+            problems=problems or [],
+            warnings=warnings or [],
         )
-        # What the fit read (rows per epoch, the seeded samples around training): the
-        # caps alone (params) do not say whether they bound on this data.
-        fit_info = getattr(detector, "fit_info_", None) or {}
-        params.update({f"fit_info.{k}": v for k, v in fit_info.items()})
-        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-        mlflow.log_metrics({k: v for k, v in evaluation.metrics.items() if np.isfinite(v)})
-        for epoch, logs in enumerate(getattr(detector, "history_", []) or []):
-            mlflow.log_metrics(
-                {f"epoch_{k}": float(v) for k, v in logs.items() if isinstance(v, int | float)},
-                step=epoch,
-            )
-        with tempfile.TemporaryDirectory() as tmp:
-            evaluation.plots = plot_evaluation(
-                title=name,
-                scores=evaluation.scores,
-                labels=evaluation.labels,
-                threshold=float(detector.threshold_.value),
-                history=getattr(detector, "history_", []) or [],
-                out_dir=Path(tmp),
-            )
-            mlflow.log_artifacts(tmp, artifact_path="plots")
-        version = log_bundle(
-            bundle, registered_name=name, detector_kind=kind, input_example=input_example
-        )
-        aliases = assign_new_version_aliases(name, version)
-        complete_registration(name, version)
-    return {
-        "detector": kind,
-        "model": name,
-        "version": version,
-        "aliases": aliases,
-        "mlflow_run_id": run.info.run_id,
-        "metrics": evaluation.metrics,
-    }
+    )
+    evaluation.plots = result.pop("plots")
+    return result

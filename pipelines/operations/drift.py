@@ -23,7 +23,7 @@ from pipelines.store.vocabulary import HealthStatus
 
 
 def _stats():
-    """SciPy's stats, imported when a test runs (importing it is ~1.4 CPU s, which every
+    """SciPy's stats, imported when a test runs (importing it costs more than a second, which every
     short scoring command paid even when it had no reference to compare with)."""
     from scipy import stats
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.modeling.bundle import ScoringBundle
+from pipelines.modeling.registry import configure_mlflow
 from pipelines.operations.drift import DriftPolicy, assess_drift
 from pipelines.operations.reference import TrainingReference, reference_for_version
 from pipelines.settings import get_settings
@@ -74,8 +75,14 @@ def watch_run(
 
 
 def log_health_to_mlflow(run_id: str, model_name: str, model_version: str, health: dict) -> str:
-    """One MLflow run per scoring run's health: headline metrics, the full JSON."""
+    """One MLflow run per scoring run's health: headline metrics, the full JSON.
+
+    Logged in vigil's experiment (under the state folder), never MLflow's Default one,
+    whose artifact location is wherever the working directory was when it was made."""
     import mlflow
+
+    if mlflow.active_run() is None:
+        configure_mlflow(get_settings())
 
     metrics = {
         "score_psi": health["score"].get("psi"),

@@ -1,0 +1,328 @@
+"""The typology set measured through the CLI, exactly as a user would run it.
+
+    python -m benchmarks typologies [--cards 2500 --epochs 8 --detectors seq_vae,vae]
+
+Generates ``generate_typology_set`` and writes it as two CSV files: the training file
+(every day but the last ``--score-days``) and the next period (the last days). Then, in a
+fresh ``VIGIL_HOME``, it runs the user's commands as subprocesses:
+
+1. ``vigil spec init --entity-col card_id --time-col timestamp --ignore-col fraud_kind``
+   (the spec as proposed, not edited);
+2. ``vigil train --detectors seq_vae,seq_gan,vae`` (``vae`` on a sequence spec is the
+   context VAE: raw + context features; it holds out the latest 20% for evaluation);
+3. ``vigil score --data next.csv --model NAME/VERSION --out scores.parquet`` for each
+   model, as a separate batch that reads the kept entity history.
+
+IsolationForest is not a vigil detector: it is fitted here on the same context features
+of the training file's normal records (1%-FPR threshold on the latest 20% of them) and
+scores the next period with the same history. Metrics on the next period: AUROC / AUPRC
+overall and per typology (normals + that typology's frauds), precision at 100 and 1,000
+flags per day, the FPR of each model's own 1% threshold on the period's normals
+("hold-out FPR"), recall there, and fit seconds (as ``vigil train`` reports them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import IsolationForest
+
+from benchmarks.sequences import queue_quality, typology_rows
+from detectors.encoding import TabularEncoder
+from detectors.thresholds import Threshold
+from pipelines.demo_sequences import TYPOLOGIES, generate_typology_set
+from pipelines.intake.spec import load_spec
+from pipelines.modeling.bundle import prepare_records
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VIGIL = str(Path(sys.executable).with_name("vigil"))
+
+
+def write_files(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path, dict]:
+    """The training file and the next period's file, as CSV (the way a user gets them)."""
+    frame = generate_typology_set(n_cards=args.cards, days=args.days, seed=args.data_seed)
+    when = pd.to_datetime(frame["timestamp"])
+    cut = when.min().normalize() + pd.Timedelta(days=args.days - args.score_days)
+    train, later = frame[when < cut], frame[when >= cut]
+    train_path, next_path = workdir / "train.csv", workdir / "next.csv"
+    train.to_csv(train_path, index=False)
+    later.to_csv(next_path, index=False)
+    sizes = {
+        "rows": len(frame),
+        "cards": args.cards,
+        "fraud_share": float(frame["is_fraud"].mean()),
+        "train_rows": len(train),
+        "next_rows": len(later),
+        "next_frauds": {k: int((later["fraud_kind"] == k).sum()) for k in TYPOLOGIES},
+    }
+    return train_path, next_path, sizes
+
+
+def vigil(*arguments: str, env: dict, log: list) -> tuple[str, float]:
+    """Run one vigil command; its output and seconds are kept in ``log``."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [VIGIL, *arguments], env=env, capture_output=True, text=True, timeout=7200
+    )
+    seconds = time.perf_counter() - started
+    log.append(
+        {
+            "command": "vigil " + " ".join(arguments),
+            "seconds": seconds,
+            "stdout": done.stdout[-4000:],
+            "stderr": done.stderr[-2000:],
+        }
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"vigil {' '.join(arguments)} failed:\n{done.stderr[-3000:]}")
+    print(f"vigil {arguments[0]}: {seconds:.0f}s", file=sys.stderr)
+    return done.stdout, seconds
+
+
+def _json_tail(text: str) -> dict:
+    """The JSON object a ``--json`` command printed (after any progress lines)."""
+    return json.loads(text[text.index("{") :])
+
+
+def isolation_forest(spec_path: Path, train: pd.DataFrame, later: pd.DataFrame, seed: int):
+    """(scores on the next period, threshold, fit seconds) on the spec's context features."""
+    spec = load_spec(spec_path)
+    started = time.perf_counter()
+    both = pd.concat([train, later], ignore_index=True)
+    features = prepare_records(spec, both).features
+    columns = spec.model_feature_columns
+    is_train = np.arange(len(both)) < len(train)
+    normal = np.flatnonzero(is_train & (both[spec.label_column].to_numpy() == 0))
+    n_cal = len(normal) // 5  # the latest 20% (rows are in time order)
+    encoder = TabularEncoder()
+    x_fit = encoder.fit_transform(features.iloc[normal[:-n_cal]][columns])
+    forest = IsolationForest(random_state=seed, n_jobs=1).fit(x_fit)
+    x_cal = encoder.transform(features.iloc[normal[-n_cal:]][columns])
+    threshold = Threshold.for_fpr(-forest.score_samples(x_cal), 0.01).value
+    fit_seconds = time.perf_counter() - started
+    scores = -forest.score_samples(encoder.transform(features.loc[~is_train, columns]))
+    return scores, float(threshold), fit_seconds
+
+
+def registered_models(env: dict, refs: list[str]) -> list[dict]:
+    """``--reuse``: the trained models as ``vigil train --json`` lists them, read back from
+    MLflow (metrics of the version's training run: fit seconds, hold-out FPR, ...)."""
+    os.environ["VIGIL_HOME"] = env["VIGIL_HOME"]
+    from mlflow import MlflowClient
+
+    from pipelines.modeling.registry import configure_mlflow
+    from pipelines.settings import get_settings
+
+    configure_mlflow(get_settings())
+    client = MlflowClient()
+    models = []
+    for ref in refs:
+        name, version = ref.split("/")
+        run_id = client.get_model_version(name, version).run_id
+        models.append(
+            {"model": name, "version": version, "metrics": client.get_run(run_id).data.metrics}
+        )
+    return models
+
+
+def run(args: argparse.Namespace) -> dict:
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "VIGIL_HOME": str(workdir / "home"), "PYTHONUNBUFFERED": "1"}
+    env.pop("PREFECT_API_URL", None)
+    log: list[dict] = []
+    spec_path = workdir / "spec.yaml"
+    if args.reuse:
+        return measure(args, workdir, env, log, registered_models(env, args.reuse), None)
+    train_path, next_path, sizes = write_files(args, workdir)
+    print(f"wrote {sizes['train_rows']:,} + {sizes['next_rows']:,} rows", file=sys.stderr)
+    vigil(
+        "spec",
+        "init",
+        "--data",
+        str(train_path),
+        "--id-col",
+        "transaction_id",
+        "--label-col",
+        "is_fraud",
+        "--entity-col",
+        "card_id",
+        "--time-col",
+        "timestamp",
+        "--ignore-col",
+        "fraud_kind",
+        "--name",
+        "typologies",
+        "--out",
+        str(spec_path),
+        env=env,
+        log=log,
+    )
+    train_args = [
+        "train",
+        "--data",
+        str(train_path),
+        "--spec",
+        str(spec_path),
+        "--detectors",
+        args.detectors,
+        "--json",
+    ]
+    if args.epochs:
+        train_args += ["--epochs", str(args.epochs)]
+    if args.max_train_rows:
+        train_args += ["--max-train-rows", str(args.max_train_rows)]
+    out, train_seconds = vigil(*train_args, env=env, log=log)
+    return measure(args, workdir, env, log, _json_tail(out)["models"], train_seconds)
+
+
+def measure(args, workdir: Path, env: dict, log: list, models: list, train_seconds) -> dict:
+    """Score the next period with each trained model (``vigil score``) and IsolationForest."""
+    train_path, next_path, spec_path = (
+        workdir / "train.csv",
+        workdir / "next.csv",
+        workdir / "spec.yaml",
+    )
+    later = pd.read_csv(next_path)
+    train = pd.read_csv(train_path)
+    sizes = {
+        "rows": len(train) + len(later),
+        "cards": args.cards,
+        "fraud_share": float(pd.concat([train["is_fraud"], later["is_fraud"]]).mean()),
+        "train_rows": len(train),
+        "next_rows": len(later),
+        "next_frauds": {k: int((later["fraud_kind"] == k).sum()) for k in TYPOLOGIES},
+    }
+    labels = later["is_fraud"].to_numpy().astype(int)
+    groups = later["fraud_kind"].fillna("").to_numpy()
+    when = pd.to_datetime(later["timestamp"])
+    days = (when - when.min().normalize()).dt.days.to_numpy()
+    results: dict = {}
+    for model in models:
+        name, version = model["model"], model["version"]
+        kind = name.rsplit("-", 1)[-1]
+        scores_path = workdir / f"scores_{kind}.parquet"
+        out, score_seconds = vigil(
+            "score",
+            "--data",
+            str(next_path),
+            "--model",
+            f"{name}/{version}",
+            "--out",
+            str(scores_path),
+            "--json",
+            env=env,
+            log=log,
+        )
+        scored = pd.read_parquet(scores_path).set_index("record_id")
+        scores = scored["score"].reindex(later["transaction_id"].astype(str)).to_numpy(float)
+        threshold = float(_json_tail(out)["threshold"])
+        results[kind] = {
+            **queue_quality(labels, groups, days, scores, threshold, list(TYPOLOGIES)),
+            "fit_seconds": float(model["metrics"]["fit_seconds"]),
+            "score_command_seconds": score_seconds,
+            "train_holdout": {
+                k: model["metrics"].get(k) for k in ("auroc", "auprc", "holdout_fpr", "threshold")
+            },
+            "unscored": int(np.isnan(scores).sum()),
+        }
+    scores, threshold, fit_seconds = isolation_forest(spec_path, train, later, args.seed)
+    results["iforest"] = {
+        **queue_quality(labels, groups, days, scores, threshold, list(TYPOLOGIES)),
+        "fit_seconds": fit_seconds,
+    }
+    return {
+        "meta": {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "data": f"generate_typology_set(n_cards={args.cards}, days={args.days}, "
+            f"seed={args.data_seed}); next period = last {args.score_days} days",
+            "sizes": sizes,
+            "epochs": args.epochs,
+            "max_train_rows": args.max_train_rows,
+            "load_average": os.getloadavg(),
+            "train_command_seconds": train_seconds,
+        },
+        "spec": spec_path.read_text(),
+        "commands": log,
+        "results": results,
+    }
+
+
+def figures(report: dict) -> list[str]:
+    """RESULTS.md lines: per model, AUROC per typology and overall, the daily queue's
+    precision, the threshold's FPR on the next period, fit and score seconds."""
+    meta, sizes = report["meta"], report["meta"]["sizes"]
+    lines = [
+        f"Data {meta['data']}: {sizes['rows']:,} records, {sizes['cards']:,} cards, "
+        f"{sizes['fraud_share']:.2%} fraud; training file {sizes['train_rows']:,} rows, next "
+        f"period {sizes['next_rows']:,} rows (frauds: "
+        + ", ".join(f"{k} {v}" for k, v in sizes["next_frauds"].items())
+        + f"). `vigil train --epochs {meta['epochs'] or 'default'} --max-train-rows "
+        f"{meta['max_train_rows'] or 'default'}`, then one `vigil score` batch per model "
+        "reading the kept history; IsolationForest on the same context features, fitted "
+        "here. Typology columns: AUROC on the next period's normals + that typology's "
+        "frauds (AUPRC in brackets). Test frauds are few: +-0.01 AUROC is noise.",
+    ]
+    if meta.get("note"):
+        lines[-1] += f" {meta['note'][0].upper()}{meta['note'][1:]}."
+    lines += [
+        "",
+        "| model | " + " | ".join(TYPOLOGIES) + " | all AUROC | AUPRC | P@100/day | "
+        "P@1000/day | hold-out FPR | recall at threshold | fit s |",
+        "|---|" + "---:|" * (len(TYPOLOGIES) + 7),
+    ]
+    for row, r in zip(typology_rows(report), report["results"].values(), strict=True):
+        cells = row.split(" | ")
+        for i, t in enumerate(TYPOLOGIES, start=1):
+            if t in r:
+                cells[i] += f" ({r[t]['auprc']:.3f})"
+        lines.append(" | ".join(cells))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cards", type=int, default=5000)
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--score-days", type=int, default=12)
+    parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--detectors", default="seq_vae,seq_gan,vae")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--max-train-rows", type=int, default=None)
+    parser.add_argument("--workdir", default=".vigil/bench/typologies")
+    parser.add_argument("--out", required=True, help="the report (JSON)")
+    parser.add_argument(
+        "--reuse",
+        nargs="+",
+        default=None,
+        metavar="NAME/VERSION",
+        help="Skip data, spec and training: score these registered models of --workdir.",
+    )
+    args = parser.parse_args(argv)
+    report = run(args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str))
+    for model, r in report["results"].items():
+        a = r["all"]
+        per = " ".join(f"{t} {r[t]['auroc']:.3f}" for t in TYPOLOGIES if t in r)
+        print(
+            f"{model}: AUROC {a['auroc']:.4f} AUPRC {a['auprc']:.3f} hold-out FPR "
+            f"{a.get('holdout_fpr', float('nan')):.2%}; {per}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

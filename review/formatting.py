@@ -1,0 +1,39 @@
+"""How values read on the pages: times, shares, audit changes (Jinja filters), and the
+small conversions the routes share."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def when(value: datetime | None) -> str:
+    """A time as 'YYYY-MM-DD HH:MM UTC' (a naive time is taken to be UTC)."""
+    if value is None:
+        return "–"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def pct(value: float | None) -> str:
+    """A share as a percentage with one decimal, '–' when unknown."""
+    return "–" if value is None else f"{value:.1%}"
+
+
+def change(before: dict | None, after: dict | None) -> str:
+    """'field: old → new' for what an audit entry changed (unchanged fields left out)."""
+    before, after = before or {}, after or {}
+    parts = []
+    for key in dict.fromkeys([*before, *after]):
+        old, new = before.get(key), after.get(key)
+        if old != new:
+            parts.append(f"{key}: {'–' if old is None else old} → {'–' if new is None else new}")
+    return "; ".join(parts)
+
+
+def int_or_none(value) -> int | None:
+    """A form field as an int, or None when it is empty or not a number."""
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None

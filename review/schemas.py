@@ -1,0 +1,202 @@
+"""The shapes the JSON API reads and answers; they make the OpenAPI document exact.
+
+Path, query and body types that several routers share live here too, so a route names
+what it accepts in one word (``CaseId``, ``VerdictName``) instead of repeating the rule.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Path as FastPath
+from pydantic import BaseModel, BeforeValidator, Field, StrictBool, StrictInt
+
+from pipelines.store.review import REASON_CODES
+
+RoleName = Literal["viewer", "analyst", "admin"]
+VerdictName = Literal["fraud", "not_fraud", "unsure"]
+ReasonCode = Literal[tuple(REASON_CODES)]  # type: ignore[valid-type]
+
+
+CaseId = Annotated[int, FastPath(ge=1, le=2**31 - 1, description="Queue item (case) id.")]
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+ERRORS = {
+    400: {"model": ErrorOut, "description": "Malformed request body."},
+    401: {"model": ErrorOut, "description": "No or unknown credentials."},
+    403: {"model": ErrorOut, "description": "Role too low, or CSRF token missing (browsers)."},
+    404: {"model": ErrorOut, "description": "No such item."},
+    409: {"model": ErrorOut, "description": "Changed by someone else, or claimed by another."},
+    422: {"model": ErrorOut, "description": "Invalid input."},
+}
+
+
+class QueueItem(BaseModel):
+    id: int
+    dataset: str
+    entity: str | None
+    entity_key: str
+    record_ids: list[str]
+    score: float
+    threshold: float | None
+    priority: float
+    flag_count: int
+    models: list[str]
+    top_reasons: list[str | None]
+    status: str
+    verdict: str | None
+    claimed_by: str | None
+    claim_expires_at: datetime | None
+    last_flag_at: datetime | None
+    version: int
+
+
+class QueueResponse(BaseModel):
+    items: list[QueueItem]
+    next_cursor: str | None
+    counts: dict[str, int]
+    sort: str
+
+
+class FlagDetail(BaseModel):
+    id: int
+    record_id: str
+    entity: str | None
+    score: float
+    threshold: float
+    record: dict[str, Any]
+    reasons: list[dict[str, Any]]
+    run_id: str
+    model_name: str
+    model_version: str
+    model_alias: str | None
+    created_at: datetime | None
+    label: dict[str, Any] | None
+
+
+class CaseDetail(QueueItem):
+    flags: list[FlagDetail]
+    opened_at: datetime | None
+    closed_at: datetime | None
+    timeline: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class VerdictIn(BaseModel):
+    verdict: VerdictName
+    note: str | None = Field(default=None, max_length=4000)
+    reason_code: ReasonCode | None = None
+    version: int | None = Field(
+        default=None, description="The case version you saw; a newer one is a 409 conflict."
+    )
+    overrides: dict[str, VerdictName] = Field(
+        default_factory=dict, description="record_id -> verdict for records that differ."
+    )
+
+
+class BulkVerdictIn(BaseModel):
+    case_ids: list[Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]] = Field(
+        min_length=1, max_length=500
+    )
+    verdict: VerdictName
+    note: str | None = Field(default=None, max_length=4000)
+    reason_code: ReasonCode | None = None
+    overrides: dict[Annotated[str, Field(pattern=r"^[0-9]+$")], VerdictName] = Field(
+        default_factory=dict, description="case id (as text) -> verdict for items that differ."
+    )
+
+
+class VerdictOut(BaseModel):
+    id: int
+    version: int
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class BulkOut(BaseModel):
+    applied: list[int]
+    skipped: dict[str, str]
+
+
+class ClaimOut(BaseModel):
+    id: int | None
+    version: int | None
+
+
+class RunOut(BaseModel):
+    id: str
+    batch_id: str
+    source: str
+    dataset: str
+    model_name: str
+    model_version: str
+    model_alias: str | None
+    threshold: float
+    status: str
+    rows_in: int
+    rows_scored: int
+    rows_quarantined: int
+    rows_flagged: int
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class QualityOut(BaseModel):
+    model_name: str
+    model_version: str
+    flags: int
+    reviewed: int
+    fraud: int
+    not_fraud: int
+    unsure: int
+    precision: float | None
+    unsure_rate: float | None
+    label_coverage: float
+    median_hours_to_decision: float | None
+    backlog_by_age: dict[str, int]
+
+
+class UserOut(BaseModel):
+    name: str
+    role: str
+    disabled: bool
+
+
+class UserIn(BaseModel):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    role: RoleName
+    password: str | None = Field(default=None, min_length=10, max_length=256)
+
+
+class UserPatch(BaseModel):
+    role: RoleName | None = None
+    disabled: StrictBool | None = None
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    entity: str
+    entity_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    detail: dict[str, Any]
+
+
+def _iso_only(value: object) -> object:
+    """Dates as YYYY-MM-DD only (pydantic alone would read '0' as a Unix time)."""
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("dates are YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_only)]
+QueueStatus = Literal["open", "closed", "all"]
+SortName = Literal["priority", "newest", "oldest", "entity"]
