@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from detectors import Threshold
+from pipelines.modeling.registry import TAG_THRESHOLD
 from pipelines.store import ResultsStore
 from pipelines.store.vocabulary import DecisionKind, DecisionOutcome
 
@@ -141,7 +142,6 @@ def apply_threshold(
     the next load applies; returns the ledger entry id."""
     from mlflow import MlflowClient
 
-    from pipelines.modeling.registry import TAG_THRESHOLD
 
     threshold = plan.threshold()
     decision_id = store.record_decision(

@@ -21,6 +21,7 @@ from detectors import load_detector
 from detectors.context import PREFIX as CONTEXT_PREFIX
 from detectors.context import build_context_features, describe_context
 from pipelines.intake.spec import DatasetSpec
+from pipelines.settings import get_settings
 
 SPEC_FILE = "spec.json"
 DETECTOR_DIR = "detector"
@@ -305,7 +306,6 @@ class ScoringBundle:
         meta = json.loads((path / SPEC_FILE).read_text())
         spec = DatasetSpec.model_validate(meta["spec"])
         if numpy_forward is None:
-            from pipelines.settings import get_settings
 
             numpy_forward = get_settings().numpy_forward
         detector = load_detector(path / DETECTOR_DIR, numpy_forward=numpy_forward)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from pipelines.modeling.bundle import ScoringBundle
 from pipelines.settings import get_settings
 
 #: The tables and columns read here (MLflow 3's SQL registry schema).
@@ -165,7 +166,6 @@ class LocalRegistry:
         else (a re-ranked model's own entry point, a remote artifact store)."""
         import yaml
 
-        from pipelines.modeling.bundle import ScoringBundle
 
         folder = self.model_folder(version)
         if folder is None or not (folder / "MLmodel").exists():

@@ -23,6 +23,7 @@ from pipelines.modeling.bundle import (
     is_sequence_detector,
     prepare_records,
 )
+from pipelines.modeling.registry import Registration, model_name_for, register_version
 from pipelines.progress import progress
 
 DetectorKind = Literal["vae", "gan", "seq_vae", "seq_gan"]
@@ -336,7 +337,9 @@ def training_problems(
         problems.append(f"{bad} hold-out scores are not finite numbers")
     n, fpr, target = m.get("n_evaluation_normals", 0.0), m["holdout_fpr"], m["target_fpr"]
     if n >= 50 and np.isfinite(fpr):
-        allowed = 2 * target + 3 * np.sqrt(target * (1 - target) / n)
+        # A gate for broken training, not a quality verdict (promotion weighs quality): a
+        # threshold set on a small validation split is noisy, so the allowance is wide.
+        allowed = max(5 * target, target + 0.05) + 3 * np.sqrt(target * (1 - target) / n)
         if fpr > allowed:
             problems.append(
                 f"hold-out FPR {fpr:.2%} against a {target:.1%} target (at most {allowed:.2%} "
@@ -389,8 +392,7 @@ def log_and_register(
 ) -> dict[str, Any]:
     """One MLflow run per detector: params, metrics, plots, then a registered version
     (with no alias when ``problems`` says why it must not serve)."""
-    from pipelines.modeling.plots import plot_evaluation
-    from pipelines.modeling.registry import Registration, model_name_for, register_version
+    from pipelines.modeling.plots import plot_evaluation  # deferred: matplotlib, only here
 
     name = model_name_for(spec.name, kind)
     params = (

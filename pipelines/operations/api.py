@@ -30,6 +30,7 @@ from detectors.context import time_to_seconds
 from pipelines.intake.ingest import Batch, ValidationResult, validate_batch
 from pipelines.intake.records import validate_records
 from pipelines.modeling.bundle import ScoringBundle
+from pipelines.modeling.registry import load_bundle, resolve_model
 from pipelines.scoring.history import LiveHistory, context_signature
 from pipelines.store import ResultsStore
 
@@ -114,7 +115,6 @@ class Scorer:
             self._refreshing = False
 
     def _resolve(self) -> None:
-        from pipelines.modeling.registry import load_bundle, resolve_model
 
         now = time.monotonic()
         loaded = self._current

@@ -25,6 +25,13 @@ from typing import Literal
 
 import pandas as pd
 
+from pipelines.modeling.registry import (
+    CHALLENGER,
+    CHAMPION,
+    ModelRef,
+    is_registration_complete,
+    load_bundle,
+)
 from pipelines.operations.evidence import (
     PromotionPolicy,
     combine_evidence,
@@ -32,6 +39,7 @@ from pipelines.operations.evidence import (
     flag_volume,
     gather_evidence,
 )
+from pipelines.operations.reference import reference_for_version
 from pipelines.store import ResultsStore
 from pipelines.store.vocabulary import DecisionKind, DecisionOutcome
 
@@ -72,8 +80,6 @@ def compare(
     (no challenger, or the challenger is the champion)."""
     from mlflow import MlflowClient
 
-    from pipelines.modeling.registry import CHALLENGER, CHAMPION, ModelRef, load_bundle
-    from pipelines.operations.reference import reference_for_version
 
     aliases = {
         k: str(v) for k, v in MlflowClient().get_registered_model(model_name).aliases.items()
@@ -255,7 +261,6 @@ def record_and_apply(
     """
     from mlflow import MlflowClient
 
-    from pipelines.modeling.registry import CHAMPION
 
     name = comparison.model_name
     before = _aliases(name)
@@ -341,7 +346,6 @@ def rollback(
     """Move ``champion`` back to ``previous-champion``, with the reason in the ledger."""
     from mlflow import MlflowClient
 
-    from pipelines.modeling.registry import CHAMPION
 
     if not reason or not reason.strip():
         raise ValueError("a rollback needs a reason (--reason TEXT)")
@@ -409,7 +413,6 @@ def models_with_challengers() -> list[str]:
     half-registered by a killed training run is not one)."""
     from mlflow import MlflowClient
 
-    from pipelines.modeling.registry import CHALLENGER, CHAMPION, is_registration_complete
 
     client = MlflowClient()
     names = []

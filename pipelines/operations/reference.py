@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.intake.spec import DatasetSpec
+from pipelines.modeling import local_registry
 
 ARTIFACT_DIR = "reference"
 SUMMARY_FILE = "summary.json"
@@ -211,7 +212,6 @@ def load_reference(run_id: str | None) -> TrainingReference | None:
 def _local_reference_folder(run_id: str) -> Path | None:
     """The run's reference folder in a local artifact store, read without MLflow (the
     embedded default); None where MLflow must fetch it."""
-    from pipelines.modeling import local_registry
 
     registry = local_registry.current()
     artifacts = registry.run_artifacts(run_id) if registry is not None else None
@@ -220,7 +220,6 @@ def _local_reference_folder(run_id: str) -> Path | None:
 
 def reference_for_version(name: str, version: str) -> TrainingReference | None:
     """The reference of a registered model version (via its training run)."""
-    from pipelines.modeling import local_registry
 
     registry = local_registry.current()
     if registry is not None:
