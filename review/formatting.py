@@ -15,6 +15,21 @@ def when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def amount(value: float | None) -> str:
+    """A money amount with thousands separators and two decimals ('9,999,999.00')."""
+    return "–" if value is None else f"{value:,.2f}"
+
+
+def amount_text(value: object) -> str:
+    """A record's amount field as an amount when it reads as a number, else as it is."""
+    if isinstance(value, bool) or value is None:
+        return "–" if value is None else str(value)
+    try:
+        return amount(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def pct(value: float | None) -> str:
     """A share as a percentage with one decimal, '–' when unknown."""
     return "–" if value is None else f"{value:.1%}"

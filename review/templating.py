@@ -19,6 +19,8 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.globals.update(charts=charts, reason_codes=REASON_CODES, verdicts=VERDICTS)
 templates.env.filters["when"] = formatting.when
 templates.env.filters["pct"] = formatting.pct
+templates.env.filters["amount"] = formatting.amount
+templates.env.filters["amount_text"] = formatting.amount_text
 templates.env.filters["change"] = formatting.change
 
 

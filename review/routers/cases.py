@@ -13,6 +13,7 @@ from review.formatting import int_or_none
 from review.queries import case_with_timeline
 from review.routers.base import api_router, page_router
 from review.schemas import CaseDetail, CaseId, ClaimOut, VerdictIn, VerdictOut
+from review.story import entity_story, story_summary
 from review.templating import render
 
 pages = page_router()
@@ -22,7 +23,19 @@ api = api_router()
 def _case_page(request: Request, store, case_id: int, status: int = 200, **context):
     case = case_with_timeline(store, case_id)
     audit = store.audit_entries(entity="case", entity_id=str(case_id), limit=50)
-    return render(request, "case.html", {"case": case, "audit": audit, **context}, status=status)
+    story = entity_story(case["timeline"], case["record_ids"]) if case["timeline"] else None
+    return render(
+        request,
+        "case.html",
+        {
+            "case": case,
+            "audit": audit,
+            "story": story,
+            "story_summary": story_summary(story) if story else None,
+            **context,
+        },
+        status=status,
+    )
 
 
 @pages.get("/cases/{case_id:int}", response_class=HTMLResponse)

@@ -1,0 +1,139 @@
+"""The case page as an analyst reads it, through HTTP: the entity's story as a timeline
+chart above its table, undo of the last verdict from the page that opens next, text that
+cannot break the page, and the small things that mislead (labels, empty states, boxes)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pipelines.accounts import hash_password
+from pipelines.settings import VigilSettings
+from pipelines.store import ResultsStore
+from review import create_app
+from review.charts import entity_timeline
+from review.story import entity_story, story_summary
+from tests.review_fixtures import add_snapshot_run
+
+PASSWORD = "correct horse battery"
+
+
+def payment(record_id: str, card: str, at: str, amount: float, score: float, **extra) -> dict:
+    return {
+        "record_id": record_id,
+        "entity": card,
+        "score": score,
+        "record": {
+            "transaction_id": record_id,
+            "card_id": card,
+            "timestamp": at,
+            "amount": amount,
+            "merchant_category": "grocery",
+            **extra,
+        },
+        "reasons": [
+            {"feature": "amount", "contribution": score * 0.7, "text": "amount is high"},
+            {"feature": "merchant_category", "contribution": score * 0.3},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def password_hash() -> str:
+    return hash_password(PASSWORD)
+
+
+@pytest.fixture
+def store(tmp_path, password_hash) -> ResultsStore:
+    """card7: two earlier flagged payments judged fraud, then tonight's large payment."""
+    store = ResultsStore(f"sqlite:///{tmp_path / 'review.db'}")
+    for name, role in (("ana", "analyst"), ("bob", "analyst")):
+        store.add_user(name, role, password_hash, actor="test")
+    add_snapshot_run(
+        store,
+        batch_id="monday",
+        flags=[
+            payment("t1", "card7", "2026-11-30T09:12:00", 18.5, 1.4),
+            payment("t2", "card7", "2026-11-30T21:40:00", 42.0, 1.2),
+        ],
+    )
+    first = store.queue_page().items[0]["id"]
+    store.claim_next("bob", lock=_minutes(10))
+    store.give_verdict(first, "bob", "fraud", reason_code="card_testing")
+    add_snapshot_run(
+        store,
+        batch_id="tuesday",
+        flags=[payment("t3", "card7", "2026-12-01T03:05:00", 9_999_999.0, 6.0)],
+    )
+    return store
+
+
+def _minutes(n: int):
+    from datetime import timedelta
+
+    return timedelta(minutes=n)
+
+
+@pytest.fixture
+def app(store, tmp_path):
+    return create_app(store, VigilSettings(home=tmp_path))
+
+
+def login(app, name: str) -> TestClient:
+    client = TestClient(app, follow_redirects=False)
+    page = client.get("/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    response = client.post(
+        "/login", data={"username": name, "password": PASSWORD, "csrf_token": csrf, "next": "/"}
+    )
+    assert response.status_code == 303, response.text
+    return client
+
+
+def open_case(store) -> int:
+    return next(i["id"] for i in store.queue_page().items if i["status"] == "open")
+
+
+# -- the entity's story ------------------------------------------------------------------
+
+
+def test_the_story_puts_records_in_time_order_with_amounts_flags_and_verdicts(store):
+    case = store.get_case(open_case(store))
+    timeline = store.entity_timeline("cards", "card7")
+    story = entity_story(timeline, case["record_ids"])
+    assert story.time_column == "timestamp" and story.value_column == "amount"
+    assert [p.record_id for p in story.points] == ["t1", "t2", "t3"]
+    assert [p.verdict for p in story.points] == ["fraud", "fraud", None]
+    assert [p.in_case for p in story.points] == [False, False, True]
+    summary = story_summary(story)
+    assert summary["flagged"] == 3 and summary["verdicts"] == {"fraud": 2}
+    assert round(summary["ratio"]) == round(9_999_999.0 / 30.25)
+    svg = str(entity_timeline(story))
+    assert svg.count("<circle") >= 3 + 1  # a dot each, and the ring of this case
+    assert ">fraud</text>" in svg  # the verdict written over its dot
+    assert 'href="/cases/' in svg  # earlier flags link to their case
+    assert "9,999,999.00" in svg and "log scale" in svg  # the outlier does not flatten the rest
+
+
+def test_the_story_falls_back_to_score_and_order_without_amount_or_time():
+    timeline = [
+        {"record_id": "b", "record": {"x": 1}, "score": 3.0, "flagged": True, "label": None},
+        {"record_id": "a", "record": {"x": 2}, "score": 0.5, "flagged": False, "label": None},
+    ]
+    story = entity_story(timeline, ["b"])
+    assert story.time_column is None and story.value_column is None
+    assert [p.record_id for p in story.points] == ["a", "b"]  # the store lists newest first
+    assert story.value_label == "score"
+    assert "records in the order kept" in str(entity_timeline(story))
+
+
+def test_the_case_page_shows_the_timeline_chart_above_its_table(app, store):
+    client = login(app, "ana")
+    page = client.get(f"/cases/{open_case(store)}").text
+    story = page.index('id="story"')
+    assert page.index("<svg", story) < page.index('id="timeline-table"', story)
+    summary = re.sub(r"\s+", " ", page[page.index('id="story-summary"') :].split("</p>")[0])
+    assert "<b>3</b> records from 2026-11-30 09:12 UTC to 2026-12-01 03:05 UTC" in summary
+    assert "2 fraud" in summary and "9,999,999.00" in summary
