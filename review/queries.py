@@ -72,6 +72,35 @@ def case_with_timeline(store: ResultsStore, case_id: int) -> dict:
     return case
 
 
+#: Audit actions that give a case a verdict its analyst can take back.
+VERDICT_ACTIONS = ("case.verdict", "case.bulk_verdict")
+
+
+def last_verdict(store: ResultsStore, user: str, *, window: int = 200) -> dict | None:
+    """The user's last verdict while it can still be undone, from the audit trail: the
+    case, the verdict and the case's version it left. None when the user's last act on a
+    verdict was an undo, when someone changed that case since, or when it lies further
+    back than the newest ``window`` audit entries.
+
+    Read from the store rather than the page address, so it holds whatever page opens
+    next (auto-advance, the queue, another tab)."""
+    changed_since: set[str] = set()
+    for entry in store.audit_entries(limit=window):
+        if entry.entity != "case":
+            continue
+        if entry.actor == user and entry.action in (*VERDICT_ACTIONS, "case.undo"):
+            if entry.action == "case.undo" or entry.entity_id in changed_since:
+                return None
+            after = entry.after or {}
+            return {
+                "case_id": int(entry.entity_id),
+                "verdict": after.get("verdict"),
+                "version": after.get("version"),
+            }
+        changed_since.add(entry.entity_id)
+    return None
+
+
 def labels_export(store: ResultsStore, fmt: str) -> Response:
     """Every label row as a CSV or Parquet download, safe to open in a spreadsheet."""
     frame = spreadsheet_safe(store.labels_frame())

@@ -156,3 +156,23 @@ def test_the_case_page_tells_the_cards_story_as_a_timeline(server, browser):
     page.locator("#story").scroll_into_view_if_needed()
     _shot(page, "case")
     context.close()
+
+
+def test_z_undoes_the_last_verdict_from_the_page_auto_advance_opened(server, browser):
+    url, store = server["url"], server["store"]
+    context, page = _login(browser, url, "ana")
+    page.keyboard.press("c")  # claim the next item
+    page.wait_for_url(re.compile(r"/cases/\d+"))
+    judged = int(re.search(r"/cases/(\d+)", page.url).group(1))
+    page.keyboard.press("n")
+    page.wait_for_url(re.compile(rf"/cases/(?!{judged}\b)\d+"))  # auto-advanced
+    offer = page.locator("#undo-form")
+    assert offer.is_visible() and f"Undo #{judged}" in offer.inner_text()
+    _shot(page, "case-after-verdict")
+    with page.expect_navigation():
+        page.keyboard.press("z")
+    assert page.url.endswith(f"/cases/{judged}")
+    assert "undone" in page.locator(".flash").inner_text()
+    assert store.get_case(judged)["status"] == "open"
+    assert page.locator("#undo-form").count() == 0  # nothing left to undo
+    context.close()

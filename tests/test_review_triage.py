@@ -137,3 +137,53 @@ def test_the_case_page_shows_the_timeline_chart_above_its_table(app, store):
     summary = re.sub(r"\s+", " ", page[page.index('id="story-summary"') :].split("</p>")[0])
     assert "<b>3</b> records from 2026-11-30 09:12 UTC to 2026-12-01 03:05 UTC" in summary
     assert "2 fraud" in summary and "9,999,999.00" in summary
+
+
+# -- undo after auto-advance -------------------------------------------------------------
+
+
+def _csrf(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def test_the_page_after_a_verdict_offers_undo_of_it(app, store):
+    add_snapshot_run(
+        store,
+        batch_id="wednesday",
+        flags=[payment("u1", "card8", "2026-12-02T10:00:00", 12.0, 2.0)],
+    )
+    client = login(app, "ana")
+    first = store.claim_next("ana", lock=_minutes(10))["id"]
+    page = client.get(f"/cases/{first}").text
+    assert 'id="undo-form"' not in page  # nothing judged yet
+    done = client.post(
+        f"/cases/{first}/verdict",
+        data={"verdict": "fraud", "csrf_token": _csrf(page), "version": _version(store, first)},
+    )
+    assert done.status_code == 303 and "/cases/" in done.headers["location"]
+    following = client.get(done.headers["location"]).text
+    assert f'action="/cases/{first}/undo" id="undo-form"' in following
+    assert f"Undo #{first}" in following
+    assert f"Undo #{first}" in client.get("/queue").text  # wherever the analyst goes next
+    assert f"Undo #{first}" not in login(app, "bob").get("/queue").text  # ana's, not bob's
+    undone = client.post(
+        f"/cases/{first}/undo",
+        data={"csrf_token": _csrf(following), "version": _version(store, first)},
+    )
+    assert undone.status_code == 303 and undone.headers["location"] == f"/cases/{first}"
+    assert store.get_case(first)["status"] == "open"
+    assert "Undo #" not in client.get("/queue").text  # undone: nothing left to undo
+
+
+def test_no_undo_is_offered_once_someone_else_changed_the_case(app, store):
+    client = login(app, "ana")
+    case_id = open_case(store)
+    store.claim(case_id, "ana", lock=_minutes(5))
+    store.give_verdict(case_id, "ana", "not_fraud")
+    assert f"Undo #{case_id}" in client.get("/queue").text
+    store.give_verdict(case_id, "bob", "fraud", version=_version(store, case_id))
+    assert "Undo #" not in client.get("/queue").text
+
+
+def _version(store, case_id: int) -> int:
+    return store.get_case(case_id)["version"]

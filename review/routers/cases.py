@@ -8,7 +8,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from pipelines.store.review import VERDICTS, Conflict
-from review.deps import AnalystUser, ClaimLock, FlashDep, StoreDep
+from review.deps import AnalystUser, ClaimLock, FlashDep, StoreDep, undo_offer
 from review.formatting import int_or_none
 from review.queries import case_with_timeline
 from review.routers.base import api_router, page_router
@@ -21,6 +21,7 @@ api = api_router()
 
 
 def _case_page(request: Request, store, case_id: int, status: int = 200, **context):
+    context.setdefault("undo_last", undo_offer(request, store))
     case = case_with_timeline(store, case_id)
     audit = store.audit_entries(entity="case", entity_id=str(case_id), limit=50)
     story = entity_story(case["timeline"], case["record_ids"]) if case["timeline"] else None

@@ -15,6 +15,7 @@ from review.deps import (
     FlashDep,
     QueueFiltersDep,
     StoreDep,
+    undo_offer,
 )
 from review.queries import queue_page
 from review.routers.base import api_router, page_router
@@ -50,6 +51,7 @@ def queue_view(
             "sort": sort,
             "sorts": list(SORTS),
             "query": query,
+            "undo_last": undo_offer(request, store),
             "next_url": "/queue?" + urlencode({**query, "cursor": page.next_cursor})
             if page.next_cursor
             else None,
