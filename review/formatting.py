@@ -5,6 +5,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from markupsafe import Markup
+
+#: Characters that reorder the text around them (embeddings, overrides, isolates, marks).
+#: Data carrying one could reverse the app's own sentence; each is shown as a visible
+#: escape instead, so the analyst also sees that the data held it.
+BIDI_CONTROLS = {
+    code: f"[U+{code:04X}]"
+    for code in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
+#: Banners and messages longer than this show their start, with the rest on demand.
+SHORT_TEXT = 240
+
 
 def when(value: datetime | None) -> str:
     """A time as 'YYYY-MM-DD HH:MM UTC' (a naive time is taken to be UTC)."""
@@ -28,6 +40,39 @@ def amount_text(value: object) -> str:
         return amount(float(value))
     except (TypeError, ValueError):
         return str(value)
+
+
+def visible_controls(value: object) -> object:
+    """Every value a page prints (the templates' ``finalize``): bidirectional control
+    characters replaced by visible escapes; markup stays markup, other values untouched."""
+    if isinstance(value, str) and not value.isascii():
+        cleaned = value.translate(BIDI_CONTROLS)
+        return Markup(cleaned) if isinstance(value, Markup) else cleaned
+    return value
+
+
+def long_text(value: object, limit: int = SHORT_TEXT) -> Markup:
+    """A text that may run long (a banner, an alarm, a message): short ones as they are,
+    longer ones cut at ``limit`` characters with the full text in a <details> to open.
+    Each text is isolated (<bdi>) so right-to-left data cannot reorder what is around it."""
+    text = visible_controls("" if value is None else str(value))
+    if len(text) <= limit:
+        return Markup("<bdi>{}</bdi>").format(text)
+    return Markup(
+        '<details class="long"><summary><bdi>{}</bdi>… <span class="muted small">'
+        '(all {:,} characters)</span></summary><div class="full"><bdi>{}</bdi></div></details>'
+    ).format(text[:limit], len(text), text)
+
+
+def shown_fields(record: dict | None) -> list[tuple[str, object, int | None]]:
+    """A record snapshot as the analyst sees it: (field, value, full length when the
+    snapshot cut the value). Internal fields (a leading underscore, such as the
+    ``_truncated`` note of cut fields) are left out."""
+    record = record or {}
+    cut = record.get("_truncated") if isinstance(record.get("_truncated"), dict) else {}
+    return [
+        (key, value, cut.get(key)) for key, value in record.items() if not str(key).startswith("_")
+    ]
 
 
 def pct(value: float | None) -> str:

@@ -93,7 +93,14 @@ def server(tmp_path_factory):
         payment(f"o{i}", f"card{i:04d}", "2026-12-01T04:00:00", 60.0 + i, 2.0 - i / 10)
         for i in range(1, 5)
     ]
-    add_snapshot_run(store, batch_id="tonight", flags=tonight)
+    odd = payment("x1", "card0099", "2026-12-01T05:00:00", 15.0, 1.5, category="ab" * 2500)
+    odd["reasons"][1]["text"] = "merchant_category = \u202egaming (86% of the anomaly score)"
+    odd["record"]["_truncated"] = {"merchant_category": 90000}
+    tonight.append(odd)
+    run_id = add_snapshot_run(store, batch_id="tonight", flags=tonight)
+    store.save_run_health(
+        run_id, {"status": "alarm", "summary": "drift " + "x" * 20000, "alarms": ["y" * 9000]}
+    )
     port = _free_port()
     app = create_app(store, VigilSettings(home=home))
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -175,4 +182,24 @@ def test_z_undoes_the_last_verdict_from_the_page_auto_advance_opened(server, bro
     assert "undone" in page.locator(".flash").inner_text()
     assert store.get_case(judged)["status"] == "open"
     assert page.locator("#undo-form").count() == 0  # nothing left to undo
+    context.close()
+
+
+def test_long_and_bidirectional_text_cannot_break_the_page(server, browser):
+    url, store = server["url"], server["store"]
+    context, page = _login(browser, url, "ana")
+    width = 1360
+    page.goto(f"{url}/cases/{_case_of(store, 'x1')}")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    reasons = page.locator("ul.reasons").inner_text()
+    assert "[U+202E]gaming (86% of the anomaly score)" in reasons  # the sentence reads on
+    assert "_truncated" not in page.locator("main").inner_text()
+    _shot(page, "case-odd-text")
+    page.goto(f"{url}/runs/{store.list_runs()[0].id}")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert page.locator("#health").bounding_box()["height"] < 300  # shortened
+    page.locator("#health details.long summary").first.click()
+    assert page.locator("#health details.long .full").first.is_visible()
+    page.goto(f"{url}/queue")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
     context.close()

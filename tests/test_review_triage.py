@@ -187,3 +187,42 @@ def test_no_undo_is_offered_once_someone_else_changed_the_case(app, store):
 
 def _version(store, case_id: int) -> int:
     return store.get_case(case_id)["version"]
+
+
+# -- text that cannot break the page -----------------------------------------------------
+
+RLO = "\u202e"
+
+
+def test_odd_text_is_shown_safely_and_internal_fields_are_hidden(app, store):
+    long_word = "x" * 3000
+    odd = payment(
+        "odd1",
+        "card9",
+        "2026-12-02T11:00:00",
+        20.0,
+        3.0,
+        category="",
+        note=f"{RLO}erocs",
+        _truncated={"memo": 52000},
+        memo="y" * 100,
+    )
+    odd["record"]["merchant_category"] = long_word
+    odd["reasons"][0]["text"] = f"merchant_category = {RLO}gaming (86% of the anomaly score)"
+    add_snapshot_run(store, batch_id="odd", flags=[odd])
+    client = login(app, "ana")
+    page = client.get(f"/cases/{store.case_for_record('odd1')}").text
+    assert RLO not in page and "[U+202E]" in page  # shown, never obeyed
+    assert "_truncated" not in page and "52,000 characters in all" in page
+    assert long_word in page and f"<bdi>{long_word[:200]}</bdi>…" in page  # cut, all on demand
+
+
+def test_a_long_drift_banner_is_shortened_with_the_full_text_on_demand(app, store):
+    run_id = store.list_runs()[0].id
+    summary = "score drift " + "very " * 2000 + "end of the summary"
+    store.save_run_health(run_id, {"status": "alarm", "summary": summary, "alarms": []})
+    page = login(app, "ana").get(f"/runs/{run_id}").text
+    banner = page[page.index('id="health"') :]
+    assert '<details class="long">' in banner and "end of the summary" in banner
+    shown = banner[banner.index("<summary>") : banner.index("</summary>")]
+    assert "end of the summary" not in shown and len(shown) < 400
