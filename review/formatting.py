@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 from markupsafe import Markup
 
+from pipelines.store.review import REASON_CODES
+
 #: Characters that reorder the text around them (embeddings, overrides, isolates, marks).
 #: Data carrying one could reverse the app's own sentence; each is shown as a visible
 #: escape instead, so the analyst also sees that the data held it.
@@ -81,14 +83,36 @@ def pct(value: float | None) -> str:
 
 
 def change(before: dict | None, after: dict | None) -> str:
-    """'field: old → new' for what an audit entry changed (unchanged fields left out)."""
+    """'field: old → new' for what an audit entry changed (unchanged fields left out);
+    times read as 'YYYY-MM-DD HH:MM UTC', not as the ISO text the entry keeps."""
     before, after = before or {}, after or {}
     parts = []
     for key in dict.fromkeys([*before, *after]):
         old, new = before.get(key), after.get(key)
         if old != new:
-            parts.append(f"{key}: {'–' if old is None else old} → {'–' if new is None else new}")
+            parts.append(f"{key}: {_audit_value(old)} → {_audit_value(new)}")
     return "; ".join(parts)
+
+
+def _audit_value(value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str) and len(value) >= 16 and value[4:5] == "-" and "T" in value:
+        try:
+            return when(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            pass
+    return str(value)
+
+
+def reason_code(detail: dict | None) -> str:
+    """An audit entry's reason code as the analyst chose it ('Card testing pattern
+    (card_testing)'); empty when the entry has none."""
+    code = (detail or {}).get("reason_code")
+    if not code:
+        return ""
+    text = REASON_CODES.get(code)
+    return f"{text} ({code})" if text else str(code)
 
 
 def int_or_none(value) -> int | None:

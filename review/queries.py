@@ -4,6 +4,7 @@ with its entity's timeline, a run as the API shows it, the labels export."""
 from __future__ import annotations
 
 import io
+import json
 import time
 from datetime import UTC, datetime
 
@@ -70,6 +71,31 @@ def case_with_timeline(store: ResultsStore, case_id: int) -> dict:
         )
         case["entity"] = entity
     return case
+
+
+def distinct_flags(flags: list[dict]) -> list[dict]:
+    """The case's flags with identical ones folded into one: a record scored twice by the
+    same model version, with the same score, snapshot and reasons, says nothing new the
+    second time. Each kept flag lists the others it stands for in ``repeats``."""
+    kept: dict[str, dict] = {}
+    for flag in flags:
+        key = json.dumps(
+            [
+                flag["record_id"],
+                flag["model_name"],
+                flag["model_version"],
+                round(float(flag["score"]), 9),
+                flag["record"],
+                flag["reasons"],
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        if key in kept:
+            kept[key]["repeats"].append(flag)
+        else:
+            kept[key] = {**flag, "repeats": []}
+    return list(kept.values())
 
 
 #: Audit actions that give a case a verdict its analyst can take back.

@@ -203,3 +203,22 @@ def test_long_and_bidirectional_text_cannot_break_the_page(server, browser):
     page.goto(f"{url}/queue")
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     context.close()
+
+
+def test_no_page_asks_for_a_file_that_is_not_there(server, browser):
+    url, store = server["url"], server["store"]
+    context, page = _login(browser, url, "ana")
+    missing = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    paths = ["/queue", f"/cases/{_case_of(store, 't1')}", "/runs", "/audit", "/quality"]
+    for path in paths:
+        page.goto(f"{url}{path}")
+        page.wait_for_load_state("networkidle")
+    assert not missing, missing
+    icon = page.evaluate("document.querySelector('link[rel=icon]').href")
+    assert page.request.get(icon).status == 200
+    page.goto(f"{url}/queue?entity=nobody")
+    assert "No flags match these filters" in page.locator("#queue-empty").inner_text()
+    page.goto(f"{url}/queue?status=closed")
+    assert page.locator(".bulk").count() == 0
+    context.close()

@@ -226,3 +226,61 @@ def test_a_long_drift_banner_is_shortened_with_the_full_text_on_demand(app, stor
     assert '<details class="long">' in banner and "end of the summary" in banner
     shown = banner[banner.index("<summary>") : banner.index("</summary>")]
     assert "end of the summary" not in shown and len(shown) < 400
+
+
+# -- the small things that mislead -------------------------------------------------------
+
+
+def test_the_case_header_names_the_case_revision_not_a_version(app, store):
+    page = login(app, "ana").get(f"/cases/{open_case(store)}").text
+    head = page[page.index('class="case-head"') : page.index('class="case-grid"')]
+    assert "case revision" in head and "· version" not in head
+
+
+def test_the_audit_reads_human_times_and_the_reason_code(app, store):
+    client = login(app, "ana")
+    store.claim_next("ana", lock=_minutes(10))
+    page = re.sub(r"<[^>]+>", " ", client.get("/audit").text)
+    assert "Card testing pattern (card_testing)" in page
+    until = re.search(r"until: – → (\S+ \S+ \S+)", page).group(1)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", until), until
+    assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", page)  # no raw ISO time left
+
+
+def test_an_empty_queue_says_whether_the_filters_or_the_queue_are_empty(app, store):
+    client = login(app, "ana")
+    assert "No flags match these filters" in client.get("/queue?entity=nobody").text
+    assert "No flags match these filters" in client.get("/queue?status=all&model=zzz").text
+    for case_id in [i["id"] for i in store.queue_page().items]:
+        store.claim(case_id, "ana", lock=_minutes(5))
+        store.give_verdict(case_id, "ana", "unsure")
+    page = client.get("/queue").text
+    assert "The queue is empty." in page and "No flags match" not in page
+
+
+def test_the_closed_view_has_no_bulk_verdict_box(app, store):
+    client = login(app, "ana")
+    closed = client.get("/queue?status=closed").text
+    assert 'name="case_id"' not in closed and 'class="bulk"' not in closed
+    opened = client.get("/queue").text
+    assert 'name="case_id"' in opened and 'class="bulk"' in opened
+
+
+def test_a_record_scored_twice_the_same_way_shows_one_flag_block(app, store):
+    twice = payment("d1", "card5", "2026-12-02T12:00:00", 70.0, 2.5)
+    add_snapshot_run(store, batch_id="first", flags=[twice])
+    add_snapshot_run(store, batch_id="again", flags=[twice])
+    case_id = store.case_for_record("d1")
+    assert len(store.get_case(case_id)["flags"]) == 2
+    page = login(app, "ana").get(f"/cases/{case_id}").text
+    assert page.count('<section class="flag">') == 1
+    assert "scored the same way 1 more time" in page
+
+
+def test_every_page_names_a_favicon_that_exists(app, store):
+    client = login(app, "ana")
+    page = client.get("/queue").text
+    icon = re.search(r'<link rel="icon" href="([^"]+)"', page).group(1)
+    answer = client.get(icon)
+    assert answer.status_code == 200 and answer.text.startswith("<svg")
+    assert '<link rel="icon"' in client.get("/login").text
