@@ -180,9 +180,13 @@ def entity_timeline(story, *, width: int = 960, height: int = 240) -> Markup:
         t0, t1 = points[0].at.timestamp(), points[-1].at.timestamp()
         span = max(t1 - t0, 1.0)
         xs = [left + 8 + (plot_w - 16) * (p.at.timestamp() - t0) / span for p in points]
+        if t1 == t0:  # one moment: in the middle, not against the axis
+            xs = [left + plot_w / 2] * len(points)
     else:
         step = (plot_w - 16) / max(len(points) - 1, 1)
         xs = [left + 8 + i * step for i in range(len(points))]
+        if len(points) == 1:
+            xs = [left + plot_w / 2]
 
     parts = [
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fbfcfc" '
@@ -207,7 +211,9 @@ def entity_timeline(story, *, width: int = 960, height: int = 240) -> Markup:
         if len(points) > 2 and xs[-1] - xs[0] > 260:
             middle = datetime.fromtimestamp(t0 + span / 2, UTC)
             marks.insert(1, ((xs[0] + xs[-1]) / 2, middle, "middle"))
-        for x, at, anchor in marks[: 1 if len(points) == 1 else None]:
+        if t1 == t0:
+            marks = [(xs[0], points[0].at, "middle")]
+        for x, at, anchor in marks:
             parts.append(
                 f'<text x="{x:.1f}" y="{height - 16}" text-anchor="{anchor}" {_FONT} '
                 f'fill="#444">{at.strftime(fmt_time)}</text>'

@@ -77,6 +77,17 @@ def shown_fields(record: dict | None) -> list[tuple[str, object, int | None]]:
     ]
 
 
+def record_time(value: object) -> str:
+    """A record's time field as 'YYYY-MM-DD HH:MM UTC' when it reads as a time, else as
+    it is (a time without a zone is taken to be UTC, as the scoring runs read it)."""
+    if isinstance(value, str) and len(value) >= 10 and value[4:5] == "-":
+        try:
+            return when(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            pass
+    return "–" if value is None else str(value)
+
+
 def pct(value: float | None) -> str:
     """A share as a percentage with one decimal, '–' when unknown."""
     return "–" if value is None else f"{value:.1%}"

@@ -25,6 +25,7 @@ templates.env.filters["amount_text"] = formatting.amount_text
 templates.env.filters["change"] = formatting.change
 templates.env.filters["long_text"] = formatting.long_text
 templates.env.filters["reason_code"] = formatting.reason_code
+templates.env.filters["record_time"] = formatting.record_time
 templates.env.filters["shown_fields"] = formatting.shown_fields
 
 

@@ -137,6 +137,8 @@ def test_the_case_page_shows_the_timeline_chart_above_its_table(app, store):
     summary = re.sub(r"\s+", " ", page[page.index('id="story-summary"') :].split("</p>")[0])
     assert "<b>3</b> records from 2026-11-30 09:12 UTC to 2026-12-01 03:05 UTC" in summary
     assert "2 fraud" in summary and "9,999,999.00" in summary
+    table = page[page.index('id="timeline-table"') :].split("</table>")[0]
+    assert "2026-12-01 03:05 UTC" in table and "9,999,999.00" in table
 
 
 # -- undo after auto-advance -------------------------------------------------------------
