@@ -286,3 +286,20 @@ def test_every_page_names_a_favicon_that_exists(app, store):
     answer = client.get(icon)
     assert answer.status_code == 200 and answer.text.startswith("<svg")
     assert '<link rel="icon"' in client.get("/login").text
+
+
+def test_a_record_case_in_tabular_mode_tells_its_entitys_story_too(app, store):
+    add_snapshot_run(
+        store,
+        batch_id="tabular",
+        group_by_entity=False,
+        flags=[
+            payment("k1", "card3", "2026-12-02T08:00:00", 15.0, 1.5),
+            payment("k2", "card3", "2026-12-02T09:00:00", 4_200.0, 5.0),
+        ],
+    )
+    case_id = store.case_for_record("k2")
+    assert store.get_case(case_id)["entity_key"] == "record:k2"
+    page = login(app, "ana").get(f"/cases/{case_id}").text
+    assert 'id="story"' in page and '<svg class="chart"' in page[page.index('id="story"') :]
+    assert "4,200.00" in page
