@@ -7,6 +7,7 @@ import pandas as pd
 
 from pipelines.store import ResultsStore
 from pipelines.store.production import ChunkWrite
+from pipelines.store.review import QueueFilters
 
 
 def add_flagged_run(
@@ -125,3 +126,9 @@ def add_snapshot_run(
     )
     store.complete_run(ticket.run.id, ticket.owner, group_by_entity=group_by_entity)
     return ticket.run.id
+
+
+def case_of(store: ResultsStore, record_id: str) -> int:
+    """The newest case holding ``record_id``, found through the queue as a page would."""
+    page = store.queue_page(QueueFilters(status="all"), sort="newest", limit=500)
+    return next(item["id"] for item in page.items if record_id in item["record_ids"])

@@ -17,7 +17,7 @@ import pytest
 from pipelines.accounts import hash_password
 from pipelines.settings import VigilSettings
 from pipelines.store import ResultsStore
-from tests.review_fixtures import add_snapshot_run
+from tests.review_fixtures import add_snapshot_run, case_of
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path("/tmp/review-shots")
@@ -141,15 +141,11 @@ def _shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def _case_of(store, record_id: str) -> int:
-    return store.case_for_record(record_id)
-
-
 def test_the_case_page_tells_the_cards_story_as_a_timeline(server, browser):
     url, store = server["url"], server["store"]
     context, page = _login(browser, url, "ana")
     _shot(page, "queue")
-    page.goto(f"{url}/cases/{_case_of(store, 't1')}")
+    page.goto(f"{url}/cases/{case_of(store, 't1')}")
     chart = page.locator("#story svg.chart")
     assert chart.count() == 1 and chart.is_visible()
     assert chart.locator("circle").count() >= 7
@@ -189,7 +185,7 @@ def test_long_and_bidirectional_text_cannot_break_the_page(server, browser):
     url, store = server["url"], server["store"]
     context, page = _login(browser, url, "ana")
     width = 1360
-    page.goto(f"{url}/cases/{_case_of(store, 'x1')}")
+    page.goto(f"{url}/cases/{case_of(store, 'x1')}")
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     reasons = page.locator("ul.reasons").inner_text()
     assert "[U+202E]gaming (86% of the anomaly score)" in reasons  # the sentence reads on
@@ -210,7 +206,7 @@ def test_no_page_asks_for_a_file_that_is_not_there(server, browser):
     context, page = _login(browser, url, "ana")
     missing = []
     page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
-    paths = ["/queue", f"/cases/{_case_of(store, 't1')}", "/runs", "/audit", "/quality"]
+    paths = ["/queue", f"/cases/{case_of(store, 't1')}", "/runs", "/audit", "/quality"]
     for path in paths:
         page.goto(f"{url}{path}")
         page.wait_for_load_state("networkidle")

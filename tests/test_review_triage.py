@@ -15,7 +15,7 @@ from pipelines.store import ResultsStore
 from review import create_app
 from review.charts import entity_timeline
 from review.story import entity_story, story_summary
-from tests.review_fixtures import add_snapshot_run
+from tests.review_fixtures import add_snapshot_run, case_of
 
 PASSWORD = "correct horse battery"
 
@@ -213,7 +213,7 @@ def test_odd_text_is_shown_safely_and_internal_fields_are_hidden(app, store):
     odd["reasons"][0]["text"] = f"merchant_category = {RLO}gaming (86% of the anomaly score)"
     add_snapshot_run(store, batch_id="odd", flags=[odd])
     client = login(app, "ana")
-    page = client.get(f"/cases/{store.case_for_record('odd1')}").text
+    page = client.get(f"/cases/{case_of(store, 'odd1')}").text
     assert RLO not in page and "[U+202E]" in page  # shown, never obeyed
     assert "_truncated" not in page and "52,000 characters in all" in page
     assert long_word in page and f"<bdi>{long_word[:200]}</bdi>…" in page  # cut, all on demand
@@ -272,7 +272,7 @@ def test_a_record_scored_twice_the_same_way_shows_one_flag_block(app, store):
     twice = payment("d1", "card5", "2026-12-02T12:00:00", 70.0, 2.5)
     add_snapshot_run(store, batch_id="first", flags=[twice])
     add_snapshot_run(store, batch_id="again", flags=[twice])
-    case_id = store.case_for_record("d1")
+    case_id = case_of(store, "d1")
     assert len(store.get_case(case_id)["flags"]) == 2
     page = login(app, "ana").get(f"/cases/{case_id}").text
     assert page.count('<section class="flag">') == 1
@@ -298,7 +298,7 @@ def test_a_record_case_in_tabular_mode_tells_its_entitys_story_too(app, store):
             payment("k2", "card3", "2026-12-02T09:00:00", 4_200.0, 5.0),
         ],
     )
-    case_id = store.case_for_record("k2")
+    case_id = case_of(store, "k2")
     assert store.get_case(case_id)["entity_key"] == "record:k2"
     page = login(app, "ana").get(f"/cases/{case_id}").text
     assert 'id="story"' in page and '<svg class="chart"' in page[page.index('id="story"') :]
