@@ -128,7 +128,12 @@ def _cache_key(args: argparse.Namespace) -> str:
     }
     code = [
         Path(__file__).parents[1] / f
-        for f in ("detectors/vae.py", "detectors/context.py", "pipelines/feedback/risk.py")
+        for f in (
+            "detectors/vae.py",
+            "detectors/context/features.py",
+            "detectors/context/config.py",
+            "pipelines/feedback/risk.py",
+        )
     ]
     parts["code"] = [hashlib.sha256(f.read_bytes()).hexdigest()[:12] for f in code if f.exists()]
     parts["spec_text"] = Path(args.spec).read_text()

@@ -55,7 +55,7 @@ def _train(spec, frame, kinds, epochs):
         log_and_register,
         split_for_training,
     )
-    from pipelines.scoring.history import save_entity_history
+    from pipelines.scoring.history import KeptHistory
     from pipelines.settings import get_settings
     from pipelines.store import ResultsStore
 
@@ -73,13 +73,8 @@ def _train(spec, frame, kinds, epochs):
             kind, detector, evaluation, spec, config, data_source="bench", max_reasons=3
         )
     if split.state is not None:
-        save_entity_history(
-            ResultsStore(get_settings().resolved_database_url),
-            spec,
-            batch_id="bench-train",
-            source="bench",
-            state=split.state,
-            only_recent=True,
+        KeptHistory(ResultsStore(get_settings().resolved_database_url), spec).keep(
+            split.state, batch_id="bench-train", source="bench", only_recent=True
         )
 
 

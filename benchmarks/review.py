@@ -221,7 +221,7 @@ def attach_cost(store, flags: int = 50_000) -> dict:
     """Time for a completed run's flags to join (mostly existing) open cases."""
     import pandas as pd
 
-    from pipelines.store.production import ChunkWrite
+    from pipelines.store.runs import ChunkWrite
 
     batch_id = f"attach-{uuid.uuid4().hex[:6]}"
     ticket = store.claim_run(

@@ -246,7 +246,7 @@ def phase_figures(bundle, store, data: str, chunk_size: int) -> dict:
     import pyarrow.parquet as pq
 
     from pipelines.intake.ingest import Batch, validate_batch
-    from pipelines.store.production import ChunkWrite
+    from pipelines.store.runs import ChunkWrite
 
     frame = next(pq.ParquetFile(data).iter_batches(batch_size=chunk_size)).to_pandas()
     started = time.perf_counter()

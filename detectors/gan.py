@@ -11,10 +11,9 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from detectors.base import BaseDeepDetector
-from detectors.vae import (
+from detectors.parts import (
     FIT_STATISTICS_ROWS,
     FIT_THREADS,
-    KNN_VIEWS,
     capped_epoch_rows,
     fit_knn_reference,
     kth_distance,
@@ -22,11 +21,12 @@ from detectors.vae import (
     own_param,
     reference_side,
 )
+from detectors.vae import KNN_VIEWS
 
 #: Rows per pass of the scoring networks within one scoring batch (``SCORE_BATCH_SIZE``,
 #: 8192): a layer's activations (rows x 64 floats) are 512 kB instead of 2 MB, fewer fresh
 #: pages and cache misses per layer. The scores are identical (each row is computed
-#: alone); the gain depends on the allocator (benchmarks/RESULTS.md, issue 12 part 3).
+#: alone); the gain depends on the allocator.
 SCORE_CHUNK_ROWS = 2048
 
 
@@ -144,22 +144,18 @@ class GANDetector(BaseDeepDetector):
     training rows: ``knn_prototypes`` (64) k-means centres of the sample and of its codes,
     buffers in weights.pt (``knn_prototypes=0``: the sample itself). They catch records
     between normal clusters that the generator reproduces well (see ``VAEDetector``).
-    ``knn_weight`` 6, the top of the grid screened across the 28 dev-pool sets (issue 12,
-    benchmarks/RESULTS.md, capped protocol, seed 0): there the GAN's own three terms are
-    the weaker part (mean AUROC 0.761 alone, 0.829 with the views at weight 6, 0.840 with
-    the views alone), while on the five shared sets they carry the score (0.962 at weight
-    6, 0.953 with the views alone). 256 centres scored higher on the pool (0.839), but the
-    GAN then scored at 0.71-0.82 of its speed without the views; with 64, 0.78-0.86.
+    ``knn_weight`` 6, the top of the grid screened across the dev pool (the devpool
+    suite): there the GAN's own three terms are the weaker part, while on the five shared
+    sets they carry the score, so both are kept. 256 centres scored a little higher on the
+    pool but cost more of the scoring speed than 64.
     Early stopping monitors the mean unstandardised ``sum_j (x_j - x'_j)^2`` on held-out
     normal rows (GAN losses are not meaningful as a convergence signal). On the five
     tabular sets that monitor still improves at epoch 60 (so patience never stops the fit),
-    and every earlier stop tried (1-50 epochs; also without dropout, with batches of 1024,
-    or at learning rate 1e-3) lost 0.0006-0.025 AUROC on at least one set or seed
-    (benchmarks/RESULTS.md, issue13-ganfit): ``epochs`` stays 60. A training step
-    computes E and G once (the discriminator update does not change them) and freezes the
-    discriminators for the E/G update (their gradients were discarded): the same weights
-    as the two-pass step, 0-19% less CPU per step (median of interleaved blocks on the
-    five sets, load 2.6-3.0).
+    and every earlier stop tried (also without dropout, with larger batches, or at a
+    smaller learning rate) lost AUROC on at least one set or seed: ``epochs`` stays 60. A
+    training step computes E and G once (the discriminator update does not change them)
+    and freezes the discriminators for the E/G update (their gradients were discarded):
+    the same weights as the two-pass step, for less CPU per step.
     ``max_epoch_rows`` (default 8192): each epoch trains on a fresh seeded sample of at
     most this many training rows (None: all), which bounds the cost of an epoch on large
     data (shuttle's ~22k training rows: 32 instead of 86 steps per epoch); saved with the

@@ -182,7 +182,7 @@ def _reference_side(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def _kth_distance(
     q: np.ndarray, prepared: tuple[np.ndarray, np.ndarray, np.ndarray], k: int
 ) -> np.ndarray:
-    """As ``detectors.vae.kth_distance`` (float32 products, float64 result)."""
+    """As ``detectors.parts.kth_distance`` (float32 products, float64 result)."""
     centre, centred, r_sq = prepared
     k = max(1, min(int(k), centred.shape[0]))
     q32 = q.astype(np.float32, copy=False) - centre

@@ -3,163 +3,24 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
 from detectors.base import BaseDeepDetector
 from detectors.layout import MAX_TAIL_SOFTNESS
-
-
-def mlp(sizes: list[int], last_activation: bool = False) -> nn.Sequential:
-    """Linear layers with SiLU activations in between (and optionally after the last)."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2 or last_activation:
-            layers.append(nn.SiLU())
-    return nn.Sequential(*layers)
-
-
-def own_param(detector: BaseDeepDetector, name: str, default: Any = None) -> Any:
-    """``detector.<name>`` if the detector's own class takes it as a constructor parameter
-    (so it is saved with the model), else ``default``: subclasses that do not expose an
-    option inherited from VAEDetector/GANDetector (the sequence detectors) keep the
-    behaviour they were written for."""
-    if name not in detector._param_names():
-        return default
-    return getattr(detector, name, default)
-
-
-def reference_side(ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``kth_distance``'s work on the reference alone: its float32 mean, the rows centred
-    on it and their squared norms. Fixed for a fitted model, so a scorer may keep it."""
-    r32 = ref.float()
-    centre = r32.mean(dim=0)
-    r32 = r32 - centre
-    return centre, r32, (r32 * r32).sum(dim=1)
-
-
-def kth_distance(
-    q: torch.Tensor,
-    ref: torch.Tensor,
-    k: int,
-    prepared: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """Euclidean distance of each row of ``q`` to its k-th nearest row of ``ref`` (float64).
-
-    Squared distances come from one matrix product (float32, both sides centred on the
-    reference mean, ``|q|^2`` added after the selection); ``k == 1`` takes a plain minimum,
-    several times cheaper than a top-k over the same distances. ``prepared`` is
-    ``reference_side(ref)`` when the caller keeps it (same result, less work per call)."""
-    k = max(1, min(int(k), ref.shape[0]))
-    centre, r32, r_sq = reference_side(ref) if prepared is None else prepared
-    q32 = q.float() - centre
-    partial = torch.addmm(r_sq, q32, r32.T, alpha=-2.0)
-    if k == 1:
-        best = partial.amin(dim=1)
-    else:
-        best = partial.topk(k, dim=1, largest=False, sorted=False).values.amax(dim=1)
-    out = (best + (q32 * q32).sum(dim=1)).clamp_min(0.0).sqrt().double()
-    # inf - inf inside the product turns an infinite (not missing) value into NaN; such a
-    # row is infinitely far from every reference row, as cdist says. Checked only when a
-    # NaN came out: the per-row check of q cost a third of this function on clean rows.
-    nan = torch.isnan(out)
-    if bool(nan.any()):
-        out = out.masked_fill(nan & ~torch.isnan(q).any(dim=1), float("inf"))
-    return out
-
-
-def kmeans_centres(x: torch.Tensor, centres: int, seed: int) -> torch.Tensor:
-    """``centres`` k-means centres of the rows of ``x`` (one seeded scikit-learn run): a
-    small reference whose nearest-centre distance is cheap to score yet still tells a row
-    between normal clusters from one inside them."""
-    # Imported here, at fit time: scikit-learn (with SciPy) is ~20% of a short scoring
-    # command's start-up, and scoring a saved model never fits k-means.
-    from sklearn.cluster import KMeans
-    from sklearn.exceptions import ConvergenceWarning
-
-    rows = x.detach().cpu().double().numpy()
-    m = max(1, min(int(centres), rows.shape[0]))
-    with warnings.catch_warnings():
-        # Fewer distinct rows than centres (tiny or constant data): duplicated centres.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        km = KMeans(n_clusters=m, n_init=1, max_iter=100, random_state=int(seed)).fit(rows)
-    return torch.from_numpy(km.cluster_centers_).to(dtype=x.dtype, device=x.device)
-
-
-def fit_knn_reference(
-    detector: BaseDeepDetector,
-    x_train: torch.Tensor,
-    encode: Callable[[torch.Tensor], torch.Tensor],
-) -> tuple[np.ndarray, int]:
-    """Store a detector's kNN reference as buffers of its network and return which training
-    rows were sampled for it and its number of prototypes.
-
-    One build for the VAE and the GAN, which differ only in ``encode`` (rows -> latent
-    codes): a seeded sample of at most ``knn_reference_rows`` training rows
-    (``knn_reference``) and their codes (``knn_latent``), each replaced by
-    ``knn_prototypes`` k-means centres when that is above 0."""
-    net = detector.model_
-    in_ref = reference_mask(x_train.shape[0], detector.knn_reference_rows, detector.seed)
-    dev = detector._torch_device()
-    sample = x_train[torch.from_numpy(in_ref)].to(dev)
-    latent = detector._batched(encode, sample).to(dev)
-    prototypes = int(own_param(detector, "knn_prototypes", 0) or 0)
-    if prototypes > 0:
-        sample = kmeans_centres(sample, prototypes, detector.seed)
-        latent = kmeans_centres(latent, prototypes, detector.seed)
-    set_buffer(net, "knn_reference", sample.clone())
-    set_buffer(net, "knn_latent", latent.clone())
-    return in_ref, prototypes
-
-
-def reference_mask(n: int, rows: int, seed: int) -> np.ndarray:
-    """Seeded choice of at most ``rows`` of ``n`` training rows for a kNN reference."""
-    m = max(1, min(n, int(rows)))
-    mask = np.zeros(n, dtype=bool)
-    mask[np.random.default_rng([int(seed), 2]).choice(n, m, replace=False)] = True
-    return mask
-
-
-def set_buffer(module: nn.Module, name: str, value: torch.Tensor) -> None:
-    if name in module._buffers:
-        module._buffers[name] = value
-    else:
-        module.register_buffer(name, value)
-
-
-def capped_epoch_rows(detector: BaseDeepDetector, n: int) -> int:
-    """Rows per epoch under ``detector.max_epoch_rows`` (None: all ``n``).
-
-    Applied only when the detector's own class takes ``max_epoch_rows`` as a constructor
-    parameter (so the cap is saved with the model): subclasses that do not expose it
-    (the sequence detectors, which cap their rows with ``max_train_rows``) train on every
-    row per epoch as before.
-    """
-    cap = own_param(detector, "max_epoch_rows")
-    if cap is None:
-        return n
-    if int(cap) < 1:
-        raise ValueError(f"max_epoch_rows must be >= 1 or None, got {cap!r}")
-    return min(n, int(cap))
-
-
-#: Default ``max_calibration_rows`` of VAEDetector and GANDetector: held-out rows and
-#: training rows that the passes around training read (seeded samples). On 1M demo rows
-#: the all-row statistics held ~750 MB and cost the VAE 16 CPU s (benchmarks/RESULTS.md,
-#: issue13-training); 65,536 rows put the 1% threshold on ~650 exceedances.
-FIT_STATISTICS_ROWS = 65536
-#: Default ``fit_threads`` of VAEDetector and GANDetector. Their networks are small
-#: (batches of 256-512 rows, 64-128 units): on the project's 2 shared cores one thread
-#: fitted the GAN with 4-5x less CPU per epoch than torch's default of two, the VAE 7-17x
-#: (other processes running; benchmarks/RESULTS.md, issue13-training).
-FIT_THREADS = 1
+from detectors.parts import (
+    FIT_STATISTICS_ROWS,
+    FIT_THREADS,
+    capped_epoch_rows,
+    fit_knn_reference,
+    kth_distance,
+    mlp,
+    own_param,
+)
 
 #: Score rules of ``VAEDetector`` (see the class docstring).
 SCORE_RULES = ("elbo", "ensemble")
@@ -259,12 +120,9 @@ class VAEDetector(BaseDeepDetector):
     posterior means, stored as buffers in weights.pt (``knn_prototypes=0``: the sample
     itself, whose rows skip themselves in training). Each view is divided by its 99%
     training quantile like the rules and weighted by ``knn_weight`` (1). Chosen across the
-    28 dev-pool sets (issue 12, benchmarks/RESULTS.md, capped protocol, seed 0): mean
-    AUROC 0.819 (rules only) -> 0.853, no set more than 0.005 below the rules alone; the
-    earlier reference (5th nearest of 2048 sampled rows, weight 2) reached 0.849 but lost
-    up to 0.017 on a set, and its top-5 search over 2048 distances per row cut scoring
-    throughput 3-19x; with the nearest of 64 centres the VAE scores at 0.86-0.91 of its
-    speed without the views (shuttle, cardio; benchmarks/RESULTS.md).
+    dev pool (the devpool benchmark suite): the views raise the mean AUROC over the rules
+    alone without costing any set more than rounding; the nearest of 64 centres keeps most
+    of the scoring speed, where a top-k search over the whole sample cut it several-fold.
 
     It needs the residual statistics, computed after training only when
     ``score_rule="ensemble"`` (switching a model fitted with "elbo" to "ensemble" raises).
@@ -274,9 +132,9 @@ class VAEDetector(BaseDeepDetector):
 
     ``max_epoch_rows`` (default 131072): each epoch trains on a fresh seeded sample of at
     most this many training rows (None: all rows), so an epoch's cost is bounded on large
-    data; it is a constructor parameter, so saved with the model's config. 32768 cost the
-    handbook's context VAE scenario-1 AUPRC 0.998 -> 0.942 (200k training rows); 131072
-    gives 0.992 for 1M-row fits of 25 s instead of 19 s (benchmarks/RESULTS.md).
+    data; it is a constructor parameter, so saved with the model's config. A quarter of
+    that cost the handbook's context VAE much of its extreme-amount scenario; this size
+    keeps it at a modest cost in fit time (the scale suite's training step).
     ``max_calibration_rows`` (default 65536, ``FIT_STATISTICS_ROWS``) bounds the passes
     around training the same way: the early-stopping monitor, the threshold and the
     score scales read a seeded sample of at most that many held-out rows, the error
@@ -285,10 +143,10 @@ class VAEDetector(BaseDeepDetector):
     benchmark's sets); ``fit_info_`` records the rows each step used.
     ``fit_threads`` (default 1): torch threads while fitting, see ``FIT_THREADS``.
 
-    Other variants were tried in the issue 3 campaign and removed because they lost or
-    tied (posterior-sample and importance-weighted scores, a latent-density term, a
-    decoder with learned variance, dropout, denoising input noise, mean/std encoder
-    scaling, log of skewed signed columns): see benchmarks/RESULTS.md.
+    Other variants were tried and removed because they lost or tied (posterior-sample and
+    importance-weighted scores, a latent-density term, a decoder with learned variance,
+    dropout, denoising input noise, mean/std encoder scaling, log of skewed signed
+    columns); git history keeps them.
 
     ``explain`` returns per-column terms summed per source feature, scaled so that each
     row's contributions sum to its score: for "elbo" the terms ``(x_j - x_hat_j)^2 / v_j``

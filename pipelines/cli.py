@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from pipelines.settings import get_settings
+from pipelines.store.vocabulary import HealthStatus, Role
 
 #: Where `spec init` and `demo-data` write by default: the user's project folder.
 DEFAULT_SPECS = Path("data") / "specs"
@@ -40,7 +41,7 @@ class _Group(click.Group):
     def invoke(self, ctx):
         from pipelines.intake.ingest import DataSourceError
         from pipelines.intake.spec import SpecError
-        from pipelines.store.production import LeaseLost, RunAlreadyRunning, StoreUnavailable
+        from pipelines.store import LeaseLost, RunAlreadyRunning, StoreUnavailable
 
         try:
             with _quiet_prefect_errors():
@@ -192,8 +193,8 @@ def _slug(text: str) -> str:
 @click.option(
     "--with-labels",
     is_flag=True,
-    help="Also train a re-ranker on the verdicts known now and register each detector's "
-    "re-ranked version (<model>-reranked).",
+    help="Also train a re-ranker on the verdicts known now and register it as a new "
+    "version of each detector's model (kind <detector>-reranked): the challenger.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train(
@@ -245,7 +246,7 @@ def train(
     for model in result["models"]:
         click.echo(_model_line(model))
     for skipped in result.get("reranked_skipped", []):
-        click.echo(f"  {skipped['model']}: not trained: {skipped['skipped']}")
+        click.echo(f"  {skipped['model']} (labelled): not trained: {skipped['skipped']}")
 
 
 def _model_line(model: dict) -> str:
@@ -256,18 +257,24 @@ def _model_line(model: dict) -> str:
         if "auroc" in m
         else "no labels: AUROC n/a"
     )
-    if model.get("base"):  # a re-ranked model (issue 9): its threshold is on max(u, p/p_cut)
+    if model.get("base"):  # a labelled (re-ranked) version: its threshold is on max(u, p/p_cut)
         return (
             f"  {model['model']} v{model['version']} [{', '.join(model['aliases'])}]  "
-            f"{quality}  re-ranks {model['base']} with {m['n_labelled']:.0f} verdicts "
+            f"{quality}  labelled: re-ranks v{model['base'].rsplit('/', 1)[-1]} with "
+            f"{m['n_labelled']:.0f} verdicts "
             f"({m['n_frauds']:.0f} fraud)  hold-out FPR {_percent(m.get('holdout_fpr'))}  "
             f"fit {m['fit_seconds']:.1f}s"
         )
-    return (
+    line = (
         f"  {model['model']} v{model['version']} [{', '.join(model['aliases'])}]  {quality}  "
         f"threshold {m['threshold']:.4g} (target FPR {m['target_fpr']:.1%}, "
         f"hold-out FPR {_percent(m.get('holdout_fpr'))})  fit {m['fit_seconds']:.1f}s"
     )
+    for problem in model.get("problems", []):
+        line += f"\n    NOT made champion or challenger: {problem}"
+    for warning in model.get("warnings", []):
+        line += f"\n    warning: {warning}"
+    return line
 
 
 def _percent(value: float | None) -> str:
@@ -400,11 +407,11 @@ def runs(limit, as_json) -> None:
             f"{r['run_id'][:8]}  {r['status']:9}  {r['role']:7} "
             f"{r['model'] + ' v' + r['version']:28}  "
             f"{r['rows_in']:>6} {r['rows_scored']:>6} {r['rows_quarantined']:>5} "
-            f"{r['rows_flagged']:>5}  {state.upper() if state == 'alarm' else state:12} "
+            f"{r['rows_flagged']:>5}  {state.upper() if state == HealthStatus.ALARM else state:12} "
             f"{(r['started_at'] or '')[:19]}"
         )
     for r in rows:
-        if (r["health"] or {}).get("status") == "alarm":
+        if (r["health"] or {}).get("status") == HealthStatus.ALARM:
             click.echo(f"  {r['run_id'][:8]}: {r['health']['summary']}")
 
 
@@ -690,7 +697,7 @@ def _read_password(password_stdin: bool) -> str:
 
 @users.command("add")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["viewer", "analyst", "admin"]), required=True)
+@click.option("--role", type=click.Choice([role.value for role in Role]), required=True)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--no-password", is_flag=True, help="API-token-only user (cannot log in).")
 def users_add(name, role, password_stdin, no_password) -> None:
@@ -730,7 +737,7 @@ def users_set_password(name, password_stdin) -> None:
 
 @users.command("set-role")
 @click.argument("name")
-@click.argument("role", type=click.Choice(["viewer", "analyst", "admin"]))
+@click.argument("role", type=click.Choice([role.value for role in Role]))
 def users_set_role(name, role) -> None:
     """Change a user's role."""
     _change_user(name, f"{name} is now {role}", role=role)

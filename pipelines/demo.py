@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.intake.spec import DatasetSpec
+from pipelines.store.vocabulary import Role
 
 CATEGORIES = {
     # name: (probability, median amount, log-sd, share online)
@@ -249,7 +250,7 @@ def _demo_review_access(settings, echo: Callable[[str], None]) -> None:
     echo("  .venv/bin/vigil review        # then open " + url)
     if store.get_user(DEMO_ANALYST) is None:
         password = secrets.token_urlsafe(12)
-        store.add_user(DEMO_ANALYST, "analyst", hash_password(password), actor="vigil demo")
+        store.add_user(DEMO_ANALYST, Role.ANALYST, hash_password(password), actor="vigil demo")
         echo(f"  log in as '{DEMO_ANALYST}' with password: {password}")
         echo("  (shown once; change it: .venv/bin/vigil users set-password analyst)")
     else:

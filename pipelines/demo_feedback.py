@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from detectors import metrics
+from pipelines.store.vocabulary import Verdict
 
 REVIEWED = 60
 
@@ -54,7 +55,7 @@ def run_feedback_demo(*, epochs: int | None = None, echo=print) -> dict:
     pd.DataFrame(
         {
             "record_id": reviewed["transaction_id"].astype(str),
-            "verdict": np.where(reviewed["is_fraud"] == 1, "fraud", "not_fraud"),
+            "verdict": np.where(reviewed["is_fraud"] == 1, Verdict.FRAUD, Verdict.NOT_FRAUD),
             "known_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
             "analyst": "demo-analyst",
         }

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipelines.intake.spec import ContextSpec, DatasetSpec
+from detectors.context import ContextConfig
+from pipelines.intake.spec import DatasetSpec
 
 CATEGORIES = ["grocery", "restaurant", "fuel", "pharmacy", "electronics", "travel", "online"]
 SEQUENCE_SPEC = DatasetSpec(
@@ -27,10 +28,10 @@ SEQUENCE_SPEC = DatasetSpec(
     numeric_features=["amount"],
     categorical_features=["merchant_category"],
     range_checked_features=["amount"],
-    entity_column="card_id",
-    time_column="timestamp",
-    secondary_entity_columns=["merchant_id"],
-    context=ContextSpec(
+    context=ContextConfig(
+        entity_column="card_id",
+        time_column="timestamp",
+        secondary_entity_columns=["merchant_id"],
         amount_column="amount",
         novelty_columns=["merchant_id"],
         latitude_column="latitude",
@@ -138,7 +139,7 @@ def _fraud(card: int, home: np.ndarray, level: float, days: int, rng) -> pd.Data
     return frame
 
 
-# ------------------------------------------------------------------ typology set (issue 11)
+# ------------------------------------------------------------------ typology set
 #: Cities the cards live in, travel to and online merchants have their head office in.
 CITIES = {
     "brussels": (50.85, 4.35),
@@ -179,10 +180,10 @@ TYPOLOGY_SPEC = DatasetSpec(
     numeric_features=["amount", "card_present"],
     categorical_features=["merchant_category"],
     range_checked_features=["amount"],
-    entity_column="card_id",
-    time_column="timestamp",
-    secondary_entity_columns=["merchant_id"],
-    context=ContextSpec(
+    context=ContextConfig(
+        entity_column="card_id",
+        time_column="timestamp",
+        secondary_entity_columns=["merchant_id"],
         amount_column="amount",
         novelty_columns=["merchant_id", "merchant_category"],
         latitude_column="latitude",

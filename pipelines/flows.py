@@ -21,6 +21,8 @@ from pipelines.modeling.training import (
     fit_detector,
     log_and_register,
     split_for_training,
+    training_problems,
+    training_warnings,
 )
 from pipelines.operations.sources import (
     FolderSource,
@@ -30,7 +32,7 @@ from pipelines.operations.sources import (
     list_pending,
     score_pending,
 )
-from pipelines.scoring.history import save_entity_history
+from pipelines.scoring.history import KeptHistory
 from pipelines.settings import get_settings
 from pipelines.store import ResultsStore
 
@@ -102,6 +104,7 @@ def train_detector(
 
     detector = fit_detector(kind, spec, data_split, config)
     evaluation = evaluate_detector(detector, spec, data_split, config)
+    problems = training_problems(detector, evaluation, spec, data_split)
     registered = log_and_register(
         kind,
         detector,
@@ -111,6 +114,8 @@ def train_detector(
         data_source=data_source,
         max_reasons=get_settings().max_reasons,
         input_example=data_split.raw_example,
+        problems=problems,
+        warnings=training_warnings(detector, spec, data_split),
     )
     # Drift watch and promotion compare against what the model saw in training.
     log_training_reference(
@@ -150,7 +155,8 @@ def train_reranked_model(
         )
     except NotEnoughLabels as exc:
         get_run_logger().warning("%s: no re-ranked model: %s", trained["model"], exc)
-        return {"model": f"{trained['model']}-reranked", "skipped": str(exc)}
+        return {"model": trained["model"], "detector": f"{trained['detector']}-reranked",
+                "skipped": str(exc)}  # fmt: skip
     return register_reranked(
         model,
         base_model=trained["model"],
@@ -194,13 +200,8 @@ def train_flow(
             (skipped if "skipped" in reranked else models).append(reranked)
     if data_split.state is not None:
         # The training records' tail is the entity history the first scored batch needs.
-        save_entity_history(
-            store,
-            spec,
-            batch_id=batch.content_hash,
-            source=batch.source,
-            state=data_split.state,
-            only_recent=True,
+        KeptHistory(store, spec).keep(
+            data_split.state, batch_id=batch.content_hash, source=batch.source, only_recent=True
         )
     return {
         "dataset": spec.name,

@@ -70,11 +70,11 @@ class VigilSettings(BaseSettings):
         description="Threads scoring computes on: torch's, where the model loaded torch, "
         "and numpy's BLAS pool for the numpy forward (None: each library's default, one "
         "per core). 1 costs half the CPU on a machine other processes share (no spinning "
-        "thread pool: 1M rows 11-15 against 26-32 CPU s at load ~5.5).",
+        "thread pool).",
     )
     numpy_forward: bool = Field(
         default=True,
-        description="Score a saved VAE with numpy (no torch import: ~2.5 CPU s less "
+        description="Score a saved VAE with numpy (no torch import: seconds less "
         "start-up per command) where its bundle has weights.npz; tested equal to the torch "
         "forward. False (VIGIL_NUMPY_FORWARD=0): always the torch detector. Models without "
         "weights.npz, other detectors and non-CPU devices use torch either way.",
@@ -87,8 +87,8 @@ class VigilSettings(BaseSettings):
     dask_address: str | None = Field(
         default=None,
         description="Dask scheduler for the dask runner (tcp://HOST:8786); None starts a "
-        "LocalCluster of dask_workers processes for each run (19-36 s of start-up measured "
-        "on 2 busy cores: the cluster, its workers' imports, Prefect's temporary API).",
+        "LocalCluster of dask_workers processes for each run (tens of seconds of start-up: "
+        "the cluster, its workers' imports, Prefect's temporary API).",
     )
     dask_workers: int = Field(
         default=2, gt=0, description="LocalCluster worker processes (one thread each)."

@@ -8,17 +8,16 @@ import json
 import time
 from datetime import UTC, datetime
 
-import pandas as pd
 from fastapi import HTTPException
 from fastapi.responses import Response
 
+from pipelines.spreadsheet import spreadsheet_safe
 from pipelines.store import ResultsStore
 from pipelines.store.review import QueueFilters, QueuePage
 from review.schemas import RunOut
 
 COUNTS_TTL_SECONDS = 5.0
 # A spreadsheet reads a cell that starts with one of these as a formula (OWASP's list).
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 class CountsCache:
@@ -145,24 +144,3 @@ def labels_export(store: ResultsStore, fmt: str) -> Response:
         media_type=media,
         headers={"Content-Disposition": f'attachment; filename="vigil-labels-{stamp}.{fmt}"'},
     )
-
-
-def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with every text cell a spreadsheet would run as a formula quoted.
-
-    Record ids, entities and notes come from data and analysts; a cell such as
-    ``=HYPERLINK(...)`` would run when the export is opened. A leading single quote makes
-    the spreadsheet show the text as typed (OWASP's advice for CSV injection); numbers and
-    times are left as they are.
-    """
-    out = frame.copy()
-    for column in out.columns:
-        if pd.api.types.is_object_dtype(out[column]) or pd.api.types.is_string_dtype(out[column]):
-            out[column] = out[column].map(_quote_formula)
-    return out
-
-
-def _quote_formula(value: object) -> object:
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from pipelines.store import ResultsStore
-from pipelines.store.production import ChunkWrite
 from pipelines.store.review import QueueFilters
+from pipelines.store.runs import ChunkWrite
 
 
 def add_flagged_run(

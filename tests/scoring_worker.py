@@ -22,7 +22,7 @@ from pipelines.intake.stream import open_stream
 from pipelines.modeling.bundle import ScoringBundle
 from pipelines.scoring.batch import score_stream
 from pipelines.store import ResultsStore, RunAlreadyRunning
-from pipelines.store.production import ProductionStoreMixin
+from pipelines.store.runs import RunRepository
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     store = ResultsStore(args.url)
-    original_write = ProductionStoreMixin.write_chunk
-    original_bulk = ProductionStoreMixin._bulk_scores
+    original_write = RunRepository.write_chunk
+    original_bulk = RunRepository._bulk_scores
     current = {"chunk": None}
 
     def write_chunk(self, run_id, owner, chunk):
@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.marker).touch()
             time.sleep(60)
 
-    ProductionStoreMixin.write_chunk = write_chunk
-    ProductionStoreMixin._bulk_scores = bulk_scores
+    RunRepository.write_chunk = write_chunk
+    RunRepository._bulk_scores = bulk_scores
     bundle = ScoringBundle.load(args.bundle)
     try:
         report = score_stream(

@@ -18,9 +18,9 @@ def test_every_trained_model_line_reports_its_holdout_fpr():
     quality = _metrics(auroc=0.9, auprc=0.5, precision_at_threshold=0.4, recall_at_threshold=0.3)
     plain = {"model": "tx-seq_gan", "version": "1", "aliases": ["champion"], "metrics": quality}
     reranked = {
-        "model": "tx-seq_gan-reranked",
-        "version": "1",
-        "aliases": ["champion"],
+        "model": "tx-seq_gan",
+        "version": "2",
+        "aliases": ["challenger"],
         "base": "tx-seq_gan/1",
         "metrics": {**quality, "n_labelled": 70, "n_frauds": 30},
     }

@@ -24,9 +24,9 @@ from pipelines.modeling.bundle import ScoringBundle
 from pipelines.modeling.training import TrainConfig, fit_detector, split_for_training
 from pipelines.scoring.batch import score_batch, score_stream
 from pipelines.scoring.scaleout import DaskPartitions
-from pipelines.store import ResultsStore
+from pipelines.store import ResultsStore, StoreUnavailable
 from pipelines.store.models import Flag
-from pipelines.store.production import ProductionStoreMixin, StoreUnavailable
+from pipelines.store.runs import RunRepository
 from tests.conftest import FAST_VAE
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -158,7 +158,7 @@ def test_dask_runner_writes_what_one_process_writes(tmp_path, monkeypatch):
     # runner resumes it. The duplicate in chunk 6 repeats an id of committed chunk 0: the
     # driver still checks the skipped chunks' ids, so it is still quarantined.
     resume_url = f"sqlite:///{tmp_path / 'resumed.db'}"
-    original = ProductionStoreMixin._bulk_scores
+    original = RunRepository._bulk_scores
     calls = {"n": 0}
 
     def store_goes_away_in_chunk_3(self, session, run_id, scores):
@@ -167,13 +167,13 @@ def test_dask_runner_writes_what_one_process_writes(tmp_path, monkeypatch):
             raise OperationalError("COPY", {}, Exception("server closed the connection"))
         original(self, session, run_id, scores)
 
-    monkeypatch.setattr(ProductionStoreMixin, "_bulk_scores", store_goes_away_in_chunk_3)
+    monkeypatch.setattr(RunRepository, "_bulk_scores", store_goes_away_in_chunk_3)
     with pytest.raises(StoreUnavailable, match="writing chunk 3 failed"):
         score_stream(
             bundle=bundles[0], stream=open_stream(path, 40), store=ResultsStore(resume_url),
             model_name="tab", model_version="1", model_alias=None,
         )  # fmt: skip
-    monkeypatch.setattr(ProductionStoreMixin, "_bulk_scores", original)
+    monkeypatch.setattr(RunRepository, "_bulk_scores", original)
 
     _CASE.update(
         bundles=bundles, records=records, path=path, resume_url=resume_url,

@@ -64,12 +64,13 @@ def test_train_with_labels_works_for_every_kind(kind, tmp_path, unique_name):
          "--detectors", kind, "--epochs", "2", "--with-labels", "--json"],
     )  # fmt: skip
     assert trained.exit_code == 0, trained.output
-    models = {m["model"]: m for m in json.loads(trained.stdout)["models"]}
-    labelled = models[f"{spec.name}-{kind}-reranked"]
+    labelled = next(m for m in json.loads(trained.stdout)["models"]
+                    if m["detector"] == f"{kind}-reranked")  # fmt: skip
+    assert labelled["model"] == f"{spec.name}-{kind}" and labelled["version"] == "2"
     assert labelled["metrics"]["n_frauds"] == len(frauds)
 
     scored = runner.invoke(
-        main, ["score", "--data", str(paths["later"]), "--model", f"{labelled['model']}/1",
+        main, ["score", "--data", str(paths["later"]), "--model", f"{labelled['model']}@challenger",
                "--json"],
     )  # fmt: skip
     assert scored.exit_code == 0, scored.output

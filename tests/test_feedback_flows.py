@@ -174,18 +174,26 @@ def test_train_with_labels_registers_a_scorable_reranked_version(demo, tmp_path)
     )
     assert result.exit_code == 0, result.output
     trained = json.loads(result.stdout)
-    by_name = {m["model"]: m for m in trained["models"]}
-    reranked = by_name[f"{spec.name}-vae-reranked"]
-    assert reranked["version"] == "1" and reranked["base"] == f"{spec.name}-vae/1"
+    reranked = next(m for m in trained["models"] if m["detector"] == "vae-reranked")
+    assert reranked["model"] == f"{spec.name}-vae"
+    assert reranked["version"] == "2" and reranked["base"] == f"{spec.name}-vae/1"
+    # one model: the labelled version is the challenger, and says which labels it saw
+    versions = MlflowClient().get_model_version(f"{spec.name}-vae", "2")
+    assert versions.tags["vigil.detector"] == "vae-reranked"
+    assert versions.tags["vigil.labels_count"] == "70"
+    assert versions.tags["vigil.labels_frauds"] == "30"
+    assert versions.tags["vigil.labels_first_known"].startswith("2026-01-01")
+    aliases = MlflowClient().get_registered_model(f"{spec.name}-vae").aliases
+    assert {k: str(v) for k, v in aliases.items()} == {"champion": "1", "challenger": "2"}
     assert reranked["metrics"]["n_frauds"] == 30 and reranked["metrics"]["n_labelled"] == 70
     assert trained["labels"]["confirmed_frauds_dropped"] == 0  # already labelled in the data
 
     batch = tmp_path / "night.csv"
     generate_transactions(400, n_anomalies=8, seed=31, start_id=60_000).to_csv(batch, index=False)
     scored = runner.invoke(
-        main, ["score", "--data", str(batch), "--model", f"{spec.name}-vae-reranked/1", "--json"]
+        main, ["score", "--data", str(batch), "--model", f"{spec.name}-vae/2", "--json"]
     )
     assert scored.exit_code == 0, scored.output
     run = json.loads(scored.stdout)
-    assert run["rows_scored"] == 400 and run["model"] == f"{spec.name}-vae-reranked"
+    assert run["rows_scored"] == 400 and run["model"] == f"{spec.name}-vae"
     assert run["threshold"] == 1.0

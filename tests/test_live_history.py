@@ -8,8 +8,7 @@ import pandas as pd
 from pipelines.demo_sequences import SEQUENCE_SPEC, generate_card_sequences
 from pipelines.intake.ingest import Batch, validate_batch
 from pipelines.modeling.bundle import prepare_records
-from pipelines.scoring.history import load_entity_history, save_entity_history
-from pipelines.scoring.live import LiveHistory
+from pipelines.scoring.history import KeptHistory, LiveHistory
 from pipelines.store import ResultsStore
 
 
@@ -22,13 +21,8 @@ def test_live_history_matches_the_store_and_picks_up_other_writers(tmp_path):
     spec = SEQUENCE_SPEC
     records = _clean(generate_card_sequences(n_cards=12, days=10, seed=2))
     past, rest = records.iloc[:-60], records.iloc[-60:]
-    save_entity_history(
-        store,
-        spec,
-        batch_id="train",
-        source="train",
-        state=prepare_records(spec, past).state,
-        only_recent=True,
+    KeptHistory(store, spec).keep(
+        prepare_records(spec, past).state, batch_id="train", source="train", only_recent=True
     )
     live = LiveHistory(store, spec, background=False)
 
@@ -36,8 +30,8 @@ def test_live_history_matches_the_store_and_picks_up_other_writers(tmp_path):
     appended, written = rest.iloc[:30], []
     for i in range(len(appended)):
         one = appended.iloc[[i]]
-        seen = live.history_for(one)
-        live.append(prepare_records(spec, one, seen.frame).state)
+        seen = live.before(one)
+        live.extend(prepare_records(spec, one, seen.frame).state)
     assert live.pending_rows == 30 and len(store.history_segment_ids(spec.name)) == 1
     assert live.flush() == 30 and live.pending_rows == 0
     written = store.history_segment_ids(spec.name)
@@ -45,8 +39,8 @@ def test_live_history_matches_the_store_and_picks_up_other_writers(tmp_path):
 
     # What a request sees from memory is what the store gives batch scoring for it.
     probe = rest.iloc[[40]]
-    from_memory = live.history_for(probe).frame
-    from_store = load_entity_history(store, spec, probe).frame
+    from_memory = live.before(probe).frame
+    from_store = KeptHistory(store, spec).before(probe).frame
     entity = probe["card_id"].iloc[0]
     columns = [spec.id_column, "timestamp", "ctx_history_count"]
     mine = from_memory[from_memory["card_id"] == entity][columns].reset_index(drop=True)
@@ -55,17 +49,13 @@ def test_live_history_matches_the_store_and_picks_up_other_writers(tmp_path):
 
     # Another process (a nightly batch run) keeps records: the next refresh loads them.
     other = rest.iloc[30:35]
-    save_entity_history(
-        store,
-        spec,
-        batch_id="night",
-        source="night.csv",
-        state=prepare_records(spec, other, from_store).state,
+    KeptHistory(store, spec).keep(
+        prepare_records(spec, other, from_store).state, batch_id="night", source="night.csv"
     )
     assert live.refresh() == len(other)
     after = rest.iloc[35:]
     later = after[after["card_id"].isin(other["card_id"])].iloc[[0]]
-    ids = set(live.history_for(later).frame[spec.id_column])
+    ids = set(live.before(later).frame[spec.id_column])
     same_card = other[other["card_id"] == later["card_id"].iloc[0]]
     assert len(same_card) and set(same_card[spec.id_column]) <= ids
     live.close()

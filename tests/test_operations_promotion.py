@@ -6,16 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.operations.promotion import (
-    Comparison,
+from pipelines.operations.evidence import (
     Evidence,
     PromotionPolicy,
     budget_metrics,
     compare_labelled,
-    decide,
     flag_volume,
     mcnemar,
 )
+from pipelines.operations.promotion import Comparison, decide
 
 
 def _evidence(n: int, positives: int, challenger_noise: float, seed: int = 0) -> Evidence:
@@ -107,7 +106,7 @@ def test_too_large_a_change_in_flag_volume_blocks_a_better_model():
 def test_fast_auprc_matches_scikit_learn_with_ties():
     from sklearn.metrics import average_precision_score
 
-    from pipelines.operations.promotion import _auprc
+    from pipelines.operations.evidence import _auprc
 
     rng = np.random.default_rng(5)
     y = (rng.random(500) < 0.1).astype(int)

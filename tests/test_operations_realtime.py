@@ -229,7 +229,7 @@ def test_vigil_api_keeps_history_in_memory_and_recovers_it_after_a_restart(card_
     from pipelines.intake.ingest import Batch, validate_batch
     from pipelines.modeling.registry import load_bundle, resolve_model
     from pipelines.operations.api import Scorer, ScoreRequest, create_app
-    from pipelines.scoring.history import load_entity_history
+    from pipelines.scoring.history import KeptHistory
 
     spec, name = card_model["spec"], card_model["model"]
     store = _store()
@@ -238,7 +238,7 @@ def test_vigil_api_keeps_history_in_memory_and_recovers_it_after_a_restart(card_
     # What batch scoring of the whole day gives (score_batch: kept history, then the day).
     clean = validate_batch(Batch(frame=day, source="day"), spec).clean
     bundle = load_bundle(resolve_model(name))
-    history = load_entity_history(store, spec, clean)
+    history = KeptHistory(store, spec).before(clean)
     expected = dict(
         zip(clean[spec.id_column], bundle.score(clean, history=history.frame)["score"], strict=True)
     )

@@ -30,7 +30,7 @@ from pipelines.store import (
     Score,
     StoreUnavailable,
 )
-from pipelines.store.production import ChunkWrite, ProductionStoreMixin
+from pipelines.store.runs import ChunkWrite, RunRepository
 from tests.conftest import demo_vae_bundle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -334,7 +334,7 @@ def test_postgres_going_away_mid_run_fails_clearly_and_the_rerun_completes(
     postgres_url, bundle, data_file, monkeypatch
 ):
     store = ResultsStore(postgres_url)
-    original = ProductionStoreMixin._bulk_scores
+    original = RunRepository._bulk_scores
     calls = {"n": 0}
 
     def connection_dies_in_chunk_3(self, session, run_id, scores):
@@ -347,7 +347,7 @@ def test_postgres_going_away_mid_run_fails_clearly_and_the_rerun_completes(
             killer.dispose()
         original(self, session, run_id, scores)
 
-    monkeypatch.setattr(ProductionStoreMixin, "_bulk_scores", connection_dies_in_chunk_3)
+    monkeypatch.setattr(RunRepository, "_bulk_scores", connection_dies_in_chunk_3)
     arguments = dict(
         bundle=bundle, store=store, model_name="m", model_version="1", model_alias=None
     )
@@ -357,7 +357,7 @@ def test_postgres_going_away_mid_run_fails_clearly_and_the_rerun_completes(
     run = store.list_runs()[0]
     assert run.status == "failed" and "chunk 3" in run.error
 
-    monkeypatch.setattr(ProductionStoreMixin, "_bulk_scores", original)
+    monkeypatch.setattr(RunRepository, "_bulk_scores", original)
     report = score_stream(stream=open_stream(data_file, 50), **arguments)
     assert report.chunks_skipped == 3
     _assert_exactly_once(store, report.to_dict(), rows_in=500)

@@ -30,7 +30,7 @@ def reasons_per_row(bundle: ScoringBundle, features, contributions, scores) -> l
     names = list(contributions.columns)
     top = np.argsort(-values, axis=1)[:, : bundle.max_reasons]
     totals = values.sum(axis=1)
-    context_config = bundle.spec.context_config()
+    context_config = bundle.spec.context
     out = []
     for row, order in enumerate(top):
         reasons = []

@@ -20,11 +20,10 @@ from pipelines.intake.stream import open_stream
 from pipelines.modeling.bundle import ScoringBundle
 from pipelines.modeling.training import TrainConfig, fit_detector, split_for_training
 from pipelines.scoring.batch import score_batch, score_stream
-from pipelines.scoring.carried import CarriedTail
-from pipelines.scoring.history import load_entity_history
-from pipelines.store import EntityHistorySegment, ResultsStore
+from pipelines.scoring.history import CarriedHistory, KeptHistory
+from pipelines.store import EntityHistorySegment, ResultsStore, StoreUnavailable
 from pipelines.store.models import Flag
-from pipelines.store.production import ProductionStoreMixin, StoreUnavailable
+from pipelines.store.runs import RunRepository
 
 #: 30 cards over 24 days: the later file spans 20 days, longer than the 14-day context.
 DAYS, SPLIT_DAY = 24, 4
@@ -193,8 +192,8 @@ def test_streamed_sequence_file_writes_what_the_batch_in_memory_writes(bundle, r
     # The next batch finds the same past in both stores.
     last = records[_days(records) == DAYS - 1].head(30)
     last = validate_batch(Batch(frame=last.reset_index(drop=True), source="n"), SEQUENCE_SPEC)
-    a = load_entity_history(memory_store, SEQUENCE_SPEC, last.clean).frame
-    b = load_entity_history(stream_store, SEQUENCE_SPEC, last.clean).frame
+    a = KeptHistory(memory_store, SEQUENCE_SPEC).before(last.clean).frame
+    b = KeptHistory(stream_store, SEQUENCE_SPEC).before(last.clean).frame
     assert b["transaction_id"].tolist() == a["transaction_id"].tolist()
 
     # A finished run is not scored again; a shadow run keeps no history of its own.
@@ -217,7 +216,7 @@ def test_a_resumed_stream_carries_the_committed_chunks_context(
     whole = _streamed(whole_store, bundle, path)
 
     store = _store_with_history(tmp_path, "resumed.db", bundle, records)
-    original = ProductionStoreMixin._bulk_scores
+    original = RunRepository._bulk_scores
     calls = {"n": 0}
 
     def store_goes_away_in_chunk_3(self, session, run_id, scores):
@@ -226,10 +225,10 @@ def test_a_resumed_stream_carries_the_committed_chunks_context(
             raise OperationalError("COPY", {}, Exception("server closed the connection"))
         original(self, session, run_id, scores)
 
-    monkeypatch.setattr(ProductionStoreMixin, "_bulk_scores", store_goes_away_in_chunk_3)
+    monkeypatch.setattr(RunRepository, "_bulk_scores", store_goes_away_in_chunk_3)
     with pytest.raises(StoreUnavailable, match="writing chunk 3 failed"):
         _streamed(store, bundle, path)
-    monkeypatch.setattr(ProductionStoreMixin, "_bulk_scores", original)
+    monkeypatch.setattr(RunRepository, "_bulk_scores", original)
 
     resumed = _streamed(store, bundle, path)
     assert resumed.chunks_skipped == 3 and resumed.chunks_written == whole.chunks_written - 3
@@ -283,9 +282,9 @@ def test_the_carried_tail_keeps_what_the_look_back_reaches(bundle):
     day = 86400.0
     times = pd.to_datetime([0, 1, 2, 17, 3, 29.5, 30], unit="D")
     frame = pd.DataFrame({"card_id": list("aaaabca"), "timestamp": times})
-    tail = CarriedTail(bundle, None)
-    tail._carry(frame.iloc[:6])
-    tail._carry(frame.iloc[6:])
+    tail = CarriedHistory(bundle, None)
+    tail.extend(frame.iloc[:6])
+    tail.extend(frame.iloc[6:])
     kept = time_to_seconds(tail.frame["timestamp"]) / day
     assert sorted(zip(tail.frame["card_id"], kept, strict=True)) == [
         ("a", 17.0), ("a", 30.0), ("c", 29.5),

@@ -15,7 +15,7 @@ from pipelines.intake.spec import infer_spec
 from pipelines.modeling.bundle import ScoringBundle
 from pipelines.modeling.training import TrainConfig, fit_detector, split_for_training
 from pipelines.scoring.batch import score_batch
-from pipelines.scoring.history import load_entity_history
+from pipelines.scoring.history import KeptHistory
 from pipelines.store import EntityHistorySegment, ResultsStore
 
 FAST_SEQ_VAE = {"epochs": 3, "hidden_dims": [32, 16], "latent_dim": 4, "context_hidden": 16}
@@ -138,7 +138,7 @@ def test_history_is_kept_once_per_batch_and_bounded(bundle, records, tmp_path):
     _score(store, bundle, first)  # a re-run writes nothing new
     assert store.count(EntityHistorySegment) == 1
     later = validate_batch(_batch(records[days >= days.max()], "later.csv"), SEQUENCE_SPEC)
-    history = load_entity_history(store, SEQUENCE_SPEC, later.clean)
+    history = KeptHistory(store, SEQUENCE_SPEC).before(later.clean)
     # The history (14 days) no longer reaches back to the first three days.
     assert history.rows == 0 and history.gap_seconds > 86400
     assert "days before this batch" in history.describe()
@@ -192,7 +192,7 @@ def test_typology_set_plants_every_typology_among_hard_normals():
     rated = spec.model_copy(
         update={"context": spec.context.model_copy(update={"novelty_rate": "unlocated"})}
     )
-    assert rated.context_config().novelty_rate == "unlocated"
+    assert rated.context.novelty_rate == "unlocated"
     assert "ctx_new_merchant_id_rate_6h" in rated.model_feature_columns
     with pytest.raises(ValueError, match="novelty_rate"):
         type(spec.context).model_validate({**spec.context.model_dump(), "novelty_rate": "x"})

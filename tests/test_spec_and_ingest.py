@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from detectors.context import ContextConfig
 from pipelines.intake.ingest import DataSourceError, SeenIds, read_batch, validate_batch
 from pipelines.intake.spec import DatasetSpec, SpecError, infer_spec, load_spec
 
@@ -18,6 +19,42 @@ SPEC = DatasetSpec(
     numeric_features=["amount", "hour"],
     categorical_features=["country"],
 )
+
+
+def test_the_context_section_is_the_detectors_config(tmp_path):
+    """The spec's context section is a ContextConfig: it reads the spec's entity, time and
+    secondary columns, is written without them (the file reads as before), and a section
+    built in Python with its own columns hands them to the spec."""
+    yaml_text = (
+        "name: cards\nid_column: id\nnumeric_features: [amount]\nentity_column: card\n"
+        "time_column: t\nsecondary_entity_columns: [shop]\n"
+        "context:\n  amount_column: amount\n  history: 7D\n  windows: [1h, 1D]\n"
+    )
+    (tmp_path / "cards.yaml").write_text(yaml_text)
+    spec = load_spec(tmp_path / "cards.yaml")
+    assert isinstance(spec.context, ContextConfig)
+    assert (spec.context.entity_column, spec.context.time_column) == ("card", "t")
+    assert spec.context.secondary_entity_columns == ["shop"]
+    assert "ctx_shop_count_1d" in spec.model_feature_columns
+    written = spec.model_dump()["context"]
+    assert not {"entity_column", "time_column", "secondary_entity_columns"} & set(written)
+    assert load_spec(spec.save(tmp_path / "again.yaml")) == spec
+    built = DatasetSpec(
+        name="cards", id_column="id", numeric_features=["amount"],
+        context=ContextConfig(
+            entity_column="card", time_column="t", secondary_entity_columns=["shop"],
+            amount_column="amount", history="7D", windows=["1h", "1D"],
+        ),
+    )  # fmt: skip
+    assert built == spec
+    with pytest.raises(ValueError, match="context.entity_column 'other' differs"):
+        DatasetSpec(
+            name="x", id_column="id", numeric_features=["amount"], entity_column="card",
+            time_column="t", context=ContextConfig(entity_column="other", time_column="t"),
+        )  # fmt: skip
+    (tmp_path / "bad.yaml").write_text(yaml_text.replace("history: 7D", "history: 1h"))
+    with pytest.raises(SpecError, match=r"bad\.yaml: context: a window .* longer than history"):
+        load_spec(tmp_path / "bad.yaml")
 
 
 def _write_csv(path, text: str):

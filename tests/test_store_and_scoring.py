@@ -58,7 +58,7 @@ def test_migrations_create_the_schema(store):
         "scores",
         "flags",
         "quarantine",
-        "reviews",
+        "labels",
         "audit_log",
         "alembic_version",
     } <= tables
@@ -70,13 +70,13 @@ def test_head_revision_is_alembics_head(tmp_path):
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from pipelines.store.db import HEAD_REVISION, MIGRATIONS_DIR
+    from pipelines.store.database import HEAD_REVISION, MIGRATIONS_DIR
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     assert ScriptDirectory.from_config(config).get_heads() == [HEAD_REVISION]
     store = ResultsStore(f"sqlite:///{tmp_path / 'fresh.db'}")  # empty file: full upgrade
-    assert store._schema_revision() == HEAD_REVISION
+    assert store.db.schema_revision() == HEAD_REVISION
     pk = sa.inspect(store.engine).get_pk_constraint("scores")
     assert pk["constrained_columns"] == ["run_id", "record_id"]
 
@@ -86,7 +86,7 @@ def test_migration_0007_keeps_the_scores_of_an_older_store(tmp_path):
     from alembic import command
     from alembic.config import Config
 
-    from pipelines.store.db import MIGRATIONS_DIR, make_engine
+    from pipelines.store.database import MIGRATIONS_DIR, make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
     config = Config()

@@ -1,4 +1,4 @@
-"""The feedback loop (issue 9): labels in and out, training hygiene, thresholds from
+"""The feedback loop: labels in and out, training hygiene, thresholds from
 verdicts, verdict-driven risk features and the re-ranker on the VAE's codes.
 
 Sub-modules import the store and the registry lazily where they can, so the pure parts

@@ -16,21 +16,24 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipelines.spreadsheet import spreadsheet_safe
+from pipelines.store.vocabulary import LabelSource, Verdict
+
 VERDICT_WORDS = {
-    "fraud": "fraud",
-    "1": "fraud",
-    "1.0": "fraud",
-    "true": "fraud",
-    "yes": "fraud",
-    "not_fraud": "not_fraud",
-    "not fraud": "not_fraud",
-    "0": "not_fraud",
-    "0.0": "not_fraud",
-    "false": "not_fraud",
-    "no": "not_fraud",
-    "unsure": "unsure",
+    "fraud": Verdict.FRAUD,
+    "1": Verdict.FRAUD,
+    "1.0": Verdict.FRAUD,
+    "true": Verdict.FRAUD,
+    "yes": Verdict.FRAUD,
+    "not_fraud": Verdict.NOT_FRAUD,
+    "not fraud": Verdict.NOT_FRAUD,
+    "0": Verdict.NOT_FRAUD,
+    "0.0": Verdict.NOT_FRAUD,
+    "false": Verdict.NOT_FRAUD,
+    "no": Verdict.NOT_FRAUD,
+    "unsure": Verdict.UNSURE,
 }
-SOURCES = ("review", "import", "chargeback")
+SOURCES = tuple(source.value for source in LabelSource)
 OPTIONAL_TEXT = ("analyst", "entity", "dataset", "reason_code", "note")
 EXPORT_COLUMNS = [
     "record_id",
@@ -79,7 +82,7 @@ class ParsedLabels:
 def read_label_file(
     path: str | Path,
     *,
-    default_source: str = "import",
+    default_source: str = LabelSource.IMPORT,
     dataset: str | None = None,
     now: datetime | None = None,
 ) -> ParsedLabels:
@@ -182,7 +185,7 @@ def dedupe_key(
 def write_label_export(rows: pd.DataFrame, out: str | Path) -> Path:
     """One row per label row (the whole history, oldest first) as CSV or Parquet."""
     out = Path(out)
-    frame = rows[[c for c in EXPORT_COLUMNS if c in rows.columns]].copy()
+    frame = spreadsheet_safe(rows[[c for c in EXPORT_COLUMNS if c in rows.columns]])
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".csv":
         frame.to_csv(out, index=False)

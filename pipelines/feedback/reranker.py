@@ -17,11 +17,11 @@ labelled (which the classifier cannot know) still reaches the queue.
 The floor is *bounded* (:class:`NoveltyFloor`): ``u`` is first turned into how rare it is
 among presumed-normal records (``-log10`` of its exceedance share, divided by that of the
 threshold, so 1 stays the line), then squashed above the line towards ``cap``. An unbounded
-``u`` let every extreme-but-innocent record outrank the re-ranker's confident frauds (the
-replay measured it: AUPRC 0.330 with ``max(u, p/0.5)`` against 0.356 for ``p`` alone);
-bounded, the unsupervised model still decides the order of what the re-ranker has no
-opinion on, and cannot bury what it has learnt. The combined threshold (1.0 at training)
-can be recalibrated like any other (``vigil threshold set``).
+``u`` let every extreme-but-innocent record outrank the re-ranker's confident frauds (in
+the feedback replay, ``max(u, p/0.5)`` ranked below ``p`` alone); bounded, the
+unsupervised model still decides the order of what the re-ranker has no opinion on, and
+cannot bury what it has learnt. The combined threshold (1.0 at training) can be
+recalibrated like any other (``vigil threshold set``).
 
 Persistence without pickle: the fitted trees are exported to plain arrays (``trees.npz``,
 read with ``allow_pickle=False``) and evaluated here with numpy, so a saved and reloaded
@@ -42,11 +42,11 @@ from pipelines.feedback.risk import RiskConfig, build_risk_features
 from pipelines.modeling.bundle import PreparedRecords, ScoringBundle, is_sequence_detector
 
 RERANKER_DIR = "reranker"
-# The served rule's defaults, chosen on the handbook replay (benchmarks/feedback.py,
-# RESULTS.md): the unsupervised floor tops out at 1.5, so a re-ranker sure of fraud (p/0.5
-# up to 2) outranks it; caps 1.25-2 measured the same, 3 lower. Below the flag line it keeps
-# its full weight: weights 0.1-0.3 gained at most 0.002 AUPRC and cost a fraud type no
-# analyst labelled some of its AUROC (weight 0: -0.022).
+# The served rule's defaults, chosen on the handbook replay (the feedback suite): the
+# unsupervised floor tops out at 1.5, so a re-ranker sure of fraud (p/0.5 up to 2) outranks
+# it; nearby caps ranked the same, larger ones lower. Below the flag line the floor keeps
+# its full weight: smaller weights gained next to nothing and cost a fraud type no analyst
+# labelled some of its AUROC.
 DEFAULT_FLOOR_CAP = 1.5
 DEFAULT_FLOOR_BELOW = 1.0
 TREES_FILE = "trees.npz"

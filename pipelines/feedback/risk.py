@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from detectors.context import _seconds, _slug, time_to_seconds
+from detectors.context import time_to_seconds
+from detectors.context.config import _seconds, _slug
 
 PREFIX = "risk_"
 

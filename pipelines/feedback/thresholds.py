@@ -26,6 +26,7 @@ import numpy as np
 
 from detectors import Threshold
 from pipelines.store import ResultsStore
+from pipelines.store.vocabulary import DecisionKind, DecisionOutcome
 
 MODES = ("budget", "precision", "fpr")
 
@@ -145,8 +146,8 @@ def apply_threshold(
     threshold = plan.threshold()
     decision_id = store.record_decision(
         model_name=model_name,
-        kind="threshold",
-        decision="applied",
+        kind=DecisionKind.THRESHOLD,
+        decision=DecisionOutcome.APPLIED,
         actor=actor,
         from_version=model_version,
         to_version=model_version,
@@ -183,8 +184,8 @@ def record_refusal(
     """A refused change is a decision too: who asked, for what, and why it was refused."""
     return store.record_decision(
         model_name=model_name,
-        kind="threshold",
-        decision="refused",
+        kind=DecisionKind.THRESHOLD,
+        decision=DecisionOutcome.REFUSED,
         actor=actor,
         from_version=model_version,
         to_version=model_version,

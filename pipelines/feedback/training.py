@@ -1,17 +1,19 @@
 """``vigil train --with-labels``: a re-ranked model per trained detector, from the labels
 known when training starts.
 
-Registered as its own model ``<dataset>-<detector>-reranked`` (a new version each run),
-holding one self-contained bundle: the detector it reads (the same weights as the detector
-version trained in the same run, tagged ``vigil.base_model`` / ``vigil.base_version``) plus
-the re-ranker. One bundle, so scoring never has to fetch and match two versions; the tags
-keep the link for people and promotion.
+Registered as a new version of the detector's own model ``<dataset>-<detector>`` (kind
+``<detector>-reranked``), so it becomes the challenger that ``vigil promote`` weighs
+against the champion, and once promoted it is what scoring and the schedules use. One
+self-contained bundle: the detector it reads (the same weights as the detector version
+trained in the same run, tagged ``vigil.base_version``) plus the re-ranker, so scoring
+never has to fetch and match two versions. The version's tags say which labels it saw
+(count and the time range they became known in).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,9 @@ from pipelines.feedback.reranker import (
 from pipelines.feedback.risk import RiskConfig
 from pipelines.intake.spec import DatasetSpec
 from pipelines.modeling.bundle import PreparedRecords, ScoringBundle, prepare_records
+from pipelines.modeling.registry import LABELLED_SUFFIX, Registration, register_version
 
-RERANKED_SUFFIX = "-reranked"
+RERANKED_SUFFIX = LABELLED_SUFFIX
 
 
 class NotEnoughLabels(ValueError):
@@ -40,6 +43,8 @@ class NotEnoughLabels(ValueError):
 class RerankedModel:
     bundle: RerankedBundle
     metrics: dict[str, float]
+    #: the labels that trained it: count, frauds, first and last ``known_at`` (ISO)
+    labels_seen: dict[str, str] = field(default_factory=dict)
 
 
 def risk_config_for(
@@ -136,7 +141,15 @@ def train_reranked(
                 recall_at_threshold=float(recall),
             )
     result.setdefault("holdout_fpr", float("nan"))
-    return RerankedModel(bundle=bundle, metrics=result)
+    seen = known[known["record_id"].astype(str).isin(set(ids[labelled]))]
+    times = pd.to_datetime(seen["known_at"], utc=True) if len(seen) else None
+    labels_seen = {
+        "count": str(len(seen)),
+        "frauds": str(int((seen["y"] == 1).sum())),
+        "first_known": times.min().isoformat() if times is not None else "",
+        "last_known": times.max().isoformat() if times is not None else "",
+    }
+    return RerankedModel(bundle=bundle, metrics=result, labels_seen=labels_seen)
 
 
 def register_reranked(
@@ -150,11 +163,9 @@ def register_reranked(
     input_example: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Log and register the re-ranked bundle; the same shape as a detector's train result."""
-    from pipelines.modeling.registry import Registration, register_version
-
     result = register_version(
         Registration(
-            name=f"{base_model}{RERANKED_SUFFIX}",
+            name=base_model,
             kind=f"{detector_kind}{RERANKED_SUFFIX}",
             bundle=model.bundle,
             data_source=data_source,
@@ -168,6 +179,7 @@ def register_reranked(
                 "vigil.base_model": base_model,
                 "vigil.base_version": str(base_version),
                 "vigil.labels_known_before": known_before.isoformat(),
+                **{f"vigil.labels_{k}": v for k, v in model.labels_seen.items()},
             },
             input_example=input_example,
             python_model=str(Path(__file__).with_name("pyfunc_reranked.py")),

@@ -2,17 +2,30 @@
 
 A spec is YAML in ``data/specs/`` loaded into :class:`DatasetSpec`. The label column is
 used for evaluation and to drop known anomalies from training, never as a model input.
+
+In sequence mode the spec's ``context`` section *is* the detectors' configuration
+(:class:`detectors.context.ContextConfig`), not a copy of it: the spec hands it the
+entity, time and secondary entity columns it names at its top level, and leaves them
+out of the section when it is written, so spec files read as they always have.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from detectors.context import ContextConfig
 
@@ -21,72 +34,12 @@ class SpecError(ValueError):
     """A spec file that cannot be used, with the file named in the message."""
 
 
-class ContextSpec(BaseModel):
-    """Sequence mode: which per-entity context features to build (see detectors.context).
+#: Columns the spec names at its top level and hands to its context section.
+SPEC_COLUMNS = ("entity_column", "time_column", "secondary_entity_columns")
 
-    Every look-back is bounded by ``history``; scoring keeps that much of each entity's
-    past between batches so a batch scored alone matches the same records scored inside
-    one big file.
-    """
 
-    amount_column: str | None = Field(
-        default=None, description="Amounts: window sums and amount vs the entity's history."
-    )
-    windows: list[str] = Field(
-        default_factory=lambda: ["10min", "1h", "1D", "7D"],
-        description="Trailing windows for counts and amount sums (pandas durations).",
-    )
-    history: str = Field(default="30D", description="Longest look-back of any feature.")
-    baseline_gap: str | None = Field(
-        default=None,
-        description="Also compare amounts with the entity's baseline: its records between "
-        "history and baseline_gap ago (untouched by a takeover younger than the gap).",
-    )
-    novelty_columns: list[str] = Field(
-        default_factory=list, description="'First time at this value' flags (merchant, country)."
-    )
-    latitude_column: str | None = None
-    longitude_column: str | None = None
-    located_column: str | None = Field(
-        default=None,
-        description="Column that is 1/true where the record was made where the entity "
-        "physically was (card-present); only those count for distance and speed.",
-    )
-    travel_window: str | None = Field(
-        default=None,
-        description="Also the highest speed between located records in this trailing window.",
-    )
-    profile_columns: list[str] = Field(
-        default_factory=list,
-        description="Profile: share of the entity's earlier records with this value.",
-    )
-    profile_hours: bool = Field(
-        default=False, description="Profile: share of earlier records near this time of day."
-    )
-    novelty_windows: list[str] = Field(
-        default_factory=list,
-        description="Windows over which records at values new to the entity are counted.",
-    )
-    novelty_rate: Literal["all", "unlocated"] | None = Field(
-        default=None,
-        description="Also each novelty window's count against the entity's own rate of "
-        "such records ('unlocated': only records not located, e.g. card-not-present).",
-    )
-    robust_baseline: bool = Field(
-        default=False, description="Amount vs the median of the entity's earlier amounts."
-    )
-    level_windows: list[str] = Field(
-        default_factory=list,
-        description="Mean amount over each recent window vs the entity's older records "
-        "(a compromised period raises a run of amounts).",
-    )
-    min_history: int = Field(
-        default=3, ge=1, description="Earlier records needed before amounts are compared."
-    )
-    calendar: bool = Field(default=True, description="Hour of day and weekday, cyclic.")
-    secondary_windows: list[str] = Field(default_factory=lambda: ["1D", "7D"])
-    event_noun: str = Field(default="record", description="Word for one record in reasons.")
-    entity_noun: str = Field(default="entity", description="Word for the entity in reasons.")
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 class DatasetSpec(BaseModel):
@@ -111,10 +64,50 @@ class DatasetSpec(BaseModel):
         default_factory=list,
         description="Sequence data: other entities with a history (terminal, merchant id).",
     )
-    context: ContextSpec | None = Field(
+    context: ContextConfig | None = Field(
         default=None,
-        description="Sequence mode: per-entity context features (needs entity and time).",
+        description="Sequence mode: per-entity context features (needs entity and time); "
+        "the detectors read this section as it is.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _context_gets_the_spec_columns(cls, data: Any) -> Any:
+        """The spec decides the entity, time and secondary entity columns; its context
+        section reads them from it. A section built with them (in Python) hands them to a
+        spec that does not name them; where both name one, they must agree."""
+        if not isinstance(data, dict) or data.get("context") is None:
+            return data
+        context = data["context"]
+        if isinstance(context, ContextConfig):
+            section = context.model_dump(exclude_unset=True)
+        elif isinstance(context, Mapping):
+            section = dict(context)
+        else:
+            return data  # not a section: the field's own validation says why
+        data = dict(data)
+        for key in SPEC_COLUMNS:
+            spec_value, own = data.get(key), section.get(key)
+            if own is None:
+                if spec_value is not None:
+                    section[key] = spec_value
+            elif spec_value is None:
+                data[key] = own
+            elif _plain(own) != _plain(spec_value):
+                raise ValueError(f"context.{key} {own!r} differs from the spec's {spec_value!r}")
+        if not (section.get("entity_column") and section.get("time_column")):
+            raise ValueError("context (sequence mode) needs entity_column and time_column")
+        data["context"] = section
+        return data
+
+    @field_serializer("context", mode="wrap")
+    def _context_without_the_spec_columns(self, context: Any, handler: Any) -> Any:
+        """Written out, the section leaves the spec's columns to the spec."""
+        dumped = handler(context)
+        if isinstance(dumped, dict):
+            for key in SPEC_COLUMNS:
+                dumped.pop(key, None)
+        return dumped
 
     @field_validator("name")
     @classmethod
@@ -128,13 +121,6 @@ class DatasetSpec(BaseModel):
         features = self.feature_columns
         if not features and self.context is None:
             raise ValueError("spec lists no numeric_features or categorical_features")
-        if self.context is not None:
-            if not (self.entity_column and self.time_column):
-                raise ValueError("context (sequence mode) needs entity_column and time_column")
-            try:
-                self.context_config()
-            except ValueError as exc:
-                raise ValueError(f"context: {exc}") from exc
         duplicated = {c for c in features if features.count(c) > 1}
         if duplicated:
             raise ValueError(f"columns listed twice as features: {sorted(duplicated)}")
@@ -155,41 +141,9 @@ class DatasetSpec(BaseModel):
     def is_sequence(self) -> bool:
         return self.context is not None
 
-    def context_config(self) -> ContextConfig | None:
-        """The detectors-layer config of the context features (None in tabular mode)."""
-        if self.context is None:
-            return None
-        assert self.entity_column and self.time_column
-        return ContextConfig(
-            entity_column=self.entity_column,
-            time_column=self.time_column,
-            amount_column=self.context.amount_column,
-            windows=tuple(self.context.windows),
-            history=self.context.history,
-            novelty_columns=tuple(self.context.novelty_columns),
-            secondary_entity_columns=tuple(self.secondary_entity_columns),
-            latitude_column=self.context.latitude_column,
-            longitude_column=self.context.longitude_column,
-            calendar=self.context.calendar,
-            secondary_windows=tuple(self.context.secondary_windows),
-            baseline_gap=self.context.baseline_gap,
-            min_history=self.context.min_history,
-            located_column=self.context.located_column,
-            travel_window=self.context.travel_window,
-            profile_columns=tuple(self.context.profile_columns),
-            profile_hours=self.context.profile_hours,
-            novelty_windows=tuple(self.context.novelty_windows),
-            novelty_rate=self.context.novelty_rate,
-            robust_baseline=self.context.robust_baseline,
-            level_windows=tuple(self.context.level_windows),
-            event_noun=self.context.event_noun,
-            entity_noun=self.context.entity_noun,
-        )
-
     @property
     def context_feature_columns(self) -> list[str]:
-        config = self.context_config()
-        return config.feature_names() if config else []
+        return self.context.feature_names() if self.context else []
 
     @property
     def model_feature_columns(self) -> list[str]:
@@ -199,8 +153,7 @@ class DatasetSpec(BaseModel):
     @property
     def raw_context_columns(self) -> list[str]:
         """Raw columns the context features read (kept per record as entity history)."""
-        config = self.context_config()
-        return config.raw_columns if config else []
+        return self.context.raw_columns if self.context else []
 
     @property
     def required_columns(self) -> list[str]:
@@ -213,7 +166,7 @@ class DatasetSpec(BaseModel):
         return columns
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(exclude_none=True), sort_keys=False)
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -302,9 +255,12 @@ def infer_spec(
             elif series.nunique(dropna=True) <= max_categorical_cardinality:
                 categorical.append(column)
     context = None
-    secondary: list[str] = []
     if sequence:
-        context, secondary = propose_context(frame, numeric, categorical, id_like)
+        assert entity_column is not None and time_column is not None
+        context = propose_context(
+            frame, numeric, categorical, id_like, entity_column=entity_column,
+            time_column=time_column,
+        )  # fmt: skip
         coordinates = {context.latitude_column, context.longitude_column}
         numeric = [c for c in numeric if c not in coordinates]
     ranged = [context.amount_column] if context and context.amount_column in numeric else []
@@ -317,7 +273,6 @@ def infer_spec(
         range_checked_features=ranged,
         entity_column=entity_column,
         time_column=time_column,
-        secondary_entity_columns=secondary,
         context=context,
     )
 
@@ -330,8 +285,14 @@ _LOCATED_WORDS = ("present", "located", "physical", "inperson", "pos")
 
 
 def propose_context(
-    frame: pd.DataFrame, numeric: list[str], categorical: list[str], id_like: list[str]
-) -> tuple[ContextSpec, list[str]]:
+    frame: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    id_like: list[str],
+    *,
+    entity_column: str,
+    time_column: str,
+) -> ContextConfig:
     """Context features for the raw columns found, by name and type.
 
     Amount: a non-negative numeric column named like an amount. Coordinates: numeric
@@ -342,7 +303,7 @@ def propose_context(
     'first time at this ...' flag, as do categorical columns named like a merchant,
     category or country; with such flags, the records at values new to the entity are
     also counted over the last hour and six hours (``novelty_windows``: a takeover's run
-    of new shops, measured in benchmarks/RESULTS.md, issue 11).
+    of new shops).
     """
 
     def words(column: str) -> list[str]:
@@ -371,7 +332,10 @@ def propose_context(
     )
     novelty = [*id_like]
     novelty += [c for c in categorical if any(w in _NOVELTY_WORDS for w in words(c))]
-    context = ContextSpec(
+    return ContextConfig(
+        entity_column=entity_column,
+        time_column=time_column,
+        secondary_entity_columns=list(id_like),
         amount_column=amount,
         latitude_column=latitude,
         longitude_column=longitude,
@@ -380,7 +344,6 @@ def propose_context(
         novelty_columns=novelty,
         novelty_windows=["1h", "6h"] if novelty else [],
     )
-    return context, list(id_like)
 
 
 def _looks_like_id(column: str) -> bool:

@@ -24,7 +24,6 @@ from pipelines.intake.spec import DatasetSpec
 
 SPEC_FILE = "spec.json"
 DETECTOR_DIR = "detector"
-OUTPUT_COLUMNS = ["score", "is_anomaly", "reasons"]
 
 
 @dataclass
@@ -87,7 +86,7 @@ def prepare_records(
     one big file.
     """
     typed = typed_features(spec, frame)
-    config = spec.context_config()
+    config = spec.context
     if config is None:
         return PreparedRecords(features=typed)
     missing = [c for c in spec.required_columns if c not in frame.columns]
@@ -145,7 +144,7 @@ class ScoringBundle:
     def look_back_seconds(self) -> float | None:
         """How far back :meth:`prepare` reads ``history`` for a record (sequence mode: the
         context's ``history``; None in tabular mode): what a streamed batch carries."""
-        config = self.spec.context_config()
+        config = self.spec.context
         return None if config is None else config.history_seconds
 
     def window_history(
@@ -239,7 +238,7 @@ class ScoringBundle:
         names = list(contributions.columns)
         top = np.argsort(-values, axis=1)[:, : self.max_reasons]
         totals = values.sum(axis=1)
-        context_config = self.spec.context_config()
+        context_config = self.spec.context
         column_values = {
             name: features[name].to_numpy(dtype=object)
             for name in {names[j] for j in np.unique(top)}

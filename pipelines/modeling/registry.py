@@ -33,6 +33,11 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 TAG_DATASET = "vigil.dataset"
 TAG_DETECTOR = "vigil.detector"
+#: ``ok``, ``warning: <what>``, or ``failed: <reasons>`` for a version whose training checks
+#: failed (it gets no alias).
+TAG_TRAINING_HEALTH = "vigil.training_health"
+#: The kind of a version trained on labels as well: ``<detector>-reranked``.
+LABELLED_SUFFIX = "-reranked"
 #: A threshold set after training (``vigil threshold set``): JSON of the Threshold plus who
 #: and which ledger entry; applied every time the version is loaded.
 TAG_THRESHOLD = "vigil.threshold"
@@ -144,7 +149,12 @@ def log_bundle(
     version = str(registered.version)
     client = MlflowClient()
     client.set_registered_model_tag(registered_name, TAG_DATASET, bundle.spec.name)
-    client.set_registered_model_tag(registered_name, TAG_DETECTOR, detector_kind)
+    # The model's kind is its detector's; a labelled version (``vae-reranked``) says so
+    # in its own version tag.
+    client.set_registered_model_tag(
+        registered_name, TAG_DETECTOR, detector_kind.removesuffix(LABELLED_SUFFIX)
+    )
+    client.set_model_version_tag(registered_name, version, TAG_DETECTOR, detector_kind)
     client.set_model_version_tag(registered_name, version, "threshold", str(bundle.threshold))
     return version
 
@@ -182,6 +192,11 @@ class Registration:
     python_model: str | None = None
     #: writes plots into the folder it is given (logged under ``plots/``)
     plots: Callable[[Path], object] | None = None
+    #: why the version must not serve (failed training checks): registered for people to
+    #: inspect, tagged with the reasons, and given no alias
+    problems: list[str] = field(default_factory=list)
+    #: what a person should know that does not stop it serving (tagged, printed)
+    warnings: list[str] = field(default_factory=list)
 
 
 def register_version(registration: Registration) -> dict[str, object]:
@@ -219,7 +234,11 @@ def register_version(registration: Registration) -> dict[str, object]:
         client = MlflowClient()
         for key, value in r.tags.items():
             client.set_model_version_tag(r.name, version, key, str(value))
-        aliases = assign_new_version_aliases(r.name, version)
+        health = "failed: " + "; ".join(r.problems) if r.problems else "ok"
+        if r.warnings and not r.problems:
+            health = "warning: " + "; ".join(r.warnings)
+        client.set_model_version_tag(r.name, version, TAG_TRAINING_HEALTH, health[:5000])
+        aliases = [] if r.problems else assign_new_version_aliases(r.name, version)
         complete_registration(r.name, version)
     return {
         "detector": r.kind,
@@ -229,6 +248,8 @@ def register_version(registration: Registration) -> dict[str, object]:
         "mlflow_run_id": run.info.run_id,
         "metrics": r.metrics,
         "plots": plots,
+        **({"problems": list(r.problems)} if r.problems else {}),
+        **({"warnings": list(r.warnings)} if r.warnings else {}),
     }
 
 

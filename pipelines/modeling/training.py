@@ -17,7 +17,12 @@ from detectors import GANDetector, Threshold, VAEDetector, metrics
 from detectors.context import time_to_seconds
 from detectors.sequence import SequenceGANDetector, SequenceVAEDetector
 from pipelines.intake.spec import DatasetSpec
-from pipelines.modeling.bundle import PreparedRecords, ScoringBundle, prepare_records
+from pipelines.modeling.bundle import (
+    PreparedRecords,
+    ScoringBundle,
+    is_sequence_detector,
+    prepare_records,
+)
 from pipelines.progress import progress
 
 DetectorKind = Literal["vae", "gan", "seq_vae", "seq_gan"]
@@ -78,6 +83,33 @@ class TrainConfig(BaseModel):
         return kinds
 
 
+def redacted_example(clean: pd.DataFrame, spec: DatasetSpec, rows: int = 3) -> pd.DataFrame:
+    """Rows shaped like a batch to score (the spec's columns, their types) holding no
+    record's values: numbers are 0, texts and categories ``example``, ids, entities and
+    times made up. A registered model travels with its input example, so it must not
+    carry card data from training."""
+    example = clean[spec.required_columns].head(rows).copy()
+    for column in example.columns:
+        values = example[column]
+        if column == spec.id_column:
+            example[column] = [f"example-{i + 1}" for i in range(len(example))]
+        elif column == spec.entity_column:
+            example[column] = "example-entity"
+        elif column == spec.time_column:
+            stamps = pd.date_range("2026-01-01", periods=len(example), freq="min", tz="UTC")
+            example[column] = (
+                stamps if pd.api.types.is_datetime64_any_dtype(values)
+                else stamps.strftime("%Y-%m-%dT%H:%M:%SZ")
+            )  # fmt: skip
+        elif pd.api.types.is_bool_dtype(values):
+            example[column] = False
+        elif pd.api.types.is_numeric_dtype(values):
+            example[column] = values.dtype.type(0)
+        else:
+            example[column] = "example"
+    return example.reset_index(drop=True)
+
+
 @dataclass
 class TrainingSplit:
     """Normal records to fit on, and a hold-out (normals + labelled anomalies) to evaluate."""
@@ -92,9 +124,9 @@ class TrainingSplit:
     context: pd.DataFrame | None = None
     context_labels: np.ndarray | None = None
     state: pd.DataFrame | None = None
-    #: Raw records as a batch to score would hold them (an input example for the registry).
+    #: The shape of a batch to score, with no real values (the registry's input example).
     raw_example: pd.DataFrame | None = None
-    #: Labels known before training (issue 9): confirmed frauds left out of the normal
+    #: Labels known before training: confirmed frauds left out of the normal
     #: training rows, and which training rows analysts reviewed as not fraud (kept; usable
     #: for calibration).
     confirmed_frauds_dropped: int = 0
@@ -161,7 +193,7 @@ def split_for_training(
         evaluation=clean.iloc[eval_idx].reset_index(drop=True),
         y_evaluation=labels[eval_idx] if has_label else None,
         n_known_anomalies=len(anomaly_idx),
-        raw_example=clean[spec.required_columns].head(3),
+        raw_example=redacted_example(clean, spec),
         confirmed_frauds_dropped=int(newly_excluded.sum()),
         train_reviewed_normal=reviewed[train_idx],
     )
@@ -196,7 +228,7 @@ def split_sequences_for_training(
         context=features.loc[earlier].reset_index(drop=True),
         context_labels=labels[earlier],
         state=prepared.state,
-        raw_example=clean[spec.required_columns].head(3),
+        raw_example=redacted_example(clean, spec),
     )
 
 
@@ -208,7 +240,7 @@ def build_detector(kind: DetectorKind, spec: DatasetSpec, config: TrainConfig):
         "range_features": list(spec.range_checked_features) or None,
     }
     if kind in SEQUENCE_KINDS:
-        context = spec.context_config()
+        context = spec.context
         assert context is not None
         params.update(
             entity_column=spec.entity_column,
@@ -266,6 +298,7 @@ def evaluate_detector(
         "holdout_fpr": float(metrics.fpr_at(threshold, normal_scores)),
         "n_train": float(len(split.train)),
         "n_evaluation": float(len(split.evaluation)),
+        "n_evaluation_normals": float(len(normal_scores)),
         "n_known_anomalies": float(split.n_known_anomalies),
         "fit_seconds": float(getattr(detector, "fit_seconds_", float("nan"))),
     }
@@ -282,6 +315,65 @@ def evaluate_detector(
     return Evaluation(metrics=result, scores=scores, labels=labels)
 
 
+#: A VAE latent unit whose posterior mean varies less than this over the hold-out carries
+#: no information about the record ("inactive", Burda et al.); none active = collapse.
+ACTIVE_UNIT_VARIANCE = 0.01
+
+
+def training_problems(
+    detector, evaluation: Evaluation, spec: DatasetSpec, split: TrainingSplit
+) -> list[str]:
+    """Why a freshly trained model must not become champion or challenger (empty: none).
+
+    Unattended retraining registers what it trained; these checks decide whether the new
+    version may serve: scores that are not numbers, a threshold that does not hold on the
+    normal records kept aside (beyond what chance allows for that many records).
+    """
+    problems: list[str] = []
+    m = evaluation.metrics
+    if not np.all(np.isfinite(evaluation.scores)):
+        bad = int((~np.isfinite(evaluation.scores)).sum())
+        problems.append(f"{bad} hold-out scores are not finite numbers")
+    n, fpr, target = m.get("n_evaluation_normals", 0.0), m["holdout_fpr"], m["target_fpr"]
+    if n >= 50 and np.isfinite(fpr):
+        allowed = 2 * target + 3 * np.sqrt(target * (1 - target) / n)
+        if fpr > allowed:
+            problems.append(
+                f"hold-out FPR {fpr:.2%} against a {target:.1%} target (at most {allowed:.2%} "
+                f"on {n:.0f} normal records): the threshold does not hold on records kept "
+                "aside. The data likely changes over its period (a trend, a new regime): "
+                "train on a period like the one to be scored, or add the column that "
+                "explains the change (time of day, machine state) to the spec"
+            )
+    return problems
+
+
+def training_warnings(detector, spec: DatasetSpec, split: TrainingSplit) -> list[str]:
+    """What a person should know about a trained model that does not stop it serving.
+
+    A VAE whose latent units all collapsed to the prior gives every record the same code:
+    its score then rests on reconstruction residuals alone (which still detect), and the
+    codes the labelled model and the kNN view read carry nothing."""
+    warnings: list[str] = []
+    if hasattr(detector, "latent_means") and len(split.evaluation):
+        bundle = ScoringBundle(spec, detector)
+        model_input = bundle._model_input(split.evaluation)
+        window = {"history": split.context} if is_sequence_detector(detector) else {}
+        try:
+            codes = np.asarray(detector.latent_means(model_input, **window))
+        except (TypeError, ValueError):  # a detector without codes for these rows
+            codes = None
+        if codes is not None and len(codes) > 1:
+            active = int((np.var(codes, axis=0) > ACTIVE_UNIT_VARIANCE).sum())
+            if active == 0:
+                warnings.append(
+                    f"posterior collapse: none of the VAE's {codes.shape[1]} latent units "
+                    "varies over the hold-out (KL per unit ~0), so every record gets the "
+                    "same code; retrain with a smaller beta or more epochs"
+                )
+    return warnings
+
+
 def log_and_register(
     kind: DetectorKind,
     detector,
@@ -292,8 +384,11 @@ def log_and_register(
     data_source: str,
     max_reasons: int,
     input_example: pd.DataFrame | None = None,
+    problems: list[str] | None = None,
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
-    """One MLflow run per detector: params, metrics, plots, then a registered version."""
+    """One MLflow run per detector: params, metrics, plots, then a registered version
+    (with no alias when ``problems`` says why it must not serve)."""
     from pipelines.modeling.plots import plot_evaluation
     from pipelines.modeling.registry import Registration, model_name_for, register_version
 
@@ -337,6 +432,8 @@ def log_and_register(
             history=history,
             input_example=input_example,
             plots=plots,
+            problems=problems or [],
+            warnings=warnings or [],
         )
     )
     evaluation.plots = result.pop("plots")

@@ -2,7 +2,7 @@
 
 Tabular models need nothing but the record (``mlflow models serve`` does that too);
 sequence models need each entity's recent history, which lives in the results store.
-The app loads that history into memory once (:class:`~pipelines.scoring.live.LiveHistory`),
+The app loads that history into memory once (:class:`~pipelines.scoring.history.LiveHistory`),
 scores each request with the same bundle code as batch scoring, keeps the scored records
 in memory for the next request and writes them to the store in batches: a record scored
 here gets the score batch scoring would give it (tested, across a restart too).
@@ -30,8 +30,7 @@ from detectors.context import time_to_seconds
 from pipelines.intake.ingest import Batch, ValidationResult, validate_batch
 from pipelines.intake.records import validate_records
 from pipelines.modeling.bundle import ScoringBundle
-from pipelines.scoring.history import context_signature
-from pipelines.scoring.live import LiveHistory
+from pipelines.scoring.history import LiveHistory, context_signature
 from pipelines.store import ResultsStore
 
 log = logging.getLogger(__name__)
@@ -132,7 +131,7 @@ class Scorer:
         """The in-memory history this spec needs: the one held if it is the same data set
         and context (a new version of the model), else loaded fresh."""
         live = self._live
-        if spec.context_config() is None:
+        if spec.context is None:
             return None
         if live is not None and live.spec.name == spec.name:
             if live.signature == context_signature(spec):
@@ -286,11 +285,11 @@ class Scorer:
         live = self._live
         if live is None or live.spec.name != spec.name:
             live = self._live = self._live_for(spec)
-        history = live.history_for(clean)
+        history = live.before(clean)
         prepared = bundle.prepare(clean, history.frame)
         scored = bundle.score_prepared(prepared)
         if append_history:
-            live.append(prepared.state)
+            live.extend(prepared.state)
         return _results(clean, scored, spec.id_column), history.rows
 
     @staticmethod

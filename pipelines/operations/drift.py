@@ -19,10 +19,11 @@ import pandas as pd
 
 from pipelines.operations.reference import TrainingReference
 from pipelines.settings import DriftPolicy
+from pipelines.store.vocabulary import HealthStatus
 
 
 def _stats():
-    """SciPy's stats, imported when a test runs (importing it is ~1.4 CPU s, which every
+    """SciPy's stats, imported when a test runs (importing it costs more than a second, which every
     short scoring command paid even when it had no reference to compare with)."""
     from scipy import stats
 
@@ -211,7 +212,7 @@ def assess_drift(
         alarms.append(
             f"{unseen['share']:.1%} of rows hold categories never seen in training ({which})"
         )
-    status = "alarm" if alarms else "ok"
+    status = HealthStatus.ALARM if alarms else HealthStatus.OK
     summary = (
         "drift alarm: " + "; ".join(alarms)
         if alarms

@@ -19,13 +19,14 @@ from pipelines.operations.drift import DriftPolicy, assess_drift
 from pipelines.operations.reference import TrainingReference, reference_for_version
 from pipelines.settings import get_settings
 from pipelines.store import ResultsStore
+from pipelines.store.vocabulary import HealthStatus
 
 log = logging.getLogger(__name__)
 
 
 def no_reference_health(model_name: str, model_version: str) -> dict:
     return {
-        "status": "no_reference",
+        "status": HealthStatus.NO_REFERENCE,
         "alarms": [],
         "summary": f"no drift watch: {model_name} v{model_version} has no training reference "
         "(trained before drift watch existed; retrain to get one)",
@@ -90,7 +91,7 @@ def log_health_to_mlflow(run_id: str, model_name: str, model_version: str, healt
         "expected_flag_rate": health["flag_rate"]["expected_rate"],
         "unseen_share": health["unseen"]["share"],
         "features_drifted": float(sum(bool(f.get("drifted")) for f in health["features"])),
-        "alarm": 1.0 if health["status"] == "alarm" else 0.0,
+        "alarm": 1.0 if health["status"] == HealthStatus.ALARM else 0.0,
     }
     with mlflow.start_run(
         run_name=f"health-{run_id[:8]}", nested=mlflow.active_run() is not None

@@ -40,16 +40,11 @@ from pipelines.intake.ingest import (
 from pipelines.intake.stream import BatchStream
 from pipelines.modeling.bundle import PreparedRecords, ScoringBundle
 from pipelines.progress import progress
-from pipelines.scoring.carried import (
-    HistoryParts,
-    SequenceGroup,
-    carried_groups,
-    plan_sequence_stream,
-)
-from pipelines.scoring.history import EntityHistory, load_entity_history, save_entity_history
+from pipelines.scoring.history import HistoryParts, KeptHistory, PastRecords
 from pipelines.scoring.partitions import IN_PROCESS, Partitions
+from pipelines.scoring.sequence_stream import SequenceGroup, carried_groups, plan_sequence_stream
 from pipelines.store import ResultsStore
-from pipelines.store.production import ChunkWrite, RunClaimTicket
+from pipelines.store.runs import ChunkWrite, RunClaimTicket
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +320,7 @@ def score_batch(
         model_alias=model_alias,
         role=role,
     )
-    history: EntityHistory | None = None
+    history: PastRecords | None = None
     with (
         _long_lived_heap_frozen(),
         _claimed(
@@ -340,7 +335,8 @@ def score_batch(
         if bundle.spec.is_sequence:
             # Context needs the whole batch in time order and the kept entity history, so
             # the batch is scored in one (internally batched) pass and written in chunks.
-            history = load_entity_history(store, bundle.spec, clean)
+            kept = KeptHistory(store, bundle.spec, batch_id=target.batch_id, source=batch.source)
+            history = kept.before(clean)
             prepared = bundle.prepare(clean, history.frame)
             scored = score_by_entity(bundle, prepared, partitions)
 
@@ -382,10 +378,7 @@ def score_batch(
                 written += 1
                 advance(1, flagged=len(write.flags))
         if bundle.spec.is_sequence and role != "shadow":
-            save_entity_history(
-                store, bundle.spec, batch_id=target.batch_id, source=batch.source,
-                state=prepared.state,
-            )  # fmt: skip
+            kept.extend(prepared.state)
         finished = store.complete_run(
             ticket.run.id, ticket.owner, group_by_entity=bundle.spec.is_sequence,
             score_seconds=time.perf_counter() - started, commit_with=commit_with,

@@ -34,7 +34,7 @@ def score_source(
     with the run's drift-watch health and the challenger's shadow run.
 
     Files and SQL sources stream chunk by chunk. Sequence files too: each chunk's context
-    is carried over from the chunks before it (:mod:`pipelines.scoring.carried`). A SQL
+    is carried over from the chunks before it (:mod:`pipelines.scoring.sequence_stream`). A SQL
     table is read in id order through a server-side cursor; a sequence spec's SQL source
     is read whole.
     ``runner="dask"`` (default: ``VIGIL_SCORE_RUNNER``) scores the partitions on a Dask

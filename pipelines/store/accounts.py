@@ -1,9 +1,7 @@
-"""Accounts and the audit trail: users, API tokens, browser sessions, failed logins.
+"""Accounts: users, API tokens, browser sessions, failed logins.
 
-Split from the review store (``review.py``) so each file holds one job; the review,
-label and operations mixins write the audit trail through :meth:`_audit`. Passwords never
-reach this layer: callers hash them (``pipelines.accounts``); tokens and session cookies
-are kept only as SHA-256 hashes.
+Passwords never reach this layer: callers hash them (``pipelines.accounts``); tokens and
+session cookies are kept only as SHA-256 hashes. Every change is an audit entry.
 """
 
 from __future__ import annotations
@@ -12,87 +10,47 @@ import secrets
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
+from pipelines.store.audit import record_audit
+from pipelines.store.database import Repository
 from pipelines.store.errors import NotFound, ReviewError, aware, now_utc, sha256
 from pipelines.store.models import ApiToken, AuditEvent, User, WebSession
+from pipelines.store.vocabulary import Role
 
-ROLES = ("viewer", "analyst", "admin")
+#: The role names, as the review app and the CLI list them.
+ROLES = tuple(role.value for role in Role)
 
 
-class AccountStoreMixin:
-    """Mixed into ``ResultsStore`` (through the review mixin); relies on its ``session()``."""
-
-    engine: sa.engine.Engine
-
-    def session(self):  # pragma: no cover - provided by ResultsStore
-        raise NotImplementedError
-
-    # -- audit ------------------------------------------------------------------------
-
-    @staticmethod
-    def _audit(
-        session: Session,
-        actor: str,
-        action: str,
-        entity: str,
-        entity_id: object,
-        *,
-        before: dict | None = None,
-        after: dict | None = None,
-        detail: dict | None = None,
-    ) -> None:
-        session.add(
-            AuditEvent(
-                actor=actor,
-                action=action,
-                entity=entity,
-                entity_id=str(entity_id),
-                before=before,
-                after=after,
-                detail=detail or {},
-            )
-        )
-
-    def audit_entries(
-        self, *, entity: str | None = None, entity_id: str | None = None, limit: int = 100
-    ) -> list[AuditEvent]:
-        with self.session() as session:
-            query = sa.select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
-            if entity:
-                query = query.where(AuditEvent.entity == entity)
-            if entity_id is not None:
-                query = query.where(AuditEvent.entity_id == str(entity_id))
-            return list(session.scalars(query))
+class AccountRepository(Repository):
+    """Users, API tokens, browser sessions and failed logins."""
 
     # -- users, tokens, sessions --------------------------------------------------------
 
     def add_user(self, name: str, role: str, password_hash: str | None, *, actor: str) -> User:
-        if role not in ROLES:
-            raise ReviewError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        _check_role(role)
         if (
             not name
             or len(name) > 64
             or not name.replace("-", "").replace("_", "").replace(".", "").isalnum()
         ):
             raise ReviewError("user name: 1-64 letters, digits, '.', '-' or '_'")
-        with self.session() as session:
+        with self.db.session() as session:
             if session.scalar(sa.select(User.id).where(User.name == name)) is not None:
                 raise ReviewError(f"user {name!r} already exists")
             user = User(name=name, role=role, password_hash=password_hash, disabled=False)
             session.add(user)
             session.flush()
-            self._audit(
+            record_audit(
                 session, actor, "user.added", "user", name, after={"role": role, "disabled": False}
             )
             return user
 
     def get_user(self, name: str) -> User | None:
-        with self.session() as session:
+        with self.db.session() as session:
             return session.scalar(sa.select(User).where(User.name == name))
 
     def list_users(self) -> list[User]:
-        with self.session() as session:
+        with self.db.session() as session:
             return list(session.scalars(sa.select(User).order_by(User.name)))
 
     def update_user(
@@ -106,9 +64,9 @@ class AccountStoreMixin:
     ) -> User:
         """Change a user's role, disabled flag or password; disabling also ends their
         sessions and revokes their tokens."""
-        if role is not None and role not in ROLES:
-            raise ReviewError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-        with self.session() as session:
+        if role is not None:
+            _check_role(role)
+        with self.db.session() as session:
             user = session.scalar(sa.select(User).where(User.name == name))
             if user is None:
                 raise NotFound(f"no user {name!r}")
@@ -130,24 +88,24 @@ class AccountStoreMixin:
             after = {"role": user.role, "disabled": user.disabled}
             if password_hash is not None:
                 after["password"] = "changed"
-            self._audit(session, actor, "user.changed", "user", name, before=before, after=after)
+            record_audit(session, actor, "user.changed", "user", name, before=before, after=after)
             return user
 
     def create_token(self, name: str, *, actor: str) -> str:
         """A new API token for the user; returned once, only its hash is kept."""
         raw = "vgl_" + secrets.token_urlsafe(32)
-        with self.session() as session:
+        with self.db.session() as session:
             user = session.scalar(sa.select(User).where(User.name == name))
             if user is None:
                 raise NotFound(f"no user {name!r}")
             if user.disabled:
                 raise ReviewError(f"user {name!r} is disabled")
             session.add(ApiToken(user_id=user.id, token_hash=sha256(raw)))
-            self._audit(session, actor, "user.token_created", "user", name, after={"token": "new"})
+            record_audit(session, actor, "user.token_created", "user", name, after={"token": "new"})
         return raw
 
     def user_for_token(self, raw: str) -> User | None:
-        with self.session() as session:
+        with self.db.session() as session:
             row = session.execute(
                 sa.select(User, ApiToken)
                 .join(ApiToken, ApiToken.user_id == User.id)
@@ -161,7 +119,7 @@ class AccountStoreMixin:
     def create_session(self, user: User, *, ttl: timedelta) -> tuple[str, str]:
         """Start a browser session: returns (cookie value, CSRF token)."""
         raw, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        with self.session() as session:
+        with self.db.session() as session:
             session.add(
                 WebSession(
                     session_hash=sha256(raw),
@@ -170,12 +128,12 @@ class AccountStoreMixin:
                     expires_at=now_utc() + ttl,
                 )
             )
-            self._audit(session, user.name, "user.login", "user", user.name)
+            record_audit(session, user.name, "user.login", "user", user.name)
         return raw, csrf
 
     def session_user(self, raw: str) -> tuple[User, str] | None:
         """The (user, CSRF token) of a live session cookie, or None."""
-        with self.session() as session:
+        with self.db.session() as session:
             row = session.execute(
                 sa.select(User, WebSession)
                 .join(WebSession, WebSession.user_id == User.id)
@@ -189,12 +147,12 @@ class AccountStoreMixin:
             return user, web.csrf_token
 
     def end_session(self, raw: str) -> None:
-        with self.session() as session:
+        with self.db.session() as session:
             session.execute(sa.delete(WebSession).where(WebSession.session_hash == sha256(raw)))
 
     def record_failed_login(self, name: str, client: str) -> None:
-        with self.session() as session:
-            self._audit(
+        with self.db.session() as session:
+            record_audit(
                 session,
                 name[:64] or "?",
                 "user.login_failed",
@@ -204,7 +162,7 @@ class AccountStoreMixin:
             )
 
     def failed_logins_since(self, name: str, since: datetime) -> int:
-        with self.session() as session:
+        with self.db.session() as session:
             return int(
                 session.scalar(
                     sa.select(sa.func.count())
@@ -216,3 +174,8 @@ class AccountStoreMixin:
                     )
                 )
             )
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise ReviewError(f"role must be one of {', '.join(ROLES)}, not {role!r}")

@@ -1,4 +1,4 @@
-"""What the review-side store mixins share: their errors and two small helpers."""
+"""The store's errors and the small time and hashing helpers its repositories share."""
 
 from __future__ import annotations
 
@@ -16,6 +16,18 @@ class Conflict(ReviewError):
 
 class NotFound(ReviewError):
     """The case, user or record asked for does not exist."""
+
+
+class RunAlreadyRunning(RuntimeError):
+    """Another live process holds the run's lease: nothing was written by this one."""
+
+
+class LeaseLost(RuntimeError):
+    """This process's claim was taken over (its heartbeat went stale): stop writing."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The results store could not be reached or refused a write; the chunk was not kept."""
 
 
 def now_utc() -> datetime:

@@ -26,6 +26,8 @@ from sqlalchemy import text as sa_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from pipelines.store.vocabulary import CaseStatus, FlagStatus, RunRole, RunStatus
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -65,7 +67,7 @@ class ScoringRun(Base):
     model_version: Mapped[str] = mapped_column(String(32))
     model_alias: Mapped[str | None] = mapped_column(String(64))
     threshold: Mapped[float] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(16), default="running")
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.RUNNING.value)
     rows_in: Mapped[int] = mapped_column(Integer, default=0)
     rows_scored: Mapped[int] = mapped_column(Integer, default=0)
     rows_quarantined: Mapped[int] = mapped_column(Integer, default=0)
@@ -75,7 +77,9 @@ class ScoringRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     #: primary: its flags reach the review queue; shadow: the challenger scoring the same
     #: batch beside the champion, scores kept as promotion evidence, no flags, no cases.
-    role: Mapped[str] = mapped_column(String(16), default="primary", server_default="primary")
+    role: Mapped[str] = mapped_column(
+        String(16), default=RunRole.PRIMARY.value, server_default=RunRole.PRIMARY.value
+    )
     #: Wall-clock seconds spent scoring (what a shadow model costs per run).
     score_seconds: Mapped[float | None] = mapped_column(Float)
 
@@ -121,11 +125,10 @@ class Flag(Base):
     threshold: Mapped[float] = mapped_column(Float)
     record: Mapped[dict] = mapped_column(JSON)
     reasons: Mapped[list] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="open")
+    status: Mapped[str] = mapped_column(String(16), default=FlagStatus.OPEN.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     run: Mapped[ScoringRun] = relationship(back_populates="flags")
-    reviews: Mapped[list[Review]] = relationship(back_populates="flag")
 
 
 class QuarantinedRow(Base):
@@ -146,21 +149,6 @@ class QuarantinedRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     raw: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-class Review(Base):
-    """Legacy (before the review app): superseded by :class:`Label`; kept for old stores."""
-
-    __tablename__ = "reviews"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    flag_id: Mapped[int] = mapped_column(ForeignKey("flags.id", ondelete="CASCADE"), index=True)
-    analyst: Mapped[str] = mapped_column(String(128))
-    verdict: Mapped[str] = mapped_column(String(16))  # confirmed | dismissed
-    note: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-    flag: Mapped[Flag] = relationship(back_populates="reviews")
 
 
 class AuditEvent(Base):
@@ -208,7 +196,7 @@ class EntityHistorySegment(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-# -- review and labels (issue 8) ----------------------------------------------------------
+# -- review and labels ---------------------------------------------------------------------
 
 
 class User(Base):
@@ -219,7 +207,7 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    role: Mapped[str] = mapped_column(String(16))  # viewer | analyst | admin
+    role: Mapped[str] = mapped_column(String(16))  # a Role
     password_hash: Mapped[str | None] = mapped_column(Text)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -279,7 +267,7 @@ class Case(Base):
     dataset: Mapped[str] = mapped_column(String(128))
     entity_key: Mapped[str] = mapped_column(String(300))
     entity: Mapped[str | None] = mapped_column(String(256))
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
+    status: Mapped[str] = mapped_column(String(16), default=CaseStatus.OPEN.value)
     verdict: Mapped[str | None] = mapped_column(String(16))
     #: Highest score / threshold among its flags: > 1 means over the threshold.
     priority: Mapped[float] = mapped_column(Float, default=0.0)
@@ -312,8 +300,8 @@ class Label(Base):
     record_id: Mapped[str] = mapped_column(String(256))
     dataset: Mapped[str | None] = mapped_column(String(128))
     entity: Mapped[str | None] = mapped_column(String(256))
-    verdict: Mapped[str] = mapped_column(String(16))  # fraud | not_fraud | unsure | withdrawn
-    source: Mapped[str] = mapped_column(String(16))  # review | import | chargeback
+    verdict: Mapped[str] = mapped_column(String(16))  # a Verdict, or WITHDRAWN
+    source: Mapped[str] = mapped_column(String(16))  # a LabelSource
     reason_code: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(Text)
     analyst: Mapped[str | None] = mapped_column(String(64))
@@ -344,9 +332,9 @@ class Decision(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     model_name: Mapped[str] = mapped_column(String(256))
-    #: promotion | rollback | threshold
+    #: a DecisionKind
     kind: Mapped[str] = mapped_column(String(32))
-    #: e.g. promoted | rejected | kept | rolled_back | applied | refused
+    #: a DecisionOutcome
     decision: Mapped[str] = mapped_column(String(32))
     from_version: Mapped[str | None] = mapped_column(String(32))
     to_version: Mapped[str | None] = mapped_column(String(32))
@@ -359,7 +347,7 @@ class Decision(Base):
     reason: Mapped[str | None] = mapped_column(Text)
 
 
-# -- production path (issue 13) --
+# -- production path -----------------------------------------------------------------------
 
 
 class RunClaim(Base):
@@ -401,7 +389,7 @@ class RunChunk(Base):
     committed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-# -- operations (issue 10) ----------------------------------------------------------------
+# -- operations ----------------------------------------------------------------------------
 
 
 class RunHealth(Base):
@@ -413,7 +401,7 @@ class RunHealth(Base):
     run_id: Mapped[str] = mapped_column(
         ForeignKey("scoring_runs.id", ondelete="CASCADE"), primary_key=True
     )
-    #: ok | alarm | no_reference
+    #: a HealthStatus
     status: Mapped[str] = mapped_column(String(16))
     score_psi: Mapped[float | None] = mapped_column(Float)
     score_ks: Mapped[float | None] = mapped_column(Float)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -57,7 +55,7 @@ def test_hand_checked_values():
     assert a["ctx_amount_ratio"].iloc[2:].tolist() == pytest.approx([2.0, 3.0])
     assert a["ctx_new_merchant"].tolist() == [1.0, 1.0, 0.0, 0.0]
     # By default an amount is compared only with 3+ earlier records.
-    strict = build_context_features(frame, dataclasses.replace(CONFIG, min_history=3))
+    strict = build_context_features(frame, CONFIG.replace(min_history=3))
     assert np.isnan(strict["ctx_amount_ratio"].iloc[3])
     assert strict["ctx_amount_ratio"].iloc[4] == pytest.approx(3.0)
     # Brussels -> Paris is ~264 km; 30 minutes apart, the online payment in between skipped.
@@ -185,8 +183,7 @@ def test_baseline_ignores_the_recent_records():
     )
 
 
-PROFILE = dataclasses.replace(
-    CONFIG,
+PROFILE = CONFIG.replace(
     located_column="present",
     travel_window="1h",
     profile_columns=("merchant",),
@@ -217,7 +214,7 @@ def test_only_located_records_count_for_travel():
     # Measured from the card-present payment 40 min before, not from "Lisbon".
     assert f["ctx_km_from_prev"].iloc[2] == pytest.approx(0.7, abs=0.1)
     everything = build_context_features(
-        frame, dataclasses.replace(PROFILE, located_column=None, novelty_rate="all")
+        frame, PROFILE.replace(located_column=None, novelty_rate="all")
     )
     assert everything["ctx_kmh_from_prev"].iloc[2] > 3000  # the online record misleads
     # Paris 20 min after Brussels (~790 km/h), then a second payment in Paris: slow from
@@ -305,7 +302,7 @@ def test_amount_level_compares_a_recent_run_with_the_older_records():
         "payments in the last 1 day average 3.5x this card's earlier amounts (up to 7 days)"
     )
     with pytest.raises(ValueError, match="level_windows must be shorter"):
-        dataclasses.replace(PROFILE, level_windows=("7d",))
+        PROFILE.replace(level_windows=("7d",))
 
 
 def test_novelty_rate_compares_a_run_of_new_remote_merchants_with_the_cards_own_rate():
@@ -325,7 +322,7 @@ def test_novelty_rate_compares_a_run_of_new_remote_merchants_with_the_cards_own_
     # Row 0: none earlier, 1 in the day -> 1 / (1 / 2.5); row 1 is card present: 0.
     # Row 2: m3 in the day, m1 earlier -> 1 / (2 / 2.5); rows 3, 4: m3 and m4 -> 2 / 0.8.
     assert rate.tolist() == pytest.approx([2.5, 0.0, 1.25, 2.5, 2.5])
-    every = build_context_features(frame, dataclasses.replace(PROFILE, novelty_rate="all"))
+    every = build_context_features(frame, PROFILE.replace(novelty_rate="all"))
     # Counting the card-present new shop too: row 1 is new (1 / 0.8, m1 earlier), and row 2's
     # own rate holds m1 and m2: 1 / (3 / 2.5).
     assert every["ctx_new_merchant_rate_1d"].tolist()[:3] == pytest.approx([2.5, 1.25, 2.5 / 3])
@@ -333,11 +330,11 @@ def test_novelty_rate_compares_a_run_of_new_remote_merchants_with_the_cards_own_
         "unlocated payments at a merchant new to this card in 1 day: 2.5x its own rate of them"
     )
     with pytest.raises(ValueError, match="shorter than history / 2"):
-        dataclasses.replace(PROFILE, novelty_windows=("4d",))
+        PROFILE.replace(novelty_windows=("4d",))
     with pytest.raises(ValueError, match="needs located_column"):
-        dataclasses.replace(PROFILE, located_column=None, travel_window=None)
+        PROFILE.replace(located_column=None, travel_window=None)
     with pytest.raises(ValueError, match="'all' or 'unlocated'"):
-        dataclasses.replace(PROFILE, novelty_rate="remote")
+        PROFILE.replace(novelty_rate="remote")
 
 
 def test_profile_features_keep_batch_alone_equal_to_whole_file():
@@ -375,7 +372,7 @@ def test_profile_features_keep_batch_alone_equal_to_whole_file():
 def test_clock_parts_from_nanoseconds_equal_pandas_dt_accessors():
     """The calendar features read hour/minute/second/weekday from integer nanoseconds;
     they must equal pandas' ``.dt`` values for naive and UTC times, before 1970 too."""
-    from detectors.context import _clock
+    from detectors.context.features import _clock
 
     rng = np.random.default_rng(0)
     nanos = rng.integers(-2 * 10**9, 4 * 10**9, 5000) * 10**9 + rng.integers(0, 10**9, 5000)

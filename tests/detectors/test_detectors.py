@@ -19,7 +19,7 @@ from detectors import (
     metrics,
 )
 from detectors.base import BaseDeepDetector
-from detectors.vae import kth_distance
+from detectors.parts import kth_distance
 
 DETECTORS = ["fitted_vae", "fitted_gan"]
 

@@ -8,7 +8,7 @@ import torch
 
 import detectors.gan as gan
 from detectors import GANDetector
-from detectors.vae import kth_distance, reference_side
+from detectors.parts import kth_distance, reference_side
 
 
 def _data(n: int, seed: int, shift: float = 0.0) -> np.ndarray:

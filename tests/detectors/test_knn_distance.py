@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detectors.vae import kth_distance
+from detectors.parts import kth_distance
 
 
 def _reference(q: torch.Tensor, ref: torch.Tensor, k: int) -> torch.Tensor:

@@ -20,7 +20,7 @@ from detectors import (
 from detectors.base import BaseDeepDetector
 from detectors.context import time_to_seconds as to_seconds
 from detectors.registry import DETECTORS
-from detectors.sequence import build_windows
+from detectors.windows import build_windows
 
 DAY = 86400.0
 FEATURES = ["amount", "log_gap"]

@@ -1,4 +1,4 @@
-"""The production path of the results store: claimed runs and chunked bulk writes.
+"""Scoring runs: claimed, written in chunks, completed, and read back.
 
 A scoring run is *claimed* (a lease kept alive by heartbeats) before anything is written,
 so two processes scoring the same batch never interleave: the second one is told the run
@@ -26,6 +26,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from pipelines.store.cases import attach_flags_to_cases
+from pipelines.store.database import Repository
+from pipelines.store.errors import LeaseLost, RunAlreadyRunning, StoreUnavailable
 from pipelines.store.models import (
     AuditEvent,
     Flag,
@@ -35,25 +38,15 @@ from pipelines.store.models import (
     Score,
     ScoringRun,
 )
+from pipelines.store.quarantine import quarantine_rows
+from pipelines.store.vocabulary import FlagStatus, RunRole, RunStatus
 
 SCORE_COLUMNS = ("run_id", "record_id", "score", "is_anomaly")
 
 
-class RunAlreadyRunning(RuntimeError):
-    """Another live process holds the run's lease: nothing was written by this one."""
-
-
-class LeaseLost(RuntimeError):
-    """This process's claim was taken over (its heartbeat went stale): stop writing."""
-
-
-class StoreUnavailable(RuntimeError):
-    """The results store could not be reached or refused a write; the chunk was not kept."""
-
-
 @dataclass
 class RunClaimTicket:
-    """What :meth:`ProductionStoreMixin.claim_run` hands back."""
+    """What :meth:`RunRepository.claim_run` hands back."""
 
     run: ScoringRun
     owner: str
@@ -98,25 +91,9 @@ def _owner_is_gone(owner: str) -> bool:
     return False
 
 
-class ProductionStoreMixin:
-    """Store methods for claimed, chunked, resumable scoring runs (see module docstring).
-
-    Mixed into :class:`pipelines.store.db.ResultsStore`, which provides ``engine``,
-    ``url`` and ``session()``.
-    """
-
-    engine: sa.engine.Engine
-    url: str
-
-    def session(self):  # pragma: no cover - provided by ResultsStore
-        raise NotImplementedError
-
-    @property
-    def is_postgres(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
-
-    def describe_url(self) -> str:
-        return self.engine.url.render_as_string(hide_password=True)
+class RunRepository(Repository):
+    """Scoring runs: claimed, written chunk by chunk, completed (see module docstring),
+    and read back."""
 
     @contextmanager
     def _writing(self, what: str) -> Iterator[None]:
@@ -128,7 +105,7 @@ class ProductionStoreMixin:
             if "locked" in reason:
                 reason += " (another process holds the SQLite write lock for too long)"
             raise StoreUnavailable(
-                f"results store {self.describe_url()}: {what} failed: {reason}"
+                f"results store {self.db.describe_url()}: {what} failed: {reason}"
             ) from exc
 
     # -- claiming a run -----------------------------------------------------------------
@@ -146,7 +123,7 @@ class ProductionStoreMixin:
         chunk_size: int,
         lease_seconds: float,
         owner: str | None = None,
-        role: str = "primary",
+        role: str = RunRole.PRIMARY,
     ) -> RunClaimTicket:
         """Find or create the run for (batch, model version) and take its lease.
 
@@ -166,7 +143,11 @@ class ProductionStoreMixin:
                 threshold=threshold,
                 role=role,
             )
-            if run.status == "completed" and run.role == "shadow" and role == "primary":
+            if (
+                run.status == RunStatus.COMPLETED
+                and run.role == RunRole.SHADOW
+                and role == RunRole.PRIMARY
+            ):
                 # This version scored the batch only in shadow (it was the challenger then,
                 # it is the champion now): its flags never reached the queue. Reopen the
                 # run as primary; whoever reopens it scores it, once.
@@ -176,12 +157,12 @@ class ProductionStoreMixin:
                     model_version=str(model_version), model_alias=model_alias,
                     threshold=threshold, role=role,
                 )  # fmt: skip
-            if run.status == "completed":
+            if run.status == RunStatus.COMPLETED:
                 return RunClaimTicket(run=run, owner=owner, already_completed=True)
             self._take_lease(run.id, owner, lease_seconds)
-            with self.session() as session:
+            with self.db.session() as session:
                 run = session.get(ScoringRun, run.id)
-                if run.status == "completed":  # finished between our look and our claim
+                if run.status == RunStatus.COMPLETED:  # finished between our look and our claim
                     session.execute(sa.delete(RunClaim).where(RunClaim.run_id == run.id))
                     return RunClaimTicket(run=run, owner=owner, already_completed=True)
                 sizes = set(
@@ -199,7 +180,7 @@ class ProductionStoreMixin:
                         sa.select(RunChunk.chunk_number).where(RunChunk.run_id == run.id)
                     )
                 )
-                run.status = "running"
+                run.status = RunStatus.RUNNING
                 run.error = None
                 run.started_at = datetime.now(UTC)
                 run.finished_at = None
@@ -212,15 +193,15 @@ class ProductionStoreMixin:
     def _reopen_shadow_run(self, run_id: str) -> bool:
         """Turn a completed shadow run into an unfinished primary run with nothing
         committed (atomic: of two processes, one reopens it; both then claim as usual)."""
-        with self.session() as session:
+        with self.db.session() as session:
             reopened = session.execute(
                 sa.update(ScoringRun)
                 .where(
                     ScoringRun.id == run_id,
-                    ScoringRun.role == "shadow",
-                    ScoringRun.status == "completed",
+                    ScoringRun.role == RunRole.SHADOW,
+                    ScoringRun.status == RunStatus.COMPLETED,
                 )
-                .values(role="primary", status="running", finished_at=None)
+                .values(role=RunRole.PRIMARY, status=RunStatus.RUNNING, finished_at=None)
             ).rowcount
             if reopened == 1:
                 for table in (Score, Flag, QuarantinedRow, RunChunk):
@@ -234,18 +215,18 @@ class ProductionStoreMixin:
             ScoringRun.model_version == model_version,
         )
         for _ in range(2):
-            with self.session() as session:
+            with self.db.session() as session:
                 run = session.scalars(sa.select(ScoringRun).where(*key)).one_or_none()
                 if run is not None:
                     return run
             try:
-                with self.session() as session:
+                with self.db.session() as session:
                     run = ScoringRun(
                         id=str(uuid.uuid4()),
                         batch_id=batch_id,
                         model_name=model_name,
                         model_version=model_version,
-                        status="running",
+                        status=RunStatus.RUNNING,
                         **fields,
                     )
                     session.add(run)
@@ -256,7 +237,7 @@ class ProductionStoreMixin:
 
     def _take_lease(self, run_id: str, owner: str, lease_seconds: float) -> None:
         now = time.time()
-        with self.session() as session:
+        with self.db.session() as session:
             claim = session.get(RunClaim, run_id)
             live = claim is not None and now - claim.heartbeat_at < lease_seconds
             if live and not _owner_is_gone(claim.owner):
@@ -267,7 +248,7 @@ class ProductionStoreMixin:
             stale = None if claim is None else (claim.owner, claim.generation)
         if stale is None:
             try:
-                with self.session() as session:
+                with self.db.session() as session:
                     session.add(
                         RunClaim(run_id=run_id, owner=owner, generation=1, heartbeat_at=now)
                     )
@@ -276,7 +257,7 @@ class ProductionStoreMixin:
                 raise RunAlreadyRunning(
                     f"run {run_id[:8]} was claimed by another process a moment ago; nothing written"
                 ) from exc
-        with self.session() as session:  # take over an abandoned run, if still abandoned
+        with self.db.session() as session:  # take over an abandoned run, if still abandoned
             taken = session.execute(
                 sa.update(RunClaim)
                 .where(RunClaim.run_id == run_id, RunClaim.generation == stale[1])
@@ -289,7 +270,7 @@ class ProductionStoreMixin:
 
     def heartbeat(self, run_id: str, owner: str) -> bool:
         """Renew the lease; False when another process has taken the run over."""
-        with self._writing("renewing the run lease"), self.session() as session:
+        with self._writing("renewing the run lease"), self.db.session() as session:
             return self._renew(session, run_id, owner)
 
     @staticmethod
@@ -328,7 +309,7 @@ class ProductionStoreMixin:
     def write_chunk(self, run_id: str, owner: str, chunk: ChunkWrite) -> None:
         """Scores, flags, quarantine and the chunk record in one transaction, under the
         lease; a chunk is all there or not there."""
-        with self._writing(f"writing chunk {chunk.chunk_number}"), self.session() as session:
+        with self._writing(f"writing chunk {chunk.chunk_number}"), self.db.session() as session:
             if not self._renew(session, run_id, owner):
                 raise LeaseLost(
                     f"run {run_id[:8]}: another process took the run over; "
@@ -363,7 +344,7 @@ class ProductionStoreMixin:
         values = scores["score"].astype("float64").to_numpy()
         flagged = scores["is_anomaly"].astype(bool).to_numpy()
         dbapi = session.connection().connection.driver_connection
-        if self.is_postgres:
+        if self.db.is_postgres:
             with dbapi.cursor() as cursor:
                 statement = f"COPY scores ({', '.join(SCORE_COLUMNS)}) FROM STDIN (FORMAT csv)"
                 with cursor.copy(statement) as copy:
@@ -401,7 +382,7 @@ class ProductionStoreMixin:
         per entity, sequence mode); a shadow run's would-be flags are only counted.
         ``commit_with`` writes what must commit with the run (a file manifest, a
         watermark)."""
-        with self._writing("completing the scoring run"), self.session() as session:
+        with self._writing("completing the scoring run"), self.db.session() as session:
             if not self._renew(session, run_id, owner):
                 raise LeaseLost(f"run {run_id[:8]}: another process took the run over")
             rows_in, rows_scored, rows_quarantined = session.execute(
@@ -416,7 +397,7 @@ class ProductionStoreMixin:
             run.rows_scored = int(rows_scored)
             run.rows_quarantined = int(rows_quarantined)
             run.score_seconds = score_seconds
-            if run.role == "shadow":
+            if run.role == RunRole.SHADOW:
                 run.rows_flagged = int(
                     session.scalar(
                         sa.select(sa.func.count())
@@ -430,10 +411,10 @@ class ProductionStoreMixin:
                         sa.select(sa.func.count()).select_from(Flag).where(Flag.run_id == run_id)
                     )
                 )
-                self.attach_flags_to_cases(session, run_id, group_by_entity=group_by_entity)
+                attach_flags_to_cases(session, run_id, group_by_entity=group_by_entity)
             if commit_with is not None:
                 commit_with(session, run)
-            run.status = "completed"
+            run.status = RunStatus.COMPLETED
             run.error = None
             run.finished_at = datetime.now(UTC)
             session.execute(sa.delete(RunClaim).where(RunClaim.run_id == run_id))
@@ -452,22 +433,71 @@ class ProductionStoreMixin:
         """Mark the run failed and free it for a re-run, only while this process holds it
         (a loser never overwrites the winner's run)."""
         try:
-            with self.session() as session:
+            with self.db.session() as session:
                 claim = session.get(RunClaim, run_id)
                 if claim is None or claim.owner != owner:
                     return
                 run = session.get(ScoringRun, run_id)
-                run.status = "failed"
+                run.status = RunStatus.FAILED
                 run.error = error[:4000]
                 run.finished_at = datetime.now(UTC)
                 session.delete(claim)
         except OperationalError:
             pass  # the store is gone: the lease expires on its own and the re-run resumes
 
-    def committed_chunk_count(self, run_id: str) -> int:
-        with self.session() as session:
-            query = sa.select(sa.func.count()).select_from(RunChunk)
-            return int(session.scalar(query.where(RunChunk.run_id == run_id)))
+    # -- reading ------------------------------------------------------------------------
+
+    def list_runs(self, limit: int = 50) -> list[ScoringRun]:
+        """The newest runs first."""
+        with self.db.session() as session:
+            return list(
+                session.scalars(
+                    sa.select(ScoringRun).order_by(ScoringRun.started_at.desc()).limit(limit)
+                )
+            )
+
+    def get_run(self, run_id: str) -> ScoringRun | None:
+        """The run with this id, or with this unambiguous id prefix (people copy short ids)."""
+        with self.db.session() as session:
+            run = session.get(ScoringRun, run_id)
+            if run is None:
+                matches = list(
+                    session.scalars(sa.select(ScoringRun).where(ScoringRun.id.like(f"{run_id}%")))
+                )
+                run = matches[0] if len(matches) == 1 else None
+            return run
+
+    def runs_for_model(self, model_name: str, limit: int = 30) -> list[ScoringRun]:
+        """A model's runs (every version), newest first."""
+        with self.db.session() as session:
+            return list(
+                session.scalars(
+                    sa.select(ScoringRun)
+                    .where(ScoringRun.model_name == model_name)
+                    .order_by(ScoringRun.started_at.desc())
+                    .limit(limit)
+                )
+            )
+
+    def list_flags(
+        self, run_id: str | None = None, status: FlagStatus | str | None = None, limit: int = 100
+    ) -> list[Flag]:
+        """Flags, highest score first, optionally of one run or with one status."""
+        with self.db.session() as session:
+            query = sa.select(Flag).order_by(Flag.score.desc()).limit(limit)
+            if run_id:
+                query = query.where(Flag.run_id == run_id)
+            if status:
+                query = query.where(Flag.status == status)
+            return list(session.scalars(query))
+
+    def count(self, table: type, run_id: str | None = None) -> int:
+        """Rows of a table (a mapped class), optionally those of one run."""
+        with self.db.session() as session:
+            query = sa.select(sa.func.count()).select_from(table)
+            if run_id is not None:
+                query = query.where(table.run_id == run_id)
+            return int(session.scalar(query))
 
 
 def _scores_csv(
@@ -493,23 +523,3 @@ def _scores_csv(
     out = pa.BufferOutputStream()
     pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=False))
     return memoryview(out.getvalue())
-
-
-def quarantine_rows(
-    run_id: str | None, batch_id: str, source: str, quarantined: pd.DataFrame
-) -> list[dict]:
-    """Quarantine table rows for a frame of rejected rows (one shape for every writer)."""
-    return [
-        {
-            "run_id": run_id,
-            "batch_id": batch_id,
-            "source": source,
-            "row_number": int(r.row_number),
-            "record_id": r.record_id,
-            "column": r.column,
-            "value": r.value,
-            "reason": r.reason,
-            "raw": r.raw,
-        }
-        for r in quarantined.itertuples(index=False)
-    ]

@@ -1,4 +1,4 @@
-"""Entity history kept in memory for real-time scoring (``vigil api``).
+"""Entity history in memory for real-time scoring (``vigil api``).
 
 Batch scoring reads the kept history from the store once per batch. A real-time request
 scores one record: reading (and parquet-decoding) the history for every request cost
@@ -34,14 +34,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from detectors.context import build_context_features, time_to_seconds
+from detectors.context import time_to_seconds
 from pipelines.intake.spec import DatasetSpec
-from pipelines.scoring.history import (
-    EntityHistory,
-    context_signature,
-    load_entity_history,
-    save_entity_history,
-)
+from pipelines.scoring.history.base import PastRecords, with_features_of
+from pipelines.scoring.history.kept import KeptHistory
 from pipelines.store import ResultsStore
 
 log = logging.getLogger(__name__)
@@ -75,7 +71,8 @@ class _KeyRows:
 
 
 class LiveHistory:
-    """One data set's kept entity history, in memory, for one-record scoring."""
+    """One data set's kept entity history, in memory, for one-record scoring (an
+    :class:`EntityHistory`)."""
 
     def __init__(
         self,
@@ -87,11 +84,12 @@ class LiveHistory:
         source: str = "api",
         background: bool = True,
     ) -> None:
-        config = spec.context_config()
+        config = spec.context
         if config is None:
             raise ValueError(f"spec {spec.name!r} has no entity context to keep")
         self.store, self.spec, self.config = store, spec, config
-        self.signature = context_signature(spec)
+        self._kept = KeptHistory(store, spec)
+        self.signature = self._kept.signature
         self.horizon = config.history_seconds
         self.flush_seconds, self.max_pending, self.source = flush_seconds, max_pending, source
         self._keys = [config.entity_column, *config.secondary_entity_columns]
@@ -138,10 +136,7 @@ class LiveHistory:
                 "features", self.spec.name,
             )  # fmt: skip
             frame = frame.sort_values(self.config.time_column, kind="stable")
-            context = build_context_features(frame[self.config.raw_columns], self.config)
-            frame = pd.concat(
-                [frame.drop(columns=context.columns, errors="ignore"), context], axis=1
-            ).reset_index(drop=True)
+            frame = with_features_of(self.config, frame).reset_index(drop=True)
         with self._lock:
             self._index(frame)
             self._seen_segments.update(i for i, _, _ in fresh)
@@ -184,15 +179,15 @@ class LiveHistory:
 
     # -- the request path ----------------------------------------------------------------
 
-    def history_for(self, batch: pd.DataFrame) -> EntityHistory:
+    def before(self, batch: pd.DataFrame) -> PastRecords:
         """The kept rows ``batch``'s records can see (see the module docstring)."""
         if not len(batch):
-            return EntityHistory(frame=None, rows=0, gap_seconds=None)
+            return PastRecords.none()
         seconds = time_to_seconds(batch[self.config.time_column], self.config.time_column)
         start = float(np.nanmin(seconds))
         since = start - self.horizon
         if since < self.loaded_since:  # older than what is in memory: read the store
-            return load_entity_history(self.store, self.spec, batch)
+            return self._kept.before(batch)
         pieces = []
         with self._lock:
             for column in self._keys:
@@ -209,7 +204,7 @@ class LiveHistory:
             newest = self._newest
         gap = None if not np.isfinite(newest) else max(0.0, start - newest)
         if not pieces:
-            return EntityHistory(frame=None, rows=0, gap_seconds=gap)
+            return PastRecords.none(gap)
         frame = pieces[0] if len(pieces) == 1 else pd.concat(pieces, ignore_index=True)
         frame = frame.loc[~frame[self.spec.id_column].isin(batch[self.spec.id_column])]
         if len(pieces) > 1 or frame[self.spec.id_column].duplicated().any():
@@ -218,10 +213,10 @@ class LiveHistory:
         frame = frame.sort_values([self.config.time_column, _ARRIVAL], kind="stable")
         frame = frame.drop(columns=_ARRIVAL).reset_index(drop=True)
         if not len(frame):
-            return EntityHistory(frame=None, rows=0, gap_seconds=gap)
-        return EntityHistory(frame=frame, rows=len(frame), gap_seconds=gap)
+            return PastRecords.none(gap)
+        return PastRecords(frame=frame, rows=len(frame), gap_seconds=gap)
 
-    def append(self, state: pd.DataFrame) -> None:
+    def extend(self, state: pd.DataFrame) -> None:
         """Keep scored records (their ``PreparedRecords.state``) for the next requests
         now, and for the store with the next flush."""
         if state is None or not len(state):
@@ -250,9 +245,7 @@ class LiveHistory:
             frame = pd.concat(pending, ignore_index=True)
             batch_id = f"{self.source}-{_digest(frame)}"
             try:
-                save_entity_history(
-                    self.store, self.spec, batch_id=batch_id, source=self.source, state=frame
-                )
+                self._kept.keep(frame, batch_id=batch_id, source=self.source)
             except Exception:
                 with self._lock:  # keep them for the next try
                     self._pending.insert(0, frame)

@@ -1,0 +1,31 @@
+"""Exports that open safely in a spreadsheet.
+
+Record ids, entities and notes come from data and from analysts; a cell such as
+``=HYPERLINK(...)`` would run when an export is opened in a spreadsheet. A leading single
+quote makes the spreadsheet show the text as typed (OWASP's advice against CSV
+injection). Every file vigil writes for people (label exports, flag and score files)
+goes through :func:`spreadsheet_safe`.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+#: A text cell starting with one of these is read as a formula by common spreadsheets.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell a spreadsheet would run as a formula quoted;
+    numbers and times are left as they are."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_object_dtype(out[column]) or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(_quote_formula)
+    return out
+
+
+def _quote_formula(value: object) -> object:
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value

@@ -1,0 +1,88 @@
+"""A freshly trained model serves only when its training was healthy, and a registered
+model carries no training record in its input example."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+
+from pipelines.demo import DEMO_SPEC, generate_transactions
+from pipelines.modeling.bundle import ScoringBundle
+from pipelines.modeling.registry import (
+    TAG_TRAINING_HEALTH,
+    Registration,
+    configure_mlflow,
+    register_version,
+)
+from pipelines.modeling.training import (
+    Evaluation,
+    TrainingSplit,
+    redacted_example,
+    training_problems,
+    training_warnings,
+)
+from pipelines.settings import get_settings
+from tests.golden_pipeline import GOLDEN
+
+
+def _evaluation(fpr: float, normals: int = 1000) -> Evaluation:
+    metrics = {"holdout_fpr": fpr, "target_fpr": 0.01, "n_evaluation_normals": float(normals)}
+    return Evaluation(metrics=metrics, scores=np.zeros(normals), labels=None)
+
+
+def _split(rows: int = 200) -> TrainingSplit:
+    frame = generate_transactions(rows, n_anomalies=0, seed=3)
+    return TrainingSplit(train=frame, evaluation=frame, y_evaluation=None)
+
+
+class _Collapsed:
+    """A VAE whose every record gets the same code."""
+
+    def latent_means(self, frame):
+        return np.zeros((len(frame), 4))
+
+
+def test_a_threshold_that_does_not_hold_on_the_hold_out_is_a_problem():
+    split = _split()
+    problems = training_problems(object(), _evaluation(0.9977), DEMO_SPEC, split)
+    assert len(problems) == 1 and "hold-out FPR 99.77% against a 1.0% target" in problems[0]
+    assert training_problems(object(), _evaluation(0.013), DEMO_SPEC, split) == []
+    # few normal records: chance alone explains more, so no verdict is drawn
+    assert training_problems(object(), _evaluation(0.2, normals=20), DEMO_SPEC, split) == []
+
+
+def test_posterior_collapse_is_a_warning_and_non_finite_scores_a_problem():
+    split = _split()
+    warnings = training_warnings(_Collapsed(), DEMO_SPEC, split)
+    assert any("posterior collapse" in w for w in warnings)
+    assert training_problems(_Collapsed(), _evaluation(0.01), DEMO_SPEC, split) == []
+    evaluation = _evaluation(0.01)
+    evaluation.scores[3] = np.nan
+    assert any("not finite" in p for p in training_problems(object(), evaluation, DEMO_SPEC, split))
+
+
+def test_a_version_that_fails_its_checks_is_registered_without_an_alias(unique_name):
+    configure_mlflow(get_settings())
+    bundle = ScoringBundle.load(GOLDEN / "tabular" / "bundle", numpy_forward=False)
+    problem = "hold-out FPR 99.77% against a 1.0% target"
+    result = register_version(
+        Registration(name=unique_name, kind="vae", bundle=bundle, data_source="t",
+                     problems=[problem])
+    )  # fmt: skip
+    assert result["aliases"] == [] and result["problems"] == [problem]
+    client = MlflowClient()
+    assert client.get_registered_model(unique_name).aliases == {}
+    tags = client.get_model_version(unique_name, result["version"]).tags
+    assert tags[TAG_TRAINING_HEALTH] == f"failed: {problem}"
+
+
+def test_the_input_example_holds_no_training_values():
+    clean = generate_transactions(50, n_anomalies=5, seed=9)
+    example = redacted_example(clean, DEMO_SPEC)
+    assert list(example.columns) == list(DEMO_SPEC.required_columns) and len(example) == 3
+    for column in example.columns:
+        real = set(clean[column].astype(str))
+        shown = set(example[column].astype(str))
+        numeric = pd.api.types.is_numeric_dtype(clean[column])
+        assert not (shown & real) or (numeric and shown <= {"0", "0.0"}), column
