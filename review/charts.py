@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import numpy as np
 from markupsafe import Markup, escape
+
+from review.formatting import amount
 
 _FONT = 'font-family="system-ui, sans-serif" font-size="12"'
 
@@ -139,3 +142,145 @@ def flag_rate_bars(
         )
     parts.append(f'<text x="4" y="14" {_FONT} fill="#444">{top:.1%}</text>')
     return _svg(width, height, "".join(parts), "Flag rate of this model's runs")
+
+
+_VERDICT_COLOURS = {"fraud": "#922b21", "not_fraud": "#1e8449", "unsure": "#b9770e"}
+
+
+def entity_timeline(story, *, width: int = 960, height: int = 240) -> Markup:
+    """An entity's recent records over time (a ``review.story.Story``): the amount (or the
+    score) of each record as a dot, flagged ones large and red, the analyst's verdict
+    written over its dot and in its colour, this case's records ringed. Other cases'
+    flags link to their case; every dot names its record, time and value on hover."""
+    points = [p for p in story.points if p.value is not None]
+    if not points:
+        return Markup('<p class="muted">No amounts or scores to draw for these records.</p>')
+    values = [p.value for p in points]
+    lo, hi = min(values), max(values)
+
+    def fmt(value: float) -> str:
+        return amount(value) if story.value_column else f"{value:.4g}"
+
+    left = 16 + 7 * max(len(fmt(lo)), len(fmt(hi)), len(story.value_label) // 2, 6)
+    right, top, bottom = 40, 34, height - 34
+    plot_w, plot_h = width - left - right, bottom - top
+    log_axis = lo > 0 and hi / lo > 30
+    to_axis = math.log10 if log_axis else (lambda v: v)
+    a_lo, a_hi = to_axis(lo), to_axis(hi)
+    if a_hi - a_lo < 1e-12:
+        a_lo, a_hi = a_lo - 1, a_hi + 1
+    pad = (a_hi - a_lo) * 0.08
+    a_lo, a_hi = a_lo - pad, a_hi + pad
+
+    def y_of(value: float) -> float:
+        return bottom - plot_h * (to_axis(value) - a_lo) / (a_hi - a_lo)
+
+    timed = all(p.at is not None for p in points)
+    if timed:
+        t0, t1 = points[0].at.timestamp(), points[-1].at.timestamp()
+        span = max(t1 - t0, 1.0)
+        xs = [left + 8 + (plot_w - 16) * (p.at.timestamp() - t0) / span for p in points]
+        if t1 == t0:  # one moment: in the middle, not against the axis
+            xs = [left + plot_w / 2] * len(points)
+    else:
+        step = (plot_w - 16) / max(len(points) - 1, 1)
+        xs = [left + 8 + i * step for i in range(len(points))]
+        if len(points) == 1:
+            xs = [left + plot_w / 2]
+
+    parts = [
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fbfcfc" '
+        f'stroke="#d5d8dc"/>'
+    ]
+    ticks = [lo, hi] if hi > lo else [lo]
+    if hi > lo:
+        ticks.insert(
+            1, 10 ** ((math.log10(lo) + math.log10(hi)) / 2) if log_axis else (lo + hi) / 2
+        )
+    for tick in ticks:
+        y = y_of(tick)
+        parts.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e8e8"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {_FONT} fill="#444">'
+            f"{escape(fmt(tick))}</text>"
+        )
+    if timed:
+        long_span = span > 2 * 86400
+        fmt_time = "%Y-%m-%d" if long_span else "%m-%d %H:%M"
+        marks = [(xs[0], points[0].at, "start"), (xs[-1], points[-1].at, "end")]
+        if len(points) > 2 and xs[-1] - xs[0] > 260:
+            middle = datetime.fromtimestamp(t0 + span / 2, UTC)
+            marks.insert(1, ((xs[0] + xs[-1]) / 2, middle, "middle"))
+        if t1 == t0:
+            marks = [(xs[0], points[0].at, "middle")]
+        for x, at, anchor in marks:
+            parts.append(
+                f'<text x="{x:.1f}" y="{height - 16}" text-anchor="{anchor}" {_FONT} '
+                f'fill="#444">{at.strftime(fmt_time)}</text>'
+            )
+        axis = f"time (UTC){', log scale' if log_axis else ''}"
+    else:
+        axis = f"records in the order kept{', log scale' if log_axis else ''}"
+    parts.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 2}" text-anchor="middle" {_FONT} '
+        f'fill="#717d7e">{escape(axis)}</text>'
+        f'<text x="{left - 6}" y="{top - 8}" text-anchor="end" {_FONT} fill="#444" '
+        f'font-weight="600">{escape(story.value_label)}</text>'
+    )
+    if len(points) > 1:
+        line = " ".join(f"{x:.1f},{y_of(p.value):.1f}" for x, p in zip(xs, points, strict=True))
+        parts.append(f'<polyline points="{line}" fill="none" stroke="#aab7b8" stroke-width="1"/>')
+    for i, (x, p) in enumerate(zip(xs, points, strict=True)):
+        y = y_of(p.value)
+        colour = _VERDICT_COLOURS.get(p.verdict or "", "#c0392b" if p.flagged else "#5d6d7e")
+        radius = 6.5 if p.flagged else 3.5
+        verdict = (p.verdict or "").replace("_", " ")
+        when = p.at.strftime("%Y-%m-%d %H:%M UTC") if p.at else "time unknown"
+        tip = (
+            f"{p.record_id} · {when} · {story.value_label} {fmt(p.value)}"
+            + (f" · score {p.score:.4g}" if p.score is not None and story.value_column else "")
+            + (" · flagged" if p.flagged else "")
+            + (f" · verdict {verdict}" if verdict else "")
+            + (" · this case" if p.in_case else "")
+        )
+        mark = ""
+        if p.in_case:
+            mark += (
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius + 4}" fill="none" '
+                f'stroke="#17202a" stroke-width="2"/>'
+            )
+        mark += (
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}" fill="{colour}" stroke="#fff" '
+            f'stroke-width="1"><title>{escape(tip)}</title></circle>'
+        )
+        if verdict:
+            lift = 14 + (i % 2) * 11
+            label_y = y - lift if y - lift > top + 8 else y + lift + 6
+            mark += (
+                f'<text x="{min(max(x, left + 24), left + plot_w - 24):.1f}" y="{label_y:.1f}" '
+                f'text-anchor="middle" {_FONT} '
+                f'font-weight="700" fill="{colour}">{escape(verdict)}</text>'
+            )
+        if p.case_id and p.flagged and not p.in_case:
+            mark = f'<a href="/cases/{int(p.case_id)}">{mark}</a>'
+        parts.append(mark)
+    legend = [
+        ("#5d6d7e", 3.5, "record"),
+        ("#c0392b", 6.5, "flagged"),
+        ("#922b21", 6.5, "fraud"),
+        ("#1e8449", 6.5, "not fraud"),
+    ]
+    x = left
+    for colour, radius, text in legend:
+        parts.append(
+            f'<circle cx="{x + 6}" cy="12" r="{radius}" fill="{colour}"/>'
+            f'<text x="{x + 16}" y="16" {_FONT} fill="#444">{text}</text>'
+        )
+        x += 26 + 7 * len(text)
+    parts.append(
+        f'<circle cx="{x + 6}" cy="12" r="8" fill="none" stroke="#17202a" stroke-width="2"/>'
+        f'<text x="{x + 20}" y="16" {_FONT} fill="#444">this case</text>'
+    )
+    flagged = sum(p.flagged for p in points)
+    label = f"{story.value_label} of {len(points)} recent records over time; {flagged} flagged"
+    return _svg(width, height, "".join(parts), label)

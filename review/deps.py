@@ -20,7 +20,7 @@ from pipelines.store import ResultsStore
 from pipelines.store.review import QueueFilters
 from review.auth import LoginRequired, Principal, check_csrf, check_role, principal_from
 from review.flash import Flash
-from review.queries import CountsCache
+from review.queries import CountsCache, last_verdict
 from review.schemas import IsoDate, QueueStatus, VerdictName
 from review.signing import Signer
 
@@ -127,6 +127,15 @@ def flash(signer: SignerDep, principal: CurrentUser, secure: SecureCookies) -> F
 
 
 FlashDep = Annotated[Flash, Depends(flash)]
+
+
+def undo_offer(request: Request, store: ResultsStore) -> dict | None:
+    """The caller's last verdict while it can be undone (analysts and admins), for the
+    page that opens after it: ``review.queries.last_verdict``."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None or principal.role not in ("analyst", "admin"):
+        return None
+    return last_verdict(store, principal.name)
 
 
 def claim_lock(settings: SettingsDep) -> timedelta:

@@ -5,6 +5,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from markupsafe import Markup
+
+from pipelines.store.review import REASON_CODES
+
+#: Characters that reorder the text around them (embeddings, overrides, isolates, marks).
+#: Data carrying one could reverse the app's own sentence; each is shown as a visible
+#: escape instead, so the analyst also sees that the data held it.
+BIDI_CONTROLS = {
+    code: f"[U+{code:04X}]"
+    for code in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
+#: Banners and messages longer than this show their start, with the rest on demand.
+SHORT_TEXT = 240
+
 
 def when(value: datetime | None) -> str:
     """A time as 'YYYY-MM-DD HH:MM UTC' (a naive time is taken to be UTC)."""
@@ -15,20 +29,101 @@ def when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def amount(value: float | None) -> str:
+    """A money amount with thousands separators and two decimals ('9,999,999.00')."""
+    return "–" if value is None else f"{value:,.2f}"
+
+
+def amount_text(value: object) -> str:
+    """A record's amount field as an amount when it reads as a number, else as it is."""
+    if isinstance(value, bool) or value is None:
+        return "–" if value is None else str(value)
+    try:
+        return amount(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def visible_controls(value: object) -> object:
+    """Every value a page prints (the templates' ``finalize``): bidirectional control
+    characters replaced by visible escapes; markup stays markup, other values untouched."""
+    if isinstance(value, str) and not value.isascii():
+        cleaned = value.translate(BIDI_CONTROLS)
+        return Markup(cleaned) if isinstance(value, Markup) else cleaned
+    return value
+
+
+def long_text(value: object, limit: int = SHORT_TEXT) -> Markup:
+    """A text that may run long (a banner, an alarm, a message): short ones as they are,
+    longer ones cut at ``limit`` characters with the full text in a <details> to open.
+    Each text is isolated (<bdi>) so right-to-left data cannot reorder what is around it."""
+    text = visible_controls("" if value is None else str(value))
+    if len(text) <= limit:
+        return Markup("<bdi>{}</bdi>").format(text)
+    return Markup(
+        '<details class="long"><summary><bdi>{}</bdi>… <span class="muted small">'
+        '(all {:,} characters)</span></summary><div class="full"><bdi>{}</bdi></div></details>'
+    ).format(text[:limit], len(text), text)
+
+
+def shown_fields(record: dict | None) -> list[tuple[str, object, int | None]]:
+    """A record snapshot as the analyst sees it: (field, value, full length when the
+    snapshot cut the value). Internal fields (a leading underscore, such as the
+    ``_truncated`` note of cut fields) are left out."""
+    record = record or {}
+    cut = record.get("_truncated") if isinstance(record.get("_truncated"), dict) else {}
+    return [
+        (key, value, cut.get(key)) for key, value in record.items() if not str(key).startswith("_")
+    ]
+
+
+def record_time(value: object) -> str:
+    """A record's time field as 'YYYY-MM-DD HH:MM UTC' when it reads as a time, else as
+    it is (a time without a zone is taken to be UTC, as the scoring runs read it)."""
+    if isinstance(value, str) and len(value) >= 10 and value[4:5] == "-":
+        try:
+            return when(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            pass
+    return "–" if value is None else str(value)
+
+
 def pct(value: float | None) -> str:
     """A share as a percentage with one decimal, '–' when unknown."""
     return "–" if value is None else f"{value:.1%}"
 
 
 def change(before: dict | None, after: dict | None) -> str:
-    """'field: old → new' for what an audit entry changed (unchanged fields left out)."""
+    """'field: old → new' for what an audit entry changed (unchanged fields left out);
+    times read as 'YYYY-MM-DD HH:MM UTC', not as the ISO text the entry keeps."""
     before, after = before or {}, after or {}
     parts = []
     for key in dict.fromkeys([*before, *after]):
         old, new = before.get(key), after.get(key)
         if old != new:
-            parts.append(f"{key}: {'–' if old is None else old} → {'–' if new is None else new}")
+            parts.append(f"{key}: {_audit_value(old)} → {_audit_value(new)}")
     return "; ".join(parts)
+
+
+def _audit_value(value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str) and len(value) >= 16 and value[4:5] == "-" and "T" in value:
+        try:
+            return when(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            pass
+    return str(value)
+
+
+def reason_code(detail: dict | None) -> str:
+    """An audit entry's reason code as the analyst chose it ('Card testing pattern
+    (card_testing)'); empty when the entry has none."""
+    code = (detail or {}).get("reason_code")
+    if not code:
+        return ""
+    text = REASON_CODES.get(code)
+    return f"{text} ({code})" if text else str(code)
 
 
 def int_or_none(value) -> int | None:

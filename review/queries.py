@@ -4,6 +4,7 @@ with its entity's timeline, a run as the API shows it, the labels export."""
 from __future__ import annotations
 
 import io
+import json
 import time
 from datetime import UTC, datetime
 
@@ -69,6 +70,60 @@ def case_with_timeline(store: ResultsStore, case_id: int) -> dict:
         )
         case["entity"] = entity
     return case
+
+
+def distinct_flags(flags: list[dict]) -> list[dict]:
+    """The case's flags with identical ones folded into one: a record scored twice by the
+    same model version, with the same score, snapshot and reasons, says nothing new the
+    second time. Each kept flag lists the others it stands for in ``repeats``."""
+    kept: dict[str, dict] = {}
+    for flag in flags:
+        key = json.dumps(
+            [
+                flag["record_id"],
+                flag["model_name"],
+                flag["model_version"],
+                round(float(flag["score"]), 9),
+                flag["record"],
+                flag["reasons"],
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        if key in kept:
+            kept[key]["repeats"].append(flag)
+        else:
+            kept[key] = {**flag, "repeats": []}
+    return list(kept.values())
+
+
+#: Audit actions that give a case a verdict its analyst can take back.
+VERDICT_ACTIONS = ("case.verdict", "case.bulk_verdict")
+
+
+def last_verdict(store: ResultsStore, user: str, *, window: int = 200) -> dict | None:
+    """The user's last verdict while it can still be undone, from the audit trail: the
+    case, the verdict and the case's version it left. None when the user's last act on a
+    verdict was an undo, when someone changed that case since, or when it lies further
+    back than the newest ``window`` audit entries.
+
+    Read from the store rather than the page address, so it holds whatever page opens
+    next (auto-advance, the queue, another tab)."""
+    changed_since: set[str] = set()
+    for entry in store.audit_entries(limit=window):
+        if entry.entity != "case":
+            continue
+        if entry.actor == user and entry.action in (*VERDICT_ACTIONS, "case.undo"):
+            if entry.action == "case.undo" or entry.entity_id in changed_since:
+                return None
+            after = entry.after or {}
+            return {
+                "case_id": int(entry.entity_id),
+                "verdict": after.get("verdict"),
+                "version": after.get("version"),
+            }
+        changed_since.add(entry.entity_id)
+    return None
 
 
 def labels_export(store: ResultsStore, fmt: str) -> Response:

@@ -16,10 +16,17 @@ from review.flash import clear_flash, take_flash
 HERE = Path(__file__).parent
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.finalize = formatting.visible_controls
 templates.env.globals.update(charts=charts, reason_codes=REASON_CODES, verdicts=VERDICTS)
 templates.env.filters["when"] = formatting.when
 templates.env.filters["pct"] = formatting.pct
+templates.env.filters["amount"] = formatting.amount
+templates.env.filters["amount_text"] = formatting.amount_text
 templates.env.filters["change"] = formatting.change
+templates.env.filters["long_text"] = formatting.long_text
+templates.env.filters["reason_code"] = formatting.reason_code
+templates.env.filters["record_time"] = formatting.record_time
+templates.env.filters["shown_fields"] = formatting.shown_fields
 
 
 def render(request: Request, name: str, context: dict, status: int = 200):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pipelines.store import ResultsStore
+from pipelines.store.review import QueueFilters
 from pipelines.store.runs import ChunkWrite
 
 
@@ -73,3 +74,61 @@ def add_flagged_run(
     )
     store.complete_run(ticket.run.id, ticket.owner, group_by_entity=group_by_entity)
     return ticket.run.id
+
+
+def add_snapshot_run(
+    store: ResultsStore,
+    *,
+    batch_id: str,
+    flags: list[dict],
+    dataset: str = "cards",
+    model_name: str = "card-vae",
+    model_version: str = "1",
+    threshold: float = 1.0,
+    group_by_entity: bool = True,
+) -> str:
+    """A completed run whose flag rows are given whole (``record_id``, ``entity``,
+    ``score``, ``record``, ``reasons``): for pages that show what the snapshot holds."""
+    ticket = store.claim_run(
+        batch_id=batch_id,
+        source=f"{batch_id}.csv",
+        dataset=dataset,
+        model_name=model_name,
+        model_version=model_version,
+        model_alias="champion",
+        threshold=threshold,
+        chunk_size=1000,
+        lease_seconds=60,
+    )
+    rows = [{"threshold": threshold, **f} for f in flags]
+    scores = pd.DataFrame(
+        {
+            "record_id": [f["record_id"] for f in rows],
+            "score": [f["score"] for f in rows],
+            "is_anomaly": [True] * len(rows),
+        }
+    )
+    store.write_chunk(
+        ticket.run.id,
+        ticket.owner,
+        ChunkWrite(
+            chunk_number=0,
+            chunk_size=1000,
+            first_row=0,
+            rows_in=len(rows),
+            scores=scores,
+            flags=rows,
+            quarantined=pd.DataFrame(),
+            rows_quarantined=0,
+            batch_id=batch_id,
+            source=f"{batch_id}.csv",
+        ),
+    )
+    store.complete_run(ticket.run.id, ticket.owner, group_by_entity=group_by_entity)
+    return ticket.run.id
+
+
+def case_of(store: ResultsStore, record_id: str) -> int:
+    """The newest case holding ``record_id``, found through the queue as a page would."""
+    page = store.queue_page(QueueFilters(status="all"), sort="newest", limit=500)
+    return next(item["id"] for item in page.items if record_id in item["record_ids"])

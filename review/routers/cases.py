@@ -8,11 +8,12 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from pipelines.store.review import VERDICTS, Conflict
-from review.deps import AnalystUser, ClaimLock, FlashDep, StoreDep
+from review.deps import AnalystUser, ClaimLock, FlashDep, StoreDep, undo_offer
 from review.formatting import int_or_none
-from review.queries import case_with_timeline
+from review.queries import case_with_timeline, distinct_flags
 from review.routers.base import api_router, page_router
 from review.schemas import CaseDetail, CaseId, ClaimOut, VerdictIn, VerdictOut
+from review.story import entity_story, story_summary
 from review.templating import render
 
 pages = page_router()
@@ -20,9 +21,23 @@ api = api_router()
 
 
 def _case_page(request: Request, store, case_id: int, status: int = 200, **context):
+    context.setdefault("undo_last", undo_offer(request, store))
     case = case_with_timeline(store, case_id)
+    case["flags"] = distinct_flags(case["flags"])
     audit = store.audit_entries(entity="case", entity_id=str(case_id), limit=50)
-    return render(request, "case.html", {"case": case, "audit": audit, **context}, status=status)
+    story = entity_story(case["timeline"], case["record_ids"]) if case["timeline"] else None
+    return render(
+        request,
+        "case.html",
+        {
+            "case": case,
+            "audit": audit,
+            "story": story,
+            "story_summary": story_summary(story) if story else None,
+            **context,
+        },
+        status=status,
+    )
 
 
 @pages.get("/cases/{case_id:int}", response_class=HTMLResponse)

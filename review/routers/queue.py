@@ -15,11 +15,15 @@ from review.deps import (
     FlashDep,
     QueueFiltersDep,
     StoreDep,
+    undo_offer,
 )
 from review.queries import queue_page
 from review.routers.base import api_router, page_router
 from review.schemas import BulkOut, BulkVerdictIn, ClaimOut, QueueResponse, SortName
 from review.templating import render
+
+#: Query parameters that choose a view of the queue rather than narrow it.
+UNFILTERED = ("status", "sort", "cursor")
 
 pages = page_router()
 api = api_router()
@@ -50,6 +54,10 @@ def queue_view(
             "sort": sort,
             "sorts": list(SORTS),
             "query": query,
+            "undo_last": undo_offer(request, store),
+            "filtered": any(
+                value not in (None, "") for key, value in query.items() if key not in UNFILTERED
+            ),
             "next_url": "/queue?" + urlencode({**query, "cursor": page.next_cursor})
             if page.next_cursor
             else None,

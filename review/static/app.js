@@ -60,6 +60,7 @@
         if (box) { box.checked = !box.checked; }
       }
       else if (key === "c") { submit("claim-next-form"); }
+      else if (key === "z") { submit("undo-form"); }
       else { return; }
       event.preventDefault();
       return;
