@@ -703,7 +703,7 @@ def _read_password(password_stdin: bool) -> str:
 def users_add(name, role, password_stdin, no_password) -> None:
     """Add a user."""
     from pipelines.accounts import hash_password
-    from pipelines.store.review import ReviewError
+    from pipelines.store.errors import ReviewError
 
     password_hash = None if no_password else hash_password(_read_password(password_stdin))
     try:
@@ -715,7 +715,7 @@ def users_add(name, role, password_stdin, no_password) -> None:
 
 def _change_user(name: str, done: str, **changes) -> None:
     """Apply a user change through the store (audited there) and say what happened."""
-    from pipelines.store.review import ReviewError
+    from pipelines.store.errors import ReviewError
 
     try:
         _store().update_user(name, actor=_actor(), **changes)
@@ -761,7 +761,7 @@ def users_enable(name) -> None:
 @click.argument("name")
 def users_token(name) -> None:
     """Print a new API token for the user (one line; only its hash is kept)."""
-    from pipelines.store.review import ReviewError
+    from pipelines.store.errors import ReviewError
 
     try:
         click.echo(_store().create_token(name, actor=_actor()))

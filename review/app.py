@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from pipelines.settings import VigilSettings, get_settings
 from pipelines.store import ResultsStore
-from pipelines.store.review import Conflict, NotFound, ReviewError
+from pipelines.store.errors import Conflict, NotFound, ReviewError
 from review.auth import LoginRequired
 from review.queries import CountsCache
 from review.routers import ROUTERS

@@ -17,7 +17,7 @@ from fastapi import Depends, HTTPException, Query, Request
 
 from pipelines.settings import VigilSettings
 from pipelines.store import ResultsStore
-from pipelines.store.review import QueueFilters
+from pipelines.store.queue import QueueFilters
 from review.auth import LoginRequired, Principal, check_csrf, check_role, principal_from
 from review.flash import Flash
 from review.queries import CountsCache, last_verdict

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from markupsafe import Markup
 
-from pipelines.store.review import REASON_CODES
+from pipelines.store.vocabulary import REASON_CODES
 
 #: Characters that reorder the text around them (embeddings, overrides, isolates, marks).
 #: Data carrying one could reverse the app's own sentence; each is shown as a visible

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from pipelines.spreadsheet import spreadsheet_safe
 from pipelines.store import ResultsStore
-from pipelines.store.review import QueueFilters, QueuePage
+from pipelines.store.queue import QueueFilters, QueuePage
 from review.schemas import RunOut
 
 COUNTS_TTL_SECONDS = 5.0

@@ -13,10 +13,10 @@ from typing import Annotated, Any, Literal
 from fastapi import Path as FastPath
 from pydantic import BaseModel, BeforeValidator, Field, StrictBool, StrictInt
 
-from pipelines.store.review import REASON_CODES
+from pipelines.store.vocabulary import REASON_CODES, Role, Verdict
 
-RoleName = Literal["viewer", "analyst", "admin"]
-VerdictName = Literal["fraud", "not_fraud", "unsure"]
+RoleName = Role
+VerdictName = Verdict
 ReasonCode = Literal[tuple(REASON_CODES)]  # type: ignore[valid-type]
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
-from pipelines.store.review import REASON_CODES, VERDICTS
+from pipelines.store.cases import VERDICTS
+from pipelines.store.vocabulary import REASON_CODES
 from review import charts, formatting
 from review.deps import get_signer
 from review.flash import clear_flash, take_flash

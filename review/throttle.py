@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from pipelines.settings import VigilSettings
 from pipelines.store import ResultsStore
-from pipelines.store.review import now_utc
+from pipelines.store.errors import now_utc
 
 FAILED = "user.login_failed"
 WINDOW = timedelta(minutes=5)

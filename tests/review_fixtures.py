@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pipelines.store import ResultsStore
-from pipelines.store.review import QueueFilters
+from pipelines.store.queue import QueueFilters
 from pipelines.store.runs import ChunkWrite
 
 

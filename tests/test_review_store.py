@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from pipelines.store import AuditEvent, Case, Flag, Label, ResultsStore
-from pipelines.store.review import Conflict, QueueFilters, ReviewError, now_utc
+from pipelines.store.errors import Conflict, ReviewError, now_utc
+from pipelines.store.queue import QueueFilters
 from tests.review_fixtures import add_flagged_run
 
 LOCK = timedelta(minutes=10)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pipelines.store
 from pipelines.store import ResultsStore
 from pipelines.store.accounts import ROLES
+from pipelines.store.cases import VERDICTS
 from pipelines.store.facade import _Delegate
-from pipelines.store.review import VERDICTS
 from pipelines.store.vocabulary import COUNTING_VERDICTS, LabelSource, Role, RunRole, Verdict
 
 

@@ -7,7 +7,8 @@ from urllib.parse import urlencode
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from pipelines.store.review import VERDICTS, Conflict
+from pipelines.store.cases import VERDICTS
+from pipelines.store.errors import Conflict
 from review.deps import AnalystUser, ClaimLock, FlashDep, StoreDep, undo_offer
 from review.formatting import int_or_none
 from review.queries import case_with_timeline, distinct_flags

@@ -7,7 +7,8 @@ from urllib.parse import urlencode
 from fastapi import HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from pipelines.store.review import SORTS, VERDICTS
+from pipelines.store.cases import VERDICTS
+from pipelines.store.queue import SORTS
 from review.deps import (
     AnalystUser,
     ClaimLock,
