@@ -321,7 +321,7 @@ def score(data, model, out, batch_id, table, query, runner, dask_address, as_jso
 
         result = score_flow(**arguments, query=query, runner=runner, dask_address=dask_address)
     else:
-        from pipelines.scoring.job import score_source
+        from pipelines.jobs.score import score_source
 
         result = score_source(**arguments, query=query)
     if as_json:

@@ -13,6 +13,7 @@ from pydantic import Field
 from pipelines.feedback.hygiene import label_masks
 from pipelines.intake.ingest import Batch, ValidationResult, read_batch, validate_batch
 from pipelines.intake.spec import DatasetSpec, load_spec
+from pipelines.jobs.scheduled import score_pending
 from pipelines.modeling.training import (
     DetectorKind,
     TrainConfig,
@@ -30,7 +31,6 @@ from pipelines.operations.sources import (
     ScheduledSource,
     SqlSource,
     list_pending,
-    score_pending,
 )
 from pipelines.scoring.history import KeptHistory
 from pipelines.settings import get_settings
@@ -230,7 +230,7 @@ def score_flow(
     """Resolve the champion → read and validate the batch (streamed for large files) →
     score in chunks (``runner="dask"``: partitions as tasks on a Dask cluster) → store →
     drift watch → the challenger in shadow."""
-    from pipelines.scoring.job import score_source
+    from pipelines.jobs.score import score_source
 
     result = score_source(
         data=data, model=model, batch_id=batch_id, out=out, table=table, query=query,

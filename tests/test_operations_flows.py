@@ -253,7 +253,8 @@ def _settled(path, age: float = 600.0) -> None:
 
 
 def test_folder_source_scores_each_settled_file_once_and_says_when_nothing_is_new(trained):
-    from pipelines.operations.sources import FolderSource, list_pending, score_pending
+    from pipelines.jobs.scheduled import score_pending
+    from pipelines.operations.sources import FolderSource, list_pending
     from pipelines.store.models import SourceFile
 
     store = _store()
@@ -290,7 +291,8 @@ def test_folder_source_scores_each_settled_file_once_and_says_when_nothing_is_ne
 def test_folder_source_crash_before_commit_leaves_the_file_pending_not_half_scored(
     trained, monkeypatch
 ):
-    from pipelines.operations.sources import FolderSource, list_pending, score_pending
+    from pipelines.jobs.scheduled import score_pending
+    from pipelines.operations.sources import FolderSource, list_pending
     from pipelines.store.models import ScoringRun
 
     store = _store()
@@ -329,7 +331,8 @@ def test_folder_source_crash_before_commit_leaves_the_file_pending_not_half_scor
 
 
 def test_a_duplicate_run_of_the_same_listing_writes_nothing_twice(trained):
-    from pipelines.operations.sources import FolderSource, list_pending, score_pending
+    from pipelines.jobs.scheduled import score_pending
+    from pipelines.operations.sources import FolderSource, list_pending
     from pipelines.store.models import SourceFile
 
     store = _store()
@@ -360,7 +363,8 @@ def test_a_duplicate_run_of_the_same_listing_writes_nothing_twice(trained):
 def test_sql_source_reads_rows_after_the_watermark_committed_with_the_run(trained, monkeypatch):
     import sqlalchemy as sa
 
-    from pipelines.operations.sources import SqlSource, list_pending, score_pending
+    from pipelines.jobs.scheduled import score_pending
+    from pipelines.operations.sources import SqlSource, list_pending
 
     store = _store()
     url = f"sqlite:///{trained['dir'] / 'warehouse.db'}"

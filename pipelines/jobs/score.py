@@ -118,7 +118,7 @@ def _partitions(runner: str, address: str | None, settings: VigilSettings):
 
 
 def _operate(store, bundle, ref, data, *, table, query, batch_id, settings, shadow, options):
-    from pipelines.operations.runner import operate_batch, operate_stream
+    from pipelines.jobs.operate import operate_batch, operate_stream
 
     if bundle.spec.is_sequence and is_sql_url(str(data)):
         batch = read_batch(data, table=table, query=query)
