@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 from pipelines.intake.ingest import Batch, ValidationResult
 from pipelines.modeling.bundle import ScoringBundle
-from pipelines.scoring.batch import ScoreReport, score_batch
+from pipelines.scoring.batch import score_batch, score_stream
+from pipelines.scoring.run import RunReport as ScoreReport
+from pipelines.scoring.run import RunRequest
 from pipelines.store import ResultsStore
 
 log = logging.getLogger(__name__)
@@ -110,12 +112,8 @@ def operate_batch(
     options = dict(score_options or {})
 
     def run(scoring_bundle: ScoringBundle, model_ref, **extra) -> ScoreReport:
-        return score_batch(
-            bundle=scoring_bundle, batch=batch, validated=validated, store=store,
-            model_name=model_ref.name, model_version=model_ref.version,
-            model_alias=model_ref.alias, batch_id=batch_id, chunk_size=chunk_size,
-            **options, **extra,
-        )  # fmt: skip
+        request = RunRequest(model=model_ref, batch_id=batch_id, **options, **extra)
+        return score_batch(store, scoring_bundle, batch, validated, request, chunk_size=chunk_size)
 
     report = run(bundle, ref, commit_with=commit_with)
     return _after_champion(
@@ -141,16 +139,12 @@ def operate_stream(
     drift watch reads the file's first ``drift_sample_rows`` validated rows, and the
     challenger streams it again in shadow."""
     from pipelines.intake.ingest import validate_batch
-    from pipelines.scoring.batch import score_stream
 
     options = dict(score_options or {})
 
     def run(scoring_bundle: ScoringBundle, model_ref, **extra) -> ScoreReport:
-        return score_stream(
-            bundle=scoring_bundle, stream=open_stream(), store=store,
-            model_name=model_ref.name, model_version=model_ref.version,
-            model_alias=model_ref.alias, batch_id=batch_id, **options, **extra,
-        )  # fmt: skip
+        request = RunRequest(model=model_ref, batch_id=batch_id, **options, **extra)
+        return score_stream(store, scoring_bundle, open_stream(), request)
 
     def sample():
         import pandas as pd

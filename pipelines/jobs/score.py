@@ -43,7 +43,7 @@ def score_source(
     """
     from pipelines.modeling import local_registry
     from pipelines.modeling.registry import configure_mlflow, load_bundle, resolve_model
-    from pipelines.scoring.batch import write_scores_file
+    from pipelines.scoring.export import write_scores_file
     from pipelines.store import ResultsStore
 
     settings = settings or get_settings()
