@@ -13,7 +13,9 @@ from pydantic import Field
 from pipelines.feedback.hygiene import label_masks
 from pipelines.intake.ingest import Batch, ValidationResult, read_batch, validate_batch
 from pipelines.intake.spec import DatasetSpec, load_spec
+from pipelines.jobs.reports import RunHealth, ScoreReport
 from pipelines.jobs.scheduled import score_pending
+from pipelines.jobs.score import ScoreRequest, score_source
 from pipelines.modeling.training import (
     DetectorKind,
     TrainConfig,
@@ -216,41 +218,26 @@ def train_flow(
 
 
 @flow(name="score", log_prints=True)
-def score_flow(
-    data: str,
-    model: str | None = None,
-    batch_id: str | None = None,
-    out: str | None = None,
-    table: str | None = None,
-    query: str | None = None,
-    shadow: bool = True,
-    runner: str | None = None,
-    dask_address: str | None = None,
-) -> dict[str, Any]:
+def score_flow(request: ScoreRequest) -> ScoreReport:
     """Resolve the champion → read and validate the batch (streamed for large files) →
-    score in chunks (``runner="dask"``: partitions as tasks on a Dask cluster) → store →
+    score in chunks (the dask runner: partitions as tasks on a Dask cluster) → store →
     drift watch → the challenger in shadow."""
-    from pipelines.jobs.score import score_source
-
-    result = score_source(
-        data=data, model=model, batch_id=batch_id, out=out, table=table, query=query,
-        shadow=shadow, runner=runner, dask_address=dask_address,
-    )  # fmt: skip
-    report_health(result.get("health"), run_id=result["run_id"], model=result["model"])
-    return result
+    report = score_source(request)
+    report_health(report.health, run_id=report.run_id, model=report.model)
+    return report
 
 
-def report_health(health: dict | None, *, run_id: str, model: str) -> None:
+def report_health(health: RunHealth | None, *, run_id: str, model: str) -> None:
     """A drift alarm is a log line and a Prefect event (automations can notify or retrain)."""
-    if not health or health.get("status") != "alarm":
+    if health is None or health.status != "alarm":
         return
     from prefect.events import emit_event
 
-    get_run_logger().warning("run %s: %s", run_id[:8], health["summary"])
+    get_run_logger().warning("run %s: %s", run_id[:8], health.summary)
     emit_event(
         event="vigil.drift.alarm",
         resource={"prefect.resource.id": f"vigil.scoring-run.{run_id}", "vigil.model": model},
-        payload={"run_id": run_id, "alarms": health["alarms"], "summary": health["summary"]},
+        payload={"run_id": run_id, "alarms": health.alarms, "summary": health.summary},
     )
 
 
@@ -376,7 +363,8 @@ def scheduled_score_flow(
     summary = score_new_data(source, listing, model, shadow)
     print(summary["message"])
     for run in summary["runs"]:
-        report_health(run.get("health"), run_id=run["run_id"], model=run["model"])
+        health = RunHealth.from_dict(run.get("health"))
+        report_health(health, run_id=run["run_id"], model=run["model"])
         if run.get("health"):
             print(f"  {run['input']}: {run['health']['summary']}")
     return summary

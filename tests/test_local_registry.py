@@ -161,9 +161,9 @@ def test_a_ten_row_score_on_the_embedded_default_does_not_import_mlflow(register
     env["VIGIL_HOME"] = str(registered["home"])
     code = (
         "import sys\n"
-        "from pipelines.jobs.score import score_source\n"
-        f"result = score_source({str(data)!r})\n"
-        "print(result['rows_scored'], 'mlflow' in sys.modules, 'scipy' in sys.modules,\n"
+        "from pipelines.jobs.score import ScoreRequest, score_source\n"
+        f"result = score_source(ScoreRequest(data={str(data)!r}))\n"
+        "print(result.rows_scored, 'mlflow' in sys.modules, 'scipy' in sys.modules,\n"
         "      'torch' in sys.modules)\n"
     )
     done = subprocess.run(

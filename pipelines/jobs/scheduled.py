@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pipelines.intake.ingest import validate_batch
 from pipelines.jobs.operate import operate_batch
+from pipelines.modeling.registry import load_bundle, resolve_model
 from pipelines.operations.sources import FolderSource, Listing, SqlSource, committer
+from pipelines.scoring.run import RunRequest
 from pipelines.store import ResultsStore
 
 
@@ -25,8 +27,6 @@ def score_pending(
     load=None,
 ) -> dict:
     """Score each pending batch with the champion (and the challenger in shadow)."""
-    from pipelines.modeling.registry import load_bundle, resolve_model
-
     summary = {
         "source": source.describe(),
         "nothing_new": not listing.pending,
@@ -43,19 +43,13 @@ def score_pending(
     for item in listing.pending:
         validated = validate_batch(item.batch, bundle.spec)
         commit = committer(store, source, item)
+        request = RunRequest(model=ref, commit_with=commit)
         operated = operate_batch(
-            store,
-            bundle=bundle,
-            ref=ref,
-            batch=item.batch,
-            validated=validated,
-            chunk_size=chunk_size,
-            shadow=shadow,
-            commit_with=commit,
+            store, bundle, item.batch, validated, request, chunk_size=chunk_size, shadow=shadow
         )
-        if operated.report.already_scored:
+        if operated.already_scored:
             # A duplicate run got here first: make sure the source remembers it too.
-            run = store.get_run(operated.report.run_id)
+            run = store.get_run(operated.run_id)
             with store.session() as session:
                 commit(session, run)
         summary["runs"].append({"input": item.label, **operated.to_dict()})

@@ -121,6 +121,7 @@ def score_chunk(
 def unscorable_rows(
     chunk: pd.DataFrame, finite: np.ndarray, id_column: str, row_numbers: np.ndarray
 ) -> pd.DataFrame:
+    """The chunk's rows the model gave no finite score, as quarantine rows."""
     positions = np.flatnonzero(~finite)
     return pd.DataFrame(
         {
@@ -136,6 +137,7 @@ def unscorable_rows(
 
 
 def no_quarantine() -> pd.DataFrame:
+    """An empty quarantine (a chunk after the first of a batch held in memory)."""
     return pd.DataFrame(columns=QUARANTINE_COLUMNS)
 
 
