@@ -13,7 +13,7 @@ from pydantic import Field
 from pipelines.feedback.hygiene import label_masks
 from pipelines.intake.ingest import Batch, ValidationResult, read_batch, validate_batch
 from pipelines.intake.spec import DatasetSpec, load_spec
-from pipelines.jobs.reports import RunHealth, ScoreReport
+from pipelines.jobs.reports import RunHealth, ScheduledReport, ScoreReport
 from pipelines.jobs.scheduled import score_pending
 from pipelines.jobs.score import ScoreRequest, score_source
 from pipelines.modeling.training import (
@@ -338,7 +338,7 @@ def list_new_data(source: FolderSource | SqlSource) -> Listing:
 @task(name="score-new-data", cache_policy=NO_CACHE)
 def score_new_data(
     source: FolderSource | SqlSource, listing: Listing, model: str | None, shadow: bool
-) -> dict[str, Any]:
+) -> ScheduledReport:
     settings = get_settings()
     return score_pending(
         ResultsStore(settings.resolved_database_url),
@@ -353,7 +353,7 @@ def score_new_data(
 @flow(name="scheduled-score", log_prints=True)
 def scheduled_score_flow(
     source: ScheduledSource, model: str | None = None, shadow: bool = True
-) -> dict[str, Any]:
+) -> ScheduledReport:
     """What is new in the source → champion scores it (challenger in shadow) → drift watch;
     the file manifest / watermark commits with each run. Nothing new: ends at once."""
     from pipelines.modeling.registry import configure_mlflow
@@ -361,10 +361,9 @@ def scheduled_score_flow(
     configure_mlflow(get_settings())
     listing = list_new_data(source)
     summary = score_new_data(source, listing, model, shadow)
-    print(summary["message"])
-    for run in summary["runs"]:
-        health = RunHealth.from_dict(run.get("health"))
-        report_health(health, run_id=run["run_id"], model=run["model"])
-        if run.get("health"):
-            print(f"  {run['input']}: {run['health']['summary']}")
+    print(summary.message)
+    for run in summary.runs:
+        report_health(run.health, run_id=run.run_id, model=run.model)
+        if run.health:
+            print(f"  {run.input}: {run.health.summary}")
     return summary

@@ -275,20 +275,20 @@ def test_folder_source_scores_each_settled_file_once_and_says_when_nothing_is_ne
     run1 = score_pending(
         store, source, list_pending(store, source), model=trained["name"], shadow=False
     )
-    assert [r["input"] for r in run1["runs"]] == ["day1.csv"]
-    assert run1["waiting"] == ["day2.csv"] and run1["runs"][0]["rows_scored"] == 300
+    assert [r.input for r in run1.runs] == ["day1.csv"]
+    assert run1.waiting == ["day2.csv"] and run1.runs[0].rows_scored == 300
 
     run2 = score_pending(store, source, list_pending(store, source), model=trained["name"])
-    assert run2["nothing_new"] and "nothing new" in run2["message"]
-    assert "1 still being written" in run2["message"]
+    assert run2.nothing_new and "nothing new" in run2.message
+    assert "1 still being written" in run2.message
 
     _settled(copying)
     run3 = score_pending(
         store, source, list_pending(store, source), model=trained["name"], shadow=False
     )
-    assert [r["input"] for r in run3["runs"]] == ["day2.csv"]
+    assert [r.input for r in run3.runs] == ["day2.csv"]
     assert store.count(SourceFile) >= 2
-    assert score_pending(store, source, list_pending(store, source))["nothing_new"]
+    assert score_pending(store, source, list_pending(store, source)).nothing_new
 
 
 def test_folder_source_crash_before_commit_leaves_the_file_pending_not_half_scored(
@@ -327,10 +327,10 @@ def test_folder_source_crash_before_commit_leaves_the_file_pending_not_half_scor
     listing = list_pending(store, source)
     assert [p.label for p in listing.pending] == ["night.csv"]
     again = score_pending(store, source, listing, model=trained["name"], shadow=False)
-    run = again["runs"][0]
-    assert run["run_id"] == failed[0].id and not run["already_scored"]
-    assert store.count(Score, run["run_id"]) == 250
-    assert store.get_run(run["run_id"]).status == "completed"
+    run = again.runs[0]
+    assert run.run_id == failed[0].id and not run.already_scored
+    assert store.count(Score, run.run_id) == 250
+    assert store.get_run(run.run_id).status == "completed"
 
 
 def test_a_duplicate_run_of_the_same_listing_writes_nothing_twice(trained):
@@ -349,9 +349,9 @@ def test_a_duplicate_run_of_the_same_listing_writes_nothing_twice(trained):
     listing_a, listing_b = list_pending(store, source), list_pending(store, source)
     a = score_pending(store, source, listing_a, model=trained["name"], shadow=False)
     b = score_pending(store, source, listing_b, model=trained["name"], shadow=False)
-    assert not a["runs"][0]["already_scored"] and b["runs"][0]["already_scored"]
-    assert a["runs"][0]["run_id"] == b["runs"][0]["run_id"]
-    assert store.count(Score, a["runs"][0]["run_id"]) == 200
+    assert not a.runs[0].already_scored and b.runs[0].already_scored
+    assert a.runs[0].run_id == b.runs[0].run_id
+    assert store.count(Score, a.runs[0].run_id) == 200
     with store.session() as session:
         import sqlalchemy as sa
 
@@ -380,8 +380,8 @@ def test_sql_source_reads_rows_after_the_watermark_committed_with_the_run(traine
     first = score_pending(
         store, source, list_pending(store, source), model=trained["name"], shadow=False
     )
-    assert first["runs"][0]["rows_scored"] == 250 and store.watermark(source.key) == "250"
-    assert score_pending(store, source, list_pending(store, source))["nothing_new"]
+    assert first.runs[0].rows_scored == 250 and store.watermark(source.key) == "250"
+    assert score_pending(store, source, list_pending(store, source)).nothing_new
 
     frame.iloc[250:].to_sql("transactions", engine, index=False, if_exists="append")
 
@@ -399,8 +399,8 @@ def test_sql_source_reads_rows_after_the_watermark_committed_with_the_run(traine
     second = score_pending(
         store, source, list_pending(store, source), model=trained["name"], shadow=False
     )
-    assert second["runs"][0]["rows_scored"] == 150
-    assert store.count(Score, second["runs"][0]["run_id"]) == 150
+    assert second.runs[0].rows_scored == 150
+    assert store.count(Score, second.runs[0].run_id) == 150
     assert store.watermark(source.key) == "400"
     engine.dispose()
 

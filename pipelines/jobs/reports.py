@@ -1,6 +1,6 @@
 """What a scoring job reports: the champion's run, its drift-watch health and the
-challenger's shadow run, as typed objects (``to_dict`` gives the JSON that ``vigil score
---json`` prints and the flow's result shows)."""
+challenger's shadow run (and, scheduled, each new batch's), as typed objects (``to_dict``
+gives the JSON that ``vigil score --json`` prints and the flow's result shows)."""
 
 from __future__ import annotations
 
@@ -62,19 +62,22 @@ class RunHealth:
 @dataclass
 class ScoreReport(RunReport):
     """The champion's run, with what the job adds: its health, the shadow run, notes
-    (a challenger that failed) and the scores file written (``out``)."""
+    (a challenger that failed), the scores file written (``out``) and, for a watched
+    source's batch, what the batch was (``input``: a file's name, the SQL rows' range)."""
 
     health: RunHealth | None = None
     shadow: ShadowReport | None = None
     notes: list[str] = field(default_factory=list)
     out: str | None = None
+    input: str | None = None
 
     @classmethod
     def of(cls, run: RunReport) -> ScoreReport:
         return cls(**{f.name: getattr(run, f.name) for f in fields(RunReport)})
 
     def to_dict(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in fields(RunReport)}
+        out = {} if self.input is None else {"input": self.input}
+        out.update({f.name: getattr(self, f.name) for f in fields(RunReport)})
         out["health"] = None if self.health is None else self.health.to_dict()
         out["shadow"] = None if self.shadow is None else self.shadow.to_dict()
         if self.notes:
@@ -82,3 +85,26 @@ class ScoreReport(RunReport):
         if self.out is not None:
             out["out"] = self.out
         return out
+
+
+@dataclass
+class ScheduledReport:
+    """One scheduled run over a watched source: what was new, what each new batch's run
+    wrote, and one line for the log."""
+
+    source: str
+    nothing_new: bool
+    waiting: list[str] = field(default_factory=list)
+    already_known: int = 0
+    runs: list[ScoreReport] = field(default_factory=list)
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "nothing_new": self.nothing_new,
+            "waiting": list(self.waiting),
+            "already_known": self.already_known,
+            "runs": [run.to_dict() for run in self.runs],
+            "message": self.message,
+        }

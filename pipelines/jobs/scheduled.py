@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pipelines.intake.ingest import validate_batch
 from pipelines.jobs.operate import operate_batch
+from pipelines.jobs.reports import ScheduledReport
 from pipelines.modeling.registry import load_bundle, resolve_model
 from pipelines.operations.sources import FolderSource, Listing, SqlSource, committer
 from pipelines.scoring.run import RunRequest
@@ -25,18 +26,17 @@ def score_pending(
     chunk_size: int = 5000,
     shadow: bool = True,
     load=None,
-) -> dict:
+) -> ScheduledReport:
     """Score each pending batch with the champion (and the challenger in shadow)."""
-    summary = {
-        "source": source.describe(),
-        "nothing_new": not listing.pending,
-        "waiting": listing.waiting,
-        "already_known": listing.known,
-        "runs": [],
-    }
+    summary = ScheduledReport(
+        source=source.describe(),
+        nothing_new=not listing.pending,
+        waiting=listing.waiting,
+        already_known=listing.known,
+    )
     if not listing.pending:
         extra = f"; {len(listing.waiting)} still being written" if listing.waiting else ""
-        summary["message"] = f"nothing new in {source.describe()}{extra}"
+        summary.message = f"nothing new in {source.describe()}{extra}"
         return summary
     ref = resolve_model(model)  # resolved per run: a promotion needs no restart
     bundle = (load or load_bundle)(ref)
@@ -52,15 +52,12 @@ def score_pending(
             run = store.get_run(operated.run_id)
             with store.session() as session:
                 commit(session, run)
-        summary["runs"].append({"input": item.label, **operated.to_dict()})
-    scored = sum(not r["already_scored"] for r in summary["runs"])
-    summary["message"] = (
+        operated.input = item.label
+        summary.runs.append(operated)
+    scored = sum(not r.already_scored for r in summary.runs)
+    summary.message = (
         f"{source.describe()}: {scored} new batch(es) scored with {ref}"
-        + (
-            f", {len(summary['runs']) - scored} already scored"
-            if scored < len(summary["runs"])
-            else ""
-        )
+        + (f", {len(summary.runs) - scored} already scored" if scored < len(summary.runs) else "")
         + (f"; {len(listing.waiting)} file(s) still being written" if listing.waiting else "")
     )
     return summary
