@@ -98,7 +98,9 @@ def score_child(bundle_dir: str, data: str, url: str, chunk_size: int, threads: 
         torch.set_num_threads(threads)
     from pipelines.intake.stream import open_stream
     from pipelines.modeling.bundle import ScoringBundle
+    from pipelines.modeling.registry import ModelRef
     from pipelines.scoring.batch import score_stream
+    from pipelines.scoring.run import RunRequest
     from pipelines.store import ResultsStore
 
     bundle = ScoringBundle.load(bundle_dir)
@@ -113,10 +115,7 @@ def score_child(bundle_dir: str, data: str, url: str, chunk_size: int, threads: 
     load_at_start = [round(x, 1) for x in os.getloadavg()]
     cpu_before = os.times()
     started = time.perf_counter()
-    report = score_stream(
-        bundle=bundle, stream=stream, store=store,
-        model_name="scale-vae", model_version="1", model_alias=None,
-    )  # fmt: skip
+    report = score_stream(store, bundle, stream, RunRequest(model=ModelRef("scale-vae", "1", None)))
     seconds = time.perf_counter() - started
     cpu_after = os.times()
     cpu_seconds = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)

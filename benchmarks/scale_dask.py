@@ -20,7 +20,9 @@ def dask_flow(
     object travels with each task, so this one is module-level)."""
     from pipelines.intake.stream import open_stream
     from pipelines.modeling.bundle import ScoringBundle
+    from pipelines.modeling.registry import ModelRef
     from pipelines.scoring.batch import score_stream
+    from pipelines.scoring.run import RunRequest
     from pipelines.scoring.scaleout import DaskPartitions
     from pipelines.store import ResultsStore
 
@@ -35,10 +37,11 @@ def dask_flow(
         cpu_before = sampler.sample() if sampler else None
         started = time.perf_counter()
         report = score_stream(
-            bundle=bundle, stream=open_stream(data, chunk_size), store=store,
-            model_name="scale-vae", model_version="1", model_alias=None,
-            partitions=partitions,
-        )  # fmt: skip
+            store,
+            bundle,
+            open_stream(data, chunk_size),
+            RunRequest(model=ModelRef("scale-vae", "1", None), partitions=partitions),
+        )
         seconds = time.perf_counter() - started
         cpu_after = sampler.sample() if sampler else None
     return {

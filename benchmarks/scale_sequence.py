@@ -87,7 +87,9 @@ def score_child(
     from pipelines.intake.ingest import read_batch, validate_batch
     from pipelines.intake.stream import open_stream
     from pipelines.modeling.bundle import ScoringBundle
+    from pipelines.modeling.registry import ModelRef
     from pipelines.scoring.batch import score_batch, score_stream
+    from pipelines.scoring.run import RunRequest
     from pipelines.store import ResultsStore
 
     bundle = ScoringBundle.load(bundle_dir)
@@ -97,17 +99,23 @@ def score_child(
     read_validate_s = None
     if mode == "stream":
         report = score_stream(
-            bundle=bundle, stream=open_stream(data, chunk_size), store=store,
-            model_name="scale-seq", model_version="1", model_alias=None,
-        )  # fmt: skip
+            store,
+            bundle,
+            open_stream(data, chunk_size),
+            RunRequest(model=ModelRef("scale-seq", "1", None)),
+        )
     else:
         batch = read_batch(data)
         validated = validate_batch(batch, bundle.spec)
         read_validate_s = round(time.perf_counter() - started, 2)
         report = score_batch(
-            bundle=bundle, batch=batch, validated=validated, store=store,
-            model_name="scale-seq", model_version="1", model_alias=None, chunk_size=chunk_size,
-        )  # fmt: skip
+            store,
+            bundle,
+            batch,
+            validated,
+            RunRequest(model=ModelRef("scale-seq", "1", None)),
+            chunk_size=chunk_size,
+        )
     seconds = time.perf_counter() - started
     cpu_after = os.times()
     cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)

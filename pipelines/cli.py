@@ -13,11 +13,15 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pipelines.settings import get_settings
 from pipelines.store.vocabulary import HealthStatus, Role
+
+if TYPE_CHECKING:
+    from pipelines.jobs.reports import ScoreReport
 
 #: Where `spec init` and `demo-data` write by default: the user's project folder.
 DEFAULT_SPECS = Path("data") / "specs"
@@ -310,48 +314,50 @@ def score(data, model, out, batch_id, table, query, runner, dask_address, as_jso
     (its partitions are Prefect tasks), else as the same plain function in this process.
     Exit code 3: the batch is being scored by another process.
     """
+    from pipelines.jobs.score import ScoreRequest, score_source
     from pipelines.settings import get_settings
 
     runner = runner or get_settings().score_runner
     if dask_address and runner != "dask":
         raise click.UsageError("--dask-address needs --runner dask")
-    arguments = dict(data=str(data), model=model, batch_id=batch_id, out=out, table=table)
+    request = ScoreRequest(
+        data=str(data), model=model, batch_id=batch_id, out=out, table=table, query=query,
+        runner=runner, dask_address=dask_address,
+    )  # fmt: skip
     if _use_prefect() or runner == "dask":
         from pipelines.flows import score_flow
 
-        result = score_flow(**arguments, query=query, runner=runner, dask_address=dask_address)
+        report = score_flow(request)
     else:
-        from pipelines.scoring.job import score_source
-
-        result = score_source(**arguments, query=query)
+        report = score_source(request)
     if as_json:
-        click.echo(json.dumps(result, indent=2, default=str))
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
         return
-    click.echo(_score_line(result))
-    if result.get("history"):
-        click.echo(f"  context: {result['history']}")
-    if result.get("health"):
-        click.echo(f"  health: {result['health']['summary']}")
-    if result.get("shadow"):
-        sh = result["shadow"]
+    click.echo(_score_line(report))
+    if report.history:
+        click.echo(f"  context: {report.history}")
+    if report.health:
+        click.echo(f"  health: {report.health.summary}")
+    if report.shadow:
+        sh = report.shadow
         click.echo(
-            f"  shadow: {sh['model']} v{sh['model_version']} would flag {sh['would_flag']} "
-            f"(scoring {sh['score_seconds']}s, {sh['cost_ratio']}x the champion's; "
-            f"load {sh['load_seconds']}s)"
+            f"  shadow: {sh.model} v{sh.model_version} would flag {sh.would_flag} "
+            f"(scoring {sh.score_seconds}s, {sh.cost_ratio}x the champion's; "
+            f"load {sh.load_seconds}s)"
         )
-    for note in result.get("notes", []):
+    for note in report.notes:
         click.echo(f"  note: {note}")
-    if result.get("out"):
-        click.echo(f"  scores written to {result['out']}")
+    if report.out:
+        click.echo(f"  scores written to {report.out}")
 
 
-def _score_line(r: dict) -> str:
-    prefix = "already scored, nothing written: " if r["already_scored"] else ""
+def _score_line(r: ScoreReport) -> str:
+    prefix = "already scored, nothing written: " if r.already_scored else ""
     return (
-        f"{prefix}run {r['run_id'][:8]} batch {r['batch_id']} with {r['model']} "
-        f"v{r['model_version']}: {r['rows_in']} rows in = {r['rows_scored']} scored + "
-        f"{r['rows_quarantined']} quarantined; {r['rows_flagged']} flagged "
-        f"(threshold {r['threshold']:.4g})"
+        f"{prefix}run {r.run_id[:8]} batch {r.batch_id} with {r.model} "
+        f"v{r.model_version}: {r.rows_in} rows in = {r.rows_scored} scored + "
+        f"{r.rows_quarantined} quarantined; {r.rows_flagged} flagged "
+        f"(threshold {r.threshold:.4g})"
     )
 
 

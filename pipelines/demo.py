@@ -171,6 +171,7 @@ def run_demo(*, epochs: int | None = None, echo=print) -> dict:
     import time
 
     from pipelines.flows import score_flow, train_flow
+    from pipelines.jobs.score import ScoreRequest
     from pipelines.modeling.registry import registry_summary
     from pipelines.modeling.training import TrainConfig
     from pipelines.settings import get_settings
@@ -186,7 +187,7 @@ def run_demo(*, epochs: int | None = None, echo=print) -> dict:
         config=TrainConfig(vae=dict(overrides), gan=dict(overrides)),
     )
     scores_out = settings.home_dir / "demo_scores.parquet"
-    scored = score_flow(data=str(score_path), out=str(scores_out))
+    scored = score_flow(ScoreRequest(data=str(score_path), out=str(scores_out)))
     elapsed = time.perf_counter() - started
 
     names = [m["model"] for m in trained["models"]]
@@ -214,11 +215,11 @@ def run_demo(*, epochs: int | None = None, echo=print) -> dict:
         )
     echo("")
     echo(
-        f"scoring run {scored['run_id'][:8]} with {scored['model']} v{scored['model_version']} "
-        f"(champion): {scored['rows_in']} rows in = {scored['rows_scored']} scored + "
-        f"{scored['rows_quarantined']} quarantined; {scored['rows_flagged']} flagged"
+        f"scoring run {scored.run_id[:8]} with {scored.model} v{scored.model_version} "
+        f"(champion): {scored.rows_in} rows in = {scored.rows_scored} scored + "
+        f"{scored.rows_quarantined} quarantined; {scored.rows_flagged} flagged"
     )
-    echo(f"every record's score: {scored.get('out')}")
+    echo(f"every record's score: {scored.out}")
     echo("")
     _demo_review_access(settings, echo)
     echo("")

@@ -23,6 +23,7 @@ def run_feedback_demo(*, epochs: int | None = None, echo=print) -> dict:
     from pipelines.demo import DEMO_SPEC, demo_files
     from pipelines.feedback.labels import read_label_file
     from pipelines.flows import score_flow, train_flow
+    from pipelines.jobs.score import ScoreRequest
     from pipelines.modeling.registry import configure_mlflow, load_bundle, resolve_model
     from pipelines.modeling.training import TrainConfig
     from pipelines.settings import get_settings
@@ -95,7 +96,7 @@ def run_feedback_demo(*, epochs: int | None = None, echo=print) -> dict:
         ),
     ):
         out = settings.home_dir / f"demo_feedback_{model.replace('/', '_v')}.parquet"
-        run = score_flow(data=str(score_path), model=model, out=str(out))
+        run = score_flow(ScoreRequest(data=str(score_path), model=model, out=str(out)))
         frame = pd.read_parquet(out).dropna(subset=["score"])
         y = frame["record_id"].astype(str).map(truth).fillna(0).astype(int).to_numpy()
         s = frame["score"].to_numpy()
@@ -111,7 +112,7 @@ def run_feedback_demo(*, epochs: int | None = None, echo=print) -> dict:
                 k,
                 int(flagged.sum()),
                 int(y[flagged].sum()),
-                run["run_id"][:8],
+                run.run_id[:8],
             )
         )
     echo("")

@@ -13,6 +13,9 @@ from pydantic import Field
 from pipelines.feedback.hygiene import label_masks
 from pipelines.intake.ingest import Batch, ValidationResult, read_batch, validate_batch
 from pipelines.intake.spec import DatasetSpec, load_spec
+from pipelines.jobs.reports import RunHealth, ScheduledReport, ScoreReport
+from pipelines.jobs.scheduled import score_pending
+from pipelines.jobs.score import ScoreRequest, score_source
 from pipelines.modeling.training import (
     DetectorKind,
     TrainConfig,
@@ -30,7 +33,6 @@ from pipelines.operations.sources import (
     ScheduledSource,
     SqlSource,
     list_pending,
-    score_pending,
 )
 from pipelines.scoring.history import KeptHistory
 from pipelines.settings import get_settings
@@ -216,41 +218,26 @@ def train_flow(
 
 
 @flow(name="score", log_prints=True)
-def score_flow(
-    data: str,
-    model: str | None = None,
-    batch_id: str | None = None,
-    out: str | None = None,
-    table: str | None = None,
-    query: str | None = None,
-    shadow: bool = True,
-    runner: str | None = None,
-    dask_address: str | None = None,
-) -> dict[str, Any]:
+def score_flow(request: ScoreRequest) -> ScoreReport:
     """Resolve the champion → read and validate the batch (streamed for large files) →
-    score in chunks (``runner="dask"``: partitions as tasks on a Dask cluster) → store →
+    score in chunks (the dask runner: partitions as tasks on a Dask cluster) → store →
     drift watch → the challenger in shadow."""
-    from pipelines.scoring.job import score_source
-
-    result = score_source(
-        data=data, model=model, batch_id=batch_id, out=out, table=table, query=query,
-        shadow=shadow, runner=runner, dask_address=dask_address,
-    )  # fmt: skip
-    report_health(result.get("health"), run_id=result["run_id"], model=result["model"])
-    return result
+    report = score_source(request)
+    report_health(report.health, run_id=report.run_id, model=report.model)
+    return report
 
 
-def report_health(health: dict | None, *, run_id: str, model: str) -> None:
+def report_health(health: RunHealth | None, *, run_id: str, model: str) -> None:
     """A drift alarm is a log line and a Prefect event (automations can notify or retrain)."""
-    if not health or health.get("status") != "alarm":
+    if health is None or health.status != "alarm":
         return
     from prefect.events import emit_event
 
-    get_run_logger().warning("run %s: %s", run_id[:8], health["summary"])
+    get_run_logger().warning("run %s: %s", run_id[:8], health.summary)
     emit_event(
         event="vigil.drift.alarm",
         resource={"prefect.resource.id": f"vigil.scoring-run.{run_id}", "vigil.model": model},
-        payload={"run_id": run_id, "alarms": health["alarms"], "summary": health["summary"]},
+        payload={"run_id": run_id, "alarms": health.alarms, "summary": health.summary},
     )
 
 
@@ -351,7 +338,7 @@ def list_new_data(source: FolderSource | SqlSource) -> Listing:
 @task(name="score-new-data", cache_policy=NO_CACHE)
 def score_new_data(
     source: FolderSource | SqlSource, listing: Listing, model: str | None, shadow: bool
-) -> dict[str, Any]:
+) -> ScheduledReport:
     settings = get_settings()
     return score_pending(
         ResultsStore(settings.resolved_database_url),
@@ -366,7 +353,7 @@ def score_new_data(
 @flow(name="scheduled-score", log_prints=True)
 def scheduled_score_flow(
     source: ScheduledSource, model: str | None = None, shadow: bool = True
-) -> dict[str, Any]:
+) -> ScheduledReport:
     """What is new in the source → champion scores it (challenger in shadow) → drift watch;
     the file manifest / watermark commits with each run. Nothing new: ends at once."""
     from pipelines.modeling.registry import configure_mlflow
@@ -374,9 +361,9 @@ def scheduled_score_flow(
     configure_mlflow(get_settings())
     listing = list_new_data(source)
     summary = score_new_data(source, listing, model, shadow)
-    print(summary["message"])
-    for run in summary["runs"]:
-        report_health(run.get("health"), run_id=run["run_id"], model=run["model"])
-        if run.get("health"):
-            print(f"  {run['input']}: {run['health']['summary']}")
+    print(summary.message)
+    for run in summary.runs:
+        report_health(run.health, run_id=run.run_id, model=run.model)
+        if run.health:
+            print(f"  {run.input}: {run.health.summary}")
     return summary

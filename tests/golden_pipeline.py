@@ -22,7 +22,9 @@ import pandas as pd
 from pipelines.intake.ingest import Batch, validate_batch
 from pipelines.intake.stream import open_stream
 from pipelines.modeling.bundle import ScoringBundle
+from pipelines.modeling.registry import ModelRef
 from pipelines.scoring.batch import score_batch, score_stream
+from pipelines.scoring.run import RunRequest
 from pipelines.store import ResultsStore
 from pipelines.store.models import Flag
 
@@ -76,18 +78,18 @@ def run_case(case: str, store_url: str) -> dict:
     folder = GOLDEN / case
     bundle = ScoringBundle.load(folder / "bundle", numpy_forward=False)
     store = ResultsStore(store_url)
-    common = dict(store=store, model_name="golden", model_version="1", model_alias=None)
+    model = ModelRef("golden", "1", None)
     runs = []
     if case == "sequence":
         earlier = _read(folder / "earlier.csv")
         runs.append(score_batch(
-            bundle=bundle, batch=earlier, validated=validate_batch(earlier, bundle.spec),
-            batch_id="earlier", chunk_size=97, **common,
+            store, bundle, earlier, validate_batch(earlier, bundle.spec),
+            RunRequest(model, batch_id="earlier"), chunk_size=97,
         ).run_id)  # fmt: skip
         path = folder / "later.csv"
     else:
         path = folder / "score.csv"
-    runs.append(score_stream(bundle=bundle, stream=open_stream(path, 211), **common).run_id)
+    runs.append(score_stream(store, bundle, open_stream(path, 211), RunRequest(model)).run_id)
     return {"runs": [_written(store, run_id) for run_id in runs],
             "history": _history(store, bundle)}  # fmt: skip
 

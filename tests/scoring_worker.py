@@ -20,7 +20,9 @@ from pathlib import Path
 
 from pipelines.intake.stream import open_stream
 from pipelines.modeling.bundle import ScoringBundle
+from pipelines.modeling.registry import ModelRef
 from pipelines.scoring.batch import score_stream
+from pipelines.scoring.run import RunRequest
 from pipelines.store import ResultsStore, RunAlreadyRunning
 from pipelines.store.runs import RunRepository
 
@@ -66,13 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     bundle = ScoringBundle.load(args.bundle)
     try:
         report = score_stream(
-            bundle=bundle,
-            stream=open_stream(args.data, args.chunk_size),
-            store=store,
-            model_name="worker-model",
-            model_version="1",
-            model_alias=None,
-            lease_seconds=args.lease,
+            store,
+            bundle,
+            open_stream(args.data, args.chunk_size),
+            RunRequest(model=ModelRef("worker-model", "1", None), lease_seconds=args.lease),
         )
     except RunAlreadyRunning as exc:
         print(f"already running: {exc}")

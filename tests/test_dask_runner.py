@@ -21,8 +21,10 @@ from pipelines.demo_sequences import SEQUENCE_SPEC, generate_card_sequences
 from pipelines.intake.ingest import Batch, validate_batch
 from pipelines.intake.stream import open_stream
 from pipelines.modeling.bundle import ScoringBundle
+from pipelines.modeling.registry import ModelRef
 from pipelines.modeling.training import TrainConfig, fit_detector, split_for_training
 from pipelines.scoring.batch import score_batch, score_stream
+from pipelines.scoring.run import RunRequest
 from pipelines.scoring.scaleout import DaskPartitions
 from pipelines.store import ResultsStore, StoreUnavailable
 from pipelines.store.models import Flag
@@ -77,29 +79,27 @@ def _run_both(bundle, records, tabular_path, store, partitions=None) -> dict:
     tabular, sequence = bundle
     reports = {
         "tabular": score_stream(
-            bundle=tabular,
-            stream=open_stream(tabular_path, 40),
-            store=store,
-            model_name="tab",
-            model_version="1",
-            model_alias=None,
-            **options,
-        )  # fmt: skip
+            store,
+            tabular,
+            open_stream(tabular_path, 40),
+            RunRequest(ModelRef("tab", "1", None), **options),
+        )
     }
     days = pd.to_datetime(records["timestamp"]).dt.normalize()
     for name, rows in (("earlier", days < days.max()), ("last_day", days == days.max())):
         batch = Batch(frame=records[rows].astype(str).reset_index(drop=True), source=name)
         reports[name] = score_batch(
-            bundle=sequence, batch=batch, validated=validate_batch(batch, SEQUENCE_SPEC),
-            store=store, model_name="seq", model_version="1", model_alias=None,
-            chunk_size=50, **options,
+            store, sequence, batch, validate_batch(batch, SEQUENCE_SPEC),
+            RunRequest(ModelRef("seq", "1", None), **options), chunk_size=50,
         )  # fmt: skip
     last_day = tabular_path.parent / "last_day.csv"
     records[days == days.max()].to_csv(last_day, index=False)
     reports["sequence_stream"] = score_stream(
-        bundle=sequence, stream=open_stream(last_day, 60), store=store, model_name="seq",
-        model_version="1", model_alias=None, **options,
-    )  # fmt: skip
+        store,
+        sequence,
+        open_stream(last_day, 60),
+        RunRequest(ModelRef("seq", "1", None), **options),
+    )
     return reports
 
 
@@ -139,10 +139,11 @@ def _on_dask() -> dict:
         store = ResultsStore(_CASE["url"])
         reports = _run_both(_CASE["bundles"], _CASE["records"], _CASE["path"], store, partitions)
         reports["resumed"] = score_stream(
-            bundle=_CASE["bundles"][0], stream=open_stream(_CASE["path"], 40),
-            store=ResultsStore(_CASE["resume_url"]), model_name="tab", model_version="1",
-            model_alias=None, partitions=partitions,
-        )  # fmt: skip
+            ResultsStore(_CASE["resume_url"]),
+            _CASE["bundles"][0],
+            open_stream(_CASE["path"], 40),
+            RunRequest(model=ModelRef("tab", "1", None), partitions=partitions),
+        )
         return reports
 
 
@@ -170,9 +171,11 @@ def test_dask_runner_writes_what_one_process_writes(tmp_path, monkeypatch):
     monkeypatch.setattr(RunRepository, "_bulk_scores", store_goes_away_in_chunk_3)
     with pytest.raises(StoreUnavailable, match="writing chunk 3 failed"):
         score_stream(
-            bundle=bundles[0], stream=open_stream(path, 40), store=ResultsStore(resume_url),
-            model_name="tab", model_version="1", model_alias=None,
-        )  # fmt: skip
+            ResultsStore(resume_url),
+            bundles[0],
+            open_stream(path, 40),
+            RunRequest(model=ModelRef("tab", "1", None)),
+        )
     monkeypatch.setattr(RunRepository, "_bulk_scores", original)
 
     _CASE.update(

@@ -15,6 +15,7 @@ from pipelines.cli import main
 from pipelines.demo import DEMO_SPEC, generate_transactions
 from pipelines.feedback.labels import dedupe_key
 from pipelines.flows import score_flow, train_flow
+from pipelines.jobs.score import ScoreRequest
 from pipelines.modeling.training import TrainConfig
 from pipelines.settings import get_settings
 from pipelines.store import ResultsStore
@@ -88,7 +89,7 @@ def test_threshold_set_from_verdicts_is_used_by_the_next_run(demo, tmp_path, mon
     model = f"{spec.name}-vae@champion"
     batch = tmp_path / "night1.csv"
     generate_transactions(600, n_anomalies=10, seed=21, start_id=70_000).to_csv(batch, index=False)
-    first = score_flow(data=str(batch), model=model)
+    first = score_flow(ScoreRequest(data=str(batch), model=model))
 
     runner = CliRunner()
     refused = runner.invoke(main, ["threshold", "set", "--model", model, "--budget", "5/day"])
@@ -119,14 +120,14 @@ def test_threshold_set_from_verdicts_is_used_by_the_next_run(demo, tmp_path, mon
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
     changed = json.loads(result.stdout)
-    assert changed["before"] == pytest.approx(first["threshold"])
+    assert changed["before"] == pytest.approx(first.threshold)
     assert changed["evidence"]["flags_per_day"] == 5
 
     # Recorded: ledger (who, why, before -> after) and the MLflow version tag.
     decisions = _store().decisions(f"{spec.name}-vae")
     assert [d.decision for d in decisions] == ["applied", "refused"]
     assert decisions[0].actor == "lead" and decisions[0].reason == "queue of 5"
-    assert decisions[0].before == {"threshold": pytest.approx(first["threshold"])}
+    assert decisions[0].before == {"threshold": pytest.approx(first.threshold)}
     assert decisions[0].after["threshold"] == changed["after"]
     tags = MlflowClient().get_model_version(f"{spec.name}-vae", "1").tags
     assert json.loads(tags["vigil.threshold"])["value"] == changed["after"]
@@ -134,9 +135,9 @@ def test_threshold_set_from_verdicts_is_used_by_the_next_run(demo, tmp_path, mon
     # The next run (a fresh load, no restart) flags with the new threshold.
     batch2 = tmp_path / "night2.csv"
     generate_transactions(600, n_anomalies=10, seed=22, start_id=80_000).to_csv(batch2, index=False)
-    second = score_flow(data=str(batch2), model=model)
-    assert second["threshold"] == pytest.approx(changed["after"])
-    assert second["threshold"] != pytest.approx(first["threshold"])
+    second = score_flow(ScoreRequest(data=str(batch2), model=model))
+    assert second.threshold == pytest.approx(changed["after"])
+    assert second.threshold != pytest.approx(first.threshold)
 
 
 def test_train_with_labels_registers_a_scorable_reranked_version(demo, tmp_path):

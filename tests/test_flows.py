@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 
 from pipelines.demo import DEMO_SPEC, generate_transactions
 from pipelines.flows import score_flow, train_flow
+from pipelines.jobs.score import ScoreRequest
 from pipelines.modeling.training import TrainConfig
 from pipelines.settings import get_settings
 from pipelines.store import Flag, ResultsStore, Score, ScoringRun
@@ -83,11 +84,11 @@ def test_score_flow_is_idempotent_and_model_loads_in_a_fresh_process(demo_files,
     train_flow(data=str(train), spec_path=str(spec_path), config=_config(detectors=["vae"]))
     model = f"{spec.name}-vae@champion"
     out = tmp_path / "scores.parquet"
-    first = score_flow(data=str(score), model=model, out=str(out))
-    assert first["rows_in"] == 400 and first["rows_scored"] == 400
-    assert first["rows_flagged"] > 0 and not first["already_scored"]
-    second = score_flow(data=str(score), model=model)
-    assert second["already_scored"] and second["run_id"] == first["run_id"]
+    first = score_flow(ScoreRequest(data=str(score), model=model, out=str(out)))
+    assert first.rows_in == 400 and first.rows_scored == 400
+    assert first.rows_flagged > 0 and not first.already_scored
+    second = score_flow(ScoreRequest(data=str(score), model=model))
+    assert second.already_scored and second.run_id == first.run_id
 
     # The same batch through the Dask runner (a scheduler address, as in production; the
     # cluster's worker is a thread here) writes the same scores as a run of its own.
@@ -95,32 +96,34 @@ def test_score_flow_is_idempotent_and_model_loads_in_a_fresh_process(demo_files,
 
     with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
         spread = score_flow(
-            data=str(score), model=model, batch_id="dask-run", runner="dask",
-            dask_address=cluster.scheduler_address,
+            ScoreRequest(
+                data=str(score), model=model, batch_id="dask-run", runner="dask",
+                dask_address=cluster.scheduler_address,
+            )
         )  # fmt: skip
-    assert spread["run_id"] != first["run_id"] and not spread["already_scored"]
+    assert spread.run_id != first.run_id and not spread.already_scored
     counts = ("rows_in", "rows_scored", "rows_quarantined", "rows_flagged")
-    assert [spread[c] for c in counts] == [first[c] for c in counts]
+    assert [getattr(spread, c) for c in counts] == [getattr(first, c) for c in counts]
     store = ResultsStore(get_settings().resolved_database_url)
     single, dask = (
-        store.scores_frame(r["run_id"]).set_index("record_id").sort_index() for r in (first, spread)
+        store.scores_frame(r.run_id).set_index("record_id").sort_index() for r in (first, spread)
     )
     pd.testing.assert_frame_equal(dask, single)
-    assert store.count(Score, first["run_id"]) == 400
-    assert store.count(Flag, first["run_id"]) == first["rows_flagged"]
+    assert store.count(Score, first.run_id) == 400
+    assert store.count(Flag, first.run_id) == first.rows_flagged
     assert out.exists()
 
     # The same rows in a SQL table (shuffled) stream through a cursor in id order.
     source = f"sqlite:///{tmp_path / 'source.db'}"
     rows = pd.read_csv(score, dtype=str).sample(frac=1.0, random_state=0)
     rows.to_sql("payments", sa.create_engine(source), index=False)
-    from_sql = score_flow(data=source, table="payments", model=model, shadow=False)
-    assert not from_sql["already_scored"]
+    from_sql = score_flow(ScoreRequest(data=source, table="payments", model=model, shadow=False))
+    assert not from_sql.already_scored
     with store.session() as session:
-        assert session.get(ScoringRun, from_sql["run_id"]).source.endswith("#payments")
-    assert [from_sql[c] for c in counts] == [first[c] for c in counts]
+        assert session.get(ScoringRun, from_sql.run_id).source.endswith("#payments")
+    assert [getattr(from_sql, c) for c in counts] == [getattr(first, c) for c in counts]
     pd.testing.assert_frame_equal(
-        store.scores_frame(from_sql["run_id"]).set_index("record_id").sort_index(), single
+        store.scores_frame(from_sql.run_id).set_index("record_id").sort_index(), single
     )
 
     # models:/NAME@champion scores a raw DataFrame in a process that never saw the bundle.
@@ -168,7 +171,9 @@ def test_sequence_spec_trains_sequence_models_and_scores_a_later_day_alone(tmp_p
     # Evaluation is the latest 20% of the time, with labels: metrics are there.
     assert all("auroc" in m["metrics"] for m in result["models"])
 
-    scored = score_flow(data=str(tmp_path / "day.csv"), model=f"{unique_name}-seq_vae")
-    assert scored["model"] == f"{unique_name}-seq_vae"
-    assert scored["rows_scored"] == len(last_day)
-    assert "earlier records as context" in scored["history"]
+    scored = score_flow(
+        ScoreRequest(data=str(tmp_path / "day.csv"), model=f"{unique_name}-seq_vae")
+    )
+    assert scored.model == f"{unique_name}-seq_vae"
+    assert scored.rows_scored == len(last_day)
+    assert "earlier records as context" in scored.history

@@ -17,7 +17,9 @@ from pipelines.demo import generate_transactions
 from pipelines.intake.ingest import DataSourceError
 from pipelines.intake.stream import open_stream
 from pipelines.modeling.bundle import ScoringBundle
+from pipelines.modeling.registry import ModelRef
 from pipelines.scoring.batch import score_stream
+from pipelines.scoring.run import RunRequest
 from pipelines.store import ResultsStore
 from tests.conftest import demo_vae_bundle
 
@@ -37,9 +39,11 @@ def store(tmp_path_factory) -> ResultsStore:
 
 def _score(bundle, store, path, chunk_size: int = 3, model_version: str = "1"):
     return score_stream(
-        bundle=bundle, stream=open_stream(path, chunk_size), store=store,
-        model_name="hostile", model_version=model_version, model_alias=None,
-    )  # fmt: skip
+        store,
+        bundle,
+        open_stream(path, chunk_size),
+        RunRequest(model=ModelRef("hostile", model_version, None)),
+    )
 
 
 @pytest.mark.parametrize("case", EXPECTED.to_dict("records"), ids=list(EXPECTED["file"]))

@@ -161,9 +161,9 @@ def test_a_ten_row_score_on_the_embedded_default_does_not_import_mlflow(register
     env["VIGIL_HOME"] = str(registered["home"])
     code = (
         "import sys\n"
-        "from pipelines.scoring.job import score_source\n"
-        f"result = score_source({str(data)!r})\n"
-        "print(result['rows_scored'], 'mlflow' in sys.modules, 'scipy' in sys.modules,\n"
+        "from pipelines.jobs.score import ScoreRequest, score_source\n"
+        f"result = score_source(ScoreRequest(data={str(data)!r}))\n"
+        "print(result.rows_scored, 'mlflow' in sys.modules, 'scipy' in sys.modules,\n"
         "      'torch' in sys.modules)\n"
     )
     done = subprocess.run(
@@ -232,7 +232,7 @@ def test_score_threads_cap_the_blas_pool_for_the_run_and_restore_it():
     thread on a shared machine: twice the CPU for the same scores)."""
     from threadpoolctl import threadpool_info
 
-    from pipelines.scoring.job import scoring_threads
+    from pipelines.jobs.score import scoring_threads
 
     def blas_threads() -> list[int]:
         return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]

@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 from pipelines.cli import main
 from pipelines.demo import DEMO_SPEC, generate_transactions
 from pipelines.flows import score_flow, train_flow
+from pipelines.jobs.score import ScoreRequest
 from pipelines.modeling.training import TrainConfig
 from pipelines.operations.promotion import PromotionPolicy, promote, rollback
 from pipelines.settings import get_settings
@@ -56,67 +57,69 @@ def _batch(trained, label: str, seed: int, change=None) -> str:
 
 def test_drift_watch_alarms_on_shifted_amounts_and_new_category_not_on_fresh_data(trained):
     store = _store()
-    fresh = score_flow(data=_batch(trained, "fresh", 31), model=trained["name"], shadow=False)
-    assert fresh["health"]["status"] == "ok", fresh["health"]["alarms"]
+    fresh = score_flow(
+        ScoreRequest(data=_batch(trained, "fresh", 31), model=trained["name"], shadow=False)
+    )
+    assert fresh.health.status == "ok", fresh.health.alarms
 
     def more(frame):
         frame["amount"] = (frame["amount"] * 1.5).round(2)
 
     shifted = score_flow(
-        data=_batch(trained, "amount", 32, more), model=trained["name"], shadow=False
+        ScoreRequest(data=_batch(trained, "amount", 32, more), model=trained["name"], shadow=False)
     )
-    assert shifted["health"]["status"] == "alarm"
-    drifted = {f["feature"] for f in shifted["health"]["features"] if f["drifted"]}
+    assert shifted.health.status == "alarm"
+    drifted = {f["feature"] for f in shifted.health.detail["features"] if f["drifted"]}
     assert "amount" in drifted
 
     def crypto(frame):
         frame.loc[frame.index[:60], "merchant_category"] = "crypto_exchange"
 
     unseen = score_flow(
-        data=_batch(trained, "crypto", 33, crypto), model=trained["name"], shadow=False
+        ScoreRequest(
+            data=_batch(trained, "crypto", 33, crypto), model=trained["name"], shadow=False
+        )
     )
-    assert unseen["health"]["status"] == "alarm"
-    assert unseen["health"]["unseen"]["by_feature"]["merchant_category"]["values"] == {
+    assert unseen.health.status == "alarm"
+    assert unseen.health.detail["unseen"]["by_feature"]["merchant_category"]["values"] == {
         "crypto_exchange": 60
     }
     # Stored per run, read back by the store method the review app uses, and by `vigil runs`.
-    assert store.run_health(shifted["run_id"])["status"] == "alarm"
-    assert store.run_health(fresh["run_id"])["status"] == "ok"
+    assert store.run_health(shifted.run_id)["status"] == "alarm"
+    assert store.run_health(fresh.run_id)["status"] == "ok"
     listed = json.loads(CliRunner().invoke(main, ["runs", "--json", "--limit", "50"]).output)
     by_id = {r["run_id"]: r for r in listed}
-    assert by_id[unseen["run_id"]]["health"]["status"] == "alarm"
+    assert by_id[unseen.run_id]["health"]["status"] == "alarm"
     # Logged to MLflow as a run of its own.
     runs = MlflowClient().search_runs(
         experiment_ids=[MlflowClient().get_experiment_by_name("vigil").experiment_id],
-        filter_string=f"tags.`vigil.scoring_run` = '{shifted['run_id']}'",
+        filter_string=f"tags.`vigil.scoring_run` = '{shifted.run_id}'",
     )
     assert len(runs) == 1 and runs[0].data.metrics["alarm"] == 1.0
 
 
 def test_shadow_run_scores_the_batch_but_only_champion_flags_reach_the_queue(trained):
     store = _store()
-    result = score_flow(data=_batch(trained, "shadow", 41), model=trained["name"])
-    shadow = result["shadow"]
-    assert shadow is not None and shadow["model_version"] == "2"
-    assert result["model_version"] == "1"
-    assert store.count(Score, shadow["run_id"]) == result["rows_scored"]
-    assert store.count(Flag, shadow["run_id"]) == 0
-    assert shadow["would_flag"] > 0 and shadow["score_seconds"] > 0
-    assert shadow["cost_ratio"] is not None
-    run = store.get_run(shadow["run_id"])
-    assert run.role == "shadow" and run.rows_flagged == shadow["would_flag"]
+    result = score_flow(ScoreRequest(data=_batch(trained, "shadow", 41), model=trained["name"]))
+    shadow = result.shadow
+    assert shadow is not None and shadow.model_version == "2"
+    assert result.model_version == "1"
+    assert store.count(Score, shadow.run_id) == result.rows_scored
+    assert store.count(Flag, shadow.run_id) == 0
+    assert shadow.would_flag > 0 and shadow.score_seconds > 0
+    assert shadow.cost_ratio is not None
+    run = store.get_run(shadow.run_id)
+    assert run.role == "shadow" and run.rows_flagged == shadow.would_flag
     with store.session() as session:
         import sqlalchemy as sa
 
         flagged_cases = session.scalar(
-            sa.select(sa.func.count(sa.distinct(Flag.case_id))).where(
-                Flag.run_id == result["run_id"]
-            )
+            sa.select(sa.func.count(sa.distinct(Flag.case_id))).where(Flag.run_id == result.run_id)
         )
-        assert flagged_cases == result["rows_flagged"]
+        assert flagged_cases == result.rows_flagged
         assert session.scalar(sa.select(sa.func.count()).select_from(Case)) >= flagged_cases
     pairs = store.paired_scores(trained["name"], "1", "2")
-    assert len(pairs) >= result["rows_scored"]
+    assert len(pairs) >= result.rows_scored
 
 
 def test_a_version_that_scored_a_batch_in_shadow_flags_it_when_it_scores_it_as_primary(
@@ -127,19 +130,19 @@ def test_a_version_that_scored_a_batch_in_shadow_flags_it_when_it_scores_it_as_p
     store = _store()
     name = trained["name"]
     path = _batch(trained, "shadow-then-primary", 47)
-    first = score_flow(data=path, model=name)
-    shadow = first["shadow"]
-    assert shadow["model_version"] == "2" and shadow["would_flag"] > 0
-    assert store.count(Flag, shadow["run_id"]) == 0
+    first = score_flow(ScoreRequest(data=path, model=name))
+    shadow = first.shadow
+    assert shadow.model_version == "2" and shadow.would_flag > 0
+    assert store.count(Flag, shadow.run_id) == 0
 
-    primary = score_flow(data=path, model=f"{name}/2", shadow=False)
-    assert primary["run_id"] == shadow["run_id"]  # the same run, reopened as primary
-    assert not primary["already_scored"]
-    run = store.get_run(primary["run_id"])
+    primary = score_flow(ScoreRequest(data=path, model=f"{name}/2", shadow=False))
+    assert primary.run_id == shadow.run_id  # the same run, reopened as primary
+    assert not primary.already_scored
+    run = store.get_run(primary.run_id)
     assert run.role == "primary" and run.status == "completed"
-    assert store.count(Flag, run.id) == run.rows_flagged == shadow["would_flag"]
-    assert store.count(Score, run.id) == first["rows_scored"]  # rewritten, not added to
-    assert primary["health"] is not None  # a primary run gets its drift watch
+    assert store.count(Flag, run.id) == run.rows_flagged == shadow.would_flag
+    assert store.count(Score, run.id) == first.rows_scored  # rewritten, not added to
+    assert primary.health is not None  # a primary run gets its drift watch
     with store.session() as session:
         import sqlalchemy as sa
 
@@ -150,8 +153,8 @@ def test_a_version_that_scored_a_batch_in_shadow_flags_it_when_it_scores_it_as_p
     assert in_cases == run.rows_flagged
 
     # Exactly once: scoring the batch again as primary (or in shadow) writes nothing.
-    again = score_flow(data=path, model=f"{name}/2", shadow=False)
-    assert again["already_scored"] and again["run_id"] == run.id
+    again = score_flow(ScoreRequest(data=path, model=f"{name}/2", shadow=False))
+    assert again.already_scored and again.run_id == run.id
     assert store.count(Flag, run.id) == run.rows_flagged
 
 
@@ -161,10 +164,10 @@ def test_analysts_verdicts_on_records_both_models_scored_are_promotion_evidence(
 
     store = _store()
     name = trained["name"]
-    result = score_flow(data=_batch(trained, "verdicts", 45), model=name)
-    assert result["model_version"] == "1" and result["shadow"]["model_version"] == "2"
+    result = score_flow(ScoreRequest(data=_batch(trained, "verdicts", 45), model=name))
+    assert result.model_version == "1" and result.shadow.model_version == "2"
     pairs = store.paired_scores(name, "1", "2")
-    judged = pairs[pairs["batch_id"] == result["batch_id"]].nlargest(30, "champion")
+    judged = pairs[pairs["batch_id"] == result.batch_id].nlargest(30, "champion")
     verdicts = ["fraud" if i % 3 == 0 else "not_fraud" for i in range(len(judged))]
     with store.session() as session:
         for record_id, verdict in zip(judged["record_id"], verdicts, strict=True):
@@ -209,8 +212,8 @@ def test_promote_records_the_decision_then_rollback_restores_the_champion(traine
     assert aliases["champion"] == "2" and aliases["previous-champion"] == "1"
 
     # The next scoring run uses the new champion without a restart.
-    after = score_flow(data=_batch(trained, "after", 51), model=name)
-    assert after["model_version"] == "2" and after["shadow"] is None
+    after = score_flow(ScoreRequest(data=_batch(trained, "after", 51), model=name))
+    assert after.model_version == "2" and after.shadow is None
 
     with pytest.raises(ValueError, match="reason"):
         rollback(store, name, reason=" ")
@@ -253,7 +256,8 @@ def _settled(path, age: float = 600.0) -> None:
 
 
 def test_folder_source_scores_each_settled_file_once_and_says_when_nothing_is_new(trained):
-    from pipelines.operations.sources import FolderSource, list_pending, score_pending
+    from pipelines.jobs.scheduled import score_pending
+    from pipelines.operations.sources import FolderSource, list_pending
     from pipelines.store.models import SourceFile
 
     store = _store()
@@ -271,26 +275,27 @@ def test_folder_source_scores_each_settled_file_once_and_says_when_nothing_is_ne
     run1 = score_pending(
         store, source, list_pending(store, source), model=trained["name"], shadow=False
     )
-    assert [r["input"] for r in run1["runs"]] == ["day1.csv"]
-    assert run1["waiting"] == ["day2.csv"] and run1["runs"][0]["rows_scored"] == 300
+    assert [r.input for r in run1.runs] == ["day1.csv"]
+    assert run1.waiting == ["day2.csv"] and run1.runs[0].rows_scored == 300
 
     run2 = score_pending(store, source, list_pending(store, source), model=trained["name"])
-    assert run2["nothing_new"] and "nothing new" in run2["message"]
-    assert "1 still being written" in run2["message"]
+    assert run2.nothing_new and "nothing new" in run2.message
+    assert "1 still being written" in run2.message
 
     _settled(copying)
     run3 = score_pending(
         store, source, list_pending(store, source), model=trained["name"], shadow=False
     )
-    assert [r["input"] for r in run3["runs"]] == ["day2.csv"]
+    assert [r.input for r in run3.runs] == ["day2.csv"]
     assert store.count(SourceFile) >= 2
-    assert score_pending(store, source, list_pending(store, source))["nothing_new"]
+    assert score_pending(store, source, list_pending(store, source)).nothing_new
 
 
 def test_folder_source_crash_before_commit_leaves_the_file_pending_not_half_scored(
     trained, monkeypatch
 ):
-    from pipelines.operations.sources import FolderSource, list_pending, score_pending
+    from pipelines.jobs.scheduled import score_pending
+    from pipelines.operations.sources import FolderSource, list_pending
     from pipelines.store.models import ScoringRun
 
     store = _store()
@@ -322,14 +327,15 @@ def test_folder_source_crash_before_commit_leaves_the_file_pending_not_half_scor
     listing = list_pending(store, source)
     assert [p.label for p in listing.pending] == ["night.csv"]
     again = score_pending(store, source, listing, model=trained["name"], shadow=False)
-    run = again["runs"][0]
-    assert run["run_id"] == failed[0].id and not run["already_scored"]
-    assert store.count(Score, run["run_id"]) == 250
-    assert store.get_run(run["run_id"]).status == "completed"
+    run = again.runs[0]
+    assert run.run_id == failed[0].id and not run.already_scored
+    assert store.count(Score, run.run_id) == 250
+    assert store.get_run(run.run_id).status == "completed"
 
 
 def test_a_duplicate_run_of_the_same_listing_writes_nothing_twice(trained):
-    from pipelines.operations.sources import FolderSource, list_pending, score_pending
+    from pipelines.jobs.scheduled import score_pending
+    from pipelines.operations.sources import FolderSource, list_pending
     from pipelines.store.models import SourceFile
 
     store = _store()
@@ -343,9 +349,9 @@ def test_a_duplicate_run_of_the_same_listing_writes_nothing_twice(trained):
     listing_a, listing_b = list_pending(store, source), list_pending(store, source)
     a = score_pending(store, source, listing_a, model=trained["name"], shadow=False)
     b = score_pending(store, source, listing_b, model=trained["name"], shadow=False)
-    assert not a["runs"][0]["already_scored"] and b["runs"][0]["already_scored"]
-    assert a["runs"][0]["run_id"] == b["runs"][0]["run_id"]
-    assert store.count(Score, a["runs"][0]["run_id"]) == 200
+    assert not a.runs[0].already_scored and b.runs[0].already_scored
+    assert a.runs[0].run_id == b.runs[0].run_id
+    assert store.count(Score, a.runs[0].run_id) == 200
     with store.session() as session:
         import sqlalchemy as sa
 
@@ -360,7 +366,8 @@ def test_a_duplicate_run_of_the_same_listing_writes_nothing_twice(trained):
 def test_sql_source_reads_rows_after_the_watermark_committed_with_the_run(trained, monkeypatch):
     import sqlalchemy as sa
 
-    from pipelines.operations.sources import SqlSource, list_pending, score_pending
+    from pipelines.jobs.scheduled import score_pending
+    from pipelines.operations.sources import SqlSource, list_pending
 
     store = _store()
     url = f"sqlite:///{trained['dir'] / 'warehouse.db'}"
@@ -373,8 +380,8 @@ def test_sql_source_reads_rows_after_the_watermark_committed_with_the_run(traine
     first = score_pending(
         store, source, list_pending(store, source), model=trained["name"], shadow=False
     )
-    assert first["runs"][0]["rows_scored"] == 250 and store.watermark(source.key) == "250"
-    assert score_pending(store, source, list_pending(store, source))["nothing_new"]
+    assert first.runs[0].rows_scored == 250 and store.watermark(source.key) == "250"
+    assert score_pending(store, source, list_pending(store, source)).nothing_new
 
     frame.iloc[250:].to_sql("transactions", engine, index=False, if_exists="append")
 
@@ -392,8 +399,8 @@ def test_sql_source_reads_rows_after_the_watermark_committed_with_the_run(traine
     second = score_pending(
         store, source, list_pending(store, source), model=trained["name"], shadow=False
     )
-    assert second["runs"][0]["rows_scored"] == 150
-    assert store.count(Score, second["runs"][0]["run_id"]) == 150
+    assert second.runs[0].rows_scored == 150
+    assert store.count(Score, second.runs[0].run_id) == 150
     assert store.watermark(source.key) == "400"
     engine.dispose()
 

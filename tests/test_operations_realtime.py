@@ -15,6 +15,7 @@ import pytest
 
 from pipelines.demo import DEMO_SPEC, generate_transactions
 from pipelines.flows import score_flow, train_flow
+from pipelines.jobs.score import ScoreRequest
 from pipelines.modeling.training import TrainConfig
 from pipelines.settings import get_settings
 from pipelines.store import ResultsStore
@@ -212,8 +213,8 @@ def _score_the_day(client, last_day, name, store, tmp_path) -> None:
     # Batch scoring of the same day (it reads only history before the day) agrees.
     day_file = tmp_path / "day.csv"
     last_day.to_csv(day_file, index=False)
-    batch = score_flow(data=str(day_file), model=name, shadow=False)
-    scores = store.scores_frame(batch["run_id"]).set_index("record_id")["score"]
+    batch = score_flow(ScoreRequest(data=str(day_file), model=name, shadow=False))
+    scores = store.scores_frame(batch.run_id).set_index("record_id")["score"]
     ids = list(live)
     np.testing.assert_allclose(
         [live[i] for i in ids], scores.loc[ids].to_numpy(), rtol=1e-5, atol=1e-8

@@ -19,7 +19,9 @@ from pipelines.demo import DEMO_SPEC, generate_transactions
 from pipelines.intake.ingest import Batch, validate_batch
 from pipelines.intake.stream import open_stream
 from pipelines.modeling.bundle import ScoringBundle
+from pipelines.modeling.registry import ModelRef
 from pipelines.scoring.batch import score_batch, score_stream
+from pipelines.scoring.run import RunRequest
 from pipelines.store import (
     Flag,
     LeaseLost,
@@ -171,17 +173,20 @@ def test_a_claim_by_a_process_that_no_longer_exists_is_resumed_at_once(tmp_path)
 def test_streamed_scoring_matches_in_memory_scoring(bundle, data_file, tmp_path):
     store = ResultsStore(f"sqlite:///{tmp_path / 'store.db'}")
     streamed = score_stream(
-        bundle=bundle, stream=open_stream(data_file, 64), store=store,
-        model_name="m", model_version="1", model_alias=None,
-    )  # fmt: skip
+        store, bundle, open_stream(data_file, 64), RunRequest(model=ModelRef("m", "1", None))
+    )
     assert (streamed.rows_in, streamed.rows_scored, streamed.rows_quarantined) == (500, 498, 2)
     assert streamed.chunks_written == 8
     frame = pd.read_csv(data_file, dtype=str, keep_default_na=False, na_values=[""])
     batch = Batch(frame=frame, source="batch.csv", first_row_number=2, row_label="line")
     whole = score_batch(
-        bundle=bundle, batch=batch, validated=validate_batch(batch, DEMO_SPEC), store=store,
-        model_name="m", model_version="2", model_alias=None, chunk_size=1000,
-    )  # fmt: skip
+        store,
+        bundle,
+        batch,
+        validate_batch(batch, DEMO_SPEC),
+        RunRequest(model=ModelRef("m", "2", None)),
+        chunk_size=1000,
+    )
     a = store.scores_frame(streamed.run_id).set_index("record_id").sort_index()
     b = store.scores_frame(whole.run_id).set_index("record_id").sort_index()
     # float32 networks: 64-row and 1000-row chunks take different BLAS paths, which on
@@ -199,9 +204,8 @@ def test_a_duplicate_id_in_a_later_chunk_is_quarantined_with_the_first_line(bund
     frame.to_csv(path, index=False)
     store = ResultsStore(f"sqlite:///{tmp_path / 'store.db'}")
     report = score_stream(
-        bundle=bundle, stream=open_stream(path, 20), store=store,
-        model_name="m", model_version="1", model_alias=None,
-    )  # fmt: skip
+        store, bundle, open_stream(path, 20), RunRequest(model=ModelRef("m", "1", None))
+    )
     quarantine = store.quarantine_frame(report.run_id)
     assert (report.rows_scored, report.rows_quarantined) == (59, 1)
     assert quarantine["row_number"].tolist() == [52]
@@ -218,9 +222,11 @@ def test_a_ten_megabyte_field_is_bounded_in_flags_and_quarantine(bundle, tmp_pat
     frame.to_csv(path, index=False)
     store = ResultsStore(f"sqlite:///{tmp_path / 'store.db'}")
     report = score_stream(
-        bundle=bundle, stream=open_stream(path, 20), store=store,
-        model_name="m", model_version="1", model_alias=None, max_field_chars=500,
-    )  # fmt: skip
+        store,
+        bundle,
+        open_stream(path, 20),
+        RunRequest(model=ModelRef("m", "1", None), max_field_chars=500),
+    )
     flags = {f.record_id: f for f in store.list_flags(report.run_id)}
     flag = flags[frame.loc[4, "transaction_id"]]
     assert flag.record["_truncated"] == {"merchant_category": 10_000_000}
@@ -348,17 +354,15 @@ def test_postgres_going_away_mid_run_fails_clearly_and_the_rerun_completes(
         original(self, session, run_id, scores)
 
     monkeypatch.setattr(RunRepository, "_bulk_scores", connection_dies_in_chunk_3)
-    arguments = dict(
-        bundle=bundle, store=store, model_name="m", model_version="1", model_alias=None
-    )
+    request = RunRequest(ModelRef("m", "1", None))
     with pytest.raises(StoreUnavailable, match="writing chunk 3 failed"):
-        score_stream(stream=open_stream(data_file, 50), **arguments)
+        score_stream(store, bundle, open_stream(data_file, 50), request)
     assert _committed(store) == 3 and store.count(Score) == 149  # 150 rows, 1 quarantined
     run = store.list_runs()[0]
     assert run.status == "failed" and "chunk 3" in run.error
 
     monkeypatch.setattr(RunRepository, "_bulk_scores", original)
-    report = score_stream(stream=open_stream(data_file, 50), **arguments)
+    report = score_stream(store, bundle, open_stream(data_file, 50), request)
     assert report.chunks_skipped == 3
     _assert_exactly_once(store, report.to_dict(), rows_in=500)
 

@@ -51,7 +51,9 @@ def server(tmp_path_factory):
     from pipelines.demo import DEMO_SPEC, generate_transactions
     from pipelines.intake.ingest import Batch, validate_batch
     from pipelines.modeling.bundle import ScoringBundle
+    from pipelines.modeling.registry import ModelRef
     from pipelines.scoring.batch import score_batch
+    from pipelines.scoring.run import RunRequest
     from review import create_app
     from tests.conftest import FAST_VAE
 
@@ -65,13 +67,11 @@ def server(tmp_path_factory):
     frame.loc[5, "amount"] = "not-a-number"
     batch = Batch(frame=frame, source="tonight.csv", first_row_number=2, row_label="line")
     score_batch(
-        bundle=ScoringBundle(DEMO_SPEC, detector),
-        batch=batch,
-        validated=validate_batch(batch, DEMO_SPEC),
-        store=store,
-        model_name="demo-vae",
-        model_version="1",
-        model_alias="champion",
+        store,
+        ScoringBundle(DEMO_SPEC, detector),
+        batch,
+        validate_batch(batch, DEMO_SPEC),
+        RunRequest(model=ModelRef("demo-vae", "1", "champion")),
         chunk_size=256,
     )
     password_hash = hash_password(PASSWORD)

@@ -21,7 +21,7 @@ from pipelines.demo_sequences import SEQUENCE_SPEC, generate_card_sequences
 from pipelines.intake.ingest import Batch, validate_batch
 from pipelines.modeling.bundle import ScoringBundle, _format_value, _plain
 from pipelines.modeling.training import TrainConfig, fit_detector, split_for_training
-from pipelines.scoring.batch import _flags, bound_reasons, bound_record
+from pipelines.scoring.flags import bound_reasons, bound_record, flag_records
 from tests.conftest import FAST_VAE
 
 
@@ -135,7 +135,7 @@ def test_tabular_flags_and_reasons_match_the_per_row_code(tabular_bundle):
     scored = _assert_reasons_match(
         tabular_bundle, clean, lambda s: detector.explain(s[DEMO_SPEC.feature_columns])
     )
-    fast = _flags(clean, clean, scored, tabular_bundle, 1000)
+    fast = flag_records(clean, clean, scored, tabular_bundle, 1000)
     assert fast == flags_per_row(clean, clean, scored, tabular_bundle, 1000)
     assert any("_truncated" in f["record"] for f in fast)
     assert any("above every normal value" in r["text"] for f in fast for r in f["reasons"])
@@ -159,6 +159,6 @@ def test_sequence_flags_with_context_snapshot_match_the_per_row_code():
     assert bundle._reasons(subset, contributions, scores) == reasons_per_row(
         bundle, subset, contributions, scores
     )
-    fast = _flags(clean, prepared.features, scored, bundle, 1000)
+    fast = flag_records(clean, prepared.features, scored, bundle, 1000)
     assert fast == flags_per_row(clean, prepared.features, scored, bundle, 1000)
     assert any(k.startswith(CONTEXT_PREFIX) for k in fast[0]["record"])

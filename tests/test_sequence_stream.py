@@ -18,9 +18,11 @@ from pipelines.demo_sequences import SEQUENCE_SPEC, generate_card_sequences
 from pipelines.intake.ingest import Batch, validate_batch
 from pipelines.intake.stream import open_stream
 from pipelines.modeling.bundle import ScoringBundle
+from pipelines.modeling.registry import ModelRef
 from pipelines.modeling.training import TrainConfig, fit_detector, split_for_training
 from pipelines.scoring.batch import score_batch, score_stream
 from pipelines.scoring.history import CarriedHistory, KeptHistory
+from pipelines.scoring.run import RunRequest
 from pipelines.store import EntityHistorySegment, ResultsStore, StoreUnavailable
 from pipelines.store.models import Flag
 from pipelines.store.runs import RunRepository
@@ -86,9 +88,12 @@ def _store_with_history(tmp_path, name: str, bundle, records) -> ResultsStore:
     store = ResultsStore(f"sqlite:///{tmp_path / name}")
     earlier = Batch(frame=records[_days(records) < SPLIT_DAY].reset_index(drop=True), source="e")
     score_batch(
-        bundle=bundle, batch=earlier, validated=validate_batch(earlier, SEQUENCE_SPEC),
-        store=store, model_name="m", model_version="1", model_alias=None,
-    )  # fmt: skip
+        store,
+        bundle,
+        earlier,
+        validate_batch(earlier, SEQUENCE_SPEC),
+        RunRequest(model=ModelRef("m", "1", None)),
+    )
     return store
 
 
@@ -98,16 +103,18 @@ def _in_memory(store, bundle, path, batch_id: str):
         source=str(path), first_row_number=2, row_label="line",
     )  # fmt: skip
     return score_batch(
-        bundle=bundle, batch=batch, validated=validate_batch(batch, SEQUENCE_SPEC), store=store,
-        model_name="m", model_version="1", model_alias=None, batch_id=batch_id, chunk_size=97,
-    )  # fmt: skip
+        store,
+        bundle,
+        batch,
+        validate_batch(batch, SEQUENCE_SPEC),
+        RunRequest(model=ModelRef("m", "1", None), batch_id=batch_id),
+        chunk_size=97,
+    )
 
 
 def _streamed(store, bundle, path, chunk_size: int = 251, **options):
-    return score_stream(
-        bundle=bundle, stream=open_stream(path, chunk_size), store=store, model_name="m",
-        model_version="1", model_alias=None, **options,
-    )  # fmt: skip
+    run = RunRequest(ModelRef("m", "1", None), **options)
+    return score_stream(store, bundle, open_stream(path, chunk_size), run)
 
 
 def _written(store: ResultsStore, run_id: str) -> dict:

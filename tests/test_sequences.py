@@ -13,9 +13,11 @@ from pipelines.demo_sequences import SEQUENCE_SPEC, generate_card_sequences
 from pipelines.intake.ingest import Batch, validate_batch
 from pipelines.intake.spec import infer_spec
 from pipelines.modeling.bundle import ScoringBundle
+from pipelines.modeling.registry import ModelRef
 from pipelines.modeling.training import TrainConfig, fit_detector, split_for_training
 from pipelines.scoring.batch import score_batch
 from pipelines.scoring.history import KeptHistory
+from pipelines.scoring.run import RunRequest
 from pipelines.store import EntityHistorySegment, ResultsStore
 
 FAST_SEQ_VAE = {"epochs": 3, "hidden_dims": [32, 16], "latent_dim": 4, "context_hidden": 16}
@@ -52,13 +54,7 @@ def _batch(frame: pd.DataFrame, name: str) -> Batch:
 def _score(store: ResultsStore, bundle: ScoringBundle, batch: Batch):
     validated = validate_batch(batch, bundle.spec)
     report = score_batch(
-        bundle=bundle,
-        batch=batch,
-        validated=validated,
-        store=store,
-        model_name="m",
-        model_version="1",
-        model_alias=None,
+        store, bundle, batch, validated, RunRequest(model=ModelRef("m", "1", None))
     )
     return report, store.scores_frame(report.run_id).set_index("record_id")["score"]
 

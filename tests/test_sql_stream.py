@@ -12,7 +12,9 @@ from pipelines.demo import DEMO_SPEC, generate_transactions
 from pipelines.intake.ingest import DataSourceError, read_batch, validate_batch
 from pipelines.intake.stream import SqlStream, open_stream
 from pipelines.modeling.bundle import ScoringBundle
+from pipelines.modeling.registry import ModelRef
 from pipelines.scoring.batch import score_batch, score_stream
+from pipelines.scoring.run import RunRequest
 from pipelines.store import ResultsStore
 from tests.conftest import demo_vae_bundle
 
@@ -78,18 +80,23 @@ def test_a_missing_table_is_a_named_source_error(source_url):
 def test_scoring_the_stream_matches_scoring_the_whole_result(bundle, source_url, tmp_path):
     store = ResultsStore(f"sqlite:///{tmp_path / 'store.db'}")
     streamed = score_stream(
-        bundle=bundle,
-        stream=open_stream(source_url, 40, table="transactions", order_by="transaction_id"),
-        store=store, model_name="m", model_version="1", model_alias=None,
-    )  # fmt: skip
+        store,
+        bundle,
+        open_stream(source_url, 40, table="transactions", order_by="transaction_id"),
+        RunRequest(model=ModelRef("m", "1", None)),
+    )
     assert (streamed.rows_in, streamed.rows_scored, streamed.rows_quarantined) == (300, 298, 2)
     assert streamed.chunks_written == 8
     whole = _ordered(source_url)
     assert streamed.batch_id == whole.content_hash
     in_memory = score_batch(
-        bundle=bundle, batch=whole, validated=validate_batch(whole, DEMO_SPEC), store=store,
-        model_name="m", model_version="2", model_alias=None, chunk_size=1000,
-    )  # fmt: skip
+        store,
+        bundle,
+        whole,
+        validate_batch(whole, DEMO_SPEC),
+        RunRequest(model=ModelRef("m", "2", None)),
+        chunk_size=1000,
+    )
     a = store.scores_frame(streamed.run_id).set_index("record_id").sort_index()
     b = store.scores_frame(in_memory.run_id).set_index("record_id").sort_index()
     np.testing.assert_allclose(a["score"], b["score"], rtol=1e-5)
@@ -100,8 +107,9 @@ def test_scoring_the_stream_matches_scoring_the_whole_result(bundle, source_url,
     ])  # fmt: skip
     # The same source again is the same batch: found completed, nothing scored twice.
     again = score_stream(
-        bundle=bundle,
-        stream=open_stream(source_url, 40, table="transactions", order_by="transaction_id"),
-        store=store, model_name="m", model_version="1", model_alias=None,
-    )  # fmt: skip
+        store,
+        bundle,
+        open_stream(source_url, 40, table="transactions", order_by="transaction_id"),
+        RunRequest(model=ModelRef("m", "1", None)),
+    )
     assert again.run_id == streamed.run_id and again.already_scored

@@ -13,7 +13,10 @@ import sqlalchemy as sa
 from pipelines.demo import DEMO_SPEC, generate_transactions
 from pipelines.intake.ingest import Batch, validate_batch
 from pipelines.modeling.bundle import ScoringBundle
-from pipelines.scoring.batch import score_batch, write_scores_file
+from pipelines.modeling.registry import ModelRef
+from pipelines.scoring.batch import score_batch
+from pipelines.scoring.export import write_scores_file
+from pipelines.scoring.run import RunRequest
 from pipelines.store import Flag, QuarantinedRow, ResultsStore, Score, ScoringRun
 from tests.conftest import demo_vae_bundle
 
@@ -40,13 +43,11 @@ def store(request, tmp_path) -> ResultsStore:
 def _score(store, bundle, batch, model_version="1", model_alias="champion"):
     validated = validate_batch(batch, bundle.spec)
     return score_batch(
-        bundle=bundle,
-        batch=batch,
-        validated=validated,
-        store=store,
-        model_name="demo-vae",
-        model_version=model_version,
-        model_alias=model_alias,
+        store,
+        bundle,
+        batch,
+        validated,
+        RunRequest(model=ModelRef("demo-vae", model_version, model_alias)),
         chunk_size=128,
     )
 

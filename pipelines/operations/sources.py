@@ -9,6 +9,9 @@ The manifest row / watermark commits in the same transaction as the run's result
 run's completion), so a crash leaves the file or rows pending for the next run, and a
 duplicate run finds the batch already scored (the store's idempotent runs) and writes
 nothing twice. A run with nothing new returns at once, without loading a model.
+
+The scheduled-score job (:mod:`pipelines.jobs.scheduled`) asks a source what is new and
+what commits with its run; sources never score.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Annotated, Literal
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from pipelines.intake.ingest import Batch, DataSourceError, read_batch, validate_batch
+from pipelines.intake.ingest import Batch, DataSourceError, read_batch
 from pipelines.store import ResultsStore
 
 
@@ -178,10 +181,10 @@ def list_pending(store: ResultsStore, source: FolderSource | SqlSource) -> Listi
     return list_sql(store, source)
 
 
-# -- scoring what is new --------------------------------------------------------------------
+# -- what commits with a run --------------------------------------------------------------
 
 
-def _committer(store: ResultsStore, source: FolderSource | SqlSource, item: Pending):
+def committer(store: ResultsStore, source: FolderSource | SqlSource, item: Pending):
     """What commits with the run: the file's manifest row or the new watermark."""
 
     def commit(session, run) -> None:
@@ -205,62 +208,3 @@ def _committer(store: ResultsStore, source: FolderSource | SqlSource, item: Pend
             )
 
     return commit
-
-
-def score_pending(
-    store: ResultsStore,
-    source: FolderSource | SqlSource,
-    listing: Listing,
-    *,
-    model: str | None = None,
-    chunk_size: int = 5000,
-    shadow: bool = True,
-    load=None,
-) -> dict:
-    """Score each pending batch with the champion (and the challenger in shadow)."""
-    from pipelines.modeling.registry import load_bundle, resolve_model
-    from pipelines.operations.runner import operate_batch
-
-    summary = {
-        "source": source.describe(),
-        "nothing_new": not listing.pending,
-        "waiting": listing.waiting,
-        "already_known": listing.known,
-        "runs": [],
-    }
-    if not listing.pending:
-        extra = f"; {len(listing.waiting)} still being written" if listing.waiting else ""
-        summary["message"] = f"nothing new in {source.describe()}{extra}"
-        return summary
-    ref = resolve_model(model)  # resolved per run: a promotion needs no restart
-    bundle = (load or load_bundle)(ref)
-    for item in listing.pending:
-        validated = validate_batch(item.batch, bundle.spec)
-        commit = _committer(store, source, item)
-        operated = operate_batch(
-            store,
-            bundle=bundle,
-            ref=ref,
-            batch=item.batch,
-            validated=validated,
-            chunk_size=chunk_size,
-            shadow=shadow,
-            commit_with=commit,
-        )
-        if operated.report.already_scored:
-            # A duplicate run got here first: make sure the source remembers it too.
-            run = store.get_run(operated.report.run_id)
-            with store.session() as session:
-                commit(session, run)
-        summary["runs"].append({"input": item.label, **operated.to_dict()})
-    scored = sum(not r["already_scored"] for r in summary["runs"])
-    summary["message"] = (
-        f"{source.describe()}: {scored} new batch(es) scored with {ref}"
-        + (
-            f", {len(summary['runs']) - scored} already scored"
-            if scored < len(summary["runs"])
-            else ""
-        )
-        + (f"; {len(listing.waiting)} file(s) still being written" if listing.waiting else "")
-    )
-    return summary

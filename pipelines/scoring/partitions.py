@@ -8,7 +8,7 @@ submits each item as the Prefect task ``score-partition`` through ``prefect-dask
 same results. (Prefect and Dask are imported only by that module: plain scoring's
 start-up does not pay for them.)
 
-What runs where (see :mod:`pipelines.scoring.batch`): the driver reads the batch, checks
+What runs where (see :mod:`pipelines.scoring.chunks`): the driver reads the batch, checks
 its ids in order (a duplicate split across partitions would otherwise be scored twice),
 skips committed chunks and writes every chunk; workers validate and score. The workers
 never touch the results store, so the store contract (one owner claims the run, commits

@@ -2,7 +2,7 @@
 
 ``vigil score --runner dask [--dask-address tcp://HOST:8786]`` runs the score flow with
 :class:`DaskPartitions`; the scoring loop is the single-process one
-(:mod:`pipelines.scoring.batch`), so the run writes the same scores, flags and counts.
+(:func:`pipelines.scoring.run.score_run`), so the run writes the same scores, flags and counts.
 
 Workers validate and score; the driver (the flow run) writes. Why the driver: the store
 contract stays one owner per run (``claim_run`` -> ``write_chunk`` -> ``complete_run``

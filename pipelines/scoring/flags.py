@@ -1,0 +1,220 @@
+"""One chunk's clean rows into what the store writes: its scores, and the flags with the
+snapshot and reasons an analyst judges them by.
+
+Every way a batch is scored (:mod:`pipelines.scoring.chunks`) ends here, so a record is
+flagged, snapshotted and bounded the same way whether it was streamed, held in memory or
+scored on a Dask worker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from pipelines.intake.ingest import (
+    MAX_FIELD_CHARS,
+    QUARANTINE_COLUMNS,
+    ValidationResult,
+    bound_text,
+)
+from pipelines.modeling.bundle import ScoringBundle
+from pipelines.scoring.run import RunTarget
+from pipelines.store.runs import ChunkWrite
+
+
+def score_validated(
+    bundle: ScoringBundle,
+    validated: ValidationResult,
+    *,
+    number: int,
+    first_row: int,
+    chunk_size: int,
+    target: RunTarget,
+    max_field_chars: int,
+    snapshot: pd.DataFrame | None = None,
+    result: pd.DataFrame | None = None,
+) -> ChunkWrite:
+    """A validated chunk into what the store writes: its clean rows scored (unless
+    ``result`` holds their scores already), its quarantine carried along."""
+    clean = validated.clean
+    return score_chunk(
+        bundle,
+        clean,
+        clean if snapshot is None else snapshot,
+        result,
+        number=number,
+        chunk_size=chunk_size,
+        first_row=first_row,
+        row_numbers=validated.clean_row_numbers,
+        rows_in=validated.rows_in,
+        quarantined=validated.quarantined,
+        rows_quarantined=validated.rows_quarantined,
+        target=target,
+        max_field_chars=max_field_chars,
+    )
+
+
+def score_chunk(
+    bundle: ScoringBundle,
+    chunk: pd.DataFrame,
+    snapshot: pd.DataFrame,
+    result: pd.DataFrame | None,
+    *,
+    number: int,
+    chunk_size: int,
+    first_row: int,
+    row_numbers: np.ndarray,
+    rows_in: int,
+    quarantined: pd.DataFrame,
+    rows_quarantined: int,
+    target: RunTarget,
+    max_field_chars: int,
+) -> ChunkWrite:
+    """Score one chunk of clean rows (unless scored already) into what the store writes.
+
+    A row the model gives no finite score (inputs beyond what float arithmetic holds) is
+    quarantined with that reason rather than stored as a score nobody can rank."""
+    if result is None and len(chunk):
+        result = bundle.score(chunk)
+    if len(chunk):
+        finite = np.isfinite(result["score"].to_numpy(dtype="float64"))
+        if not finite.all():
+            unscorable = unscorable_rows(chunk, finite, bundle.spec.id_column, row_numbers)
+            quarantined = pd.concat([quarantined, unscorable], ignore_index=True)
+            rows_quarantined += len(unscorable)
+            keep = np.flatnonzero(finite)
+            chunk, snapshot, result = chunk.iloc[keep], snapshot.iloc[keep], result.iloc[keep]
+    if len(chunk):
+        scores = pd.DataFrame(
+            {
+                "record_id": chunk[bundle.spec.id_column].to_numpy(),
+                "score": result["score"].to_numpy(),
+                "is_anomaly": result["is_anomaly"].to_numpy(),
+            }
+        )
+        # A shadow run keeps scores only: its flags never reach the review queue.
+        flags = (
+            []
+            if target.role == "shadow"
+            else flag_records(chunk, snapshot, result, bundle, max_field_chars)
+        )
+    else:
+        scores = pd.DataFrame(columns=["record_id", "score", "is_anomaly"])
+        flags = []
+    return ChunkWrite(
+        chunk_number=number,
+        chunk_size=chunk_size,
+        first_row=first_row,
+        rows_in=rows_in,
+        scores=scores,
+        flags=flags,
+        quarantined=quarantined,
+        rows_quarantined=rows_quarantined,
+        batch_id=target.batch_id,
+        source=target.source,
+    )
+
+
+def unscorable_rows(
+    chunk: pd.DataFrame, finite: np.ndarray, id_column: str, row_numbers: np.ndarray
+) -> pd.DataFrame:
+    """The chunk's rows the model gave no finite score, as quarantine rows."""
+    positions = np.flatnonzero(~finite)
+    return pd.DataFrame(
+        {
+            "row_number": [int(row_numbers[p]) for p in positions],
+            "record_id": chunk[id_column].iloc[positions].astype(str).to_numpy(),
+            "column": None,
+            "value": None,
+            "reason": "the model gave no finite score (values beyond float range)",
+            "raw": [chunk.iloc[p].to_json(date_format="iso") for p in positions],
+        },
+        columns=QUARANTINE_COLUMNS,
+    )
+
+
+def no_quarantine() -> pd.DataFrame:
+    """An empty quarantine (a chunk after the first of a batch held in memory)."""
+    return pd.DataFrame(columns=QUARANTINE_COLUMNS)
+
+
+def flag_records(
+    chunk: pd.DataFrame,
+    snapshot: pd.DataFrame,
+    result: pd.DataFrame,
+    bundle: ScoringBundle,
+    max_field_chars: int = MAX_FIELD_CHARS,
+) -> list[dict]:
+    """Flag rows with a snapshot an analyst can judge offline: the record as scored, plus
+    its context features in sequence mode. Long texts are cut (``_truncated`` in the
+    record says which and how long they were).
+
+    The flagged rows' snapshots are serialised in one call per chunk (not one pandas row
+    at a time): the same JSON as each row's ``to_json``."""
+    flagged = np.flatnonzero(result["is_anomaly"].to_numpy())
+    if not len(flagged):
+        return []
+    records = _json_records(chunk.iloc[flagged])
+    if snapshot is not chunk:
+        extra_columns = [c for c in snapshot.columns if c not in set(chunk.columns)]
+        for values, extra in zip(
+            records, _json_records(snapshot.iloc[flagged][extra_columns]), strict=True
+        ):
+            values.update(extra)
+    label_column = bundle.spec.label_column or ""
+    ids = chunk[bundle.spec.id_column].iloc[flagged].to_numpy(dtype=object)
+    entity_column = bundle.spec.entity_column
+    entities = chunk[entity_column].iloc[flagged].to_numpy(dtype=object) if entity_column else None
+    scores = result["score"].to_numpy(dtype="float64")[flagged]
+    reasons = result["reasons"].to_numpy()[flagged]
+    threshold = bundle.threshold
+    out = []
+    for n, values in enumerate(records):
+        # The label (when a batch carries one) is for evaluation, never for the analyst
+        # judging the record: keep it out of the snapshot shown in the review app.
+        values.pop(label_column, None)
+        out.append(
+            {
+                "record_id": str(ids[n]),
+                "entity": str(entities[n]) if entities is not None else None,
+                "score": float(scores[n]),
+                "threshold": threshold,
+                "record": bound_record(values, max_field_chars),
+                "reasons": bound_reasons(reasons[n], max_field_chars),
+            }
+        )
+    return out
+
+
+def _json_records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-ready dicts (ISO dates, NaN as null), one serialisation per frame."""
+    if not len(frame.columns):
+        return [{} for _ in range(len(frame))]
+    return json.loads(frame.to_json(orient="records", date_format="iso"))
+
+
+def bound_record(values: dict, limit: int) -> dict:
+    """The snapshot with every text cut to ``limit`` characters; ``_truncated`` maps each
+    cut field to its full length."""
+    truncated = {k: len(v) for k, v in values.items() if isinstance(v, str) and len(v) > limit}
+    if not truncated:
+        return values
+    bounded = {k: bound_text(v, limit) if k in truncated else v for k, v in values.items()}
+    bounded["_truncated"] = truncated
+    return bounded
+
+
+def bound_reasons(reasons: Iterable[dict], limit: int) -> list[dict]:
+    """Reasons quote the value: cut long values and texts the same way."""
+    out = []
+    for reason in reasons:
+        reason = dict(reason)
+        for key in ("value", "text"):
+            if isinstance(reason.get(key), str) and len(reason[key]) > limit:
+                reason[key] = bound_text(reason[key], limit)
+                reason["truncated"] = True
+        out.append(reason)
+    return out
