@@ -37,6 +37,7 @@ from pipelines.operations.sources import (
 from pipelines.scoring.history import KeptHistory
 from pipelines.settings import get_settings
 from pipelines.store import ResultsStore
+from pipelines.store.vocabulary import DecisionOutcome
 
 
 def retry_on_io(task, task_run, state) -> bool:
@@ -278,7 +279,7 @@ def promote_flow(
             answer = ask_for_approval(comparison, decision, approval_timeout_s)
             approved_by = answer.approver
             if not answer.approve:
-                override = "approval_rejected"
+                override = DecisionOutcome.APPROVAL_REJECTED
                 decision.reasons.append(f"rejected by {answer.approver}: {answer.note or '-'}")
         result = record_and_apply(
             store,

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.spreadsheet import spreadsheet_safe
 from pipelines.store import ResultsStore
 
 
@@ -30,6 +31,7 @@ def write_scores_file(store: ResultsStore, run_id: str, path: str | Path) -> Pat
             }
         )
         scores = pd.concat([scores, rejected], ignore_index=True)
+    scores = spreadsheet_safe(scores)  # record ids come from data: no formulas in a sheet
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".csv":
         scores.to_csv(path, index=False)

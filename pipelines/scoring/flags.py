@@ -23,6 +23,7 @@ from pipelines.intake.ingest import (
 from pipelines.modeling.bundle import ScoringBundle
 from pipelines.scoring.run import RunTarget
 from pipelines.store.runs import ChunkWrite
+from pipelines.store.vocabulary import RunRole
 
 
 def score_validated(
@@ -98,7 +99,7 @@ def score_chunk(
         # A shadow run keeps scores only: its flags never reach the review queue.
         flags = (
             []
-            if target.role == "shadow"
+            if target.role == RunRole.SHADOW
             else flag_records(chunk, snapshot, result, bundle, max_field_chars)
         )
     else:

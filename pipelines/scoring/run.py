@@ -33,12 +33,13 @@ from pipelines.scoring.partitions import IN_PROCESS, Partitions
 from pipelines.scoring.writer import ChunkWriter
 from pipelines.store import ResultsStore
 from pipelines.store.runs import ChunkWrite, RunClaimTicket
+from pipelines.store.vocabulary import RunRole
 
 #: Default lease of a claimed run: a process silent for this long is presumed dead.
 DEFAULT_LEASE_SECONDS = 60.0
 
-PRIMARY = "primary"
-SHADOW = "shadow"
+PRIMARY = RunRole.PRIMARY
+SHADOW = RunRole.SHADOW
 
 
 @dataclass(frozen=True)
