@@ -6,7 +6,8 @@ import json
 
 from click.testing import CliRunner
 
-from pipelines.cli import _model_line, main
+from pipelines.cli import main
+from pipelines.cli.training import _model_line
 
 
 def _metrics(**extra: float) -> dict:

@@ -1,0 +1,105 @@
+"""The ``vigil`` command line.
+
+Settings are applied before Prefect or MLflow is imported (both read the environment at
+import time), so every command imports its heavy modules lazily.
+
+The ``main`` group and what every command shares; the commands live in the modules
+beside this one, one per job."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from pipelines.settings import get_settings
+
+#: Where `spec init` and `demo-data` write by default: the user's project folder.
+DEFAULT_SPECS = Path("data") / "specs"
+
+
+DEFAULT_SAMPLES = Path("data") / "samples"
+
+
+DEFAULT_SPEC = DEFAULT_SPECS / "demo_transactions.yaml"
+
+
+#: Exit code when the same batch is being scored by another live process right now.
+EXIT_ALREADY_RUNNING = 3
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(click.style(f"error: {message}", fg="red"), err=True)
+    sys.exit(code)
+
+
+class _Group(click.Group):
+    """Turns the errors people cause (bad files, bad specs, unknown models, a store that
+    went away) into one readable line instead of a traceback."""
+
+    def invoke(self, ctx):
+        from pipelines.intake.ingest import DataSourceError
+        from pipelines.intake.spec import SpecError
+        from pipelines.store import LeaseLost, RunAlreadyRunning, StoreUnavailable
+
+        try:
+            with _quiet_prefect_errors():
+                return super().invoke(ctx)
+        except RunAlreadyRunning as exc:
+            _fail(f"already running: {exc}", EXIT_ALREADY_RUNNING)
+        except (StoreUnavailable, LeaseLost) as exc:
+            _fail(f"{exc}; re-run to resume from the last committed chunk")
+        except (DataSourceError, SpecError, ValueError, FileNotFoundError) as exc:
+            _fail(str(exc))
+
+
+class _DropFlowErrorRecords(logging.Filter):
+    """Prefect logs a failed flow or task with its full traceback before the exception
+    reaches the CLI; the CLI prints its own one-line message (the Prefect API, when one
+    is configured, still keeps the failed state with the traceback)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+
+@contextmanager
+def _quiet_prefect_errors():
+    names = ("prefect.flow_runs", "prefect.task_runs", "prefect.engine")
+    loggers = [logging.getLogger(name) for name in names]
+    quiet = _DropFlowErrorRecords()
+    handlers = [h for lg in loggers for h in lg.handlers]
+    for target in (*loggers, *handlers):
+        target.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for target in (*loggers, *handlers):
+            target.removeFilter(quiet)
+
+
+def _use_prefect() -> bool:
+    """Run jobs as Prefect flows only when a Prefect API is configured: otherwise each
+    command would start (and, killed, leave behind) a temporary API server."""
+    return bool(os.environ.get("PREFECT_API_URL"))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """vigil: train VAE and GAN anomaly detectors, score batches, review flags."""
+    get_settings().apply_environment()
+
+
+def _store():
+    from pipelines.store import ResultsStore
+
+    return ResultsStore(get_settings().resolved_database_url)
+
+
+def _actor(actor: str | None = None) -> str:
+    import getpass
+
+    return actor or getpass.getuser()

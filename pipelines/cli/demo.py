@@ -1,0 +1,26 @@
+"""`vigil demo` and `vigil demo-feedback`: the whole loop on generated data."""
+
+from __future__ import annotations
+
+import click
+
+from pipelines.cli.app import main
+
+
+@main.command("demo-feedback")
+@click.option("--epochs", type=int, default=None, help="Override epochs (faster, rougher).")
+def demo_feedback(epochs) -> None:
+    """The feedback loop once on the demo data: import verdicts, retrain with labels,
+    print before/after on the later batch."""
+    from pipelines.demo_feedback import run_feedback_demo
+
+    run_feedback_demo(epochs=epochs, echo=click.echo)
+
+
+@main.command()
+@click.option("--epochs", type=int, default=None, help="Override epochs (faster, rougher).")
+def demo(epochs) -> None:
+    """The whole loop on bundled sample data: train both detectors, register, score."""
+    from pipelines.demo import run_demo
+
+    run_demo(epochs=epochs, echo=click.echo)
