@@ -67,12 +67,12 @@ def test_api_picks_up_a_new_champion_in_the_background_without_a_restart(tmp_pat
     from types import SimpleNamespace
 
     from pipelines.demo import DEMO_SPEC
-    from pipelines.modeling import registry
+    from pipelines.operations import api
     from pipelines.operations.api import Scorer
 
     champion = {"version": "1"}
     monkeypatch.setattr(
-        registry, "resolve_model",
+        api, "resolve_model",
         lambda reference: SimpleNamespace(name="m", version=champion["version"]),
     )  # fmt: skip
     loads = []
