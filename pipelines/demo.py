@@ -191,9 +191,13 @@ def run_demo(
     n_cards: int | None = None,
     seed: int | None = None,
     max_train_rows: int | None = None,
+    until: str | None = None,
     echo=print,
 ) -> dict:
-    """The whole story on a generated card stream, each step with its command by hand."""
+    """The whole story on a generated card stream, each step with its command by hand.
+
+    ``until`` names the last step to run (a step of ``demo_story.STEPS``); the review
+    log-in is printed only when the story runs to its end."""
     import time
 
     from pipelines import demo_story as story
@@ -215,7 +219,11 @@ def run_demo(
         t0 = time.perf_counter()
         result[step.__name__] = step(ctx)
         echo(f"   ({time.perf_counter() - t0:.0f} s)")
-    _demo_review_access(settings, echo)
+        if step.__name__ == until:
+            break
+    else:
+        echo("")
+        _demo_review_access(settings, echo)
     elapsed = time.perf_counter() - started
     echo("")
     echo(f"vigil demo: done in {elapsed:.0f} s (state under {settings.home_dir})")
@@ -239,7 +247,7 @@ def _demo_review_access(settings, echo: Callable[[str], None]) -> None:
     store = ResultsStore(settings.resolved_database_url)
     open_items = store.queue_page(limit=1).counts.get("open", 0)
     url = f"http://{settings.review_host}:{settings.review_port}/"
-    echo(f"review queue: {open_items} open items. Work them in the review app:")
+    echo(f"== next: work the queue yourself ({open_items} open cases)")
     echo("  .venv/bin/vigil review        # then open " + url)
     if store.get_user(DEMO_ANALYST) is None:
         password = secrets.token_urlsafe(12)

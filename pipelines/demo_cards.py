@@ -102,7 +102,7 @@ def rules_scores(frame: pd.DataFrame) -> np.ndarray:
     median. ``frame`` holds the cards' earlier payments too (rules read history, like the
     models)."""
     data = frame[["card_id", "timestamp", "amount"]].copy()
-    data["t"] = pd.to_datetime(data["timestamp"]).astype("int64") / 1e9
+    data["t"] = (pd.to_datetime(data["timestamp"]) - pd.Timestamp(0)) / pd.Timedelta("1s")
     data["order"] = np.arange(len(data))
     data = data.sort_values(["card_id", "t", "order"], kind="stable")
     grouped = data.groupby("card_id", sort=False)["amount"]
