@@ -160,7 +160,8 @@ def train(ctx: DemoContext) -> dict:
     for model in result["models"]:
         m = model["metrics"]
         ctx.state["versions"][model["detector"]] = f"{model['model']}/{model['version']}"
-        aliases = ", ".join(model["aliases"]) or "no alias: " + "; ".join(model["problems"])
+        problems = "; ".join(p.split(":")[0] for p in model.get("problems", []))
+        aliases = ", ".join(model["aliases"]) or f"no alias: {problems}"
         ctx.echo(
             f"   {model['model']} v{model['version']} [{aliases}]  AUROC {m['auroc']:.3f}  "
             f"fit {m['fit_seconds']:.0f} s"
@@ -186,6 +187,11 @@ def score_week(ctx: DemoContext) -> dict:
         scores[kind] = _score_in_memory(ctx, ctx.state["versions"][kind], week)
     train = pd.read_csv(ctx.files["train"]).drop(columns=["is_fraud"])
     scores["rules"] = rules_scores(pd.concat([train, week], ignore_index=True))[len(train) :]
+    health = (run.get("health") or {}).get("summary", "not measured")
+    ctx.echo(
+        f"   run {run['run_id'][:8]}: {run['rows_scored']} scored, {run['rows_flagged']} "
+        f"flagged at the champion's threshold; health: {health}"
+    )
     table = {name: catches(s, kinds) for name, s in scores.items()}
     ctx.state["table"] = table
     for line in per_type_lines(table):
@@ -234,7 +240,8 @@ def queue(ctx: DemoContext) -> dict:
     for item in page.items:
         entity = item.get("entity") or "?"
         reason = _first_reason(by_card.get(str(entity), []))
-        ctx.echo(f"   card {entity}, {item.get('flag_count', '?')} flagged payments: {reason}")
+        n = item.get("flag_count", 0)
+        ctx.echo(f"   card {entity}, {n} flagged payment{'s' if n != 1 else ''}: {reason}")
     return {"open_cases": open_cases}
 
 

@@ -50,16 +50,17 @@ def run_demo_process(tmp_path: Path, *, cards: int, seed: int, until: str | None
 
 
 def test_every_step_runs_and_prints_its_command(tmp_path):
-    output, result = run_demo_process(tmp_path, cards=100, seed=DEMO_SEED)
+    output, result = run_demo_process(tmp_path, cards=150, seed=DEMO_SEED)
     for step in ("1.", "2.", "3.", "4.", "5.", "6."):
         assert f"== {step}" in output
     assert output.count("by hand: vigil") == 6
     assert "rules" in result["table"] and "seq_vae" in result["table"]
     assert "open cases" in output and "vigil review" in output and "log in as" in output
-    assert "precision at the alert budget" in output
+    assert "the analyst judged" in output
+    # At this size the verdicts may hold too few frauds to learn from; the demo says so.
+    assert "precision at the alert budget" in output or "no labelled model:" in output
     assert "health:" in output and "shadow:" in output
     assert not list(tmp_path.glob("*.csv"))  # nothing written into the working directory
-    assert 0 <= result["loop"]["precision_before"] <= 1
 
 
 @pytest.mark.parametrize("seed", [DEMO_SEED, 1, 2])
