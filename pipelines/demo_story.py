@@ -274,22 +274,14 @@ def feedback_loop(ctx: DemoContext) -> dict:
     ids = [str(f.record_id) for f in reviewed]
     verdict = np.where(truth.loc[ids, "is_fraud"] == "1", "fraud", "not_fraud")
     path = ctx.settings.home_dir / "demo_verdicts.csv"
-    pd.DataFrame(
-        {
-            "record_id": ids,
-            "verdict": verdict,
-            "source": "review",
-            "known_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
-            "analyst": "demo-analyst",
-        }
-    ).to_csv(path, index=False)
+    _verdict_file(path, ids, verdict)
     through = ctx.settings.home_dir / "demo" / "through_week.csv"
     train = pd.read_csv(ctx.files["train"])
     pd.concat([train, week], ignore_index=True).to_csv(through, index=False)
     ctx.header(
-        "5. the loop: verdicts -> a labelled model -> promotion",
+        "5. the loop: the analyst's verdicts -> a labelled model (the challenger)",
         f"vigil labels import {path} --source review; vigil train --data {through} "
-        f"--spec {ctx.files['spec']} --detectors {CHAMPION_KIND} --with-labels; vigil promote",
+        f"--spec {ctx.files['spec']} --detectors {CHAMPION_KIND} --with-labels",
     )
     imported = _import_verdicts(ctx, path)
     n_fraud = int((verdict == "fraud").sum())
@@ -318,17 +310,16 @@ def feedback_loop(ctx: DemoContext) -> dict:
         f"   precision at the alert budget ({budget} alerts) on the week's last "
         f"{7 - REVIEWED_DAYS} days, never reviewed: before {p_before:.2f}, after {p_after:.2f}"
     )
-    decision = _promote(ctx, ctx.model(CHAMPION_KIND))
-    for line in decision.splitlines()[:6]:
-        ctx.echo("   " + line)
-    return {"precision_before": p_before, "precision_after": p_after, "promotion": decision}
+    ctx.echo("   vigil promote weighs it against the champion once both have scored the same")
+    ctx.echo("   records and the analysts have judged them: the next day, below")
+    return {"precision_before": p_before, "precision_after": p_after}
 
 
 def next_day(ctx: DemoContext) -> dict:
     champion = f"{ctx.model(CHAMPION_KIND)}@champion"
     ctx.header(
         f"6. operations: the next day, spending up {SPENDING_SHIFT - 1:.0%} (a sale), scored "
-        "by the champion, the challenger in shadow",
+        "by the champion, the challenger in shadow, then promotion",
         f"vigil score --data {_rel(ctx.files['next_day'])} --model {champion}; vigil runs",
     )
     out = ctx.settings.home_dir / "demo_next_day_scores.parquet"
@@ -347,7 +338,41 @@ def next_day(ctx: DemoContext) -> dict:
         )
     else:
         ctx.echo("   shadow: no challenger apart from the champion now")
-    return {"run": run}
+        return {"run": run}
+    # The analysts judge what either model flagged that day; promotion weighs the two on
+    # those verdicts (records both scored) and on the flag volumes of the paired runs.
+    store = ctx.store()
+    flagged = set()
+    for run_id in (run["run_id"], shadow["run_id"]):
+        scores = store.scores_frame(run_id)
+        flagged |= set(scores.loc[scores["is_anomaly"].astype(bool), "record_id"].astype(str))
+    truth = ctx.truth()
+    ids = sorted(flagged)
+    verdict = np.where(truth.loc[ids, "is_fraud"] == "1", "fraud", "not_fraud")
+    path = ctx.settings.home_dir / "demo_verdicts_next_day.csv"
+    _verdict_file(path, ids, verdict, ago_s=0)
+    _import_verdicts(ctx, path)
+    ctx.echo(
+        f"   the analysts judge the {len(ids)} payments either model flagged: "
+        f"{int((verdict == 'fraud').sum())} fraud"
+    )
+    ctx.echo(f"   by hand: vigil labels import {path} --source review; vigil promote")
+    decision = _promote(ctx, ctx.model(CHAMPION_KIND))
+    for line in decision.splitlines()[:7]:
+        ctx.echo("   " + line)
+    return {"run": run, "promotion": decision}
+
+
+def _verdict_file(path: Path, ids: list[str], verdict: np.ndarray, ago_s: float = 60) -> None:
+    pd.DataFrame(
+        {
+            "record_id": ids,
+            "verdict": verdict,
+            "source": "review",
+            "known_at": (datetime.now(UTC) - timedelta(seconds=ago_s)).isoformat(),
+            "analyst": "demo-analyst",
+        }
+    ).to_csv(path, index=False)
 
 
 STEPS = (data, train, score_week, queue, feedback_loop, next_day)
