@@ -169,8 +169,22 @@ def train(ctx: DemoContext) -> dict:
     return result
 
 
+def _champion(ctx: DemoContext) -> str:
+    """The champion alias, or the trained version by number where training's gates gave
+    it no alias (the demo goes on, and step 2 said why)."""
+    from pipelines.modeling.registry import configure_mlflow, resolve_model
+
+    configure_mlflow(ctx.settings)
+    name = f"{ctx.model(CHAMPION_KIND)}@champion"
+    try:
+        resolve_model(name)
+    except ValueError:
+        return ctx.state["versions"][CHAMPION_KIND]
+    return name
+
+
 def score_week(ctx: DemoContext) -> dict:
-    champion = f"{ctx.model(CHAMPION_KIND)}@champion"
+    champion = _champion(ctx)
     out = ctx.settings.home_dir / "demo_week_scores.parquet"
     ctx.header(
         f"3. score the week with the champion; what each model catches at a {ALERT_RATE:.0%} "
@@ -316,7 +330,7 @@ def feedback_loop(ctx: DemoContext) -> dict:
 
 
 def next_day(ctx: DemoContext) -> dict:
-    champion = f"{ctx.model(CHAMPION_KIND)}@champion"
+    champion = _champion(ctx)
     ctx.header(
         f"6. operations: the next day, spending up {SPENDING_SHIFT - 1:.0%} (a sale), scored "
         "by the champion, the challenger in shadow, then promotion",
