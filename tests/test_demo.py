@@ -70,6 +70,7 @@ def test_learned_models_beat_the_rules_on_most_fraud_types(tmp_path, seed):
     best learned model catches more at the 1% alert rate than the rules."""
     _, result = run_demo_process(tmp_path, cards=300, seed=seed, until="score_week")
     table = result["table"]
+    print(json.dumps({"seed": seed, "table": table}))  # the measured table, with -s
     learned = [n for n in table if n != "rules"]
     wins = [t for t in FRAUD_TYPES if max(table[n][t][0] for n in learned) > table["rules"][t][0]]
     assert len(wins) >= 3, (seed, table)
