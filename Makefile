@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.vigil-installed
 
-.PHONY: install demo test lint bench bench-dev bench-dev-pyod bench-sequences bench-review clean-state
+.PHONY: install demo test test-slow lint bench bench-dev bench-dev-pyod bench-sequences bench-review clean-state
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,6 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/vigil demo
-	$(BIN)/vigil demo-feedback
 
 test: install
 	$(BIN)/lint-imports
@@ -30,6 +29,11 @@ test: install
 # and its section of benchmarks/RESULTS.md; `python -m benchmarks --list` shows them all.
 BENCH := $(BIN)/python -m benchmarks
 BENCH_DEPS = $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
+
+# Quality bars that train whole pipelines several times (the demo's learned models
+# against its rules baseline on three seeds): minutes each, so outside `make test`.
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
 
 # Detection quality and speed side by side with PyOD on five real tabular sets.
 bench: install

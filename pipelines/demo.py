@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from pipelines.intake.spec import DatasetSpec
-from pipelines.store.vocabulary import Role
 
 CATEGORIES = {
     # name: (probability, median amount, log-sd, share online)
@@ -165,70 +164,71 @@ def demo_files(home: Path) -> dict[str, Path]:
     return paths
 
 
-def run_demo(*, epochs: int | None = None, echo=print) -> dict:
-    """Train both detectors on the sample data, register them, score the later batch and
-    print what a person needs to look further."""
+def card_files(home: Path, *, n_cards: int | None = None, seed: int | None = None) -> dict:
+    """The card demo's files (training fortnight, week, next day, truth, spec) in the state
+    folder, written from the seed on first use (one folder per size and seed)."""
+    from pipelines.demo_cards import DEMO_SEED, FULL_CARDS, write_card_files
+
+    n_cards, seed = n_cards or FULL_CARDS, DEMO_SEED if seed is None else seed
+    folder = home / "demo" / f"cards-{n_cards}-{seed}"
+    names = ("train", "week", "next_day", "truth", "spec")
+    paths = {n: folder / f for n, f in zip(names, _CARD_FILES, strict=True)}
+    if not all(p.exists() for p in paths.values()):
+        paths = write_card_files(folder, n_cards=n_cards, seed=seed)
+    return paths
+
+
+_CARD_FILES = ("train.csv", "week.csv", "next_day.csv", "truth.csv", "demo_cards.yaml")
+#: Training sizes that keep the whole demo within a few minutes on two cores.
+DEMO_EPOCHS, DEMO_MAX_TRAIN_ROWS = 3, 8000
+#: Verdicts the scripted analyst gives: the top of the queue, these many cases.
+DEMO_VERDICT_CASES = 60
+
+
+def run_demo(
+    *,
+    epochs: int | None = None,
+    n_cards: int | None = None,
+    seed: int | None = None,
+    max_train_rows: int | None = None,
+    until: str | None = None,
+    echo=print,
+) -> dict:
+    """The whole story on a generated card stream, each step with its command by hand.
+
+    ``until`` names the last step to run (a step of ``demo_story.STEPS``); the review
+    log-in is printed only when the story runs to its end."""
     import time
 
-    from pipelines.flows import score_flow, train_flow
-    from pipelines.jobs.score import ScoreRequest
-    from pipelines.modeling.registry import registry_summary
-    from pipelines.modeling.training import TrainConfig
+    from pipelines import demo_story as story
     from pipelines.settings import get_settings
 
     settings = get_settings()
-    files = demo_files(settings.home_dir)
-    train_path, score_path, spec_path = files["train"], files["score"], files["spec"]
     started = time.perf_counter()
-    overrides = {"epochs": epochs} if epochs else {}
-    trained = train_flow(
-        data=str(train_path),
-        spec_path=str(spec_path),
-        config=TrainConfig(vae=dict(overrides), gan=dict(overrides)),
+    files = card_files(settings.home_dir, n_cards=n_cards, seed=seed)
+    ctx = story.DemoContext(
+        settings=settings,
+        files=files,
+        epochs=epochs or DEMO_EPOCHS,
+        max_train_rows=max_train_rows or DEMO_MAX_TRAIN_ROWS,
+        verdict_cases=DEMO_VERDICT_CASES,
+        echo=echo,
     )
-    scores_out = settings.home_dir / "demo_scores.parquet"
-    scored = score_flow(ScoreRequest(data=str(score_path), out=str(scores_out)))
+    result = {}
+    for step in story.STEPS:
+        t0 = time.perf_counter()
+        result[step.__name__] = step(ctx)
+        echo(f"   ({time.perf_counter() - t0:.0f} s)")
+        if step.__name__ == until:
+            break
+    else:
+        echo("")
+        _demo_review_access(settings, echo)
     elapsed = time.perf_counter() - started
-
-    names = [m["model"] for m in trained["models"]]
-    registry = registry_summary(names)
     echo("")
-    echo("=" * 78)
-    echo(f"vigil demo: done in {elapsed:.0f} s   (state under {settings.home_dir})")
-    echo("=" * 78)
-    echo(
-        f"training data: {trained['rows_in']} rows, {trained['rows_train']} normal rows fitted, "
-        f"{trained['rows_evaluation']} held out (normals + labelled anomalies)"
-    )
-    echo("")
-    echo("registered models (MLflow):")
-    for line in registry.to_string(index=False).splitlines():
-        echo(f"  {line}")
-    echo("")
-    echo("evaluation on the labelled hold-out:")
-    for model in trained["models"]:
-        m = model["metrics"]
-        echo(
-            f"  {model['model']:<26} AUROC {m['auroc']:.3f}  AUPRC {m['auprc']:.3f}  "
-            f"threshold {m['threshold']:.4g} for target FPR {m['target_fpr']:.0%} "
-            f"(hold-out FPR {m['holdout_fpr']:.1%}, recall {m['recall_at_threshold']:.0%})"
-        )
-    echo("")
-    echo(
-        f"scoring run {scored.run_id[:8]} with {scored.model} v{scored.model_version} "
-        f"(champion): {scored.rows_in} rows in = {scored.rows_scored} scored + "
-        f"{scored.rows_quarantined} quarantined; {scored.rows_flagged} flagged"
-    )
-    echo(f"every record's score: {scored.out}")
-    echo("")
-    _demo_review_access(settings, echo)
-    echo("")
-    echo("look further:")
-    echo("  .venv/bin/vigil flags            # flagged records and why")
-    echo("  .venv/bin/vigil runs             # scoring runs")
-    echo("  .venv/bin/vigil models           # registry versions and aliases")
-    echo(f"  .venv/bin/mlflow ui --backend-store-uri {settings.resolved_mlflow_uri}")
-    return {"train": trained, "score": scored, "seconds": elapsed}
+    echo(f"vigil demo: done in {elapsed:.0f} s (state under {settings.home_dir})")
+    result["seconds"] = elapsed
+    return result
 
 
 DEMO_ANALYST = "analyst"
@@ -247,11 +247,11 @@ def _demo_review_access(settings, echo: Callable[[str], None]) -> None:
     store = ResultsStore(settings.resolved_database_url)
     open_items = store.queue_page(limit=1).counts.get("open", 0)
     url = f"http://{settings.review_host}:{settings.review_port}/"
-    echo(f"review queue: {open_items} open items. Work them in the review app:")
+    echo(f"== next: work the queue yourself ({open_items} open cases)")
     echo("  .venv/bin/vigil review        # then open " + url)
     if store.get_user(DEMO_ANALYST) is None:
         password = secrets.token_urlsafe(12)
-        store.add_user(DEMO_ANALYST, Role.ANALYST, hash_password(password), actor="vigil demo")
+        store.add_user(DEMO_ANALYST, "analyst", hash_password(password), actor="vigil demo")
         echo(f"  log in as '{DEMO_ANALYST}' with password: {password}")
         echo("  (shown once; change it: .venv/bin/vigil users set-password analyst)")
     else:

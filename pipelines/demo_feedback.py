@@ -43,7 +43,7 @@ def run_feedback_demo(*, epochs: int | None = None, echo=print) -> dict:
             data=str(train_path),
             spec_path=str(spec_path),
             # A handful of verdicts is enough for the demo (the default minimum is 20 frauds).
-        config=TrainConfig(detectors=["vae"], vae=overrides, min_labels=10),
+            config=TrainConfig(detectors=["vae"], vae=overrides, min_labels=10),
         )
         ref = resolve_model(champion)
 

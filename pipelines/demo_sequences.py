@@ -140,6 +140,15 @@ def _fraud(card: int, home: np.ndarray, level: float, days: int, rng) -> pd.Data
 
 
 # ------------------------------------------------------------------ typology set
+#: Expected rows per planted event, so ``fraud_share`` holds whichever types are planted.
+_ROWS_PER_EVENT = {
+    "point_amount": 1.0,
+    "card_testing": 7.5,
+    "impossible_travel": 1.5,
+    "account_takeover": 5.0,
+    "contextual": 1.0,
+    "compromised_merchant": 1.0,
+}
 #: Cities the cards live in, travel to and online merchants have their head office in.
 CITIES = {
     "brussels": (50.85, 4.35),
@@ -206,6 +215,7 @@ def generate_typology_set(
     seed: int = 0,
     fraud_share: float = 0.005,
     start: str = "2026-01-05",
+    typologies: tuple[str, ...] = TYPOLOGIES,
 ) -> pd.DataFrame:
     """Card payments with five fraud typologies (``fraud_kind``) among hard legitimate ones.
 
@@ -234,6 +244,15 @@ def generate_typology_set(
     * ``contextual``: one ordinary amount at an hour the card never uses and in an
       everyday category it never uses, card-present at home.
 
+    ``typologies`` chooses which of them are planted (events take turns in that order);
+    one more is available:
+
+    * ``compromised_merchant``: a web merchant no card has used before is breached and
+      cashes out stolen cards: each victim pays it once, at night within a few hours of
+      the breach (three breaches, each on its own day), 1.5-4x the card's usual amount,
+      card not present. Each payment alone is one ordinary-sized online purchase; only
+      the merchant's sudden traffic and the card's odd hour and shop give it away.
+
     Sorted by time; ``transaction_id`` in time order, ``timestamp`` as text (seconds).
     """
     rng = np.random.default_rng(seed)
@@ -255,13 +274,24 @@ def generate_typology_set(
     legit = legit[legit["seconds"] < horizon].reset_index(drop=True)
     n_fraud_rows = fraud_share * len(legit)
     # Expected rows per event: point 1, testing 7.5, travel 1.5, takeover 5, contextual 1.
-    per_event = np.array([1.0, 7.5, 1.5, 5.0, 1.0])
+    per_event = np.array([_ROWS_PER_EVENT[k] for k in typologies])
     n_events = int(round(n_fraud_rows / per_event.mean()))
+    if "compromised_merchant" in typologies:  # drawn only then: other sets keep their bytes
+        web = web.assign(breach=np.nan)
+        breached = pd.DataFrame(
+            {
+                "merchant_id": [f"web_new{k}" for k in range(3)],
+                "category": rng.choice(["electronics", "gift_cards", "marketplace"], 3),
+                "city": rng.integers(0, len(names), 3),
+                "breach": (rng.uniform(7, days - 1, 3) // 1) * 86400.0 + 23.5 * 3600.0,
+            }
+        )
+        web = pd.concat([web, breached], ignore_index=True)
     profiles = legit.groupby("card_id", sort=False)
     victims = rng.choice(n_cards, size=min(n_events, n_cards), replace=False)
     frauds = []
     for event, card in enumerate(victims):
-        kind = TYPOLOGIES[event % len(TYPOLOGIES)]
+        kind = typologies[event % len(typologies)]
         own = profiles.get_group(f"c{card:05d}")
         frauds.append(_typology_fraud(kind, own, rng, names, coords, web, days))
     frame = pd.concat([legit, *frauds], ignore_index=True)
@@ -452,7 +482,7 @@ def _typology_fraud(kind, own, rng, names, coords, web, days) -> pd.DataFrame:
         t = np.sort(evening + rng.uniform(0, 7 * 3600.0, n))
         # Shared web shops in online categories the card never used: every merchant and
         # category occurs in other cards' normal payments.
-        fresh = web[~web["category"].isin(used)]
+        fresh = web[~web["category"].isin(used) & ~web["merchant_id"].str.startswith("web_new")]
         shop = (fresh if len(fresh) else web).sample(
             n, replace=True, random_state=int(rng.integers(1 << 31))
         )
@@ -465,6 +495,19 @@ def _typology_fraud(kind, own, rng, names, coords, web, days) -> pd.DataFrame:
             latitude=xy[:, 0],
             longitude=xy[:, 1],
             card_present=np.zeros(n, int),
+        )
+    elif kind == "compromised_merchant":
+        breached = web[web["merchant_id"].str.startswith("web_new")]
+        shop = breached.iloc[int(rng.integers(len(breached)))]
+        xy = coords[int(shop["city"])]
+        rows = dict(
+            seconds=[float(shop["breach"]) + rng.uniform(0, 4 * 3600.0)],
+            merchant_id=[shop["merchant_id"]],
+            merchant_category=[shop["category"]],
+            amount=[level * rng.uniform(1.5, 4.0)],
+            latitude=[xy[0]],
+            longitude=[xy[1]],
+            card_present=[0],
         )
     else:  # contextual
         usual_hour = float(own["usual_hour"].iloc[0])
