@@ -103,10 +103,12 @@ def measure(path: Path, backend: str, postgres_url: str, tmp: Path, pythonpath: 
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     env["PYTHONPATH"] = pythonpath
     env["VIGIL_HOME"] = str(tmp / "home")
+    # From a neutral folder: ``python -c`` puts its working folder first on sys.path,
+    # which would shadow the checkout named by PYTHONPATH.
     try:
         done = subprocess.run(
             [sys.executable, "-c", MEASURE, str(path), url],
-            env=env, capture_output=True, text=True, timeout=3600,
+            env=env, cwd=tmp, capture_output=True, text=True, timeout=3600,
         )  # fmt: skip
     finally:
         if drop is not None:
