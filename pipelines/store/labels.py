@@ -275,8 +275,8 @@ def _insert_new_labels(dbapi, staged: pa.Table, *, postgres: bool) -> int:
         )
     insert = (
         f"INSERT INTO labels ({columns}) SELECT {columns} FROM labels_in AS s "
-        "WHERE s.dedupe_key IS NULL OR NOT EXISTS "
-        "(SELECT 1 FROM labels AS l WHERE l.dedupe_key = s.dedupe_key) "
+        # A row without a key never matches (NULL = NULL is not true), so it goes in.
+        "WHERE NOT EXISTS (SELECT 1 FROM labels AS l WHERE l.dedupe_key = s.dedupe_key) "
         "ORDER BY s.ord ON CONFLICT (dedupe_key) DO NOTHING"
     )
     cursor = dbapi.cursor()
