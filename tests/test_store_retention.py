@@ -89,3 +89,31 @@ def test_retention_apply_needs_a_period_and_reports(monkeypatch):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["dry_run"] is True and report["older_than_days"] == 30
+
+
+def test_the_nightly_job_applies_retention_only_when_set(tmp_path, monkeypatch):
+    from pipelines import flows
+    from pipelines.settings import VigilSettings
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = ResultsStore(url)
+    add_flagged_run(store, batch_id="b1", flags=[("r1", "card", 3.0)], group_by_entity=True)
+    with store.session() as session:
+        (case_id,) = session.scalars(sa.select(Case.id)).all()
+    store.give_verdict(case_id, "ana", "fraud")
+    with store.session() as session:
+        session.execute(sa.update(Case).values(closed_at=datetime.now(UTC) - timedelta(days=40)))
+
+    monkeypatch.setattr(flows, "get_settings", lambda: VigilSettings(database_url=url))
+    assert flows.apply_retention.fn() is None  # not set: nothing removed
+    assert _snapshots(store)["r1"][0] != {}
+    monkeypatch.setattr(
+        flows,
+        "get_settings",
+        lambda: VigilSettings(database_url=url, retention_snapshot_days=30),
+    )
+    removed = flows.apply_retention.fn()
+    assert (removed.snapshots, removed.cases) == (1, 1)
+    assert _snapshots(store)["r1"][0] == {}
+    (entry,) = store.audit_entries(entity="flags")
+    assert entry.actor == "vigil nightly"
