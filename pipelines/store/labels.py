@@ -277,7 +277,8 @@ def _insert_new_labels(dbapi, staged: pa.Table, *, postgres: bool) -> int:
         f"INSERT INTO labels ({columns}) SELECT {columns} FROM labels_in AS s "
         # A row without a key never matches (NULL = NULL is not true), so it goes in.
         "WHERE NOT EXISTS (SELECT 1 FROM labels AS l WHERE l.dedupe_key = s.dedupe_key) "
-        "ORDER BY s.ord ON CONFLICT (dedupe_key) DO NOTHING"
+        # SQLite keeps the staged rows in rowid order (the file's): no sort needed there.
+        f"ORDER BY s.{'ord' if postgres else 'rowid'} ON CONFLICT (dedupe_key) DO NOTHING"
     )
     cursor = dbapi.cursor()
     cache_size = None
