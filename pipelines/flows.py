@@ -37,6 +37,7 @@ from pipelines.operations.sources import (
 from pipelines.scoring.history import KeptHistory
 from pipelines.settings import get_settings
 from pipelines.store import ResultsStore
+from pipelines.store.retention import RetentionResult
 from pipelines.store.vocabulary import DecisionOutcome
 
 
@@ -351,12 +352,25 @@ def score_new_data(
     )
 
 
+@task(name="apply-retention", cache_policy=NO_CACHE, **IO_RETRIES)
+def apply_retention() -> RetentionResult | None:
+    """Remove the record snapshots of cases closed longer ago than the retention period
+    (``retention_snapshot_days``; unset: nothing is removed). A retry is safe: a sweep
+    finds only what is still due."""
+    settings = get_settings()
+    if settings.retention_snapshot_days is None:
+        return None
+    store = ResultsStore(settings.resolved_database_url)
+    return store.remove_closed_snapshots(settings.retention_snapshot_days, actor="vigil nightly")
+
+
 @flow(name="scheduled-score", log_prints=True)
 def scheduled_score_flow(
     source: ScheduledSource, model: str | None = None, shadow: bool = True
 ) -> ScheduledReport:
     """What is new in the source → champion scores it (challenger in shadow) → drift watch;
-    the file manifest / watermark commits with each run. Nothing new: ends at once."""
+    the file manifest / watermark commits with each run → retention, when set, removes
+    the record snapshots of long-closed cases."""
     from pipelines.modeling.registry import configure_mlflow
 
     configure_mlflow(get_settings())
@@ -367,4 +381,10 @@ def scheduled_score_flow(
         report_health(run.health, run_id=run.run_id, model=run.model)
         if run.health:
             print(f"  {run.input}: {run.health.summary}")
+    removed = apply_retention()
+    if removed is not None:
+        print(
+            f"retention: {removed.snapshots} record snapshots of {removed.cases} cases closed "
+            f"more than {removed.older_than_days} days ago removed"
+        )
     return summary

@@ -120,6 +120,13 @@ class VigilSettings(BaseSettings):
         "address a reverse proxy saw); set it only when a proxy in front always sets them.",
     )
     review_session_hours: float = Field(default=12.0, gt=0, description="Login lifetime.")
+    retention_snapshot_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Days after a case is closed when its flags' record snapshots (the "
+        "copy of card data shown to analysts) are removed by `vigil retention apply` and "
+        "the nightly job; verdicts, reasons and the audit trail stay. None: kept forever.",
+    )
     review_claim_minutes: float = Field(
         default=15.0, gt=0, description="How long a claimed item stays locked to its analyst."
     )

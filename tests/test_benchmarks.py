@@ -183,6 +183,7 @@ def test_every_suite_names_a_module_with_main_and_figures():
         "realtime",
         "review",
         "startup",
+        "labels",
     ]
     for suite in suites.values():
         for step in suite["steps"]:

@@ -167,3 +167,47 @@ def test_label_export_neutralises_formula_injection(tmp_path):
         assert back["record_id"].tolist()[0].startswith("'=HYPERLINK")
         assert back["record_id"].tolist()[1] == "tx1"
         assert back["note"].tolist() == ["'@SUM(1+1)", "'-2 refunds"]
+
+
+def test_bulk_import_counts_duplicates_writes_each_key_once_and_is_audited(tmp_path, store):
+    """Imports go in set-wise: a file overlapping an earlier one writes only its new rows
+    (in file order), counts the rest as duplicates, keeps every value as given, and each
+    import leaves one audit entry (who, which file, how many)."""
+    first = _csv(
+        tmp_path,
+        "record_id,verdict,known_at,source,entity,reason_code,note\n"
+        "a,fraud,2026-01-02T03:04:05.123456Z,chargeback,card 1,10.4,\"comma, \"\"quote\"\"\"\n"
+        "b,0,2026-01-03,,card 2,,\n"
+        "b,0,2026-01-03,,card 2,,\n",  # the same row twice in a file is one label
+    )
+    parsed = read_label_file(first)
+    assert len(parsed.rows) == 2
+    one = store.add_label_rows(parsed.rows, actor="ana", source_name="first.csv")
+    later = tmp_path / "later.csv"
+    later.write_text(
+        "record_id,verdict,known_at,source\n"
+        "c,fraud,2026-01-04,\n"
+        "a,fraud,2026-01-02T03:04:05.123456Z,chargeback\n"
+        "d,not_fraud,2026-01-01,\n"
+    )
+    two = store.add_label_rows(read_label_file(later).rows, actor="bo", source_name="later.csv")
+    three = store.add_label_rows(read_label_file(later).rows, actor="bo", source_name="later.csv")
+    assert (one.inserted, one.duplicates) == (2, 0)
+    assert (two.inserted, two.duplicates) == (2, 1)
+    assert (three.inserted, three.duplicates) == (0, 3)
+
+    rows = store.label_rows()
+    assert list(rows["record_id"]) == ["a", "b", "c", "d"]  # stored in file order
+    a = rows.iloc[0]
+    assert a["known_at"] == pd.Timestamp("2026-01-02T03:04:05.123456Z")
+    assert (a["entity"], a["reason_code"], a["note"]) == ("card 1", "10.4", 'comma, "quote"')
+    assert pd.isna(rows.iloc[1]["reason_code"]) and pd.isna(rows.iloc[1]["note"])
+    assert rows["created_at"].notna().all()
+
+    audit = store.audit_entries(entity="labels")
+    assert [(e.actor, e.entity_id, e.after) for e in reversed(audit)] == [
+        ("ana", "first.csv", {"inserted": 2, "duplicates": 0}),
+        ("bo", "later.csv", {"inserted": 2, "duplicates": 1}),
+        ("bo", "later.csv", {"inserted": 0, "duplicates": 3}),
+    ]
+    assert all(e.action == "labels.imported" and e.at is not None for e in audit)

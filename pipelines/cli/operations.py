@@ -1,4 +1,4 @@
-"""`vigil promote`, `vigil serve`, `vigil api`: what runs in production."""
+"""`vigil promote`, `vigil serve`, `vigil api`, `vigil retention`: what runs in production."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import click
 
-from pipelines.cli.app import _fail, _store, main
+from pipelines.cli.app import _actor, _fail, _store, main
 from pipelines.settings import get_settings
 
 
@@ -167,3 +167,30 @@ def api(model, host, port, refresh_seconds) -> None:
     )  # fmt: skip
     app.state.scorer.current()  # fail now, not on the first request, if there is no model
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@main.group()
+def retention() -> None:
+    """Removing data that is kept only for a while (VIGIL_RETENTION_SNAPSHOT_DAYS)."""
+
+
+@retention.command("apply")
+@click.option("--days", type=click.IntRange(min=1), default=None, help="Override the setting.")
+@click.option("--dry-run", is_flag=True, help="Count what would be removed, change nothing.")
+@click.option("--actor", default=None, help="Who (default: the OS user).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def retention_apply(days, dry_run, actor, as_json) -> None:
+    """Remove the record snapshots of cases closed more than N days ago (verdicts,
+    reasons and the audit trail stay); the sweep is written to the audit trail."""
+    days = days or get_settings().retention_snapshot_days
+    if days is None:
+        _fail("no retention period: set VIGIL_RETENTION_SNAPSHOT_DAYS or give --days N")
+    result = _store().remove_closed_snapshots(days, actor=_actor(actor), dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(vars(result), indent=2, default=str))
+        return
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{'dry run, nothing changed: ' if dry_run else ''}{verb} {result.snapshots} record "
+        f"snapshots of {result.cases} cases closed before {result.cutoff:%Y-%m-%d %H:%M} UTC"
+    )

@@ -4,9 +4,9 @@ ledger, run health, accounts and the audit trail.
 :class:`ResultsStore` is the facade: it owns one session factory
 (:mod:`~pipelines.store.database`) and one repository per job over it (runs, scores,
 quarantine, history, queue, cases, labels, quality, ledger, health, sources, accounts,
-audit), and exposes their methods under its own name. The words the store persists are
-enums in :mod:`~pipelines.store.vocabulary`; the schema is in :mod:`~pipelines.store.models`
-and changes only through Alembic migrations.
+audit, retention), and exposes their methods under its own name. The words the store
+persists are enums in :mod:`~pipelines.store.vocabulary`; the schema is in
+:mod:`~pipelines.store.models` and changes only through Alembic migrations.
 
 The names below are loaded on first use: the CLI imports the vocabulary when it starts,
 and SQLAlchemy and pandas are not needed for that.

@@ -31,6 +31,7 @@ from pipelines.store.ledger import LedgerRepository
 from pipelines.store.quality import QualityRepository
 from pipelines.store.quarantine import QuarantineRepository
 from pipelines.store.queue import QueueRepository
+from pipelines.store.retention import RetentionRepository
 from pipelines.store.runs import RunRepository
 from pipelines.store.scores import ScoreRepository
 from pipelines.store.sources import SourceRepository
@@ -54,8 +55,8 @@ class _Delegate:
 
 
 class ResultsStore:
-    """Scoring results, reviews, labels, accounts and the ledger, behind one object;
-    every write happens in one transaction."""
+    """Scoring results, reviews, labels, accounts, the ledger and retention, behind one
+    object; every write happens in one transaction."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.db = Database(url)
@@ -72,6 +73,7 @@ class ResultsStore:
         self.sources = SourceRepository(self.db)
         self.accounts = AccountRepository(self.db)
         self.audit = AuditRepository(self.db)
+        self.retention = RetentionRepository(self.db)
         if migrate:
             self.migrate()
 
@@ -179,3 +181,4 @@ class ResultsStore:
     record_failed_login = _Delegate("accounts")
     failed_logins_since = _Delegate("accounts")
     audit_entries = _Delegate("audit")
+    remove_closed_snapshots = _Delegate("retention")
