@@ -303,3 +303,18 @@ def test_a_record_case_in_tabular_mode_tells_its_entitys_story_too(app, store):
     page = login(app, "ana").get(f"/cases/{case_id}").text
     assert 'id="story"' in page and '<svg class="chart"' in page[page.index('id="story"') :]
     assert "4,200.00" in page
+
+
+def test_a_snapshot_removed_by_retention_says_so_on_the_case_page(store, app):
+    from datetime import UTC, datetime, timedelta
+
+    closed = case_of(store, "t1")
+    login_page = login(app, "ana").get(f"/cases/{closed}")
+    assert 'id="snapshot-removed"' not in login_page.text
+    done = store.remove_closed_snapshots(
+        1, actor="ops", now=datetime.now(UTC) + timedelta(days=2)
+    )
+    assert done.snapshots >= 1
+    page = login(app, "ana").get(f"/cases/{closed}")
+    assert page.status_code == 200
+    assert 'id="snapshot-removed"' in page.text and "retention period" in page.text
