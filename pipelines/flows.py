@@ -243,7 +243,7 @@ def report_health(health: RunHealth | None, *, run_id: str, model: str) -> None:
     )
 
 
-# -- operations (issue 10) -----------------------------------------------------------------
+# -- operations ---------------------------------------------------------------------------
 
 
 @flow(name="promote", log_prints=True)

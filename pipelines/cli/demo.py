@@ -19,8 +19,11 @@ def demo_feedback(epochs) -> None:
 
 @main.command()
 @click.option("--epochs", type=int, default=None, help="Override epochs (faster, rougher).")
-def demo(epochs) -> None:
-    """The whole loop on bundled sample data: train both detectors, register, score."""
+@click.option("--cards", type=int, default=None, help="Cards in the stream (default 1,500).")
+@click.option("--seed", type=int, default=None, help="Stream seed (default: the demo's).")
+def demo(epochs, cards, seed) -> None:
+    """The whole story on a generated card stream: sequence models against rules, the
+    analysts' queue, verdicts -> a labelled model -> promotion, the next day's drift."""
     from pipelines.demo import run_demo
 
-    run_demo(epochs=epochs, echo=click.echo)
+    run_demo(epochs=epochs, n_cards=cards, seed=seed, echo=click.echo)

@@ -1,4 +1,4 @@
-"""operations (issue 10): run role and scoring time, run health (drift watch), source
+"""operations: run role and scoring time, run health (drift watch), source
 manifests and watermarks for scheduled runs
 
 Revision ID: 0006_operations
