@@ -17,15 +17,17 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with every text cell a spreadsheet would run as a formula quoted;
-    numbers and times are left as they are."""
+    numbers and times are left as they are. Column-wise (scores files hold millions of
+    rows): only text columns are checked, and only their risky cells change."""
     out = frame.copy()
     for column in out.columns:
-        if pd.api.types.is_object_dtype(out[column]) or pd.api.types.is_string_dtype(out[column]):
-            out[column] = out[column].map(_quote_formula)
+        values = out[column]
+        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+            continue
+        try:
+            risky = values.str.startswith(FORMULA_PREFIXES, na=False).astype(bool)
+        except AttributeError:  # no text at all in this column
+            continue
+        if risky.any():
+            out[column] = values.astype(object).where(~risky, "'" + values[risky].astype(str))
     return out
-
-
-def _quote_formula(value: object) -> object:
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value

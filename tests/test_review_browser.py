@@ -6,9 +6,6 @@ queue, case, run and quality pages go to tests/artifacts/ (git-ignored)."""
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,36 +13,24 @@ import pytest
 from pipelines.accounts import hash_password
 from pipelines.settings import VigilSettings
 from pipelines.store import ResultsStore
+from tests.browser_support import (
+    BROWSER_MARKS,
+    PASSWORD,
+    launched_browser,
+    log_in,
+    screenshot,
+    served,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
-PASSWORD = "correct horse battery"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
-]
+pytestmark = BROWSER_MARKS
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The app on a free port over a store holding a real scored demo batch."""
-    import uvicorn
 
     from detectors import VAEDetector
     from pipelines.demo import DEMO_SPEC, generate_transactions
@@ -77,46 +62,22 @@ def server(tmp_path_factory):
     password_hash = hash_password(PASSWORD)
     for name, role in (("ana", "analyst"), ("bob", "analyst"), ("vic", "viewer")):
         store.add_user(name, role, password_hash, actor="test")
-    port = _free_port()
-    app = create_app(store, VigilSettings(home=home))
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not uv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "review app did not start"
-    yield {"url": f"http://127.0.0.1:{port}", "store": store}
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(store, VigilSettings(home=home))) as url:
+        yield {"url": url, "store": store}
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+    with launched_browser() as browser:
         yield browser
-        browser.close()
 
 
 def _login(browser, url: str, name: str):
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    page = context.new_page()
-    page.goto(f"{url}/queue")
-    assert "/login" in page.url
-    page.fill("input[name=username]", name)
-    page.fill("input[name=password]", PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_url(re.compile(r"/queue"))
-    return context, page
+    return log_in(browser, url, name)
 
 
 def _shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    screenshot(page, ARTIFACTS, name)
 
 
 def test_an_analyst_works_the_queue_with_the_keyboard(server, browser):

@@ -6,9 +6,6 @@ page and the queue go to /tmp/review-shots/."""
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,25 +14,19 @@ import pytest
 from pipelines.accounts import hash_password
 from pipelines.settings import VigilSettings
 from pipelines.store import ResultsStore
+from tests.browser_support import (
+    BROWSER_MARKS,
+    PASSWORD,
+    launched_browser,
+    log_in,
+    screenshot,
+    served,
+)
 from tests.review_fixtures import add_snapshot_run, case_of
 
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path("/tmp/review-shots")
-PASSWORD = "correct horse battery"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+SHOTS = Path(__file__).parent / "artifacts" / "story"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
-]
+pytestmark = BROWSER_MARKS
 
 
 def payment(record_id: str, card: str, at: str, amount: float, score: float, **extra) -> dict:
@@ -59,17 +50,11 @@ def payment(record_id: str, card: str, at: str, amount: float, score: float, **e
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """card0042 with a week of flagged payments (two judged), then tonight's large one;
     other cards' open cases behind it in the queue."""
-    import uvicorn
 
     from review import create_app
 
@@ -101,44 +86,22 @@ def server(tmp_path_factory):
     store.save_run_health(
         run_id, {"status": "alarm", "summary": "drift " + "x" * 20000, "alarms": ["y" * 9000]}
     )
-    port = _free_port()
-    app = create_app(store, VigilSettings(home=home))
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not uv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "review app did not start"
-    yield {"url": f"http://127.0.0.1:{port}", "store": store}
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(store, VigilSettings(home=home))) as url:
+        yield {"url": url, "store": store}
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+    with launched_browser() as browser:
         yield browser
-        browser.close()
 
 
 def _login(browser, url: str, name: str):
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    page = context.new_page()
-    page.goto(f"{url}/queue")
-    page.fill("input[name=username]", name)
-    page.fill("input[name=password]", PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_url(re.compile(r"/queue"))
-    return context, page
+    return log_in(browser, url, name)
 
 
 def _shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    screenshot(page, SHOTS, name)
 
 
 def test_the_case_page_tells_the_cards_story_as_a_timeline(server, browser):
