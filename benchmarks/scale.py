@@ -251,7 +251,7 @@ def phase_figures(bundle, store, data: str, chunk_size: int) -> dict:
     started = time.perf_counter()
     validated = validate_batch(Batch(frame=frame, source=data), bundle.spec)
     validate_s = time.perf_counter() - started
-    features = bundle._model_input(bundle.prepare(validated.clean).features)
+    features = bundle.model_input(bundle.prepare(validated.clean).features)
     started = time.perf_counter()
     bundle.detector.decision_function(features)
     detector_s = time.perf_counter() - started

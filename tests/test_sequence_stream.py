@@ -310,7 +310,7 @@ def test_reasons_read_only_the_flagged_entities_windows(bundle, records):
     scored = bundle.score_prepared(prepared)
     rows = np.flatnonzero(scored["is_anomaly"].to_numpy())
     assert 5 <= len(rows) < len(scored) / 5
-    model_input = bundle._model_input(prepared.features)
+    model_input = bundle.model_input(prepared.features)
     every_row = pd.concat(
         [
             bundle._window_context(prepared.history, prepared.features),

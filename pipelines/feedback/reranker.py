@@ -371,7 +371,7 @@ class RerankedBundle(ScoringBundle):
 
     def score_prepared(self, prepared: PreparedRecords, *, with_reasons: bool = True):
         features = prepared.features
-        model_input = self._model_input(features)
+        model_input = self.model_input(features)
         context = self._window_context(prepared.history, features)
         scores, errors, latents = detector_outputs(self, model_input, context)
         p = self.trees.predict_proba(design_matrix(self.config, features, scores, errors, latents))
@@ -484,7 +484,7 @@ def fit_reranked_bundle(
     unsupervised scores (reviewed normals are excluded: they were chosen for being high).
     """
     spec = base.spec
-    model_input = base._model_input(features)
+    model_input = base.model_input(features)
     if is_sequence_detector(base.detector):
         scores, errors, latents = detector_outputs(base, model_input, None)
         scores, errors = scores[rows], errors.iloc[rows]
@@ -492,7 +492,7 @@ def fit_reranked_bundle(
         subset = features.iloc[rows]
     else:
         subset = features.iloc[rows]
-        scores, errors, latents = detector_outputs(base, base._model_input(subset), None)
+        scores, errors, latents = detector_outputs(base, base.model_input(subset), None)
     categorical = [c for c in spec.categorical_features if c in subset.columns]
     numeric = [c for c in spec.model_feature_columns if c not in categorical]
     codes = {

@@ -169,7 +169,9 @@ class ScoringBundle:
         """
         return self.score_prepared(self.prepare(frame, history), with_reasons=with_reasons)
 
-    def _model_input(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def model_input(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The columns the detector reads of prepared features (sequence detectors: with
+        the entity and time columns their windows need)."""
         columns = list(self.spec.model_feature_columns)
         if is_sequence_detector(self.detector):
             columns += [self.spec.entity_column, self.spec.time_column]
@@ -188,12 +190,12 @@ class ScoringBundle:
         if len(records) < len(history):
             history = history[history[entity].isin(pd.unique(records[entity]))]
         ordered = history.sort_values(self.spec.time_column, kind="stable")
-        return self._model_input(ordered.groupby(self.spec.entity_column, sort=False).tail(keep))
+        return self.model_input(ordered.groupby(self.spec.entity_column, sort=False).tail(keep))
 
     def score_prepared(self, prepared: PreparedRecords, *, with_reasons: bool = True):
         """Score records already turned into features (see :meth:`prepare`)."""
         features = prepared.features
-        model_input = self._model_input(features)
+        model_input = self.model_input(features)
         context = self._window_context(prepared.history, features)
         if is_sequence_detector(self.detector):
             scores = self.detector.decision_function(model_input, history=context)

@@ -360,7 +360,7 @@ def training_warnings(detector, spec: DatasetSpec, split: TrainingSplit) -> list
     warnings: list[str] = []
     if hasattr(detector, "latent_means") and len(split.evaluation):
         bundle = ScoringBundle(spec, detector)
-        model_input = bundle._model_input(split.evaluation)
+        model_input = bundle.model_input(split.evaluation)
         window = {"history": split.context} if is_sequence_detector(detector) else {}
         try:
             codes = np.asarray(detector.latent_means(model_input, **window))
