@@ -280,13 +280,16 @@ class ScoringBundle:
                 name = names[j]
                 value = _plain(record.get(name))
                 share = contribution / totals[row] if totals[row] > 0 else 0.0
-                reading = training_reading(
-                    name, value, summaries.get(name), noun=noun, bounds=ranges.get(name)
-                )
+                history = None
                 if context_config is not None:
-                    reading = _with_history(
-                        context_reading(name, record, context_config, summaries), reading
+                    history = context_reading(name, record, context_config, summaries)
+                if history is not None and name.startswith(CONTEXT_PREFIX):
+                    reading = history
+                else:
+                    training = training_reading(
+                        name, value, summaries.get(name), noun=noun, bounds=ranges.get(name)
                     )
+                    reading = _with_history(history, training)
                 reasons.append(explained(name, value, contribution, share, reading))
             out.append(rank(reasons))
         return out
