@@ -157,6 +157,25 @@ def test_sequence_reasons_name_the_entity_history():
     assert [r["feature"] for r in ranked] == ["country", "amount", "ctx_count_10min"]
 
 
+def test_a_sequence_bundle_says_each_reason_against_the_card_or_training():
+    from pipelines.demo_sequences import SEQUENCE_SPEC, generate_card_sequences
+    from pipelines.intake.ingest import Batch, validate_batch
+    from pipelines.modeling.training import TrainConfig, fit_detector, split_for_training
+
+    records = generate_card_sequences(n_cards=20, days=10, seed=5).astype(str)
+    clean = validate_batch(Batch(frame=records, source="c.csv"), SEQUENCE_SPEC).clean
+    split = split_for_training(clean, SEQUENCE_SPEC, evaluation_fraction=0.3, seed=0)
+    config = TrainConfig(detectors=["vae"], vae={**FAST_VAE, "target_fpr": 0.05})
+    bundle = ScoringBundle(SEQUENCE_SPEC, fit_detector("vae", SEQUENCE_SPEC, split, config))
+    result = bundle.score(clean)
+    reasons = [r for rs in result.loc[result["is_anomaly"], "reasons"] for r in rs]
+    assert reasons and all(r["level"] in LEVELS for r in reasons)
+    sources = {r["reference"].get("source") for r in reasons if r["reference"]}
+    assert "history" in sources  # the card's own past, where the context holds it
+    assert any("this card's" in r["text"] for r in reasons)
+    assert any("of training payments" in r["text"] for r in reasons)
+
+
 def test_the_case_page_shows_the_stored_sentence_with_the_value_isolated(tmp_path):
     store = ResultsStore(f"sqlite:///{tmp_path / 'review.db'}")
     store.add_user("ana", "analyst", hash_password("pw-for-tests-1"), actor="test")
