@@ -279,7 +279,7 @@ class ScoringBundle:
                     continue
                 name = names[j]
                 value = _plain(record.get(name))
-                share = contribution / totals[row] if totals[row] > 0 else 0.0
+                share = float(contribution / totals[row]) if totals[row] > 0 else 0.0
                 history = None
                 if context_config is not None:
                     history = context_reading(name, record, context_config, summaries)
