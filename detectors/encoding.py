@@ -175,6 +175,9 @@ class TabularEncoder:
         has_missing = bool((~finite).any())
         v = v[finite]
         if v.size == 0:
+            # Never observed in training (e.g. a baseline that needs more history than the
+            # training period holds): the model has no normal to compare it with, so it is
+            # encoded as missing at scoring too, not as a value it never saw.
             return {
                 "name": name,
                 "kind": "numeric",
@@ -183,6 +186,7 @@ class TabularEncoder:
                 "center": 0.0,
                 "scale": 1.0,
                 "missing_indicator": has_missing,
+                "unobserved": True,
             }
         median_raw = float(np.median(v))
         use_log = bool(
@@ -308,6 +312,9 @@ class TabularEncoder:
             log1p=np.array([i for i, c in enumerate(numeric) if c["log1p"]], dtype=np.int64),
             z_pos=np.array(z_pos, dtype=np.int64),
             indicator_cols=np.array([i for i, _ in indicator], dtype=np.int64),
+            unobserved=np.array(
+                [i for i, c in enumerate(numeric) if c.get("unobserved")], dtype=np.int64
+            ),
             indicator_pos=np.array([p for _, p in indicator], dtype=np.int64),
             range_cols=np.array([r[0] for r in range_cols], dtype=np.int64),
             range_pos=np.array([r[1] for r in range_cols], dtype=np.int64),
@@ -325,6 +332,8 @@ class TabularEncoder:
         """Impute, log1p, robust-scale and soft-limit every numeric column at once."""
         v = _numeric_block(df, columns)
         missing = ~np.isfinite(v)
+        if plan.unobserved.size:
+            missing[:, plan.unobserved] = True
         if plan.range_cols.size:
             ranged = v[:, plan.range_cols]
             beyond = ~missing[:, plan.range_cols] & (
@@ -437,6 +446,8 @@ class _EncodingPlan:
     z_pos: np.ndarray
     indicator_cols: np.ndarray
     indicator_pos: np.ndarray
+    #: Numeric columns never observed in training: always encoded as missing.
+    unobserved: np.ndarray
     range_cols: np.ndarray
     range_pos: np.ndarray
     range_low: np.ndarray
