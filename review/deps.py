@@ -158,6 +158,7 @@ def queue_filters(
     reason: str | None = None,
     verdict: VerdictName | None = None,
     entity: str | None = None,
+    tag: str | None = None,
 ) -> QueueFilters:
     """The queue's filters from the query string (empty fields mean no filter)."""
 
@@ -176,6 +177,7 @@ def queue_filters(
         reason=reason or None,
         verdict=verdict or None,
         entity=entity or None,
+        tag=tag or None,
     )
 
 
