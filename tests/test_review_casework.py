@@ -391,3 +391,44 @@ def test_the_case_file_of_a_merged_case_points_at_its_survivor(app, store):
     page = ana.get(f"/cases/{survivor}/file").text
     assert f"Holds the flags of case #{absorbed}" in page
     assert page.count('class="payment"') == 2
+
+
+# -- the store on both backends ------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_store(request, tmp_path) -> ResultsStore:
+    if request.param == "sqlite":
+        return ResultsStore(f"sqlite:///{tmp_path / 'both.db'}")
+    return ResultsStore(request.getfixturevalue("postgres_url"))
+
+
+def test_tags_attach_and_merge_in_the_store_on_sqlite_and_postgres(any_store):
+    store = any_store
+    add_snapshot_run(
+        store,
+        batch_id="b",
+        group_by_entity=False,
+        flags=[
+            payment("a1", "cardA", "2026-12-01T08:00:00", 10.0, 1.5),
+            payment("a2", "cardA", "2026-12-01T09:00:00", 20.0, 3.0),
+            payment("b1", "cardB", "2026-12-01T10:00:00", 30.0, 2.0),
+        ],
+    )
+    a1, a2, b1 = (case_of(store, r) for r in ("a1", "a2", "b1"))
+    assert store.add_tag("cards", "cardA", "Watch", "ana") == ["watch"]
+    from pipelines.store.queue import QueueFilters
+
+    tagged = store.queue_page(QueueFilters(tag="watch")).items
+    assert sorted(i["id"] for i in tagged) == sorted([a1, a2])
+    assert [c["id"] for c in store.related_open_cases(a1, "cards", ["cardA"])] == [a2]
+    store.attach_record(a1, "b1", "ana")
+    store.merge_cases(a1, a2, "ana")
+    case = store.get_case(a1)
+    assert sorted(case["record_ids"]) == ["a1", "a2", "b1"] and case["flag_count"] == 3
+    assert case["priority"] == pytest.approx(3.0)
+    assert {store.get_case(c)["status"] for c in (a2, b1)} == {"merged"}
+    assert store.merge_family(a1)["absorbed"] == sorted([a2, b1])
+    assert store.merge_family(b1)["survivor"] == a1
+    actions = sorted(e.action for e in store.case_audit([a1, a2, b1]))
+    assert actions == ["case.flag_attached", "case.merged", "case.merged_into", "case.merged_into"]
