@@ -245,5 +245,14 @@ def _iso_only(value: object) -> object:
 
 
 IsoDate = Annotated[date, BeforeValidator(_iso_only)]
+
+
+def _blank_as_none(value: object) -> object:
+    """An empty form field is no value (a filter form sends every field, filled or not)."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+OptionalNumber = Annotated[float | None, BeforeValidator(_blank_as_none)]
+OptionalIsoDate = Annotated[IsoDate | None, BeforeValidator(_blank_as_none)]
 QueueStatus = Literal["open", "closed", "all"]
 SortName = Literal["priority", "newest", "oldest", "entity"]

@@ -151,6 +151,19 @@ def test_the_queue_filters_by_entity_tag(app, store):
     assert api["counts"]["open"] == 2
 
 
+def test_the_filter_form_as_a_browser_sends_it_with_empty_fields(app, store):
+    """The form sends every field; an empty one is no filter, a wrong one a clear 422."""
+    store.add_tag("cards", "card3", "watch", "ana")
+    ana = login(app, "ana")
+    fields = "model=&run=&assignee=&entity=&reason=&min_priority=&max_priority=&since=&until="
+    page = ana.get(f"/queue?status=open&{fields}&tag=watch&sort=priority")
+    assert page.status_code == 200
+    assert len(re.findall(r'data-href="/cases/(\d+)"', page.text)) == 2
+    assert ana.get("/queue?min_priority=1.6&since=2026-01-01").status_code == 200
+    assert ana.get("/queue?min_priority=high").status_code == 422
+    assert ana.get("/queue?since=0").status_code == 422
+
+
 def test_notes_are_kept_on_the_entity_escaped_and_audited(app, store):
     ana = login(app, "ana")
     first, second = case_of(store, "k1"), case_of(store, "k2")
@@ -225,7 +238,7 @@ def test_merging_two_cases_keeps_both_histories_verdicts_and_audit(app, store):
             version=str(store.get_case(survivor)["version"]),
         ),
     )
-    assert f"Case #{absorbed} merged into #{survivor} (1 flags moved)." in page
+    assert f"Case #{absorbed} merged into #{survivor} (1 flag moved)." in page
     assert f'Holds the flags of case <a href="/cases/{absorbed}">#{absorbed}</a>' in page
     audit = page[page.index('id="audit-table"') :]
     for action in ("case.merged", "case.merged_into", "case.undo", "case.verdict"):

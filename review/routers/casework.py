@@ -49,6 +49,10 @@ def _entity(store: ResultsStore, case_id: int, requested: str | None) -> tuple[s
     return case["dataset"], entities[0]
 
 
+def _flags(n: int) -> str:
+    return f"{n} flag" if n == 1 else f"{n} flags"
+
+
 # -- pages --------------------------------------------------------------------------------
 
 
@@ -117,7 +121,7 @@ async def merge_page(
         return flash.redirect(f"/cases/{case_id}#casework", f"Not merged: {exc}")
     return flash.redirect(
         f"/cases/{case_id}",
-        f"Case #{absorb} merged into #{case_id} ({done['flags_moved']} flags moved).",
+        f"Case #{absorb} merged into #{case_id} ({_flags(done['flags_moved'])} moved).",
     )
 
 
