@@ -153,9 +153,7 @@ def queue_filters(
     assignee: str | None = None,
     min_priority: OptionalNumber = None,
     max_priority: OptionalNumber = None,
-    since: Annotated[OptionalIsoDate, Query(description="Flagged on or after (YYYY-MM-DD).")] = (
-        None
-    ),
+    since: Annotated[OptionalIsoDate, Query(description="Flagged on or after YYYY-MM-DD.")] = None,
     until: Annotated[OptionalIsoDate, Query(description="Flagged before (YYYY-MM-DD).")] = None,
     reason: str | None = None,
     verdict: VerdictName | None = None,
