@@ -445,3 +445,30 @@ def test_tags_attach_and_merge_in_the_store_on_sqlite_and_postgres(any_store):
     assert store.merge_family(b1)["survivor"] == a1
     actions = sorted(e.action for e in store.case_audit([a1, a2, b1]))
     assert actions == ["case.flag_attached", "case.merged", "case.merged_into", "case.merged_into"]
+
+
+def test_the_migration_downgrade_reads_merged_cases_as_closed_and_up_again(store):
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from pipelines.store.database import HEAD_REVISION, MIGRATIONS_DIR
+
+    survivor, absorbed = case_of(store, "k1"), case_of(store, "k2")
+    store.add_tag("cards", "card3", "watch", "ana")
+    store.merge_cases(survivor, absorbed, "ana")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0008_drop_legacy_reviews")
+    tables = sa.inspect(store.engine).get_table_names()
+    assert "entity_tags" not in tables and "entity_notes" not in tables
+    with store.engine.connect() as connection:
+        status = connection.execute(
+            sa.text("SELECT status FROM cases WHERE id = :id"), {"id": absorbed}
+        ).scalar()
+    assert status == "closed"
+    store.migrate()
+    assert store.db.schema_revision() == HEAD_REVISION
+    assert store.entity_tags("cards", "card3") == []
