@@ -328,9 +328,10 @@ def test_a_viewer_reads_cases_and_case_files_but_changes_nothing(app, store):
     assert api.post(f"/api/queue/{first}/merge", json={"absorb": second}).status_code == 403
     assert api.get(f"/api/queue/{first}/entity").status_code == 200
     assert vera.get(f"/cases/{first}/file").status_code == 200
-    assert store.entity_tags("cards", "card3") == [] and not store.case_audit([first, second])
+    assert store.entity_tags("cards", "card3") == []
+    assert store.get_case(second)["status"] == "open" and store.get_case(first)["flag_count"] == 1
     changes = [e for e in store.audit_entries(limit=500) if e.entity in ("case", "entity")]
-    assert all(e.actor != "vera" for e in changes)
+    assert [e.action for e in changes if e.actor == "vera"] == ["case.file_exported"]
 
 
 def test_every_change_needs_the_pages_csrf_token(app, store):
@@ -372,6 +373,7 @@ def test_the_case_file_prints_the_payment_reasons_timeline_verdicts_and_audit(ap
     audit = page[page.index('id="file-audit"') :].split("</table>")[0]
     for action in ("case.claimed", "case.verdict", "entity.tag_added", "entity.note_added"):
         assert action in audit, action
+    assert "case.file_exported" in audit  # the file records its own hand-out
     # self-contained: no file fetched, its own style and script allowed by hash only
     assert not re.search(r'<link|src="|href="/static', page)
     policy = answer.headers["content-security-policy"]
@@ -382,6 +384,8 @@ def test_the_case_file_prints_the_payment_reasons_timeline_verdicts_and_audit(ap
     assert saved.headers["content-disposition"] == (
         f'attachment; filename="vigil-case-{case_id}.html"'
     )
+    exports = [e for e in store.case_audit([case_id]) if e.action == "case.file_exported"]
+    assert [(e.actor, e.detail["saved"]) for e in exports] == [("ana", True), ("ana", False)]
 
 
 def test_the_case_file_says_when_retention_removed_the_snapshot(app, store):

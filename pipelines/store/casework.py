@@ -114,6 +114,20 @@ class CaseworkRepository(Repository):
             )
             return {"id": target.id, "version": new_version, "from_cases": elsewhere}
 
+    def record_case_file(self, case_id: int, user: str, *, saved: bool) -> None:
+        """An audit entry for a case file someone opened or saved: it carries card data
+        out of the app (into a report, a PDF), so who took it and when is on record."""
+        with self.db.session() as session:
+            _case(session, case_id)
+            record_audit(
+                session,
+                user,
+                "case.file_exported",
+                "case",
+                case_id,
+                detail={"saved": saved},
+            )
+
     # -- reads ----------------------------------------------------------------------------
 
     def merge_family(self, case_id: int) -> dict:

@@ -156,6 +156,7 @@ class ResultsStore:
     related_open_cases = _Delegate("casework")
     case_audit = _Delegate("casework")
     verdict_history = _Delegate("casework")
+    record_case_file = _Delegate("casework")
 
     # -- what analysts know about an entity (tags, notes) -------------------------------
     entity_profiles = _Delegate("entities")

@@ -133,7 +133,9 @@ def case_file_page(
     store: StoreDep,
     download: Annotated[bool, Query(description="Save as a file instead of showing it.")] = False,
 ):
-    """The case file: one self-contained printable page (print it to PDF)."""
+    """The case file: one self-contained printable page (print it to PDF). Each one
+    handed out is in the audit trail (who, when), its own included."""
+    store.record_case_file(case_id, principal.name, saved=download)
     response = templates.TemplateResponse(
         request, "case_file.html", case_file_context(store, case_id, principal.name)
     )
