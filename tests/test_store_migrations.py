@@ -158,7 +158,11 @@ def _label_index_where(engine, name: str) -> str | None:
     with engine.connect() as connection:
         if engine.dialect.name == "postgresql":
             definition = connection.execute(
-                sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": name}
+                sa.text(
+                    "SELECT indexdef FROM pg_indexes "
+                    "WHERE indexname = :n AND schemaname = current_schema()"
+                ),
+                {"n": name},
             ).scalar_one()
         else:
             definition = connection.execute(

@@ -1,7 +1,7 @@
 """label rows index their case and flag only where they have one
 
 Revision ID: 0010_partial_label_indexes
-Revises: 0008_drop_legacy_reviews
+Revises: 0009_entity_tags_and_merges
 Create Date: 2026-12-03 12:00:00
 
 Why: ``labels.case_id`` and ``labels.flag_id`` are set on verdicts given in the review app
