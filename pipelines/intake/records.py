@@ -72,6 +72,23 @@ def validate_records(records: list[dict[str, Any]], spec: DatasetSpec) -> Valida
     )
 
 
+def typed_record(record: dict[str, Any], spec: DatasetSpec) -> dict[str, Any] | None:
+    """One record's values typed as :func:`validate_records` types them (column ->
+    value: texts as str or ``pd.NA``, numbers as float, times as datetime), without a
+    frame; ``None`` when the full validator must decide."""
+    typed: dict[str, Any] = {}
+    for name, kind in _layout(spec):
+        if name not in record:
+            if kind == "label":
+                continue
+            return None
+        value = _typed(record[name], kind)
+        if value is _REFUSED:
+            return None
+        typed[name] = value
+    return typed
+
+
 #: The (read-only) empty quarantine of every accepted request: building an empty frame
 #: per request costs more than the rest of this module.
 _NOTHING = pd.DataFrame(columns=QUARANTINE_COLUMNS)
