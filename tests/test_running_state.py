@@ -283,3 +283,41 @@ def test_several_processes_share_the_card_state_through_redis(cards_bundle, tmp_
     assert one.state.commit(loaded) is False and one.state.conflicts == 1
     one.close()
     two.close()
+
+
+def test_vigil_serve_exposes_its_scoring_runs_as_prometheus_metrics(tmp_path):
+    """`vigil serve` answers GET /metrics from what the store says of its runs."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    import httpx
+
+    from pipelines.serve import ServeConfig, start_run_metrics
+
+    finished = datetime(2026, 3, 2, 2, 5, tzinfo=UTC)
+    run = dict(rows_in=10, rows_scored=9, rows_quarantined=1, rows_flagged=2, score_seconds=1.5)
+    runs = [
+        SimpleNamespace(status="succeeded", role="primary", finished_at=finished, **run),
+        SimpleNamespace(status="succeeded", role="shadow", finished_at=finished, **run),
+        SimpleNamespace(status="running", role="primary", finished_at=None, **run),
+    ]
+    store = SimpleNamespace(list_runs=lambda limit: runs)
+    port = _free_port()
+    server = start_run_metrics(ServeConfig(metrics_port=port), store=store)
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert httpx.get(f"http://127.0.0.1:{port}/other", timeout=10).status_code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = response.text
+    assert 'vigil_scoring_runs{status="succeeded",role="primary"} 1' in text
+    assert 'vigil_scoring_runs{status="running",role="primary"} 1' in text
+    assert 'vigil_scoring_rows{kind="flagged"} 6' in text
+    assert "vigil_scoring_last_run_seconds 1.5" in text
+    assert f"vigil_scoring_last_finished_timestamp_seconds {int(finished.timestamp())}" in text
+    assert (
+        ServeConfig(metrics_port=None) and start_run_metrics(ServeConfig(metrics_port=None)) is None
+    )

@@ -167,3 +167,109 @@ class ApiMetrics:
         self.requests.inc(1, "error")
         self.errors.inc(1, kind)
         self.latency.observe(seconds)
+
+
+#: Runs ``vigil serve``'s metrics summarise (the newest first).
+RECENT_RUNS = 1000
+
+
+class RunMetrics:
+    """What ``vigil serve`` exposes: its scheduled runs happen in other processes, so the
+    figures are read from the results store when scraped (the newest ``RECENT_RUNS``
+    scoring runs: by status and role, rows scored and flagged, the last run's time)."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.registry = Registry()
+        add = self.registry.add
+        add(Gauge("vigil_serve_up", "1 while vigil serve runs.", lambda: {(): 1.0}))
+        add(
+            Gauge(
+                "vigil_scoring_runs",
+                f"Scoring runs among the newest {RECENT_RUNS}, by status and role.",
+                lambda: self._by("status_role"),
+                ["status", "role"],
+            )
+        )
+        add(
+            Gauge(
+                "vigil_scoring_rows",
+                f"Rows of the newest {RECENT_RUNS} scoring runs, by what became of them.",
+                lambda: self._by("rows"),
+                ["kind"],
+            )
+        )
+        add(
+            Gauge(
+                "vigil_scoring_last_run_seconds",
+                "Wall-clock seconds the newest finished scoring run spent scoring.",
+                lambda: self._by("last_seconds"),
+            )
+        )
+        add(
+            Gauge(
+                "vigil_scoring_last_finished_timestamp_seconds",
+                "When the newest finished scoring run ended (Unix seconds).",
+                lambda: self._by("last_finished"),
+            )
+        )
+        self._cache: tuple[float, dict] | None = None
+        self._lock = threading.Lock()
+
+    def _by(self, part: str) -> dict[tuple[str, ...], float]:
+        import time
+
+        with self._lock:  # one store read per scrape, shared by the gauges
+            if self._cache is None or time.monotonic() - self._cache[0] > 1.0:
+                self._cache = (time.monotonic(), self._summary())
+            return self._cache[1][part]
+
+    def _summary(self) -> dict[str, dict]:
+        runs = self.store.list_runs(limit=RECENT_RUNS)
+        by: dict[tuple[str, ...], float] = {}
+        rows = {("in",): 0.0, ("scored",): 0.0, ("quarantined",): 0.0, ("flagged",): 0.0}
+        for run in runs:
+            key = (str(run.status), str(run.role))
+            by[key] = by.get(key, 0.0) + 1
+            rows[("in",)] += run.rows_in or 0
+            rows[("scored",)] += run.rows_scored or 0
+            rows[("quarantined",)] += run.rows_quarantined or 0
+            rows[("flagged",)] += run.rows_flagged or 0
+        finished = [r for r in runs if r.finished_at is not None]
+        last = max(finished, key=lambda r: r.finished_at, default=None)
+        return {
+            "status_role": by,
+            "rows": rows,
+            "last_seconds": {} if last is None else {(): float(last.score_seconds or 0.0)},
+            "last_finished": {} if last is None else {(): last.finished_at.timestamp()},
+        }
+
+
+def start_metrics_server(registry: Registry, host: str, port: int):
+    """Serve ``GET /metrics`` from ``registry`` in a daemon thread; returns the server
+    (``shutdown()`` stops it). For processes without a web app of their own."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+            if self.path.split("?")[0] != "/metrics":
+                self.send_error(404, "only /metrics here")
+                return
+            try:
+                body = registry.exposition().encode()
+            except Exception as exc:  # noqa: BLE001 - a scrape error, not a crash
+                self.send_error(500, str(exc)[:200])
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="vigil-metrics", daemon=True).start()
+    return server
