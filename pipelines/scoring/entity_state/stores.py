@@ -234,9 +234,28 @@ class RedisStateStore:
             self.connection.pipeline(batch)
         return written
 
+    def clear(self) -> int:
+        """Delete every key of this prefix (a state to rebuild from scratch)."""
+        cursor, deleted = b"0", 0
+        while True:
+            cursor, keys = self.connection.command(
+                "SCAN", cursor, "MATCH", f"{self.prefix}:*", "COUNT", 1000
+            )
+            if keys:
+                deleted += self.connection.command("DEL", *keys)
+            if cursor == b"0":
+                return deleted
+
     def is_empty(self) -> bool:
-        reply = self.connection.command("SCAN", 0, "MATCH", f"{self.prefix}:*", "COUNT", 1000)
-        return not reply[1] and reply[0] == b"0"
+        cursor = b"0"
+        while True:
+            cursor, keys = self.connection.command(
+                "SCAN", cursor, "MATCH", f"{self.prefix}:*", "COUNT", 1000
+            )
+            if keys:
+                return False
+            if cursor == b"0":
+                return True
 
     def close(self) -> None:
         self.connection.close()
