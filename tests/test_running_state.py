@@ -321,3 +321,37 @@ def test_vigil_serve_exposes_its_scoring_runs_as_prometheus_metrics(tmp_path):
     assert (
         ServeConfig(metrics_port=None) and start_run_metrics(ServeConfig(metrics_port=None)) is None
     )
+
+
+def test_a_late_record_sees_what_came_before_it_in_time():
+    """Payments arrive slightly out of order (several api processes, network): a late one
+    is placed at its time and its window figures count the earlier-in-time records that
+    arrived before it, as the kept-rows path gives them."""
+    config = SEQUENCE_SPEC.context
+    clean = _clean(generate_card_sequences(n_cards=4, days=8, seed=7))
+    rng = np.random.default_rng(0)
+    arrival = np.argsort(np.arange(len(clean)) + rng.uniform(0, 6, len(clean)), kind="stable")
+    running = RunningContext(config)
+    cards: dict = {}
+    merchants: dict = {}
+    columns = [
+        c for c in config.feature_names()
+        if "count" in c or "sum" in c or "amount" in c or "secs" in c
+    ]  # fmt: skip
+    late = 0
+    records = clean.to_dict("records")
+    for position, i in enumerate(arrival):
+        record = records[i]
+        card = cards.setdefault(record["card_id"], running.new_entity())
+        late += bool(card.t) and card.newest > record["timestamp"].timestamp()
+        state = merchants.setdefault(record["merchant_id"], KeyState())
+        got = running.step(record, card, {"merchant_id": state})
+        before = clean.iloc[arrival[:position]]
+        seen = before[before["timestamp"] <= record["timestamp"]]
+        frame = pd.concat([seen, clean.iloc[[i]]], ignore_index=True)
+        want = build_context_features(frame, config, targets=[len(frame) - 1]).iloc[0]
+        for column in columns:
+            np.testing.assert_allclose(
+                got[column], want[column], rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=column
+            )
+    assert late > 5  # late records were there to place

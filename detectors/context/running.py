@@ -89,18 +89,19 @@ class KeyState:
             self.sq.append(self.sq[-1] + amount * amount)
             return len(t) - 1
         pos = bisect_right(t, seconds)
-        t.insert(pos, seconds)
-        # Rebuild the prefix sums after it (a late record: rare, O(records kept)).
+        # A late record: the prefix sums after it are rebuilt (rare, O(records kept)).
         cum, sq = self.cum, self.sq
-        cum.insert(pos + 1, 0.0)
-        sq.insert(pos + 1, 0.0)
-        previous_amounts = [cum[i + 2] - cum[i + 1] for i in range(pos, len(t) - 1)]
-        previous_squares = [sq[i + 2] - sq[i + 1] for i in range(pos, len(t) - 1)]
-        cum[pos + 1] = cum[pos] + amount
-        sq[pos + 1] = sq[pos] + amount * amount
-        for i, (a, s) in enumerate(zip(previous_amounts, previous_squares, strict=True)):
-            cum[pos + 2 + i] = cum[pos + 1 + i] + a
-            sq[pos + 2 + i] = sq[pos + 1 + i] + s
+        amounts = [amount, *(cum[i + 1] - cum[i] for i in range(pos, len(t)))]
+        squares = [amount * amount, *(sq[i + 1] - sq[i] for i in range(pos, len(t)))]
+        t.insert(pos, seconds)
+        new_cum, new_sq = cum[: pos + 1], sq[: pos + 1]
+        total, total_sq = cum[pos], sq[pos]
+        for a, q in zip(amounts, squares, strict=True):
+            total += a
+            total_sq += q
+            new_cum.append(total)
+            new_sq.append(total_sq)
+        self.cum, self.sq = new_cum, new_sq
         return pos
 
     def span(self, start: float, end: int, *, inclusive: bool) -> tuple[int, int]:
