@@ -355,3 +355,24 @@ def test_a_late_record_sees_what_came_before_it_in_time():
                 got[column], want[column], rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=column
             )
     assert late > 5  # late records were there to place
+
+
+def test_a_new_champion_carries_on_from_the_running_state(cards_bundle, tmp_path):
+    """A promotion (a new version of the same data set's model) keeps the state and what
+    waits to be written: the payments after it score as with the state rebuilt."""
+    from pipelines.operations.stateful import StatefulScorer
+
+    bundle, state, live = cards_bundle
+    store = _store_with_training_history(tmp_path, bundle, state)
+    expected = _batch_reference(store, bundle, live)
+    records = _json_records(live)
+    first = StatefulScorer(bundle, store, background=False)
+    results = [first.score([r])["results"][0] for r in records[:40]]
+    second = StatefulScorer(bundle, store, background=False, previous=first)
+    assert second.state is first.state and second.rebuilt_entities == 0
+    first.close()  # hands over: nothing written, nothing closed
+    assert second.writer.pending_rows == 40
+    results += [second.score([r])["results"][0] for r in records[40:]]
+    _assert_same(results, expected)
+    second.close()
+    assert second.writer.pending_rows == 0

@@ -168,6 +168,7 @@ class Scorer:
             state_url=self.state_url,
             flush_seconds=self.flush_seconds,
             background=self.background,
+            previous=self._stateful,
         )
 
     @property

@@ -75,7 +75,11 @@ class StatefulScorer:
         background: bool = True,
         max_entities: int = 1_000_000,
         rebuild_state: bool = True,
+        previous: StatefulScorer | None = None,
     ) -> None:
+        """``previous``: the scorer of the model this one replaces (a new champion); its
+        state and writer carry on where they cover this model (same context, windows no
+        longer), so nothing scored since the last flush is missed."""
         reason = why_not_stateful(bundle)
         if reason is not None:
             raise ValueError(reason)
@@ -93,6 +97,14 @@ class StatefulScorer:
             if c not in self.spec.feature_columns
         ]  # fmt: skip
         horizon = self.config.history_seconds
+        self.handed_over = False
+        if previous is not None and self._continues(previous):
+            self.state, self.writer = previous.state, previous.writer
+            self.rebuilt_entities = 0
+            previous.handed_over = True
+            return
+        if previous is not None:
+            previous.writer.flush()  # the rebuild reads what it scored
         if state_url:
             prefix = f"vigil:{self.spec.name}:{self.signature}"
             self.state: MemoryStateStore | RedisStateStore = RedisStateStore(
@@ -105,6 +117,13 @@ class StatefulScorer:
             self._rebuild(store)
         self.writer = HistoryWriter(
             store, self.spec, flush_seconds=flush_seconds, background=background
+        )
+
+    def _continues(self, previous: StatefulScorer) -> bool:
+        return (
+            previous.signature == self.signature
+            and previous.model_columns == self.model_columns
+            and previous.keep_steps >= self.keep_steps
         )
 
     def _rebuild(self, store: ResultsStore) -> None:
@@ -230,9 +249,11 @@ class StatefulScorer:
     def _window(self, card: CardState, seconds: float) -> np.ndarray:
         """The encoded model rows of the card the window of a record at ``seconds``
         holds (oldest first); each row is encoded once, when it is scored."""
-        if len(card.encoded) != len(card.steps):  # loaded from a snapshot or Redis
+        if card.encoded_for is not self.model or len(card.encoded) != len(card.steps):
+            # Loaded from the store or Redis, or encoded for the model this one replaced.
             rows = [row for _, row in card.steps]
             card.encoded = list(self.model.rows.transform(rows)) if rows else []
+            card.encoded_for = self.model
         horizon = self.model.history_seconds
         since = -math.inf if horizon is None else seconds - float(horizon)
         chosen = [i for i, (t, _) in enumerate(card.steps) if since <= t <= seconds]
@@ -268,6 +289,8 @@ class StatefulScorer:
         return out
 
     def close(self) -> None:
+        if self.handed_over:
+            return  # the state and writer live on in the scorer that replaced this one
         self.writer.close()
         if isinstance(self.state, RedisStateStore):
             self.state.close()

@@ -39,6 +39,8 @@ class CardState:
     recent: list[tuple[str, dict]] = field(default_factory=list)
     #: The steps as the model encodes them, in this process only (not serialised).
     encoded: list = field(default_factory=list, repr=False)
+    #: The model ``encoded`` was made for.
+    encoded_for: Any = field(default=None, repr=False)
 
     @property
     def newest(self) -> float:
