@@ -23,7 +23,9 @@ kept rows instead (medians, novelty windows and rates, profiles, the travel wind
 
 from __future__ import annotations
 
+import base64
 import math
+import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from datetime import UTC, datetime, timedelta
@@ -125,12 +127,14 @@ class KeyState:
             self.sq = array("d", (s - base_sq for s in self.sq[k:]))
 
     def to_dict(self) -> dict:
-        return {"t": self.t.tolist(), "cum": self.cum.tolist(), "sq": self.sq.tolist()}
+        """Plain JSON values; the arrays as base64 of their float64 bytes (exact, and
+        several times faster to write and read than lists of numbers)."""
+        return {k: _packed(getattr(self, k)) for k in ("t", "cum", "sq")}
 
     @classmethod
     def from_dict(cls, data: dict) -> KeyState:
         state = cls()
-        state.t, state.cum, state.sq = (array("d", data[k]) for k in ("t", "cum", "sq"))
+        state.t, state.cum, state.sq = (_unpacked(data[k]) for k in ("t", "cum", "sq"))
         return state
 
     def nbytes(self) -> int:
@@ -160,7 +164,7 @@ class EntityState(KeyState):
     @classmethod
     def from_dict(cls, data: dict) -> EntityState:
         state = cls(len(data["seen"]))
-        state.t, state.cum, state.sq = (array("d", data[k]) for k in ("t", "cum", "sq"))
+        state.t, state.cum, state.sq = (_unpacked(data[k]) for k in ("t", "cum", "sq"))
         state.last = -math.inf if data["last"] is None else float(data["last"])
         state.seen = [dict(s) for s in data["seen"]]
         state.located = tuple(data["located"]) if data["located"] else None
@@ -324,6 +328,24 @@ class RunningContext:
         if config.located_column and not _truthy(record.get(config.located_column)):
             return None
         return lat, lon
+
+
+def _packed(values: array) -> str:
+    """float64 little-endian bytes, base64 (the same text on any machine)."""
+    if sys.byteorder == "big":
+        values = array("d", values)
+        values.byteswap()
+    return base64.b64encode(values.tobytes()).decode("ascii")
+
+
+def _unpacked(data: str | list) -> array:
+    if isinstance(data, list):
+        return array("d", data)
+    values = array("d")
+    values.frombytes(base64.b64decode(data))
+    if sys.byteorder == "big":
+        values.byteswap()
+    return values
 
 
 def time_seconds(value: Any) -> float:
