@@ -271,8 +271,9 @@ class StatefulScorer:
     def _reasons(self, record, row, encoded, present, score) -> list[dict]:
         contributions = self.model.contributions(encoded, present)
         values = dict(zip(self.model_columns, row, strict=True))
-        for column in (self.config.entity_column, self.config.time_column):
-            values[column] = record.get(column)
+        for column in self.config.raw_columns:  # the merchant a card is new to, ...
+            if column not in values:
+                values[column] = record.get(column)
         features = _OneRow(values)
         frame = _OneRow(dict(zip(self.model_columns, contributions.tolist(), strict=True)))
         reasons = self.bundle.reasons(features, frame, np.array([score]))[0]
