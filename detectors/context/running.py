@@ -200,10 +200,12 @@ class RunningContext:
         record: dict[str, Any],
         entity: EntityState,
         secondary: dict[str, KeyState | None],
+        *,
+        keep: bool = True,
     ) -> dict[str, float]:
-        """``record``'s features (name -> float, NaN where missing), then ``record`` joins
-        ``entity`` and its ``secondary`` states (column -> state of its value, None where
-        the value is missing)."""
+        """``record``'s features (name -> float, NaN where missing), then (``keep``)
+        ``record`` joins ``entity`` and its ``secondary`` states (column -> state of its
+        value, None where the value is missing)."""
         config = self.config
         time_value = record[config.time_column]
         seconds = time_seconds(time_value)
@@ -292,7 +294,8 @@ class RunningContext:
                 count, total, squares = state.totals(left, key_end)
                 ratio, _ = _relative(amount, count, total, squares, config.min_history)
                 out[f"{PREFIX}{slug}_amount_ratio"] = ratio
-        self._add(record, seconds, amount, here, entity, secondary)
+        if keep:
+            self._add(record, seconds, amount, here, entity, secondary)
         return {name: out[name] for name in self.names}
 
     def _add(self, record, seconds, amount, here, entity, secondary) -> None:

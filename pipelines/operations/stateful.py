@@ -191,14 +191,10 @@ class StatefulScorer:
                 if isinstance(self.state, RedisStateStore):
                     self.state.release()
                 return dict(answered), 0.0
-            if not append_history and isinstance(self.state, MemoryStateStore):
-                loaded.card = CardState.from_bytes(loaded.card.to_bytes())
-                loaded.secondary = {
-                    c: None if s is None else type(s).from_dict(s.to_dict())
-                    for c, s in loaded.secondary.items()
-                }
             card = loaded.card
-            features = self.running.step(record, card.context, loaded.secondary)
+            features = self.running.step(
+                record, card.context, loaded.secondary, keep=append_history
+            )
             row = [
                 features[name] if name in features else _model_value(record.get(name))
                 for name in self.model_columns
