@@ -142,7 +142,7 @@ class NumpySequenceVAE:
         for weight, bias in self.encoder:
             e = _silu(e @ weight + bias)
         mu = e @ self.mu[0] + self.mu[1]
-        logvar = np.clip(e @ self.logvar[0] + self.logvar[1], -10.0, 10.0)
+        logvar = np.minimum(np.maximum(e @ self.logvar[0] + self.logvar[1], -10.0), 10.0)
         out = np.concatenate([mu, h])
         last = len(self.decoder) - 1
         for i, (weight, bias) in enumerate(self.decoder):

@@ -29,7 +29,7 @@ from detectors.context import PREFIX
 from detectors.context.running import RunningContext, time_seconds, unsupported
 from detectors.numpy_sequence import NumpySequenceVAE
 from pipelines.intake.ingest import Batch, validate_batch
-from pipelines.intake.records import typed_record
+from pipelines.intake.records import record_layout, typed_record
 from pipelines.modeling.bundle import ScoringBundle
 from pipelines.scoring.entity_state import (
     CardState,
@@ -87,6 +87,7 @@ class StatefulScorer:
         self.config = self.spec.context
         self.signature = context_signature(self.spec)
         self.running = RunningContext(self.config)
+        self._layout = record_layout(self.spec)
         self.model = NumpySequenceVAE.from_detector(bundle.detector)
         self.model_columns = list(self.model.feature_names_in_)
         self.keep_steps = max(self.model.sequence_length - 1, 0)
@@ -150,7 +151,7 @@ class StatefulScorer:
 
     def score(self, records: list[dict[str, Any]], *, append_history: bool = True) -> dict:
         """Results (id, score, is_anomaly, reasons) and rejected records of a request."""
-        typed = [typed_record(r, self.spec) for r in records]
+        typed = [typed_record(r, self.spec, self._layout) for r in records]
         ids = [t[self.spec.id_column] for t in typed if t is not None]
         rejected: list[dict] = []
         if any(t is None for t in typed) or len(set(ids)) != len(ids):
