@@ -277,6 +277,11 @@ class TabularEncoder:
             out[:, j : j + k + 1] = block
         return out
 
+    def plan(self) -> _EncodingPlan:
+        """Where each fitted column goes in the output (see :meth:`_plan`)."""
+        self._check_fitted()
+        return self._plan()
+
     def _plan(self) -> _EncodingPlan:
         """Where each fitted column goes in the output, as arrays (built once per encoder).
 
@@ -330,7 +335,12 @@ class TabularEncoder:
         df: pd.DataFrame, columns: list, plan: _EncodingPlan, out: np.ndarray
     ) -> None:
         """Impute, log1p, robust-scale and soft-limit every numeric column at once."""
-        v = _numeric_block(df, columns)
+        TabularEncoder.encode_numeric_block(_numeric_block(df, columns), plan, out)
+
+    @staticmethod
+    def encode_numeric_block(v: np.ndarray, plan: _EncodingPlan, out: np.ndarray) -> None:
+        """:meth:`_encode_numeric` on the numeric columns as one float64 (rows x columns)
+        array (changed in place): what a one-record scorer holding plain values calls."""
         missing = ~np.isfinite(v)
         if plan.unobserved.size:
             missing[:, plan.unobserved] = True

@@ -5,6 +5,9 @@ promotion policy, and an on-demand promote deployment for the approval form.
 With ``PREFECT_API_URL`` pointing at a Prefect server the same deployments register
 there (that is how the integration test runs it); ``deployments/prefect.yaml`` is the
 production way with a work pool and workers.
+
+``GET /metrics`` (Prometheus text format) on ``metrics_port`` says what the results store
+knows of the scoring runs (:class:`~pipelines.operations.metrics.RunMetrics`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ class ServeConfig(BaseModel):
     spec_path: str | None = Field(default=None, description="Data-set spec for retraining.")
     train_cron: str = Field(default="0 3 * * 0", description="Weekly retraining (UTC).")
     timezone: str = "UTC"
+    metrics_host: str = Field(default="127.0.0.1", description="Where /metrics listens.")
+    metrics_port: int | None = Field(
+        default=9464, description="Port of GET /metrics (Prometheus); None: no endpoint."
+    )
 
 
 def build_deployments(config: ServeConfig) -> list:
@@ -72,4 +79,24 @@ def serve_forever(config: ServeConfig) -> None:  # pragma: no cover - runs until
     """Register the deployments and run their flow runs until SIGINT/SIGTERM."""
     from prefect import serve
 
-    serve(*build_deployments(config))
+    server = start_run_metrics(config)
+    try:
+        serve(*build_deployments(config))
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+def start_run_metrics(config: ServeConfig, store=None):
+    """The /metrics endpoint of ``vigil serve`` (None when ``metrics_port`` is None)."""
+    if config.metrics_port is None:
+        return None
+    from pipelines.operations.metrics import RunMetrics, start_metrics_server
+    from pipelines.settings import get_settings
+    from pipelines.store import ResultsStore
+
+    store = store or ResultsStore(get_settings().resolved_database_url)
+    return start_metrics_server(
+        RunMetrics(store).registry, config.metrics_host, config.metrics_port
+    )

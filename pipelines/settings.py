@@ -184,6 +184,18 @@ class VigilSettings(BaseSettings):
         description="Torch threads of `vigil api`: one record is too small to split, and "
         "more threads than cores only contend with the server's own.",
     )
+    api_running_state: bool = Field(
+        default=True,
+        description="`vigil api` scores a sequence model from per-card and per-merchant "
+        "running state (a few numbers each, updated per payment) where it covers the "
+        "model's context; False (VIGIL_API_RUNNING_STATE=0): always from kept rows.",
+    )
+    api_state_url: str | None = Field(
+        default=None,
+        description="redis://host:port/db: the running state lives in Redis, shared by "
+        "every `vigil api` process pointing at it (several behind a load balancer); "
+        "unset: in the process.",
+    )
     api_flush_seconds: float = Field(
         default=1.0,
         gt=0,

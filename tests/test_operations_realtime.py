@@ -222,7 +222,9 @@ def _score_the_day(client, last_day, name, store, tmp_path) -> None:
 
 
 def test_vigil_api_keeps_history_in_memory_and_recovers_it_after_a_restart(card_model):
-    """One record per request: history comes from memory (nothing is written per request),
+    """The kept-rows path (models the running state does not cover; see
+    tests/test_running_state.py for the running state). One record per request: history
+    comes from memory (nothing is written per request),
     a clean shutdown writes it, a restarted app loads it back, and every score equals
     batch scoring's. A crash loses only what was not written yet."""
     from fastapi.testclient import TestClient
@@ -252,7 +254,8 @@ def test_vigil_api_keeps_history_in_memory_and_recovers_it_after_a_restart(card_
         ]
 
     live: dict[str, float] = {}
-    app = create_app(store, name, flush_seconds=3600)  # no timed flush during the test
+    # No timed flush during the test.
+    app = create_app(store, name, flush_seconds=3600, running_state=False)
     with TestClient(app) as client:
         for record in records[:half]:
             result = client.post("/score", json={"records": [record]}).json()["results"][0]
@@ -262,7 +265,7 @@ def test_vigil_api_keeps_history_in_memory_and_recovers_it_after_a_restart(card_
     # Leaving the client shut the app down: the pending records were written, once.
     assert len(api_segments()) == 1 and app.state.scorer.live_history.pending_rows == 0
 
-    restarted = create_app(store, name, flush_seconds=3600)
+    restarted = create_app(store, name, flush_seconds=3600, running_state=False)
     with TestClient(restarted) as client:  # loads the kept history back from the store
         for record in records[half:]:
             result = client.post("/score", json={"records": [record]}).json()["results"][0]
@@ -280,17 +283,18 @@ def test_vigil_api_keeps_history_in_memory_and_recovers_it_after_a_restart(card_
     first_new["transaction_id"], second_new["transaction_id"] = "crash-1", "crash-2"
     first_new["timestamp"] = pd.to_datetime(last["timestamp"]) + pd.Timedelta(minutes=1)
     second_new["timestamp"] = pd.to_datetime(last["timestamp"]) + pd.Timedelta(minutes=2)
-    crashed = Scorer(store, name, flush_seconds=3600, background=False)
+    crashed = Scorer(store, name, flush_seconds=3600, background=False, running_state=False)
     crashed.score(ScoreRequest(records=_json_records(first_new)))
     probe = ScoreRequest(records=_json_records(second_new), append_history=False)
     survivor_view = crashed.score(probe)["history_rows"]
-    after_crash = Scorer(store, name, flush_seconds=3600, background=False)
+    after_crash = Scorer(store, name, flush_seconds=3600, background=False, running_state=False)
     assert after_crash.score(probe)["history_rows"] == survivor_view - 1
     after_crash.close()
 
 
 def test_vigil_api_scores_queued_requests_together_as_it_would_one_by_one(card_model):
-    """Requests queued while another is scored are scored as one batch when that equals
+    """(The kept-rows path.) Requests queued while another is scored are scored as one
+    batch when that equals
     scoring them one after another in time order; shuffled arrival, shared ids and
     records older than the kept history are handled (alone where needed)."""
     import random
@@ -304,13 +308,13 @@ def test_vigil_api_scores_queued_requests_together_as_it_would_one_by_one(card_m
     day = card_model["last_day"].sort_values("timestamp", kind="stable")
     records = _json_records(day)[:24]
 
-    serial = Scorer(store, name, flush_seconds=3600, background=False)
+    serial = Scorer(store, name, flush_seconds=3600, background=False, running_state=False)
     expected = {}
     for record in records:
         result = serial.score(ScoreRequest(records=[record]))["results"][0]
         expected[result["id"]] = result["score"]
 
-    together = Scorer(store, name, flush_seconds=3600, background=False)
+    together = Scorer(store, name, flush_seconds=3600, background=False, running_state=False)
     tickets = [_Ticket(ScoreRequest(records=[r])) for r in records[:16]]
     random.Random(0).shuffle(tickets)  # concurrent clients arrive in any order
     together._score_queued(tickets, together.current())
@@ -326,7 +330,7 @@ def test_vigil_api_scores_queued_requests_together_as_it_would_one_by_one(card_m
     assert stale.result["results"][0]["id"] == "late-1" and stale.error is None
 
     # Real threads: every caller gets its own records back.
-    threaded = Scorer(store, name, flush_seconds=3600, background=False)
+    threaded = Scorer(store, name, flush_seconds=3600, background=False, running_state=False)
     answers: dict[int, dict] = {}
 
     def call(i: int) -> None:

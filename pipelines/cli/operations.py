@@ -85,6 +85,13 @@ def promote(model, rollback, reason, actor, policy_path, min_labelled, as_json) 
 @click.option("--train-data", default=None, help="Weekly retraining data (with --spec).")
 @click.option("--spec", "spec_path", default=None, help="Spec for weekly retraining.")
 @click.option("--train-cron", default="0 3 * * 0", show_default=True)
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=9464,
+    show_default=True,
+    help="GET /metrics (Prometheus) on 127.0.0.1 at this port; 0: none.",
+)
 def serve(
     watch_folder,
     pattern,
@@ -97,6 +104,7 @@ def serve(
     train_data,
     spec_path,
     train_cron,
+    metrics_port,
 ) -> None:
     """Run the schedules (nightly score, weekly train + promote) until stopped."""
     from pipelines.operations.sources import FolderSource, SqlSource
@@ -122,6 +130,7 @@ def serve(
         train_data=train_data,
         spec_path=spec_path,
         train_cron=train_cron,
+        metrics_port=metrics_port or None,
     )
     click.echo(
         "serving: "
@@ -151,7 +160,8 @@ def serve(
     help="How often the champion alias is looked up again.",
 )
 def api(model, host, port, refresh_seconds) -> None:
-    """Real-time scoring over HTTP (POST /score), with entity history for sequence models."""
+    """Real-time scoring over HTTP (POST /score, GET /metrics), with entity state for
+    sequence models."""
     import torch
     import uvicorn
 
@@ -164,6 +174,7 @@ def api(model, host, port, refresh_seconds) -> None:
     app = create_app(
         _store(), model, refresh_seconds=refresh_seconds,
         flush_seconds=settings.api_flush_seconds,
+        running_state=settings.api_running_state, state_url=settings.api_state_url,
     )  # fmt: skip
     app.state.scorer.current()  # fail now, not on the first request, if there is no model
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -72,6 +72,32 @@ def validate_records(records: list[dict[str, Any]], spec: DatasetSpec) -> Valida
     )
 
 
+def record_layout(spec: DatasetSpec) -> list[tuple[str, str]]:
+    """The columns :func:`typed_record` reads and how it types each (work it out once
+    per spec, not per record)."""
+    return _layout(spec)
+
+
+def typed_record(
+    record: dict[str, Any], spec: DatasetSpec, layout: list[tuple[str, str]] | None = None
+) -> dict[str, Any] | None:
+    """One record's values typed as :func:`validate_records` types them (column ->
+    value: texts as str or ``pd.NA``, numbers as float, times as datetime), without a
+    frame; ``None`` when the full validator must decide. ``layout``:
+    :func:`record_layout` of ``spec``, when the caller keeps it."""
+    typed: dict[str, Any] = {}
+    for name, kind in layout or _layout(spec):
+        if name not in record:
+            if kind == "label":
+                continue
+            return None
+        value = _typed(record[name], kind)
+        if value is _REFUSED:
+            return None
+        typed[name] = value
+    return typed
+
+
 #: The (read-only) empty quarantine of every accepted request: building an empty frame
 #: per request costs more than the rest of this module.
 _NOTHING = pd.DataFrame(columns=QUARANTINE_COLUMNS)

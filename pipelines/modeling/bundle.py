@@ -248,6 +248,15 @@ class ScoringBundle:
             return subset
         return pd.concat([subset, state[extra].iloc[rows].set_axis(subset.index)], axis=1)
 
+    def reasons(
+        self, features: pd.DataFrame, contributions: pd.DataFrame, scores: np.ndarray
+    ) -> list[list[dict]]:
+        """The reasons of flagged rows whose contributions were computed elsewhere (a
+        one-record scorer with its own forward), as :meth:`score_prepared` gives them;
+        ``features`` as there (with the raw context columns: see
+        :meth:`_with_raw_columns`)."""
+        return self._reasons(features, contributions, scores)
+
     def _reasons(
         self, features: pd.DataFrame, contributions: pd.DataFrame, scores: np.ndarray
     ) -> list[list[dict]]:

@@ -1,11 +1,19 @@
 """``vigil api``: real-time scoring of one record or a small batch over HTTP.
 
 Tabular models need nothing but the record (``mlflow models serve`` does that too);
-sequence models need each entity's recent history, which lives in the results store.
-The app loads that history into memory once (:class:`~pipelines.scoring.history.LiveHistory`),
-scores each request with the same bundle code as batch scoring, keeps the scored records
-in memory for the next request and writes them to the store in batches: a record scored
-here gets the score batch scoring would give it (tested, across a restart too).
+sequence models need each entity's recent history. Where the running state covers the
+model (:func:`~pipelines.operations.stateful.why_not_stateful`), each card and merchant
+keeps only the numbers its features read and the model's last rows
+(:class:`~pipelines.operations.stateful.StatefulScorer`: in the process, or in Redis
+with ``VIGIL_API_STATE_URL``), rebuilt from the store's kept history at start. Otherwise
+the app loads that history into memory once
+(:class:`~pipelines.scoring.history.LiveHistory`) and scores each request with the same
+bundle code as batch scoring. Either way the scored records are kept for the next
+request and written to the store in batches: a record scored here gets the score batch
+scoring would give it (tested, across a restart too).
+
+``GET /metrics`` answers Prometheus' text format (requests, errors, latency and score
+histograms: :mod:`pipelines.operations.metrics`).
 
 The champion is looked up again every ``refresh_seconds`` in the background, so a
 promotion or rollback takes effect without a restart and no request waits for the
@@ -31,6 +39,8 @@ from pipelines.intake.ingest import Batch, ValidationResult, validate_batch
 from pipelines.intake.records import validate_records
 from pipelines.modeling.bundle import ScoringBundle
 from pipelines.modeling.registry import load_bundle, resolve_model
+from pipelines.operations.metrics import CONTENT_TYPE, ApiMetrics
+from pipelines.operations.stateful import StatefulScorer, why_not_stateful
 from pipelines.scoring.history import LiveHistory, context_signature
 from pipelines.store import ResultsStore
 
@@ -66,8 +76,14 @@ class Scorer:
         *,
         flush_seconds: float = 1.0,
         background: bool = True,
+        running_state: bool = True,
+        state_url: str | None = None,
     ) -> None:
         self.store = store
+        self.running_state, self.state_url = running_state, state_url
+        self._stateful: StatefulScorer | None = None
+        #: Why the loaded sequence model is scored from kept rows (None: running state).
+        self.state_note: str | None = None
         self.model = model
         self.refresh_seconds = refresh_seconds
         self.flush_seconds = flush_seconds
@@ -121,11 +137,43 @@ class Scorer:
         ref = resolve_model(self.model)
         if loaded is None or loaded.version != ref.version or loaded.name != ref.name:
             bundle = (self._load or load_bundle)(ref)
-            live = self._live_for(bundle.spec)
+            stateful = self._stateful_for(bundle)
+            live = None if stateful is not None else self._live_for(bundle.spec)
+            old = self._stateful
             self._current = LoadedModel(ref.name, ref.version, bundle, now)
-            self._live = live
+            self._live, self._stateful = live, stateful
+            if old is not None and old is not stateful:
+                with self._score_lock:
+                    old.close()
         else:
             loaded.checked_at = now
+
+    def _stateful_for(self, bundle: ScoringBundle) -> StatefulScorer | None:
+        """The running-state scorer of a sequence bundle it covers (else None, with the
+        reason in ``state_note``)."""
+        if bundle.spec.context is None:
+            return None
+        reason = why_not_stateful(bundle) if self.running_state else "running state is off"
+        self.state_note = reason
+        if reason is not None:
+            log.info("%s: scoring from kept rows: %s", bundle.spec.name, reason)
+            return None
+        if self._live is not None:  # the kept rows' scorer goes: its records to the store
+            with self._score_lock:
+                self._live.close()
+            self._live = None
+        return StatefulScorer(
+            bundle,
+            self.store,
+            state_url=self.state_url,
+            flush_seconds=self.flush_seconds,
+            background=self.background,
+            previous=self._stateful,
+        )
+
+    @property
+    def stateful(self) -> StatefulScorer | None:
+        return self._stateful
 
     def _live_for(self, spec) -> LiveHistory | None:
         """The in-memory history this spec needs: the one held if it is the same data set
@@ -150,6 +198,9 @@ class Scorer:
 
     def close(self) -> None:
         """Write the history still pending (clean shutdown)."""
+        if self._stateful is not None:
+            with self._score_lock:
+                self._stateful.close()
         if self._live is not None:
             with self._score_lock:
                 self._live.close()
@@ -160,6 +211,16 @@ class Scorer:
         queue and scores it as one batch where that gives the same scores as one request
         after another (see :meth:`_groups`), so 8 clients cost little more than one."""
         loaded = self.current()
+        stateful = self._stateful
+        if stateful is not None and stateful.bundle is loaded.bundle:
+            with self._score_lock:
+                scored = stateful.score(request.records, append_history=request.append_history)
+            return {
+                "model": loaded.name,
+                "version": loaded.version,
+                "threshold": loaded.bundle.threshold,
+                **scored,
+            }
         if not request.append_history:
             with self._score_lock:
                 return self._score(request, loaded)
@@ -342,14 +403,23 @@ def create_app(
     refresh_seconds: float = 30.0,
     load=None,
     flush_seconds: float = 1.0,
+    running_state: bool = True,
+    state_url: str | None = None,
 ):
-    """The FastAPI app: ``POST /score``, ``GET /health``. Shutting the app down writes
-    the entity history still pending to the store."""
-    from fastapi import FastAPI, HTTPException
+    """The FastAPI app: ``POST /score``, ``GET /health``, ``GET /metrics``. Shutting the
+    app down writes the entity history still pending to the store."""
+    from fastapi import FastAPI, HTTPException, Response
 
     scorer = Scorer(
-        store, model, refresh_seconds=refresh_seconds, load=load, flush_seconds=flush_seconds
+        store,
+        model,
+        refresh_seconds=refresh_seconds,
+        load=load,
+        flush_seconds=flush_seconds,
+        running_state=running_state,
+        state_url=state_url,
     )
+    metrics = ApiMetrics()
 
     @asynccontextmanager
     async def lifespan(app):
@@ -361,14 +431,31 @@ def create_app(
     @app.get("/health")
     def health() -> dict:
         loaded = scorer.current()
-        return {"status": "ok", "model": loaded.name, "version": loaded.version}
+        out = {"status": "ok", "model": loaded.name, "version": loaded.version}
+        if scorer.stateful is not None:
+            out["state"] = scorer.stateful.describe()
+        elif scorer.state_note:
+            out["state"] = {"kind": "kept rows", "why": scorer.state_note}
+        return out
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(metrics.registry.exposition(), media_type=CONTENT_TYPE)
 
     @app.post("/score")
     def score(request: ScoreRequest) -> dict:
+        started = time.perf_counter()
         try:
-            return scorer.score(request)
+            response = scorer.score(request)
         except ValueError as exc:  # missing columns, unknown model: the caller's to fix
+            metrics.failed("invalid", time.perf_counter() - started)
             raise HTTPException(status_code=422, detail=str(exc)) from exc
+        except Exception:
+            metrics.failed("internal", time.perf_counter() - started)
+            raise
+        metrics.observe(response, time.perf_counter() - started)
+        return response
 
     app.state.scorer = scorer
+    app.state.metrics = metrics
     return app

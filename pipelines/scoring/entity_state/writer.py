@@ -1,0 +1,96 @@
+"""The records a real-time scorer scored, kept in the results store in batches.
+
+The running state answers the next payment at once; the store keeps the same records as
+history segments (what batch scoring and a restarted scorer read), written by a
+background thread every ``flush_seconds`` or sooner when ``max_pending`` wait, and on
+:meth:`HistoryWriter.close`. On a crash at most ``flush_seconds`` of records are not kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+
+import pandas as pd
+
+from pipelines.intake.spec import DatasetSpec
+from pipelines.scoring.history.kept import KeptHistory
+from pipelines.store import ResultsStore
+
+log = logging.getLogger(__name__)
+
+
+class HistoryWriter:
+    """Scored records (dicts: id, raw columns, features) to the store as segments."""
+
+    def __init__(
+        self,
+        store: ResultsStore,
+        spec: DatasetSpec,
+        *,
+        flush_seconds: float = 1.0,
+        max_pending: int = 1000,
+        source: str = "api",
+        background: bool = True,
+    ) -> None:
+        self._kept = KeptHistory(store, spec)
+        self.flush_seconds, self.max_pending, self.source = flush_seconds, max_pending, source
+        self._pending: list[dict] = []
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self.written = 0
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(
+                target=self._run, name=f"history-writer-{spec.name}", daemon=True
+            )
+            self._thread.start()
+
+    @property
+    def pending_rows(self) -> int:
+        return len(self._pending)
+
+    def add(self, row: dict) -> None:
+        with self._lock:
+            self._pending.append(row)
+            full = len(self._pending) >= self.max_pending
+        if full:
+            self._wake.set()
+
+    def flush(self) -> int:
+        with self._flush_lock:
+            with self._lock:
+                pending, self._pending = self._pending, []
+            if not pending:
+                return 0
+            frame = pd.DataFrame(pending)
+            digest = hashlib.sha256(
+                pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().tobytes()
+            ).hexdigest()[:16]
+            try:
+                self._kept.keep(frame, batch_id=f"{self.source}-{digest}", source=self.source)
+            except Exception:
+                with self._lock:  # keep them for the next try
+                    self._pending[:0] = pending
+                raise
+            self.written += len(frame)
+            return len(frame)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception as exc:  # noqa: BLE001 - keep serving; the next round retries
+                log.warning("keeping scored records as history failed: %s", exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.flush()
