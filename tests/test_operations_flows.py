@@ -15,6 +15,7 @@ from pipelines.cli import main
 from pipelines.demo import DEMO_SPEC, generate_transactions
 from pipelines.flows import score_flow, train_flow
 from pipelines.jobs.score import ScoreRequest
+from pipelines.modeling.registry import configure_mlflow
 from pipelines.modeling.training import TrainConfig
 from pipelines.operations.promotion import PromotionPolicy, promote, rollback
 from pipelines.settings import get_settings
@@ -90,7 +91,9 @@ def test_drift_watch_alarms_on_shifted_amounts_and_new_category_not_on_fresh_dat
     listed = json.loads(CliRunner().invoke(main, ["runs", "--json", "--limit", "50"]).output)
     by_id = {r["run_id"]: r for r in listed}
     assert by_id[unseen.run_id]["health"]["status"] == "alarm"
-    # Logged to MLflow as a run of its own.
+    # Logged to MLflow as a run of its own: on the embedded default queued by the scoring
+    # command and logged by the next one that opens MLflow.
+    configure_mlflow(get_settings())
     runs = MlflowClient().search_runs(
         experiment_ids=[MlflowClient().get_experiment_by_name("vigil").experiment_id],
         filter_string=f"tags.`vigil.scoring_run` = '{shifted.run_id}'",

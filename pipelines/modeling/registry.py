@@ -61,10 +61,13 @@ def configure_mlflow(settings: VigilSettings) -> str:
     """Point MLflow at the settings' store and make sure the experiment exists.
 
     The experiment gets an explicit artifact location: MLflow's default is frozen from the
-    working directory at creation time.
+    working directory at creation time. Runs queued while MLflow was not open
+    (:mod:`pipelines.modeling.deferred_tracking`) are logged now.
     """
     import mlflow
     from mlflow import MlflowClient
+
+    from pipelines.modeling.deferred_tracking import log_deferred_runs
 
     settings.apply_environment()
     uri = settings.resolved_mlflow_uri
@@ -80,6 +83,7 @@ def configure_mlflow(settings: VigilSettings) -> str:
     else:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
+    log_deferred_runs(settings, experiment_id)
     return experiment_id
 
 
