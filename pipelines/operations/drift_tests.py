@@ -3,7 +3,7 @@
 Importing ``scipy.stats`` costs more than a CPU second (it builds every distribution),
 which a short ``vigil score`` paid for three small computations. These give the same
 numbers as SciPy's ``binom``, ``chisquare`` and ``ks_2samp`` (tested against them) from
-``scipy.special`` and numpy. A two-sample KS test whose exact count would take this
+numpy and ``math`` alone. A two-sample KS test whose exact count would take this
 module longer than SciPy's compiled one (more than :data:`NUMPY_KS_MAX_CELLS` lattice
 points), or that SciPy answers asymptotically, still goes to ``scipy.stats``: there the
 batch is large and the import a small share of the run.
@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 
 #: SciPy's ``ks_2samp(method="auto")`` counts paths exactly up to this sample size.
 EXACT_KS_MAX_N = 10_000
@@ -29,13 +28,54 @@ class TestResult:
     pvalue: float
 
 
+def _binom_log_pmf(k: int, n: int, p: float) -> float:
+    return (
+        math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+        + k * math.log(p) + (n - k) * math.log1p(-p)
+    )  # fmt: skip
+
+
+#: Below this log-probability a term underflows to zero in double precision.
+_UNDERFLOW = -750.0
+
+
+def _binom_window(n: int, p: float) -> tuple[int, np.ndarray]:
+    """The binomial pmf where it does not underflow: ``(lo, pmf)`` with
+    ``pmf[i] = P(X = lo + i)``; every k outside has a probability below 1e-320."""
+    mean, sd = n * p, math.sqrt(n * p * (1 - p))
+    reach = 40 * sd + 50
+    hi = min(n, math.ceil(mean + reach))
+    while hi < n and _binom_log_pmf(hi, n, p) > _UNDERFLOW:
+        reach *= 2
+        hi = min(n, math.ceil(mean + reach))
+    reach = 40 * sd + 50
+    lo = max(0, math.floor(mean - reach))
+    while lo > 0 and _binom_log_pmf(lo, n, p) > _UNDERFLOW:
+        reach *= 2
+        lo = max(0, math.floor(mean - reach))
+    k = np.arange(lo, hi, dtype="float64")
+    steps = np.log(n - k) - np.log(k + 1) + (math.log(p) - math.log1p(-p))
+    log_pmf = _binom_log_pmf(lo, n, p) + np.concatenate([[0.0], np.cumsum(steps)])
+    return lo, np.exp(log_pmf)
+
+
+def _binom_tails(n: int, p: float) -> tuple[int, np.ndarray, np.ndarray]:
+    """``(lo, cdf, sf)`` over the window: each tail summed from its own end, so a small
+    tail probability keeps its precision."""
+    lo, pmf = _binom_window(n, p)
+    cdf = np.cumsum(pmf)
+    sf = np.concatenate([np.cumsum(pmf[::-1])[::-1][1:], [0.0]])
+    return lo, np.minimum(cdf, 1.0), np.minimum(sf, 1.0)
+
+
 def binom_cdf(k: int, n: int, p: float) -> float:
     """P(X <= k) for X ~ Binomial(n, p)."""
     if k < 0:
         return 0.0
     if k >= n:
         return 1.0
-    return float(special.bdtr(k, n, p))
+    lo, cdf, _ = _binom_tails(n, p)
+    return float(cdf[min(k - lo, len(cdf) - 1)]) if k >= lo else 0.0
 
 
 def binom_sf(k: int, n: int, p: float) -> float:
@@ -44,29 +84,36 @@ def binom_sf(k: int, n: int, p: float) -> float:
         return 1.0
     if k >= n:
         return 0.0
-    return float(special.bdtrc(k, n, p))
-
-
-def _smallest_k(n: int, holds) -> int:
-    """The smallest k in [0, n] for which ``holds(k)`` (monotone in k)."""
-    lo, hi = 0, n
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if holds(mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+    lo, _, sf = _binom_tails(n, p)
+    if k < lo:
+        return 1.0
+    return float(sf[k - lo]) if k - lo < len(sf) else 0.0
 
 
 def binom_ppf(q: float, n: int, p: float) -> int:
     """The smallest k with P(X <= k) >= q (``binom.ppf``)."""
-    return _smallest_k(n, lambda k: binom_cdf(k, n, p) >= q)
+    lo, cdf, _ = _binom_tails(n, p)
+    return min(n, lo + int(np.searchsorted(cdf, q, side="left")))
 
 
 def binom_isf(q: float, n: int, p: float) -> int:
     """The smallest k with P(X > k) <= q (``binom.isf``)."""
-    return _smallest_k(n, lambda k: binom_sf(k, n, p) <= q)
+    lo, _, sf = _binom_tails(n, p)
+    return min(n, lo + int(np.argmax(sf <= q)))
+
+
+def chi2_sf(x: float, df: int) -> float:
+    """P(X > x) for X ~ chi-square with ``df`` (a whole number) degrees of freedom, from
+    the closed forms: a Poisson tail for even ``df``; for odd, erfc plus half-integer
+    terms."""
+    if x <= 0:
+        return 1.0
+    half = x / 2
+    if df % 2 == 0:
+        terms = [j * math.log(half) - math.lgamma(j + 1) for j in range(df // 2)]
+        return min(1.0, sum(math.exp(t - half) for t in terms))
+    terms = [(j - 0.5) * math.log(half) - math.lgamma(j + 0.5) for j in range(1, (df + 1) // 2)]
+    return min(1.0, math.erfc(math.sqrt(half)) + sum(math.exp(t - half) for t in terms))
 
 
 def chisquare(observed: np.ndarray, expected: np.ndarray) -> TestResult:
@@ -74,7 +121,7 @@ def chisquare(observed: np.ndarray, expected: np.ndarray) -> TestResult:
     observed = np.asarray(observed, dtype="float64")
     expected = np.asarray(expected, dtype="float64")
     statistic = float(np.sum((observed - expected) ** 2 / expected))
-    return TestResult(statistic, float(special.chdtrc(len(observed) - 1, statistic)))
+    return TestResult(statistic, chi2_sf(statistic, len(observed) - 1))
 
 
 def ks_2samp(reference: np.ndarray, current: np.ndarray) -> TestResult:
