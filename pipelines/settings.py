@@ -12,6 +12,7 @@ import sqlite3
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -166,6 +167,15 @@ class VigilSettings(BaseSettings):
         description="On the embedded default, read the MLflow registry's SQLite file "
         "directly (no MLflow import per command); False: always through MLflow.",
     )
+    health_to_mlflow: Literal["auto", "now", "deferred"] = Field(
+        default="auto",
+        description="When a scoring run's health is logged to MLflow as its own run: now "
+        "(inside `vigil score`), or deferred (queued under the state folder and logged by "
+        "the next command that opens MLflow: `vigil models`, `vigil train`, `vigil "
+        "promote`, the schedules). auto: deferred on a local tracking store (the embedded "
+        "default, where opening MLflow costs a short command most of its time), now on a "
+        "tracking server. The results store has the health at once either way.",
+    )
     # -- feedback
     feedback_min_reviewed: int = Field(
         default=30, gt=0, description="Labelled scored records a precision threshold needs."
@@ -220,6 +230,13 @@ class VigilSettings(BaseSettings):
     @property
     def resolved_mlflow_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+
+    @property
+    def defers_tracking(self) -> bool:
+        """Whether short commands queue their MLflow runs (``health_to_mlflow``)."""
+        if self.health_to_mlflow != "auto":
+            return self.health_to_mlflow == "deferred"
+        return urlparse(self.resolved_mlflow_uri).scheme in ("", "sqlite", "file")
 
     @property
     def artifact_root(self) -> Path:

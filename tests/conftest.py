@@ -5,6 +5,7 @@ Tests keep data tiny and epochs few; quality targets live in benchmarks/, not he
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 import uuid
@@ -32,9 +33,22 @@ FAST_VAE = {"epochs": 4, "hidden_dims": [32, 16], "latent_dim": 4, "batch_size":
 FAST_GAN = {"epochs": 4, "batch_size": 256}
 
 
+_TRAINED: dict[tuple, object] = {}
+
+
 def demo_vae_bundle(rows: int = 1500, **options):
     """The pipeline tests' model: a fast VAE fitted on ``rows`` normal demo transactions
-    (seed 1), as a scoring bundle. ``options`` override ``FAST_VAE``."""
+    (seed 1), as a scoring bundle. ``options`` override ``FAST_VAE``.
+
+    Fitted once per session for each set of arguments (several modules ask for the same
+    one); each caller gets its own copy, free to change it."""
+    key = (rows, tuple(sorted(options.items())))
+    if key not in _TRAINED:
+        _TRAINED[key] = _fit_demo_vae_bundle(rows, **options)
+    return copy.deepcopy(_TRAINED[key])
+
+
+def _fit_demo_vae_bundle(rows: int, **options):
     from detectors import VAEDetector
     from pipelines.demo import DEMO_SPEC, generate_transactions
     from pipelines.modeling.bundle import ScoringBundle

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
@@ -32,6 +33,7 @@ def test_every_trained_model_line_reports_its_holdout_fpr():
     assert "hold-out FPR n/a" in _model_line(unlabelled)
 
 
+@pytest.mark.usefixtures("prefect_harness")  # the command's Prefect API: the session's
 def test_max_train_rows_reaches_the_sequence_detectors_only(monkeypatch, tmp_path):
     import pipelines.flows
 

@@ -1,7 +1,9 @@
 """``vigil demo`` at tiny size: every step runs and says what it did, with its command.
 
-The demo runs in a subprocess with its own state folder and Prefect home, as a person
-runs it, so its fixed model names never meet the other tests' registry.
+The demo runs in a subprocess with its own state folder, as a person runs it, so its
+fixed model names never meet the other tests' registry. Its flows report to the session's
+Prefect API (``prefect_api``) rather than a temporary server of their own, which costs
+tens of seconds to start on an empty Prefect home.
 """
 
 from __future__ import annotations
@@ -27,7 +29,17 @@ json.dump({{"table": table, "loop": {{k: v for k, v in r.get("feedback_loop", {{
 """
 
 
-def run_demo_process(tmp_path: Path, *, cards: int, seed: int, until: str | None = None):
+@pytest.fixture
+def prefect_api(prefect_harness) -> str:
+    """The session's Prefect API address, for the demo's process."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
+def run_demo_process(
+    tmp_path: Path, *, cards: int, seed: int, until: str | None = None, api: str | None = None
+):
     env = {
         **os.environ,
         "VIGIL_HOME": str(tmp_path / "home"),
@@ -35,6 +47,8 @@ def run_demo_process(tmp_path: Path, *, cards: int, seed: int, until: str | None
         "PYTHONPATH": str(REPO),
     }
     env.pop("PREFECT_API_URL", None)
+    if api:
+        env["PREFECT_API_URL"] = api
     out = tmp_path / "result.json"
     code = RUN.format(cards=cards, seed=seed, until=until)
     done = subprocess.run(
@@ -49,8 +63,8 @@ def run_demo_process(tmp_path: Path, *, cards: int, seed: int, until: str | None
     return done.stdout, json.loads(out.read_text())
 
 
-def test_every_step_runs_and_prints_its_command(tmp_path):
-    output, result = run_demo_process(tmp_path, cards=150, seed=DEMO_SEED)
+def test_every_step_runs_and_prints_its_command(tmp_path, prefect_api):
+    output, result = run_demo_process(tmp_path, cards=150, seed=DEMO_SEED, api=prefect_api)
     for step in ("1.", "2.", "3.", "4.", "5.", "6."):
         assert f"== {step}" in output
     assert output.count("by hand: vigil") >= 6

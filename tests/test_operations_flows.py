@@ -15,6 +15,7 @@ from pipelines.cli import main
 from pipelines.demo import DEMO_SPEC, generate_transactions
 from pipelines.flows import score_flow, train_flow
 from pipelines.jobs.score import ScoreRequest
+from pipelines.modeling.registry import configure_mlflow
 from pipelines.modeling.training import TrainConfig
 from pipelines.operations.promotion import PromotionPolicy, promote, rollback
 from pipelines.settings import get_settings
@@ -90,7 +91,9 @@ def test_drift_watch_alarms_on_shifted_amounts_and_new_category_not_on_fresh_dat
     listed = json.loads(CliRunner().invoke(main, ["runs", "--json", "--limit", "50"]).output)
     by_id = {r["run_id"]: r for r in listed}
     assert by_id[unseen.run_id]["health"]["status"] == "alarm"
-    # Logged to MLflow as a run of its own.
+    # Logged to MLflow as a run of its own: on the embedded default queued by the scoring
+    # command and logged by the next one that opens MLflow.
+    configure_mlflow(get_settings())
     runs = MlflowClient().search_runs(
         experiment_ids=[MlflowClient().get_experiment_by_name("vigil").experiment_id],
         filter_string=f"tags.`vigil.scoring_run` = '{shifted.run_id}'",
@@ -408,14 +411,6 @@ def test_sql_source_reads_rows_after_the_watermark_committed_with_the_run(traine
 # -- vigil serve against a real Prefect server ----------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _stop(proc, sig) -> None:
     import os
     import subprocess
@@ -443,8 +438,8 @@ def _wait(predicate, timeout: float, what: str, poll: float = 1.0):
 
 @pytest.mark.integration
 def test_vigil_serve_registers_schedules_and_runs_a_triggered_score_on_a_real_server(trained):
-    """Start a Prefect server on a free port, `vigil serve` against it, read the schedules
-    back from the server, trigger the scoring deployment through the API, let the served
+    """`vigil serve` against a Prefect server (the session's), read the schedules back
+    from the server, trigger the scoring deployment through the API, let the served
     process run it, and check the store."""
     import os
     import signal
@@ -463,35 +458,16 @@ def test_vigil_serve_registers_schedules_and_runs_a_triggered_score_on_a_real_se
     path = inbox / "tonight.csv"
     generate_transactions(200, n_anomalies=3, seed=99, start_id=990_000).to_csv(path, index=False)
     _settled(path)
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
+    # The session's Prefect API (a real HTTP server, started once for every test that
+    # needs one): the served process registers and runs against it as against any server.
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
     bin_dir = Path(sys.executable).parent
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    server_env = {
-        **base_env,
-        "PREFECT_HOME": str(tmp / "prefect-server"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-    }
-    server_log = open(tmp / "server.log", "w")  # noqa: SIM115 - closed in finally
-    server = subprocess.Popen(
-        [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=server_env,
-        stdout=server_log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     served = None
     try:
         client = httpx.Client(base_url=api, timeout=10)
-
-        def healthy():
-            try:
-                return client.get("/health").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        _wait(healthy, 180, "the Prefect server")
         serve_env = {
             **base_env,
             "PREFECT_API_URL": api,
@@ -548,11 +524,7 @@ def test_vigil_serve_registers_schedules_and_runs_a_triggered_score_on_a_real_se
             if created.status_code != 503:
                 break
             time.sleep(2)
-        assert created.status_code < 300, (
-            created.status_code,
-            created.text[:500],
-            (tmp / "server.log").read_text()[-3000:],
-        )
+        assert created.status_code < 300, (created.status_code, created.text[:500])
         run = created.json()
 
         def finished():
@@ -572,8 +544,6 @@ def test_vigil_serve_registers_schedules_and_runs_a_triggered_score_on_a_real_se
     finally:
         if served is not None:
             _stop(served, signal.SIGINT)
-        _stop(server, signal.SIGINT)
-        server_log.close()
 
 
 def test_promote_flow_pauses_for_approval_and_records_the_approver(trained):

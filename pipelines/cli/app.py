@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -79,6 +82,53 @@ def _quiet_prefect_errors():
     finally:
         for target in (*loggers, *handlers):
             target.removeFilter(quiet)
+
+
+@contextmanager
+def prefect_api() -> Iterator[str]:
+    """The Prefect API for the flows this command runs, stopped when the command ends.
+
+    With ``PREFECT_API_URL`` set (or a test harness's), that server. Without, a temporary
+    local one that this command starts and stops on the way out, success or failure
+    (SIGTERM and SIGHUP included: they exit through here). Its address is put in
+    Prefect's settings, so the task runs on Dask workers report to it as well: a worker
+    that finds no API starts a temporary server of its own, and a worker of a long-lived
+    cluster keeps it running after the command is gone."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    configured = PREFECT_API_URL.value()
+    if configured:
+        yield configured
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    with _exit_on_termination():
+        try:
+            server.start()
+            with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+                yield server.api_url
+        finally:
+            server.stop()
+
+
+@contextmanager
+def _exit_on_termination() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise SystemExit here (Python's default is to die at once,
+    skipping every ``finally``), so what the command started is stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _use_prefect() -> bool:

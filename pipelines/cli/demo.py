@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pipelines.cli.app import main
+from pipelines.cli.app import main, prefect_api
 
 
 @main.command("demo-feedback")
@@ -14,7 +14,8 @@ def demo_feedback(epochs) -> None:
     print before/after on the later batch."""
     from pipelines.demo_feedback import run_feedback_demo
 
-    run_feedback_demo(epochs=epochs, echo=click.echo)
+    with prefect_api():
+        run_feedback_demo(epochs=epochs, echo=click.echo)
 
 
 @main.command()
@@ -26,4 +27,5 @@ def demo(epochs, cards, seed) -> None:
     analysts' queue, verdicts -> a labelled model -> promotion, the next day's drift."""
     from pipelines.demo import run_demo
 
-    run_demo(epochs=epochs, n_cards=cards, seed=seed, echo=click.echo)
+    with prefect_api():
+        run_demo(epochs=epochs, n_cards=cards, seed=seed, echo=click.echo)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from pipelines.cli.app import _actor, _fail, _store, main
+from pipelines.cli.app import _actor, _fail, _store, main, prefect_api
 from pipelines.settings import get_settings
 
 
@@ -145,7 +145,8 @@ def serve(
         )
         + " (Ctrl-C stops)"
     )
-    serve_forever(config)
+    with prefect_api():
+        serve_forever(config)
 
 
 @main.command()
@@ -162,22 +163,38 @@ def serve(
 def api(model, host, port, refresh_seconds) -> None:
     """Real-time scoring over HTTP (POST /score, GET /metrics), with entity state for
     sequence models."""
-    import torch
     import uvicorn
 
+    from pipelines.modeling import local_registry
     from pipelines.modeling.registry import configure_mlflow
     from pipelines.operations.api import create_app
 
     settings = get_settings()
-    configure_mlflow(settings)
-    torch.set_num_threads(settings.api_torch_threads)
+    settings.apply_environment()
+    if local_registry.current() is None:
+        configure_mlflow(settings)  # else the registry is read from its file, MLflow unloaded
     app = create_app(
         _store(), model, refresh_seconds=refresh_seconds,
         flush_seconds=settings.api_flush_seconds,
         running_state=settings.api_running_state, state_url=settings.api_state_url,
     )  # fmt: skip
     app.state.scorer.current()  # fail now, not on the first request, if there is no model
+    _limit_compute_threads(settings.api_torch_threads)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _limit_compute_threads(threads: int) -> None:
+    """One record is too small to split: cap torch's threads where the model loaded torch
+    (a VAE scored by its numpy forward never imports it) and numpy's BLAS pool."""
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    if "torch" in sys.modules:
+        import torch  # deferred: only where the model loaded it already
+
+        torch.set_num_threads(threads)
+    threadpool_limits(limits=threads, user_api="blas")
 
 
 @main.group()

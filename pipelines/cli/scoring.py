@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipelines.cli.app import _fail, _store, _use_prefect, main
+from pipelines.cli.app import _fail, _store, _use_prefect, main, prefect_api
 from pipelines.settings import get_settings
 from pipelines.store.vocabulary import HealthStatus
 
@@ -56,7 +56,8 @@ def score(data, model, out, batch_id, table, query, runner, dask_address, as_jso
     if _use_prefect() or runner == "dask":
         from pipelines.flows import score_flow
 
-        report = score_flow(request)
+        with prefect_api():
+            report = score_flow(request)
     else:
         report = score_source(request)
     if as_json:

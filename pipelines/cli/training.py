@@ -7,7 +7,7 @@ import math
 
 import click
 
-from pipelines.cli.app import _actor, _fail, _store, main
+from pipelines.cli.app import _actor, _fail, _store, main, prefect_api
 from pipelines.settings import get_settings
 
 
@@ -77,9 +77,10 @@ def train(
         seq_gan=dict(sequence),
         seed_check=seed_check,
     )
-    result = train_flow(
-        data=str(data), spec_path=str(spec_path), config=config, with_labels=with_labels
-    )
+    with prefect_api():
+        result = train_flow(
+            data=str(data), spec_path=str(spec_path), config=config, with_labels=with_labels
+        )
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return

@@ -5,6 +5,7 @@ The registry decides which model is champion; nothing else keeps that fact.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -61,10 +62,13 @@ def configure_mlflow(settings: VigilSettings) -> str:
     """Point MLflow at the settings' store and make sure the experiment exists.
 
     The experiment gets an explicit artifact location: MLflow's default is frozen from the
-    working directory at creation time.
+    working directory at creation time. Runs queued while MLflow was not open
+    (:mod:`pipelines.modeling.deferred_tracking`) are logged now.
     """
     import mlflow
     from mlflow import MlflowClient
+
+    from pipelines.modeling.deferred_tracking import log_deferred_runs
 
     settings.apply_environment()
     uri = settings.resolved_mlflow_uri
@@ -80,6 +84,7 @@ def configure_mlflow(settings: VigilSettings) -> str:
     else:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
+    log_deferred_runs(settings, experiment_id)
     return experiment_id
 
 
@@ -483,7 +488,6 @@ def _warn_on_version_drift(ref: ModelRef, requirements: str | None = None) -> li
     ``name==version`` requirements (what MLflow's check reports, for the pins only).
     ``requirements``: the model's requirements.txt text, when already read."""
     import logging
-    from importlib.metadata import PackageNotFoundError, version
 
     if requirements is None:
         try:
@@ -497,10 +501,7 @@ def _warn_on_version_drift(ref: ModelRef, requirements: str | None = None) -> li
         name, _, pinned = line.strip().partition("==")
         if not pinned or name.startswith(("#", "-")):
             continue
-        try:
-            installed = version(name)
-        except PackageNotFoundError:
-            installed = "not installed"
+        installed = installed_version(name)
         if installed != pinned and installed.split("+")[0] != pinned.split("+")[0]:
             drift.append(f"{name}=={pinned} (installed: {installed})")
     if drift:
@@ -508,6 +509,43 @@ def _warn_on_version_drift(ref: ModelRef, requirements: str | None = None) -> li
             "%s was trained with other package versions: %s", ref, ", ".join(drift)
         )
     return drift
+
+
+def _normal_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@functools.cache
+def _dist_info_versions() -> dict[str, str]:
+    """``{name: version}`` from the ``*.dist-info`` folder names on ``sys.path`` (one
+    listing per folder, read once per process; the first on the path wins, as for
+    imports). ``importlib.metadata.version`` searches the path again for each name."""
+    import sys
+
+    found: dict[str, str] = {}
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for folder in names:
+            if folder.endswith(".dist-info"):
+                name, _, version = folder[: -len(".dist-info")].partition("-")
+                found.setdefault(_normal_name(name), version)
+    return found
+
+
+def installed_version(name: str) -> str:
+    """The installed version of distribution ``name``, or ``not installed``."""
+    known = _dist_info_versions().get(_normal_name(name))
+    if known:
+        return known
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def registry_summary(names: list[str]) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """Drift watch: is tonight's batch still the kind of data the model was trained on?
 
 Four checks per scoring run, each against the model's training reference
-(:mod:`pipelines.operations.reference`), written with numpy/scipy only:
+(:mod:`pipelines.operations.reference`), written with numpy and the tests of
+:mod:`pipelines.operations.drift_tests` (SciPy's numbers without importing ``scipy.stats``):
 
 - the score distribution: PSI on the reference's deciles and a two-sample KS test;
 - the flag rate against the expected rate: a binomial control limit (two-sided), so a
@@ -17,17 +18,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipelines.operations import drift_tests
 from pipelines.operations.reference import TrainingReference
 from pipelines.settings import DriftPolicy
 from pipelines.store.vocabulary import HealthStatus
-
-
-def _stats():
-    """SciPy's stats, imported when a test runs (importing it costs more than a second, which every
-    short scoring command paid even when it had no reference to compare with)."""
-    from scipy import stats
-
-    return stats
 
 
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
@@ -52,10 +46,10 @@ def flag_rate_check(flagged: int, n: int, expected: float, alpha: float) -> dict
     """Binomial control limits for ``flagged`` of ``n`` when the expected rate is
     ``expected``; ``alarm`` when the count falls outside them."""
     expected = float(min(max(expected, 1e-6), 1 - 1e-6))
-    lower = int(_stats().binom.ppf(alpha / 2, n, expected))
-    upper = int(_stats().binom.isf(alpha / 2, n, expected))
-    p_high = float(_stats().binom.sf(flagged - 1, n, expected))
-    p_low = float(_stats().binom.cdf(flagged, n, expected))
+    lower = drift_tests.binom_ppf(alpha / 2, n, expected)
+    upper = drift_tests.binom_isf(alpha / 2, n, expected)
+    p_high = drift_tests.binom_sf(flagged - 1, n, expected)
+    p_low = drift_tests.binom_cdf(flagged, n, expected)
     p_value = min(1.0, 2 * min(p_high, p_low))
     return {
         "flagged": int(flagged),
@@ -95,7 +89,7 @@ def feature_drift(
         ref = reference.numeric[column].dropna().to_numpy()
         if len(current) < 2 or len(ref) < 2:
             continue
-        result = _stats().ks_2samp(ref, current)
+        result = drift_tests.ks_2samp(ref, current)
         rows.append(
             {
                 "feature": column,
@@ -131,7 +125,7 @@ def feature_drift(
         observed = seen.value_counts().reindex(categories, fill_value=0).to_numpy("float64")
         expected = np.array([shares[c] for c in categories], dtype="float64")
         expected = expected / expected.sum() * observed.sum()
-        _, p_value = _stats().chisquare(observed, expected)
+        p_value = drift_tests.chisquare(observed, expected).pvalue
         tvd = 0.5 * float(np.abs(observed / observed.sum() - expected / expected.sum()).sum())
         rows.append(
             {
@@ -170,7 +164,7 @@ def assess_drift(
     alarms: list[str] = []
     score_check: dict = {"rows": n}
     if n >= policy.min_rows and len(reference.reference_scores) >= policy.min_rows:
-        ks = _stats().ks_2samp(reference.reference_scores, scores)
+        ks = drift_tests.ks_2samp(reference.reference_scores, scores)
         score_check.update(
             psi=psi(reference.reference_scores, scores),
             ks=float(ks.statistic),

@@ -1,7 +1,10 @@
 """Drift watch for a finished scoring run: assess, store, log to MLflow.
 
 The Prefect event is emitted by the flow (see ``pipelines.flows``), so this stays callable
-from tests and the CLI without Prefect.
+from tests and the CLI without Prefect. The results store gets the health at once; its
+MLflow run is logged in the same command on a tracking server, and on the embedded
+default queued and logged by the next command that opens MLflow
+(``VIGIL_HEALTH_TO_MLFLOW``, :mod:`pipelines.modeling.deferred_tracking`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.modeling.bundle import ScoringBundle
+from pipelines.modeling.deferred_tracking import defer_run
 from pipelines.modeling.registry import configure_mlflow
 from pipelines.operations.drift import DriftPolicy, assess_drift
 from pipelines.operations.reference import TrainingReference, reference_for_version
@@ -22,6 +26,9 @@ from pipelines.store import ResultsStore
 from pipelines.store.vocabulary import HealthStatus
 
 log = logging.getLogger(__name__)
+
+#: The health's full JSON, as an artifact of its MLflow run.
+HEALTH_ARTIFACT = "run_health.json"
 
 
 def no_reference_health(model_name: str, model_version: str) -> dict:
@@ -68,10 +75,38 @@ def watch_run(
     store.save_run_health(run_id, health)
     if log_to_mlflow:
         try:
-            log_health_to_mlflow(run_id, model_name, model_version, health)
+            settings = get_settings()
+            if settings.defers_tracking:
+                defer_health_to_mlflow(run_id, model_name, model_version, health)
+            else:
+                log_health_to_mlflow(run_id, model_name, model_version, health)
         except Exception as exc:  # noqa: BLE001 - tracking is a mirror; the store has it
             log.warning("run health of %s not logged to MLflow: %s", run_id, exc)
     return health
+
+
+def _health_run(
+    run_id: str, model_name: str, model_version: str, health: dict
+) -> tuple[str, dict[str, str], dict[str, float]]:
+    """The MLflow run of a scoring run's health: its name, tags and metrics."""
+    metrics = {
+        "score_psi": health["score"].get("psi"),
+        "score_ks": health["score"].get("ks"),
+        "flag_rate": health["flag_rate"]["observed_rate"],
+        "expected_flag_rate": health["flag_rate"]["expected_rate"],
+        "unseen_share": health["unseen"]["share"],
+        "features_drifted": float(sum(bool(f.get("drifted")) for f in health["features"])),
+        "alarm": 1.0 if health["status"] == HealthStatus.ALARM else 0.0,
+    }
+    tags = {
+        "vigil.kind": "run_health",
+        "vigil.scoring_run": run_id,
+        "vigil.model": model_name,
+        "vigil.model_version": str(model_version),
+        "vigil.health": str(health["status"]),
+    }
+    values = {k: float(v) for k, v in metrics.items() if v is not None}
+    return f"health-{run_id[:8]}", tags, values
 
 
 def log_health_to_mlflow(run_id: str, model_name: str, model_version: str, health: dict) -> str:
@@ -83,31 +118,25 @@ def log_health_to_mlflow(run_id: str, model_name: str, model_version: str, healt
 
     if mlflow.active_run() is None:
         configure_mlflow(get_settings())
-
-    metrics = {
-        "score_psi": health["score"].get("psi"),
-        "score_ks": health["score"].get("ks"),
-        "flag_rate": health["flag_rate"]["observed_rate"],
-        "expected_flag_rate": health["flag_rate"]["expected_rate"],
-        "unseen_share": health["unseen"]["share"],
-        "features_drifted": float(sum(bool(f.get("drifted")) for f in health["features"])),
-        "alarm": 1.0 if health["status"] == HealthStatus.ALARM else 0.0,
-    }
-    with mlflow.start_run(
-        run_name=f"health-{run_id[:8]}", nested=mlflow.active_run() is not None
-    ) as run:
-        mlflow.set_tags(
-            {
-                "vigil.kind": "run_health",
-                "vigil.scoring_run": run_id,
-                "vigil.model": model_name,
-                "vigil.model_version": str(model_version),
-                "vigil.health": health["status"],
-            }
-        )
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
+    run_name, tags, metrics = _health_run(run_id, model_name, model_version, health)
+    with mlflow.start_run(run_name=run_name, nested=mlflow.active_run() is not None) as run:
+        mlflow.set_tags(tags)
+        mlflow.log_metrics(metrics)
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "run_health.json"
+            path = Path(tmp) / HEALTH_ARTIFACT
             path.write_text(json.dumps(health, indent=2, default=str))
             mlflow.log_artifact(str(path))
         return run.info.run_id
+
+
+def defer_health_to_mlflow(run_id: str, model_name: str, model_version: str, health: dict) -> Path:
+    """The same MLflow run as :func:`log_health_to_mlflow`, queued in the state folder for
+    the next command that opens MLflow (no MLflow import here)."""
+    run_name, tags, metrics = _health_run(run_id, model_name, model_version, health)
+    return defer_run(
+        get_settings(),
+        run_name=run_name,
+        tags=tags,
+        metrics=metrics,
+        artifacts={HEALTH_ARTIFACT: json.dumps(health, indent=2, default=str)},
+    )
