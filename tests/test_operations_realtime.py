@@ -33,7 +33,8 @@ def test_mlflow_models_serve_scores_equal_batch_scoring(tmp_path, unique_name):
     import httpx
 
     from pipelines.modeling.registry import load_bundle, resolve_model
-    from tests.test_operations_flows import _free_port, _stop, _wait
+    from tests.browser_support import free_port as _free_port
+    from tests.test_operations_flows import _stop, _wait
 
     spec = DEMO_SPEC.model_copy(update={"name": unique_name})
     spec_path = spec.save(tmp_path / "spec.yaml")
