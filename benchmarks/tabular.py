@@ -7,6 +7,13 @@ normals only (scaling fitted there too); test on the other 40% normals plus all 
 Every model's threshold is set on held-out *training* normals for a 1% false-positive
 target (vigil: its internal 20% validation split; PyOD: fit on 80% of the training
 normals, calibrate on the other 20%), so the threshold never sees test labels.
+
+Baselines in the same run: PyOD's KNN and LOF (its strongest classical detectors on the
+one-class ADBench tables) and the kNN distance on vigil's own encoding, beside PyOD's
+deep models. The figures rank every detector per set (mean rank), test each vigil
+detector against the best baseline (Wilcoxon signed-rank over sets) and check each set
+against the kept figures (``results/tabular.json``): a set that loses more than 0.01
+AUROC fails the check, loudly, in the report.
 """
 
 from __future__ import annotations
@@ -25,8 +32,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.comparison import (
+    check_regressions,
+    comparison,
+    comparison_lines,
+    kept_reference,
+    regression_lines,
+)
 from benchmarks.datasets import NAMED, Split, load_dataset, split_normals
 from detectors import GANDetector, Threshold, VAEDetector, metrics
+from detectors.encoding import as_frame
+from detectors.parts import kth_distance, reference_side
 
 DEFAULT_DATASETS = ["cardio", "thyroid", "mammography", "shuttle", "creditcard_ulb"]
 VIGIL_MODELS = ["vigil_vae", "vigil_gan"]
@@ -37,8 +53,15 @@ PYOD_MODELS = [
     "pyod_alad",
     "pyod_iforest",
     "pyod_ecod",
+    "pyod_knn",
+    "pyod_lof",
 ]
+#: The kNN distance (k = 5, the k-th nearest, as PyOD's KNN) on vigil's own encoding.
+ENCODED_KNN = "vigil_encoded_knn"
+BASELINES = [*PYOD_MODELS, ENCODED_KNN]
 TARGET_FPR = 0.01
+#: The suite's results file: the kept figures a new run is checked against.
+KEPT = Path(__file__).resolve().parent / "results" / "tabular.json"
 
 
 @dataclass
@@ -103,6 +126,14 @@ def _pyod_model(kind: str, n_features: int, seed: int):
         from pyod.models.ecod import ECOD
 
         return ECOD()
+    if kind == "pyod_knn":
+        from pyod.models.knn import KNN
+
+        return KNN()  # PyOD's defaults: k = 5, the largest of the 5 distances
+    if kind == "pyod_lof":
+        from pyod.models.lof import LOF
+
+        return LOF()  # PyOD's defaults: 20 neighbours
     raise ValueError(f"unknown model {kind}")
 
 
@@ -125,6 +156,46 @@ def fit_pyod(kind: str, X_train: np.ndarray, seed: int) -> Fitted:
 
     threshold = Threshold.for_fpr(score(calibration), TARGET_FPR).value
     return Fitted(score=score, threshold=float(threshold), fit_seconds=fit_seconds)
+
+
+class EncodedKNN:
+    """The kNN baseline on vigil's own encoding: ``TabularEncoder`` (robust scaling, one-hot)
+    then the distance to the 5th nearest training row, exact, in batched matrix products."""
+
+    def __init__(self, k: int = 5) -> None:
+        self.k = k
+
+    def fit(self, X: np.ndarray) -> EncodedKNN:
+        from detectors.encoding import TabularEncoder
+
+        self.encoder_ = TabularEncoder().fit(as_frame(X))
+        reference = torch.from_numpy(self.encoder_.transform(as_frame(X)))
+        self.reference_ = reference
+        self.prepared_ = reference_side(reference)
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(self.encoder_.transform(as_frame(X)))
+        parts = [
+            kth_distance(x[i : i + 4096], self.reference_, self.k, self.prepared_)
+            for i in range(0, len(x), 4096)
+        ]
+        return torch.cat(parts).numpy() if parts else np.empty(0)
+
+
+def fit_encoded_knn(X_train: np.ndarray, seed: int) -> Fitted:
+    """As ``fit_pyod``: fit on 80% of the training normals, threshold on the other 20%."""
+    rng = np.random.default_rng(seed + 1000)
+    order = rng.permutation(len(X_train))
+    n_cal = max(1, int(round(0.2 * len(X_train))))
+    calibration, fit_rows = X_train[order[:n_cal]], X_train[order[n_cal:]]
+    started = time.perf_counter()
+    model = EncodedKNN().fit(fit_rows)
+    fit_seconds = time.perf_counter() - started
+    threshold = Threshold.for_fpr(model.decision_function(calibration), TARGET_FPR).value
+    return Fitted(
+        score=model.decision_function, threshold=float(threshold), fit_seconds=fit_seconds
+    )
 
 
 def rows_per_second(fn: Callable[[np.ndarray], object], X: np.ndarray, min_seconds: float) -> float:
@@ -181,6 +252,8 @@ def run(
             for model in models:
                 if model in VIGIL_MODELS:
                     fitted = fit_vigil(model, split.X_train, seed, vigil_overrides or {})
+                elif model == ENCODED_KNN:
+                    fitted = fit_encoded_knn(split.X_train, seed)
                 else:
                     fitted = fit_pyod(model, split.X_train, seed)
                 result = evaluate(fitted, split, min_seconds)
@@ -243,7 +316,24 @@ def summarise(report: dict) -> dict:
     for model, part in frame.groupby("model"):
         by = part.groupby("dataset")["auroc"]
         worst_seed_gap[model] = float((by.transform("mean") - part["auroc"]).max())
-    return {"per_dataset": per_dataset, "overall": overall, "worst_seed_auroc_gap": worst_seed_gap}
+    auroc, auprc = per_set_means(report["results"])
+    ours = [m for m in VIGIL_MODELS if m in auroc.columns]
+    baselines = [m for m in auroc.columns if m not in VIGIL_MODELS]
+    return {
+        "per_dataset": per_dataset,
+        "overall": overall,
+        "worst_seed_auroc_gap": worst_seed_gap,
+        "comparison": comparison(auroc, auprc, ours, baselines),
+    }
+
+
+def per_set_means(rows: list[dict]):
+    """(AUROC, AUPRC) as sets x models frames, each the mean over seeds."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    grouped = frame.groupby(["dataset", "model"])
+    return grouped["auroc"].mean().unstack("model"), grouped["auprc"].mean().unstack("model")
 
 
 def figures(report: dict) -> list[str]:
@@ -252,7 +342,8 @@ def figures(report: dict) -> list[str]:
     meta = report["meta"]
     datasets = meta["datasets"]
     models = [m for m in meta["models"] if m in summary["overall"]]
-    lines = [
+    lines = regression_lines(report.get("regressions"), bool(report.get("regression_checked")))
+    lines += [
         f"Protocol: {meta['protocol']}; {meta['seeds']} seeds (AUROC per set: mean ± std over "
         f"seeds). Versions: "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
@@ -278,6 +369,9 @@ def figures(report: dict) -> list[str]:
             cells.append(_cell({"mean": value}, metric) if value is not None else "")
         cells.append(f"{summary['worst_seed_auroc_gap'][model]:.3f}")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    if summary.get("comparison"):
+        lines += ["", "Every detector of this run, ranked per set by AUROC (1 = best):", ""]
+        lines += comparison_lines(summary["comparison"], models)
     return lines
 
 
@@ -296,6 +390,19 @@ def _cell(cell: dict | None, metric: str, bold: bool = False) -> str:
     return f"**{text}**" if bold else text
 
 
+def add_regression_check(report: dict, kept_path: Path) -> None:
+    """Compare vigil's per-set AUROC with the kept figures; say it loudly where one lost
+    more than the tolerance (in the report, RESULTS.md and on stderr)."""
+    kept = kept_reference(kept_path)
+    regressions, reference = check_regressions(report["results"], kept, VIGIL_MODELS)
+    report["regression_checked"] = bool(kept)
+    report["regressions"] = regressions
+    report["reference"] = reference
+    for line in regression_lines(regressions, bool(kept)):
+        if line:
+            print(line, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -311,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the report (JSON)")
     parser.add_argument("--max-rows", type=int, default=None, help="subsample (smoke runs)")
     parser.add_argument("--epochs", type=int, default=None, help="override vigil epochs (smoke)")
+    parser.add_argument(
+        "--kept", default=str(KEPT), help="the kept figures a set must not fall below"
+    )
     args = parser.parse_args(argv)
     overrides = {"epochs": args.epochs} if args.epochs else {}
     report = run(
@@ -323,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         min_seconds=0.05 if args.max_rows else 0.5,
     )
     report["summary"] = summarise(report)
+    add_regression_check(report, Path(args.kept))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

@@ -1,0 +1,224 @@
+"""How the VAE's views should be fused, chosen across the dev pool with a half/half check.
+
+    python -m benchmarks.devpool_views dump --out-dir DIR [--seeds 3]   # fit once, cache views
+    python -m benchmarks.devpool_views choose --out-dir DIR --out report.json
+
+``dump`` fits the current default ``VAEDetector`` once per set and seed on the dev pool's
+capped split (``benchmarks.devpool.capped_split``) and caches, for its training rows and
+the test rows, every view a fused score could read: the four residual rules, the
+k-means-prototype neighbourhood views, and exact k-th nearest distances (k 1 and 5) to a
+seeded sample of R training rows (R 512, 1024, 2048) in the encoded input space and in
+the latent space (training rows in the reference skip themselves). It also caches the
+baselines' test scores: PyOD's KNN and LOF on standardised features, and the kNN
+distance on vigil's own encoding.
+
+``choose`` scores candidate fusions offline from the cache (no refit): each view divided
+by its 99% training quantile and weighted, summed. A candidate is chosen by mean AUROC on
+one half of the sets and confirmed on the other half, then the reverse: a default must
+hold on sets it was not chosen on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.devpool import capped_split, dev_sets, set_name
+from detectors import VAEDetector, metrics
+from detectors.parts import kth_distance, reference_mask
+
+REFERENCE_SIZES = (512, 1024, 2048)
+KS = (1, 5)
+
+
+def _knn_views(x_tr: torch.Tensor, x_te: torch.Tensor, seed: int) -> dict[str, tuple]:
+    """Exact k-th nearest distances of training rows (skipping themselves when in the
+    reference) and test rows to a seeded sample of R training rows, per (R, k)."""
+    out = {}
+    for size in REFERENCE_SIZES:
+        mask = reference_mask(x_tr.shape[0], size, seed)
+        ref = x_tr[torch.from_numpy(mask)]
+        for k in KS:
+            train = torch.empty(x_tr.shape[0], dtype=torch.float64)
+            m = torch.from_numpy(mask)
+            train[m] = kth_distance(x_tr[m], ref, k + 1)
+            if (~m).any():
+                train[~m] = kth_distance(x_tr[~m], ref, k)
+            out[f"R{size}_k{k}"] = (train.numpy(), kth_distance(x_te, ref, k).numpy())
+    return out
+
+
+def dump_one(name: str, seed: int, caps: dict, folder: Path) -> None:
+    path = folder / f"{set_name(name)}_s{seed}.npz"
+    if path.exists():
+        return
+    X_train, X_test, y_test = capped_split(name, seed, caps)
+    arrays: dict[str, np.ndarray] = {"y": y_test}
+    det = VAEDetector(seed=seed).fit(X_train)
+    train_idx, _ = det._split(len(X_train))
+    x_tr = torch.from_numpy(det.encoder_.transform(X_train[train_idx]))
+    x_te = torch.from_numpy(det.encoder_.transform(X_test))
+    rules = lambda x: det._batched(lambda xb: det._ensemble_rules(xb)[0], x).numpy()  # noqa: E731
+    arrays["rules_train"], arrays["rules_test"] = rules(x_tr), rules(x_te)
+    with torch.inference_mode():
+        z_tr = det.model_.encode(x_tr)[0]
+        z_te = det.model_.encode(x_te)[0]
+    for space, (a, b) in {"in": (x_tr, x_te), "z": (z_tr, z_te)}.items():
+        for key, (tr, te) in _knn_views(a, b, seed).items():
+            arrays[f"{space}_{key}_train"], arrays[f"{space}_{key}_test"] = tr, te
+    arrays["vigil_vae_test"] = det.decision_function(X_test)
+    # Baselines on the same split: PyOD's KNN and LOF on standardised features (as every
+    # PyOD model in the devpool suite) and the kNN distance on vigil's own encoding.
+    from pyod.models.knn import KNN
+    from pyod.models.lof import LOF
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(X_train)
+    s_tr, s_te = scaler.transform(X_train), scaler.transform(X_test)
+    arrays["pyod_knn_test"] = KNN().fit(s_tr).decision_function(s_te)
+    arrays["pyod_lof_test"] = LOF().fit(s_tr).decision_function(s_te)
+    enc_tr = torch.from_numpy(det.encoder_.transform(X_train))
+    arrays["vigil_encoded_knn_test"] = kth_distance(x_te, enc_tr, 5).numpy()
+    np.savez(path, **arrays)
+
+
+# --------------------------------------------------------------------------- choose
+def _scaled(data: dict, key: str) -> np.ndarray:
+    tr, te = data[f"{key}_train"], data[f"{key}_test"]
+    if tr.ndim == 2:
+        q = np.maximum(np.quantile(tr, 0.99, axis=0), 1e-12)
+        return te / q
+    return te / max(float(np.quantile(tr, 0.99)), 1e-12)
+
+
+def candidates() -> dict[str, list[tuple[str, int | None, float]]]:
+    """Name -> [(cached key, column or None, weight)]."""
+    rules = [("rules", j, 1.0) for j in range(4)]
+    current = rules + [("rules", 4, 1.0), ("rules", 5, 1.0)]
+    out = {"current": current, "rules_only": rules}
+    for space, size, k, w in itertools.product(
+        ("in", "z", "both"), REFERENCE_SIZES, KS, (1.0, 2.0, 4.0, 8.0)
+    ):
+        spaces = ("in", "z") if space == "both" else (space,)
+        extra = [(f"{s}_R{size}_k{k}", None, w) for s in spaces]
+        out[f"cur+{space}_R{size}_k{k}_w{w:g}"] = current + extra
+        out[f"rules+{space}_R{size}_k{k}_w{w:g}"] = rules + extra
+    return out
+
+
+def fused(data: dict, recipe) -> np.ndarray:
+    score = np.zeros(len(data["y"]))
+    for key, col, w in recipe:
+        part = _scaled(data, key)
+        score += w * (part[:, col] if col is not None else part)
+    return score
+
+
+def choose(folder: Path, out: Path) -> dict:
+    files = sorted(folder.glob("*_s*.npz"))
+    by_set: dict[str, list[dict]] = {}
+    for f in files:
+        with np.load(f) as npz:
+            by_set.setdefault(f.stem.rsplit("_s", 1)[0], []).append(dict(npz))
+    sets = sorted(by_set, key=str.lower)
+    recipes = candidates()
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for name in sets:
+        for model in ("vigil_vae", "pyod_knn", "pyod_lof", "vigil_encoded_knn"):
+            runs = by_set[name]
+            table.setdefault(model, {})[name] = {
+                "auroc": float(np.mean([metrics.auroc(d["y"], d[f"{model}_test"]) for d in runs])),
+                "auprc": float(np.mean([metrics.auprc(d["y"], d[f"{model}_test"]) for d in runs])),
+            }
+        for cand, recipe in recipes.items():
+            runs = by_set[name]
+            scores = [fused(d, recipe) for d in runs]
+            table.setdefault(cand, {})[name] = {
+                "auroc": float(
+                    np.mean([metrics.auroc(d["y"], s) for d, s in zip(runs, scores, strict=True)])
+                ),
+                "auprc": float(
+                    np.mean([metrics.auprc(d["y"], s) for d, s in zip(runs, scores, strict=True)])
+                ),
+            }
+    rng = np.random.default_rng(2024)
+    order = list(rng.permutation(sets))
+    halves = [sorted(order[: len(order) // 2]), sorted(order[len(order) // 2 :])]
+
+    def mean(model: str, part: list[str], metric: str = "auroc") -> float:
+        return float(np.mean([table[model][s][metric] for s in part]))
+
+    checks = []
+    for a, b in ((0, 1), (1, 0)):
+        best = max(recipes, key=lambda c: mean(c, halves[a]))
+        checks.append(
+            {
+                "chosen_on": halves[a],
+                "confirmed_on": halves[b],
+                "chosen": best,
+                "chosen_half_auroc": mean(best, halves[a]),
+                "other_half_auroc": mean(best, halves[b]),
+                "other_half_current": mean("current", halves[b]),
+                "other_half_pyod_knn": mean("pyod_knn", halves[b]),
+                "other_half_pyod_lof": mean("pyod_lof", halves[b]),
+            }
+        )
+    ranking = sorted(recipes, key=lambda c: -mean(c, sets))
+    report = {
+        "sets": sets,
+        "halves": halves,
+        "checks": checks,
+        "top": [
+            {
+                "candidate": c,
+                "auroc": mean(c, sets),
+                "auprc": mean(c, sets, "auprc"),
+                "half0": mean(c, halves[0]),
+                "half1": mean(c, halves[1]),
+            }
+            for c in ranking[:25]
+        ],
+        "baselines": {
+            m: {"auroc": mean(m, sets), "auprc": mean(m, sets, "auprc")}
+            for m in ("vigil_vae", "pyod_knn", "pyod_lof", "vigil_encoded_knn", "current")
+        },
+        "per_set": table,
+    }
+    out.write_text(json.dumps(report, indent=1))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["dump", "choose"])
+    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--datasets", nargs="*", default=None)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    folder = Path(args.out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    if args.action == "dump":
+        caps = {"max_train": 2000, "max_test_normals": 2000, "max_test_anomalies": 1000}
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            for name in args.datasets or dev_sets():
+                dump_one(name, seed, caps, folder)
+                print(f"dumped {set_name(name)} seed {seed}", flush=True)
+        return 0
+    report = choose(folder, Path(args.out or folder / "choice.json"))
+    print(json.dumps({k: report[k] for k in ("checks", "baselines")}, indent=1))
+    for row in report["top"][:12]:
+        print(row)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
