@@ -373,6 +373,13 @@ def figures(report: dict) -> list[str]:
     datasets = meta["datasets"]
     models = [m for m in meta["models"] if m in summary["overall"]]
     lines = regression_lines(report.get("regressions"), bool(report.get("regression_checked")))
+    if meta.get("carried"):
+        lines += [
+            f"Not rerun (slow), carried from the kept run of {meta['carried']['from']}: "
+            + ", ".join(meta["carried"]["models"])
+            + ".",
+            "",
+        ]
     lines += [
         f"Protocol: {meta['protocol']}; {meta['seeds']} seeds (AUROC per set: mean ± std over "
         f"seeds). Versions: "
@@ -424,6 +431,35 @@ def _cell(cell: dict | None, metric: str, bold: bool = False) -> str:
     return f"**{text}**" if bold else text
 
 
+def carry_kept_models(report: dict, kept_path: Path) -> None:
+    """Rows of the kept run for the baselines this run left out (the slow deep ones), on
+    the same sets and seeds, so every figure stays in one table; ``meta["carried"]`` names
+    them and the date of the run they come from."""
+    if not kept_path.exists():
+        return
+    kept = json.loads(kept_path.read_text())
+    meta = report["meta"]
+    ran = set(meta["models"])
+    seeds = set(range(meta["seeds"]))
+    rows = [
+        r
+        for r in kept.get("results", [])
+        if r["model"] not in ran
+        and r["model"] in BASELINES  # never an older version of vigil's own detectors
+        and r["dataset"] in meta["datasets"]
+        and r["seed"] in seeds
+    ]
+    if not rows:
+        return
+    carried = sorted({r["model"] for r in rows}, key=[*VIGIL_MODELS, *BASELINES].index)
+    report["results"] += rows
+    meta["models"] = [*meta["models"], *carried]
+    meta["carried"] = {
+        "models": carried,
+        "from": (kept.get("runner") or {}).get("date") or kept["meta"].get("date"),
+    }
+
+
 def add_regression_check(report: dict, kept_path: Path) -> None:
     """Compare vigil's per-set AUROC with the kept figures; say it loudly where one lost
     more than the tolerance (in the report, RESULTS.md and on stderr)."""
@@ -466,8 +502,10 @@ def main(argv: list[str] | None = None) -> int:
         max_rows=args.max_rows,
         min_seconds=0.05 if args.max_rows else 0.5,
     )
-    report["summary"] = summarise(report)
     add_regression_check(report, Path(args.kept))
+    if not args.max_rows:
+        carry_kept_models(report, Path(args.kept))
+    report["summary"] = summarise(report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
