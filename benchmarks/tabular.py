@@ -362,6 +362,8 @@ def per_set_means(rows: list[dict]):
     import pandas as pd
 
     frame = pd.DataFrame(rows)
+    if "auprc" not in frame.columns:
+        frame["auprc"] = np.nan
     grouped = frame.groupby(["dataset", "model"])
     return grouped["auroc"].mean().unstack("model"), grouped["auprc"].mean().unstack("model")
 

@@ -34,6 +34,7 @@ from detectors.layout import (
     MAX_TAIL_SOFTNESS,
     WEIGHTS_FILE,
     restore_fitted_state,
+    rule_weights,
 )
 from detectors.thresholds import Threshold
 
@@ -162,15 +163,6 @@ def _plan(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, An
     }
 
 
-def _rule_weights(ensemble: dict[str, Any]) -> list[float]:
-    """As ``detectors.vae.rule_weights`` (not imported: that module imports torch)."""
-    weights = [1.0] * 4
-    weights += [float(ensemble.get("knn_weight", 1.0))] * len(ensemble.get("knn_views", []))
-    if ensemble.get("neighbour_rows"):
-        weights.append(float(ensemble["neighbour_weight"]))
-    return weights
-
-
 def _linear(x: np.ndarray, weight_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """``nn.Linear`` (``weight_t`` is its weight transposed), bias added in place."""
     out = x @ weight_t
@@ -290,7 +282,7 @@ class NumpyVAE:
             self._slope = np.asarray(e["tail_slope"], dtype=np.float64)
             self._precision = np.asarray(e["precision"], dtype=np.float64)
             self._scales = np.asarray(e["scales"], dtype=np.float64)
-            self._rule_scales = self._scales / np.asarray(_rule_weights(e), dtype=np.float64)
+            self._rule_scales = self._scales / np.asarray(rule_weights(e), dtype=np.float64)
         self._var32 = np.asarray(self.error_variance_, dtype=np.float32)
 
     def __repr__(self) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -11,7 +10,7 @@ import torch
 from torch import nn
 
 from detectors.base import BaseDeepDetector
-from detectors.layout import MAX_TAIL_SOFTNESS
+from detectors.layout import MAX_TAIL_SOFTNESS, rule_weights
 from detectors.parts import (
     FIT_STATISTICS_ROWS,
     FIT_THREADS,
@@ -25,38 +24,13 @@ from detectors.parts import (
     reference_side,
     set_buffer,
 )
+from detectors.residual_tails import residual_statistics, sorted_quantiles
 
 #: Score rules of ``VAEDetector`` (see the class docstring).
 SCORE_RULES = ("elbo", "ensemble")
 #: Extra views of ``score_rule="ensemble"``: distance to the k-th nearest training row,
 #: in the encoded input space or in the latent space (posterior means).
 KNN_VIEWS = ("input", "latent")
-#: ``score_rule="ensemble"``: knots of each column's residual tail and the ridge added to
-#: the residual covariance before inverting it.
-ENSEMBLE_TAIL_KNOTS = 128
-ENSEMBLE_COV_RIDGE = 1e-3
-
-
-def _sorted_quantiles(ordered: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Linear-interpolation quantiles ``q`` (k,) of each column of ``ordered`` (n, d), which
-    is sorted along dim 0; returns (k, d). Unlike ``torch.quantile`` it has no size limit."""
-    n = ordered.shape[0]
-    pos = q.to(torch.float64).clamp(0.0, 1.0) * (n - 1)
-    lo = pos.floor().long()
-    hi = pos.ceil().long()
-    frac = (pos - lo.to(torch.float64)).unsqueeze(1)
-    return ordered[lo] + frac * (ordered[hi] - ordered[lo])
-
-
-def rule_weights(ensemble: dict[str, Any]) -> list[float]:
-    """The weight of each column of the ensemble's rules: 1 for the four residual rules,
-    ``knn_weight`` for each prototype view, ``neighbour_weight`` for the nearest-neighbour
-    view (the last column, when fitted)."""
-    weights = [1.0] * 4
-    weights += [float(ensemble.get("knn_weight", 1.0))] * len(ensemble.get("knn_views", []))
-    if ensemble.get("neighbour_rows"):
-        weights.append(float(ensemble["neighbour_weight"]))
-    return weights
 
 
 class _VAENet(nn.Module):
@@ -426,21 +400,8 @@ class VAEDetector(BaseDeepDetector):
                 for i in range(0, len(x_train), 8192)
             ]
         resid = torch.cat([p[0] for p in parts]).cpu()
-        n, d = resid.shape
-        absr = resid.abs()
-        levels = torch.logspace(0.0, -math.log10(n + 1), ENSEMBLE_TAIL_KNOTS, dtype=torch.float64)
-        ordered = torch.sort(absr, dim=0).values
-        knots = _sorted_quantiles(ordered, 1.0 - levels).T  # (d, knots)
-        knots = torch.cummax(knots, dim=1).values
-        top = ordered[int(0.95 * n) :]
-        slope = (top - top[:1]).mean(dim=0).clamp_min(1e-6)
-        cov = torch.cov(resid.T).reshape(d, d) if n > 1 else torch.eye(d, dtype=torch.float64)
-        precision = torch.linalg.inv(cov + ENSEMBLE_COV_RIDGE * torch.eye(d, dtype=torch.float64))
         self.ensemble_ = {
-            "tail_knots": knots.tolist(),
-            "tail_logp": (-torch.log(levels)).tolist(),
-            "tail_slope": slope.tolist(),
-            "precision": precision.tolist(),
+            **residual_statistics(resid),
             "scales": [1.0, 1.0, 1.0, 1.0],
             "knn_views": [],
         }
@@ -459,7 +420,7 @@ class VAEDetector(BaseDeepDetector):
             self.ensemble_["neighbour_rows"], nearest = self._fit_neighbours(x_train)
             rules = torch.cat([rules, nearest], dim=1)
         ordered_rules = torch.sort(rules, dim=0).values
-        scales = _sorted_quantiles(ordered_rules, torch.tensor([0.99], dtype=torch.float64))[0]
+        scales = sorted_quantiles(ordered_rules, torch.tensor([0.99], dtype=torch.float64))[0]
         scales = scales.clamp_min(1e-12)
         self.ensemble_["scales"] = scales.tolist()
         return self.ensemble_
