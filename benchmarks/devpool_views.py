@@ -1,7 +1,8 @@
 """How the VAE's views should be fused, chosen across the dev pool with a half/half check.
 
-    python -m benchmarks.devpool_views dump --out-dir DIR [--seeds 3]   # fit once, cache views
-    python -m benchmarks.devpool_views choose --out-dir DIR --out report.json
+    python -m benchmarks devpool --only views        # dump (cached) + choose, into RESULTS.md
+    python -m benchmarks.devpool_views dump [--out-dir DIR] [--seeds 3]   # fit once, cache
+    python -m benchmarks.devpool_views choose [--out-dir DIR] --out report.json
 
 ``dump`` fits the current default ``VAEDetector`` once per set and seed on the dev pool's
 capped split (``benchmarks.devpool.capped_split``) and caches, for its training rows and
@@ -34,6 +35,12 @@ from detectors import GANDetector, VAEDetector, metrics
 from detectors.parts import kth_distance, reference_mask
 
 REFERENCE_SIZES = (512, 1024, 2048)
+#: The candidate the VAE's defaults implement (``neighbour_rows=2048``,
+#: ``neighbour_weight=8``, the residual rules and prototype views kept).
+DEFAULT = "q99:cur+in_R2048_k1_w8"
+BASELINES = ("pyod_knn", "pyod_lof", "vigil_encoded_knn")
+#: Where ``dump`` caches the views (ignored by git, under the state folder).
+CACHE = Path(__file__).resolve().parent.parent / ".vigil" / "bench" / "devpool_views"
 KS = (1, 5)
 
 
@@ -166,7 +173,7 @@ def fused(data: dict, recipe) -> np.ndarray:
     return score
 
 
-def choose(folder: Path, out: Path) -> dict:
+def choose(folder: Path) -> dict:
     files = sorted(f for f in folder.glob("*_s*.npz") if not f.name.endswith(".gan.npz"))
     by_set: dict[str, list[dict]] = {}
     for f in files:
@@ -176,7 +183,7 @@ def choose(folder: Path, out: Path) -> dict:
     recipes = candidates()
     table: dict[str, dict[str, dict[str, float]]] = {}
     for name in sets:
-        for model in ("vigil_vae", "pyod_knn", "pyod_lof", "vigil_encoded_knn"):
+        for model in ("vigil_vae", *BASELINES):
             runs = by_set[name]
             table.setdefault(model, {})[name] = {
                 "auroc": float(np.mean([metrics.auroc(d["y"], d[f"{model}_test"]) for d in runs])),
@@ -216,7 +223,9 @@ def choose(folder: Path, out: Path) -> dict:
             }
         )
     ranking = sorted(recipes, key=lambda c: -mean(c, sets))
+    kept = ["vigil_vae", *BASELINES, "current", DEFAULT, *{c["chosen"] for c in checks}]
     report = {
+        "default": DEFAULT,
         "sets": sets,
         "halves": halves,
         "checks": checks,
@@ -232,18 +241,69 @@ def choose(folder: Path, out: Path) -> dict:
         ],
         "baselines": {
             m: {"auroc": mean(m, sets), "auprc": mean(m, sets, "auprc")}
-            for m in ("vigil_vae", "pyod_knn", "pyod_lof", "vigil_encoded_knn", "current")
+            for m in ("vigil_vae", *BASELINES, "current", DEFAULT)
         },
-        "per_set": table,
+        "default_halves": [mean(DEFAULT, h) for h in halves],
+        "knn_halves": [mean("pyod_knn", h) for h in halves],
+        "per_set": {m: table[m] for m in kept},
+        "candidates": len(recipes),
+        "seeds": sorted({len(v) for v in by_set.values()}),
     }
-    out.write_text(json.dumps(report, indent=1))
     return report
+
+
+def figures(report: dict) -> list[str]:
+    """RESULTS.md lines: the half/half check, the chosen default and the best candidates."""
+    base = report["baselines"]
+    lines = [
+        f"{report['candidates']} candidate fusions of the VAE's views scored offline from "
+        f"one fit per set and seed ({len(report['sets'])} sets, capped protocol as the "
+        "vigil step). Each view in units of its 99% training quantile, weighted, summed. "
+        "Candidates are named scale:base+space_Rrows_kK_wWeight (base: cur = the four "
+        "residual rules and the prototype views, rules = the rules alone; space: in = the "
+        "encoded input, z = the latent means; R: the reference sample; k: the neighbour).",
+        "",
+        "Half/half check: chosen by mean AUROC on one half of the sets, confirmed on the "
+        "other half.",
+        "",
+        "| chosen on | chosen | AUROC there | AUROC on the other half | previous VAE there "
+        "| PyOD KNN there |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for i, check in enumerate(report["checks"]):
+        lines.append(
+            f"| half {i + 1} ({len(check['chosen_on'])} sets) | {check['chosen']} | "
+            f"{check['chosen_half_auroc']:.3f} | {check['other_half_auroc']:.3f} | "
+            f"{check['other_half_current']:.3f} | {check['other_half_pyod_knn']:.3f} |"
+        )
+    h = report["default_halves"]
+    k = report["knn_halves"]
+    lines += [
+        "",
+        f"The default ({report['default']}): mean AUROC {base[report['default']]['auroc']:.3f} "
+        f"(half 1 {h[0]:.3f}, half 2 {h[1]:.3f}); PyOD KNN {base['pyod_knn']['auroc']:.3f} "
+        f"(half 1 {k[0]:.3f}, half 2 {k[1]:.3f}); the previous VAE "
+        f"{base['current']['auroc']:.3f}. Halves: "
+        + "; ".join(f"half {i + 1}: " + ", ".join(part) for i, part in enumerate(report["halves"]))
+        + ".",
+        "",
+        "| candidate | mean AUROC | mean AUPRC | half 1 | half 2 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in report["top"][:8]:
+        lines.append(
+            f"| {row['candidate']} | {row['auroc']:.3f} | {row['auprc']:.3f} | "
+            f"{row['half0']:.3f} | {row['half1']:.3f} |"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["dump", "dump-gan", "choose"])
-    parser.add_argument("--out-dir", required=True)
+    parser.add_argument(
+        "action", nargs="?", default="all", choices=["all", "dump", "dump-gan", "choose"]
+    )
+    parser.add_argument("--out-dir", default=str(CACHE), help="the cached views")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--datasets", nargs="*", default=None)
@@ -252,15 +312,17 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    if args.action in ("dump", "dump-gan"):
+    if args.action in ("all", "dump", "dump-gan"):
         caps = {"max_train": 2000, "max_test_normals": 2000, "max_test_anomalies": 1000}
         dump = dump_one if args.action == "dump" else dump_gan
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for name in args.datasets or dev_sets():
                 dump(name, seed, caps, folder)
                 print(f"dumped {set_name(name)} seed {seed}", flush=True)
-        return 0
-    report = choose(folder, Path(args.out or folder / "choice.json"))
+        if args.action != "all":
+            return 0
+    report = choose(folder)
+    Path(args.out or folder / "choice.json").write_text(json.dumps(report, indent=1))
     print(json.dumps({k: report[k] for k in ("checks", "baselines")}, indent=1))
     for row in report["top"][:12]:
         print(row)
