@@ -200,6 +200,13 @@ def choose(folder: Path) -> dict:
                     np.mean([metrics.auprc(d["y"], s) for d, s in zip(runs, scores, strict=True)])
                 ),
             }
+    return report_from_table(table, sets, sorted({len(v) for v in by_set.values()}))
+
+
+def report_from_table(table: dict, sets: list[str], seeds: list[int]) -> dict:
+    """The half/half check and the ranking from the per-set table (candidate or model ->
+    set -> {"auroc", "auprc"}, means over seeds)."""
+    recipes = candidates()
     rng = np.random.default_rng(2024)
     order = list(rng.permutation(sets))
     halves = [sorted(order[: len(order) // 2]), sorted(order[len(order) // 2 :])]
@@ -247,7 +254,7 @@ def choose(folder: Path) -> dict:
         "knn_halves": [mean("pyod_knn", h) for h in halves],
         "per_set": {m: table[m] for m in kept},
         "candidates": len(recipes),
-        "seeds": sorted({len(v) for v in by_set.values()}),
+        "seeds_per_set": seeds,
     }
     return report
 
