@@ -114,12 +114,17 @@ def per_seed(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
 
 
 def check_regressions(
-    rows: list[dict], kept: dict[str, dict[str, dict[str, float]]], models: list[str]
+    rows: list[dict],
+    kept: dict[str, dict[str, dict[str, float]]],
+    models: list[str],
+    accept: bool = False,
 ) -> tuple[list[dict], dict[str, dict[str, dict[str, float]]]]:
     """Sets where one of ``models`` lost more than ``TOLERANCE`` AUROC against ``kept``
     (the mean over the seeds both have), and the reference the next run compares with:
     the new figures where they held, the kept ones where they regressed (a regression
-    stays flagged until it is fixed or accepted). ``rows``: this run's result rows."""
+    stays flagged until it is fixed or accepted). ``accept``: an intended change, whose new
+    figures become the reference all the same (the regressions are still reported, marked
+    accepted). ``rows``: this run's result rows."""
     now = per_seed(rows)
     regressions: list[dict] = []
     reference = {m: {d: dict(s) for d, s in sets.items()} for m, sets in kept.items()}
@@ -140,9 +145,11 @@ def check_regressions(
                             "kept": was,
                             "now": value,
                             "change": value - was,
+                            "accepted": accept,
                         }
                     )
-                    continue
+                    if not accept:
+                        continue
             ref.update(seeds)
     return regressions, reference
 
@@ -166,6 +173,7 @@ def regression_lines(regressions: list[dict] | None, checked: bool) -> list[str]
     lines += [
         f"- **FAILED** {r['model']} on {r['dataset']}: {r['kept']:.3f} -> {r['now']:.3f} "
         f"({r['change']:+.3f}; seeds {', '.join(map(str, r['seeds']))})"
+        + (" — accepted: the new figure is the reference from now on" if r.get("accepted") else "")
         for r in regressions
     ]
     return lines + [""]

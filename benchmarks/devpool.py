@@ -258,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--kept", default=str(BASELINES), help="the kept figures a set must not fall below"
     )
+    parser.add_argument(
+        "--accept-regressions",
+        action="store_true",
+        help="an intended change: report the lost sets, then keep the new figures as reference",
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     unknown = set(args.models) - {"vigil_vae", "vigil_gan", ENCODED_KNN, *PYOD_MODELS}
@@ -298,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     if set(args.models) & set(VIGIL):
         report["baselines"] = load_baselines(Path(args.baselines))
         kept = kept_reference(Path(args.kept), step="vigil")
-        regressions, reference = check_regressions(rows, kept, list(VIGIL))
+        regressions, reference = check_regressions(
+            rows, kept, list(VIGIL), accept=args.accept_regressions
+        )
         report.update(regression_checked=bool(kept), regressions=regressions, reference=reference)
         for line in regression_lines(regressions, bool(kept)):
             if line:

@@ -462,11 +462,11 @@ def carry_kept_models(report: dict, kept_path: Path) -> None:
     }
 
 
-def add_regression_check(report: dict, kept_path: Path) -> None:
+def add_regression_check(report: dict, kept_path: Path, accept: bool = False) -> None:
     """Compare vigil's per-set AUROC with the kept figures; say it loudly where one lost
     more than the tolerance (in the report, RESULTS.md and on stderr)."""
     kept = kept_reference(kept_path)
-    regressions, reference = check_regressions(report["results"], kept, VIGIL_MODELS)
+    regressions, reference = check_regressions(report["results"], kept, VIGIL_MODELS, accept)
     report["regression_checked"] = bool(kept)
     report["regressions"] = regressions
     report["reference"] = reference
@@ -493,6 +493,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--kept", default=str(KEPT), help="the kept figures a set must not fall below"
     )
+    parser.add_argument(
+        "--accept-regressions",
+        action="store_true",
+        help="an intended change: report the lost sets, then keep the new figures as reference",
+    )
     args = parser.parse_args(argv)
     overrides = {"epochs": args.epochs} if args.epochs else {}
     report = run(
@@ -504,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         max_rows=args.max_rows,
         min_seconds=0.05 if args.max_rows else 0.5,
     )
-    add_regression_check(report, Path(args.kept))
+    add_regression_check(report, Path(args.kept), accept=args.accept_regressions)
     if not args.max_rows:
         carry_kept_models(report, Path(args.kept))
     report["summary"] = summarise(report)
