@@ -28,8 +28,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
+from benchmarks.comparison import comparison, comparison_lines
 from benchmarks.devpool import capped_split, dev_sets, set_name
 from detectors import GANDetector, VAEDetector, metrics
 from detectors.parts import kth_distance, reference_mask
@@ -250,6 +252,7 @@ def report_from_table(table: dict, sets: list[str], seeds: list[int]) -> dict:
             m: {"auroc": mean(m, sets), "auprc": mean(m, sets, "auprc")}
             for m in ("vigil_vae", *BASELINES, "current", DEFAULT)
         },
+        "comparison": _comparison(table, sets),
         "default_halves": [mean(DEFAULT, h) for h in halves],
         "knn_halves": [mean("pyod_knn", h) for h in halves],
         "per_set": {m: table[m] for m in kept},
@@ -257,6 +260,21 @@ def report_from_table(table: dict, sets: list[str], seeds: list[int]) -> dict:
         "seeds_per_set": seeds,
     }
     return report
+
+
+def _comparison(table: dict, sets: list[str]) -> dict:
+    """Mean rank over the default, the previous VAE and the baselines, and the default
+    against the best baseline (Wilcoxon signed-rank over the sets)."""
+    names = {DEFAULT: "vigil_vae (default)", "current": "vigil_vae (previous)"}
+    names.update({b: b for b in BASELINES})
+
+    def frame(metric: str) -> pd.DataFrame:
+        return pd.DataFrame(
+            {label: [table[key][s][metric] for s in sets] for key, label in names.items()},
+            index=sets,
+        )
+
+    return comparison(frame("auroc"), frame("auprc"), [names[DEFAULT]], list(BASELINES))
 
 
 def figures(report: dict) -> list[str]:
@@ -302,6 +320,10 @@ def figures(report: dict) -> list[str]:
             f"| {row['candidate']} | {row['auroc']:.3f} | {row['auprc']:.3f} | "
             f"{row['half0']:.3f} | {row['half1']:.3f} |"
         )
+    if report.get("comparison"):
+        result = report["comparison"]
+        lines += ["", "The default beside the baselines on all the sets (3 seeds):", ""]
+        lines += comparison_lines(result, list(result["mean_auroc"]))
     return lines
 
 
