@@ -202,7 +202,9 @@ def figures(report: dict) -> list[str]:
     baselines = fresh + cached
     best = auroc[baselines].max(axis=1) if baselines else None
     seeds = sorted({r["seed"] for r in rows})
-    lines = regression_lines(report.get("regressions"), bool(report.get("regression_checked")))
+    lines = []
+    if "regression_checked" in report:  # runs before the check existed were not checked
+        lines = regression_lines(report["regressions"], report["regression_checked"])
     lines += [
         f"AUROC per set, capped protocol ({caps}); mean over seeds "
         f"{', '.join(map(str, seeds))} for "

@@ -374,7 +374,9 @@ def figures(report: dict) -> list[str]:
     meta = report["meta"]
     datasets = meta["datasets"]
     models = [m for m in meta["models"] if m in summary["overall"]]
-    lines = regression_lines(report.get("regressions"), bool(report.get("regression_checked")))
+    lines = []
+    if "regression_checked" in report:  # runs before the check existed were not checked
+        lines = regression_lines(report["regressions"], report["regression_checked"])
     if meta.get("carried"):
         lines += [
             f"Not rerun (slow), carried from the kept run of {meta['carried']['from']}: "
