@@ -1,6 +1,6 @@
 """Dev-pool benchmark: vigil's defaults across every tabular set in ../shared/datasets.
 
-    python -m benchmarks devpool                 # vigil's VAE and GAN, against the baselines
+    python -m benchmarks devpool                 # vigil's VAE and GAN, KNN, LOF, encoded kNN
     python -m benchmarks devpool --only pyod     # refresh the cached PyOD baselines (slow)
 
 Budgeted protocol (the machine is 2 shared cores): per set and seed, the normals are split
@@ -11,10 +11,17 @@ is in the results file. Only AUROC, AUPRC and fit seconds are measured (no throu
 Defaults are chosen by the mean and the per-set wins over sets, never per set, and the
 test labels are used only to measure.
 
-The PyOD baselines (DeepSVDD, AutoEncoder, IForest, ECOD at their defaults on the same
-capped splits) cost hours on a shared machine, so they are run once and cached: the
-``pyod`` step of the suite; the ``vigil`` step copies them into its report and its figures
-compare each set with them. ``--vae`` / ``--gan`` take JSON constructor overrides, e.g.
+The strongest simple baselines run beside vigil's detectors in the same run, on the same
+splits and seeds: PyOD's KNN and LOF at their defaults (standardised features, as every
+PyOD model here) and the kNN distance on vigil's own encoding (``vigil_encoded_knn``).
+The deep PyOD baselines (DeepSVDD, AutoEncoder, IForest, ECOD at their defaults) cost
+hours on a shared machine, so they are run once and cached: the ``pyod`` step of the
+suite; the ``vigil`` step copies them into its report. The figures rank every detector
+per set (mean rank), test each vigil detector against the best baseline (Wilcoxon
+signed-rank over sets) and check each set against the kept figures (the suite's results
+file): a set that loses more than 0.01 AUROC fails the check, loudly, in the report.
+
+``--vae`` / ``--gan`` take JSON constructor overrides, e.g.
 ``--vae '{"latent_dim": 16}'`` (to try a candidate default); ``--tag`` names the run.
 """
 
@@ -31,8 +38,22 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.comparison import (
+    check_regressions,
+    comparison,
+    comparison_lines,
+    kept_reference,
+    regression_lines,
+)
 from benchmarks.datasets import NAMED, datasets_dir, load_dataset, split_normals
-from benchmarks.tabular import PYOD_MODELS, TARGET_FPR, _pyod_model, package_versions
+from benchmarks.tabular import (
+    ENCODED_KNN,
+    PYOD_MODELS,
+    TARGET_FPR,
+    EncodedKNN,
+    _pyod_model,
+    package_versions,
+)
 from detectors import GANDetector, VAEDetector, metrics
 
 SHARED = ["cardio", "thyroid", "mammography", "shuttle", "creditcard_ulb"]
@@ -97,6 +118,10 @@ def fit_score(
         det.fit(X_train)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         return det.decision_function(X_test), seconds, cpu
+    if model == ENCODED_KNN:
+        knn = EncodedKNN().fit(X_train)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        return knn.decision_function(X_test), seconds, cpu
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(X_train)
@@ -163,39 +188,55 @@ def figures(report: dict) -> list[str]:
         return lines
     auroc, auprc = _means(rows, "auroc"), _means(rows, "auprc")
     base = report.get("baselines")
-    pyod = _means(base["results"], "auroc") if base else pd.DataFrame(index=auroc.index)
-    pyod_names = list(pyod.columns)
-    best = pyod.max(axis=1) if pyod_names else None
+    if base:
+        cached_auroc, cached_auprc = (
+            _means(base["results"], "auroc"),
+            _means(base["results"], "auprc"),
+        )
+        cached = [c for c in cached_auroc.columns if c not in auroc.columns]
+        auroc = auroc.join(cached_auroc[cached])
+        auprc = auprc.join(cached_auprc[cached])
+    else:
+        cached = []
+    fresh = [m for m in auroc.columns if m not in VIGIL and m not in cached]
+    baselines = fresh + cached
+    best = auroc[baselines].max(axis=1) if baselines else None
     seeds = sorted({r["seed"] for r in rows})
-    lines = [
-        f"AUROC per set, capped protocol ({caps}); vigil: mean over seeds "
-        f"{', '.join(map(str, seeds))}; PyOD: the cached baselines, seed 0"
-        + ("" if base else " (none cached)")
-        + ". Best PyOD: the best of the PyOD models on each set (an oracle no one model is).",
+    lines = []
+    if "regression_checked" in report:  # runs before the check existed were not checked
+        lines = regression_lines(report["regressions"], report["regression_checked"])
+    lines += [
+        f"AUROC per set, capped protocol ({caps}); mean over seeds "
+        f"{', '.join(map(str, seeds))} for "
+        + ", ".join(ours + fresh)
+        + " (fresh in this run)"
+        + (f"; {', '.join(cached)}: the cached baselines, seed 0" if cached else "")
+        + ". Best baseline: the best baseline on each set (an oracle no one model is).",
         "",
         "| set | "
-        + " | ".join(ours + [p.removeprefix("pyod_") for p in pyod_names])
-        + (" | best PyOD |" if best is not None else " |"),
-        "|---|" + "---:|" * (len(ours) + len(pyod_names) + (best is not None)),
+        + " | ".join(ours + [b.removeprefix("pyod_") for b in baselines])
+        + (" | best baseline |" if best is not None else " |"),
+        "|---|" + "---:|" * (len(ours) + len(baselines) + (best is not None)),
     ]
     for name in auroc.index:
-        cells = [f"{auroc.loc[name, m]:.3f}" for m in ours]
-        cells += [f"{pyod.loc[name, p]:.3f}" if name in pyod.index else "" for p in pyod_names]
+        cells = [f"{auroc.loc[name, m]:.3f}" for m in ours + baselines]
         if best is not None:
             cells.append(f"{best.get(name, float('nan')):.3f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    cells = [f"**{auroc[m].mean():.3f}**" for m in ours]
-    cells += [f"**{pyod[p].mean():.3f}**" for p in pyod_names]
+    cells = [f"**{auroc[m].mean():.3f}**" for m in ours + baselines]
     if best is not None:
         cells.append(f"{best.mean():.3f}")
     lines.append(f"| mean ({len(auroc)} sets) | " + " | ".join(cells) + " |")
     lines.append("")
+    if baselines:
+        result = comparison(auroc, auprc, ours, baselines)
+        lines += ["Every detector of the table, ranked per set by AUROC (1 = best):", ""]
+        lines += comparison_lines(result, ours + baselines)
     for m in ours:
         line = f"- {m}: mean AUPRC {auprc[m].mean():.3f}"
         if best is not None:
-            common = auroc.index.intersection(best.index)
-            wins = int((auroc.loc[common, m] >= best.loc[common]).sum())
-            line += f"; at or above each set's best PyOD model on {wins}/{len(common)} sets"
+            wins = int((auroc[m] >= best).sum())
+            line += f"; at or above each set's best baseline on {wins}/{len(auroc)} sets"
         lines.append(line + ".")
     return lines
 
@@ -216,9 +257,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tag", default="default")
     parser.add_argument("--baselines", default=str(BASELINES), help="cached PyOD report")
+    parser.add_argument(
+        "--kept", default=str(BASELINES), help="the kept figures a set must not fall below"
+    )
+    parser.add_argument(
+        "--accept-regressions",
+        action="store_true",
+        help="an intended change: report the lost sets, then keep the new figures as reference",
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    unknown = set(args.models) - {"vigil_vae", "vigil_gan", *PYOD_MODELS}
+    unknown = set(args.models) - {"vigil_vae", "vigil_gan", ENCODED_KNN, *PYOD_MODELS}
     if unknown:
         parser.error(f"unknown models {sorted(unknown)}")
     torch.set_num_threads(args.threads)
@@ -255,6 +304,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     if set(args.models) & set(VIGIL):
         report["baselines"] = load_baselines(Path(args.baselines))
+        kept = kept_reference(Path(args.kept), step="vigil")
+        regressions, reference = check_regressions(
+            rows, kept, list(VIGIL), accept=args.accept_regressions
+        )
+        report.update(regression_checked=bool(kept), regressions=regressions, reference=reference)
+        for line in regression_lines(regressions, bool(kept)):
+            if line:
+                print(line, file=sys.stderr)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))

@@ -7,6 +7,13 @@ normals only (scaling fitted there too); test on the other 40% normals plus all 
 Every model's threshold is set on held-out *training* normals for a 1% false-positive
 target (vigil: its internal 20% validation split; PyOD: fit on 80% of the training
 normals, calibrate on the other 20%), so the threshold never sees test labels.
+
+Baselines in the same run: PyOD's KNN and LOF (its strongest classical detectors on the
+one-class ADBench tables) and the kNN distance on vigil's own encoding, beside PyOD's
+deep models. The figures rank every detector per set (mean rank), test each vigil
+detector against the best baseline (Wilcoxon signed-rank over sets) and check each set
+against the kept figures (``results/tabular.json``): a set that loses more than 0.01
+AUROC fails the check, loudly, in the report.
 """
 
 from __future__ import annotations
@@ -25,8 +32,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.comparison import (
+    check_regressions,
+    comparison,
+    comparison_lines,
+    kept_reference,
+    regression_lines,
+)
 from benchmarks.datasets import NAMED, Split, load_dataset, split_normals
 from detectors import GANDetector, Threshold, VAEDetector, metrics
+from detectors.encoding import as_frame
+from detectors.parts import kth_distance, reference_side
 
 DEFAULT_DATASETS = ["cardio", "thyroid", "mammography", "shuttle", "creditcard_ulb"]
 VIGIL_MODELS = ["vigil_vae", "vigil_gan"]
@@ -37,8 +53,15 @@ PYOD_MODELS = [
     "pyod_alad",
     "pyod_iforest",
     "pyod_ecod",
+    "pyod_knn",
+    "pyod_lof",
 ]
+#: The kNN distance (k = 5, the k-th nearest, as PyOD's KNN) on vigil's own encoding.
+ENCODED_KNN = "vigil_encoded_knn"
+BASELINES = [*PYOD_MODELS, ENCODED_KNN]
 TARGET_FPR = 0.01
+#: The suite's results file: the kept figures a new run is checked against.
+KEPT = Path(__file__).resolve().parent / "results" / "tabular.json"
 
 
 @dataclass
@@ -48,6 +71,8 @@ class Fitted:
     fit_seconds: float
     # Given the test rows, returns a function that runs only the network on them.
     bare_forward: Callable[[np.ndarray], Callable[[object], None]] | None = None
+    # The scorer users are served (the VAE's numpy forward, as the bundle loads it).
+    served: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def fit_vigil(kind: str, X_train: np.ndarray, seed: int, overrides: dict) -> Fitted:
@@ -70,11 +95,22 @@ def fit_vigil(kind: str, X_train: np.ndarray, seed: int, overrides: dict) -> Fit
 
         return forward
 
+    served = None
+    if isinstance(detector, VAEDetector):
+        import tempfile
+
+        from detectors.numpy_forward import load_numpy_vae
+
+        with tempfile.TemporaryDirectory() as folder:
+            detector.save(folder)
+            numpy_vae = load_numpy_vae(folder)
+        served = numpy_vae.decision_function if numpy_vae is not None else None
     return Fitted(
         score=detector.decision_function,
         threshold=float(detector.threshold_.value),
         fit_seconds=fit_seconds,
         bare_forward=bare_forward,
+        served=served,
     )
 
 
@@ -103,6 +139,14 @@ def _pyod_model(kind: str, n_features: int, seed: int):
         from pyod.models.ecod import ECOD
 
         return ECOD()
+    if kind == "pyod_knn":
+        from pyod.models.knn import KNN
+
+        return KNN()  # PyOD's defaults: k = 5, the largest of the 5 distances
+    if kind == "pyod_lof":
+        from pyod.models.lof import LOF
+
+        return LOF()  # PyOD's defaults: 20 neighbours
     raise ValueError(f"unknown model {kind}")
 
 
@@ -127,6 +171,46 @@ def fit_pyod(kind: str, X_train: np.ndarray, seed: int) -> Fitted:
     return Fitted(score=score, threshold=float(threshold), fit_seconds=fit_seconds)
 
 
+class EncodedKNN:
+    """The kNN baseline on vigil's own encoding: ``TabularEncoder`` (robust scaling, one-hot)
+    then the distance to the 5th nearest training row, exact, in batched matrix products."""
+
+    def __init__(self, k: int = 5) -> None:
+        self.k = k
+
+    def fit(self, X: np.ndarray) -> EncodedKNN:
+        from detectors.encoding import TabularEncoder
+
+        self.encoder_ = TabularEncoder().fit(as_frame(X))
+        reference = torch.from_numpy(self.encoder_.transform(as_frame(X)))
+        self.reference_ = reference
+        self.prepared_ = reference_side(reference)
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(self.encoder_.transform(as_frame(X)))
+        parts = [
+            kth_distance(x[i : i + 4096], self.reference_, self.k, self.prepared_)
+            for i in range(0, len(x), 4096)
+        ]
+        return torch.cat(parts).numpy() if parts else np.empty(0)
+
+
+def fit_encoded_knn(X_train: np.ndarray, seed: int) -> Fitted:
+    """As ``fit_pyod``: fit on 80% of the training normals, threshold on the other 20%."""
+    rng = np.random.default_rng(seed + 1000)
+    order = rng.permutation(len(X_train))
+    n_cal = max(1, int(round(0.2 * len(X_train))))
+    calibration, fit_rows = X_train[order[:n_cal]], X_train[order[n_cal:]]
+    started = time.perf_counter()
+    model = EncodedKNN().fit(fit_rows)
+    fit_seconds = time.perf_counter() - started
+    threshold = Threshold.for_fpr(model.decision_function(calibration), TARGET_FPR).value
+    return Fitted(
+        score=model.decision_function, threshold=float(threshold), fit_seconds=fit_seconds
+    )
+
+
 def rows_per_second(fn: Callable[[np.ndarray], object], X: np.ndarray, min_seconds: float) -> float:
     """Throughput over repeated passes (at least ``min_seconds`` of work) after a warm-up."""
     fn(X)
@@ -137,6 +221,19 @@ def rows_per_second(fn: Callable[[np.ndarray], object], X: np.ndarray, min_secon
         elapsed = time.perf_counter() - started
         if elapsed >= min_seconds:
             return rows / elapsed
+
+
+def served_speed(fn: Callable[[np.ndarray], object], X: np.ndarray, min_seconds: float):
+    """Rows per wall second and per CPU second of this process (the fairer figure on a
+    shared machine) of the scorer users are served, after a warm-up."""
+    fn(X)
+    rows, started, cpu = 0, time.perf_counter(), time.process_time()
+    while True:
+        fn(X)
+        rows += len(X)
+        elapsed = time.perf_counter() - started
+        if elapsed >= min_seconds:
+            return rows / elapsed, rows / max(time.process_time() - cpu, 1e-9)
 
 
 def evaluate(fitted: Fitted, split: Split, min_seconds: float) -> dict:
@@ -151,6 +248,10 @@ def evaluate(fitted: Fitted, split: Split, min_seconds: float) -> dict:
         "fit_seconds": fitted.fit_seconds,
         "score_rows_per_s": rows_per_second(fitted.score, split.X_test, min_seconds),
     }
+    if fitted.served is not None:
+        result["served_rows_per_s"], result["served_rows_per_cpu_s"] = served_speed(
+            fitted.served, split.X_test, min_seconds
+        )
     if fitted.bare_forward is not None:
         result["bare_forward_rows_per_s"] = rows_per_second(
             fitted.bare_forward(split.X_test), split.X_test, min_seconds
@@ -181,6 +282,8 @@ def run(
             for model in models:
                 if model in VIGIL_MODELS:
                     fitted = fit_vigil(model, split.X_train, seed, vigil_overrides or {})
+                elif model == ENCODED_KNN:
+                    fitted = fit_encoded_knn(split.X_train, seed)
                 else:
                     fitted = fit_pyod(model, split.X_train, seed)
                 result = evaluate(fitted, split, min_seconds)
@@ -243,7 +346,26 @@ def summarise(report: dict) -> dict:
     for model, part in frame.groupby("model"):
         by = part.groupby("dataset")["auroc"]
         worst_seed_gap[model] = float((by.transform("mean") - part["auroc"]).max())
-    return {"per_dataset": per_dataset, "overall": overall, "worst_seed_auroc_gap": worst_seed_gap}
+    auroc, auprc = per_set_means(report["results"])
+    ours = [m for m in VIGIL_MODELS if m in auroc.columns]
+    baselines = [m for m in auroc.columns if m not in VIGIL_MODELS]
+    return {
+        "per_dataset": per_dataset,
+        "overall": overall,
+        "worst_seed_auroc_gap": worst_seed_gap,
+        "comparison": comparison(auroc, auprc, ours, baselines),
+    }
+
+
+def per_set_means(rows: list[dict]):
+    """(AUROC, AUPRC) as sets x models frames, each the mean over seeds."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    if "auprc" not in frame.columns:
+        frame["auprc"] = np.nan
+    grouped = frame.groupby(["dataset", "model"])
+    return grouped["auroc"].mean().unstack("model"), grouped["auprc"].mean().unstack("model")
 
 
 def figures(report: dict) -> list[str]:
@@ -252,15 +374,28 @@ def figures(report: dict) -> list[str]:
     meta = report["meta"]
     datasets = meta["datasets"]
     models = [m for m in meta["models"] if m in summary["overall"]]
-    lines = [
+    lines = []
+    if "regression_checked" in report:  # runs before the check existed were not checked
+        lines = regression_lines(report["regressions"], report["regression_checked"])
+    if meta.get("carried"):
+        lines += [
+            f"Not rerun (slow), carried from the kept run of {meta['carried']['from']}: "
+            + ", ".join(meta["carried"]["models"])
+            + ".",
+            "",
+        ]
+    lines += [
         f"Protocol: {meta['protocol']}; {meta['seeds']} seeds (AUROC per set: mean ± std over "
         f"seeds). Versions: "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
-        + ". Worst seed: the largest drop of one seed's AUROC below its set's mean.",
+        + ". Worst seed: the largest drop of one seed's AUROC below its set's mean. Scoring "
+        "rows/s: the detector's own decision_function (torch for vigil's); served rows per CPU "
+        "s: the VAE's numpy forward, which the model bundle scores with, per CPU second of "
+        "the process (the fairer figure on a shared machine).",
         "",
         "| model | " + " | ".join(datasets) + " | mean AUROC | mean AUPRC | FPR at the 1% "
-        "threshold | recall there | fit s | scoring rows/s | worst seed |",
-        "|---|" + "---:|" * (len(datasets) + 7),
+        "threshold | recall there | fit s | scoring rows/s | served rows per CPU s | worst seed |",
+        "|---|" + "---:|" * (len(datasets) + 8),
     ]
     for model in models:
         per_set = summary["per_dataset"][model]
@@ -273,11 +408,15 @@ def figures(report: dict) -> list[str]:
             "recall_at_threshold",
             "fit_seconds",
             "score_rows_per_s",
+            "served_rows_per_cpu_s",
         ):
             value = overall.get(metric)
             cells.append(_cell({"mean": value}, metric) if value is not None else "")
         cells.append(f"{summary['worst_seed_auroc_gap'][model]:.3f}")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    if summary.get("comparison"):
+        lines += ["", "Every detector of this run, ranked per set by AUROC (1 = best):", ""]
+        lines += comparison_lines(summary["comparison"], models)
     return lines
 
 
@@ -285,7 +424,7 @@ def _cell(cell: dict | None, metric: str, bold: bool = False) -> str:
     if not cell or cell.get("mean") is None:
         return ""
     mean, std = cell["mean"], cell.get("std", 0.0)
-    if metric == "score_rows_per_s":
+    if metric in ("score_rows_per_s", "served_rows_per_cpu_s"):
         text = f"{mean:,.0f}"
     elif metric == "fit_seconds":
         text = f"{mean:.1f}"
@@ -294,6 +433,48 @@ def _cell(cell: dict | None, metric: str, bold: bool = False) -> str:
     else:
         text = f"{mean:.3f}" + (f" ± {std:.3f}" if std and not bold else "")
     return f"**{text}**" if bold else text
+
+
+def carry_kept_models(report: dict, kept_path: Path) -> None:
+    """Rows of the kept run for the baselines this run left out (the slow deep ones), on
+    the same sets and seeds, so every figure stays in one table; ``meta["carried"]`` names
+    them and the date of the run they come from."""
+    if not kept_path.exists():
+        return
+    kept = json.loads(kept_path.read_text())
+    meta = report["meta"]
+    ran = set(meta["models"])
+    seeds = set(range(meta["seeds"]))
+    rows = [
+        r
+        for r in kept.get("results", [])
+        if r["model"] not in ran
+        and r["model"] in BASELINES  # never an older version of vigil's own detectors
+        and r["dataset"] in meta["datasets"]
+        and r["seed"] in seeds
+    ]
+    if not rows:
+        return
+    carried = sorted({r["model"] for r in rows}, key=[*VIGIL_MODELS, *BASELINES].index)
+    report["results"] += rows
+    meta["models"] = [*meta["models"], *carried]
+    meta["carried"] = {
+        "models": carried,
+        "from": (kept.get("runner") or {}).get("date") or kept["meta"].get("date"),
+    }
+
+
+def add_regression_check(report: dict, kept_path: Path, accept: bool = False) -> None:
+    """Compare vigil's per-set AUROC with the kept figures; say it loudly where one lost
+    more than the tolerance (in the report, RESULTS.md and on stderr)."""
+    kept = kept_reference(kept_path)
+    regressions, reference = check_regressions(report["results"], kept, VIGIL_MODELS, accept)
+    report["regression_checked"] = bool(kept)
+    report["regressions"] = regressions
+    report["reference"] = reference
+    for line in regression_lines(regressions, bool(kept)):
+        if line:
+            print(line, file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -311,6 +492,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the report (JSON)")
     parser.add_argument("--max-rows", type=int, default=None, help="subsample (smoke runs)")
     parser.add_argument("--epochs", type=int, default=None, help="override vigil epochs (smoke)")
+    parser.add_argument(
+        "--kept", default=str(KEPT), help="the kept figures a set must not fall below"
+    )
+    parser.add_argument(
+        "--accept-regressions",
+        action="store_true",
+        help="an intended change: report the lost sets, then keep the new figures as reference",
+    )
     args = parser.parse_args(argv)
     overrides = {"epochs": args.epochs} if args.epochs else {}
     report = run(
@@ -322,6 +511,9 @@ def main(argv: list[str] | None = None) -> int:
         max_rows=args.max_rows,
         min_seconds=0.05 if args.max_rows else 0.5,
     )
+    add_regression_check(report, Path(args.kept), accept=args.accept_regressions)
+    if not args.max_rows:
+        carry_kept_models(report, Path(args.kept))
     report["summary"] = summarise(report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,18 @@ FORMAT_VERSION = 1
 MAX_TAIL_SOFTNESS = 0.5
 
 
+def rule_weights(ensemble: dict[str, Any]) -> list[float]:
+    """The weight of each column of the VAE ensemble's rules: 1 for the four residual
+    rules, ``knn_weight`` for each prototype view, ``neighbour_weight`` for the
+    nearest-neighbour view (the last column, when fitted). One reading for the torch
+    detector and the numpy forward."""
+    weights = [1.0] * 4
+    weights += [float(ensemble.get("knn_weight", 1.0))] * len(ensemble.get("knn_views", []))
+    if ensemble.get("neighbour_rows"):
+        weights.append(float(ensemble["neighbour_weight"]))
+    return weights
+
+
 def restore_fitted_state(target: Any, config: dict) -> None:
     """Set the fitted attributes every saved detector carries (encoder, input columns,
     threshold, training history, fit facts) on ``target`` from its config.json: one

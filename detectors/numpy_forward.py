@@ -34,6 +34,7 @@ from detectors.layout import (
     MAX_TAIL_SOFTNESS,
     WEIGHTS_FILE,
     restore_fitted_state,
+    rule_weights,
 )
 from detectors.thresholds import Threshold
 
@@ -47,6 +48,8 @@ _FORMAT_KEY = "__format__"
 _ROWS_PER_PASS = 8192
 _SCORE_RULES = ("elbo", "ensemble")
 _KNN_VIEWS = ("input", "latent")
+#: Query rows per block of the nearest-neighbour view (see ``_nearest_distance``).
+_NEAREST_BLOCK_ROWS = 512
 
 
 def export_numpy_weights(folder: Path, state: Mapping[str, np.ndarray]) -> Path:
@@ -140,6 +143,9 @@ def _plan(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, An
         expected["knn_latent"] = (knn_rows, latent)
     if views and not knn_rows:
         return None
+    neighbour_rows = int(ensemble.get("neighbour_rows", 0)) if rule == "ensemble" else 0
+    if neighbour_rows:
+        expected["neighbour_reference"] = (neighbour_rows, n_out)
     if set(arrays) != set(expected):
         return None
     for key, shape in expected.items():
@@ -151,6 +157,7 @@ def _plan(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, An
         "rule": rule,
         "ensemble": ensemble,
         "views": views,
+        "neighbours": bool(neighbour_rows),
         "encoder_layers": len(hidden),
         "decoder_layers": len(hidden) + 1,
     }
@@ -177,6 +184,27 @@ def _reference_side(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     centre = ref.mean(axis=0, dtype=np.float32)
     centred = ref - centre
     return centre, centred, (centred * centred).sum(axis=1)
+
+
+def _nearest_distance(
+    q: np.ndarray, prepared: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """As ``detectors.parts.nearest_distance`` with k = 1 (the nearest row found from float32
+    products, its distance measured directly), in blocks of ``_NEAREST_BLOCK_ROWS`` query
+    rows so the (rows x reference) block stays in cache."""
+    centre, centred, r_sq = prepared
+    centred_t = centred.T * np.float32(-2.0)  # (d, rows): one small copy per pass
+    out = np.empty(q.shape[0], dtype=np.float64)
+    for start in range(0, q.shape[0], _NEAREST_BLOCK_ROWS):
+        part = q[start : start + _NEAREST_BLOCK_ROWS].astype(np.float32, copy=False) - centre
+        partial = part @ centred_t
+        partial += r_sq
+        diff = part - centred[partial.argmin(axis=1)]
+        out[start : start + len(part)] = np.sqrt((diff * diff).sum(axis=1))
+    nan = np.isnan(out)
+    if nan.any():
+        out[nan & ~np.isnan(q).any(axis=1)] = np.inf
+    return out
 
 
 def _kth_distance(
@@ -243,6 +271,9 @@ class NumpyVAE:
                 "input": _reference_side(arrays["knn_reference"]),
                 "latent": _reference_side(arrays["knn_latent"]),
             }
+        self._neighbours = None
+        if plan["neighbours"]:
+            self._neighbours = _reference_side(arrays["neighbour_reference"])
         e = self.ensemble_
         if self.score_rule == "ensemble":
             self._var64 = np.asarray(self.error_variance_, dtype=np.float64)
@@ -251,9 +282,7 @@ class NumpyVAE:
             self._slope = np.asarray(e["tail_slope"], dtype=np.float64)
             self._precision = np.asarray(e["precision"], dtype=np.float64)
             self._scales = np.asarray(e["scales"], dtype=np.float64)
-            weights = np.ones_like(self._scales)
-            weights[4:] = float(e.get("knn_weight", 1.0))
-            self._rule_scales = self._scales / weights
+            self._rule_scales = self._scales / np.asarray(rule_weights(e), dtype=np.float64)
         self._var32 = np.asarray(self.error_variance_, dtype=np.float32)
 
     def __repr__(self) -> str:
@@ -319,6 +348,8 @@ class NumpyVAE:
         views = {"input": x, "latent": mu}
         for view in self._views:
             parts.append(_kth_distance(views[view], self._references[view], k_nearest))
+        if self._neighbours is not None:
+            parts.append(_nearest_distance(x, self._neighbours))
         return np.stack(parts, axis=1), sq, tail
 
     def _score_terms(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

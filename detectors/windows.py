@@ -249,9 +249,7 @@ class SequenceMixin(BaseDeepDetector):
             yield torch.arange(n_hist, encoded.shape[0], dtype=torch.int64)
 
     # ---------------------------------------------------------- fit
-    def fit(
-        self, X: Any, y: Any = None, *, on_epoch: EpochCallback | None = None
-    ) -> SequenceMixin:
+    def fit(self, X: Any, y: Any = None, *, on_epoch: EpochCallback | None = None) -> SequenceMixin:
         """Train on the sequence frame ``X``; returns ``self``.
 
         Rows with ``y == 1`` are CONTEXT ONLY: they appear in other rows' windows but are
