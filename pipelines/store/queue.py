@@ -3,6 +3,11 @@ status, one case with its flags and labels, an entity's timeline.
 
 Pages are keyset-paginated on (sort column, id), so the cost of a page does not grow with
 how deep it is.
+
+A case's priority is its flags' highest :func:`flag_priority`: how far the score is over
+the threshold, times the amount at stake where the data set's spec weighs the queue by
+amount (the flag's snapshot then carries ``_payment.stake``). Each queue item shows the
+payment of the flag that sets its priority, and why it ranks where it does.
 """
 
 from __future__ import annotations
@@ -20,6 +25,26 @@ from pipelines.store.history import entity_history_rows
 from pipelines.store.labels import latest_labels
 from pipelines.store.models import Case, Flag, Score, ScoringRun
 from pipelines.store.vocabulary import CaseStatus
+
+#: Where a flag's snapshot keeps its payment (``pipelines.intake.display.PAYMENT_KEY``).
+PAYMENT_KEY = "_payment"
+
+
+def flag_score_ratio():
+    """How far a flag's score is over its threshold, in SQL (> 1: over the line)."""
+    return sa.case((Flag.threshold > 0, Flag.score / Flag.threshold), else_=Flag.score)
+
+
+def flag_stake():
+    """The amount at stake a flag's snapshot carries (NULL when the spec does not weigh
+    the queue by amount, or the snapshot is gone), in SQL."""
+    return Flag.record[(PAYMENT_KEY, "stake")].as_float()
+
+
+def flag_priority():
+    """A flag's priority, in SQL: its score ratio, times its amount at stake when it has
+    one. Without amounts this is the score ratio alone, as it always was."""
+    return flag_score_ratio() * sa.func.coalesce(flag_stake(), 1.0)
 
 
 @dataclass
@@ -183,12 +208,13 @@ class QueueRepository(Repository):
                 Flag.reasons,
                 Flag.score,
                 Flag.threshold,
+                Flag.record[PAYMENT_KEY].label("payment"),
                 ScoringRun.model_name,
                 ScoringRun.model_version,
             )
             .join(ScoringRun, ScoringRun.id == Flag.run_id)
             .where(Flag.case_id.in_(ids))
-            .order_by(Flag.score.desc())
+            .order_by(flag_priority().desc(), Flag.score.desc())
         ).all()
         by_case: dict[int, list] = {}
         for row in flags:
@@ -222,6 +248,8 @@ class QueueRepository(Repository):
                     "claim_expires_at": aware(case.claim_expires_at) if claim_live else None,
                     "last_flag_at": aware(case.last_flag_at),
                     "version": case.version,
+                    "payment": _payment(top.payment) if top else None,
+                    "priority_reason": _priority_reason(top) if top else None,
                 }
             )
         return items
@@ -331,6 +359,27 @@ class QueueRepository(Repository):
         for record_id, event_ in events.items():
             event_["label"] = labels.get(record_id)
         return list(events.values())
+
+
+def _payment(value: object) -> dict | None:
+    """The payment a snapshot carries, as the queue shows it (None when it has none)."""
+    if not isinstance(value, dict):
+        return None
+    keys = ("entity", "time", "merchant", "amount", "currency", "stake", "stake_currency")
+    return {key: value.get(key) for key in keys}
+
+
+def _priority_reason(top) -> dict:
+    """Why the case ranks where it does: the score ratio of the flag that sets its
+    priority, times the amount at stake when the spec weighs by amount."""
+    ratio = top.score / top.threshold if top.threshold and top.threshold > 0 else top.score
+    payment = top.payment if isinstance(top.payment, dict) else {}
+    stake = payment.get("stake")
+    return {
+        "score_ratio": float(ratio),
+        "stake": float(stake) if isinstance(stake, int | float) else None,
+        "stake_currency": payment.get("stake_currency") if stake is not None else None,
+    }
 
 
 def _encode_cursor(value: object, case_id: int) -> str:
