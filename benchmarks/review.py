@@ -3,7 +3,8 @@
     python -m benchmarks review [--database-url URL] [--flags 100000 --seconds 20]
 
 Measures, against the app served by uvicorn in a separate process on loopback:
-- queue page (HTML, first page and deep keyset pages) and ``GET /api/queue``: server time
+- queue page (HTML, first page and deep keyset pages) and ``GET /api/queue``, each item
+  with its payment (amount, currency, merchant, time from the flag's snapshot): server time
   (the app's ``Server-Timing`` header) and client time, median and p95;
 - verdict ``POST /api/queue/{id}/verdict``: server time median and p95;
 - N concurrent simulated analysts for T seconds (claim next, read the case, give a
@@ -56,6 +57,27 @@ def _copy(conn, table: str, columns: list[str], rows) -> None:
     ):
         while chunk := buffer.read(1 << 20):
             copy.write(chunk)
+
+
+def _snapshot(i: int, entity: int, score: float, now: datetime) -> dict:
+    """A flag's record as scoring keeps it, with the payment the queue shows."""
+    amount = round(score * 40, 2)
+    at = (now - timedelta(seconds=i)).isoformat().replace("+00:00", "Z")
+    merchant = f"merchant {i % 5000}"
+    return {
+        "tx_id": f"tx{i}",
+        "card_id": f"card{entity}",
+        "timestamp": at,
+        "merchant_id": merchant,
+        "amount": amount,
+        "_payment": {
+            "entity": f"card{entity}",
+            "time": at,
+            "merchant": merchant,
+            "amount": amount,
+            "currency": "USD",
+        },
+    }
 
 
 def load(url: str, flags: int, entities: int, seed: int = 0) -> dict:
@@ -193,13 +215,7 @@ def load(url: str, flags: int, entities: int, seed: int = 0) -> dict:
                     int(entity_of_flag[i]) + 1,
                     float(scores[i]),
                     1.0,
-                    json.dumps(
-                        {
-                            "tx_id": f"tx{i}",
-                            "card_id": f"card{entity_of_flag[i]}",
-                            "amount": round(float(scores[i]) * 40, 2),
-                        }
-                    ),
+                    json.dumps(_snapshot(i, int(entity_of_flag[i]), float(scores[i]), now)),
                     reasons,
                     "open",
                     now.isoformat(),

@@ -70,19 +70,21 @@ def priority_reason(reason: dict | None) -> str:
     return f"priority: score {ratio} × {whole_money(reason['stake'], reason.get('stake_currency'))}"
 
 
-def payment_time(value: object) -> Markup:
+def payment_time(value: object, short: bool = False) -> Markup:
     """A payment's time in UTC, with a slot the page's script fills with the analyst's
-    own zone (browser-local); without the script the UTC time stands alone."""
+    own zone (browser-local); without the script the UTC time stands alone. ``short``
+    (the queue's rows): to the minute, and the local time without its zone's name."""
     if value is None or value == "":
         return Markup("–")
     moment = _parsed_time(value)
     if moment is None:
         return Markup("<bdi>{}</bdi>").format(visible_controls(str(value)))
     iso = moment.isoformat().replace("+00:00", "Z")
+    shown = moment.strftime("%Y-%m-%d %H:%M UTC" if short else "%Y-%m-%d %H:%M:%S UTC")
     return Markup(
         '<time class="utc" datetime="{}">{}</time>'
-        '<span class="local-time muted small" data-utc="{}"></span>'
-    ).format(iso, moment.strftime("%Y-%m-%d %H:%M:%S UTC"), iso)
+        '<span class="local-time muted small" data-utc="{}"{}></span>'
+    ).format(iso, shown, iso, Markup(' data-short="1"') if short else "")
 
 
 def _parsed_time(value: object) -> datetime | None:

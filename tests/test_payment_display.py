@@ -310,7 +310,7 @@ def test_queue_and_case_show_the_payment_formatted(tmp_path, password_hash):
     assert "<th>Payment</th>" in queue
     assert "USD 9,999,999.00" in queue and "USD 6.99" in queue
     assert "priority: score 1.05 × USD 9,999,999" in queue
-    assert 'datetime="2026-03-01T10:15:00Z"' in queue and "2026-03-01 10:15:00 UTC" in queue
+    assert 'datetime="2026-03-01T10:15:00Z"' in queue and "2026-03-01 10:15 UTC" in queue
     top = store.queue_page().items[0]
     case = client.get(f"/cases/{top['id']}").text
     head = case.split('<div class="case-grid">')[0]

@@ -20,7 +20,7 @@
   }
 
   // Payment times: the page prints them in UTC; beside each, the analyst's own zone.
-  function localTime(iso) {
+  function localTime(iso, short) {
     var moment = new Date(iso);
     if (isNaN(moment.getTime())) { return ""; }
     var parts = {};
@@ -29,13 +29,18 @@
       second: "2-digit", hourCycle: "h23", timeZoneName: "short"
     }).formatToParts(moment).forEach(function (p) { parts[p.type] = p.value; });
     var zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    if (short) {
+      return parts.month + "-" + parts.day + " " + parts.hour + ":" + parts.minute + " " +
+        (parts.timeZoneName || "") + " (yours)";
+    }
     return parts.year + "-" + parts.month + "-" + parts.day + " " + parts.hour + ":" +
       parts.minute + ":" + parts.second + " " + (parts.timeZoneName || "") +
       (zone ? " (" + zone + ", your time)" : " (your time)");
   }
   Array.prototype.forEach.call(document.querySelectorAll(".local-time[data-utc]"), function (el) {
-    var shown = localTime(el.getAttribute("data-utc"));
-    if (shown) { el.textContent = " · " + shown; }
+    var short = el.hasAttribute("data-short");
+    var shown = localTime(el.getAttribute("data-utc"), short);
+    if (shown) { el.textContent = (short ? "" : " · ") + shown; }
   });
 
   var help = document.getElementById("help");
