@@ -275,6 +275,30 @@ def test_amount_weighting_ranks_the_large_payment_first(tmp_path, weigh):
     assert items[0]["payment"]["merchant"].startswith("shop ")
 
 
+def test_a_case_shows_the_payment_that_sets_its_priority(tmp_path):
+    """In sequence mode a card's case holds several payments: the queue shows the one
+    that sets the case's priority, by amount at stake when the spec weighs by it."""
+    store = ResultsStore(f"sqlite:///{tmp_path / 'q.db'}")
+    small = _payment_flag("small", 5.0, 3.0, stake=True)
+    large = _payment_flag("large", 1000.0, 1.1, stake=True)
+    for flag in (small, large):
+        flag["entity"] = flag["record"]["card_id"] = "card-1"
+    add_snapshot_run(store, batch_id="b1", flags=[small, large])
+    (item,) = store.queue_page().items
+    assert item["payment"]["amount"] == 1000.0 and item["priority"] == pytest.approx(1100.0)
+    assert item["record_ids"] == ["small", "large"]  # still listed highest score first
+    # Without weighting, the flag furthest over its own threshold sets the priority, even
+    # when another run's flag has the higher raw score.
+    plain = ResultsStore(f"sqlite:///{tmp_path / 'plain.db'}")
+    high_score = _payment_flag("raw", 50.0, 4.0, stake=False)
+    add_snapshot_run(plain, batch_id="b1", flags=[high_score], threshold=3.0)
+    over = _payment_flag("over", 70.0, 2.5, stake=False)
+    over["entity"] = over["record"]["card_id"] = high_score["entity"]
+    add_snapshot_run(plain, batch_id="b2", flags=[over], threshold=1.0, model_version="2")
+    (item,) = plain.queue_page().items
+    assert item["payment"]["amount"] == 70.0 and item["priority"] == pytest.approx(2.5)
+
+
 def test_amount_weighting_on_postgresql(postgres_url):
     store = ResultsStore(postgres_url)
     add_snapshot_run(store, batch_id="b1", flags=_example_flags(stake=True))
