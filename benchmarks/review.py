@@ -518,7 +518,9 @@ def figures(report: dict) -> list[str]:
     meta = report["meta"]
     lines = [
         f"{meta['flags']:,} flags over {meta['entities']:,} open cases (one per card), "
-        f"loaded by COPY in {meta['load_seconds']:.0f} s. Server time is the app's own "
+        f"loaded by COPY in {meta['load_seconds']:.0f} s; each flag's snapshot carries the "
+        "payment the queue shows (amount with its currency, merchant, time). Server time is "
+        "the app's own "
         "`Server-Timing` (handler + template + store queries); client time adds HTTP on "
         "loopback. Aims: queue page median ≤ 50 ms and p95 ≤ 150 ms; verdict POST "
         "median ≤ 30 ms.",
