@@ -5,7 +5,8 @@
 Measures, against the app served by uvicorn in a separate process on loopback:
 - queue page (HTML, first page and deep keyset pages) and ``GET /api/queue``, each item
   with its payment (amount, currency, merchant, time from the flag's snapshot): server time
-  (the app's ``Server-Timing`` header) and client time, median and p95;
+  (the app's ``Server-Timing`` header) and client time, median and p95; the queue filtered
+  by an entity tag on 1% of the cards and by one on 20 cards;
 - verdict ``POST /api/queue/{id}/verdict``: server time median and p95;
 - N concurrent simulated analysts for T seconds (claim next, read the case, give a
   verdict, bounded loop): requests, 5xx, conflicts, and afterwards the store is counted:
@@ -230,7 +231,33 @@ def load(url: str, flags: int, entities: int, seed: int = 0) -> dict:
         conn.commit()
     finally:
         raw.close()
+    tag_entities(store, entities, rng)
     return {"store": store, "seconds": time.perf_counter() - started, "run_ids": run_ids}
+
+
+#: The tags the benchmark puts on cards: (tag, how many cards).
+TAGS = {"watch": 0.01, "vip": 20}
+
+
+def tag_entities(store, entities: int, rng) -> None:
+    """Analysts' tags on cards, for the queue's tag filter: ``watch`` on 1% of the cards
+    (spread over the queue) and ``vip`` on 20."""
+    now = datetime.now(UTC).isoformat()
+    rows = []
+    for tag, share in TAGS.items():
+        n = int(entities * share) if share < 1 else int(share)
+        for e in rng.choice(entities, size=min(n, entities), replace=False):
+            rows.append(("cards", f"card{e}", tag, "benchmark", now))
+    raw = store.engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        _copy(conn, "entity_tags", ["dataset", "entity", "tag", "added_by", "added_at"], rows)
+        conn.commit()
+        with conn.cursor() as cursor:
+            cursor.execute("ANALYZE entity_tags")
+        conn.commit()
+    finally:
+        raw.close()
 
 
 def attach_cost(store, flags: int = 50_000) -> dict:
@@ -338,6 +365,8 @@ def measure_pages(base: str, token: str, session_cookie: str, repeats: int) -> d
         ("queue page (HTML, first page)", pages, "/queue"),
         ("GET /api/queue (first page)", api, "/api/queue"),
         ("queue page, filtered by model", pages, "/queue?model=cards-seq_vae/2"),
+        ("queue page, filtered by a tag on 1% of the cards", pages, "/queue?tag=watch"),
+        ("queue page, filtered by a tag on 20 cards", pages, "/queue?tag=vip"),
     ):
         server, wall = [], []
         for _ in range(repeats):

@@ -24,6 +24,11 @@ SKEW_THRESHOLD = 2.0
 SOFT_LIMIT = 20.0
 #: IQR of a standard normal; dividing the IQR by it makes the scale comparable to a std.
 _IQR_TO_STD = 1.3489795003921634
+#: Percentiles of each numeric column kept as its training summary (what reasons compare
+#: a value with: "above the 99.9th percentile of training").
+SUMMARY_PERCENTILES = (0.1, 1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0, 99.9)
+#: Significant digits a summary keeps: a figure of the distribution, not a record's value.
+_SUMMARY_DIGITS = 4
 
 
 def as_frame(X: Any, feature_names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -99,11 +104,18 @@ class TabularEncoder:
           the domain (an amount no normal customer ever reaches), not a matter of degree.
 
     Categorical columns (object/string/category/bool dtype, or named in
-    ``categorical_features``)
+        ``categorical_features``)
         Values are compared as strings. The most frequent categories (at most
         ``max_categories``, each with training frequency >= ``min_category_frequency``) are
         kept; everything else (rare, unseen at scoring time, missing) goes to an
         ``__unknown__`` bucket. Each column is one-hot encoded as ``<col>=<category>``.
+
+    Each fitted column also keeps a ``summary`` of its training values, what reasons
+    say normal looks like ("AE: 0.01% of training records", "99.9th percentile of
+    training is 1,310"): numeric columns their ``SUMMARY_PERCENTILES`` and mean, rounded
+    to four significant digits; categorical columns the share of each kept category,
+    with every rare value in one ``other`` share. Only these figures are kept, never a
+    row: a model file carries no record (see :func:`column_summary`).
 
     ``output_groups_[j]`` is the index (into ``feature_names_in_``) of the original column
     that output column ``j`` came from, so per-output contributions can be summed back.
@@ -152,6 +164,8 @@ class TabularEncoder:
                         [float(finite.min()), float(finite.max())] if finite.size else None
                     )
                 self.columns_.append(column)
+        for column, col in zip(self.columns_, df.columns, strict=True):
+            column["summary"] = column_summary(column, df[col])
         self._finalise()
         return self
 
@@ -161,6 +175,9 @@ class TabularEncoder:
         has_missing = bool((~finite).any())
         v = v[finite]
         if v.size == 0:
+            # Never observed in training (e.g. a baseline that needs more history than the
+            # training period holds): the model has no normal to compare it with, so it is
+            # encoded as missing at scoring too, not as a value it never saw.
             return {
                 "name": name,
                 "kind": "numeric",
@@ -169,6 +186,7 @@ class TabularEncoder:
                 "center": 0.0,
                 "scale": 1.0,
                 "missing_indicator": has_missing,
+                "unobserved": True,
             }
         median_raw = float(np.median(v))
         use_log = bool(
@@ -294,6 +312,9 @@ class TabularEncoder:
             log1p=np.array([i for i, c in enumerate(numeric) if c["log1p"]], dtype=np.int64),
             z_pos=np.array(z_pos, dtype=np.int64),
             indicator_cols=np.array([i for i, _ in indicator], dtype=np.int64),
+            unobserved=np.array(
+                [i for i, c in enumerate(numeric) if c.get("unobserved")], dtype=np.int64
+            ),
             indicator_pos=np.array([p for _, p in indicator], dtype=np.int64),
             range_cols=np.array([r[0] for r in range_cols], dtype=np.int64),
             range_pos=np.array([r[1] for r in range_cols], dtype=np.int64),
@@ -311,6 +332,8 @@ class TabularEncoder:
         """Impute, log1p, robust-scale and soft-limit every numeric column at once."""
         v = _numeric_block(df, columns)
         missing = ~np.isfinite(v)
+        if plan.unobserved.size:
+            missing[:, plan.unobserved] = True
         if plan.range_cols.size:
             ranged = v[:, plan.range_cols]
             beyond = ~missing[:, plan.range_cols] & (
@@ -370,6 +393,47 @@ class TabularEncoder:
         )
 
 
+def column_summary(column: dict[str, Any], s: pd.Series) -> dict[str, Any]:
+    """What normal training values of one fitted column look like, in a few figures.
+
+    Numeric: ``rows`` (finite values), ``missing`` (share), ``mean`` and ``percentiles``
+    (``SUMMARY_PERCENTILES`` as text keys). Categorical: ``rows``, ``missing``,
+    ``shares`` of the kept categories and ``other``, the share of every other value
+    together (a rare value is never named). Figures are rounded to four significant
+    digits: a summary of the distribution, not a copy of any record's value.
+    """
+    n = len(s)
+    if column["kind"] == "numeric":
+        v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64)
+        finite = v[np.isfinite(v)]
+        summary: dict[str, Any] = {
+            "rows": int(finite.size),
+            "missing": _rounded(1.0 - finite.size / n) if n else 0.0,
+        }
+        if finite.size:
+            summary["mean"] = _rounded(float(finite.mean()))
+            values = np.percentile(finite, SUMMARY_PERCENTILES)
+            summary["percentiles"] = {
+                f"{p:g}": _rounded(float(q))
+                for p, q in zip(SUMMARY_PERCENTILES, values, strict=True)
+            }
+        return summary
+    present = s[s.notna()].astype(str)
+    counts = present.value_counts()
+    kept = {c: _rounded(int(counts.get(c, 0)) / n) for c in column["categories"]}
+    other = len(present) - int(sum(counts.get(c, 0) for c in column["categories"]))
+    return {
+        "rows": n,
+        "missing": _rounded(1.0 - len(present) / n) if n else 0.0,
+        "shares": kept,
+        "other": _rounded(other / n) if n else 0.0,
+    }
+
+
+def _rounded(value: float) -> float:
+    return float(f"{value:.{_SUMMARY_DIGITS}g}")
+
+
 @dataclass(frozen=True)
 class _EncodingPlan:
     """Output positions and parameters of a fitted encoder's columns, as arrays."""
@@ -382,6 +446,8 @@ class _EncodingPlan:
     z_pos: np.ndarray
     indicator_cols: np.ndarray
     indicator_pos: np.ndarray
+    #: Numeric columns never observed in training: always encoded as missing.
+    unobserved: np.ndarray
     range_cols: np.ndarray
     range_pos: np.ndarray
     range_low: np.ndarray

@@ -16,6 +16,9 @@ from pipelines.intake.spec import DatasetSpec, load_spec
 from pipelines.jobs.reports import RunHealth, ScheduledReport, ScoreReport
 from pipelines.jobs.scheduled import score_pending
 from pipelines.jobs.score import ScoreRequest, score_source
+from pipelines.modeling.bundle import PreparedRecords
+from pipelines.modeling.churn import TAG_FLAG_CHURN, FlagChurn, flag_churn_against_champion
+from pipelines.modeling.registry import model_name_for
 from pipelines.modeling.training import (
     DetectorKind,
     TrainConfig,
@@ -109,6 +112,16 @@ def train_detector(
     detector = fit_detector(kind, spec, data_split, config)
     evaluation = evaluate_detector(detector, spec, data_split, config)
     problems = training_problems(detector, evaluation, spec, data_split)
+    warnings = training_warnings(detector, spec, data_split)
+    churn = flag_churn_against_champion(
+        model_name_for(spec.name, kind),
+        PreparedRecords(features=data_split.evaluation, history=data_split.context),
+        evaluation.scores > float(detector.threshold_.value),
+    )
+    if isinstance(churn, FlagChurn):
+        evaluation.metrics.update(churn.metrics())
+    if churn:
+        evaluation.notes.append(churn.describe() if isinstance(churn, FlagChurn) else churn)
     registered = log_and_register(
         kind,
         detector,
@@ -119,7 +132,9 @@ def train_detector(
         max_reasons=get_settings().max_reasons,
         input_example=data_split.raw_example,
         problems=problems,
-        warnings=training_warnings(detector, spec, data_split),
+        warnings=warnings,
+        notes=evaluation.notes,
+        tags={TAG_FLAG_CHURN: evaluation.notes[0][:500]} if evaluation.notes else None,
     )
     # Drift watch and promotion compare against what the model saw in training.
     log_training_reference(

@@ -31,3 +31,12 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
         if risky.any():
             out[column] = values.astype(object).where(~risky, "'" + values[risky].astype(str))
     return out
+
+
+def safe_cell(value: object) -> object:
+    """One value as :func:`spreadsheet_safe` would write it: text a spreadsheet would run
+    as a formula gets the leading quote; anything else is returned as it is (for a table
+    in a page people copy into a spreadsheet, such as a case file)."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value

@@ -67,7 +67,7 @@ async def security_headers(request: Request, call_next):
     pages, the app's own time; a 405 names every method its path answers."""
     started = time.perf_counter()
     response = await call_next(request)
-    response.headers["Content-Security-Policy"] = CSP
+    response.headers.setdefault("Content-Security-Policy", CSP)  # a page may set its own
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"

@@ -224,7 +224,7 @@ def entity_timeline(story, *, width: int = 960, height: int = 240) -> Markup:
     parts.append(
         f'<text x="{left + plot_w / 2:.1f}" y="{height - 2}" text-anchor="middle" {_FONT} '
         f'fill="#717d7e">{escape(axis)}</text>'
-        f'<text x="{left - 6}" y="{top - 8}" text-anchor="end" {_FONT} fill="#444" '
+        f'<text x="4" y="{top - 6}" {_FONT} fill="#444" '
         f'font-weight="600">{escape(story.value_label)}</text>'
     )
     if len(points) > 1:

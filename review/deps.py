@@ -21,7 +21,7 @@ from pipelines.store.queue import QueueFilters
 from review.auth import LoginRequired, Principal, check_csrf, check_role, principal_from
 from review.flash import Flash
 from review.queries import CountsCache, last_verdict
-from review.schemas import IsoDate, QueueStatus, VerdictName
+from review.schemas import OptionalIsoDate, OptionalNumber, QueueStatus, VerdictName
 from review.signing import Signer
 
 
@@ -151,13 +151,14 @@ def queue_filters(
     model: str | None = None,
     run: str | None = None,
     assignee: str | None = None,
-    min_priority: float | None = None,
-    max_priority: float | None = None,
-    since: Annotated[IsoDate | None, Query(description="Flagged on or after (YYYY-MM-DD).")] = None,
-    until: Annotated[IsoDate | None, Query(description="Flagged before (YYYY-MM-DD).")] = None,
+    min_priority: OptionalNumber = None,
+    max_priority: OptionalNumber = None,
+    since: Annotated[OptionalIsoDate, Query(description="Flagged on or after YYYY-MM-DD.")] = None,
+    until: Annotated[OptionalIsoDate, Query(description="Flagged before (YYYY-MM-DD).")] = None,
     reason: str | None = None,
     verdict: VerdictName | None = None,
     entity: str | None = None,
+    tag: str | None = None,
 ) -> QueueFilters:
     """The queue's filters from the query string (empty fields mean no filter)."""
 
@@ -176,6 +177,7 @@ def queue_filters(
         reason=reason or None,
         verdict=verdict or None,
         entity=entity or None,
+        tag=tag or None,
     )
 
 

@@ -152,6 +152,53 @@ class ClaimOut(BaseModel):
     version: int | None
 
 
+class TagIn(BaseModel):
+    tag: str = Field(min_length=1, max_length=64)
+    entity: str | None = Field(default=None, description="One of the case's entities.")
+
+
+class NoteIn(BaseModel):
+    note: str = Field(min_length=1, max_length=4000)
+    entity: str | None = Field(default=None, description="One of the case's entities.")
+
+
+class AttachIn(BaseModel):
+    record_id: str = Field(min_length=1, max_length=256)
+    version: int | None = Field(default=None, description="The case version you saw.")
+
+
+class MergeIn(BaseModel):
+    absorb: Annotated[StrictInt, Field(ge=1, le=2**31 - 1)] = Field(
+        description="The case merged into this one (it is kept, marked merged)."
+    )
+    version: int | None = Field(default=None, description="The case version you saw.")
+
+
+class MergeOut(BaseModel):
+    id: int
+    version: int
+    absorbed: list[int] = Field(description="The cases flags came from.")
+
+
+class EntityTagOut(BaseModel):
+    tag: str
+    added_by: str
+    added_at: datetime
+
+
+class EntityNoteOut(BaseModel):
+    id: int
+    body: str
+    author: str
+    created_at: datetime
+
+
+class EntityProfileOut(BaseModel):
+    entity: str
+    tags: list[EntityTagOut]
+    notes: list[EntityNoteOut]
+
+
 class RunOut(BaseModel):
     id: str
     batch_id: str
@@ -223,5 +270,14 @@ def _iso_only(value: object) -> object:
 
 
 IsoDate = Annotated[date, BeforeValidator(_iso_only)]
+
+
+def _blank_as_none(value: object) -> object:
+    """An empty form field is no value (a filter form sends every field, filled or not)."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+OptionalNumber = Annotated[float | None, BeforeValidator(_blank_as_none)]
+OptionalIsoDate = Annotated[IsoDate | None, BeforeValidator(_blank_as_none)]
 QueueStatus = Literal["open", "closed", "all"]
 SortName = Literal["priority", "newest", "oldest", "entity"]

@@ -148,8 +148,15 @@ def read_expected(case: str) -> dict:
         return json.load(file)
 
 
+#: How far a score may move between CPUs. The forward pass runs in float32, and a
+#: residual ``x - x_hat`` or a distance to a near neighbour cancels most of its digits:
+#: on one CPU the tabular case moved by 3.2e-5 relative (1.4e-4 absolute) against the
+#: files written on another.
+SCORE_RTOL, SCORE_ATOL = 1e-4, 1e-4
+
+
 def compare(expected: dict, got: dict, threshold: float) -> list[str]:
-    """Differences beyond float rounding: scores to 1e-5 relative, flags equal except
+    """Differences beyond float rounding: scores to 1e-4 relative, flags equal except
     records whose score sits within rounding of the threshold, reasons by feature and
     text (the share may move by a rounding step), kept history exactly."""
     problems: list[str] = []
@@ -159,9 +166,9 @@ def compare(expected: dict, got: dict, threshold: float) -> list[str]:
             problems.append(f"run {number}: scored record ids differ")
             continue
         a, b = np.asarray(ws["score"]), np.asarray(hs["score"])
-        if not np.allclose(a, b, rtol=1e-5, atol=1e-6):
+        if not np.allclose(a, b, rtol=SCORE_RTOL, atol=SCORE_ATOL):
             problems.append(f"run {number}: scores differ, max {np.max(np.abs(a - b)):.3g}")
-        near = np.isclose(a, threshold, rtol=1e-5, atol=1e-6)
+        near = np.isclose(a, threshold, rtol=SCORE_RTOL, atol=SCORE_ATOL)
         flips = (np.asarray(ws["is_anomaly"]) != np.asarray(hs["is_anomaly"])) & ~near
         if flips.any():
             problems.append(f"run {number}: {int(flips.sum())} flags changed")

@@ -3,6 +3,8 @@
 The per-row versions below are the implementations the scoring path used before it was
 vectorised (issue 13); they stay here as the reference the fast path must match, field
 for field, on tabular chunks and on sequence chunks (context features in the snapshot).
+The reasons compared are those of a model whose encoder keeps no training summaries (a
+model trained before them): the reasons against normal are tested in test_reasons.py.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ from pipelines.modeling.bundle import ScoringBundle, _format_value, _plain
 from pipelines.modeling.training import TrainConfig, fit_detector, split_for_training
 from pipelines.scoring.flags import bound_reasons, bound_record, flag_records
 from tests.conftest import FAST_VAE
+
+
+def without_summaries(detector):
+    """The detector as a model trained before encoders kept training summaries."""
+    for column in detector.encoder_.columns_:
+        column.pop("summary", None)
+    return detector
 
 
 def reasons_per_row(bundle: ScoringBundle, features, contributions, scores) -> list[list[dict]]:
@@ -122,7 +131,7 @@ def tabular_bundle() -> ScoringBundle:
         range_features=["amount"],
     )
     detector.fit(train[DEMO_SPEC.feature_columns])
-    return ScoringBundle(DEMO_SPEC, detector)
+    return ScoringBundle(DEMO_SPEC, without_summaries(detector))
 
 
 def test_tabular_flags_and_reasons_match_the_per_row_code(tabular_bundle):
@@ -146,7 +155,8 @@ def test_sequence_flags_with_context_snapshot_match_the_per_row_code():
     validated = validate_batch(Batch(frame=records.astype(str), source="c.csv"), SEQUENCE_SPEC)
     split = split_for_training(validated.clean, SEQUENCE_SPEC, evaluation_fraction=0.3, seed=0)
     config = TrainConfig(detectors=["vae"], vae={**FAST_VAE, "target_fpr": 0.05})
-    bundle = ScoringBundle(SEQUENCE_SPEC, fit_detector("vae", SEQUENCE_SPEC, split, config))
+    detector = without_summaries(fit_detector("vae", SEQUENCE_SPEC, split, config))
+    bundle = ScoringBundle(SEQUENCE_SPEC, detector)
     clean = validated.clean
     prepared = bundle.prepare(clean)
     scored = bundle.score_prepared(prepared)

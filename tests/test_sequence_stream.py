@@ -319,6 +319,8 @@ def test_reasons_read_only_the_flagged_entities_windows(bundle, records):
     )
     contributions = bundle.detector.explain(model_input.iloc[rows], history=every_row)
     expected = bundle._reasons(
-        prepared.features.iloc[rows], contributions, scored["score"].to_numpy()[rows]
+        bundle._with_raw_columns(prepared.features, prepared.state, rows),
+        contributions,
+        scored["score"].to_numpy()[rows],
     )
     assert scored["reasons"].iloc[rows].tolist() == expected

@@ -86,3 +86,30 @@ def test_the_input_example_holds_no_training_values():
         shown = set(example[column].astype(str))
         numeric = pd.api.types.is_numeric_dtype(clean[column])
         assert not (shown & real) or (numeric and shown <= {"0", "0.0"}), column
+
+
+def test_a_new_version_reports_its_flag_churn_against_the_champion(unique_name):
+    from pipelines.modeling.bundle import prepare_records
+    from pipelines.modeling.churn import churn_between, flag_churn_against_champion
+
+    configure_mlflow(get_settings())
+    bundle = ScoringBundle.load(GOLDEN / "tabular" / "bundle", numpy_forward=False)
+    frame = generate_transactions(400, n_anomalies=8, seed=5)
+    prepared = prepare_records(bundle.spec, frame)
+    flags = bundle.score_prepared(prepared, with_reasons=False)["score"].to_numpy() > float(
+        bundle.threshold
+    )
+    assert flags.any()
+    # no champion yet: nothing to compare with
+    assert flag_churn_against_champion(unique_name, prepared, flags) is None
+    register_version(Registration(name=unique_name, kind="vae", bundle=bundle, data_source="t"))
+    same = flag_churn_against_champion(unique_name, prepared, flags)
+    assert (same.changed, same.share) == (0, 0.0)
+    moved = flags.copy()
+    moved[np.flatnonzero(flags)[0]] = False  # one flag dropped ...
+    moved[np.flatnonzero(~flags)[:2]] = True  # ... two records newly flagged
+    churn = flag_churn_against_champion(unique_name, prepared, moved)
+    assert churn.champion_version == "1" and churn.changed == 3
+    assert churn.share == 3 / (flags.sum() + 2)
+    assert "3 changed" in churn.describe() and churn.metrics()["flag_churn_changed"] == 3.0
+    assert churn_between(np.zeros(3, bool), np.zeros(3, bool), "1").share == 0.0

@@ -27,12 +27,13 @@ them, :mod:`.reasons` puts one record's in words.
 
 from detectors.context.config import PREFIX, ContextConfig
 from detectors.context.features import build_context_features, time_to_seconds
-from detectors.context.reasons import describe_context
+from detectors.context.reasons import context_reading, describe_context
 
 __all__ = [
     "PREFIX",
     "ContextConfig",
     "build_context_features",
+    "context_reading",
     "describe_context",
     "time_to_seconds",
 ]

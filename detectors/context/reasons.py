@@ -1,13 +1,232 @@
-"""Context features in words: the sentence an analyst reads for a flagged record."""
+"""Context features in words: the sentence an analyst reads for a flagged record, and
+(:func:`context_reading`) what normal looks like for this entity: its own history where
+the record's context holds it ("amount 12.0× this card's median over 30 days (35.00)",
+"new for this card"), else the training distribution of the context feature ("7 payments
+in 10 minutes: usually ≤ 2 (99.9% of training payments)")."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from detectors.context.config import PREFIX, ContextConfig, _seconds, _slug
 from detectors.context.features import _MIN_HOURS_FOR_SPEED
+from detectors.reasons import (
+    MILD,
+    NEW,
+    STRONG,
+    UNUSUAL,
+    Reading,
+    format_value,
+    percent,
+    quantile_phrase,
+    visible,
+)
+
+#: Amount ratios against the entity's own history, most robust first: (feature, what the
+#: amount is compared with).
+_AMOUNT_REFERENCES = (
+    ("amount_median_ratio", "median"),
+    ("amount_baseline_ratio", "usual amount"),
+    ("amount_ratio", "average"),
+)
+
+
+def context_reading(
+    feature: str,
+    values: Mapping,
+    config: ContextConfig,
+    summaries: Mapping[str, Mapping[str, Any]],
+) -> Reading | None:
+    """One reason of a sequence-mode record against normal, or None where neither the
+    entity's history nor the context says more than the training distribution does.
+
+    ``feature`` is a context feature or a raw column the context knows (the amount, a
+    novelty or profile column); ``values`` maps the record's feature and raw column names
+    to its values; ``summaries`` maps feature names to their training summaries."""
+    if not feature.startswith(PREFIX):
+        return _raw_column_reading(feature, values, config)
+    name = feature.removeprefix(PREFIX)
+    statement = describe_context(feature, values, config)
+    if statement is None:
+        return None
+    value = _number(values.get(feature))
+    noun = config.event_noun
+    if name == "amount_baseline_z":
+        name = "amount_baseline_ratio"
+    for ratio_name, compared in _AMOUNT_REFERENCES:
+        if name == ratio_name:
+            reading = _amount_reading(values, config, ratio_name, compared)
+            if reading is not None:
+                return reading
+            return Reading("entity_history", MILD, statement, reference={"source": "history"})
+    if value is None:
+        return Reading("entity_history", MILD, statement, reference={"source": "history"})
+    reference: dict[str, Any] = {"source": "history", "value": value}
+    if name.startswith("share_"):
+        level = NEW if value <= 0 else UNUSUAL if value < 0.1 else MILD
+        return Reading("entity_share", level, statement, reference=reference)
+    if name == "amount_z":
+        size = abs(value)
+        level = STRONG if size >= 5 else UNUSUAL if size >= 3 else MILD
+        return Reading("entity_history", level, statement, reference=reference)
+    if name.endswith("_amount_ratio") or name.startswith("amount_level_"):
+        return Reading("entity_history", _ratio_level(value), statement, reference=reference)
+    if name in ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos"):
+        return Reading("calendar", MILD, statement)
+    for column in config.novelty_columns:
+        if name == f"new_{_slug(column)}":
+            return _novelty_reading(feature, value, statement, values, config, summaries, column)
+    summary = summaries.get(feature)
+    placed = quantile_phrase(value, summary, noun, _shown_for(name)) if summary else None
+    if placed is None:
+        return Reading("context", MILD, statement)
+    level, normal, figures = placed
+    rows = int(summary.get("rows") or 0)
+    return Reading(
+        "context_percentile",
+        level,
+        statement,
+        format_value(value),
+        normal,
+        {"source": "training", "rows": rows, **figures},
+    )
+
+
+def _raw_column_reading(feature: str, values: Mapping, config: ContextConfig) -> Reading | None:
+    """The amount against the entity's own amounts; a novelty or profile column's value
+    against the entity's own values. None where the history is too short to say."""
+    if feature == config.amount_column:
+        for ratio_name, compared in _AMOUNT_REFERENCES:
+            reading = _amount_reading(values, config, ratio_name, compared)
+            if reading is not None:
+                return reading
+        return None
+    earlier = _number(values.get(f"{PREFIX}history_count"))
+    if earlier is None or earlier < config.min_history:
+        return None
+    entity, noun = config.entity_noun, config.event_noun
+    history = _duration_words(config.history)
+    observed = visible(values.get(feature))
+    label = _column_words(feature)
+    statement = f"{feature} {observed}"
+    if feature in config.profile_columns:
+        share = _number(values.get(f"{PREFIX}share_{_slug(feature)}"))
+        if share is not None:
+            level = NEW if share <= 0 else UNUSUAL if share < 0.1 else MILD
+            normal = (
+                _new_for(feature, config)
+                if share <= 0
+                else f"{percent(share)} of this {entity}'s {noun}s in {history}"
+            )
+            reference = {"source": "history", "share": share, "history": config.history}
+            return Reading("entity_share", level, statement, observed, normal, reference)
+    if feature in config.novelty_columns:
+        new = _number(values.get(f"{PREFIX}new_{_slug(feature)}"))
+        if new is not None:
+            reference = {"source": "history", "new": new >= 0.5, "history": config.history}
+            if new >= 0.5:
+                normal = _new_for(feature, config)
+                return Reading("entity_new", NEW, statement, observed, normal, reference)
+            normal = f"this {entity} has used this {label} before (in {history})"
+            return Reading("entity_new", MILD, statement, observed, normal, reference)
+    return None
+
+
+def _amount_reading(
+    values: Mapping, config: ContextConfig, ratio_name: str, compared: str
+) -> Reading | None:
+    """'amount 4,200.00: 12.0× this card's median over 30 days (350.00)'; None where the
+    entity has no such reference (too little history)."""
+    ratio = _number(values.get(f"{PREFIX}{ratio_name}"))
+    if ratio is None or (ratio_name == "amount_baseline_ratio" and not config.baseline_gap):
+        return None
+    amount = _number(values.get(config.amount_column)) if config.amount_column else None
+    history = _duration_words(config.history)
+    span = f"over {history}"
+    if ratio_name == "amount_baseline_ratio":
+        span = f"({_duration_words(config.baseline_gap)} to {history} ago)"
+    entity = config.entity_noun
+    reference: dict[str, Any] = {"source": "history", "ratio": ratio, "history": config.history}
+    normal = f"{_times(ratio)} this {entity}'s {compared} {span}"
+    if amount is not None and ratio > 0:
+        usual = amount / ratio
+        reference[compared.replace(" ", "_")] = round(usual, 2)
+        normal += f" ({usual:,.2f})"
+    observed = format_value(amount) if amount is not None else None
+    statement = f"amount {observed}" if observed else "amount"
+    return Reading("entity_amount", _ratio_level(ratio), statement, observed, normal, reference)
+
+
+def _novelty_reading(
+    feature: str,
+    value: float,
+    statement: str,
+    values: Mapping,
+    config: ContextConfig,
+    summaries: Mapping[str, Mapping[str, Any]],
+    column: str,
+) -> Reading:
+    """First at this value for the entity, said with the raw value when the record holds
+    it, and how common such firsts were in training."""
+    raw = values.get(column)
+    if value < 0.5:
+        return Reading("entity_new", MILD, statement, reference={"source": "history", "new": False})
+    reference: dict[str, Any] = {"source": "history", "new": True, "history": config.history}
+    said: list[str] = []
+    observed = visible(raw) if raw is not None else None
+    if observed is not None:
+        said.append(_new_for(column, config))
+        statement = f"{column} {observed}"
+    summary = summaries.get(feature) or {}
+    mean = summary.get("mean")
+    if isinstance(mean, int | float):
+        reference["training_share"] = float(mean)
+        said.append(
+            f"{percent(float(mean))} of training {config.event_noun}s were at a "
+            f"{_column_words(column)} new to their {config.entity_noun}"
+        )
+    return Reading("entity_new", NEW, statement, observed, "; ".join(said) or None, reference)
+
+
+def _new_for(column: str, config: ContextConfig) -> str:
+    """'new for this card (no earlier payment with this merchant in 30 days)'."""
+    return (
+        f"new for this {config.entity_noun} (no earlier {config.event_noun} with this "
+        f"{_column_words(column)} in {_duration_words(config.history)})"
+    )
+
+
+def _ratio_level(ratio: float) -> int:
+    if ratio >= 5 or ratio <= 0.2:
+        return STRONG
+    if ratio >= 2 or ratio <= 0.5:
+        return UNUSUAL
+    return MILD
+
+
+def _times(ratio: float) -> str:
+    if ratio < 0.1:
+        return f"{ratio:.2f}×"
+    return f"{ratio:,.1f}×" if ratio < 100 else f"{ratio:,.0f}×"
+
+
+def _shown_for(name: str) -> Callable[[float], str]:
+    """How a context feature's training figures read: counts whole, sums as money,
+    gaps as durations, distances in km."""
+    if name == "secs_since_prev":
+        return _duration
+    if name.startswith("amount_sum_"):
+        return lambda v: f"{v:,.2f}"
+    if "count" in name:
+        return lambda v: f"{v:,.0f}"
+    if name.startswith("kmh_"):
+        return lambda v: f"{v:,.0f} km/h"
+    if name.startswith("km_"):
+        return lambda v: f"{v:,.0f} km"
+    return lambda v: f"{v:,.2f}"
 
 
 def describe_context(feature: str, values: Mapping, config: ContextConfig) -> str | None:

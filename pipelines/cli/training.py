@@ -117,6 +117,8 @@ def _model_line(model: dict) -> str:
         line += f"\n    NOT made champion or challenger: {problem}"
     for warning in model.get("warnings", []):
         line += f"\n    warning: {warning}"
+    for note in model.get("notes", []):
+        line += f"\n    {note}"
     return line
 
 

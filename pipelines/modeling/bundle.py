@@ -19,7 +19,9 @@ import pandas as pd
 
 from detectors import load_detector
 from detectors.context import PREFIX as CONTEXT_PREFIX
-from detectors.context import build_context_features, describe_context
+from detectors.context import build_context_features, context_reading, describe_context
+from detectors.reasons import NEW, Reading, rank, training_reading
+from detectors.reasons import reason as explained
 from pipelines.intake.spec import DatasetSpec
 from pipelines.settings import get_settings
 
@@ -209,7 +211,7 @@ class ScoringBundle:
         )
         if with_reasons and flagged.any():
             rows = np.flatnonzero(flagged)
-            subset = features.iloc[rows]
+            subset = self._with_raw_columns(features, prepared.state, rows)
             if is_sequence_detector(self.detector):
                 # The flagged rows' windows also hold the batch's unflagged records, of
                 # their own entities only (windows never cross entities): the others
@@ -230,13 +232,73 @@ class ScoringBundle:
             ).to_numpy()
         return result
 
+    def _with_raw_columns(
+        self, features: pd.DataFrame, state: pd.DataFrame | None, rows: np.ndarray
+    ) -> pd.DataFrame:
+        """The flagged rows' features; in sequence mode with the raw context columns that
+        are no model feature (the merchant a card is new to), so a reason can name the
+        value. ``state`` holds the same records in the same order (see
+        :func:`prepare_records`)."""
+        subset = features.iloc[rows]
+        config = self.spec.context
+        if config is None or state is None or len(state) != len(features):
+            return subset
+        extra = [c for c in config.raw_columns if c not in subset.columns and c in state.columns]
+        if not extra:
+            return subset
+        return pd.concat([subset, state[extra].iloc[rows].set_axis(subset.index)], axis=1)
+
     def _reasons(
         self, features: pd.DataFrame, contributions: pd.DataFrame, scores: np.ndarray
     ) -> list[list[dict]]:
-        """The top ``max_reasons`` features of each (flagged) row as reason dicts.
+        """The top ``max_reasons`` features of each (flagged) row as reason dicts, each
+        against what normal looks like, in the order an analyst reads them (see
+        :mod:`detectors.reasons`). A model trained before its encoder kept training
+        summaries gives the reasons it always gave (:meth:`_reasons_without_summaries`).
 
         Column values are read from whole-column arrays (no per-row pandas lookups):
         this runs for every flagged row of every chunk."""
+        summaries = self._training_summaries()
+        if not summaries:
+            return self._reasons_without_summaries(features, contributions)
+        values = contributions.to_numpy(dtype="float64")
+        names = list(contributions.columns)
+        top = np.argsort(-values, axis=1)[:, : self.max_reasons]
+        totals = values.sum(axis=1)
+        context_config = self.spec.context
+        noun = context_config.event_noun if context_config is not None else "record"
+        ranges = self._training_ranges()
+        rows = _RowValues(features)
+        out: list[list[dict]] = []
+        for row, order in enumerate(top):
+            reasons = []
+            record = rows.at(row)
+            for j in order:
+                contribution = float(values[row, j])
+                if contribution <= 0:
+                    continue
+                name = names[j]
+                value = _plain(record.get(name))
+                share = float(contribution / totals[row]) if totals[row] > 0 else 0.0
+                history = None
+                if context_config is not None:
+                    history = context_reading(name, record, context_config, summaries)
+                if history is not None and name.startswith(CONTEXT_PREFIX):
+                    reading = history
+                else:
+                    training = training_reading(
+                        name, value, summaries.get(name), noun=noun, bounds=ranges.get(name)
+                    )
+                    reading = _with_history(history, training)
+                reasons.append(explained(name, value, contribution, share, reading))
+            out.append(rank(reasons))
+        return out
+
+    def _reasons_without_summaries(
+        self, features: pd.DataFrame, contributions: pd.DataFrame
+    ) -> list[list[dict]]:
+        """Reasons of a model whose encoder keeps no training summaries: the column's
+        value, the context sentence, the training range where the feature has one."""
         values = contributions.to_numpy(dtype="float64")
         names = list(contributions.columns)
         top = np.argsort(-values, axis=1)[:, : self.max_reasons]
@@ -278,6 +340,17 @@ class ScoringBundle:
             out.append(reasons)
         return out
 
+    def _training_summaries(self) -> dict[str, dict]:
+        """Each model feature's training summary (empty for a model trained before its
+        encoder kept them); read once per bundle."""
+        cached = getattr(self, "_summaries", None)
+        if cached is None:
+            encoder = getattr(self.detector, "encoder_", None)
+            columns = getattr(encoder, "columns_", None) or []
+            cached = {c["name"]: c["summary"] for c in columns if c.get("summary")}
+            self._summaries = cached
+        return cached
+
     def _training_ranges(self) -> dict[str, tuple[float, float]]:
         """Range-checked features and the (min, max) of their normal training values."""
         encoder = getattr(self.detector, "encoder_", None)
@@ -308,7 +381,6 @@ class ScoringBundle:
         meta = json.loads((path / SPEC_FILE).read_text())
         spec = DatasetSpec.model_validate(meta["spec"])
         if numpy_forward is None:
-
             numpy_forward = get_settings().numpy_forward
         detector = load_detector(path / DETECTOR_DIR, numpy_forward=numpy_forward)
         return cls(spec, detector, max_reasons=meta["max_reasons"])
@@ -343,6 +415,24 @@ class _RowValues(Mapping):
 
     def __len__(self) -> int:
         return len(self._frame.columns)
+
+
+def _with_history(history: Reading | None, training: Reading) -> Reading:
+    """Sequence mode: the entity's own history says what normal is where the context
+    holds it; a value beyond every training value (or never seen in training) says so
+    too, and keeps its level."""
+    if history is None:
+        return training
+    if training.level == NEW and training.normal:
+        return Reading(
+            history.kind if history.level == NEW else training.kind,
+            NEW,
+            history.statement,
+            history.observed,
+            "; ".join(n for n in (history.normal, training.normal) if n),
+            {**history.reference, "training": training.reference},
+        )
+    return history
 
 
 def _beyond_range(bounds: tuple[float, float] | None, value) -> str | None:

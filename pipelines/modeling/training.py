@@ -277,6 +277,8 @@ class Evaluation:
     scores: np.ndarray
     labels: np.ndarray | None
     plots: list[Path] = field(default_factory=list)
+    #: sentences for the person who trained it (e.g. the flag churn against the champion)
+    notes: list[str] = field(default_factory=list)
 
 
 def evaluate_detector(
@@ -389,6 +391,8 @@ def log_and_register(
     input_example: pd.DataFrame | None = None,
     problems: list[str] | None = None,
     warnings: list[str] | None = None,
+    notes: list[str] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One MLflow run per detector: params, metrics, plots, then a registered version
     (with no alias when ``problems`` says why it must not serve)."""
@@ -436,7 +440,10 @@ def log_and_register(
             plots=plots,
             problems=problems or [],
             warnings=warnings or [],
+            tags=dict(tags or {}),
         )
     )
     evaluation.plots = result.pop("plots")
+    if notes:
+        result["notes"] = list(notes)
     return result

@@ -219,11 +219,12 @@ def bound_payment(payment: dict, limit: int) -> dict:
 
 
 def bound_reasons(reasons: Iterable[dict], limit: int) -> list[dict]:
-    """Reasons quote the value: cut long values and texts the same way."""
+    """Reasons quote the value: cut long values, the value as quoted and the texts the
+    same way."""
     out = []
     for reason in reasons:
         reason = dict(reason)
-        for key in ("value", "text"):
+        for key in ("value", "observed", "text"):
             if isinstance(reason.get(key), str) and len(reason[key]) > limit:
                 reason[key] = bound_text(reason[key], limit)
                 reason["truncated"] = True

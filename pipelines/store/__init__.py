@@ -1,11 +1,11 @@
-"""Results store: scoring runs, scores, flags, quarantine, cases, labels, the decision
-ledger, run health, accounts and the audit trail.
+"""Results store: scoring runs, scores, flags, quarantine, cases, entity tags and notes,
+labels, the decision ledger, run health, accounts and the audit trail.
 
 :class:`ResultsStore` is the facade: it owns one session factory
 (:mod:`~pipelines.store.database`) and one repository per job over it (runs, scores,
-quarantine, history, queue, cases, labels, quality, ledger, health, sources, accounts,
-audit, retention), and exposes their methods under its own name. The words the store
-persists are enums in :mod:`~pipelines.store.vocabulary`; the schema is in
+quarantine, history, queue, cases, casework, entities, labels, quality, ledger, health,
+sources, accounts, audit, retention), and exposes their methods under its own name. The
+words the store persists are enums in :mod:`~pipelines.store.vocabulary`; the schema is in
 :mod:`~pipelines.store.models` and changes only through Alembic migrations.
 
 The names below are loaded on first use: the CLI imports the vocabulary when it starts,
@@ -31,6 +31,8 @@ _EXPORTS = {
             "Case",
             "Decision",
             "EntityHistorySegment",
+            "EntityNote",
+            "EntityTag",
             "Flag",
             "Label",
             "QuarantinedRow",
@@ -52,6 +54,8 @@ __all__ = [
     "ChunkWrite",
     "Decision",
     "EntityHistorySegment",
+    "EntityNote",
+    "EntityTag",
     "Flag",
     "Label",
     "LeaseLost",
@@ -84,6 +88,8 @@ if TYPE_CHECKING:  # what type checkers and editors see
         Case,
         Decision,
         EntityHistorySegment,
+        EntityNote,
+        EntityTag,
         Flag,
         Label,
         QuarantinedRow,

@@ -235,6 +235,8 @@ class CaseRepository(Repository):
 
     @staticmethod
     def _check(case: Case, user: str, version: int | None, *, allow_closed: bool) -> None:
+        if case.status == CaseStatus.MERGED:
+            raise Conflict(f"case {case.id} was merged into case {case.merged_into}; open that one")
         if version is not None and version != case.version:
             raise Conflict(
                 f"case {case.id} was changed by someone else since you opened it "

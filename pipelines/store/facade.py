@@ -23,7 +23,9 @@ from sqlalchemy.orm import Session
 from pipelines.store.accounts import AccountRepository
 from pipelines.store.audit import AuditRepository
 from pipelines.store.cases import CaseRepository, attach_flags_to_cases
+from pipelines.store.casework import CaseworkRepository
 from pipelines.store.database import Database
+from pipelines.store.entities import EntityRepository
 from pipelines.store.health import HealthRepository
 from pipelines.store.history import HistoryRepository
 from pipelines.store.labels import LabelRepository
@@ -66,6 +68,8 @@ class ResultsStore:
         self.history = HistoryRepository(self.db)
         self.queue = QueueRepository(self.db)
         self.cases = CaseRepository(self.db)
+        self.casework = CaseworkRepository(self.db)
+        self.entities = EntityRepository(self.db)
         self.labels = LabelRepository(self.db)
         self.quality = QualityRepository(self.db, self.labels)
         self.ledger = LedgerRepository(self.db)
@@ -146,6 +150,21 @@ class ResultsStore:
     give_verdict = _Delegate("cases")
     undo_verdict = _Delegate("cases")
     bulk_verdict = _Delegate("cases")
+    merge_cases = _Delegate("casework")
+    attach_record = _Delegate("casework")
+    merge_family = _Delegate("casework")
+    related_open_cases = _Delegate("casework")
+    case_audit = _Delegate("casework")
+    verdict_history = _Delegate("casework")
+    record_case_file = _Delegate("casework")
+
+    # -- what analysts know about an entity (tags, notes) -------------------------------
+    entity_profiles = _Delegate("entities")
+    entity_tags = _Delegate("entities")
+    add_tag = _Delegate("entities")
+    remove_tag = _Delegate("entities")
+    add_note = _Delegate("entities")
+    entity_audit = _Delegate("entities")
 
     # -- labels and review quality ------------------------------------------------------
     add_label_rows = _Delegate("labels")

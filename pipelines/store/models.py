@@ -261,6 +261,7 @@ class Case(Base):
         ),
         Index("ix_cases_queue", "status", "priority", "id"),
         Index("ix_cases_last_flag", "status", "last_flag_at", "id"),
+        Index("ix_cases_entity", "entity", "dataset"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -281,6 +282,39 @@ class Case(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Set when the case was merged into another (status ``merged``): its survivor.
+    merged_into: Mapped[int | None] = mapped_column(Integer, index=True)
+
+
+class EntityTag(Base):
+    """A tag an analyst put on an entity (card, customer): kept across its cases."""
+
+    __tablename__ = "entity_tags"
+    __table_args__ = (
+        UniqueConstraint("dataset", "entity", "tag", name="uq_entity_tag"),
+        Index("ix_entity_tags_tag", "tag", "dataset", "entity"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(String(128))
+    entity: Mapped[str] = mapped_column(String(256))
+    tag: Mapped[str] = mapped_column(String(64))
+    added_by: Mapped[str] = mapped_column(String(64))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class EntityNote(Base):
+    """A note an analyst wrote about an entity: append-only, kept across its cases."""
+
+    __tablename__ = "entity_notes"
+    __table_args__ = (Index("ix_entity_notes_entity", "dataset", "entity", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(String(128))
+    entity: Mapped[str] = mapped_column(String(256))
+    body: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Label(Base):

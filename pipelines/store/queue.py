@@ -24,7 +24,7 @@ from pipelines.store.database import Repository
 from pipelines.store.errors import NotFound, ReviewError, aware, now_utc
 from pipelines.store.history import entity_history_rows
 from pipelines.store.labels import latest_labels
-from pipelines.store.models import Case, Flag, Score, ScoringRun
+from pipelines.store.models import Case, EntityTag, Flag, Score, ScoringRun
 from pipelines.store.vocabulary import CaseStatus
 
 #: Where a flag's snapshot keeps its payment (``pipelines.intake.display.PAYMENT_KEY``).
@@ -64,6 +64,7 @@ class QueueFilters:
     reason: str | None = None  # a feature named in a flag's reasons
     verdict: str | None = None
     entity: str | None = None
+    tag: str | None = None  # a tag on the case's entity
 
 
 SORTS = {
@@ -107,6 +108,17 @@ def filtered_cases(filters: QueueFilters) -> sa.Select:
         query = query.where(Case.verdict == filters.verdict)
     if filters.entity:
         query = query.where(Case.entity == filters.entity)
+    if filters.tag:
+        tag = " ".join(filters.tag.split()).lower()
+        query = query.where(
+            sa.exists(
+                sa.select(EntityTag.id).where(
+                    EntityTag.tag == tag,
+                    EntityTag.dataset == Case.dataset,
+                    EntityTag.entity == Case.entity,
+                )
+            )
+        )
     if filters.model or filters.run_id or filters.reason:
         flag_query = sa.select(Flag.id).where(Flag.case_id == Case.id)
         if filters.run_id:
@@ -294,6 +306,7 @@ class QueueRepository(Repository):
             ]
             item["opened_at"] = aware(case.opened_at)
             item["closed_at"] = aware(case.closed_at)
+            item["merged_into"] = case.merged_into
             return item
 
     def entity_timeline(

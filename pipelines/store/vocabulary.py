@@ -62,10 +62,12 @@ class RunStatus(StrEnum):
 
 
 class CaseStatus(StrEnum):
-    """A queue item is open until it has a verdict; an undo reopens it."""
+    """A queue item is open until it has a verdict; an undo reopens it. A case merged
+    into another keeps its row and audit, points at its survivor and holds no flags."""
 
     OPEN = "open"
     CLOSED = "closed"
+    MERGED = "merged"
 
 
 class FlagStatus(StrEnum):

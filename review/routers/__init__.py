@@ -4,13 +4,25 @@ behind a bearer token). :data:`ROUTERS` is the order the app includes them in.""
 
 from __future__ import annotations
 
-from review.routers import audit, cases, exports, login, openapi, quality, queue, runs, users
+from review.routers import (
+    audit,
+    cases,
+    casework,
+    exports,
+    login,
+    openapi,
+    quality,
+    queue,
+    runs,
+    users,
+)
 
 ROUTERS = (
     login.public,
     login.pages,
     queue.pages,
     cases.pages,
+    casework.pages,
     runs.pages,
     quality.pages,
     audit.pages,
@@ -19,6 +31,7 @@ ROUTERS = (
     openapi.api,
     queue.api,
     cases.api,
+    casework.api,
     runs.api,
     quality.api,
     exports.api,

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from pipelines.store.cases import VERDICTS
 from pipelines.store.errors import Conflict
+from review.casefile import casework_context
 from review.deps import AnalystUser, ClaimLock, FlashDep, StoreDep, undo_offer
 from review.formatting import int_or_none
 from review.queries import case_with_timeline, distinct_flags
@@ -25,7 +26,8 @@ def _case_page(request: Request, store, case_id: int, status: int = 200, **conte
     context.setdefault("undo_last", undo_offer(request, store))
     case = case_with_timeline(store, case_id)
     case["flags"] = distinct_flags(case["flags"])
-    audit = store.audit_entries(entity="case", entity_id=str(case_id), limit=50)
+    extras = casework_context(store, case)
+    audit = store.case_audit([case_id, *extras["casework"]["family"]["absorbed"]], limit=50)
     story = entity_story(case["timeline"], case["record_ids"]) if case["timeline"] else None
     return render(
         request,
@@ -35,6 +37,7 @@ def _case_page(request: Request, store, case_id: int, status: int = 200, **conte
             "audit": audit,
             "story": story,
             "story_summary": story_summary(story) if story else None,
+            **extras,
             **context,
         },
         status=status,

@@ -66,6 +66,20 @@ def test_missing_numeric_imputed_with_median_and_indicator_added() -> None:
     assert np.isfinite(out).all()
 
 
+def test_a_column_never_observed_in_training_stays_missing_at_scoring() -> None:
+    # A baseline that needs more history than the training period holds is missing on
+    # every training row; later rows have values the model never saw. Encoding them as
+    # values made every later record look anomalous; they are encoded as in training.
+    df = pd.DataFrame({"baseline": [np.nan] * 6, "w": np.arange(6.0)})
+    enc = TabularEncoder().fit(df)
+    assert enc.output_names_ == ["baseline", "baseline__missing", "w"]
+    out = enc.transform(pd.DataFrame({"baseline": [7.5, np.nan], "w": [1.0, 2.0]}))
+    assert out[:, 0].tolist() == [0.0, 0.0]
+    assert out[:, 1].tolist() == [1.0, 1.0]
+    again = TabularEncoder.from_dict(enc.to_dict())
+    assert np.array_equal(again.transform(pd.DataFrame({"baseline": [7.5], "w": [1.0]})), out[:1])
+
+
 def test_extreme_values_stay_visible_but_finite() -> None:
     df = _frame()
     enc = TabularEncoder().fit(df)
@@ -139,7 +153,7 @@ def _per_column_reference(enc: TabularEncoder, df: pd.DataFrame) -> np.ndarray:
         s = df[c["name"]]
         if c["kind"] == "numeric":
             v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, copy=True)
-            missing = ~np.isfinite(v)
+            missing = ~np.isfinite(v) | bool(c.get("unobserved"))
             if c.get("range"):
                 low, high = c["range"]
                 beyond = ~missing & ((v < low) | (v > high))
