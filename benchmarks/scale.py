@@ -93,9 +93,11 @@ def with_schema(url: str, schema: str) -> str:
 def score_child(bundle_dir: str, data: str, url: str, chunk_size: int, threads: int) -> dict:
     """Runs in the child process: score the file, report time, CPU, RSS and phases."""
     import torch
+    from threadpoolctl import threadpool_limits
 
-    if threads:
+    if threads:  # as VIGIL_SCORE_THREADS: torch's threads and the numpy forward's BLAS pool
         torch.set_num_threads(threads)
+        threadpool_limits(limits=threads, user_api="blas")
     from pipelines.intake.stream import open_stream
     from pipelines.modeling.bundle import ScoringBundle
     from pipelines.modeling.registry import ModelRef
@@ -120,6 +122,7 @@ def score_child(bundle_dir: str, data: str, url: str, chunk_size: int, threads: 
     cpu_after = os.times()
     cpu_seconds = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    limit = None if from_sql else measure_limit(bundle, data, url, chunk_size)
     return {
         "runner": "local (one process)",
         "source": "PostgreSQL table (cursor)" if from_sql else "Parquet file",
@@ -136,7 +139,33 @@ def score_child(bundle_dir: str, data: str, url: str, chunk_size: int, threads: 
         "peak_rss_mb": round(peak_mb),
         "complete_run_seconds": round(completing["seconds"], 2),
         **({} if from_sql else phase_figures(bundle, store, data, chunk_size)),
+        **({} if limit is None else limit.figures(report.rows_in / seconds, cpu_seconds)),
     }
+
+
+def measure_limit(bundle, data: str, url: str, chunk_size: int):
+    """The bare parts on the same file, in this process (see :mod:`benchmarks.limit`):
+    read it into Arrow, the detector's forward on each chunk's model input, COPY the
+    scores."""
+    import pyarrow.parquet as pq
+
+    from benchmarks.limit import Limit, parquet_batches, time_copy, time_forward, time_read
+    from pipelines.intake.ingest import Batch, validate_batch
+
+    limit = Limit(rows=pq.ParquetFile(data).metadata.num_rows)
+    time_read(data, chunk_size, limit)
+    ids = []
+
+    def model_inputs():
+        for record_batch in parquet_batches(data, chunk_size):
+            clean = validate_batch(Batch(frame=record_batch.to_pandas(), source=data),
+                                   bundle.spec).clean  # fmt: skip
+            ids.append(clean[bundle.spec.id_column].astype(str).to_numpy())
+            yield bundle.model_input(bundle.prepare(clean).features)
+
+    scores = time_forward(model_inputs(), bundle.detector.decision_function, limit)
+    time_copy(url, np.concatenate(ids), scores, bundle.threshold, chunk_size, limit)
+    return limit
 
 
 def _time_calls(obj, method: str) -> dict:
@@ -430,19 +459,49 @@ def figures(report: dict) -> list[str]:
         "per run; CPU s and peak RSS are the child's (PostgreSQL's own work is not in them). "
         "End-of-run step: `complete_run` (totals, flags into review cases).",
         "",
-        "| rows | source | kNN views | torch threads | load start / end | seconds | rows/s "
-        "| CPU s | peak RSS MB | flagged | end-of-run step s |",
-        "|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| rows | source | kNN views | threads | load start / end | seconds | rows/s "
+        "| CPU s | CPU s per 1M | limit rows/s (read + forward + COPY s) | share of limit "
+        "| peak RSS MB | flagged | end-of-run step s |",
+        "|---:|---|---|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         lines.append(
             f"| {r['rows']:,} | {r.get('source', 'Parquet file')} | "
             f"{r.get('knn_views', 'input,latent')} | {r['torch_threads']} | "
             f"{r['load_at_start'][0]} / {r['load_at_end'][0]} | {r['seconds']} | "
-            f"{r['rows_per_second']:,} | {r['cpu_seconds']} | {r['peak_rss_mb']:,} | "
+            f"{r['rows_per_second']:,} | {r['cpu_seconds']} | "
+            f"{r.get('cpu_per_1m', round(r['cpu_seconds'] / r['rows_in'] * 1e6, 2))} | "
+            f"{limit_cell(r)} | {share_cell(r)} | {r['peak_rss_mb']:,} | "
             f"{r['rows_flagged']:,} | {r.get('complete_run_seconds', '-')} |"
         )
+    lines += [
+        "",
+        "Limit: the bare parts timed in the same child right after the run, on the same "
+        "file (`benchmarks/limit.py`): the file read into Arrow, the detector's "
+        "`decision_function` on each chunk's model input, and one COPY + commit per chunk "
+        "of the scores into a copy of the `scores` table; share = vigil's rows/s over the "
+        "limit's. CPU s per 1M of the parts: "
+        + "; ".join(
+            f"{r['rows']:,} rows: "
+            + ", ".join(f"{k} {v}" for k, v in r["limit_parts_cpu_per_1m"].items())
+            for r in report["results"]
+            if "limit_parts_cpu_per_1m" in r
+        )
+        + ".",
+    ]
     return lines
+
+
+def limit_cell(r: dict) -> str:
+    """'412,000 (0.4 + 1.6 + 0.4)': the limit's rows/s and its parts' wall seconds."""
+    parts = r.get("limit_parts_seconds")
+    if not parts:
+        return "-"
+    return f"{r['limit_rows_per_second']:,} ({' + '.join(str(v) for v in parts.values())})"
+
+
+def share_cell(r: dict) -> str:
+    return f"{r['share_of_limit']:.0%}" if "share_of_limit" in r else "-"
 
 
 def _dask_figures(report: dict) -> list[str]:

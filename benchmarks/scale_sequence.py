@@ -30,6 +30,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks.scale import limit_cell, share_cell
+
 DAYS = 60
 
 
@@ -75,15 +77,23 @@ def train_sequence_bundle(data: Path, directory: Path, train_rows: int = 300_000
 
 
 def score_child(
-    bundle_dir: str, data: str, url: str, chunk_size: int, threads: int, mode: str = "batch"
+    bundle_dir: str,
+    data: str,
+    url: str,
+    chunk_size: int,
+    threads: int,
+    mode: str = "batch",
+    with_limit: bool = True,
 ) -> dict:
     """Runs in the child process: read, validate and score the file; time, CPU, RSS."""
     import resource
     import time
 
     import torch
+    from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads)  # as VIGIL_SCORE_THREADS: torch's and the BLAS pool
+    threadpool_limits(limits=threads, user_api="blas")
     from pipelines.intake.ingest import read_batch, validate_batch
     from pipelines.intake.stream import open_stream
     from pipelines.modeling.bundle import ScoringBundle
@@ -119,6 +129,8 @@ def score_child(
     seconds = time.perf_counter() - started
     cpu_after = os.times()
     cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+    peak_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    limit = measure_limit(bundle, data, url, chunk_size) if with_limit else None
     return {
         "runner": f"local (one process), score_{mode}",
         "in_memory_reason": report.in_memory_reason,
@@ -134,11 +146,32 @@ def score_child(
         "rows_quarantined": report.rows_quarantined,
         "rows_flagged": report.rows_flagged,
         "rows_per_second": round(report.rows_in / seconds),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mb": peak_mb,
+        **({} if limit is None else limit.figures(report.rows_in / seconds, cpu)),
     }
 
 
-def _score_in_child(args, bundle: Path, data: Path, mode: str) -> dict:
+def measure_limit(bundle, data: str, url: str, chunk_size: int):
+    """The bare parts on the same file, in this process (see :mod:`benchmarks.limit`):
+    read it into Arrow, the detector's forward on the whole file's model input (its
+    context features built outside the timer, no kept history), COPY the scores."""
+    import pyarrow.parquet as pq
+
+    from benchmarks.limit import Limit, time_copy, time_forward, time_read
+    from pipelines.intake.ingest import read_batch, validate_batch
+
+    limit = Limit(rows=pq.ParquetFile(data).metadata.num_rows)
+    time_read(data, chunk_size, limit)
+    clean = validate_batch(read_batch(data), bundle.spec).clean
+    model_input = bundle.model_input(bundle.prepare(clean).features)
+    scores = time_forward(iter([model_input]), bundle.detector.decision_function, limit)
+    ids = clean[bundle.spec.id_column].astype(str).to_numpy()
+    del clean, model_input
+    time_copy(url, ids, scores, bundle.threshold, chunk_size, limit)
+    return limit
+
+
+def _score_in_child(args, bundle: Path, data: Path, mode: str, limit: bool = True) -> dict:
     """Score ``data`` in a fresh child process into a fresh schema (dropped after)."""
     import pyarrow.parquet as pq
     import sqlalchemy as sa
@@ -152,7 +185,8 @@ def _score_in_child(args, bundle: Path, data: Path, mode: str) -> dict:
     try:
         child = subprocess.run(
             [sys.executable, "-m", "benchmarks.scale_sequence", "--child", str(bundle), str(data),
-             with_schema(args.url, schema), str(args.chunk_size), str(args.threads), mode],
+             with_schema(args.url, schema), str(args.chunk_size), str(args.threads), mode,
+             "limit" if limit else "-"],
             capture_output=True, text=True,
         )  # fmt: skip
         if child.returncode:
@@ -177,12 +211,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bundle", default=None, help="a bundle trained before (reused)")
     parser.add_argument("--out", help="the report (JSON)")
     parser.add_argument(
-        "--child", nargs=6, metavar=("BUNDLE", "DATA", "URL", "CHUNK", "THREADS", "MODE")
-    )
+        "--child", nargs=7,
+        metavar=("BUNDLE", "DATA", "URL", "CHUNK", "THREADS", "MODE", "LIMIT"),
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.child:
-        bundle_dir, data_path, url, chunk, threads, mode = args.child
-        figures = score_child(bundle_dir, data_path, url, int(chunk), int(threads), mode)
+        bundle_dir, data_path, url, chunk, threads, mode, limit = args.child
+        figures = score_child(
+            bundle_dir, data_path, url, int(chunk), int(threads), mode, limit == "limit"
+        )
         print(json.dumps(figures))
         return
     if not args.out:
@@ -201,7 +238,10 @@ def main(argv: list[str] | None = None) -> None:
         longer = work / f"cards-{args.rows}-x{args.longer}.parquet"
         if not longer.exists():
             write_card_parquet(longer, args.rows, longer=args.longer)
-        results[f"stream_x{args.longer}"] = _score_in_child(args, bundle, longer, "stream")
+        # The longer file's limit is left out: its forward would hold the whole file.
+        results[f"stream_x{args.longer}"] = _score_in_child(
+            args, bundle, longer, "stream", limit=False
+        )
         print(json.dumps(results[f"stream_x{args.longer}"], indent=2))
     out = Path(args.out)
     report = {
@@ -227,15 +267,26 @@ def figures(report: dict) -> list[str]:
         f"child process into a fresh schema, {report['meta']['chunk_size']:,}-row chunks, no "
         "kept history; CPU s and peak RSS are the child's.",
         "",
-        "| run | rows | load start / end | seconds | rows/s | CPU s | peak RSS MB | flagged |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        "| run | rows | load start / end | seconds | rows/s | CPU s | CPU s per 1M "
+        "| limit rows/s (read + forward + COPY s) | share of limit | peak RSS MB | flagged |",
+        "|---|---:|---|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for name, r in results.items():
+        per_million = r.get("cpu_per_1m", round(r["cpu_seconds"] / r["rows_in"] * 1e6, 2))
         lines.append(
             f"| {name} | {r['rows']:,} | {r['load_at_start'][0]} / {r['load_at_end'][0]} | "
             f"{r['seconds']} | {r['rows_per_second']:,} | {r['cpu_seconds']} | "
+            f"{per_million} | {limit_cell(r)} | {share_cell(r)} | "
             f"{r['peak_rss_mb']:,} | {r['rows_flagged']:,} |"
         )
+    lines += [
+        "",
+        "Limit: timed in the same child right after the run, on the same file "
+        "(`benchmarks/limit.py`): the file read into Arrow, the sequence detector's "
+        "`decision_function` on the whole file's model input (context features built "
+        "outside the timer), one COPY + commit per chunk of the scores; share = vigil's "
+        "rows/s over the limit's.",
+    ]
     return lines
 
 

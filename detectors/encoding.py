@@ -480,6 +480,13 @@ def _category_codes(s: pd.Series, categories: list[str]) -> np.ndarray:
         if all(isinstance(v, str) or v is None for v in values):
             lookup = {cat: i for i, cat in enumerate(categories)}
             return np.array([k if v is None else lookup.get(v, k) for v in values], np.int64)
+    if pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+        # Text only (the usual column): one hash lookup per value, no str() of each
+        # value and no Categorical; missing values and unknown ones are not found.
+        found = pd.Index(categories, dtype=object).get_indexer(s.to_numpy(dtype=object))
+        codes = found.astype(np.int64, copy=False)
+        codes[codes < 0] = k
+        return codes
     mask = s.isna().to_numpy()
     codes = pd.Categorical(s.astype(str), categories=categories).codes
     codes = np.asarray(codes, dtype=np.int64).copy()

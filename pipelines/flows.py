@@ -26,6 +26,8 @@ from pipelines.modeling.training import (
     evaluate_detector,
     fit_detector,
     log_and_register,
+    seed_problem,
+    seed_stability,
     split_for_training,
     training_problems,
     training_warnings,
@@ -112,6 +114,16 @@ def train_detector(
     detector = fit_detector(kind, spec, data_split, config)
     evaluation = evaluate_detector(detector, spec, data_split, config)
     problems = training_problems(detector, evaluation, spec, data_split)
+    if config.seed_check:
+        again = config.model_copy(update={"seed": config.seed + 1})
+        twin = fit_detector(kind, spec, data_split, again)
+        stability = seed_stability(
+            evaluation.scores,
+            evaluate_detector(twin, spec, data_split, again).scores,
+            config.target_fpr,
+        )
+        evaluation.metrics.update(stability)
+        problems += [p for p in [seed_problem(stability)] if p]
     warnings = training_warnings(detector, spec, data_split)
     churn = flag_churn_against_champion(
         model_name_for(spec.name, kind),
@@ -337,7 +349,11 @@ def ask_for_approval(comparison, decision, timeout_s: int) -> ApprovalInput:
 def retrain_flow(
     data: str, spec_path: str, config: TrainConfig | None = None, promote: bool = True
 ) -> dict[str, Any]:
-    """Weekly: train new challengers, then let the promotion policy judge each one."""
+    """Weekly: train new challengers, then let the promotion policy judge each one.
+
+    Nobody watches this training, so each detector is fitted twice (two seeds) and only
+    one whose scores repeat is registered as challenger."""
+    config = (config or TrainConfig()).model_copy(update={"seed_check": True})
     trained = train_flow(data=data, spec_path=spec_path, config=config)
     if promote:
         trained["promotions"] = [

@@ -65,12 +65,13 @@ class VigilSettings(BaseSettings):
         "from); per-chunk costs (a transaction, the lease) fade at this size.",
     )
     score_threads: int | None = Field(
-        default=None,
+        default=1,
         gt=0,
         description="Threads scoring computes on: torch's, where the model loaded torch, "
         "and numpy's BLAS pool for the numpy forward (None: each library's default, one "
-        "per core). 1 costs half the CPU on a machine other processes share (no spinning "
-        "thread pool).",
+        "per core). The default 1: the forward's matrices are too small to split (a "
+        "second BLAS thread doubled the CPU of a run for no gain in time), and the other "
+        "core is left to the database taking the chunks.",
     )
     numpy_forward: bool = Field(
         default=True,

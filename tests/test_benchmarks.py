@@ -238,3 +238,24 @@ def test_scale_training_fits_in_fresh_processes(tmp_path):
     assert report["ratios"][0]["rows"] == 600
     text = "\n".join(scale_training.figures(report))
     assert "| vae | 600 |" in text and "| gan | 600 |" in text and "GAN / VAE" in text
+
+
+def test_the_limit_adds_its_parts_and_gives_vigils_share_of_it():
+    """The scale benchmarks' limit: rows over the parts' summed wall seconds; vigil's
+    share is its rows/s over that; CPU s scaled to a million rows."""
+    from benchmarks.limit import Limit, Part, time_forward
+    from benchmarks.scale import limit_cell, share_cell
+
+    limit = Limit(rows=500_000)
+    limit.parts = {"read": Part(0.5, 0.4), "forward": Part(3.0, 2.9), "copy": Part(1.5, 0.2)}
+    figures = limit.figures(vigil_rows_per_second=50_000, vigil_cpu_seconds=4.0)
+    assert figures["limit_rows_per_second"] == 100_000  # 500k rows in 5 s
+    assert figures["share_of_limit"] == 0.5
+    assert figures["cpu_per_1m"] == 8.0 and figures["limit_cpu_per_1m"] == 7.0
+    assert figures["limit_parts_cpu_per_1m"] == {"read": 0.8, "forward": 5.8, "copy": 0.4}
+    assert limit_cell(figures) == "100,000 (0.5 + 3.0 + 1.5)" and share_cell(figures) == "50%"
+    assert limit_cell({}) == "-" and share_cell({}) == "-"
+
+    timed = Limit(rows=4)
+    scores = time_forward(iter([np.arange(2), np.arange(2, 4)]), lambda x: x * 2.0, timed)
+    assert scores.tolist() == [0.0, 2.0, 4.0, 6.0] and timed.parts["forward"].wall >= 0

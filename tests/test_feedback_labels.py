@@ -13,6 +13,7 @@ from pipelines.cli import main
 from pipelines.feedback.labels import read_label_file
 from pipelines.store import ResultsStore
 from pipelines.store.labels import latest_labels
+from pipelines.store.models import Label
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -176,7 +177,7 @@ def test_bulk_import_counts_duplicates_writes_each_key_once_and_is_audited(tmp_p
     first = _csv(
         tmp_path,
         "record_id,verdict,known_at,source,entity,reason_code,note\n"
-        "a,fraud,2026-01-02T03:04:05.123456Z,chargeback,card 1,10.4,\"comma, \"\"quote\"\"\"\n"
+        'a,fraud,2026-01-02T03:04:05.123456Z,chargeback,card 1,10.4,"comma, ""quote"""\n'
         "b,0,2026-01-03,,card 2,,\n"
         "b,0,2026-01-03,,card 2,,\n",  # the same row twice in a file is one label
     )
@@ -211,3 +212,35 @@ def test_bulk_import_counts_duplicates_writes_each_key_once_and_is_audited(tmp_p
         ("bo", "later.csv", {"inserted": 0, "duplicates": 3}),
     ]
     assert all(e.action == "labels.imported" and e.at is not None for e in audit)
+
+
+def test_an_import_racing_another_with_the_same_keys_skips_them(tmp_path, postgres_url):
+    """PostgreSQL: the new rows go in with a plain insert; when another import commits
+    the same keys after this one looked (its insert waits on the key, then conflicts),
+    the rows are inserted again skipping those keys, and nothing is lost or doubled."""
+    import threading
+
+    import sqlalchemy as sa
+
+    store = ResultsStore(postgres_url)
+    path = _csv(tmp_path, "record_id,verdict,known_at\na,fraud,2026-01-02\nb,fraud,2026-01-03\n")
+    rows = read_label_file(path).rows
+    racing_row = rows.iloc[[0]]
+    other = store.engine.connect()
+    transaction = other.begin()  # another import: its row for "a" written, not committed
+    other.execute(
+        sa.insert(Label),
+        [{**racing_row.iloc[0].to_dict(), "known_at": rows.iloc[0]["known_at"].to_pydatetime()}],
+    )
+    results = []
+    importing = threading.Thread(
+        target=lambda: results.append(store.add_label_rows(rows, actor="bo", source_name="x"))
+    )
+    importing.start()
+    importing.join(timeout=1.0)
+    assert importing.is_alive(), "the import waits on the uncommitted key"
+    transaction.commit()
+    other.close()
+    importing.join(timeout=30)
+    assert [(r.inserted, r.duplicates) for r in results] == [(1, 1)]
+    assert sorted(store.label_rows()["record_id"]) == ["a", "b"]

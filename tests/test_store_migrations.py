@@ -151,3 +151,36 @@ def test_the_downgrade_recreates_the_legacy_table_and_keeps_the_labels(url):
     store.migrate()  # and up again
     assert store.db.schema_revision() == HEAD_REVISION
     assert len(store.label_rows()) == 3
+
+
+def _label_index_where(engine, name: str) -> str | None:
+    """The WHERE clause of a labels index, as the database keeps it (None: a full index)."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            definition = connection.execute(
+                sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": name}
+            ).scalar_one()
+        else:
+            definition = connection.execute(
+                sa.text("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :n"),
+                {"n": name},
+            ).scalar_one()
+    _, _, where = definition.partition(" WHERE ")
+    return where or None
+
+
+def test_label_case_and_flag_indexes_are_partial_and_keep_their_lookups(url):
+    """Imported label rows have no case or flag: the upgrade makes both indexes partial,
+    the labels already there stay, and a case's labels are still found by the index."""
+    _store_at_0007(url)
+    store = ResultsStore(url)  # migrates to the head
+    for name in ("ix_labels_case_id", "ix_labels_flag_id"):
+        assert "IS NOT NULL" in _label_index_where(store.engine, name)
+    with store.engine.connect() as connection:
+        found = connection.execute(sa.select(Label.record_id).where(Label.case_id == 1)).all()
+    assert found and {r.record_id for r in found} == {"a"}
+    assert len(store.label_rows()) == 3
+    with store.engine.begin() as connection:
+        command.downgrade(_alembic(connection), "0008_drop_legacy_reviews")
+    for name in ("ix_labels_case_id", "ix_labels_flag_id"):
+        assert _label_index_where(store.engine, name) is None

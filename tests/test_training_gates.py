@@ -113,3 +113,19 @@ def test_a_new_version_reports_its_flag_churn_against_the_champion(unique_name):
     assert churn.share == 3 / (flags.sum() + 2)
     assert "3 changed" in churn.describe() and churn.metrics()["flag_churn_changed"] == 3.0
     assert churn_between(np.zeros(3, bool), np.zeros(3, bool), "1").share == 0.0
+
+
+def test_two_seeds_that_rank_alike_pass_and_a_seed_driven_ranking_is_a_problem():
+    from pipelines.modeling.training import seed_problem, seed_stability
+
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=2000)
+    alike = seed_stability(signal + 0.1 * rng.normal(size=2000), signal, 0.01)
+    assert alike["seed_rank_correlation"] > 0.95 and alike["seed_top_overlap"] > 0.5
+    assert seed_problem(alike) is None
+    apart = seed_stability(rng.normal(size=2000), signal, 0.01)
+    assert abs(apart["seed_rank_correlation"]) < 0.1
+    problem = seed_problem(apart)
+    assert problem is not None and "do not repeat across seeds" in problem
+    # a constant score (a collapsed fit) carries no ranking at all
+    assert seed_problem(seed_stability(np.zeros(50), signal[:50], 0.01)) is not None

@@ -39,6 +39,12 @@ from pipelines.settings import get_settings
     help="Also train a re-ranker on the verdicts known now and register it as a new "
     "version of each detector's model (kind <detector>-reranked): the challenger.",
 )
+@click.option(
+    "--seed-check",
+    is_flag=True,
+    help="Fit each detector a second time with the next seed; a model whose hold-out "
+    "ranking does not repeat is not made champion or challenger (twice the time).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train(
     data,
@@ -50,6 +56,7 @@ def train(
     target_fpr,
     threshold_method,
     with_labels,
+    seed_check,
     as_json,
 ) -> None:
     """Train the detectors on normal records and register them in MLflow."""
@@ -68,6 +75,7 @@ def train(
         gan=dict(overrides),
         seq_vae=dict(sequence),
         seq_gan=dict(sequence),
+        seed_check=seed_check,
     )
     result = train_flow(
         data=str(data), spec_path=str(spec_path), config=config, with_labels=with_labels
@@ -113,6 +121,11 @@ def _model_line(model: dict) -> str:
         f"threshold {m['threshold']:.4g} (target FPR {m['target_fpr']:.1%}, "
         f"hold-out FPR {_percent(m.get('holdout_fpr'))})  fit {m['fit_seconds']:.1f}s"
     )
+    if "seed_rank_correlation" in m:
+        line += (
+            f"\n    seeds agree: rank correlation {m['seed_rank_correlation']:.2f}, "
+            f"{m['seed_top_overlap']:.0%} of the top records shared"
+        )
     for problem in model.get("problems", []):
         line += f"\n    NOT made champion or challenger: {problem}"
     for warning in model.get("warnings", []):

@@ -210,11 +210,11 @@ def _validate(
             out[column] = None
             continue
         text = raw[column][keep].str.strip()
+        if column in _TEXT_LIMITS:  # cut while the text is Arrow's (C++), not per value
+            text = text.str.slice(0, _TEXT_LIMITS[column])
         out[column] = text.where(text != "", None).astype(object)
     if dataset:
         out["dataset"] = out["dataset"].fillna(dataset)
-    for column, limit in (("analyst", 64), ("reason_code", 64), ("entity", 256)):
-        out[column] = out[column].str.slice(0, limit).where(out[column].notna(), None)
     # Without a known_at in the file, the key leaves time out: re-importing the same
     # file later must still write nothing.
     key_time = pc.if_else(
@@ -222,11 +222,14 @@ def _validate(
     )
     keys = dedupe_keys(out["record_id"], out["verdict"], key_time, out["source"], out["dataset"])
     out["dedupe_key"] = keys
-    # The same row twice in one file is one label (the first one; a set, not a sort).
-    first: dict[str, int] = {}
-    once = [first.setdefault(key, i) == i for i, key in enumerate(keys)]
-    rows = out if all(once) else out.loc[once]
+    # The same row twice in one file is one label (the first one; hashed, not sorted).
+    twice = pd.Index(keys).duplicated(keep="first")
+    rows = out.loc[~twice] if twice.any() else out
     return rows.reset_index(drop=True), errors
+
+
+#: Optional texts cut to what the store's columns hold.
+_TEXT_LIMITS = {"analyst": 64, "reason_code": 64, "entity": 256}
 
 
 def _parse_times(text: pd.Series) -> pd.Series:
@@ -264,14 +267,12 @@ def dedupe_keys(
 ) -> list[str]:
     """:func:`dedupe_key` of every row (the text joined by Arrow, hashed one by one)."""
     parts = [
-        pa.array(part.astype(str).tolist(), type=pa.string())
-        if isinstance(part, pd.Series)
-        else part
+        pa.array(part.astype(str), type=pa.string()) if isinstance(part, pd.Series) else part
         for part in (record_id, verdict, known_at, source, dataset.fillna(""))
     ]
-    text = pc.binary_join_element_wise(*parts, "\x1f").to_pylist()
+    joined = pc.binary_join_element_wise(*parts, "\x1f").cast(pa.binary())
     sha = hashlib.sha256
-    return [sha(t.encode()).hexdigest() for t in text]
+    return [sha(t).hexdigest() for t in joined.to_pylist()]
 
 
 def dedupe_key(

@@ -63,6 +63,12 @@ class TrainConfig(BaseModel):
     seq_gan: dict[str, Any] = Field(
         default_factory=dict, description="SequenceGANDetector parameters."
     )
+    seed_check: bool = Field(
+        default=False,
+        description="Train each detector again with the next seed and compare hold-out "
+        "scores: a model whose ranking does not repeat across seeds is not made champion "
+        "or challenger. Doubles training time; the weekly retrain flow turns it on.",
+    )
     min_labels: int | None = Field(
         default=None,
         gt=0,
@@ -351,6 +357,42 @@ def training_problems(
                 "explains the change (time of day, machine state) to the spec"
             )
     return problems
+
+
+#: Below this rank correlation between two seeds' hold-out scores, the ranking is mostly
+#: the seed's: training did not find a stable notion of normal (too few rows or epochs,
+#: a diverging run). Two healthy fits of the same data agree far above it.
+MIN_SEED_RANK_CORRELATION = 0.5
+
+
+def seed_stability(first: np.ndarray, second: np.ndarray, target_fpr: float) -> dict[str, float]:
+    """How far two fits that differ only in their seed agree on the same hold-out records:
+    the Spearman rank correlation of their scores and the share of the first fit's top
+    ``target_fpr`` records that the second also ranks in its top."""
+    a, b = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    if a.shape != b.shape or a.size < 3:
+        raise ValueError("seed stability needs the same 3 or more hold-out records twice")
+    ranks_a = pd.Series(a).rank().to_numpy()
+    ranks_b = pd.Series(b).rank().to_numpy()
+    rho = float(np.corrcoef(ranks_a, ranks_b)[0, 1]) if ranks_a.std() and ranks_b.std() else 0.0
+    k = max(1, int(round(target_fpr * a.size)))
+    top_a = set(np.argsort(-a, kind="stable")[:k])
+    top_b = set(np.argsort(-b, kind="stable")[:k])
+    return {"seed_rank_correlation": rho, "seed_top_overlap": len(top_a & top_b) / k}
+
+
+def seed_problem(stability: dict[str, float]) -> str | None:
+    """Why two seeds disagree too much for the model to serve (None: they agree)."""
+    rho = stability["seed_rank_correlation"]
+    if np.isfinite(rho) and rho >= MIN_SEED_RANK_CORRELATION:
+        return None
+    return (
+        f"scores do not repeat across seeds: rank correlation {rho:.2f} between two fits "
+        f"that differ only in their seed (at least {MIN_SEED_RANK_CORRELATION:.2f} "
+        f"expected; {stability['seed_top_overlap']:.0%} of the top records shared). Train "
+        "longer (more epochs or rows) or check the data for a column that only the seed "
+        "decides how to use"
+    )
 
 
 def training_warnings(detector, spec: DatasetSpec, split: TrainingSplit) -> list[str]:

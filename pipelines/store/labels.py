@@ -278,8 +278,9 @@ def _insert_new_labels(dbapi, staged: pa.Table, *, postgres: bool) -> int:
         # A row without a key never matches (NULL = NULL is not true), so it goes in.
         "WHERE NOT EXISTS (SELECT 1 FROM labels AS l WHERE l.dedupe_key = s.dedupe_key) "
         # SQLite keeps the staged rows in rowid order (the file's): no sort needed there.
-        f"ORDER BY s.{'ord' if postgres else 'rowid'} ON CONFLICT (dedupe_key) DO NOTHING"
+        f"ORDER BY s.{'ord' if postgres else 'rowid'}"
     )
+    racing = f"{insert} ON CONFLICT (dedupe_key) DO NOTHING"
     cursor = dbapi.cursor()
     cache_size = None
     try:
@@ -308,14 +309,39 @@ def _insert_new_labels(dbapi, staged: pa.Table, *, postgres: bool) -> int:
                 )
         if postgres:
             cursor.execute("ANALYZE labels_in")
-        cursor.execute(insert)
-        inserted = cursor.rowcount
+            inserted = _insert_unless_raced(cursor, insert, racing)
+        else:  # SQLite: the statement holds the write lock, so no import races it
+            cursor.execute(racing)
+            inserted = cursor.rowcount
         if not postgres:
             cursor.execute("DROP TABLE temp.labels_in")
     finally:
         if cache_size is not None:
             cursor.execute(f"PRAGMA cache_size = {int(cache_size)}")
         cursor.close()
+    return int(inserted)
+
+
+#: PostgreSQL's SQLSTATE of a unique key violation.
+_UNIQUE_VIOLATION = "23505"
+
+
+def _insert_unless_raced(cursor, insert: str, racing: str) -> int:
+    """Insert the staged rows the anti-join found new; if an import committed the same
+    keys in the meantime, insert again skipping those (``ON CONFLICT DO NOTHING``).
+
+    The plain insert is the common case and the cheaper one: an ``ON CONFLICT`` insert
+    checks the unique index before each row and writes one more WAL record per row."""
+    cursor.execute("SAVEPOINT labels_insert")
+    try:
+        cursor.execute(insert)
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
+            raise
+        cursor.execute("ROLLBACK TO SAVEPOINT labels_insert")
+        cursor.execute(racing)
+    inserted = cursor.rowcount
+    cursor.execute("RELEASE SAVEPOINT labels_insert")
     return int(inserted)
 
 

@@ -329,6 +329,19 @@ class Label(Base):
     __table_args__ = (
         Index("ix_labels_record_known", "record_id", "known_at"),
         Index("ix_labels_dataset_known", "dataset", "known_at"),
+        # Imported rows have neither: partial indexes cost a bulk import nothing.
+        Index(
+            "ix_labels_case_id",
+            "case_id",
+            postgresql_where=sa_text("case_id IS NOT NULL"),
+            sqlite_where=sa_text("case_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_labels_flag_id",
+            "flag_id",
+            postgresql_where=sa_text("flag_id IS NOT NULL"),
+            sqlite_where=sa_text("flag_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -341,12 +354,8 @@ class Label(Base):
     note: Mapped[str | None] = mapped_column(Text)
     analyst: Mapped[str | None] = mapped_column(String(64))
     known_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    case_id: Mapped[int | None] = mapped_column(
-        ForeignKey("cases.id", ondelete="SET NULL"), index=True
-    )
-    flag_id: Mapped[int | None] = mapped_column(
-        ForeignKey("flags.id", ondelete="SET NULL"), index=True
-    )
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
+    flag_id: Mapped[int | None] = mapped_column(ForeignKey("flags.id", ondelete="SET NULL"))
     model_name: Mapped[str | None] = mapped_column(String(256))
     model_version: Mapped[str | None] = mapped_column(String(32))
     score: Mapped[float | None] = mapped_column(Float)

@@ -345,10 +345,9 @@ class RunRepository(Repository):
         flagged = scores["is_anomaly"].astype(bool).to_numpy()
         dbapi = session.connection().connection.driver_connection
         if self.db.is_postgres:
-            with dbapi.cursor() as cursor:
-                statement = f"COPY scores ({', '.join(SCORE_COLUMNS)}) FROM STDIN (FORMAT csv)"
-                with cursor.copy(statement) as copy:
-                    copy.write(_scores_csv(run_id, record_ids, values, flagged))
+            statement, payload = scores_copy()
+            with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
+                copy.write(payload(run_id, record_ids, values, flagged))
             return
         rows = zip(
             [run_id] * len(record_ids),
@@ -498,6 +497,12 @@ class RunRepository(Repository):
             if run_id is not None:
                 query = query.where(table.run_id == run_id)
             return int(session.scalar(query))
+
+
+def scores_copy(table: str = "scores") -> tuple[str, Callable[..., memoryview]]:
+    """The ``COPY`` statement of scores into ``table`` and the function that turns a
+    chunk's (run id, record ids, scores, flags) into its payload."""
+    return f"COPY {table} ({', '.join(SCORE_COLUMNS)}) FROM STDIN (FORMAT csv)", _scores_csv
 
 
 def _scores_csv(
