@@ -3,7 +3,8 @@
     python -m benchmarks review [--database-url URL] [--flags 100000 --seconds 20]
 
 Measures, against the app served by uvicorn in a separate process on loopback:
-- queue page (HTML, first page and deep keyset pages) and ``GET /api/queue``: server time
+- queue page (HTML, first page and deep keyset pages) and ``GET /api/queue``, each item
+  with its payment (amount, currency, merchant, time from the flag's snapshot): server time
   (the app's ``Server-Timing`` header) and client time, median and p95; the queue filtered
   by an entity tag on 1% of the cards and by one on 20 cards;
 - verdict ``POST /api/queue/{id}/verdict``: server time median and p95;
@@ -57,6 +58,27 @@ def _copy(conn, table: str, columns: list[str], rows) -> None:
     ):
         while chunk := buffer.read(1 << 20):
             copy.write(chunk)
+
+
+def _snapshot(i: int, entity: int, score: float, now: datetime) -> dict:
+    """A flag's record as scoring keeps it, with the payment the queue shows."""
+    amount = round(score * 40, 2)
+    at = (now - timedelta(seconds=i)).isoformat().replace("+00:00", "Z")
+    merchant = f"merchant {i % 5000}"
+    return {
+        "tx_id": f"tx{i}",
+        "card_id": f"card{entity}",
+        "timestamp": at,
+        "merchant_id": merchant,
+        "amount": amount,
+        "_payment": {
+            "entity": f"card{entity}",
+            "time": at,
+            "merchant": merchant,
+            "amount": amount,
+            "currency": "USD",
+        },
+    }
 
 
 def load(url: str, flags: int, entities: int, seed: int = 0) -> dict:
@@ -194,13 +216,7 @@ def load(url: str, flags: int, entities: int, seed: int = 0) -> dict:
                     int(entity_of_flag[i]) + 1,
                     float(scores[i]),
                     1.0,
-                    json.dumps(
-                        {
-                            "tx_id": f"tx{i}",
-                            "card_id": f"card{entity_of_flag[i]}",
-                            "amount": round(float(scores[i]) * 40, 2),
-                        }
-                    ),
+                    json.dumps(_snapshot(i, int(entity_of_flag[i]), float(scores[i]), now)),
                     reasons,
                     "open",
                     now.isoformat(),
@@ -531,7 +547,9 @@ def figures(report: dict) -> list[str]:
     meta = report["meta"]
     lines = [
         f"{meta['flags']:,} flags over {meta['entities']:,} open cases (one per card), "
-        f"loaded by COPY in {meta['load_seconds']:.0f} s. Server time is the app's own "
+        f"loaded by COPY in {meta['load_seconds']:.0f} s; each flag's snapshot carries the "
+        "payment the queue shows (amount with its currency, merchant, time). Server time is "
+        "the app's own "
         "`Server-Timing` (handler + template + store queries); client time adds HTTP on "
         "loopback. Aims: queue page median ≤ 50 ms and p95 ≤ 150 ms; verdict POST "
         "median ≤ 30 ms.",

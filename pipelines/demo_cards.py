@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.demo_sequences import TYPOLOGY_SPEC, generate_typology_set
+from pipelines.intake.display import DisplayColumns
 
 #: The demo's seed and sizes: fixed, never tuned on what the models score.
 DEMO_SEED = 2026
@@ -49,6 +50,14 @@ CARD_SPEC = TYPOLOGY_SPEC.model_copy(
     update={
         "name": "demo_cards",
         "description": "The demo's seeded card stream (pipelines/demo_cards.py).",
+        # What the analysts see first: the payment (the generated amounts are dollars).
+        "display_columns": DisplayColumns(
+            entity="card_id",
+            time="timestamp",
+            merchant="merchant_id",
+            amount="amount",
+            currency="USD",
+        ),
     }
 )
 

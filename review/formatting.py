@@ -44,6 +44,62 @@ def amount_text(value: object) -> str:
         return str(value)
 
 
+def money(value: object, currency: str | None = None) -> str:
+    """An amount with its currency in front ('USD 9,999,999.00'); the amount alone when
+    the currency is unknown, '–' when there is no amount."""
+    shown = amount_text(value)
+    return f"{currency} {shown}" if currency and shown != "–" else shown
+
+
+def whole_money(value: float | None, currency: str | None = None) -> str:
+    """An amount at stake to the unit ('USD 9,999,999'): a ranking figure, not a ledger."""
+    if value is None:
+        return "–"
+    shown = f"{value:,.0f}"
+    return f"{currency} {shown}" if currency else shown
+
+
+def priority_reason(reason: dict | None) -> str:
+    """Why a case ranks where it does: 'priority: 1.05 × USD 9,999,999' (the score over
+    the threshold times the amount at stake) or 'priority: 2.10 × the threshold'."""
+    if not reason:
+        return ""
+    ratio = f"{reason['score_ratio']:.2f}"
+    if reason.get("stake") is None:
+        return f"priority: score {ratio} × the threshold"
+    return f"priority: score {ratio} × {whole_money(reason['stake'], reason.get('stake_currency'))}"
+
+
+def payment_time(value: object, short: bool = False) -> Markup:
+    """A payment's time in UTC, with a slot the page's script fills with the analyst's
+    own zone (browser-local); without the script the UTC time stands alone. ``short``
+    (the queue's rows): to the minute, and the local time without its zone's name."""
+    if value is None or value == "":
+        return Markup("–")
+    moment = _parsed_time(value)
+    if moment is None:
+        return Markup("<bdi>{}</bdi>").format(visible_controls(str(value)))
+    iso = moment.isoformat().replace("+00:00", "Z")
+    shown = moment.strftime("%Y-%m-%d %H:%M UTC" if short else "%Y-%m-%d %H:%M:%S UTC")
+    return Markup(
+        '<time class="utc" datetime="{}">{}</time>'
+        '<span class="local-time muted small" data-utc="{}"{}></span>'
+    ).format(iso, shown, iso, Markup(' data-short="1"') if short else "")
+
+
+def _parsed_time(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and len(value) >= 10 and value[4:5] == "-":
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def visible_controls(value: object) -> object:
     """Every value a page prints (the templates' ``finalize``): bidirectional control
     characters replaced by visible escapes; markup stays markup, other values untouched."""

@@ -37,6 +37,29 @@ ERRORS = {
 }
 
 
+class PaymentOut(BaseModel):
+    """The flagged payment as the spec's display columns name it (from the snapshot)."""
+
+    entity: str | None = None
+    time: str | None = Field(default=None, description="As recorded (ISO 8601, UTC).")
+    merchant: str | None = None
+    amount: float | None = None
+    currency: str | None = None
+    stake: float | None = Field(
+        default=None, description="Amount at stake, when the queue weighs by amount."
+    )
+    stake_currency: str | None = None
+
+
+class PriorityReason(BaseModel):
+    """Why the item ranks where it does: priority = score_ratio × stake (stake 1 when the
+    queue does not weigh by amount)."""
+
+    score_ratio: float
+    stake: float | None = None
+    stake_currency: str | None = None
+
+
 class QueueItem(BaseModel):
     id: int
     dataset: str
@@ -55,6 +78,8 @@ class QueueItem(BaseModel):
     claim_expires_at: datetime | None
     last_flag_at: datetime | None
     version: int
+    payment: PaymentOut | None = None
+    priority_reason: PriorityReason | None = None
 
 
 class QueueResponse(BaseModel):

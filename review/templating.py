@@ -28,6 +28,9 @@ templates.env.filters["long_text"] = formatting.long_text
 templates.env.filters["reason_code"] = formatting.reason_code
 templates.env.filters["record_time"] = formatting.record_time
 templates.env.filters["shown_fields"] = formatting.shown_fields
+templates.env.filters["money"] = formatting.money
+templates.env.filters["payment_time"] = formatting.payment_time
+templates.env.filters["priority_reason"] = formatting.priority_reason
 
 
 def render(request: Request, name: str, context: dict, status: int = 200):

@@ -69,9 +69,10 @@ def launched_browser():
             browser.close()
 
 
-def log_in(browser, url: str, name: str):
-    """A fresh browser context logged in as ``name``; returns (context, page on the queue)."""
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
+def log_in(browser, url: str, name: str, **context_options):
+    """A fresh browser context logged in as ``name``; returns (context, page on the queue).
+    ``context_options`` go to the context (e.g. ``timezone_id``, the analyst's zone)."""
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, **context_options)
     page = context.new_page()
     page.goto(f"{url}/queue")
     assert "/login" in page.url

@@ -36,6 +36,7 @@ def spec_init(data, id_col, label_col, entity_col, time_col, ignore_cols, name, 
     With --entity-col and --time-col the spec is in sequence mode and proposes context
     features (windows, amount history, first-time flags, travel) from the columns found.
     """
+    from pipelines.intake.display import describe_display
     from pipelines.intake.ingest import read_batch
     from pipelines.intake.spec import infer_spec
 
@@ -67,7 +68,15 @@ def spec_init(data, id_col, label_col, entity_col, time_col, ignore_cols, name, 
         click.echo(f"  first-time:  {', '.join(ctx.novelty_columns) or '-'}")
         if ctx.latitude_column:
             click.echo(f"  travel:      {ctx.latitude_column}, {ctx.longitude_column}")
+    click.echo(f"  analysts see: {describe_display(inferred.display_columns)}")
+    click.echo(
+        "                (the payment in the queue and on the case; change it under "
+        "display_columns: entity, time, merchant, amount, currency_column or a fixed "
+        "currency code)"
+    )
     used = {id_col, label_col, entity_col, time_col, *inferred.raw_context_columns}
+    if inferred.display_columns:
+        used |= set(inferred.display_columns.columns)
     skipped = [c for c in frame.columns if c not in inferred.feature_columns and c not in used]
     if skipped:
         click.echo(

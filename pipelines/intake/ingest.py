@@ -310,7 +310,8 @@ def validate_batch(
         flag(invalid.to_numpy(), spec.label_column, raw, "label must be 0 or 1")
         typed[spec.label_column] = parsed.where(~invalid)
 
-    for column in (spec.entity_column, *spec.secondary_entity_columns, *spec.raw_context_columns):
+    carried = (spec.entity_column, *spec.secondary_entity_columns, *spec.raw_context_columns)
+    for column in (*carried, *spec.display_only_columns):
         if column and column not in typed.columns and column != spec.time_column:
             text = frame[column].astype("string").str.strip()
             typed[column] = text.where(text != "").astype(object).where(text.notna(), None)

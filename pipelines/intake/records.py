@@ -174,7 +174,8 @@ def _layout(spec: DatasetSpec) -> list[tuple[str, str]]:
     if spec.label_column:
         layout.append((spec.label_column, "label"))
     named = {name for name, _ in layout}
-    for column in (spec.entity_column, *spec.secondary_entity_columns, *spec.raw_context_columns):
+    carried = (spec.entity_column, *spec.secondary_entity_columns, *spec.raw_context_columns)
+    for column in (*carried, *spec.display_only_columns):
         if column and column not in named and column != spec.time_column:
             named.add(column)
             kind = "entity" if spec.is_sequence and column == spec.entity_column else "text"

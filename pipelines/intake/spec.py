@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from detectors.context import ContextConfig
+from pipelines.intake.display import DisplayColumns, QueuePriority, propose_display
 
 
 class SpecError(ValueError):
@@ -68,6 +69,14 @@ class DatasetSpec(BaseModel):
         default=None,
         description="Sequence mode: per-entity context features (needs entity and time); "
         "the detectors read this section as it is.",
+    )
+    display_columns: DisplayColumns | None = Field(
+        default=None,
+        description="The payment analysts see: entity, time, merchant, amount, currency.",
+    )
+    priority: QueuePriority | None = Field(
+        default=None,
+        description="How the review queue ranks: optionally weighed by the amount at stake.",
     )
 
     @model_validator(mode="before")
@@ -130,6 +139,11 @@ class DatasetSpec(BaseModel):
         for role, column in (("id_column", self.id_column), ("label_column", self.label_column)):
             if column is not None and column in features:
                 raise ValueError(f"{role} {column!r} must not also be a feature")
+        if self.priority and self.priority.weigh_by_amount:
+            if not (self.display_columns and self.display_columns.amount):
+                raise ValueError("priority.weigh_by_amount needs display_columns.amount")
+        if self.display_columns and self.label_column in self.display_columns.columns:
+            raise ValueError(f"label_column {self.label_column!r} must not be shown to analysts")
         return self
 
     @property
@@ -159,11 +173,23 @@ class DatasetSpec(BaseModel):
     def required_columns(self) -> list[str]:
         """Columns a batch to score must have (the label is optional at scoring time)."""
         extra = [c for c in (self.entity_column, self.time_column, *self.raw_context_columns) if c]
+        extra += self.display_only_columns
         columns = [self.id_column, *self.feature_columns]
         for column in extra:
             if column not in columns:
                 columns.append(column)
         return columns
+
+    @property
+    def display_only_columns(self) -> list[str]:
+        """Display columns no other role reads: carried into the snapshot as text."""
+        if self.display_columns is None:
+            return []
+        named = {
+            self.id_column, self.entity_column, self.time_column, *self.feature_columns,
+            *self.secondary_entity_columns, *self.raw_context_columns,
+        }  # fmt: skip
+        return [c for c in self.display_columns.columns if c not in named]
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
@@ -213,7 +239,8 @@ def infer_spec(
     few distinct values. High-cardinality text (free text, other ids) is left out, since
     one-hot encoding it would only memorise values. With an entity and a time column the
     spec is in sequence mode and context features are proposed from the names and types
-    found (see :func:`propose_context`).
+    found (see :func:`propose_context`). The columns analysts see (``display_columns``)
+    are proposed by name and type (see :func:`pipelines.intake.display.propose_display`).
     """
     ignore_columns = list(ignore_columns or [])
     for role, column in (
@@ -264,6 +291,8 @@ def infer_spec(
         coordinates = {context.latitude_column, context.longitude_column}
         numeric = [c for c in numeric if c not in coordinates]
     ranged = [context.amount_column] if context and context.amount_column in numeric else []
+    label_free = frame.drop(columns=[c for c in (label_column,) if c])
+    display = propose_display(label_free, entity_column=entity_column, time_column=time_column)
     return DatasetSpec(
         name=name,
         id_column=id_column,
@@ -274,6 +303,7 @@ def infer_spec(
         entity_column=entity_column,
         time_column=time_column,
         context=context,
+        display_columns=display,
     )
 
 

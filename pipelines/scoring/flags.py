@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from pipelines.intake.display import PAYMENT_KEY, payment_snapshot
 from pipelines.intake.ingest import (
     MAX_FIELD_CHARS,
     QUARANTINE_COLUMNS,
@@ -150,8 +151,9 @@ def flag_records(
     max_field_chars: int = MAX_FIELD_CHARS,
 ) -> list[dict]:
     """Flag rows with a snapshot an analyst can judge offline: the record as scored, plus
-    its context features in sequence mode. Long texts are cut (``_truncated`` in the
-    record says which and how long they were).
+    its context features in sequence mode, and the payment the spec's display columns
+    name (``_payment``: what the queue and the case header show). Long texts are cut
+    (``_truncated`` in the record says which and how long they were).
 
     The flagged rows' snapshots are serialised in one call per chunk (not one pandas row
     at a time): the same JSON as each row's ``to_json``."""
@@ -177,6 +179,9 @@ def flag_records(
         # The label (when a batch carries one) is for evaluation, never for the analyst
         # judging the record: keep it out of the snapshot shown in the review app.
         values.pop(label_column, None)
+        payment = payment_snapshot(values, bundle.spec.display_columns, bundle.spec.priority)
+        if payment is not None:
+            values[PAYMENT_KEY] = bound_payment(payment, max_field_chars)
         out.append(
             {
                 "record_id": str(ids[n]),
@@ -206,6 +211,11 @@ def bound_record(values: dict, limit: int) -> dict:
     bounded = {k: bound_text(v, limit) if k in truncated else v for k, v in values.items()}
     bounded["_truncated"] = truncated
     return bounded
+
+
+def bound_payment(payment: dict, limit: int) -> dict:
+    """The payment shown in the queue with its texts cut like the snapshot's."""
+    return {k: bound_text(v, limit) if isinstance(v, str) else v for k, v in payment.items()}
 
 
 def bound_reasons(reasons: Iterable[dict], limit: int) -> list[dict]:

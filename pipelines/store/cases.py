@@ -23,7 +23,7 @@ from pipelines.store.audit import record_audit
 from pipelines.store.database import Repository, insert_ignoring_conflicts
 from pipelines.store.errors import Conflict, NotFound, ReviewError, aware, now_utc
 from pipelines.store.models import Case, Flag, Label, ScoringRun
-from pipelines.store.queue import QueueFilters, filtered_cases
+from pipelines.store.queue import QueueFilters, filtered_cases, flag_priority
 from pipelines.store.vocabulary import (
     REASON_CODES,
     WITHDRAWN,
@@ -125,9 +125,7 @@ def _refresh_cases(session: Session, case_ids, *, bump_version: bool) -> int:
             Flag.case_id.label("case_id"),
             sa.func.count(Flag.id).label("flag_count"),
             sa.func.max(Flag.score).label("max_score"),
-            sa.func.max(
-                sa.case((Flag.threshold > 0, Flag.score / Flag.threshold), else_=Flag.score)
-            ).label("priority"),
+            sa.func.max(flag_priority()).label("priority"),
             sa.func.max(Flag.created_at).label("last_flag_at"),
         )
         .where(Flag.case_id.in_(case_ids))

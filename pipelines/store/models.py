@@ -270,7 +270,8 @@ class Case(Base):
     entity: Mapped[str | None] = mapped_column(String(256))
     status: Mapped[str] = mapped_column(String(16), default=CaseStatus.OPEN.value)
     verdict: Mapped[str | None] = mapped_column(String(16))
-    #: Highest score / threshold among its flags: > 1 means over the threshold.
+    #: Highest score / threshold among its flags (> 1 means over the threshold), times the
+    #: amount at stake where the spec weighs the queue by amount (``store.queue.flag_priority``).
     priority: Mapped[float] = mapped_column(Float, default=0.0)
     max_score: Mapped[float] = mapped_column(Float, default=0.0)
     flag_count: Mapped[int] = mapped_column(Integer, default=0)

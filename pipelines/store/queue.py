@@ -3,10 +3,16 @@ status, one case with its flags and labels, an entity's timeline.
 
 Pages are keyset-paginated on (sort column, id), so the cost of a page does not grow with
 how deep it is.
+
+A case's priority is its flags' highest :func:`flag_priority`: how far the score is over
+the threshold, times the amount at stake where the data set's spec weighs the queue by
+amount (the flag's snapshot then carries ``_payment.stake``). Each queue item shows the
+payment of the flag that sets its priority, and why it ranks where it does.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +26,26 @@ from pipelines.store.history import entity_history_rows
 from pipelines.store.labels import latest_labels
 from pipelines.store.models import Case, EntityTag, Flag, Score, ScoringRun
 from pipelines.store.vocabulary import CaseStatus
+
+#: Where a flag's snapshot keeps its payment (``pipelines.intake.display.PAYMENT_KEY``).
+PAYMENT_KEY = "_payment"
+
+
+def flag_score_ratio():
+    """How far a flag's score is over its threshold, in SQL (> 1: over the line)."""
+    return sa.case((Flag.threshold > 0, Flag.score / Flag.threshold), else_=Flag.score)
+
+
+def flag_stake():
+    """The amount at stake a flag's snapshot carries (NULL when the spec does not weigh
+    the queue by amount, or the snapshot is gone), in SQL."""
+    return Flag.record[(PAYMENT_KEY, "stake")].as_float()
+
+
+def flag_priority():
+    """A flag's priority, in SQL: its score ratio, times its amount at stake when it has
+    one. Without amounts this is the score ratio alone, as it always was."""
+    return flag_score_ratio() * sa.func.coalesce(flag_stake(), 1.0)
 
 
 @dataclass
@@ -185,6 +211,10 @@ class QueueRepository(Repository):
         return counts
 
     def _queue_items(self, session: Session, cases: Sequence[Case]) -> list[dict]:
+        """The cases as queue items, each with the payment and reasons of its top flag, the
+        one that sets its priority. Reasons and payments come as text and only the top
+        flag's are parsed; the top flag is picked here, as :func:`flag_priority` ranks,
+        rather than by an ORDER BY that would make the database parse every snapshot."""
         if not cases:
             return []
         ids = [c.id for c in cases]
@@ -192,9 +222,10 @@ class QueueRepository(Repository):
             sa.select(
                 Flag.case_id,
                 Flag.record_id,
-                Flag.reasons,
+                sa.cast(Flag.reasons, sa.Text).label("reasons"),
                 Flag.score,
                 Flag.threshold,
+                Flag.record[PAYMENT_KEY].as_string().label("payment"),
                 ScoringRun.model_name,
                 ScoringRun.model_version,
             )
@@ -211,7 +242,7 @@ class QueueRepository(Repository):
             rows = by_case.get(case.id, [])
             records = list(dict.fromkeys(r.record_id for r in rows))
             models = sorted({f"{r.model_name}/{r.model_version}" for r in rows})
-            top = rows[0] if rows else None
+            top, payment = _top_flag(rows)
             claim_live = case.claimed_by and aware(case.claim_expires_at) >= now
             items.append(
                 {
@@ -225,15 +256,15 @@ class QueueRepository(Repository):
                     "priority": case.priority,
                     "flag_count": case.flag_count,
                     "models": models,
-                    "top_reasons": [r.get("feature") for r in (top.reasons or [])[:3]]
-                    if top
-                    else [],
+                    "top_reasons": _top_reasons(top),
                     "status": case.status,
                     "verdict": case.verdict,
                     "claimed_by": case.claimed_by if claim_live else None,
                     "claim_expires_at": aware(case.claim_expires_at) if claim_live else None,
                     "last_flag_at": aware(case.last_flag_at),
                     "version": case.version,
+                    "payment": payment,
+                    "priority_reason": _priority_reason(top, payment) if top else None,
                 }
             )
         return items
@@ -344,6 +375,53 @@ class QueueRepository(Repository):
         for record_id, event_ in events.items():
             event_["label"] = labels.get(record_id)
         return list(events.values())
+
+
+def _top_flag(rows: list) -> tuple[object | None, dict | None]:
+    """The flag that sets the case's priority (highest :func:`flag_priority`, then score;
+    ``rows`` come highest score first) and its payment, parsed from the snapshot's text.
+    Most cases need no ranking: one flag, or one threshold and no amounts at stake."""
+    if not rows:
+        return None, None
+    top = rows[0]
+    if len(rows) > 1:
+        staked = any(r.payment and '"stake"' in r.payment for r in rows)
+        if staked or len({r.threshold for r in rows}) > 1:
+            top = max(rows, key=_row_priority)  # the first of equals: the higher score
+    return top, _payment(json.loads(top.payment) if top.payment else None)
+
+
+def _top_reasons(top) -> list:
+    """The features of the top flag's first three reasons (its reasons read as text)."""
+    reasons = json.loads(top.reasons) if top is not None and top.reasons else None
+    return [r.get("feature") for r in (reasons or [])[:3]]
+
+
+def _row_priority(row) -> float:
+    """:func:`flag_priority` of a flag row read with its payment as text."""
+    ratio = row.score / row.threshold if row.threshold and row.threshold > 0 else row.score
+    stake = json.loads(row.payment).get("stake") if row.payment else None
+    return ratio * (stake if isinstance(stake, int | float) else 1.0)
+
+
+def _payment(value: object) -> dict | None:
+    """The payment a snapshot carries, as the queue shows it (None when it has none)."""
+    if not isinstance(value, dict):
+        return None
+    keys = ("entity", "time", "merchant", "amount", "currency", "stake", "stake_currency")
+    return {key: value.get(key) for key in keys}
+
+
+def _priority_reason(top, payment: dict | None) -> dict:
+    """Why the case ranks where it does: the score ratio of the flag that sets its
+    priority, times the amount at stake when the spec weighs by amount."""
+    ratio = top.score / top.threshold if top.threshold and top.threshold > 0 else top.score
+    stake = (payment or {}).get("stake")
+    return {
+        "score_ratio": float(ratio),
+        "stake": float(stake) if isinstance(stake, int | float) else None,
+        "stake_currency": (payment or {}).get("stake_currency") if stake is not None else None,
+    }
 
 
 def _encode_cursor(value: object, case_id: int) -> str:

@@ -19,6 +19,30 @@
     return false;
   }
 
+  // Payment times: the page prints them in UTC; beside each, the analyst's own zone.
+  function localTime(iso, short) {
+    var moment = new Date(iso);
+    if (isNaN(moment.getTime())) { return ""; }
+    var parts = {};
+    new Intl.DateTimeFormat("en-CA", {
+      year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+      second: "2-digit", hourCycle: "h23", timeZoneName: "short"
+    }).formatToParts(moment).forEach(function (p) { parts[p.type] = p.value; });
+    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    if (short) {
+      return parts.month + "-" + parts.day + " " + parts.hour + ":" + parts.minute + " " +
+        (parts.timeZoneName || "") + " (yours)";
+    }
+    return parts.year + "-" + parts.month + "-" + parts.day + " " + parts.hour + ":" +
+      parts.minute + ":" + parts.second + " " + (parts.timeZoneName || "") +
+      (zone ? " (" + zone + ", your time)" : " (your time)");
+  }
+  Array.prototype.forEach.call(document.querySelectorAll(".local-time[data-utc]"), function (el) {
+    var short = el.hasAttribute("data-short");
+    var shown = localTime(el.getAttribute("data-utc"), short);
+    if (shown) { el.textContent = (short ? "" : " · ") + shown; }
+  });
+
   var help = document.getElementById("help");
   var helpToggle = document.getElementById("help-toggle");
   if (helpToggle && help) {
