@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from detectors.reasons import render
 from pipelines.accounts import hash_password
 from pipelines.intake.display import PAYMENT_KEY, DisplayColumns, QueuePriority, payment_snapshot
 from pipelines.settings import VigilSettings
@@ -42,13 +43,22 @@ MONEY = re.compile(r"\b[A-Z]{3} \d{1,3}(,\d{3})*\.\d{2}\b")
 pytestmark = BROWSER_MARKS
 
 
+#: What a sentence against normal says: the card's usual amount, a first time for the
+#: card, a share or percentile of training records, a value never seen in training.
+NAMES_NORMAL = re.compile(
+    r"this card's (usual|median|average)|new for this card|usually|of training|"
+    r"seen in training"
+)
+
+
 def reason_names_what_is_normal(text: str) -> bool:
     """Whether a reason says what normal looks like for the card or the training data
     (an amount against the card's usual, a first time, a share of training payments).
 
-    Deliberately lenient for now: reason texts are being rewritten to name what is
-    normal; tighten this check (and make the pass require it) once they do."""
-    return bool(text.strip())
+    The sentences come from :mod:`detectors.reasons`: "<what the record has>: <what
+    normal looks like>", the normal part naming the card's own history or the training
+    data."""
+    return bool(NAMES_NORMAL.search(text))
 
 
 def _payment(
@@ -80,7 +90,12 @@ def _flag(values: dict, score: float) -> dict:
                 "feature": "amount",
                 "contribution": score * 0.6,
                 "share": 0.6,
-                "text": f"amount {values['amount']:,.2f} against this card's usual 20.00",
+                "normal": "7.9× this card's median over 30 days (20.00)",
+                "text": render(
+                    f"amount {values['amount']:,.2f}",
+                    "7.9× this card's median over 30 days (20.00)",
+                    0.6,
+                ),
             },
             {"feature": "merchant_category", "contribution": score * 0.4, "share": 0.4},
         ],
