@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path as FastPath
-from pydantic import BaseModel, BeforeValidator, Field, StrictBool, StrictInt
+from pydantic import BaseModel, BeforeValidator, Field, StrictBool, StrictInt, WithJsonSchema
 
 from pipelines.store.vocabulary import REASON_CODES, Role, Verdict
 
@@ -274,10 +274,20 @@ IsoDate = Annotated[date, BeforeValidator(_iso_only)]
 
 def _blank_as_none(value: object) -> object:
     """An empty form field is no value (a filter form sends every field, filled or not)."""
-    return None if isinstance(value, str) and not value.strip() else value
+    return None if value == "" else value
 
 
-OptionalNumber = Annotated[float | None, BeforeValidator(_blank_as_none)]
-OptionalIsoDate = Annotated[IsoDate | None, BeforeValidator(_blank_as_none)]
+#: The OpenAPI document says so too: an empty value is accepted as "no filter".
+_EMPTY = {"type": "string", "maxLength": 0}
+OptionalNumber = Annotated[
+    float | None,
+    BeforeValidator(_blank_as_none),
+    WithJsonSchema({"anyOf": [{"type": "number"}, _EMPTY, {"type": "null"}]}),
+]
+OptionalIsoDate = Annotated[
+    IsoDate | None,
+    BeforeValidator(_blank_as_none),
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date"}, _EMPTY, {"type": "null"}]}),
+]
 QueueStatus = Literal["open", "closed", "all"]
 SortName = Literal["priority", "newest", "oldest", "entity"]
