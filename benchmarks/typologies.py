@@ -44,12 +44,59 @@ from pipelines.intake.spec import load_spec
 from pipelines.modeling.bundle import prepare_records
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_MD = REPO_ROOT / "benchmarks" / "RESULTS.md"
+#: Every typology the generator can plant (the five default ones and the breached merchant).
+ALL_TYPOLOGIES = (*TYPOLOGIES, "compromised_merchant")
+#: A type (or the whole queue) that falls more than this below its kept AUROC / AUPRC fails.
+TOLERANCE = 0.01
+#: Independent variants of the typology generator: sizes, spans, fraud rates, fraud mixes
+#: and seeds. Defaults are judged across all of them (a win on one that loses on another is
+#: no win); ``demo`` is the demo's own stream settings, measured, never tuned on.
+VARIANTS: dict[str, dict] = {
+    "demo": {
+        "cards": 1500,
+        "days": 21,
+        "score_days": 7,
+        "data_seed": 2026,
+        "generator": {
+            "start": "2026-03-02",
+            "typologies": (
+                "card_testing",
+                "account_takeover",
+                "impossible_travel",
+                "compromised_merchant",
+                "contextual",
+            ),
+        },
+    },
+    "short": {"cards": 600, "days": 21, "score_days": 7, "data_seed": 1, "generator": {}},
+    "long": {"cards": 600, "days": 45, "score_days": 10, "data_seed": 2, "generator": {}},
+    "rare": {
+        "cards": 1000,
+        "days": 28,
+        "score_days": 7,
+        "data_seed": 3,
+        "generator": {"fraud_share": 0.002},
+    },
+    "dense": {
+        "cards": 600,
+        "days": 21,
+        "score_days": 7,
+        "data_seed": 4,
+        "generator": {"fraud_share": 0.012, "typologies": ALL_TYPOLOGIES},
+    },
+}
 VIGIL = str(Path(sys.executable).with_name("vigil"))
 
 
 def write_files(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path, dict]:
     """The training file and the next period's file, as CSV (the way a user gets them)."""
-    frame = generate_typology_set(n_cards=args.cards, days=args.days, seed=args.data_seed)
+    frame = generate_typology_set(
+        n_cards=args.cards,
+        days=args.days,
+        seed=args.data_seed,
+        **getattr(args, "generator", {}),
+    )
     when = pd.to_datetime(frame["timestamp"])
     cut = when.min().normalize() + pd.Timedelta(days=args.days - args.score_days)
     train, later = frame[when < cut], frame[when >= cut]
@@ -62,7 +109,7 @@ def write_files(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path, di
         "fraud_share": float(frame["is_fraud"].mean()),
         "train_rows": len(train),
         "next_rows": len(later),
-        "next_frauds": {k: int((later["fraud_kind"] == k).sum()) for k in TYPOLOGIES},
+        "next_frauds": {k: int((later["fraud_kind"] == k).sum()) for k in ALL_TYPOLOGIES},
     }
     return train_path, next_path, sizes
 
@@ -200,7 +247,11 @@ def measure(args, workdir: Path, env: dict, log: list, models: list, train_secon
         "fraud_share": float(pd.concat([train["is_fraud"], later["is_fraud"]]).mean()),
         "train_rows": len(train),
         "next_rows": len(later),
-        "next_frauds": {k: int((later["fraud_kind"] == k).sum()) for k in TYPOLOGIES},
+        "next_frauds": {
+            k: int((later["fraud_kind"] == k).sum())
+            for k in ALL_TYPOLOGIES
+            if (later["fraud_kind"] == k).any()
+        },
     }
     labels = later["is_fraud"].to_numpy().astype(int)
     groups = later["fraud_kind"].fillna("").to_numpy()
@@ -227,7 +278,7 @@ def measure(args, workdir: Path, env: dict, log: list, models: list, train_secon
         scores = scored["score"].reindex(later["transaction_id"].astype(str)).to_numpy(float)
         threshold = float(_json_tail(out)["threshold"])
         results[kind] = {
-            **queue_quality(labels, groups, days, scores, threshold, list(TYPOLOGIES)),
+            **queue_quality(labels, groups, days, scores, threshold, list(ALL_TYPOLOGIES)),
             "fit_seconds": float(model["metrics"]["fit_seconds"]),
             "score_command_seconds": score_seconds,
             "train_holdout": {
@@ -237,7 +288,7 @@ def measure(args, workdir: Path, env: dict, log: list, models: list, train_secon
         }
     scores, threshold, fit_seconds = isolation_forest(spec_path, train, later, args.seed)
     results["iforest"] = {
-        **queue_quality(labels, groups, days, scores, threshold, list(TYPOLOGIES)),
+        **queue_quality(labels, groups, days, scores, threshold, list(ALL_TYPOLOGIES)),
         "fit_seconds": fit_seconds,
     }
     return {
@@ -260,6 +311,8 @@ def measure(args, workdir: Path, env: dict, log: list, models: list, train_secon
 def figures(report: dict) -> list[str]:
     """RESULTS.md lines: per model, AUROC per typology and overall, the daily queue's
     precision, the threshold's FPR on the next period, fit and score seconds."""
+    if "variants" in report:
+        return variant_figures(report)
     meta, sizes = report["meta"], report["meta"]["sizes"]
     lines = [
         f"Data {meta['data']}: {sizes['rows']:,} records, {sizes['cards']:,} cards, "
@@ -289,6 +342,156 @@ def figures(report: dict) -> list[str]:
     return lines
 
 
+def run_variants(args: argparse.Namespace) -> dict:
+    """Each variant through the CLI in its own folder, then the comparison with the kept
+    figures (a fallen type is listed in the report's ``regressions``)."""
+    root = Path(args.workdir)
+    reports = {}
+    for name in args.variants:
+        variant = VARIANTS[name]
+        one = argparse.Namespace(**{**vars(args), **variant, "workdir": str(root / name)})
+        print(f"variant {name}: {variant}", file=sys.stderr)
+        reports[name] = run(one)
+    report = {
+        "meta": {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "variants": {name: VARIANTS[name] for name in args.variants},
+            "epochs": args.epochs,
+            "max_train_rows": args.max_train_rows,
+            "detectors": args.detectors,
+            "tolerance": TOLERANCE,
+            "load_average": os.getloadavg(),
+        },
+        "variants": reports,
+    }
+    kept = kept_figures(Path(args.kept))
+    report["compared"], report["regressions"] = compare(variant_table(report), kept)
+    report["accepted"] = bool(args.accept)
+    return report
+
+
+VARIANT_COLUMNS = [*ALL_TYPOLOGIES, "all AUROC", "AUPRC"]
+
+
+def variant_table(report: dict) -> dict[tuple[str, str], dict[str, float]]:
+    """{(variant, model): {typology or 'all AUROC' / 'AUPRC': figure}}."""
+    table = {}
+    for name, single in report["variants"].items():
+        for model, r in single["results"].items():
+            row = {t: r[t]["auroc"] for t in ALL_TYPOLOGIES if t in r}
+            row["all AUROC"], row["AUPRC"] = r["all"]["auroc"], r["all"]["auprc"]
+            table[(name, model)] = row
+    return table
+
+
+def kept_figures(path: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """The variant table of the typologies section of RESULTS.md ({} where none is kept)."""
+    if not path.exists():
+        return {}
+    text = path.read_text()
+    start, end = "<!-- typologies:start -->", "<!-- typologies:end -->"
+    if start not in text or end not in text:
+        return {}
+    header: list[str] | None = None
+    kept = {}
+    for line in text[text.index(start) : text.index(end)].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[:2] == ["variant", "model"]:
+            header = cells
+            continue
+        if header is None or not line.startswith("|") or set(cells[0]) <= set("-: "):
+            continue
+        row = {}
+        for column, cell in zip(header[2:], cells[2:], strict=False):
+            try:
+                row[column] = float(cell.split()[0])
+            except (ValueError, IndexError):
+                continue
+        kept[(cells[0], cells[1])] = row
+    return kept
+
+
+def compare(now: dict, kept: dict) -> tuple[int, list[dict]]:
+    """(figures compared, the ones that fell more than TOLERANCE below the kept value)."""
+    compared, fallen = 0, []
+    for key, row in now.items():
+        for column, value in row.items():
+            before = kept.get(key, {}).get(column)
+            if before is None:
+                continue
+            compared += 1
+            if value < before - TOLERANCE:
+                fallen.append(
+                    {
+                        "variant": key[0],
+                        "model": key[1],
+                        "figure": column,
+                        "kept": before,
+                        "now": value,
+                        "drop": before - value,
+                    }
+                )
+    return compared, fallen
+
+
+def regression_banner(report: dict) -> str:
+    n = len(report["regressions"])
+    accepted = " (accepted with --accept)" if report.get("accepted") else ""
+    return (
+        f"**REGRESSION{accepted}: {n} figure(s) fell more than {TOLERANCE} below the figures "
+        "kept in RESULTS.md.**"
+    )
+
+
+def regression_lines(fallen: list[dict]) -> list[str]:
+    return [
+        f"- {f['variant']} / {f['model']} / {f['figure']}: {f['kept']:.3f} kept, "
+        f"{f['now']:.3f} now (-{f['drop']:.3f})"
+        for f in fallen
+    ]
+
+
+def variant_figures(report: dict) -> list[str]:
+    """RESULTS.md lines of a variants run: the regression verdict first, then one row per
+    (variant, model): AUROC per typology, overall AUROC and AUPRC (the kept figures the
+    next run is compared with)."""
+    meta = report["meta"]
+    if report.get("regressions"):
+        lines = [regression_banner(report), "", *regression_lines(report["regressions"]), ""]
+    elif report.get("compared"):
+        lines = [
+            f"No figure fell more than {TOLERANCE} below the kept ones "
+            f"({report['compared']} compared).",
+            "",
+        ]
+    else:
+        lines = ["No kept figures to compare with: these become the kept ones.", ""]
+    lines.append(
+        "Variants of `generate_typology_set` (cards, days, last days scored, seed, "
+        "generator options): "
+        + "; ".join(
+            f"{name} {v['cards']}/{v['days']}/{v['score_days']}/{v['data_seed']}"
+            + (f" {v['generator']}" if v["generator"] else "")
+            for name, v in meta["variants"].items()
+        )
+        + f". Each through `vigil spec init` (defaults), `vigil train --detectors "
+        f"{meta['detectors']} --epochs {meta['epochs'] or 'default'} --max-train-rows "
+        f"{meta['max_train_rows'] or 'default'}`, `vigil score`; IsolationForest on the "
+        "same context features. AUROC per typology on the scored days' normals + its "
+        "frauds; '-' where the variant plants none."
+    )
+    lines += [
+        "",
+        "| variant | model | " + " | ".join(VARIANT_COLUMNS) + " | frauds |",
+        "|---|---|" + "---:|" * (len(VARIANT_COLUMNS) + 1),
+    ]
+    for (name, model), row in variant_table(report).items():
+        cells = [f"{row[c]:.3f}" if c in row else "-" for c in VARIANT_COLUMNS]
+        frauds = report["variants"][name]["results"][model]["all"]["frauds"]
+        lines.append(f"| {name} | {model} | " + " | ".join(cells) + f" | {frauds} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cards", type=int, default=5000)
@@ -308,19 +511,46 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME/VERSION",
         help="Skip data, spec and training: score these registered models of --workdir.",
     )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=sorted(VARIANTS),
+        default=None,
+        help="Run these generator variants (each its own data, spec, models) instead of "
+        "--cards/--days, and compare them with the figures kept in --kept.",
+    )
+    parser.add_argument(
+        "--kept", default=str(RESULTS_MD), help="RESULTS.md holding the kept variant figures"
+    )
+    parser.add_argument(
+        "--accept",
+        action="store_true",
+        help="Exit 0 even when a figure fell (a deliberate change; its report says so).",
+    )
     args = parser.parse_args(argv)
-    report = run(args)
+    report = run_variants(args) if args.variants else run(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str))
-    for model, r in report["results"].items():
-        a = r["all"]
-        per = " ".join(f"{t} {r[t]['auroc']:.3f}" for t in TYPOLOGIES if t in r)
-        print(
-            f"{model}: AUROC {a['auroc']:.4f} AUPRC {a['auprc']:.3f} hold-out FPR "
-            f"{a.get('holdout_fpr', float('nan')):.2%}; {per}",
-            file=sys.stderr,
-        )
+    for name, single in report.get("variants", {"": report}).items():
+        for model, r in single["results"].items():
+            a = r["all"]
+            per = " ".join(f"{t} {r[t]['auroc']:.3f}" for t in ALL_TYPOLOGIES if t in r)
+            print(
+                f"{name} {model}: AUROC {a['auroc']:.4f} AUPRC {a['auprc']:.3f} hold-out FPR "
+                f"{a.get('holdout_fpr', float('nan')):.2%}; {per}",
+                file=sys.stderr,
+            )
+    fallen = report.get("regressions", [])
+    if fallen:
+        failed = Path(args.workdir) / "regressions.json"
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        failed.write_text(json.dumps(report, indent=1, default=str))
+        print(regression_banner(report), file=sys.stderr)
+        for line in regression_lines(fallen):
+            print(line, file=sys.stderr)
+        print(f"the whole report: {failed}", file=sys.stderr)
+        return 0 if args.accept else 1
     return 0
 
 

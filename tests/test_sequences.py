@@ -79,6 +79,7 @@ def test_spec_init_proposes_context_features(records):
     )
     assert spec.secondary_entity_columns == ["merchant_id"]
     assert spec.context.novelty_columns == ["merchant_id", "merchant_category"]
+    assert spec.context.history_count_cap == 10  # the same in a short training file
     # Not features: ids, coordinates (used for travel), ignored columns, time counters.
     assert spec.numeric_features == ["amount"]
     assert spec.range_checked_features == ["amount"]

@@ -108,6 +108,15 @@ class ContextConfig(BaseModel):
         description="Earlier records needed before an amount is compared with them: against "
         "one or two records a ratio says more about chance than about the entity.",
     )
+    history_count_cap: int | None = Field(
+        default=10,
+        ge=1,
+        description="The entity's count of earlier records in history is given up to this "
+        "many (None: uncapped). Uncapped, the count grows through any training period "
+        "shorter than history while it stays at its full level when scoring: every scored "
+        "record of a busy entity then looks unlike training. Capped, it says 'new or "
+        "established' the same way in both.",
+    )
     calendar: bool = Field(default=True, description="Hour of day and weekday, cyclic.")
     secondary_windows: list[str] = Field(
         default_factory=lambda: ["1D", "7D"],
@@ -124,6 +133,11 @@ class ContextConfig(BaseModel):
             0 < _seconds(self.baseline_gap) < _seconds(self.history)
         ):
             raise ValueError(f"baseline_gap={self.baseline_gap!r} must be shorter than history")
+        if self.history_count_cap is not None and self.history_count_cap < self.min_history:
+            raise ValueError(
+                f"history_count_cap={self.history_count_cap} must be at least "
+                f"min_history={self.min_history}"
+            )
         if self.baseline_gap is not None and not self.amount_column:
             raise ValueError("baseline_gap compares amounts: it needs amount_column")
         if (self.latitude_column is None) != (self.longitude_column is None):

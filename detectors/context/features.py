@@ -91,7 +91,10 @@ def build_context_features(
     gap = entity.t[pos] - entity.t[np.maximum(pos - 1, 0)]
     out[f"{PREFIX}secs_since_prev"] = np.where(prev_ok, gap, np.nan)
     left_history = entity.window_start(horizon, include_boundary=True)
-    out[f"{PREFIX}history_count"] = (pos - left_history).astype("float64")
+    earlier = (pos - left_history).astype("float64")
+    out[f"{PREFIX}history_count"] = (
+        np.minimum(earlier, config.history_count_cap) if config.history_count_cap else earlier
+    )
     for window in config.windows:
         left = entity.window_start(_seconds(window))
         out[f"{PREFIX}count_{_slug(window)}"] = (pos - left + 1).astype("float64")
@@ -133,7 +136,6 @@ def build_context_features(
             out[f"{PREFIX}amount_level_{_slug(window)}"] = level
 
     entity_codes = entity.unsort(entity.codes).astype("int64")
-    earlier = out[f"{PREFIX}history_count"]
     too_short = earlier < max(1, config.min_history)
     for column in config.novelty_columns:
         values = frame[column]

@@ -310,6 +310,9 @@ def describe_context(feature: str, values: Mapping, config: ContextConfig) -> st
     if name == "secs_since_prev":
         return f"{_duration(value)} after the previous {noun}"
     if name == "history_count":
+        cap = config.history_count_cap
+        if cap and value >= cap:
+            return f"{cap} or more earlier {noun}s of this {entity} in {history}"
         return f"{_count(value, 'earlier ' + noun)} of this {entity} in {history}"
     if name == "amount_ratio":
         return f"amount {value:,.1f}x this {entity}'s average over {history}"
