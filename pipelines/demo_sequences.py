@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from detectors.context import ContextConfig
+from detectors.context import HISTORY_COUNT_CAP, ContextConfig
 from pipelines.intake.spec import DatasetSpec
 
 CATEGORIES = ["grocery", "restaurant", "fuel", "pharmacy", "electronics", "travel", "online"]
@@ -204,6 +204,7 @@ TYPOLOGY_SPEC = DatasetSpec(
         baseline_gap="14D",
         event_noun="payment",
         entity_noun="card",
+        history_count_cap=HISTORY_COUNT_CAP,
     ),
 )
 

@@ -21,7 +21,10 @@ def _card(n: int) -> pd.DataFrame:
 def test_history_count_is_capped_and_shares_still_use_the_whole_history():
     frame = _card(20)
     capped = ContextConfig(
-        entity_column="card_id", time_column="timestamp", profile_columns=["merchant"]
+        entity_column="card_id",
+        time_column="timestamp",
+        profile_columns=["merchant"],
+        history_count_cap=10,
     )
     features = build_context_features(frame, capped)
     assert features["ctx_history_count"].tolist() == [*range(10), *([10] * 10)]

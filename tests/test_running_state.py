@@ -38,7 +38,16 @@ def _json_records(frame: pd.DataFrame) -> list[dict]:
 
 @pytest.mark.parametrize(
     "changes",
-    [{}, {"baseline_gap": "7D", "level_windows": ["1D"], "min_history": 2, "windows": ["1h"]}],
+    [
+        {},
+        {
+            "baseline_gap": "7D",
+            "level_windows": ["1D"],
+            "min_history": 2,
+            "windows": ["1h"],
+            "history_count_cap": 4,
+        },
+    ],
 )
 def test_running_features_equal_the_batch_build_one_record_at_a_time(changes):
     config = SEQUENCE_SPEC.context.replace(**changes)

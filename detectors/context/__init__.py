@@ -25,12 +25,13 @@ per-row Python.
 them, :mod:`.reasons` puts one record's in words.
 """
 
-from detectors.context.config import PREFIX, ContextConfig
+from detectors.context.config import HISTORY_COUNT_CAP, PREFIX, ContextConfig
 from detectors.context.features import build_context_features, time_to_seconds
 from detectors.context.reasons import context_reading, describe_context
 
 __all__ = [
     "PREFIX",
+    "HISTORY_COUNT_CAP",
     "ContextConfig",
     "build_context_features",
     "context_reading",

@@ -14,6 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 PREFIX = "ctx_"
 
 
+#: The cap `spec init` proposes for the entity's count of earlier records: enough to say
+#: "new or established", and reached inside any training period of a few days.
+HISTORY_COUNT_CAP = 10
+
+
 class ContextConfig(BaseModel):
     """Which context features to build from which raw columns.
 
@@ -109,10 +114,12 @@ class ContextConfig(BaseModel):
         "one or two records a ratio says more about chance than about the entity.",
     )
     history_count_cap: int | None = Field(
-        default=10,
+        default=None,
         ge=1,
         description="The entity's count of earlier records in history is given up to this "
-        "many (None: uncapped). Uncapped, the count grows through any training period "
+        "many (None: uncapped; `spec init` proposes HISTORY_COUNT_CAP; a spec without it, "
+        "e.g. inside a model trained before it existed, keeps the uncapped count). "
+        "Uncapped, the count grows through any training period "
         "shorter than history while it stays at its full level when scoring: every scored "
         "record of a busy entity then looks unlike training. Capped, it says 'new or "
         "established' the same way in both.",

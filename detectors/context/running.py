@@ -222,7 +222,8 @@ class RunningContext:
         out[f"{PREFIX}secs_since_prev"] = gap if gap <= horizon else math.nan
         h_left, _ = entity.span(seconds - horizon, end, inclusive=True)
         h_count, h_sum, h_sq = entity.totals(h_left, end)
-        out[f"{PREFIX}history_count"] = float(h_count)
+        cap = self.config.history_count_cap
+        out[f"{PREFIX}history_count"] = float(min(h_count, cap) if cap else h_count)
         recent: dict[float, tuple[int, float]] = {}
         for _, width, slug in self._windows:
             left, _ = entity.span(seconds - width, end, inclusive=False)

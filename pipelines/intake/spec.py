@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from detectors.context import ContextConfig
+from detectors.context import HISTORY_COUNT_CAP, ContextConfig
 from pipelines.intake.display import DisplayColumns, QueuePriority, propose_display
 
 
@@ -373,6 +373,7 @@ def propose_context(
         travel_window="1h" if latitude else None,
         novelty_columns=novelty,
         novelty_windows=["1h", "6h"] if novelty else [],
+        history_count_cap=HISTORY_COUNT_CAP,
     )
 
 
