@@ -191,11 +191,15 @@ def vigil_features(s: Stream, args) -> tuple[np.ndarray, list[str], dict]:
             "known_at": when[y == 1] + pd.Timedelta(days=args.delay_days),
         }
     )
+    # Delay-aware: a window of w days counts the terminal's frauds (and payments) from
+    # [t - delay - w, t - delay), each only once its label was known; without the delay a
+    # window shorter than the label delay would never hold a known fraud.
     risk = RiskConfig(
         columns=(s.terminal,),
         time_column=s.time,
         id_column=s.spec.id_column,
         windows=tuple(args.risk_windows),
+        delay=f"{args.risk_delay_days}D" if args.risk_delay_days else "0s",
     )
     if "risk" not in s.cached:
         s.cached["risk"] = build_risk_features(
@@ -502,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay-days", type=int, default=7)
     parser.add_argument("--validation-weeks", type=int, nargs="+", default=[2, 3])
     parser.add_argument("--risk-windows", nargs="+", default=["1D", "7D", "28D"])
+    parser.add_argument(
+        "--risk-delay-days", type=int, default=7, help="the risk windows' delay (0: none)"
+    )
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--max-vae-rows", type=int, default=60_000)
     parser.add_argument("--heldout", nargs="*", default=[])
