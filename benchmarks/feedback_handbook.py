@@ -460,7 +460,9 @@ def figures(report: dict) -> list[str]:
         f"{meta['train']['rows']:,} records ({meta['train']['frauds']} frauds) from "
         f"{meta['train']['start']}, 7 days of delay, test {meta['test']['rows']:,} "
         f"({meta['test']['frauds']} frauds; known-compromised cards removed). Both models "
-        "tuned on the same grid by validation AP on the two folds before; seeds "
+        "tuned on the same grid by validation AP on the fold(s) starting "
+        f"{', '.join(str(w) for w in meta['protocol']['validation_weeks'])} weeks before "
+        f"(risk windows {meta['protocol'].get('risk_delay_days', 0)} days late); seeds "
         f"{', '.join(map(str, meta['seeds']))} (mean, each seed in brackets). CP@100: the "
         "handbook's card precision (cards found on earlier days leave).",
         "",
