@@ -378,6 +378,9 @@ def run(args: argparse.Namespace) -> dict:
             )
         today = day_index[d]
         for name, (_, uses_risk, _, linked_k, explore_k) in variants.items():
+            # Lanes are given per 100 daily cards; a smaller team keeps the same shares.
+            linked_k = round(linked_k * args.cards_per_day / 100)
+            explore_k = round(explore_k * args.cards_per_day / 100)
             if uses_risk:
                 known = teams[name].labelled_before(d)  # known by the start of day d
                 known = known[y[known] == 1]
@@ -535,7 +538,8 @@ def figures(report: dict) -> list[str]:
         f"models updated every {p['update_every']} days. Served rule of the vigil variants: "
         f"max(p / 0.5, floor(u)), floor capped at {p.get('floor_cap', 'n/a')}. "
         "`all_heldout_s3`: scenario-3 verdicts never become labels (a novel pattern); "
-        "`*_linked`: 10 of the 100 daily cards go to cards linked to confirmed fraud. "
+        "`*_linked`: 10% of the daily cards go to cards linked to confirmed fraud; "
+        "`*_explore`: 10% to the cards the labelled model is least sure of (p nearest 0.5). "
         "Scenarios: " + "; ".join(f"s{k} {v}" for k, v in SCENARIOS.items()) + ". "
         "CP@100: Card Precision@100 per day. Post hoc served rules are in the JSON.",
         "",
