@@ -68,14 +68,17 @@ from pipelines.feedback.risk import RiskConfig, build_risk_features
 from pipelines.intake.spec import load_spec
 from pipelines.modeling.bundle import ScoringBundle, prepare_records
 
-# name: (reads latents/errors/context, reads risk, held-out scenario, linked-review cards)
+# name: (reads latents/errors/context, reads risk, held-out scenario, linked-review cards,
+# exploration cards: chosen by the labelled model's uncertainty)
 BASE_VARIANTS = {
-    "risk_only": (False, True, None, 0),
-    "rerank_only": (True, False, None, 0),
-    "all": (True, True, None, 0),
-    "all_heldout_s3": (True, True, 3, 0),
-    "all_linked": (True, True, None, 10),
-    "all_linked_heldout_s3": (True, True, 3, 10),
+    "risk_only": (False, True, None, 0, 0),
+    "rerank_only": (True, False, None, 0, 0),
+    "all": (True, True, None, 0, 0),
+    "all_heldout_s3": (True, True, 3, 0, 0),
+    "all_linked": (True, True, None, 10, 0),
+    "all_linked_heldout_s3": (True, True, 3, 10, 0),
+    "all_explore": (True, True, None, 0, 10),
+    "all_linked_explore": (True, True, None, 10, 10),
 }
 DAY = 86400.0
 
@@ -298,13 +301,15 @@ def run(args: argparse.Namespace) -> dict:
     prob = {name: np.zeros(n) for name in variants}
     risk_of: dict[str, np.ndarray] = {}
     teams: dict[str, Team] = {}
-    for name, (_, _, heldout, _) in variants.items():
+    for name, (_, _, heldout, _, _) in variants.items():
         served[name] = u.copy()
         risk_of[name] = np.zeros((n, n_risk))
         teams[name] = Team(n, heldout)
     models: dict[str, BoostedTrees | None] = {name: None for name in variants}
     floors: dict[str, NoveltyFloor | None] = {name: None for name in variants}
-    same_labels_source = "all" if "all" in variants else next(iter(variants))
+    same_labels_source = args.same_labels_from or (
+        "all" if "all" in variants else next(iter(variants))
+    )
     served["supervised_same_labels"] = np.zeros(n)
     served["supervised_all_labels"] = np.zeros(n)
     sup_model: dict[str, BoostedTrees | None] = {
@@ -318,7 +323,7 @@ def run(args: argparse.Namespace) -> dict:
     replay_in_june = june_pos[replay]
 
     def design(name: str, rows: np.ndarray) -> np.ndarray:
-        reads_deep, uses_risk, _, _ = variants[name]
+        reads_deep, uses_risk, _, _, _ = variants[name]
         parts = [deep[rows] if reads_deep else u[rows, None]]
         if uses_risk:
             parts.append(risk_of[name][rows])
@@ -372,7 +377,10 @@ def run(args: argparse.Namespace) -> dict:
                 f"{fit_log[-1]['labels']}"
             )
         today = day_index[d]
-        for name, (_, uses_risk, _, linked_k) in variants.items():
+        for name, (_, uses_risk, _, linked_k, explore_k) in variants.items():
+            # Lanes are given per 100 daily cards; a smaller team keeps the same shares.
+            linked_k = round(linked_k * args.cards_per_day / 100)
+            explore_k = round(explore_k * args.cards_per_day / 100)
             if uses_risk:
                 known = teams[name].labelled_before(d)  # known by the start of day d
                 known = known[y[known] == 1]
@@ -381,13 +389,19 @@ def run(args: argparse.Namespace) -> dict:
                 p = models[name].predict_proba(design(name, today))
                 prob[name][today] = p
                 served[name][today] = served_score(u[today], p, 0.5, floors[name])
-            k_top = args.cards_per_day - linked_k
+            k_top = args.cards_per_day - linked_k - explore_k
             reviewed = top_cards(today, customers, served[name], k_top)
             if linked_k:
                 extra_rows = linked_cards(
                     today, customers, risk_of[name][:, link_column], reviewed, linked_k
                 )
                 reviewed = np.concatenate([reviewed, extra_rows])
+            if explore_k:
+                # Uncertainty: p nearest 0.5 (before the first model, the next by u).
+                doubt = prob[name] * (1 - prob[name]) if models[name] is not None else u
+                picked = top_cards(today[~np.isin(customers[today], customers[reviewed])],
+                                   customers, doubt, explore_k)  # fmt: skip
+                reviewed = np.concatenate([reviewed, picked])
             teams[name].review(reviewed, d, args.label_delay_days, scenario)
         if sup_model["supervised_same_labels"] is not None:
             X = np.hstack([numeric[today], risk_of[same_labels_source][today]])
@@ -524,7 +538,8 @@ def figures(report: dict) -> list[str]:
         f"models updated every {p['update_every']} days. Served rule of the vigil variants: "
         f"max(p / 0.5, floor(u)), floor capped at {p.get('floor_cap', 'n/a')}. "
         "`all_heldout_s3`: scenario-3 verdicts never become labels (a novel pattern); "
-        "`*_linked`: 10 of the 100 daily cards go to cards linked to confirmed fraud. "
+        "`*_linked`: 10% of the daily cards go to cards linked to confirmed fraud; "
+        "`*_explore`: 10% to the cards the labelled model is least sure of (p nearest 0.5). "
         "Scenarios: " + "; ".join(f"s{k} {v}" for k, v in SCENARIOS.items()) + ". "
         "CP@100: Card Precision@100 per day. Post hoc served rules are in the JSON.",
         "",
@@ -614,6 +629,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unlabelled-per-label", type=int, default=5)
     parser.add_argument("--max-unlabelled", type=int, default=100_000)
     parser.add_argument("--max-all-label-normals", type=int, default=200_000)
+    parser.add_argument(
+        "--same-labels-from",
+        default=None,
+        help="the variant whose team's labels train supervised_same_labels (default: all)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(

@@ -186,6 +186,22 @@ class VigilSettings(BaseSettings):
     feedback_min_labels: int = Field(
         default=20, gt=0, description="Frauds (and not-frauds) the re-ranker needs to train."
     )
+    feedback_uncertainty_share: float = Field(
+        default=0.1,
+        ge=0,
+        le=0.9,
+        description="Share of each batch's review queue a labelled model fills with the "
+        "records below its line that it is least sure of (their own lane in the queue), so "
+        "few labels are chosen where they teach it most; 0: none.",
+    )
+    feedback_exploration_share: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Share of the challenger's own flags (records the champion did not flag) "
+        "that its shadow runs send to the review queue, so the challenger's catches get "
+        "verdicts too and promotion evidence does not favour the champion; 0: none.",
+    )
 
     # -- real-time scoring (`vigil api`)
     api_torch_threads: int = Field(

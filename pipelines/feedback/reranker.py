@@ -240,6 +240,38 @@ def served_score(
     return np.maximum(np.asarray(p, dtype="float64") / p_cut, lifted)
 
 
+#: The result column that marks the exploration lane: records below the line the re-ranker
+#: is least sure of, sent to review so the next labels teach it most.
+EXPLORE_COLUMN = "explore"
+UNCERTAIN_REASON = "explore_uncertain"
+
+
+def uncertain_picks(p: np.ndarray, flagged: np.ndarray, share: float) -> np.ndarray:
+    """The unflagged records with the most uncertain fraud probability (largest
+    ``p (1 - p)``), as many as make ``share`` of the batch's queue (flags + picks)."""
+    picks = np.zeros(len(p), dtype=bool)
+    share = min(max(float(share), 0.0), 0.9)
+    n_flagged = int(np.count_nonzero(flagged))
+    k = int(np.ceil(share * n_flagged / (1.0 - share))) if share > 0 else 0
+    candidates = np.flatnonzero(~np.asarray(flagged, dtype=bool))
+    k = min(k, len(candidates))
+    if k:
+        doubt = p[candidates] * (1.0 - p[candidates])
+        picks[candidates[np.argsort(-doubt, kind="stable")[:k]]] = True
+    return picks
+
+
+def uncertain_reason(share: float) -> dict:
+    return {
+        "feature": UNCERTAIN_REASON,
+        "value": None,
+        "contribution": 0.0,
+        "share": 0.0,
+        "text": "exploration: below the line, but the re-ranker is unsure (fraud "
+        f"probability near its most uncertain); {share:.0%} of the queue is kept for these",
+    }
+
+
 @dataclass
 class RerankConfig:
     """What the re-ranker reads, and how its score combines with the detector's."""
@@ -341,6 +373,17 @@ class RerankedBundle(ScoringBundle):
             method="combined", target=config.p_cut, value=1.0
         )
         self.fraud_labels: pd.DataFrame | None = None
+        #: Share of each batch's queue given to the records the re-ranker is least sure of
+        #: (None: the setting ``feedback_uncertainty_share``).
+        self.exploration_share: float | None = None
+
+    @property
+    def uncertainty_share(self) -> float:
+        if self.exploration_share is not None:
+            return self.exploration_share
+        from pipelines.settings import get_settings
+
+        return float(get_settings().feedback_uncertainty_share)
 
     @property
     def threshold(self) -> float:
@@ -380,6 +423,7 @@ class RerankedBundle(ScoringBundle):
         lifted = u if floor is None else floor(u)
         combined = np.maximum(p / self.config.p_cut, lifted)
         flagged = combined > self.threshold
+        explore = uncertain_picks(p, flagged, self.uncertainty_share)
         result = pd.DataFrame(
             {
                 "score": combined,
@@ -387,9 +431,15 @@ class RerankedBundle(ScoringBundle):
                 "reasons": [[] for _ in combined],
                 "unsupervised_score": scores,
                 "fraud_probability": p,
+                EXPLORE_COLUMN: explore,
             },
             index=features.index,
         )
+        if with_reasons and explore.any():
+            lane = uncertain_reason(self.uncertainty_share)
+            result.loc[explore, "reasons"] = pd.Series(
+                [[dict(lane, value=round(float(v), 4))] for v in p[explore]], dtype=object
+            ).to_numpy()
         if with_reasons and flagged.any():
             rows = np.flatnonzero(flagged)
             reasons = self._reasons(features.iloc[rows], errors.iloc[rows], scores[rows])

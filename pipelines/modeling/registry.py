@@ -566,6 +566,8 @@ def registry_summary(names: list[str]) -> pd.DataFrame:
                     "version": str(mv.version),
                     "aliases": ",".join(sorted(by_version.get(str(mv.version), []))),
                     "threshold": mv.tags.get("threshold"),
+                    "kind": mv.tags.get(TAG_DETECTOR),
+                    "labels_seen": _labels_seen(mv.tags),
                     "registration": "complete"
                     if is_registration_complete(mv)
                     else "HALF-REGISTERED (training did not finish)",
@@ -573,3 +575,14 @@ def registry_summary(names: list[str]) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _labels_seen(tags: dict) -> str:
+    """Which labels a version learnt from: count, frauds and when they became known
+    ("-" for a version trained without labels)."""
+    count = tags.get("vigil.labels_count")
+    if count is None:
+        return "-"
+    first = (tags.get("vigil.labels_first_known") or "")[:10]
+    last = (tags.get("vigil.labels_last_known") or "")[:10]
+    return f"{count} ({tags.get('vigil.labels_frauds', '?')} fraud) known {first}..{last}"

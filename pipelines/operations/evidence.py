@@ -247,6 +247,30 @@ def gather_evidence(
     return labelled, pairs, notes
 
 
+def without_training_labels(
+    labelled: list[Evidence], learnt: set[str]
+) -> tuple[list[Evidence], int]:
+    """The evidence less the records whose labels a model trained on (judged on them, a
+    labelled challenger would be judged on its own training data); and how many left."""
+    if not learnt:
+        return labelled, 0
+    kept, left_out = [], 0
+    for e in labelled:
+        keep = ~pd.Series(e.record_ids.astype(str)).isin(learnt).to_numpy()
+        left_out += int((~keep).sum())
+        if keep.any():
+            kept.append(
+                Evidence(
+                    e.source,
+                    e.record_ids[keep],
+                    e.a[keep],
+                    e.b[keep],
+                    None if e.y is None else np.asarray(e.y)[keep],
+                )
+            )
+    return kept, left_out
+
+
 def combine_evidence(labelled: list[Evidence]) -> Evidence | None:
     if not labelled:
         return None

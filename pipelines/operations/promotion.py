@@ -38,6 +38,7 @@ from pipelines.operations.evidence import (
     compare_labelled,
     flag_volume,
     gather_evidence,
+    without_training_labels,
 )
 from pipelines.operations.reference import reference_for_version
 from pipelines.store import ResultsStore
@@ -102,6 +103,14 @@ def compare(
         bundle_b=bundle_b,
         reference=reference,
     )
+    labelled, left_out = without_training_labels(
+        labelled, _learnt_from(store, model_name, (champion, challenger))
+    )
+    if left_out:
+        notes.append(
+            f"{left_out} labelled records left out of the evidence: a labelled model "
+            "learnt from their labels (only labels known after its training count)"
+        )
     numbers: dict = {"sources": {}}
     combined = combine_evidence(labelled)
     if combined is not None and 0 < combined.y.sum() < len(combined.y):
@@ -155,6 +164,23 @@ def compare(
             else None
         ),
     )
+
+
+def _learnt_from(store: ResultsStore, model_name: str, versions) -> set[str]:
+    """Record ids whose labels a labelled version among ``versions`` trained on: the
+    labels known before its training (its ``vigil.labels_known_before`` tag)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    cuts = []
+    for version in versions:
+        tag = client.get_model_version(model_name, version).tags.get("vigil.labels_known_before")
+        if tag:
+            cuts.append(pd.Timestamp(tag))
+    if not cuts:
+        return set()
+    known = store.known_labels(known_before=max(cuts).to_pydatetime())
+    return set(known["record_id"].astype(str))
 
 
 def decide(comparison: Comparison, policy: PromotionPolicy) -> Decision:

@@ -97,12 +97,13 @@ def score_chunk(
                 "is_anomaly": result["is_anomaly"].to_numpy(),
             }
         )
-        # A shadow run keeps scores only: its flags never reach the review queue.
-        flags = (
-            []
-            if target.role == RunRole.SHADOW
-            else flag_records(chunk, snapshot, result, bundle, max_field_chars)
-        )
+        if target.role == RunRole.SHADOW:
+            # A shadow run keeps scores, plus an exploration sample of its flags: the store
+            # keeps those the champion did not flag (the challenger's own catches) and
+            # sends them to the queue, so they get verdicts too.
+            flags = exploration_flags(chunk, snapshot, result, bundle, max_field_chars)
+        else:
+            flags = flag_records(chunk, snapshot, result, bundle, max_field_chars)
     else:
         scores = pd.DataFrame(columns=["record_id", "score", "is_anomaly"])
         flags = []
@@ -118,6 +119,59 @@ def score_chunk(
         batch_id=target.batch_id,
         source=target.source,
     )
+
+
+#: The reason that marks a flag of the exploration lane (a challenger-only flag sampled
+#: for review); the review queue shows it as its own lane.
+EXPLORATION_REASON = "exploration"
+
+
+def exploration_share() -> float:
+    from pipelines.settings import get_settings
+
+    return float(get_settings().feedback_exploration_share)
+
+
+def in_exploration_sample(record_ids: Iterable, share: float) -> np.ndarray:
+    """Which records fall in the exploration sample: a stable hash of the record id below
+    ``share`` (the same records whichever process, chunking or order scores them)."""
+    ids = pd.Series([str(r) for r in record_ids], dtype=object)
+    if share <= 0 or not len(ids):
+        return np.zeros(len(ids), dtype=bool)
+    hashed = pd.util.hash_pandas_object(ids, index=False).to_numpy(dtype="uint64")
+    return (hashed % np.uint64(1_000_000)) < np.uint64(round(share * 1_000_000))
+
+
+def exploration_flags(
+    chunk: pd.DataFrame,
+    snapshot: pd.DataFrame,
+    result: pd.DataFrame,
+    bundle: ScoringBundle,
+    max_field_chars: int,
+) -> list[dict]:
+    """A shadow run's flags in the exploration sample, each marked with its lane."""
+    share = exploration_share()
+    if share <= 0:
+        return []
+    ids = chunk[bundle.spec.id_column].to_numpy(dtype=object)
+    keep = result["is_anomaly"].to_numpy(dtype=bool) & in_exploration_sample(ids, share)
+    if not keep.any():
+        return []
+    rows = np.flatnonzero(keep)
+    picked = flag_records(
+        chunk.iloc[rows], snapshot.iloc[rows], result.iloc[rows], bundle, max_field_chars
+    )
+    lane = {
+        "feature": EXPLORATION_REASON,
+        "value": None,
+        "contribution": 0.0,
+        "share": 0.0,
+        "text": "exploration: flagged by the challenger only, sampled for review so its "
+        f"own catches get verdicts ({share:.0%} of them)",
+    }
+    for flag in picked:
+        flag["reasons"] = [lane, *flag["reasons"]]
+    return picked
 
 
 def unscorable_rows(
@@ -157,7 +211,10 @@ def flag_records(
 
     The flagged rows' snapshots are serialised in one call per chunk (not one pandas row
     at a time): the same JSON as each row's ``to_json``."""
-    flagged = np.flatnonzero(result["is_anomaly"].to_numpy())
+    marked = result["is_anomaly"].to_numpy(dtype=bool)
+    if "explore" in result.columns:  # a labelled model's exploration lane joins the queue
+        marked = marked | result["explore"].to_numpy(dtype=bool)
+    flagged = np.flatnonzero(marked)
     if not len(flagged):
         return []
     records = _json_records(chunk.iloc[flagged])

@@ -404,6 +404,7 @@ class RunRepository(Repository):
                         .where(Score.run_id == run_id, Score.is_anomaly.is_(True))
                     )
                 )
+                _queue_exploration_flags(session, run, group_by_entity=group_by_entity)
             else:
                 run.rows_flagged = int(
                     session.scalar(
@@ -528,3 +529,20 @@ def _scores_csv(
     out = pa.BufferOutputStream()
     pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=False))
     return memoryview(out.getvalue())
+
+
+def _queue_exploration_flags(session: Session, run: ScoringRun, *, group_by_entity: bool) -> int:
+    """A shadow run's exploration flags (a sample of its flags, kept by the scorer) join
+    the queue, less the records a primary run of the same batch flagged: what remains is
+    the challenger's own catches, so verdicts reach them too."""
+    primary_flags = (
+        sa.select(Flag.record_id)
+        .join(ScoringRun, ScoringRun.id == Flag.run_id)
+        .where(
+            ScoringRun.batch_id == run.batch_id,
+            ScoringRun.role == RunRole.PRIMARY,
+            ScoringRun.dataset == run.dataset,
+        )
+    )
+    session.execute(sa.delete(Flag).where(Flag.run_id == run.id, Flag.record_id.in_(primary_flags)))
+    return attach_flags_to_cases(session, run.id, group_by_entity=group_by_entity)
