@@ -107,9 +107,26 @@ def prefect_api() -> Iterator[str]:
         try:
             server.start()
             with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-                yield server.api_url
+                try:
+                    yield server.api_url
+                finally:
+                    _drain_prefect_clients()
         finally:
             server.stop()
+
+
+def _drain_prefect_clients(timeout: float = 10.0) -> None:
+    """Send the logs and events Prefect still holds while its server is up: stopped
+    first, the server leaves them to be retried at exit (a minute of "Error logging to
+    API" after the command's own work is done)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        try:
+            service.drain_all(timeout=timeout)
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            continue
 
 
 @contextmanager
