@@ -87,6 +87,12 @@ class SequenceVAEDetector(SequenceMixin, VAEDetector):
     threshold is set on records whose entities have their history, like the ones scored
     next; ``"random"`` is the seeded random hold-out of the tabular detectors.
 
+    ``warmup_fraction``: the records of the first quarter of the training data's time span
+    are context only, never trained on: their cards have no history in the data yet, so
+    they all look new, unlike the records scored later with their kept history (see
+    ``SequenceMixin._warmup_rows``); 0 trains on every record. Where fewer than two
+    records would be left, every record is trained on.
+
     ``clean_calibration``: held-out rows whose window holds a labelled anomaly (``y == 1``,
     context only) are left out of early stopping and the threshold (see the mixin).
     """
@@ -113,6 +119,7 @@ class SequenceVAEDetector(SequenceMixin, VAEDetector):
         max_train_rows: int | None = 200_000,
         validation_split: str = "latest",
         clean_calibration: bool = True,
+        warmup_fraction: float = 0.25,
         epochs: int = 30,
         batch_size: int = 512,
         learning_rate: float = 2e-3,
@@ -154,6 +161,7 @@ class SequenceVAEDetector(SequenceMixin, VAEDetector):
         self.max_train_rows = max_train_rows
         self.validation_split = validation_split
         self.clean_calibration = clean_calibration
+        self.warmup_fraction = warmup_fraction
 
     def _build_model(self, n_features: int) -> nn.Module:
         return _SeqVAENet(

@@ -274,6 +274,9 @@ class SequenceMixin(BaseDeepDetector):
             target = ~(y_arr == 1)
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError("validation_fraction must be in [0, 1)")
+        warm = self._warmup_rows(secs)
+        if (target & ~warm).sum() >= 2:
+            target = target & ~warm
         target_pos = np.flatnonzero(target)
         train_i, val_i = self._time_split(secs[target_pos])
         train_pos, val_pos = target_pos[train_i], target_pos[val_i]
@@ -313,6 +316,20 @@ class SequenceMixin(BaseDeepDetector):
         self.n_context_rows_: int = n - len(target_pos)
         self.fit_seconds_: float = time.perf_counter() - t0
         return self
+
+    def _warmup_rows(self, secs: np.ndarray) -> np.ndarray:
+        """The records of the first ``warmup_fraction`` of the data's time span: context
+        only. Their entities' look-back is not yet covered by the data, so every one of
+        them looks new (no earlier payment, first merchant, empty windows) in a way the
+        records scored later, which have their kept history, do not; trained on as
+        normal, they teach the model that a burst of novelty is ordinary."""
+        share = float(getattr(self, "warmup_fraction", 0.0) or 0.0)
+        if not 0.0 <= share < 1.0:
+            raise ValueError(f"warmup_fraction must be in [0, 1), got {share}")
+        if share == 0.0 or not len(secs):
+            return np.zeros(len(secs), dtype=bool)
+        start, end = float(np.min(secs)), float(np.max(secs))
+        return secs < start + share * (end - start)
 
     def _fit_counts(self) -> dict[str, int]:
         return {k: int(getattr(self, f"{k}_", 0)) for k in _FIT_COUNTS}

@@ -69,6 +69,8 @@ def seq_data() -> tuple[pd.DataFrame, np.ndarray]:
 COMMON = {"entity_column": "card", "time_column": "ts", "batch_size": 128, "target_fpr": 0.05}
 VAE_PARAMS = {
     **COMMON,
+    # The counts these tests check are of every record (the warm-up has its own test).
+    "warmup_fraction": 0.0,
     "epochs": 5,
     "kl_warmup_epochs": 2,
     "hidden_dims": (32, 16),
@@ -318,6 +320,8 @@ def test_threshold_is_calibrated_on_held_out_rows_without_an_anomaly_in_their_wi
 ) -> None:
     df, y = seq_data
     params = dict(entity_column="card", time_column="ts", epochs=2, seed=0)
+    if cls is SequenceVAEDetector:
+        params["warmup_fraction"] = 0.0  # every target counts here (the warm-up: below)
     det = cls(**params).fit(df, y)
     # Rebuild the held-out rows: the latest 20% of the targets, less those with a
     # labelled anomaly among their window's earlier records.
@@ -341,4 +345,38 @@ def test_threshold_is_calibrated_on_held_out_rows_without_an_anomaly_in_their_wi
     assert everything.threshold_.value == pytest.approx(
         type(det.threshold_).for_fpr(everything.decision_function(df)[held_out], 0.01).value,
         rel=1e-5,
+    )
+
+
+def test_the_first_quarter_of_the_span_is_context_only():
+    """Records before their entities' look-back is covered by the data all look new:
+    the sequence VAE keeps them as context and trains on the later ones."""
+    from detectors.sequence import SequenceVAEDetector
+
+    frame = _frame_for_warmup()
+    warm = SequenceVAEDetector(entity_column="card", time_column="ts", epochs=1, seed=0)
+    warm.fit(frame)
+    cold = SequenceVAEDetector(
+        entity_column="card", time_column="ts", epochs=1, seed=0, warmup_fraction=0.0
+    )
+    cold.fit(frame)
+    secs = frame["ts"].to_numpy(dtype=float)
+    early = int((secs < secs.min() + 0.25 * (secs.max() - secs.min())).sum())
+    assert warm.n_target_rows_ == len(frame) - early
+    assert warm.n_context_rows_ == early and cold.n_context_rows_ == 0
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        SequenceVAEDetector(
+            entity_column="card", time_column="ts", epochs=1, warmup_fraction=1.0
+        ).fit(frame)
+
+
+def _frame_for_warmup():
+    rng = np.random.default_rng(3)
+    n = 400
+    return pd.DataFrame(
+        {
+            "card": rng.integers(0, 20, n).astype(str),
+            "ts": np.sort(rng.uniform(0, 10 * 86400.0, n)),
+            "amount": rng.lognormal(3, 0.5, n),
+        }
     )
