@@ -18,7 +18,7 @@ from pipelines.scoring.entity_state.stores import (
     StateStore,
     secondary_key,
 )
-from pipelines.scoring.entity_state.writer import HistoryWriter
+from pipelines.scoring.history.writer import HistoryWriter
 
 __all__ = [
     "CardState",

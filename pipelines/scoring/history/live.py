@@ -24,7 +24,6 @@ in one big file they would come first.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -38,6 +37,7 @@ from detectors.context import time_to_seconds
 from pipelines.intake.spec import DatasetSpec
 from pipelines.scoring.history.base import PastRecords, with_features_of
 from pipelines.scoring.history.kept import KeptHistory
+from pipelines.scoring.history.writer import HistoryWriter
 from pipelines.store import ResultsStore
 
 log = logging.getLogger(__name__)
@@ -95,12 +95,14 @@ class LiveHistory:
         self._keys = [config.entity_column, *config.secondary_entity_columns]
         self._rows: dict[tuple[str, object], _KeyRows] = defaultdict(_KeyRows)
         self._arrivals = 0
-        self._pending: list[pd.DataFrame] = []
-        self._pending_rows = 0
-        self._lock = threading.Lock()  # the in-memory rows and the pending list
-        self._flush_lock = threading.Lock()  # one store writer at a time
+        # Writes what this process scored; flushed by this object's own thread, which
+        # also picks up what other processes kept.
+        self._writer = HistoryWriter(
+            store, spec, flush_seconds=flush_seconds, max_pending=max_pending, source=source,
+            background=False,
+        )  # fmt: skip
+        self._lock = threading.Lock()  # the in-memory rows
         self._seen_segments: set[int] = set()
-        self._written: set[str] = set()  # batch ids of the segments this process wrote
         self._newest = -np.inf
         #: Requests reaching back before this read the store (rows trimmed from memory).
         self.loaded_since = -np.inf
@@ -223,36 +225,18 @@ class LiveHistory:
             return
         with self._lock:
             self._index(state.copy())
-            self._pending.append(state)
-            self._pending_rows += len(state)
-            full = self._pending_rows >= self.max_pending
-        if full:
+        if self._writer.add(state):
             self._wake.set()
 
     # -- persistence -----------------------------------------------------------------------
 
     @property
     def pending_rows(self) -> int:
-        return self._pending_rows
+        return self._writer.pending_rows
 
     def flush(self) -> int:
         """Write the records scored since the last flush as one history segment."""
-        with self._flush_lock:
-            with self._lock:
-                pending, self._pending, self._pending_rows = self._pending, [], 0
-            if not pending:
-                return 0
-            frame = pd.concat(pending, ignore_index=True)
-            batch_id = f"{self.source}-{_digest(frame)}"
-            try:
-                self._kept.keep(frame, batch_id=batch_id, source=self.source)
-            except Exception:
-                with self._lock:  # keep them for the next try
-                    self._pending.insert(0, frame)
-                    self._pending_rows += len(frame)
-                raise
-            self._written.add(batch_id)
-            return len(frame)
+        return self._writer.flush()
 
     def refresh(self) -> int:
         """Rows of segments other processes kept since we looked (a nightly batch, another
@@ -261,7 +245,7 @@ class LiveHistory:
         for segment_id, batch_id, _ in self.store.history_segment_ids(self.spec.name):
             if segment_id in self._seen_segments:
                 continue
-            if batch_id in self._written:
+            if batch_id in self._writer.written_batches:
                 self._seen_segments.add(segment_id)
             else:
                 new_ids.append(segment_id)
@@ -298,8 +282,3 @@ class LiveHistory:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.flush()
-
-
-def _digest(frame: pd.DataFrame) -> str:
-    hashed = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy()
-    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]

@@ -1,9 +1,10 @@
 """The records a real-time scorer scored, kept in the results store in batches.
 
-The running state answers the next payment at once; the store keeps the same records as
-history segments (what batch scoring and a restarted scorer read), written by a
-background thread every ``flush_seconds`` or sooner when ``max_pending`` wait, and on
-:meth:`HistoryWriter.close`. On a crash at most ``flush_seconds`` of records are not kept.
+Both real-time paths (the running state and :class:`LiveHistory`) answer the next record
+at once; the store keeps the same records as history segments (what batch scoring and a
+restarted scorer read), written every ``flush_seconds`` or sooner when ``max_pending``
+wait (by the writer's own thread, or by its owner's), and on :meth:`HistoryWriter.close`.
+On a crash at most ``flush_seconds`` of records are not kept.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 class HistoryWriter:
-    """Scored records (dicts: id, raw columns, features) to the store as segments."""
+    """Scored records (dicts: id, raw columns, features; or frames of them) to the store
+    as segments; ``written_batches`` names the segments it wrote."""
 
     def __init__(
         self,
@@ -36,7 +38,9 @@ class HistoryWriter:
     ) -> None:
         self._kept = KeptHistory(store, spec)
         self.flush_seconds, self.max_pending, self.source = flush_seconds, max_pending, source
-        self._pending: list[dict] = []
+        self._pending: list[pd.DataFrame] = []
+        self._pending_rows = 0
+        self.written_batches: set[str] = set()
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
@@ -51,31 +55,37 @@ class HistoryWriter:
 
     @property
     def pending_rows(self) -> int:
-        return len(self._pending)
+        return self._pending_rows
 
-    def add(self, row: dict) -> None:
+    def add(self, rows: dict | pd.DataFrame) -> bool:
+        """Queue one record (a dict) or a frame of them; True when ``max_pending`` wait
+        (the writer's own thread is woken; an owner without one flushes itself)."""
+        frame = pd.DataFrame([rows]) if isinstance(rows, dict) else rows
         with self._lock:
-            self._pending.append(row)
-            full = len(self._pending) >= self.max_pending
+            self._pending.append(frame)
+            self._pending_rows += len(frame)
+            full = self._pending_rows >= self.max_pending
         if full:
             self._wake.set()
+        return full
 
     def flush(self) -> int:
         with self._flush_lock:
             with self._lock:
-                pending, self._pending = self._pending, []
+                pending, self._pending, self._pending_rows = self._pending, [], 0
             if not pending:
                 return 0
-            frame = pd.DataFrame(pending)
-            digest = hashlib.sha256(
-                pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().tobytes()
-            ).hexdigest()[:16]
+            frame = pd.concat(pending, ignore_index=True)
+            hashed = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy()
+            batch_id = f"{self.source}-{hashlib.sha256(hashed.tobytes()).hexdigest()[:16]}"
             try:
-                self._kept.keep(frame, batch_id=f"{self.source}-{digest}", source=self.source)
+                self._kept.keep(frame, batch_id=batch_id, source=self.source)
             except Exception:
                 with self._lock:  # keep them for the next try
-                    self._pending[:0] = pending
+                    self._pending.insert(0, frame)
+                    self._pending_rows += len(frame)
                 raise
+            self.written_batches.add(batch_id)
             self.written += len(frame)
             return len(frame)
 
