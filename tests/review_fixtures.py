@@ -132,3 +132,35 @@ def case_of(store: ResultsStore, record_id: str) -> int:
     """The newest case holding ``record_id``, found through the queue as a page would."""
     page = store.queue_page(QueueFilters(status="all"), sort="newest", limit=500)
     return next(item["id"] for item in page.items if record_id in item["record_ids"])
+
+
+def payment_flag(
+    record_id: str,
+    card: str,
+    at: str,
+    amount: float,
+    score: float,
+    *,
+    columns: dict | None = None,
+    reasons: list[tuple[str, float, str | None]] = (),
+    shares: bool = False,
+) -> dict:
+    """A flagged card payment as a run stores it: its record (id, card, time, amount, then
+    ``columns`` in their order) and ``reasons`` as (feature, share of the score, text or
+    None), with the share itself kept where ``shares``."""
+    flag_reasons = []
+    for feature, share, text in reasons:
+        reason = {"feature": feature, "contribution": score * share}
+        if shares:
+            reason["share"] = share
+        if text is not None:
+            reason["text"] = text
+        flag_reasons.append(reason)
+    record = {"transaction_id": record_id, "card_id": card, "timestamp": at, "amount": amount}
+    return {
+        "record_id": record_id,
+        "entity": card,
+        "score": score,
+        "record": {**record, **(columns or {})},
+        "reasons": flag_reasons,
+    }

@@ -16,30 +16,19 @@ from pipelines.settings import VigilSettings
 from pipelines.store import ResultsStore
 from pipelines.store.entities import audit_key
 from review import create_app
-from tests.review_fixtures import add_snapshot_run, case_of
+from tests.review_fixtures import add_snapshot_run, case_of, payment_flag
 
 PASSWORD = "correct horse battery"
 
 
 def payment(record_id: str, card: str, at: str, amount: float, score: float, **extra) -> dict:
-    return {
-        "record_id": record_id,
-        "entity": card,
-        "score": score,
-        "record": {
-            "transaction_id": record_id,
-            "card_id": card,
-            "timestamp": at,
-            "amount": amount,
-            "merchant": "Corner Shop",
-            **extra,
-        },
-        "reasons": [
-            {"feature": "amount", "contribution": score * 0.7, "share": 0.7,
-             "text": "amount 12× this card's median over 30 days"},
-            {"feature": "merchant", "contribution": score * 0.3, "share": 0.3},
-        ],
-    }  # fmt: skip
+    return payment_flag(
+        record_id, card, at, amount, score,
+        columns={"merchant": "Corner Shop", **extra},
+        reasons=[("amount", 0.7, "amount 12× this card's median over 30 days"),
+                 ("merchant", 0.3, None)],
+        shares=True,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from tests.browser_support import (
     screenshot,
     served,
 )
-from tests.review_fixtures import add_snapshot_run, case_of
+from tests.review_fixtures import add_snapshot_run, case_of, payment_flag
 
 SHOTS = Path(__file__).parent / "artifacts" / "casework"
 
@@ -30,27 +30,18 @@ pytestmark = BROWSER_MARKS
 
 
 def payment(record_id: str, card: str, at: str, amount: float, score: float, **extra) -> dict:
-    return {
-        "record_id": record_id,
-        "entity": card,
-        "score": score,
-        "record": {
-            "transaction_id": record_id,
-            "card_id": card,
-            "timestamp": at,
-            "amount": amount,
-            "currency": "EUR",
-            "merchant": extra.pop("merchant", "Corner Shop"),
-            "country": extra.pop("country", "BE"),
-            **extra,
-        },
-        "reasons": [
-            {"feature": "amount", "contribution": score * 0.7, "share": 0.7,
-             "text": f"amount {amount / 25:.0f}× this card's median over 30 days"},
-            {"feature": "country", "contribution": score * 0.3, "share": 0.3,
-             "text": "first payment in this country for this card"},
-        ],
-    }  # fmt: skip
+    columns = {
+        "currency": "EUR",
+        "merchant": extra.pop("merchant", "Corner Shop"),
+        "country": extra.pop("country", "BE"),
+        **extra,
+    }
+    return payment_flag(
+        record_id, card, at, amount, score, columns=columns,
+        reasons=[("amount", 0.7, f"amount {amount / 25:.0f}× this card's median over 30 days"),
+                 ("country", 0.3, "first payment in this country for this card")],
+        shares=True,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from tests.browser_support import (
     screenshot,
     served,
 )
-from tests.review_fixtures import add_snapshot_run, case_of
+from tests.review_fixtures import add_snapshot_run, case_of, payment_flag
 
 SHOTS = Path(__file__).parent / "artifacts" / "story"
 
@@ -30,24 +30,12 @@ pytestmark = BROWSER_MARKS
 
 
 def payment(record_id: str, card: str, at: str, amount: float, score: float, **extra) -> dict:
-    return {
-        "record_id": record_id,
-        "entity": card,
-        "score": score,
-        "record": {
-            "transaction_id": record_id,
-            "card_id": card,
-            "timestamp": at,
-            "amount": amount,
-            "merchant_category": extra.pop("category", "grocery"),
-            "country": "BE",
-            **extra,
-        },
-        "reasons": [
-            {"feature": "amount", "contribution": score * 0.7, "text": "amount above usual"},
-            {"feature": "merchant_category", "contribution": score * 0.3},
-        ],
-    }
+    category = extra.pop("category", "grocery")
+    return payment_flag(
+        record_id, card, at, amount, score,
+        columns={"merchant_category": category, "country": "BE", **extra},
+        reasons=[("amount", 0.7, "amount above usual"), ("merchant_category", 0.3, None)],
+    )  # fmt: skip
 
 
 

@@ -15,29 +15,17 @@ from pipelines.store import ResultsStore
 from review import create_app
 from review.charts import entity_timeline
 from review.story import entity_story, story_summary
-from tests.review_fixtures import add_snapshot_run, case_of
+from tests.review_fixtures import add_snapshot_run, case_of, payment_flag
 
 PASSWORD = "correct horse battery"
 
 
 def payment(record_id: str, card: str, at: str, amount: float, score: float, **extra) -> dict:
-    return {
-        "record_id": record_id,
-        "entity": card,
-        "score": score,
-        "record": {
-            "transaction_id": record_id,
-            "card_id": card,
-            "timestamp": at,
-            "amount": amount,
-            "merchant_category": "grocery",
-            **extra,
-        },
-        "reasons": [
-            {"feature": "amount", "contribution": score * 0.7, "text": "amount is high"},
-            {"feature": "merchant_category", "contribution": score * 0.3},
-        ],
-    }
+    return payment_flag(
+        record_id, card, at, amount, score,
+        columns={"merchant_category": "grocery", **extra},
+        reasons=[("amount", 0.7, "amount is high"), ("merchant_category", 0.3, None)],
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
