@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from markupsafe import Markup
 
 from pipelines.store.vocabulary import REASON_CODES
+from review.story import parse_time
 
 #: Characters that reorder the text around them (embeddings, overrides, isolates, marks).
 #: Data carrying one could reverse the app's own sentence; each is shown as a visible
@@ -76,7 +77,7 @@ def payment_time(value: object, short: bool = False) -> Markup:
     (the queue's rows): to the minute, and the local time without its zone's name."""
     if value is None or value == "":
         return Markup("–")
-    moment = _parsed_time(value)
+    moment = parse_time(value)
     if moment is None:
         return Markup("<bdi>{}</bdi>").format(visible_controls(str(value)))
     iso = moment.isoformat().replace("+00:00", "Z")
@@ -85,19 +86,6 @@ def payment_time(value: object, short: bool = False) -> Markup:
         '<time class="utc" datetime="{}">{}</time>'
         '<span class="local-time muted small" data-utc="{}"{}></span>'
     ).format(iso, shown, iso, Markup(' data-short="1"') if short else "")
-
-
-def _parsed_time(value: object) -> datetime | None:
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str) and len(value) >= 10 and value[4:5] == "-":
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    else:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def visible_controls(value: object) -> object:
