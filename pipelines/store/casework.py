@@ -52,7 +52,7 @@ class CaseworkRepository(Repository):
             _check_open(absorbed, user, None)
             moved = _move_flags(session, Flag.case_id == absorbed.id, survivor.id)
             absorbed_version = self._mark_merged(session, absorbed, survivor.id, user, "merge")
-            new_version = self._grown(
+            new_version = self._flags_changed(
                 session,
                 survivor,
                 user,
@@ -102,10 +102,16 @@ class CaseworkRepository(Repository):
                     sa.select(sa.func.count()).select_from(Flag).where(Flag.case_id == source.id)
                 )
                 if left:
-                    self._shrunk(session, source, user, record_id, target.id)
+                    self._flags_changed(
+                        session,
+                        source,
+                        user,
+                        "case.flag_detached",
+                        detail={"record_id": record_id, "to_case": target.id},
+                    )
                 else:
                     self._mark_merged(session, source, target.id, user, "attach")
-            new_version = self._grown(
+            new_version = self._flags_changed(
                 session,
                 target,
                 user,
@@ -258,9 +264,10 @@ class CaseworkRepository(Repository):
         return new_version
 
     @staticmethod
-    def _grown(
+    def _flags_changed(
         session: Session, case: Case, user: str, action: str, *, detail: dict, **values
     ) -> int:
+        """Bump the case's version, recount its flags and audit the count before → after."""
         new_version = _compare_and_set(session, case, **values)
         if new_version is None:
             raise Conflict(f"case {case.id} was changed by someone else; reload it")
@@ -277,24 +284,6 @@ class CaseworkRepository(Repository):
             detail=detail,
         )
         return new_version
-
-    @staticmethod
-    def _shrunk(session: Session, case: Case, user: str, record_id: str, target: int) -> None:
-        new_version = _compare_and_set(session, case)
-        if new_version is None:
-            raise Conflict(f"case {case.id} was changed by someone else; reload it")
-        _refresh_cases(session, [case.id], bump_version=False)
-        flag_count = session.scalar(sa.select(Case.flag_count).where(Case.id == case.id))
-        record_audit(
-            session,
-            user,
-            "case.flag_detached",
-            "case",
-            case.id,
-            before={"flag_count": case.flag_count, "version": case.version},
-            after={"flag_count": flag_count, "version": new_version},
-            detail={"record_id": record_id, "to_case": target},
-        )
 
 
 def _case(session: Session, case_id: int) -> Case:
