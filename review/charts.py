@@ -147,6 +147,32 @@ def flag_rate_bars(
 _VERDICT_COLOURS = {"fraud": "#922b21", "not_fraud": "#1e8449", "unsure": "#b9770e"}
 
 
+def _free_label_y(
+    x: float,
+    y: float,
+    width: float,
+    placed: list[tuple[float, float, float]],
+    top: float,
+    bottom: float,
+) -> float:
+    """A baseline for a label centred on ``x`` near its dot at ``y`` that overlaps no label
+    placed before it (``placed`` holds (left, right, baseline) and grows): nearby verdicts
+    stack above or below their dots instead of printing over each other."""
+    left, right = x - width / 2 - 3, x + width / 2 + 3
+    candidates = [y - 14 - 12 * k for k in range(5)] + [y + 20 + 12 * k for k in range(5)]
+    inside = [c for c in candidates if top + 10 <= c <= bottom - 2] or [y - 14]
+
+    def clashes(baseline: float) -> bool:
+        return any(
+            left < r and l < right and abs(baseline - b) < 12
+            for l, r, b in placed  # noqa: E741
+        )
+
+    chosen = next((c for c in inside if not clashes(c)), inside[0])
+    placed.append((left, right, chosen))
+    return chosen
+
+
 def entity_timeline(story, *, width: int = 960, height: int = 240) -> Markup:
     """An entity's recent records over time (a ``review.story.Story``): the amount (or the
     score) of each record as a dot, flagged ones large and red, the analyst's verdict
@@ -230,7 +256,8 @@ def entity_timeline(story, *, width: int = 960, height: int = 240) -> Markup:
     if len(points) > 1:
         line = " ".join(f"{x:.1f},{y_of(p.value):.1f}" for x, p in zip(xs, points, strict=True))
         parts.append(f'<polyline points="{line}" fill="none" stroke="#aab7b8" stroke-width="1"/>')
-    for i, (x, p) in enumerate(zip(xs, points, strict=True)):
+    placed: list[tuple[float, float, float]] = []
+    for x, p in zip(xs, points, strict=True):
         y = y_of(p.value)
         colour = _VERDICT_COLOURS.get(p.verdict or "", "#c0392b" if p.flagged else "#5d6d7e")
         radius = 6.5 if p.flagged else 3.5
@@ -254,10 +281,10 @@ def entity_timeline(story, *, width: int = 960, height: int = 240) -> Markup:
             f'stroke-width="1"><title>{escape(tip)}</title></circle>'
         )
         if verdict:
-            lift = 14 + (i % 2) * 11
-            label_y = y - lift if y - lift > top + 8 else y + lift + 6
+            label_x = min(max(x, left + 24), left + plot_w - 24)
+            label_y = _free_label_y(label_x, y, 7 * len(verdict), placed, top, bottom)
             mark += (
-                f'<text x="{min(max(x, left + 24), left + plot_w - 24):.1f}" y="{label_y:.1f}" '
+                f'<text x="{label_x:.1f}" y="{label_y:.1f}" '
                 f'text-anchor="middle" {_FONT} '
                 f'font-weight="700" fill="{colour}">{escape(verdict)}</text>'
             )

@@ -299,10 +299,34 @@ def test_a_snapshot_removed_by_retention_says_so_on_the_case_page(store, app):
     closed = case_of(store, "t1")
     login_page = login(app, "ana").get(f"/cases/{closed}")
     assert 'id="snapshot-removed"' not in login_page.text
-    done = store.remove_closed_snapshots(
-        1, actor="ops", now=datetime.now(UTC) + timedelta(days=2)
-    )
+    done = store.remove_closed_snapshots(1, actor="ops", now=datetime.now(UTC) + timedelta(days=2))
     assert done.snapshots >= 1
     page = login(app, "ana").get(f"/cases/{closed}")
     assert page.status_code == 200
     assert 'id="snapshot-removed"' in page.text and "retention period" in page.text
+
+
+def test_verdicts_on_nearby_dots_do_not_print_over_each_other():
+    """Two frauds minutes apart at similar amounts: their verdict labels stack."""
+    import re
+
+    timeline = [
+        {"record_id": rid, "record": {"timestamp": at, "amount": value}, "score": 2.0,
+         "flagged": True, "label": {"verdict": "fraud"}}
+        for rid, at, value in (
+            ("n1", "2026-11-24T10:00:00", 18.4),
+            ("f1", "2026-12-01T10:00:00", 2480.0),
+            ("f2", "2026-12-01T10:05:00", 1950.0),
+        )
+    ]  # fmt: skip
+    svg = str(entity_timeline(entity_story(timeline, ["f1", "f2"])))
+    labels = [
+        (float(x), float(y))
+        for x, y in re.findall(
+            r'<text x="([\d.]+)" y="([\d.]+)"[^>]*font-weight="700"[^>]*>fraud</text>', svg
+        )
+    ]
+    assert len(labels) == 3
+    for i, (x1, y1) in enumerate(labels):
+        for x2, y2 in labels[i + 1 :]:
+            assert abs(x1 - x2) > 7 * len("fraud") or abs(y1 - y2) >= 12
