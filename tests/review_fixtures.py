@@ -86,9 +86,11 @@ def add_snapshot_run(
     model_version: str = "1",
     threshold: float = 1.0,
     group_by_entity: bool = True,
+    role: str = "primary",
 ) -> str:
     """A completed run whose flag rows are given whole (``record_id``, ``entity``,
-    ``score``, ``record``, ``reasons``): for pages that show what the snapshot holds."""
+    ``score``, ``record``, ``reasons``): for pages that show what the snapshot holds.
+    A ``shadow`` run's flags are its exploration lane."""
     ticket = store.claim_run(
         batch_id=batch_id,
         source=f"{batch_id}.csv",
@@ -99,6 +101,7 @@ def add_snapshot_run(
         threshold=threshold,
         chunk_size=1000,
         lease_seconds=60,
+        role=role,
     )
     rows = [{"threshold": threshold, **f} for f in flags]
     scores = pd.DataFrame(

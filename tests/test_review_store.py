@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from pipelines.store import AuditEvent, Case, Flag, Label, ResultsStore
 from pipelines.store.errors import Conflict, ReviewError, now_utc
 from pipelines.store.queue import QueueFilters
-from tests.review_fixtures import add_flagged_run
+from tests.review_fixtures import add_flagged_run, add_snapshot_run, case_of, payment_flag
 
 LOCK = timedelta(minutes=10)
 
@@ -320,3 +320,28 @@ def test_entity_timeline_joins_kept_history_scores_flags_and_verdicts(store):
     assert by_id["t3"]["flagged"] and by_id["t3"]["label"]["verdict"] == "fraud"
     assert not by_id["t1"]["flagged"] and by_id["t1"]["score"] == 0.2
     assert by_id["t2"]["score"] is None and by_id["t2"]["record"]["amount"] == 12.0
+
+
+def test_a_shadow_run_reopened_as_primary_leaves_no_stale_counts_on_its_cases(store):
+    """The challenger's exploration flag reached a case; promoted, the version scores the
+    batch again as primary: while it does, the case counts no flag that no longer exists,
+    and the new flag joins the same case."""
+    flag = payment_flag("x1", "card9", "2026-12-01T10:00:00", 480.0, 3.0)
+    add_snapshot_run(store, batch_id="night", flags=[flag], model_version="2", role="shadow")
+    case_id = case_of(store, "x1")
+    assert store.get_case(case_id)["flag_count"] == 1
+
+    ticket = store.claim_run(
+        batch_id="night", source="night.csv", dataset="cards", model_name="card-vae",
+        model_version="2", model_alias="champion", threshold=1.0, chunk_size=1000,
+        lease_seconds=60,
+    )  # fmt: skip
+    assert ticket.run.role == "primary" and not ticket.committed_chunks
+    reopened = store.get_case(case_id)
+    assert reopened["flag_count"] == 0 and reopened["score"] == 0.0
+    assert _count(store, Flag, Flag.case_id == case_id) == 0
+    store.fail_claimed_run(ticket.run.id, ticket.owner, "test: stop before scoring")
+
+    add_snapshot_run(store, batch_id="night", flags=[flag], model_version="2")
+    assert case_of(store, "x1") == case_id
+    assert store.get_case(case_id)["flag_count"] == 1

@@ -111,10 +111,10 @@ def attach_flags_to_cases(session: Session, run_id: str, *, group_by_entity: boo
     )
     # 3. The touched cases' aggregates, from all their flags (earlier runs' too).
     touched = sa.select(Flag.case_id).where(Flag.run_id == run_id)
-    return _refresh_cases(session, touched, bump_version=True)
+    return refresh_case_totals(session, touched, bump_version=True)
 
 
-def _refresh_cases(session: Session, case_ids, *, bump_version: bool) -> int:
+def refresh_case_totals(session: Session, case_ids, *, bump_version: bool) -> int:
     """Recompute the aggregates of the cases ``case_ids`` (ids, or a SELECT of them)
     from their flags in one grouped pass; returns how many cases were updated.
 

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from pipelines.store.audit import record_audit
-from pipelines.store.cases import CaseRepository, _compare_and_set, _refresh_cases
+from pipelines.store.cases import CaseRepository, _compare_and_set, refresh_case_totals
 from pipelines.store.database import Repository
 from pipelines.store.errors import Conflict, NotFound, ReviewError, aware
 from pipelines.store.models import AuditEvent, Case, Flag, Label
@@ -271,7 +271,7 @@ class CaseworkRepository(Repository):
         new_version = _compare_and_set(session, case, **values)
         if new_version is None:
             raise Conflict(f"case {case.id} was changed by someone else; reload it")
-        _refresh_cases(session, [case.id], bump_version=False)
+        refresh_case_totals(session, [case.id], bump_version=False)
         flag_count = session.scalar(sa.select(Case.flag_count).where(Case.id == case.id))
         record_audit(
             session,

@@ -26,11 +26,12 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from pipelines.store.cases import attach_flags_to_cases
+from pipelines.store.cases import attach_flags_to_cases, refresh_case_totals
 from pipelines.store.database import Repository
 from pipelines.store.errors import LeaseLost, RunAlreadyRunning, StoreUnavailable
 from pipelines.store.models import (
     AuditEvent,
+    Case,
     Flag,
     QuarantinedRow,
     RunChunk,
@@ -173,8 +174,7 @@ class RunRepository(Repository):
                 if sizes != {chunk_size} or run.role != role:
                     # Nothing committed under this chunking (or under this role: a shadow
                     # chunk holds no flags): start the run clean.
-                    for table in (Score, Flag, QuarantinedRow, RunChunk):
-                        session.execute(sa.delete(table).where(table.run_id == run.id))
+                    _clear_run_rows(session, run.id)
                 committed = set(
                     session.scalars(
                         sa.select(RunChunk.chunk_number).where(RunChunk.run_id == run.id)
@@ -204,8 +204,7 @@ class RunRepository(Repository):
                 .values(role=RunRole.PRIMARY, status=RunStatus.RUNNING, finished_at=None)
             ).rowcount
             if reopened == 1:
-                for table in (Score, Flag, QuarantinedRow, RunChunk):
-                    session.execute(sa.delete(table).where(table.run_id == run_id))
+                _clear_run_rows(session, run_id)
         return reopened == 1
 
     def _get_or_create_run(self, *, batch_id: str, model_name: str, model_version: str, **fields):
@@ -529,6 +528,27 @@ def _scores_csv(
     out = pa.BufferOutputStream()
     pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=False))
     return memoryview(out.getvalue())
+
+
+def _clear_run_rows(session: Session, run_id: str) -> None:
+    """Delete what a run wrote, so it can be scored again from nothing. Flags it had put
+    in the queue (a shadow run's exploration lane) leave their cases, whose counts and
+    scores are recounted from the flags that remain: the queue never shows a case's
+    count or top score from flags that no longer exist."""
+    held = sa.select(Flag.case_id).where(Flag.run_id == run_id, Flag.case_id.is_not(None))
+    case_ids = list(session.scalars(held.distinct()))
+    for table in (Score, Flag, QuarantinedRow, RunChunk):
+        session.execute(sa.delete(table).where(table.run_id == run_id))
+    if not case_ids:
+        return
+    refresh_case_totals(session, case_ids, bump_version=True)
+    emptied = sa.select(Flag.case_id).where(Flag.case_id.in_(case_ids))
+    session.execute(
+        sa.update(Case)
+        .where(Case.id.in_(case_ids), Case.id.not_in(emptied))
+        .values(flag_count=0, max_score=0.0, priority=0.0, version=Case.version + 1)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _queue_exploration_flags(session: Session, run: ScoringRun, *, group_by_entity: bool) -> int:
