@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.review_client import PASSWORD
+
 CHROMIUM = Path("/usr/bin/chromium")
-PASSWORD = "correct horse battery"
+
 LAUNCH_ARGS = [
     "--no-sandbox",
     "--headless",

@@ -27,9 +27,9 @@ from pipelines.settings import VigilSettings
 from pipelines.store import ResultsStore
 from review import create_app
 from review.formatting import money, payment_time, priority_reason
+from tests.review_client import PASSWORD
 from tests.review_fixtures import add_flagged_run, add_snapshot_run
 
-PASSWORD = "correct horse battery"
 DISPLAY = {
     "entity": "card_id",
     "time": "timestamp",

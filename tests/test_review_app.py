@@ -15,9 +15,9 @@ from pipelines.accounts import hash_password
 from pipelines.settings import VigilSettings
 from pipelines.store import ResultsStore
 from review import create_app
+from tests.review_client import PASSWORD, csrf_in, csrf_of, login
 from tests.review_fixtures import add_flagged_run
 
-PASSWORD = "correct horse battery"
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 PUBLIC = ("/login", "/static")
 
@@ -43,22 +43,6 @@ def store(tmp_path, password_hash) -> ResultsStore:
 @pytest.fixture
 def app(store, tmp_path):
     return create_app(store, VigilSettings(home=tmp_path))
-
-
-def login(app, name: str) -> TestClient:
-    client = TestClient(app, follow_redirects=False)
-    page = client.get("/login")
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    response = client.post(
-        "/login", data={"username": name, "password": PASSWORD, "csrf_token": csrf, "next": "/"}
-    )
-    assert response.status_code == 303 and response.headers["location"] == "/", response.text
-    return client
-
-
-def csrf_of(client: TestClient) -> str:
-    page = client.get("/queue")
-    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
 
 
 def _routes(app):
@@ -145,7 +129,7 @@ def test_forms_without_the_csrf_token_are_refused(app, store):
 def test_login_is_throttled_and_cookies_are_hardened(app, store):
     client = TestClient(app, follow_redirects=False)
     page = client.get("/login")
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    csrf = csrf_in(page.text)
     for _ in range(5):
         response = client.post(
             "/login", data={"username": "ana", "password": "wrong password!", "csrf_token": csrf}
@@ -160,7 +144,7 @@ def test_login_is_throttled_and_cookies_are_hardened(app, store):
     assert any(c.name == "vigil_session" for c in cookie)
     fresh = TestClient(app, follow_redirects=False)
     page = fresh.get("/login")
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    csrf = csrf_in(page.text)
     response = fresh.post(
         "/login", data={"username": "bob", "password": PASSWORD, "csrf_token": csrf}
     )

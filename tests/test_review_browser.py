@@ -27,7 +27,6 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 pytestmark = BROWSER_MARKS
 
 
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The app on a free port over a store holding a real scored demo batch."""

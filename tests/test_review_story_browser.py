@@ -38,7 +38,6 @@ def payment(record_id: str, card: str, at: str, amount: float, score: float, **e
     )  # fmt: skip
 
 
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """card0042 with a week of flagged payments (two judged), then tonight's large one;

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from fastapi.testclient import TestClient
 
 from pipelines.accounts import hash_password
 from pipelines.settings import VigilSettings
@@ -15,9 +14,8 @@ from pipelines.store import ResultsStore
 from review import create_app
 from review.charts import entity_timeline
 from review.story import entity_story, story_summary
+from tests.review_client import PASSWORD, csrf_in, login
 from tests.review_fixtures import add_snapshot_run, case_of, payment_flag
-
-PASSWORD = "correct horse battery"
 
 
 def payment(record_id: str, card: str, at: str, amount: float, score: float, **extra) -> dict:
@@ -67,17 +65,6 @@ def _minutes(n: int):
 @pytest.fixture
 def app(store, tmp_path):
     return create_app(store, VigilSettings(home=tmp_path))
-
-
-def login(app, name: str) -> TestClient:
-    client = TestClient(app, follow_redirects=False)
-    page = client.get("/login")
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    response = client.post(
-        "/login", data={"username": name, "password": PASSWORD, "csrf_token": csrf, "next": "/"}
-    )
-    assert response.status_code == 303, response.text
-    return client
 
 
 def open_case(store) -> int:
@@ -132,10 +119,6 @@ def test_the_case_page_shows_the_timeline_chart_above_its_table(app, store):
 # -- undo after auto-advance -------------------------------------------------------------
 
 
-def _csrf(page: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
 def test_the_page_after_a_verdict_offers_undo_of_it(app, store):
     add_snapshot_run(
         store,
@@ -148,7 +131,7 @@ def test_the_page_after_a_verdict_offers_undo_of_it(app, store):
     assert 'id="undo-form"' not in page  # nothing judged yet
     done = client.post(
         f"/cases/{first}/verdict",
-        data={"verdict": "fraud", "csrf_token": _csrf(page), "version": _version(store, first)},
+        data={"verdict": "fraud", "csrf_token": csrf_in(page), "version": _version(store, first)},
     )
     assert done.status_code == 303 and "/cases/" in done.headers["location"]
     following = client.get(done.headers["location"]).text
@@ -158,7 +141,7 @@ def test_the_page_after_a_verdict_offers_undo_of_it(app, store):
     assert f"Undo #{first}" not in login(app, "bob").get("/queue").text  # ana's, not bob's
     undone = client.post(
         f"/cases/{first}/undo",
-        data={"csrf_token": _csrf(following), "version": _version(store, first)},
+        data={"csrf_token": csrf_in(following), "version": _version(store, first)},
     )
     assert undone.status_code == 303 and undone.headers["location"] == f"/cases/{first}"
     assert store.get_case(first)["status"] == "open"
