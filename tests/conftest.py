@@ -26,7 +26,8 @@ get_settings().apply_environment()
 
 import torch  # noqa: E402
 
-torch.set_num_threads(2)
+# Under pytest-xdist each of the two workers gets one core; a lone process both.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 # Small, fast detectors for tests of the pipeline (not of detection quality).
 FAST_VAE = {"epochs": 4, "hidden_dims": [32, 16], "latent_dim": 4, "batch_size": 256}
