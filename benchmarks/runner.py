@@ -133,17 +133,19 @@ def section_lines(suite: str, about: str, steps: list[dict], reports: dict) -> l
     lines = [f"## {suite}", "", f"{about}.", ""]
     for step in steps:
         report = reports.get(step["name"])
-        if len(steps) > 1:
-            lines += [f"### {suite}: {step['name']}", ""]
+        heading = f"### {suite}: {step['name']}" if len(steps) > 1 else ""
         if report is None:
+            # One line for a step without figures: RESULTS.md stays short.
             lines += [
-                "Not yet run through the runner "
+                (f"{heading} · " if heading else "") + "Not yet run through the runner "
                 f"(`python -m benchmarks {suite}"
                 + ("" if len(steps) == 1 else f" --only {step['name']}")
                 + "`).",
                 "",
             ]
             continue
+        if heading:
+            lines += [heading, ""]
         module = importlib.import_module(step["module"])
         lines += [how_it_ran(report), "", *module.figures(report), ""]
     return lines

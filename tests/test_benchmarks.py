@@ -259,3 +259,43 @@ def test_the_limit_adds_its_parts_and_gives_vigils_share_of_it():
     timed = Limit(rows=4)
     scores = time_forward(iter([np.arange(2), np.arange(2, 4)]), lambda x: x * 2.0, timed)
     assert scores.tolist() == [0.0, 2.0, 4.0, 6.0] and timed.parts["forward"].wall >= 0
+
+
+def test_handbook_cli_leaves_out_customers_known_compromised_on_each_test_day():
+    """A customer leaves the test week once a fraud of theirs is older than the label
+    delay (the handbook's rolling set); frauds before the training period do not count."""
+    from benchmarks.handbook_cli import figures, test_rows
+
+    later = pd.DataFrame(
+        {
+            "CUSTOMER_ID": [1, 1, 2, 2, 3, 4],
+            "TX_DATETIME": pd.to_datetime(
+                ["2018-08-02", "2018-08-08", "2018-08-08", "2018-08-12", "2018-08-09", "2018-08-09"]
+            ),
+            "TX_TIME_DAYS": [123, 129, 129, 133, 130, 130],
+        }
+    )
+    # Customer 1: fraud on day 121 (July 31) < 129 - 7: known by the test week.
+    # Customer 2: fraud on day 124 (Aug 3): known from day 132 on, not on day 129.
+    # Customer 3 and 4: no fraud since the training period started.
+    known = pd.DataFrame({"CUSTOMER_ID": [1, 2], "TX_TIME_DAYS": [121, 124]})
+    assert test_rows(later, known).tolist() == [False, False, True, False, True, True]
+    part = {"auroc": 0.9, "auprc": 0.5, "cp100": 0.2, "frauds": 3}
+    report = {
+        "meta": {
+            "customer_fraction": 0.2,
+            "data_seed": 0,
+            "detectors": "seq_vae",
+            "sizes": {
+                "train_rows": 10, "train_frauds": 1, "scored_rows": 6, "test_rows": 3,
+                "test_frauds": 0,
+            },
+        },
+        "results": {
+            "seq_vae": {
+                "all": part, **{f"scenario_{s}": part for s in (1, 2, 3)}, "fit_seconds": 5.0
+            }
+        },
+    }  # fmt: skip
+    lines = figures(report)
+    assert lines[-1].startswith("| seq_vae | 0.9000 | 0.500 | 0.200 |")
