@@ -37,9 +37,7 @@ precision at a fixed 1%-FPR threshold vs a weekly alert-budget threshold.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -47,6 +45,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.feedback_queue import Team, linked_cards, top_cards
+from benchmarks.feedback_report import figures, plot_per_day, threshold_effect
+from benchmarks.feedback_stage import _log, prepare_stage
 from benchmarks.sequences import (
     SCENARIOS,
     SPEC_FILE,
@@ -55,18 +56,17 @@ from benchmarks.sequences import (
     load_handbook,
     quality,
 )
-from detectors import VAEDetector
 from pipelines.feedback.reranker import (
     DEFAULT_FLOOR_BELOW,
     DEFAULT_FLOOR_CAP,
     BoostedTrees,
     NoveltyFloor,
-    detector_outputs,
     served_score,
 )
 from pipelines.feedback.risk import RiskConfig, build_risk_features
 from pipelines.intake.spec import load_spec
-from pipelines.modeling.bundle import ScoringBundle, prepare_records
+
+__all__ = ["figures", "main", "run"]
 
 # name: (reads latents/errors/context, reads risk, held-out scenario, linked-review cards,
 # exploration cards: chosen by the labelled model's uncertainty)
@@ -81,161 +81,6 @@ BASE_VARIANTS = {
     "all_linked_explore": (True, True, None, 10, 10),
 }
 DAY = 86400.0
-
-
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-class Team:
-    """One simulated analyst team: what it has labelled and when each label is known."""
-
-    def __init__(self, n: int, heldout: int | None) -> None:
-        self.known_day = np.full(n, np.inf)  # replay-row index -> day the label is known
-        self.heldout = heldout
-
-    def review(self, rows: np.ndarray, day: int, delay: int, scenario: np.ndarray) -> None:
-        keep = rows
-        if self.heldout is not None:
-            keep = rows[scenario[rows] != self.heldout]  # those verdicts never become labels
-        self.known_day[keep] = np.minimum(self.known_day[keep], day + delay + 1)
-
-    def labelled_before(self, day: int) -> np.ndarray:
-        return np.flatnonzero(self.known_day <= day)
-
-
-def top_cards(day_rows: np.ndarray, customers: np.ndarray, scores: np.ndarray, k: int):
-    """Rows of the k cards with the highest score of the day (all their records that day)."""
-    frame = pd.DataFrame({"row": day_rows, "card": customers[day_rows], "s": scores[day_rows]})
-    best = frame.groupby("card")["s"].max().nlargest(k).index
-    return frame.loc[frame["card"].isin(best), "row"].to_numpy()
-
-
-def _cache_key(args: argparse.Namespace) -> str:
-    """What the expensive first stage depends on (data, split, model settings, code)."""
-    parts = {
-        k: getattr(args, k)
-        for k in (
-            "data",
-            "spec",
-            "customer_fraction",
-            "train_end",
-            "test_end",
-            "all_labels_from",
-            "max_train_rows",
-            "epochs",
-            "seed",
-            "risk_windows",
-            "label_delay_days",
-        )
-    }
-    code = [
-        Path(__file__).parents[1] / f
-        for f in (
-            "detectors/vae.py",
-            "detectors/context/features.py",
-            "detectors/context/config.py",
-            "pipelines/feedback/risk.py",
-        )
-    ]
-    parts["code"] = [hashlib.sha256(f.read_bytes()).hexdigest()[:12] for f in code if f.exists()]
-    parts["spec_text"] = Path(args.spec).read_text()
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def prepare_stage(args, raw, spec, risk, rng) -> dict:
-    """The unsupervised model and everything the replay reads from it, cached on disk
-    (``--cache DIR``) because it costs most of a run and does not change between policies."""
-    cache_file = Path(args.cache) / f"feedback-{_cache_key(args)}.npz" if args.cache else None
-    if cache_file is not None and cache_file.exists():
-        _log(f"stage 1 from cache {cache_file}")
-        with np.load(cache_file, allow_pickle=False) as data:
-            out = {k: data[k] for k in data.files}
-        out["fit_seconds"] = float(out["fit_seconds"])
-        out["threshold"] = float(out["threshold"])
-        return out
-    started = time.perf_counter()
-    features = prepare_records(spec, raw).features
-    _log(f"context features in {time.perf_counter() - started:.0f}s")
-    when = raw["TX_DATETIME"]
-    labels = raw["TX_FRAUD"].to_numpy()
-    train_mask = (when < pd.Timestamp(args.train_end)).to_numpy()
-    replay = np.flatnonzero(
-        ((when >= pd.Timestamp(args.train_end)) & (when < pd.Timestamp(args.test_end))).to_numpy()
-    )
-    normal_idx = np.flatnonzero(train_mask & (labels == 0))
-    n_normal_train = len(normal_idx)
-    if len(normal_idx) > args.max_train_rows:
-        normal_idx = np.sort(rng.choice(normal_idx, args.max_train_rows, replace=False))
-    columns = spec.model_feature_columns
-    detector = VAEDetector(
-        seed=args.seed,
-        target_fpr=0.01,
-        range_features=list(spec.range_checked_features) or None,
-        **({"epochs": args.epochs} if args.epochs else {}),
-    )
-    started = time.perf_counter()
-    detector.fit(features.iloc[normal_idx][columns])
-    fit_seconds = time.perf_counter() - started
-    _log(f"VAE fit on {len(normal_idx):,} normals in {fit_seconds:.0f}s")
-    bundle = ScoringBundle(spec, detector)
-    started = time.perf_counter()
-    u_raw, errors, latents = detector_outputs(bundle, features.iloc[replay][columns], None)
-    u_normal = detector.decision_function(features.iloc[normal_idx][columns])
-    _log(f"VAE outputs for {len(replay):,} replay records in {time.perf_counter() - started:.0f}s")
-    # The all-labels baseline: every record's label known delay days later, from June on.
-    june = np.flatnonzero(
-        (when >= pd.Timestamp(args.all_labels_from)).to_numpy()
-        & (when < pd.Timestamp(args.test_end)).to_numpy()
-    )
-    day_all = raw["TX_TIME_DAYS"].to_numpy()
-    all_known_day = day_all + args.label_delay_days + 1  # absolute day index
-    fraud_rows = np.flatnonzero(labels == 1)
-    ids_all = raw["TRANSACTION_ID"].astype(str).to_numpy()
-    started = time.perf_counter()
-    full_frauds = pd.DataFrame(
-        {
-            "record_id": ids_all[fraud_rows],
-            "known_at": pd.Timestamp("2018-04-01")
-            + pd.to_timedelta(all_known_day[fraud_rows], unit="D"),
-        }
-    )
-    all_risk = build_risk_features(
-        raw[["TRANSACTION_ID", "TX_DATETIME", *risk.columns]], full_frauds, risk, targets=june
-    ).to_numpy("float64")
-    _log(f"all-labels risk features in {time.perf_counter() - started:.0f}s")
-    out = {
-        "replay": replay,
-        "june": june,
-        "u_raw": np.asarray(u_raw, dtype="float64"),
-        "latents": np.asarray(latents, dtype="float64"),
-        "errors": errors.to_numpy(dtype="float64"),
-        "numeric_all": features[columns].to_numpy(dtype="float64"),
-        "u_normal": np.asarray(u_normal, dtype="float64"),
-        "all_risk": all_risk,
-        "threshold": float(detector.threshold_.value),
-        "fit_seconds": fit_seconds,
-        "n_normal_train": n_normal_train,
-        "n_fit": len(normal_idx),
-    }
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache_file, **out)
-        _log(f"stage 1 cached in {cache_file}")
-    return out
-
-
-def linked_cards(
-    today: np.ndarray, customers: np.ndarray, link: np.ndarray, exclude: np.ndarray, k: int
-) -> np.ndarray:
-    """Rows of up to k cards, not already chosen, that paid today where analysts' confirmed
-    frauds are most numerous (the "linked to confirmed fraud" lane of the queue)."""
-    if k <= 0:
-        return np.empty(0, dtype="int64")
-    frame = pd.DataFrame({"row": today, "card": customers[today], "link": link[today]})
-    frame = frame.loc[~frame["card"].isin(customers[exclude]) & (frame["link"] > 0)]
-    best = frame.groupby("card")["link"].max().nlargest(k).index
-    return frame.loc[frame["card"].isin(best), "row"].to_numpy()
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -498,116 +343,6 @@ def run(args: argparse.Namespace) -> dict:
         "updates": fit_log,
         "labelled": labelled,
     }
-
-
-def threshold_effect(u, y, day, first_update, n_days, args) -> dict:
-    """Flags/day and precision: the 1%-FPR threshold vs a weekly alert-budget threshold set
-    from the previous week's scores (budget = cards reviewed per day)."""
-    fixed = {"flags": 0, "frauds": 0}
-    budget = {"flags": 0, "frauds": 0}
-    cut = None
-    for d in range(first_update, n_days):
-        if cut is None or (d - first_update) % args.update_every == 0:
-            past = u[(day < d) & (day >= d - args.update_every)]
-            wanted = args.cards_per_day * args.update_every
-            cut = float(np.sort(past)[::-1][min(wanted, len(past) - 1)])
-        rows = day == d
-        for counter, line in ((fixed, 1.0), (budget, cut)):
-            flagged = rows & (u > line)
-            counter["flags"] += int(flagged.sum())
-            counter["frauds"] += int(y[flagged].sum())
-    days = n_days - first_update
-    out = {}
-    for name, c in (("fpr_1pct", fixed), ("budget", budget)):
-        out[name] = {
-            "flags_per_day": c["flags"] / days,
-            "precision": c["frauds"] / c["flags"] if c["flags"] else None,
-        }
-    return out
-
-
-def figures(report: dict) -> list[str]:
-    """RESULTS.md lines: each served variant's quality over the replay, overall and per
-    scenario, what each team labelled, and the unsupervised score's two thresholds."""
-    meta = report["meta"]
-    p = meta["protocol"]
-    lines = [
-        f"{meta['rows']:,} records ({p['customer_fraction']:.0%} of the customers); VAE on raw "
-        f"+ context features fit on {meta['train']}; {meta['test']}. Analysts review the top "
-        f"{p['cards_per_day']} cards a day, labels known {p['label_delay_days']} days later, "
-        f"models updated every {p['update_every']} days. Served rule of the vigil variants: "
-        f"max(p / 0.5, floor(u)), floor capped at {p.get('floor_cap', 'n/a')}. "
-        "`all_heldout_s3`: scenario-3 verdicts never become labels (a novel pattern); "
-        "`*_linked`: 10% of the daily cards go to cards linked to confirmed fraud; "
-        "`*_explore`: 10% to the cards the labelled model is least sure of (p nearest 0.5). "
-        "Scenarios: " + "; ".join(f"s{k} {v}" for k, v in SCENARIOS.items()) + ". "
-        "CP@100: Card Precision@100 per day. Post hoc served rules are in the JSON.",
-        "",
-    ]
-    header = "| variant | all AUROC | all AUPRC | all CP@100 |"
-    rule = "|---|---:|---:|---:|"
-    for s in SCENARIOS:
-        header += f" s{s} AUROC | s{s} AUPRC |"
-        rule += "---:|---:|"
-    lines += [header + " labelled records |", rule + "---:|"]
-    labelled = report.get("labelled", {})
-    for name, r in report["results"].items():
-        if "post hoc" in name:
-            continue
-        cells = [f"{r['all']['auroc']:.4f}", f"{r['all']['auprc']:.3f}", f"{r['all']['cp100']:.3f}"]
-        for s in SCENARIOS:
-            part = r[f"scenario_{s}"]
-            cells += [f"{part['auroc']:.4f}", f"{part['auprc']:.3f}"]
-        team = labelled.get(name)
-        cells.append(f"{team['records']:,}" if team else "-")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    t = report["thresholds"]
-    lines += [
-        "",
-        "Thresholds of the unsupervised score: fixed 1% FPR "
-        f"{t['fpr_1pct']['flags_per_day']:.0f} flags/day, precision "
-        f"{_fmt(t['fpr_1pct']['precision'])}; a weekly alert budget of {p['cards_per_day']}/day "
-        f"{t['budget']['flags_per_day']:.0f} flags/day, precision "
-        f"{_fmt(t['budget']['precision'])}.",
-    ]
-    return lines
-
-
-def plot_per_day(report: dict, path: Path) -> None:
-    """Card Precision@100 per replay day for the served variants (the analysts' daily view)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    first = int(report["meta"]["test"].split("replay day ")[1].split(" ")[0])
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    for name, r in report["results"].items():
-        if "post hoc" in name:
-            continue
-        series = np.asarray(r["cp100_per_day"])
-        # A 7-day rolling mean: single days swing with the day's fraud count.
-        smooth = pd.Series(series).rolling(7, min_periods=1).mean()
-        style = "--" if name.startswith("supervised") else "-"
-        ax.plot(
-            np.arange(first, first + len(series)),
-            smooth,
-            style,
-            label=f"{name} ({series.mean():.3f})",
-        )
-    ax.set_xlabel("replay day (0 = 2018-07-01)")
-    ax.set_ylabel("Card Precision@100 (7-day mean)")
-    ax.set_title("Handbook replay: what the top 100 cards of each day held")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", ncol=2)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
