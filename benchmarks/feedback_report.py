@@ -51,6 +51,8 @@ def figures(report: dict) -> list[str]:
         "`all_heldout_s3`: scenario-3 verdicts never become labels (a novel pattern); "
         "`*_linked`: 10% of the daily cards go to cards linked to confirmed fraud; "
         "`*_explore`: 10% to the cards the labelled model is least sure of (p nearest 0.5). "
+        "`*_clean`: unlabelled records that paid where a fraud was confirmed are not presumed "
+        "normal; `*_prop`: half of those are presumed fraud instead. "
         "Scenarios: " + "; ".join(f"s{k} {v}" for k, v in SCENARIOS.items()) + ". "
         "CP@100: Card Precision@100 per day. Post hoc served rules are in the JSON.",
         "",
@@ -60,7 +62,7 @@ def figures(report: dict) -> list[str]:
     for s in SCENARIOS:
         header += f" s{s} AUROC | s{s} AUPRC |"
         rule += "---:|---:|"
-    lines += [header + " labelled records |", rule + "---:|"]
+    lines += [header + " labelled records (s2 frauds) |", rule + "---:|"]
     labelled = report.get("labelled", {})
     for name, r in report["results"].items():
         if "post hoc" in name:
@@ -70,7 +72,7 @@ def figures(report: dict) -> list[str]:
             part = r[f"scenario_{s}"]
             cells += [f"{part['auroc']:.4f}", f"{part['auprc']:.3f}"]
         team = labelled.get(name)
-        cells.append(f"{team['records']:,}" if team else "-")
+        cells.append(f"{team['records']:,} ({team['scenario_2_frauds']})" if team else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     t = report["thresholds"]
     lines += [
