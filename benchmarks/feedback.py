@@ -100,6 +100,12 @@ BASE_VARIANTS = {
     "all_linked_clean": Variant(linked=10, clean=True),
     "all_linked_prop": Variant(linked=10, clean=True, propagate=0.5),
     "all_linked_explore_prop": Variant(linked=10, explore=10, clean=True, propagate=0.5),
+    "all_explore_clean": Variant(explore=10, clean=True),
+    "all_linked_explore_clean": Variant(linked=10, explore=10, clean=True),
+    "all_linked_explore_clean_heldout_s3": Variant(heldout=3, linked=10, explore=10, clean=True),
+    "all_linked_explore_prop_heldout_s3": Variant(
+        heldout=3, linked=10, explore=10, clean=True, propagate=0.5
+    ),
 }
 DAY = 86400.0
 
@@ -146,8 +152,9 @@ def run(args: argparse.Namespace) -> dict:
     day_index = [np.flatnonzero(day == d) for d in range(n_days)]
     start_of = pd.Timestamp(args.train_end)
     risk_names = risk.feature_names()
-    # The linked lane ranks by confirmed frauds at the entity over the longest window.
-    link_column = max(i for i, name in enumerate(risk_names) if "_frauds_" in name)
+    # The linked lane ranks by the share of confirmed frauds among the terminal's payments
+    # over the longest window (as the product's lane does).
+    link_column = max(i for i, name in enumerate(risk_names) if "_fraud_share_" in name)
 
     def risk_for_days(
         first: int, last: int, known_rows: np.ndarray, known_day: np.ndarray
@@ -322,7 +329,7 @@ def run(args: argparse.Namespace) -> dict:
         for cap in args.posthoc_caps
         for below in args.posthoc_below
     }
-    for name in [v for v in ("all", "all_heldout_s3") if v in variants]:
+    for name in [v for v in variants if v.startswith(("all_heldout", "all_explore_clean"))]:
         has_p = prob[name] > 0
         served[f"{name} [p only, post hoc]"] = np.where(has_p, prob[name], u * 1e-6)
         served[f"{name} [max(u, p/0.5), post hoc]"] = np.where(

@@ -35,7 +35,7 @@ def linked_cards(
     today: np.ndarray, customers: np.ndarray, link: np.ndarray, exclude: np.ndarray, k: int
 ) -> np.ndarray:
     """Rows of up to k cards, not already chosen, that paid today where analysts' confirmed
-    frauds are most numerous (the "linked to confirmed fraud" lane of the queue)."""
+    frauds are the largest share of the payments (the "linked to confirmed fraud" lane)."""
     if k <= 0:
         return np.empty(0, dtype="int64")
     frame = pd.DataFrame({"row": today, "card": customers[today], "link": link[today]})
