@@ -74,6 +74,7 @@ def figures(report: dict) -> list[str]:
         team = labelled.get(name)
         cells.append(f"{team['records']:,} ({team['scenario_2_frauds']})" if team else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += goal_lines(report)
     t = report["thresholds"]
     lines += [
         "",
@@ -121,3 +122,23 @@ def plot_per_day(report: dict, path: Path) -> None:
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def goal_lines(report: dict) -> list[str]:
+    """The few-labels goals for the team whose labels trained the same-labels baseline:
+    AUPRC at or above that baseline's, and at least 90% of the all-labels model's."""
+    results = report["results"]
+    name = report["meta"]["protocol"].get("same_labels_from")
+    if name not in results or not {"supervised_same_labels", "supervised_all_labels"} <= set(
+        results
+    ):
+        return []
+    ours = results[name]["all"]["auprc"]
+    same = results["supervised_same_labels"]["all"]["auprc"]
+    target = 0.9 * results["supervised_all_labels"]["all"]["auprc"]
+    return [
+        "",
+        f"Few-labels goals for `{name}`: AUPRC {ours:.3f} against the same-labels baseline's "
+        f"{same:.3f} (gap {ours - same:+.3f}) and 90% of the all-labels model's, {target:.3f} "
+        f"(gap {ours - target:+.3f}).",
+    ]
