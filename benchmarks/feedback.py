@@ -12,9 +12,8 @@ figures and the held-out-type variant):
    that day) and labels all of those cards' records of the day with the truth; the labels
    become known ``--label-delay-days`` later (at the start of day d + delay + 1).
 3. Every ``--update-every`` days, each variant's re-ranker is retrained on the labels known
-   then (+ a sample of unlabelled replay records as presumed normals); risk features are
-   recomputed daily from the labels known before each record (exact: labels arrive at day
-   boundaries).
+   then (+ a sample of unlabelled replay records as presumed normals); risk features count
+   the labels known before each record (exact: labels arrive at day boundaries).
 4. Figures are over the days from the first model update on (before it, every vigil
    variant serves the unsupervised score and the baselines have no model).
 
@@ -23,13 +22,17 @@ risk features); ``rerank_only`` (re-ranker on u + latent means + per-feature err
 features, no risk features); ``all`` (everything); ``all_heldout_s3`` (``all`` whose analysts'
 verdicts on scenario-3 frauds never become labels: the novel-pattern case); ``all_linked`` /
 ``all_linked_heldout_s3``: the same, with 10 of the 100 daily cards given to the cards that
-paid where the most confirmed frauds are known (a "linked to confirmed fraud" lane). Served
-score: the product's rule, ``max(p / 0.5, floor(u))`` (``NoveltyFloor``, its reference
-refit at each update on the presumed normals' u). Baselines (HistGradientBoosting, same
-code path, on raw + context + risk features, served p): ``supervised_same_labels``
-trained on the labels the ``all`` team produced; ``supervised_all_labels`` on every
-record's label with the same delay (the handbook's setting; training records from June
-on, normals subsampled).
+paid where the most confirmed frauds are known (a "linked to confirmed fraud" lane);
+``*_explore``: 10 of 100 to the cards the labelled model is least sure of; ``*_clean``:
+unlabelled records that paid where a confirmed fraud was known are not presumed normal;
+``*_prop``: half of them, drawn at random, are presumed frauds instead (a confirmed fraud
+propagated to its terminal's later payments). Served score: the product's rule,
+``max(p / 0.5, floor(u))`` (``NoveltyFloor``, its reference refit at each update on the
+presumed normals' u). Baselines (HistGradientBoosting, same code path, on raw + context +
+risk features, served p): ``supervised_same_labels`` trained on the labels the
+``--same-labels-from`` team produced (+ a plain sample of unlabelled records as normals);
+``supervised_all_labels`` on every record's label with the same delay (the handbook's
+setting; training records from June on, normals subsampled).
 Threshold recalibration changes no ranking: it is reported separately as flags/day and
 precision at a fixed 1%-FPR threshold vs a weekly alert-budget threshold.
 """
@@ -37,16 +40,18 @@ precision at a fixed 1%-FPR threshold vs a weekly alert-budget threshold.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.feedback_queue import Team, linked_cards, top_cards
+from benchmarks.feedback_report import figures, plot_per_day, threshold_effect
+from benchmarks.feedback_stage import _log, prepare_stage
 from benchmarks.sequences import (
     SCENARIOS,
     SPEC_FILE,
@@ -55,187 +60,54 @@ from benchmarks.sequences import (
     load_handbook,
     quality,
 )
-from detectors import VAEDetector
 from pipelines.feedback.reranker import (
     DEFAULT_FLOOR_BELOW,
     DEFAULT_FLOOR_CAP,
     BoostedTrees,
     NoveltyFloor,
-    detector_outputs,
     served_score,
 )
 from pipelines.feedback.risk import RiskConfig, build_risk_features
 from pipelines.intake.spec import load_spec
-from pipelines.modeling.bundle import ScoringBundle, prepare_records
 
-# name: (reads latents/errors/context, reads risk, held-out scenario, linked-review cards,
-# exploration cards: chosen by the labelled model's uncertainty)
+__all__ = ["figures", "main", "run"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One replayed team and its labelled model: what the model reads, which verdicts never
+    become labels, how the day's cards are split between lanes (per 100 cards), and how the
+    unlabelled records are used in training."""
+
+    deep: bool = True  # latents, errors and context features beside u
+    risk: bool = True  # verdict-driven terminal risk features
+    heldout: int | None = None  # a scenario whose verdicts never become labels
+    linked: int = 0  # cards linked to confirmed fraud (terminal seen with one)
+    explore: int = 0  # cards the labelled model is least sure of
+    clean: bool = False  # linked unlabelled records are not presumed normal
+    propagate: float = 0.0  # weight of linked unlabelled records as presumed frauds
+
+
 BASE_VARIANTS = {
-    "risk_only": (False, True, None, 0, 0),
-    "rerank_only": (True, False, None, 0, 0),
-    "all": (True, True, None, 0, 0),
-    "all_heldout_s3": (True, True, 3, 0, 0),
-    "all_linked": (True, True, None, 10, 0),
-    "all_linked_heldout_s3": (True, True, 3, 10, 0),
-    "all_explore": (True, True, None, 0, 10),
-    "all_linked_explore": (True, True, None, 10, 10),
+    "risk_only": Variant(deep=False),
+    "rerank_only": Variant(risk=False),
+    "all": Variant(),
+    "all_heldout_s3": Variant(heldout=3),
+    "all_linked": Variant(linked=10),
+    "all_linked_heldout_s3": Variant(heldout=3, linked=10),
+    "all_explore": Variant(explore=10),
+    "all_linked_explore": Variant(linked=10, explore=10),
+    "all_linked_clean": Variant(linked=10, clean=True),
+    "all_linked_prop": Variant(linked=10, clean=True, propagate=0.5),
+    "all_linked_explore_prop": Variant(linked=10, explore=10, clean=True, propagate=0.5),
+    "all_explore_clean": Variant(explore=10, clean=True),
+    "all_linked_explore_clean": Variant(linked=10, explore=10, clean=True),
+    "all_linked_explore_clean_heldout_s3": Variant(heldout=3, linked=10, explore=10, clean=True),
+    "all_linked_explore_prop_heldout_s3": Variant(
+        heldout=3, linked=10, explore=10, clean=True, propagate=0.5
+    ),
 }
 DAY = 86400.0
-
-
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-class Team:
-    """One simulated analyst team: what it has labelled and when each label is known."""
-
-    def __init__(self, n: int, heldout: int | None) -> None:
-        self.known_day = np.full(n, np.inf)  # replay-row index -> day the label is known
-        self.heldout = heldout
-
-    def review(self, rows: np.ndarray, day: int, delay: int, scenario: np.ndarray) -> None:
-        keep = rows
-        if self.heldout is not None:
-            keep = rows[scenario[rows] != self.heldout]  # those verdicts never become labels
-        self.known_day[keep] = np.minimum(self.known_day[keep], day + delay + 1)
-
-    def labelled_before(self, day: int) -> np.ndarray:
-        return np.flatnonzero(self.known_day <= day)
-
-
-def top_cards(day_rows: np.ndarray, customers: np.ndarray, scores: np.ndarray, k: int):
-    """Rows of the k cards with the highest score of the day (all their records that day)."""
-    frame = pd.DataFrame({"row": day_rows, "card": customers[day_rows], "s": scores[day_rows]})
-    best = frame.groupby("card")["s"].max().nlargest(k).index
-    return frame.loc[frame["card"].isin(best), "row"].to_numpy()
-
-
-def _cache_key(args: argparse.Namespace) -> str:
-    """What the expensive first stage depends on (data, split, model settings, code)."""
-    parts = {
-        k: getattr(args, k)
-        for k in (
-            "data",
-            "spec",
-            "customer_fraction",
-            "train_end",
-            "test_end",
-            "all_labels_from",
-            "max_train_rows",
-            "epochs",
-            "seed",
-            "risk_windows",
-            "label_delay_days",
-        )
-    }
-    code = [
-        Path(__file__).parents[1] / f
-        for f in (
-            "detectors/vae.py",
-            "detectors/context/features.py",
-            "detectors/context/config.py",
-            "pipelines/feedback/risk.py",
-        )
-    ]
-    parts["code"] = [hashlib.sha256(f.read_bytes()).hexdigest()[:12] for f in code if f.exists()]
-    parts["spec_text"] = Path(args.spec).read_text()
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def prepare_stage(args, raw, spec, risk, rng) -> dict:
-    """The unsupervised model and everything the replay reads from it, cached on disk
-    (``--cache DIR``) because it costs most of a run and does not change between policies."""
-    cache_file = Path(args.cache) / f"feedback-{_cache_key(args)}.npz" if args.cache else None
-    if cache_file is not None and cache_file.exists():
-        _log(f"stage 1 from cache {cache_file}")
-        with np.load(cache_file, allow_pickle=False) as data:
-            out = {k: data[k] for k in data.files}
-        out["fit_seconds"] = float(out["fit_seconds"])
-        out["threshold"] = float(out["threshold"])
-        return out
-    started = time.perf_counter()
-    features = prepare_records(spec, raw).features
-    _log(f"context features in {time.perf_counter() - started:.0f}s")
-    when = raw["TX_DATETIME"]
-    labels = raw["TX_FRAUD"].to_numpy()
-    train_mask = (when < pd.Timestamp(args.train_end)).to_numpy()
-    replay = np.flatnonzero(
-        ((when >= pd.Timestamp(args.train_end)) & (when < pd.Timestamp(args.test_end))).to_numpy()
-    )
-    normal_idx = np.flatnonzero(train_mask & (labels == 0))
-    n_normal_train = len(normal_idx)
-    if len(normal_idx) > args.max_train_rows:
-        normal_idx = np.sort(rng.choice(normal_idx, args.max_train_rows, replace=False))
-    columns = spec.model_feature_columns
-    detector = VAEDetector(
-        seed=args.seed,
-        target_fpr=0.01,
-        range_features=list(spec.range_checked_features) or None,
-        **({"epochs": args.epochs} if args.epochs else {}),
-    )
-    started = time.perf_counter()
-    detector.fit(features.iloc[normal_idx][columns])
-    fit_seconds = time.perf_counter() - started
-    _log(f"VAE fit on {len(normal_idx):,} normals in {fit_seconds:.0f}s")
-    bundle = ScoringBundle(spec, detector)
-    started = time.perf_counter()
-    u_raw, errors, latents = detector_outputs(bundle, features.iloc[replay][columns], None)
-    u_normal = detector.decision_function(features.iloc[normal_idx][columns])
-    _log(f"VAE outputs for {len(replay):,} replay records in {time.perf_counter() - started:.0f}s")
-    # The all-labels baseline: every record's label known delay days later, from June on.
-    june = np.flatnonzero(
-        (when >= pd.Timestamp(args.all_labels_from)).to_numpy()
-        & (when < pd.Timestamp(args.test_end)).to_numpy()
-    )
-    day_all = raw["TX_TIME_DAYS"].to_numpy()
-    all_known_day = day_all + args.label_delay_days + 1  # absolute day index
-    fraud_rows = np.flatnonzero(labels == 1)
-    ids_all = raw["TRANSACTION_ID"].astype(str).to_numpy()
-    started = time.perf_counter()
-    full_frauds = pd.DataFrame(
-        {
-            "record_id": ids_all[fraud_rows],
-            "known_at": pd.Timestamp("2018-04-01")
-            + pd.to_timedelta(all_known_day[fraud_rows], unit="D"),
-        }
-    )
-    all_risk = build_risk_features(
-        raw[["TRANSACTION_ID", "TX_DATETIME", *risk.columns]], full_frauds, risk, targets=june
-    ).to_numpy("float64")
-    _log(f"all-labels risk features in {time.perf_counter() - started:.0f}s")
-    out = {
-        "replay": replay,
-        "june": june,
-        "u_raw": np.asarray(u_raw, dtype="float64"),
-        "latents": np.asarray(latents, dtype="float64"),
-        "errors": errors.to_numpy(dtype="float64"),
-        "numeric_all": features[columns].to_numpy(dtype="float64"),
-        "u_normal": np.asarray(u_normal, dtype="float64"),
-        "all_risk": all_risk,
-        "threshold": float(detector.threshold_.value),
-        "fit_seconds": fit_seconds,
-        "n_normal_train": n_normal_train,
-        "n_fit": len(normal_idx),
-    }
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache_file, **out)
-        _log(f"stage 1 cached in {cache_file}")
-    return out
-
-
-def linked_cards(
-    today: np.ndarray, customers: np.ndarray, link: np.ndarray, exclude: np.ndarray, k: int
-) -> np.ndarray:
-    """Rows of up to k cards, not already chosen, that paid today where analysts' confirmed
-    frauds are most numerous (the "linked to confirmed fraud" lane of the queue)."""
-    if k <= 0:
-        return np.empty(0, dtype="int64")
-    frame = pd.DataFrame({"row": today, "card": customers[today], "link": link[today]})
-    frame = frame.loc[~frame["card"].isin(customers[exclude]) & (frame["link"] > 0)]
-    best = frame.groupby("card")["link"].max().nlargest(k).index
-    return frame.loc[frame["card"].isin(best), "row"].to_numpy()
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -280,12 +152,16 @@ def run(args: argparse.Namespace) -> dict:
     day_index = [np.flatnonzero(day == d) for d in range(n_days)]
     start_of = pd.Timestamp(args.train_end)
     risk_names = risk.feature_names()
-    # The linked lane ranks by confirmed frauds at the entity over the longest window.
-    link_column = max(i for i, name in enumerate(risk_names) if "_frauds_" in name)
+    # The linked lane ranks by the share of confirmed frauds among the terminal's payments
+    # over the longest window (as the product's lane does).
+    link_column = max(i for i, name in enumerate(risk_names) if "_fraud_share_" in name)
 
-    def risk_for_day(d: int, known_rows: np.ndarray, known_day: np.ndarray) -> np.ndarray:
-        lo = np.searchsorted(day_all, first_day + d - horizon_days, side="left")
-        hi = np.searchsorted(day_all, first_day + d, side="right")
+    def risk_for_days(
+        first: int, last: int, known_rows: np.ndarray, known_day: np.ndarray
+    ) -> np.ndarray:
+        """Risk features of the records of days first..last (one call for the span)."""
+        lo = np.searchsorted(day_all, first_day + first - horizon_days, side="left")
+        hi = np.searchsorted(day_all, first_day + last, side="right")
         frame = raw.iloc[lo:hi][["TRANSACTION_ID", "TX_DATETIME", *risk.columns]]
         frauds = pd.DataFrame(
             {
@@ -293,18 +169,24 @@ def run(args: argparse.Namespace) -> dict:
                 "known_at": start_of + pd.to_timedelta(known_day, unit="D"),
             }
         )
-        targets = replay[day_index[d]] - lo
+        targets = replay[np.concatenate(day_index[first : last + 1])] - lo
         return build_risk_features(frame, frauds, risk, targets=targets).to_numpy("float64")
+
+    # Verdicts given by day d - 1 are known by day d + delay at the latest, and later ones
+    # are known only after it: the risk features of days d..d + delay are settled at the
+    # start of day d, so they are computed in one call per span (the same values as day by
+    # day, at an eighth of the cost).
+    risk_ready = {name: -1 for name in args.variants}
 
     n_risk = len(risk_names)
     served = {"unsupervised": u.copy()}
     prob = {name: np.zeros(n) for name in variants}
     risk_of: dict[str, np.ndarray] = {}
     teams: dict[str, Team] = {}
-    for name, (_, _, heldout, _, _) in variants.items():
+    for name, variant in variants.items():
         served[name] = u.copy()
         risk_of[name] = np.zeros((n, n_risk))
-        teams[name] = Team(n, heldout)
+        teams[name] = Team(n, variant.heldout)
     models: dict[str, BoostedTrees | None] = {name: None for name in variants}
     floors: dict[str, NoveltyFloor | None] = {name: None for name in variants}
     same_labels_source = args.same_labels_from or (
@@ -323,9 +205,9 @@ def run(args: argparse.Namespace) -> dict:
     replay_in_june = june_pos[replay]
 
     def design(name: str, rows: np.ndarray) -> np.ndarray:
-        reads_deep, uses_risk, _, _, _ = variants[name]
-        parts = [deep[rows] if reads_deep else u[rows, None]]
-        if uses_risk:
+        variant = variants[name]
+        parts = [deep[rows] if variant.deep else u[rows, None]]
+        if variant.risk:
             parts.append(risk_of[name][rows])
         return np.hstack(parts)
 
@@ -341,7 +223,11 @@ def run(args: argparse.Namespace) -> dict:
                 known = teams[name].labelled_before(d)
                 if y[known].sum() < args.min_frauds:
                     continue
-                pool = np.setdiff1d(np.flatnonzero(day < d), known)
+                variant = variants[name]
+                pool = all_pool = np.setdiff1d(np.flatnonzero(day < d), known)
+                linked_pool = pool[risk_of[name][pool, link_column] > 0]
+                if variant.clean:  # paid where a confirmed fraud was: not presumed normal
+                    pool = pool[risk_of[name][pool, link_column] == 0]
                 extra = rng.choice(
                     pool,
                     min(len(pool), args.unlabelled_per_label * len(known), args.max_unlabelled),
@@ -349,25 +235,36 @@ def run(args: argparse.Namespace) -> dict:
                 )
                 rows = np.concatenate([known, extra])
                 target = np.where(np.isin(rows, known), y[rows], 0)
+                if variant.propagate > 0 and len(linked_pool):
+                    # Presumed frauds at a share of them (unweighted rows: scikit-learn's
+                    # weighted binning costs ten times the fit).
+                    k = int(round(variant.propagate * len(linked_pool)))
+                    linked_pick = rng.choice(linked_pool, k, replace=False)
+                    rows = np.concatenate([rows, linked_pick])
+                    target = np.concatenate([target, np.ones(k, dtype=int)])
                 models[name] = fit(design(name, rows), target)
                 # The product's rule: the floor's reference is the presumed normals' u.
                 floors[name] = NoveltyFloor.fit(
                     u[extra], cap=args.floor_cap, below=args.floor_below
                 )
                 if name == same_labels_source:  # the same-labels baseline: same verdicts
-                    sup_X = np.hstack([numeric[rows], risk_of[name][rows]])
-                    sup_model["supervised_same_labels"] = fit(sup_X, target)
-            # All labels, delay days late, June onwards; normals subsampled.
-            cut = first_day + d - args.label_delay_days
-            seen = np.flatnonzero(day_all[june] < cut)
-            frauds = seen[labels[june][seen] == 1]
-            normals = seen[labels[june][seen] == 0]
-            if len(normals) > args.max_all_label_normals:
-                normals = rng.choice(normals, args.max_all_label_normals, replace=False)
-            rows = np.concatenate([frauds, normals])
-            sup_model["supervised_all_labels"] = fit(
-                np.hstack([june_numeric[rows], all_risk[rows]]), labels[june][rows]
-            )
+                    plain = extra
+                    if variant.clean:  # a plain random sample of the unlabelled records
+                        plain = rng.choice(all_pool, len(extra), replace=False)
+                    sup_rows = np.concatenate([known, plain])
+                    sup_X = np.hstack([numeric[sup_rows], risk_of[name][sup_rows]])
+                    sup_model["supervised_same_labels"] = fit(sup_X, target[: len(sup_rows)])
+            if not args.skip_all_labels:  # all labels, delay days late, June onwards
+                cut = first_day + d - args.label_delay_days
+                seen = np.flatnonzero(day_all[june] < cut)
+                frauds = seen[labels[june][seen] == 1]
+                normals = seen[labels[june][seen] == 0]
+                if len(normals) > args.max_all_label_normals:
+                    normals = rng.choice(normals, args.max_all_label_normals, replace=False)
+                rows = np.concatenate([frauds, normals])
+                sup_model["supervised_all_labels"] = fit(
+                    np.hstack([june_numeric[rows], all_risk[rows]]), labels[june][rows]
+                )
             if first_update is None and all(m is not None for m in models.values()):
                 first_update = d
             counts = {k: int(len(t.labelled_before(d))) for k, t in teams.items()}
@@ -377,14 +274,20 @@ def run(args: argparse.Namespace) -> dict:
                 f"{fit_log[-1]['labels']}"
             )
         today = day_index[d]
-        for name, (_, uses_risk, _, linked_k, explore_k) in variants.items():
+        for name, variant in variants.items():
             # Lanes are given per 100 daily cards; a smaller team keeps the same shares.
-            linked_k = round(linked_k * args.cards_per_day / 100)
-            explore_k = round(explore_k * args.cards_per_day / 100)
-            if uses_risk:
-                known = teams[name].labelled_before(d)  # known by the start of day d
-                known = known[y[known] == 1]
-                risk_of[name][today] = risk_for_day(d, known, teams[name].known_day[known])
+            linked_k = round(variant.linked * args.cards_per_day / 100)
+            explore_k = round(variant.explore * args.cards_per_day / 100)
+            if variant.risk:
+                if d > risk_ready[name]:
+                    last = min(d + args.label_delay_days, n_days - 1)
+                    known = np.flatnonzero(np.isfinite(teams[name].known_day))
+                    known = known[y[known] == 1]
+                    span = np.concatenate(day_index[d : last + 1])
+                    risk_of[name][span] = risk_for_days(
+                        d, last, known, teams[name].known_day[known]
+                    )
+                    risk_ready[name] = last
             if models[name] is not None:
                 p = models[name].predict_proba(design(name, today))
                 prob[name][today] = p
@@ -415,6 +318,8 @@ def run(args: argparse.Namespace) -> dict:
                 "supervised_all_labels"
             ].predict_proba(X)
 
+    if args.skip_all_labels:
+        served.pop("supervised_all_labels")
     if first_update is None:
         raise RuntimeError("no variant got enough labels for a model; lengthen the replay")
     # Post hoc, on the same models and reviews (the team worked from the served rule): the
@@ -424,7 +329,7 @@ def run(args: argparse.Namespace) -> dict:
         for cap in args.posthoc_caps
         for below in args.posthoc_below
     }
-    for name in [v for v in ("all", "all_heldout_s3") if v in variants]:
+    for name in [v for v in variants if v.startswith(("all_heldout", "all_explore_clean"))]:
         has_p = prob[name] > 0
         served[f"{name} [p only, post hoc]"] = np.where(has_p, prob[name], u * 1e-6)
         served[f"{name} [max(u, p/0.5), post hoc]"] = np.where(
@@ -500,116 +405,6 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
-def threshold_effect(u, y, day, first_update, n_days, args) -> dict:
-    """Flags/day and precision: the 1%-FPR threshold vs a weekly alert-budget threshold set
-    from the previous week's scores (budget = cards reviewed per day)."""
-    fixed = {"flags": 0, "frauds": 0}
-    budget = {"flags": 0, "frauds": 0}
-    cut = None
-    for d in range(first_update, n_days):
-        if cut is None or (d - first_update) % args.update_every == 0:
-            past = u[(day < d) & (day >= d - args.update_every)]
-            wanted = args.cards_per_day * args.update_every
-            cut = float(np.sort(past)[::-1][min(wanted, len(past) - 1)])
-        rows = day == d
-        for counter, line in ((fixed, 1.0), (budget, cut)):
-            flagged = rows & (u > line)
-            counter["flags"] += int(flagged.sum())
-            counter["frauds"] += int(y[flagged].sum())
-    days = n_days - first_update
-    out = {}
-    for name, c in (("fpr_1pct", fixed), ("budget", budget)):
-        out[name] = {
-            "flags_per_day": c["flags"] / days,
-            "precision": c["frauds"] / c["flags"] if c["flags"] else None,
-        }
-    return out
-
-
-def figures(report: dict) -> list[str]:
-    """RESULTS.md lines: each served variant's quality over the replay, overall and per
-    scenario, what each team labelled, and the unsupervised score's two thresholds."""
-    meta = report["meta"]
-    p = meta["protocol"]
-    lines = [
-        f"{meta['rows']:,} records ({p['customer_fraction']:.0%} of the customers); VAE on raw "
-        f"+ context features fit on {meta['train']}; {meta['test']}. Analysts review the top "
-        f"{p['cards_per_day']} cards a day, labels known {p['label_delay_days']} days later, "
-        f"models updated every {p['update_every']} days. Served rule of the vigil variants: "
-        f"max(p / 0.5, floor(u)), floor capped at {p.get('floor_cap', 'n/a')}. "
-        "`all_heldout_s3`: scenario-3 verdicts never become labels (a novel pattern); "
-        "`*_linked`: 10% of the daily cards go to cards linked to confirmed fraud; "
-        "`*_explore`: 10% to the cards the labelled model is least sure of (p nearest 0.5). "
-        "Scenarios: " + "; ".join(f"s{k} {v}" for k, v in SCENARIOS.items()) + ". "
-        "CP@100: Card Precision@100 per day. Post hoc served rules are in the JSON.",
-        "",
-    ]
-    header = "| variant | all AUROC | all AUPRC | all CP@100 |"
-    rule = "|---|---:|---:|---:|"
-    for s in SCENARIOS:
-        header += f" s{s} AUROC | s{s} AUPRC |"
-        rule += "---:|---:|"
-    lines += [header + " labelled records |", rule + "---:|"]
-    labelled = report.get("labelled", {})
-    for name, r in report["results"].items():
-        if "post hoc" in name:
-            continue
-        cells = [f"{r['all']['auroc']:.4f}", f"{r['all']['auprc']:.3f}", f"{r['all']['cp100']:.3f}"]
-        for s in SCENARIOS:
-            part = r[f"scenario_{s}"]
-            cells += [f"{part['auroc']:.4f}", f"{part['auprc']:.3f}"]
-        team = labelled.get(name)
-        cells.append(f"{team['records']:,}" if team else "-")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    t = report["thresholds"]
-    lines += [
-        "",
-        "Thresholds of the unsupervised score: fixed 1% FPR "
-        f"{t['fpr_1pct']['flags_per_day']:.0f} flags/day, precision "
-        f"{_fmt(t['fpr_1pct']['precision'])}; a weekly alert budget of {p['cards_per_day']}/day "
-        f"{t['budget']['flags_per_day']:.0f} flags/day, precision "
-        f"{_fmt(t['budget']['precision'])}.",
-    ]
-    return lines
-
-
-def plot_per_day(report: dict, path: Path) -> None:
-    """Card Precision@100 per replay day for the served variants (the analysts' daily view)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    first = int(report["meta"]["test"].split("replay day ")[1].split(" ")[0])
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    for name, r in report["results"].items():
-        if "post hoc" in name:
-            continue
-        series = np.asarray(r["cp100_per_day"])
-        # A 7-day rolling mean: single days swing with the day's fraud count.
-        smooth = pd.Series(series).rolling(7, min_periods=1).mean()
-        style = "--" if name.startswith("supervised") else "-"
-        ax.plot(
-            np.arange(first, first + len(series)),
-            smooth,
-            style,
-            label=f"{name} ({series.mean():.3f})",
-        )
-    ax.set_xlabel("replay day (0 = 2018-07-01)")
-    ax.set_ylabel("Card Precision@100 (7-day mean)")
-    ax.set_title("Handbook replay: what the top 100 cards of each day held")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", ncol=2)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=None)
@@ -633,6 +428,11 @@ def main(argv: list[str] | None = None) -> int:
         "--same-labels-from",
         default=None,
         help="the variant whose team's labels train supervised_same_labels (default: all)",
+    )
+    parser.add_argument(
+        "--skip-all-labels",
+        action="store_true",
+        help="no supervised_all_labels (a quicker run while developing a queue policy)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)

@@ -104,6 +104,11 @@ def _score_in_memory(ctx: DemoContext, model: str, frame: pd.DataFrame) -> np.nd
     configure_mlflow(ctx.settings)
     history = KeptHistory(ctx.store(), CARD_SPEC).before(frame).frame
     bundle = load_bundle(resolve_model(model))
+    if hasattr(bundle, "use_labels"):  # as `vigil score` does: the frauds confirmed so far
+        from pipelines.feedback.training import fraud_labels  # deferred: imports MLflow
+
+        known = ctx.store().known_labels(known_before=datetime.now(UTC), dataset=CARD_SPEC.name)
+        bundle.use_labels(fraud_labels(known))
     return bundle.score(frame, history=history, with_reasons=False)["score"].to_numpy()
 
 

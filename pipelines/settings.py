@@ -194,6 +194,16 @@ class VigilSettings(BaseSettings):
         "records below its line that it is least sure of (their own lane in the queue), so "
         "few labels are chosen where they teach it most; 0: none.",
     )
+    feedback_linked_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=0.9,
+        description="Share of each batch's review queue a labelled model fills with records "
+        "below its line that paid at a terminal or merchant with recently confirmed frauds "
+        "(their own lane, reason explore_linked): unsupervised models cannot see a "
+        "compromised terminal, so its other payments reach analysts only this way; 0 (the "
+        "default: no gain measured yet on the handbook replay): none.",
+    )
     feedback_exploration_share: float = Field(
         default=0.1,
         ge=0,

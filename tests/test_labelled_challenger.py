@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from pipelines.cli import main
 from pipelines.demo import DEMO_SPEC, generate_transactions
-from pipelines.feedback.reranker import UNCERTAIN_REASON, uncertain_picks
+from pipelines.feedback.lanes import UNCERTAIN_REASON, uncertain_picks
 from pipelines.operations.evidence import Evidence, without_training_labels
 from pipelines.scoring.flags import EXPLORATION_REASON, in_exploration_sample
 from pipelines.settings import get_settings

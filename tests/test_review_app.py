@@ -219,6 +219,18 @@ def test_pages_render_for_an_analyst(app, store):
     assert csv.status_code == 200 and csv.text.startswith("label_id,record_id")
 
 
+def test_the_queue_offers_each_exploration_lane(app):
+    ana = login(app, "ana")
+    page = ana.get("/queue")
+    lanes = re.search(r'<p class="lanes[^>]*>(.*?)</p>', page.text, re.S).group(1)
+    for code in ("explore_uncertain", "explore_linked", "exploration"):
+        assert f'href="/queue?reason={code}"' in lanes
+    linked = ana.get("/queue?reason=explore_linked")
+    assert linked.status_code == 200
+    assert 'href="/queue?reason=explore_linked" class="active"' in linked.text
+    assert "card1" not in linked.text  # none of the fixture's flags is in that lane
+
+
 def test_admin_manages_users_and_it_is_audited(app, store):
     admin = login(app, "adm")
     csrf = csrf_of(admin)

@@ -38,6 +38,13 @@ import numpy as np
 import pandas as pd
 
 from detectors import Threshold
+from pipelines.feedback.lanes import (
+    EXPLORE_COLUMN,
+    link_strength,
+    linked_reason,
+    pick_lanes,
+    uncertain_reason,
+)
 from pipelines.feedback.risk import RiskConfig, build_risk_features
 from pipelines.modeling.bundle import PreparedRecords, ScoringBundle, is_sequence_detector
 
@@ -240,38 +247,6 @@ def served_score(
     return np.maximum(np.asarray(p, dtype="float64") / p_cut, lifted)
 
 
-#: The result column that marks the exploration lane: records below the line the re-ranker
-#: is least sure of, sent to review so the next labels teach it most.
-EXPLORE_COLUMN = "explore"
-UNCERTAIN_REASON = "explore_uncertain"
-
-
-def uncertain_picks(p: np.ndarray, flagged: np.ndarray, share: float) -> np.ndarray:
-    """The unflagged records with the most uncertain fraud probability (largest
-    ``p (1 - p)``), as many as make ``share`` of the batch's queue (flags + picks)."""
-    picks = np.zeros(len(p), dtype=bool)
-    share = min(max(float(share), 0.0), 0.9)
-    n_flagged = int(np.count_nonzero(flagged))
-    k = int(np.ceil(share * n_flagged / (1.0 - share))) if share > 0 else 0
-    candidates = np.flatnonzero(~np.asarray(flagged, dtype=bool))
-    k = min(k, len(candidates))
-    if k:
-        doubt = p[candidates] * (1.0 - p[candidates])
-        picks[candidates[np.argsort(-doubt, kind="stable")[:k]]] = True
-    return picks
-
-
-def uncertain_reason(share: float) -> dict:
-    return {
-        "feature": UNCERTAIN_REASON,
-        "value": None,
-        "contribution": 0.0,
-        "share": 0.0,
-        "text": "exploration: below the line, but the re-ranker is unsure (fraud "
-        f"probability near its most uncertain); {share:.0%} of the queue is kept for these",
-    }
-
-
 @dataclass
 class RerankConfig:
     """What the re-ranker reads, and how its score combines with the detector's."""
@@ -376,6 +351,8 @@ class RerankedBundle(ScoringBundle):
         #: Share of each batch's queue given to the records the re-ranker is least sure of
         #: (None: the setting ``feedback_uncertainty_share``).
         self.exploration_share: float | None = None
+        #: Share given to records linked to confirmed fraud (None: ``feedback_linked_share``).
+        self.linked_lane_share: float | None = None
 
     @property
     def uncertainty_share(self) -> float:
@@ -384,6 +361,15 @@ class RerankedBundle(ScoringBundle):
         from pipelines.settings import get_settings
 
         return float(get_settings().feedback_uncertainty_share)
+
+    @property
+    def linked_share(self) -> float:
+        """Share of the queue for records linked to confirmed fraud (the setting)."""
+        if self.linked_lane_share is not None:
+            return self.linked_lane_share
+        from pipelines.settings import get_settings
+
+        return float(get_settings().feedback_linked_share)
 
     @property
     def threshold(self) -> float:
@@ -423,7 +409,15 @@ class RerankedBundle(ScoringBundle):
         lifted = u if floor is None else floor(u)
         combined = np.maximum(p / self.config.p_cut, lifted)
         flagged = combined > self.threshold
-        explore = uncertain_picks(p, flagged, self.uncertainty_share)
+        link = link_strength(features, self.config.risk_config)
+        lanes = pick_lanes(
+            p,
+            flagged,
+            link,
+            uncertainty_share=self.uncertainty_share,
+            linked_share=self.linked_share,
+        )
+        explore = lanes.explore
         result = pd.DataFrame(
             {
                 "score": combined,
@@ -436,10 +430,7 @@ class RerankedBundle(ScoringBundle):
             index=features.index,
         )
         if with_reasons and explore.any():
-            lane = uncertain_reason(self.uncertainty_share)
-            result.loc[explore, "reasons"] = pd.Series(
-                [[dict(lane, value=round(float(v), 4))] for v in p[explore]], dtype=object
-            ).to_numpy()
+            self._lane_reasons(result, lanes, p, link)
         if with_reasons and flagged.any():
             rows = np.flatnonzero(flagged)
             reasons = self._reasons(features.iloc[rows], errors.iloc[rows], scores[rows])
@@ -460,6 +451,16 @@ class RerankedBundle(ScoringBundle):
                 reasons, dtype=object
             ).to_numpy()
         return result
+
+    def _lane_reasons(self, result: pd.DataFrame, lanes, p: np.ndarray, link: np.ndarray) -> None:
+        """Each lane's pick carries its lane as its one reason (the queue's lane filter)."""
+        column = result.columns.get_loc("reasons")
+        for mask, reason, values in (
+            (lanes.uncertain, uncertain_reason(self.uncertainty_share), np.round(p, 4)),
+            (lanes.linked, linked_reason(self.linked_share), link),
+        ):
+            for i in np.flatnonzero(mask):
+                result.iat[i, column] = [dict(reason, value=float(values[i]))]
 
     # -- persistence --------------------------------------------------------------------
 

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from detectors import metrics
+from pipelines.feedback.lanes import link_strength
+from pipelines.feedback.presumed import PROPAGATE_SHARE, presume
 from pipelines.feedback.reranker import (
     RerankedBundle,
     fit_reranked_bundle,
@@ -77,9 +79,13 @@ def train_reranked(
     min_labels: int = 20,
     unlabelled_per_label: int = 20,
     max_unlabelled: int = 50_000,
+    propagate: float = PROPAGATE_SHARE,
 ) -> RerankedModel:
     """Fit the re-ranker on the records of ``clean`` with a verdict in ``known`` plus a
     sample of unlabelled records (presumed normal).
+
+    ``propagate``: the share of the unlabelled records linked to a confirmed fraud that
+    are presumed frauds (the rest of them are left out, never presumed normal).
 
     Metrics (when the spec has a label column): on the records in ``evaluation_ids`` whose
     verdict did NOT train the re-ranker, so they are honest.
@@ -100,19 +106,28 @@ def train_reranked(
             f"{n_fraud} confirmed frauds among the training records (of {len(known)} labels "
             f"known); the re-ranker needs at least {min_labels}"
         )
-    rng = np.random.default_rng(seed)
-    unlabelled = np.flatnonzero(~labelled)
-    n_extra = min(len(unlabelled), max_unlabelled, unlabelled_per_label * int(labelled.sum()))
-    extra = np.sort(rng.choice(unlabelled, n_extra, replace=False))
-    rows = np.sort(np.concatenate([np.flatnonzero(labelled), extra]))
-    y = np.where(labelled[rows], verdict.to_numpy()[rows], 0).astype("int64")
-
     risk = risk_config_for(spec)
     features = prepare_records(spec, clean).features
     if risk is not None:
         features = with_risk_features(features, clean, None, risk, fraud_labels(known))
+    # Presumed labels for a sample of the rest: normal, unless the record paid where a
+    # fraud had been confirmed before it (see pipelines.feedback.presumed).
+    rng = np.random.default_rng(seed)
+    unlabelled = np.flatnonzero(~labelled)
+    n_extra = min(len(unlabelled), max_unlabelled, unlabelled_per_label * int(labelled.sum()))
+    presumed = presume(unlabelled, link_strength(features, risk), n_extra, rng, propagate=propagate)
+    rows = np.sort(np.concatenate([np.flatnonzero(labelled), presumed.normal, presumed.fraud]))
+    y = np.where(labelled[rows], verdict.to_numpy()[rows], 0).astype("int64")
+    y[np.isin(rows, presumed.fraud)] = 1
+    # Presumed frauds stay out of the novelty floor's reference (presumed normals only).
     bundle = fit_reranked_bundle(
-        base, features, rows, y, risk=risk, seed=seed, labelled=labelled[rows]
+        base,
+        features,
+        rows,
+        y,
+        risk=risk,
+        seed=seed,
+        labelled=labelled[rows] | np.isin(rows, presumed.fraud),
     )
     bundle.use_labels(fraud_labels(known))
     result: dict[str, float] = {
