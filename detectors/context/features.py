@@ -195,6 +195,12 @@ def build_context_features(
         share[too_short] = np.nan
         out[f"{PREFIX}share_hour"] = share
 
+    if config.hour_offset:
+        hours = _hours(frame[config.time_column], seconds)
+        offset = _hour_offset(entity, hours, left_history)
+        offset[too_short] = np.nan
+        out[f"{PREFIX}hour_offset"] = offset
+
     if config.calendar:
         out.update(_calendar(frame[config.time_column].iloc[rows], seconds[rows]))
 
@@ -339,6 +345,26 @@ def _earlier_median(entity: _Timeline, a: np.ndarray, horizon: float, min_count:
     return median[entity.pos]
 
 
+def _hour_offset(entity: _Timeline, hours: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """Per target: circular distance (hours) from its hour of day to the mean hour of the
+    entity's earlier records at sorted positions [left, pos), over their circular standard
+    deviation in hours (floored at one hour): a usual hour gives ~0-1, an hour the entity
+    never uses gives several. Sums of the hour's sine and cosine along the entity's
+    timeline give every window's mean direction at once."""
+    angle = entity.sort(2.0 * math.pi * hours / 24.0)
+    sine = np.concatenate([[0.0], np.cumsum(np.sin(angle))])
+    cosine = np.concatenate([[0.0], np.cumsum(np.cos(angle))])
+    pos = entity.pos
+    count = (pos - left).astype("float64")
+    s, c = sine[pos] - sine[left], cosine[pos] - cosine[left]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_hour = np.arctan2(s, c) * 24.0 / (2.0 * math.pi)
+        resultant = np.clip(np.hypot(s, c) / count, 1e-9, 1.0)
+        spread = np.sqrt(-2.0 * np.log(resultant)) * 24.0 / (2.0 * math.pi)
+    distance = np.abs(np.mod(angle[pos] * 24.0 / (2.0 * math.pi) - mean_hour + 12.0, 24.0) - 12.0)
+    return distance / np.maximum(spread, 1.0)
+
+
 def _near_hour_counts(
     entity_codes: np.ndarray, hours: np.ndarray, seconds: np.ndarray, horizon: float, rows
 ) -> np.ndarray:
@@ -470,7 +496,35 @@ def _travel(
             best[~np.isfinite(best)] = np.nan
             fastest[target_index[located[timeline.order[right]]]] = best
         out[f"{PREFIX}kmh_max_{_slug(config.travel_window)}"] = fastest
+    if config.usual_place:
+        usual = np.full(len(rows), np.nan)
+        if len(located) > 1 and len(located_targets):
+            found = _km_from_usual(timeline, lat[located], lon[located], horizon)
+            earlier = timeline.pos - timeline.window_start(horizon, include_boundary=True)
+            found[earlier < config.min_history] = np.nan
+            usual[target_index[located[timeline.order[timeline.pos]]]] = found
+        out[f"{PREFIX}km_from_usual"] = usual
     return out
+
+
+def _km_from_usual(
+    timeline: _Timeline, lat: np.ndarray, lon: np.ndarray, horizon: float
+) -> np.ndarray:
+    """Per target of ``timeline`` (the entity's located records): km from the mean position
+    of the entity's earlier located records within ``horizon`` (mean of unit vectors, so
+    it holds across the date line). NaN without earlier ones."""
+    phi, lam = np.radians(timeline.sort(lat)), np.radians(timeline.sort(lon))
+    xyz = np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=1)
+    cumulative = np.vstack([np.zeros((1, 3)), np.cumsum(xyz, axis=0)])
+    pos = timeline.pos
+    left = timeline.window_start(horizon, include_boundary=True)
+    mean = cumulative[pos] - cumulative[left]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_lat = np.degrees(np.arctan2(mean[:, 2], np.hypot(mean[:, 0], mean[:, 1])))
+        mean_lon = np.degrees(np.arctan2(mean[:, 1], mean[:, 0]))
+    km = _haversine_km(mean_lat, mean_lon, np.degrees(phi[pos]), np.degrees(lam[pos]))
+    km[pos == left] = np.nan
+    return km
 
 
 def _range_max(values: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
