@@ -72,12 +72,6 @@ class ContextConfig(BaseModel):
         "minutes after the first, is slow from it but sits in a window with an impossible "
         "jump.",
     )
-    usual_place: bool = Field(
-        default=False,
-        description="Also the distance (km) from the entity's usual place: the mean position "
-        "of its located records in history (this one excluded). A payment on a trip is far "
-        "from it; one at home is near it, whatever else is new about it.",
-    )
     profile_columns: list[str] = Field(
         default_factory=list,
         description="Profile: for each column, the share of the entity's earlier records "
@@ -169,8 +163,6 @@ class ContextConfig(BaseModel):
             self.history
         ):
             raise ValueError("travel_window must be shorter than history")
-        if self.usual_place and not self.latitude_column:
-            raise ValueError("usual_place needs coordinates")
         if self.located_column and not self.latitude_column:
             raise ValueError("located_column says which coordinates count: it needs coordinates")
         if self.robust_baseline and not self.amount_column:
@@ -263,8 +255,6 @@ class ContextConfig(BaseModel):
             names += [f"{PREFIX}km_from_prev", f"{PREFIX}kmh_from_prev"]
             if self.travel_window:
                 names.append(f"{PREFIX}kmh_max_{_slug(self.travel_window)}")
-            if self.usual_place:
-                names.append(f"{PREFIX}km_from_usual")
         for column in self.secondary_entity_columns:
             names += [f"{PREFIX}{_slug(column)}_count_{_slug(w)}" for w in self.secondary_windows]
             if self.amount_column:

@@ -496,35 +496,7 @@ def _travel(
             best[~np.isfinite(best)] = np.nan
             fastest[target_index[located[timeline.order[right]]]] = best
         out[f"{PREFIX}kmh_max_{_slug(config.travel_window)}"] = fastest
-    if config.usual_place:
-        usual = np.full(len(rows), np.nan)
-        if len(located) > 1 and len(located_targets):
-            found = _km_from_usual(timeline, lat[located], lon[located], horizon)
-            earlier = timeline.pos - timeline.window_start(horizon, include_boundary=True)
-            found[earlier < config.min_history] = np.nan
-            usual[target_index[located[timeline.order[timeline.pos]]]] = found
-        out[f"{PREFIX}km_from_usual"] = usual
     return out
-
-
-def _km_from_usual(
-    timeline: _Timeline, lat: np.ndarray, lon: np.ndarray, horizon: float
-) -> np.ndarray:
-    """Per target of ``timeline`` (the entity's located records): km from the mean position
-    of the entity's earlier located records within ``horizon`` (mean of unit vectors, so
-    it holds across the date line). NaN without earlier ones."""
-    phi, lam = np.radians(timeline.sort(lat)), np.radians(timeline.sort(lon))
-    xyz = np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=1)
-    cumulative = np.vstack([np.zeros((1, 3)), np.cumsum(xyz, axis=0)])
-    pos = timeline.pos
-    left = timeline.window_start(horizon, include_boundary=True)
-    mean = cumulative[pos] - cumulative[left]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_lat = np.degrees(np.arctan2(mean[:, 2], np.hypot(mean[:, 0], mean[:, 1])))
-        mean_lon = np.degrees(np.arctan2(mean[:, 1], mean[:, 0]))
-    km = _haversine_km(mean_lat, mean_lon, np.degrees(phi[pos]), np.degrees(lam[pos]))
-    km[pos == left] = np.nan
-    return km
 
 
 def _range_max(values: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -294,8 +294,6 @@ def describe_context(feature: str, values: Mapping, config: ContextConfig) -> st
             f"time of day {value:,.1f}x this {entity}'s usual spread away from its usual "
             f"hour (over {history})"
         )
-    if name == "km_from_usual":
-        return f"{value:,.0f} km from this {entity}'s usual place (over {history})"
     if config.travel_window and name == f"kmh_max_{_slug(config.travel_window)}":
         return (
             f"a jump at {value:,.0f} km/h between this {entity}'s located {noun}s "

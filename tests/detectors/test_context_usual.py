@@ -1,4 +1,4 @@
-"""The entity's usual hour and usual place as context: hand-checked values, the
+"""The entity's usual hour as context: hand-checked values, the
 bounded-history property, and when ``spec init`` proposes them."""
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ USUAL = ContextConfig(
     longitude_column="lon",
     located_column="present",
     hour_offset=True,
-    usual_place=True,
     min_history=3,
     entity_noun="card",
 )
@@ -56,21 +55,7 @@ def test_hour_offset_is_far_only_for_an_hour_the_entity_never_uses():
     assert "usual hour" in statement
 
 
-def test_km_from_usual_counts_located_records_only():
-    brussels, paris = (50.85, 4.35), (48.86, 2.35)
-    frame = _card(
-        [(12.0, *brussels, 1)] * 3 + [(12.0, *paris, 0), (12.0, *paris, 1), (12.0, *brussels, 1)]
-    )
-    km = build_context_features(frame, USUAL)["ctx_km_from_usual"].to_numpy()
-    assert np.isnan(km[:3]).all()
-    assert np.isnan(km[3])  # not located: says nothing about where the card is
-    assert km[4] == pytest.approx(264.0, abs=3.0)  # Paris from three Brussels records
-    assert 60.0 < km[5] < 70.0  # back home, the usual place now holds the Paris record
-    statement = describe_context("ctx_km_from_usual", {"ctx_km_from_usual": km[4]}, USUAL)
-    assert statement.startswith("264 km from this card's usual place")
-
-
-def test_usual_hour_and_place_keep_a_batch_alone_equal_to_the_whole_file():
+def test_usual_hour_keeps_a_batch_alone_equal_to_the_whole_file():
     rng = np.random.default_rng(5)
     n = 2000
     frame = pd.DataFrame(
@@ -91,11 +76,6 @@ def test_usual_hour_and_place_keep_a_batch_alone_equal_to_the_whole_file():
     combined = pd.concat([history, batch])
     alone = build_context_features(combined, USUAL, targets=np.arange(len(history), len(combined)))
     assert np.allclose(alone.to_numpy(), full.loc[batch.index].to_numpy(), equal_nan=True)
-
-
-def test_usual_place_needs_coordinates():
-    with pytest.raises(ValueError, match="usual_place needs coordinates"):
-        ContextConfig(entity_column="card", time_column="time", usual_place=True)
 
 
 @pytest.mark.parametrize(
