@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from detectors.context import ContextConfig, build_context_features, describe_context
+from detectors.context.running import unsupported
 from pipelines.intake.spec import infer_spec
 
 USUAL = ContextConfig(
@@ -91,3 +92,7 @@ def test_spec_init_proposes_the_hour_offset_only_for_times_of_day(times, propose
     )
     spec = infer_spec(frame, name="x", id_column="id", entity_column="card_id", time_column="when")
     assert spec.context.hour_offset is proposed
+
+
+def test_the_running_state_leaves_the_usual_hour_to_the_kept_rows():
+    assert "hour_offset" in unsupported(USUAL)
