@@ -82,6 +82,13 @@ class ContextConfig(BaseModel):
         description="Profile: share of the entity's earlier records within one hour of "
         "this time of day.",
     )
+    hour_offset: bool = Field(
+        default=False,
+        description="How far this record's time of day is from the entity's usual one: "
+        "the circular distance (hours) to the mean hour of its earlier records in history, "
+        "over their circular spread (at least one hour). A payment at 03:00 on a card "
+        "that pays around 14:00 is far; on a card that pays at any hour it is not.",
+    )
     novelty_windows: list[str] = Field(
         default_factory=list,
         description="Windows over which the records that were first at their novelty value "
@@ -238,6 +245,8 @@ class ContextConfig(BaseModel):
         names += [f"{PREFIX}share_{_slug(c)}" for c in self.profile_columns]
         if self.profile_hours:
             names.append(f"{PREFIX}share_hour")
+        if self.hour_offset:
+            names.append(f"{PREFIX}hour_offset")
         if self.calendar:
             names += [
                 f"{PREFIX}{n}" for n in ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")

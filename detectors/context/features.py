@@ -195,6 +195,12 @@ def build_context_features(
         share[too_short] = np.nan
         out[f"{PREFIX}share_hour"] = share
 
+    if config.hour_offset:
+        hours = _hours(frame[config.time_column], seconds)
+        offset = _hour_offset(entity, hours, left_history)
+        offset[too_short] = np.nan
+        out[f"{PREFIX}hour_offset"] = offset
+
     if config.calendar:
         out.update(_calendar(frame[config.time_column].iloc[rows], seconds[rows]))
 
@@ -337,6 +343,26 @@ def _earlier_median(entity: _Timeline, a: np.ndarray, horizon: float, min_count:
     # the entity timeline is sorted by entity code first, so values line up with ``a``.
     median = rolled.to_numpy(dtype="float64")
     return median[entity.pos]
+
+
+def _hour_offset(entity: _Timeline, hours: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """Per target: circular distance (hours) from its hour of day to the mean hour of the
+    entity's earlier records at sorted positions [left, pos), over their circular standard
+    deviation in hours (floored at one hour): a usual hour gives ~0-1, an hour the entity
+    never uses gives several. Sums of the hour's sine and cosine along the entity's
+    timeline give every window's mean direction at once."""
+    angle = entity.sort(2.0 * math.pi * hours / 24.0)
+    sine = np.concatenate([[0.0], np.cumsum(np.sin(angle))])
+    cosine = np.concatenate([[0.0], np.cumsum(np.cos(angle))])
+    pos = entity.pos
+    count = (pos - left).astype("float64")
+    s, c = sine[pos] - sine[left], cosine[pos] - cosine[left]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_hour = np.arctan2(s, c) * 24.0 / (2.0 * math.pi)
+        resultant = np.clip(np.hypot(s, c) / count, 1e-9, 1.0)
+        spread = np.sqrt(-2.0 * np.log(resultant)) * 24.0 / (2.0 * math.pi)
+    distance = np.abs(np.mod(angle[pos] * 24.0 / (2.0 * math.pi) - mean_hour + 12.0, 24.0) - 12.0)
+    return distance / np.maximum(spread, 1.0)
 
 
 def _near_hour_counts(

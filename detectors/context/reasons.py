@@ -289,6 +289,11 @@ def describe_context(feature: str, values: Mapping, config: ContextConfig) -> st
             f"{value:.0%} of this {entity}'s {noun}s in {history} "
             "within an hour of this time of day"
         )
+    if name == "hour_offset":
+        return (
+            f"time of day {value:,.1f}x this {entity}'s usual spread away from its usual "
+            f"hour (over {history})"
+        )
     if config.travel_window and name == f"kmh_max_{_slug(config.travel_window)}":
         return (
             f"a jump at {value:,.0f} km/h between this {entity}'s located {noun}s "

@@ -18,7 +18,8 @@ novelty value seen later counts as seen and its travel features compare with the
 located record only when that one is earlier.
 
 Not every option is covered: :func:`unsupported` names those a caller must compute from
-kept rows instead (medians, novelty windows and rates, profiles, the travel window).
+kept rows instead (medians, novelty windows and rates, profiles, the usual hour, the
+travel window).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def unsupported(config: ContextConfig) -> list[str]:
         out.append("profile_columns")
     if config.profile_hours:
         out.append("profile_hours")
+    if config.hour_offset:
+        out.append("hour_offset")
     if config.travel_window:
         out.append("travel_window")
     return out

@@ -374,7 +374,23 @@ def propose_context(
         novelty_columns=novelty,
         novelty_windows=["1h", "6h"] if novelty else [],
         history_count_cap=HISTORY_COUNT_CAP,
+        hour_offset=_has_time_of_day(frame[time_column]),
     )
+
+
+def _has_time_of_day(times: pd.Series) -> bool:
+    """Whether the times carry a time of day (not only dates or day counters): only then
+    can a record be at an hour unusual for its entity (``hour_offset``)."""
+    numeric = None
+    if not pd.api.types.is_datetime64_any_dtype(times):
+        numeric = pd.to_numeric(times, errors="coerce")
+    if numeric is not None and numeric.notna().mean() >= 0.95:
+        seconds = numeric.dropna().to_numpy(dtype="float64")
+    else:
+        parsed = pd.to_datetime(times, errors="coerce", format="mixed").dropna()
+        seconds = parsed.dt.tz_localize(None) if parsed.dt.tz is not None else parsed
+        seconds = seconds.astype("datetime64[ns]").astype("int64").to_numpy() / 1e9
+    return bool(len(seconds)) and bool((seconds % 86400.0 != 0.0).mean() > 0.5)
 
 
 def _looks_like_id(column: str) -> bool:

@@ -1,0 +1,98 @@
+"""The entity's usual hour as context: hand-checked values, the
+bounded-history property, and when ``spec init`` proposes them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detectors.context import ContextConfig, build_context_features, describe_context
+from detectors.context.running import unsupported
+from pipelines.intake.spec import infer_spec
+
+USUAL = ContextConfig(
+    entity_column="card",
+    time_column="time",
+    amount_column="amount",
+    history="7d",
+    latitude_column="lat",
+    longitude_column="lon",
+    located_column="present",
+    hour_offset=True,
+    min_history=3,
+    entity_noun="card",
+)
+
+
+def _card(hours_and_places: list[tuple[float, float, float, int]]) -> pd.DataFrame:
+    """One card, one record a day at (hour, lat, lon, present)."""
+    rows = [
+        {
+            "card": "a",
+            "time": pd.Timestamp("2026-01-05") + pd.Timedelta(days=day, hours=hour),
+            "amount": 10.0,
+            "lat": lat,
+            "lon": lon,
+            "present": present,
+        }
+        for day, (hour, lat, lon, present) in enumerate(hours_and_places)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_hour_offset_is_far_only_for_an_hour_the_entity_never_uses():
+    brussels = (50.85, 4.35)
+    frame = _card(
+        [(h, *brussels, 1) for h in (13.0, 14.0, 15.0, 14.0)] + [(14.5, *brussels, 1)]
+        + [(2.0, *brussels, 1)]
+    )  # fmt: skip
+    offset = build_context_features(frame, USUAL)["ctx_hour_offset"].to_numpy()
+    assert np.isnan(offset[:3]).all()  # fewer than min_history earlier records
+    # Earlier hours 13, 14, 15, 14: mean 14:00, spread under an hour (floored at one).
+    assert offset[4] == pytest.approx(0.5, abs=0.02)
+    assert offset[5] > 10.0  # 02:00 is twelve hours away from 14:00
+    statement = describe_context("ctx_hour_offset", {"ctx_hour_offset": offset[5]}, USUAL)
+    assert "usual hour" in statement
+
+
+def test_usual_hour_keeps_a_batch_alone_equal_to_the_whole_file():
+    rng = np.random.default_rng(5)
+    n = 2000
+    frame = pd.DataFrame(
+        {
+            "card": rng.choice([f"c{i}" for i in range(30)], n),
+            "time": pd.Timestamp("2026-01-01")
+            + pd.to_timedelta(rng.uniform(0, 30 * 86400, n), "s"),
+            "amount": rng.gamma(2.0, 20.0, n),
+            "lat": rng.normal(50, 1, n),
+            "lon": rng.normal(4, 1, n),
+            "present": rng.integers(0, 2, n),
+        }
+    )
+    full = build_context_features(frame, USUAL)
+    start = pd.Timestamp("2026-01-20")
+    batch = frame[(frame["time"] >= start) & (frame["time"] < start + pd.Timedelta("1D"))]
+    history = frame[(frame["time"] >= start - pd.Timedelta("7D")) & (frame["time"] < start)]
+    combined = pd.concat([history, batch])
+    alone = build_context_features(combined, USUAL, targets=np.arange(len(history), len(combined)))
+    assert np.allclose(alone.to_numpy(), full.loc[batch.index].to_numpy(), equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    ("times", "proposed"),
+    [
+        (["2026-01-05 09:12:00", "2026-01-05 17:40:31", "2026-01-06 11:02:09"], True),
+        (["2026-01-05", "2026-01-06", "2026-01-07"], False),
+    ],
+)
+def test_spec_init_proposes_the_hour_offset_only_for_times_of_day(times, proposed):
+    frame = pd.DataFrame(
+        {"id": ["1", "2", "3"], "card_id": ["a", "a", "b"], "when": times, "amount": [1.0, 2, 3]}
+    )
+    spec = infer_spec(frame, name="x", id_column="id", entity_column="card_id", time_column="when")
+    assert spec.context.hour_offset is proposed
+
+
+def test_the_running_state_leaves_the_usual_hour_to_the_kept_rows():
+    assert "hour_offset" in unsupported(USUAL)
