@@ -71,8 +71,8 @@ def typed_features(spec: DatasetSpec, frame: pd.DataFrame) -> pd.DataFrame:
 
 def _plain_texts(values: pd.Series) -> bool:
     """Values that are already what :func:`typed_features` makes (str or None), as a
-    validated batch's are: checked in Python, which is cheaper than converting (a third
-    of the cost for a 50k-row chunk, far less for one record) and stops at the first
+    validated batch's are: checked in Python, which costs less than converting them to
+    pandas strings and back (for a chunk and for one record) and stops at the first
     value that is not."""
     if values.dtype != object:
         return False
