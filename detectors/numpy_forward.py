@@ -36,6 +36,7 @@ from detectors.layout import (
     restore_fitted_state,
     rule_weights,
 )
+from detectors.numpy_neighbours import NearestRows, kth_distance, reference_side
 from detectors.thresholds import Threshold
 
 #: Beside weights.pt in a saved detector's folder.
@@ -46,10 +47,11 @@ _DIGEST_KEY = "__weights_pt_sha256__"
 _FORMAT_KEY = "__format__"
 #: Rows per forward pass: bounds memory like the torch path's batches.
 _ROWS_PER_PASS = 8192
+#: Rows per pass of the network within a pass: its widest activations (rows x 128 float32)
+#: stay in a core's L2 cache.
+_NETWORK_ROWS = 1024
 _SCORE_RULES = ("elbo", "ensemble")
 _KNN_VIEWS = ("input", "latent")
-#: Query rows per block of the nearest-neighbour view (see ``_nearest_distance``).
-_NEAREST_BLOCK_ROWS = 512
 
 
 def export_numpy_weights(folder: Path, state: Mapping[str, np.ndarray]) -> Path:
@@ -179,53 +181,6 @@ def _silu(x: np.ndarray) -> np.ndarray:
     return np.divide(x, scratch, out=scratch)
 
 
-def _reference_side(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """As ``detectors.vae.reference_side``: float32 mean, centred rows, squared norms."""
-    centre = ref.mean(axis=0, dtype=np.float32)
-    centred = ref - centre
-    return centre, centred, (centred * centred).sum(axis=1)
-
-
-def _nearest_distance(
-    q: np.ndarray, prepared: tuple[np.ndarray, np.ndarray, np.ndarray]
-) -> np.ndarray:
-    """As ``detectors.parts.nearest_distance`` with k = 1 (the nearest row found from float32
-    products, its distance measured directly), in blocks of ``_NEAREST_BLOCK_ROWS`` query
-    rows so the (rows x reference) block stays in cache."""
-    centre, centred, r_sq = prepared
-    centred_t = centred.T * np.float32(-2.0)  # (d, rows): one small copy per pass
-    out = np.empty(q.shape[0], dtype=np.float64)
-    for start in range(0, q.shape[0], _NEAREST_BLOCK_ROWS):
-        part = q[start : start + _NEAREST_BLOCK_ROWS].astype(np.float32, copy=False) - centre
-        partial = part @ centred_t
-        partial += r_sq
-        diff = part - centred[partial.argmin(axis=1)]
-        out[start : start + len(part)] = np.sqrt((diff * diff).sum(axis=1))
-    nan = np.isnan(out)
-    if nan.any():
-        out[nan & ~np.isnan(q).any(axis=1)] = np.inf
-    return out
-
-
-def _kth_distance(
-    q: np.ndarray, prepared: tuple[np.ndarray, np.ndarray, np.ndarray], k: int
-) -> np.ndarray:
-    """As ``detectors.parts.kth_distance`` (float32 products, float64 result)."""
-    centre, centred, r_sq = prepared
-    k = max(1, min(int(k), centred.shape[0]))
-    q32 = q.astype(np.float32, copy=False) - centre
-    partial = r_sq - np.float32(2.0) * (q32 @ centred.T)
-    if k == 1:
-        best = partial.min(axis=1)
-    else:
-        best = np.partition(partial, k - 1, axis=1)[:, k - 1]
-    out = np.sqrt(np.maximum(best + (q32 * q32).sum(axis=1), np.float32(0.0))).astype(np.float64)
-    nan = np.isnan(out)
-    if nan.any():
-        out[nan & ~np.isnan(q).any(axis=1)] = np.inf
-    return out
-
-
 class NumpyVAE:
     """A saved ``VAEDetector``'s scoring side in numpy (see the module docstring).
 
@@ -268,16 +223,17 @@ class NumpyVAE:
         self._references = {}
         if self._views:
             self._references = {
-                "input": _reference_side(arrays["knn_reference"]),
-                "latent": _reference_side(arrays["knn_latent"]),
+                "input": reference_side(arrays["knn_reference"]),
+                "latent": reference_side(arrays["knn_latent"]),
             }
         self._neighbours = None
         if plan["neighbours"]:
-            self._neighbours = _reference_side(arrays["neighbour_reference"])
+            self._neighbours = NearestRows(arrays["neighbour_reference"])
         e = self.ensemble_
         if self.score_rule == "ensemble":
             self._var64 = np.asarray(self.error_variance_, dtype=np.float64)
             self._knots = np.asarray(e["tail_knots"], dtype=np.float64)  # (d, knots)
+            self._last_knot = self._knots[:, -1].copy()
             self._logp = np.asarray(e["tail_logp"], dtype=np.float64)
             self._slope = np.asarray(e["tail_slope"], dtype=np.float64)
             self._precision = np.asarray(e["precision"], dtype=np.float64)
@@ -312,31 +268,44 @@ class NumpyVAE:
         return z
 
     def _residuals_kl_mu(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        mu, logvar = self._encode(x)
-        kl = 0.5 * (mu * mu + np.exp(logvar) - 1.0 - logvar).sum(axis=1)
-        return (x - self._decode(mu)).astype(np.float64), kl.astype(np.float64), mu
+        """Residuals and KL term (float64) and posterior means (float32), the network run
+        ``_NETWORK_ROWS`` rows at a time so its activations stay in the core's cache."""
+        n = x.shape[0]
+        resid = np.empty(x.shape, dtype=np.float64)
+        kl = np.empty(n, dtype=np.float64)
+        mu = np.empty((n, self._mu[0].shape[1]), dtype=np.float32)
+        for start in range(0, n, _NETWORK_ROWS):
+            stop = min(start + _NETWORK_ROWS, n)
+            xb = x[start:stop]
+            mu_b, logvar = self._encode(xb)
+            kl[start:stop] = 0.5 * (mu_b * mu_b + np.exp(logvar) - 1.0 - logvar).sum(axis=1)
+            resid[start:stop] = xb - self._decode(mu_b)
+            mu[start:stop] = mu_b
+        return resid, kl, mu
+
+    def _tails(self, absr: np.ndarray) -> np.ndarray:
+        """Per-column tail surprisal of ``|r|`` (n, d), float64: the knots' -log tail
+        probability interpolated linearly (0 below the first knot), an exponential tail
+        beyond the last; one ``np.interp`` per column."""
+        columns = np.ascontiguousarray(absr.T)
+        tail = np.empty_like(columns)
+        logp, last_logp = self._logp, self._logp[-1]
+        rows = zip(columns, self._knots, self._last_knot, self._slope, strict=True)
+        for j, (column, knots, last, slope) in enumerate(rows):
+            tail[j] = np.interp(column, knots, logp, left=0.0)
+            beyond = column > last
+            if beyond.any():
+                tail[j, beyond] = last_logp + (column[beyond] - last) / slope
+        if np.isnan(columns).any():  # a NaN residual reads the last knot, as it always did
+            tail[np.isnan(columns)] = last_logp
+        return tail.T
 
     # -- the score rules (as VAEDetector._ensemble_rules / _elbo_terms) --------------------
 
     def _ensemble_rules(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         resid, kl, mu = self._residuals_kl_mu(x)
-        knots, logp, slope = self._knots, self._logp, self._slope
         sq = resid * resid / self._var64
-        absr = np.abs(resid)
-        idx = np.empty(absr.shape, dtype=np.int64)
-        for j in range(knots.shape[0]):
-            idx[:, j] = np.searchsorted(knots[j], absr[:, j], side="right")
-        k = knots.shape[1]
-        lo = np.clip(idx - 1, 0, k - 1)
-        hi = np.clip(idx, 0, k - 1)
-        cols = np.broadcast_to(np.arange(knots.shape[0]), idx.shape)
-        x0, x1 = knots[cols, lo], knots[cols, hi]
-        y0, y1 = logp[lo], logp[hi]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            frac = np.where(x1 > x0, (absr - x0) / np.maximum(x1 - x0, 1e-300), 1.0)
-        tail = y0 + np.clip(frac, 0.0, 1.0) * (y1 - y0)
-        tail = np.where(absr > knots[:, -1], logp[-1] + (absr - knots[:, -1]) / slope, tail)
-        tail = np.where(idx == 0, 0.0, tail)
+        tail = self._tails(np.abs(resid))
         beta_kl = self._beta * kl
         parts = [
             sq.sum(axis=1) + beta_kl,
@@ -347,9 +316,9 @@ class NumpyVAE:
         k_nearest = int(self.ensemble_.get("knn_k", 1))
         views = {"input": x, "latent": mu}
         for view in self._views:
-            parts.append(_kth_distance(views[view], self._references[view], k_nearest))
+            parts.append(kth_distance(views[view], self._references[view], k_nearest))
         if self._neighbours is not None:
-            parts.append(_nearest_distance(x, self._neighbours))
+            parts.append(self._neighbours.distance(x))
         return np.stack(parts, axis=1), sq, tail
 
     def _score_terms(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -69,10 +69,12 @@ def typed_features(spec: DatasetSpec, frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(columns, index=frame.index)
 
 
-def _plain_texts(values: pd.Series, limit: int = 64) -> bool:
-    """A few values that are already what :func:`typed_features` makes (str or None):
-    checked in Python, which for a one-record request is cheaper than converting."""
-    if len(values) > limit or values.dtype != object:
+def _plain_texts(values: pd.Series) -> bool:
+    """Values that are already what :func:`typed_features` makes (str or None), as a
+    validated batch's are: checked in Python, which costs less than converting them to
+    pandas strings and back (for a chunk and for one record) and stops at the first
+    value that is not."""
+    if values.dtype != object:
         return False
     return all(v is None or type(v) is str for v in values.tolist())
 
