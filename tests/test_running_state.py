@@ -278,7 +278,7 @@ def test_the_state_survives_a_restart_and_ages_out_exactly(cards_bundle, tmp_pat
     assert restarted.state.cards[str(probe["card_id"])].to_bytes() == before
     # Aging out drops only entities with nothing within history of the newest record.
     memory = restarted.state
-    memory.newest += 30 * 86400
+    memory.newest += 2 * memory.horizon
     assert memory.age_out() > 0 and not memory.cards and not memory.keys
     size = StatefulScorer(bundle, store, background=False).state.nbytes()
     assert 0 < size["bytes_per_entity"] < 20_000

@@ -32,25 +32,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI, HTTPException, Request, Response
-from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from fastapi import FastAPI, Request, Response
+from pydantic import BaseModel, Field
 
 from detectors.context import time_to_seconds
 from pipelines.intake.ingest import Batch, ValidationResult, validate_batch
 from pipelines.intake.records import validate_records
 from pipelines.modeling.bundle import ScoringBundle
 from pipelines.modeling.registry import load_bundle, resolve_model
+from pipelines.operations.api_route import ScoreAnswer, ScoreRoute
 from pipelines.operations.metrics import CONTENT_TYPE, ApiMetrics
 from pipelines.operations.stateful import StatefulScorer, why_not_stateful
 from pipelines.scoring.history import LiveHistory, context_signature
 from pipelines.store import ResultsStore
-
-try:  # installed with prefect; the standard library's json is the fallback
-    import orjson
-except ImportError:  # pragma: no cover
-    orjson = None
 
 log = logging.getLogger(__name__)
 
@@ -381,13 +375,6 @@ class Scorer:
         }
 
 
-def _dumps(response: dict) -> bytes:
-    """The response as JSON bytes (numpy numbers and anything else as text, as before)."""
-    if orjson is not None:
-        return orjson.dumps(response, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
-    return json.dumps(response, default=str).encode()
-
-
 #: ``POST /score``'s body in the OpenAPI schema (the endpoint parses it itself).
 _REQUEST_BODY = {
     "requestBody": {
@@ -471,36 +458,16 @@ def create_app(
     def prometheus() -> Response:
         return Response(metrics.registry.exposition(), media_type=CONTENT_TYPE)
 
+    answer = ScoreAnswer(scorer, metrics, ScoreRequest)
+
     @app.post("/score", openapi_extra=_REQUEST_BODY, response_model=None)
     async def score(request: Request) -> Response:
-        """Scored on the event loop where the running state covers the model (a payment
-        costs well under a millisecond: a thread hand-off would cost more), else in the
-        thread pool. The body is parsed and the answer written without FastAPI's
-        per-field encoding (the dominant costs of a one-payment request)."""
-        started = time.perf_counter()
-        body = await request.body()
-        try:
-            parsed = ScoreRequest.model_validate_json(body)
-        except ValidationError as exc:
-            metrics.failed("invalid", time.perf_counter() - started)
-            errors = exc.errors(include_url=False, include_context=False, include_input=False)
-            errors = [{**e, "loc": ("body", *e["loc"])} for e in errors]
-            raise RequestValidationError(errors) from None
-        try:
-            if scorer.scores_inline():
-                response = scorer.score(parsed)
-            else:
-                response = await run_in_threadpool(scorer.score, parsed)
-        except ValueError as exc:  # missing columns, unknown model: the caller's to fix
-            metrics.failed("invalid", time.perf_counter() - started)
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
-        except Exception:
-            metrics.failed("internal", time.perf_counter() - started)
-            raise
-        content = _dumps(response)
-        metrics.observe(response, time.perf_counter() - started)
-        return Response(content, media_type="application/json")
+        """Answered by :class:`ScoreRoute` in front of the router (this route gives the
+        OpenAPI schema, and answers the same where the middleware is not in front)."""
+        status, content = await answer(await request.body())
+        return Response(content, status_code=status, media_type="application/json")
 
+    app.add_middleware(ScoreRoute, answer=answer)
     app.state.scorer = scorer
     app.state.metrics = metrics
     return app
