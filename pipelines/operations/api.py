@@ -12,6 +12,10 @@ bundle code as batch scoring. Either way the scored records are kept for the nex
 request and written to the store in batches: a record scored here gets the score batch
 scoring would give it (tested, across a restart too).
 
+``POST /score`` costs what scoring costs: from the running state a payment is scored on
+the event loop, its body parsed and its answer written in one call each
+(:mod:`pipelines.operations.api_route`).
+
 ``GET /metrics`` answers Prometheus' text format (requests, errors, latency and score
 histograms: :mod:`pipelines.operations.metrics`).
 
