@@ -309,6 +309,13 @@ def test_vigil_api_serves_the_running_state_and_metrics(cards_bundle, tmp_path, 
             results += response.json()["results"]
         bad = client.post("/score", json={"records": [{"transaction_id": "x"}]})
         assert bad.status_code in (200, 422)
+        # Bodies answer as FastAPI's validation would (and count as invalid requests).
+        empty = client.post("/score", json={"records": []})
+        assert empty.status_code == 422 and empty.json()["detail"][0]["loc"] == ["body", "records"]
+        broken = client.post("/score", content=b"{not json", headers={"content-type": "x"})
+        assert broken.status_code == 422 and broken.json()["detail"]
+        schema = client.get("/openapi.json").json()["paths"]["/score"]["post"]["requestBody"]
+        assert "records" in schema["content"]["application/json"]["schema"]["properties"]
         text = client.get("/metrics").text
     _assert_same(results, expected)
     lines = dict(
@@ -316,7 +323,8 @@ def test_vigil_api_serves_the_running_state_and_metrics(cards_bundle, tmp_path, 
     )
     assert float(lines['vigil_api_requests_total{outcome="ok"}']) >= len(live)
     assert float(lines["vigil_api_records_scored_total"]) == len(live)
-    assert float(lines["vigil_api_request_duration_seconds_count"]) == len(live) + 1
+    assert float(lines["vigil_api_request_duration_seconds_count"]) == len(live) + 3
+    assert float(lines['vigil_api_errors_total{kind="invalid"}']) >= 2
     assert float(lines['vigil_api_scores_bucket{le="+Inf"}']) == len(live)
     assert "# TYPE vigil_api_request_duration_seconds histogram" in text
 
