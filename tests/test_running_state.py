@@ -114,6 +114,11 @@ def _assert_features(got: pd.DataFrame, expected: pd.DataFrame) -> None:
         )  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def proposed_cards():
+    return _card_data(n_cards=12, seed=1)
+
+
 @pytest.mark.parametrize(
     "changes",
     [
@@ -129,13 +134,16 @@ def _assert_features(got: pd.DataFrame, expected: pd.DataFrame) -> None:
          "history": "10D", "novelty_windows": ["1h", "2D"], "min_history": 1},
     ],
 )  # fmt: skip
-def test_every_option_of_a_proposed_card_spec_is_computed_one_record_at_a_time(changes):
+def test_every_option_of_a_proposed_card_spec_is_computed_one_record_at_a_time(
+    changes, proposed_cards
+):
     """The spec `spec init` proposes for card data (travel window, novelty windows) and
     the other options, from the running state and from the state rebuilt from kept rows
     part-way through, give the batch build's features."""
     from pipelines.scoring.entity_state import rebuild, secondary_key
 
-    spec, clean = _card_data(n_cards=12, seed=1)
+    spec, clean = proposed_cards
+    clean = clean.copy()
     assert spec.context.travel_window and spec.context.novelty_windows
     clean.loc[clean.index[::17], "merchant_id"] = None
     clean.loc[clean.index[::19], "merchant_category"] = None
