@@ -15,8 +15,14 @@ import pytest
 
 from detectors.context import build_context_features
 from detectors.context.running import KeyState, RunningContext, unsupported
-from pipelines.demo_sequences import SEQUENCE_SPEC, TYPOLOGY_SPEC, generate_card_sequences
+from pipelines.demo_sequences import (
+    SEQUENCE_SPEC,
+    TYPOLOGY_SPEC,
+    generate_card_sequences,
+    generate_typology_set,
+)
 from pipelines.intake.ingest import Batch, validate_batch
+from pipelines.intake.spec import infer_spec
 from pipelines.modeling.bundle import ScoringBundle, prepare_records
 from pipelines.scoring.history import KeptHistory
 from pipelines.store import ResultsStore
@@ -25,6 +31,17 @@ from pipelines.store import ResultsStore
 def _clean(frame: pd.DataFrame, spec=SEQUENCE_SPEC) -> pd.DataFrame:
     clean = validate_batch(Batch(frame=frame, source="t"), spec).clean
     return clean.sort_values(spec.time_column, kind="stable").reset_index(drop=True)
+
+
+def _card_data(n_cards: int, seed: int):
+    """Card payments of five fraud typologies and their spec as `vigil spec init` proposes
+    it (travel window, novelty windows, located column, capped history count)."""
+    frame = generate_typology_set(n_cards=n_cards, days=18, seed=seed)
+    spec = infer_spec(
+        frame, name="cards", id_column="transaction_id", label_column="is_fraud",
+        entity_column="card_id", time_column="timestamp", ignore_columns=["fraud_kind"],
+    )  # fmt: skip
+    return spec, _clean(frame, spec)
 
 
 def _json_records(frame: pd.DataFrame) -> list[dict]:
@@ -75,21 +92,97 @@ def test_running_features_equal_the_batch_build_one_record_at_a_time(changes):
     assert max(len(c.t) for c in cards.values()) <= 2 * 14 * 6 + 64
 
 
-def test_options_the_running_state_does_not_compute_are_named():
+def _stepped(config, records, cards=None, merchants=None) -> pd.DataFrame:
+    running = RunningContext(config)
+    cards = {} if cards is None else cards
+    merchants = {} if merchants is None else merchants
+    got = []
+    for record in records:
+        card = cards.setdefault(str(record["card_id"]), running.new_entity())
+        merchant = record["merchant_id"]
+        state = None if merchant is None else merchants.setdefault(str(merchant), KeyState())
+        got.append(running.step(record, card, {"merchant_id": state}))
+    return pd.DataFrame(got)
+
+
+def _assert_features(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    assert list(got.columns) == list(expected.columns)
+    for column in expected.columns:
+        np.testing.assert_allclose(
+            got[column].to_numpy(float), expected[column].to_numpy(float),
+            rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=column,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def proposed_cards():
+    return _card_data(n_cards=12, seed=1)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},  # as `spec init` proposes it
+        {
+            "novelty_rate": "unlocated",
+            "robust_baseline": True,
+            "profile_columns": ["merchant_category"],
+            "profile_hours": True,
+            "level_windows": ["1D"],
+        },
+        {"novelty_rate": "all", "robust_baseline": True, "profile_columns": ["merchant_id"],
+         "history": "10D", "novelty_windows": ["1h", "2D"], "min_history": 1},
+    ],
+)  # fmt: skip
+def test_every_option_of_a_proposed_card_spec_is_computed_one_record_at_a_time(
+    changes, proposed_cards
+):
+    """The spec `spec init` proposes for card data (travel window, novelty windows) and
+    the other options, from the running state and from the state rebuilt from kept rows
+    part-way through, give the batch build's features."""
+    from pipelines.scoring.entity_state import rebuild, secondary_key
+
+    spec, clean = proposed_cards
+    clean = clean.copy()
+    assert spec.context.travel_window and spec.context.novelty_windows
+    clean.loc[clean.index[::17], "merchant_id"] = None
+    clean.loc[clean.index[::19], "merchant_category"] = None
+    clean.loc[clean.index[::13], "amount"] = np.nan
+    config = spec.context.replace(**changes)
+    assert unsupported(config) == []
+    expected = build_context_features(clean, config)
+    _assert_features(_stepped(config, clean.to_dict("records")), expected)
+    # Rebuilt from the first 60% as kept history, then one record at a time.
+    cut = int(len(clean) * 0.6)
+    spec = spec.model_copy(update={"context": config})
+    cards, keys = rebuild(
+        clean.iloc[:cut], spec, RunningContext(config), model_columns=[], steps_kept=0
+    )
+    prefix = secondary_key("merchant_id", "")
+    merchants = {k.removeprefix(prefix): state for k, state in keys}
+    states = {entity: card.context for entity, card in cards}
+    got = _stepped(config, clean.iloc[cut:].to_dict("records"), states, merchants)
+    _assert_features(got, expected.iloc[cut:])
+    # Bounded: besides its records within history, a card keeps a few marked times.
+    marks = max(sum(len(v) for v in c.marks.values()) for c in states.values())
+    records = max(len(c.t) for c in states.values())
+    assert marks <= 4 * records + 20
+
+
+def test_the_typology_spec_takes_the_running_state():
     assert unsupported(SEQUENCE_SPEC.context) == []
-    assert set(unsupported(TYPOLOGY_SPEC.context)) == {"novelty_windows", "travel_window"}
-    with pytest.raises(ValueError, match="travel_window"):
-        RunningContext(TYPOLOGY_SPEC.context)
+    assert unsupported(TYPOLOGY_SPEC.context) == []
+    assert RunningContext(TYPOLOGY_SPEC.context).names == TYPOLOGY_SPEC.context.feature_names()
 
 
 @pytest.fixture(scope="module")
 def cards_bundle(tmp_path_factory):
-    """A small sequence VAE fitted on 12 days of card payments; the next 2 days arrive
-    live. Returns (bundle, kept training state, the live records)."""
+    """A small sequence VAE fitted on the first 85% of 18 days of card payments, with the
+    spec `spec init` proposes; the rest arrives live. Returns (bundle, kept training
+    state, the live records)."""
     from pipelines.modeling.training import TrainConfig, fit_detector, split_for_training
 
-    spec = SEQUENCE_SPEC
-    clean = _clean(generate_card_sequences(n_cards=25, days=14, seed=4))
+    spec, clean = _card_data(n_cards=14, seed=4)
     cut = clean["timestamp"].quantile(0.85)
     past, live = clean[clean["timestamp"] < cut], clean[clean["timestamp"] >= cut]
     config = TrainConfig(
@@ -102,7 +195,7 @@ def cards_bundle(tmp_path_factory):
     # A low threshold: many records flagged, so many reasons are compared.
     from detectors.thresholds import Threshold
 
-    scores = bundle.score(past.tail(300))["score"].to_numpy()
+    scores = bundle.score(live, history=split.state)["score"].to_numpy()
     bundle.set_threshold(Threshold("fpr", 0.3, float(np.quantile(scores, 0.7))))
     return bundle, split.state, live.reset_index(drop=True)
 
@@ -193,7 +286,7 @@ def test_the_state_survives_a_restart_and_ages_out_exactly(cards_bundle, tmp_pat
     assert restarted.state.cards[str(probe["card_id"])].to_bytes() == before
     # Aging out drops only entities with nothing within history of the newest record.
     memory = restarted.state
-    memory.newest += 30 * 86400
+    memory.newest += 2 * memory.horizon
     assert memory.age_out() > 0 and not memory.cards and not memory.keys
     size = StatefulScorer(bundle, store, background=False).state.nbytes()
     assert 0 < size["bytes_per_entity"] < 20_000
@@ -224,6 +317,13 @@ def test_vigil_api_serves_the_running_state_and_metrics(cards_bundle, tmp_path, 
             results += response.json()["results"]
         bad = client.post("/score", json={"records": [{"transaction_id": "x"}]})
         assert bad.status_code in (200, 422)
+        # Bodies answer as FastAPI's validation would (and count as invalid requests).
+        empty = client.post("/score", json={"records": []})
+        assert empty.status_code == 422 and empty.json()["detail"][0]["loc"] == ["body", "records"]
+        broken = client.post("/score", content=b"{not json", headers={"content-type": "x"})
+        assert broken.status_code == 422 and broken.json()["detail"]
+        schema = client.get("/openapi.json").json()["paths"]["/score"]["post"]["requestBody"]
+        assert "records" in schema["content"]["application/json"]["schema"]["properties"]
         text = client.get("/metrics").text
     _assert_same(results, expected)
     lines = dict(
@@ -231,7 +331,8 @@ def test_vigil_api_serves_the_running_state_and_metrics(cards_bundle, tmp_path, 
     )
     assert float(lines['vigil_api_requests_total{outcome="ok"}']) >= len(live)
     assert float(lines["vigil_api_records_scored_total"]) == len(live)
-    assert float(lines["vigil_api_request_duration_seconds_count"]) == len(live) + 1
+    assert float(lines["vigil_api_request_duration_seconds_count"]) == len(live) + 3
+    assert float(lines['vigil_api_errors_total{kind="invalid"}']) >= 2
     assert float(lines['vigil_api_scores_bucket{le="+Inf"}']) == len(live)
     assert "# TYPE vigil_api_request_duration_seconds histogram" in text
 

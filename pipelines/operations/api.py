@@ -12,6 +12,10 @@ bundle code as batch scoring. Either way the scored records are kept for the nex
 request and written to the store in batches: a record scored here gets the score batch
 scoring would give it (tested, across a restart too).
 
+``POST /score`` costs what scoring costs: from the running state a payment is scored on
+the event loop, its body parsed and its answer written in one call each
+(:mod:`pipelines.operations.api_route`).
+
 ``GET /metrics`` answers Prometheus' text format (requests, errors, latency and score
 histograms: :mod:`pipelines.operations.metrics`).
 
@@ -32,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, Field
 
 from detectors.context import time_to_seconds
@@ -39,6 +44,7 @@ from pipelines.intake.ingest import Batch, ValidationResult, validate_batch
 from pipelines.intake.records import validate_records
 from pipelines.modeling.bundle import ScoringBundle
 from pipelines.modeling.registry import load_bundle, resolve_model
+from pipelines.operations.api_route import ScoreAnswer, ScoreRoute
 from pipelines.operations.metrics import CONTENT_TYPE, ApiMetrics
 from pipelines.operations.stateful import StatefulScorer, why_not_stateful
 from pipelines.scoring.history import LiveHistory, context_signature
@@ -205,6 +211,12 @@ class Scorer:
             with self._score_lock:
                 self._live.close()
 
+    def scores_inline(self) -> bool:
+        """Whether a request is scored from the running state of the loaded model (a
+        fraction of a millisecond: no reason to leave the caller's thread)."""
+        loaded, stateful = self._current, self._stateful
+        return loaded is not None and stateful is not None and stateful.bundle is loaded.bundle
+
     def score(self, request: ScoreRequest) -> dict:
         """Score one request. Requests that append to the history and arrive while
         another is being scored wait in a queue; whoever scores next takes the whole
@@ -367,6 +379,15 @@ class Scorer:
         }
 
 
+#: ``POST /score``'s body in the OpenAPI schema (the endpoint parses it itself).
+_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": ScoreRequest.model_json_schema()}},
+    }
+}
+
+
 @dataclass
 class _Ticket:
     """A request waiting in the scoring queue, and what became of it."""
@@ -408,7 +429,6 @@ def create_app(
 ):
     """The FastAPI app: ``POST /score``, ``GET /health``, ``GET /metrics``. Shutting the
     app down writes the entity history still pending to the store."""
-    from fastapi import FastAPI, HTTPException, Response
 
     scorer = Scorer(
         store,
@@ -442,20 +462,16 @@ def create_app(
     def prometheus() -> Response:
         return Response(metrics.registry.exposition(), media_type=CONTENT_TYPE)
 
-    @app.post("/score")
-    def score(request: ScoreRequest) -> dict:
-        started = time.perf_counter()
-        try:
-            response = scorer.score(request)
-        except ValueError as exc:  # missing columns, unknown model: the caller's to fix
-            metrics.failed("invalid", time.perf_counter() - started)
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
-        except Exception:
-            metrics.failed("internal", time.perf_counter() - started)
-            raise
-        metrics.observe(response, time.perf_counter() - started)
-        return response
+    answer = ScoreAnswer(scorer, metrics, ScoreRequest)
 
+    @app.post("/score", openapi_extra=_REQUEST_BODY, response_model=None)
+    async def score(request: Request) -> Response:
+        """Answered by :class:`ScoreRoute` in front of the router (this route gives the
+        OpenAPI schema, and answers the same where the middleware is not in front)."""
+        status, content = await answer(await request.body())
+        return Response(content, status_code=status, media_type="application/json")
+
+    app.add_middleware(ScoreRoute, answer=answer)
     app.state.scorer = scorer
     app.state.metrics = metrics
     return app

@@ -1,7 +1,8 @@
 """One payment scored from its card's running state: the real-time path of ``vigil api``.
 
-For a sequence model whose context the running state covers
-(:func:`detectors.context.running.unsupported`) and whose network the numpy forward
+For a sequence model whose context the running state covers (every context option,
+those `vigil spec init` proposes included: :func:`detectors.context.running.unsupported`
+names any it would not) and whose network the numpy forward
 reproduces (:class:`detectors.numpy_sequence.NumpySequenceVAE`), a payment costs a few
 dictionary look-ups and small array products: its values typed without a frame, its
 context features from the card's and merchant's running numbers, its window from the

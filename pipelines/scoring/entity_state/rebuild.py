@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from detectors.context import time_to_seconds
-from detectors.context.running import EntityState, KeyState, RunningContext, _key, _truthy
+from detectors.context.running import KeyState, RunningContext
+from detectors.context.running_marks import frame_marks
+from detectors.context.running_values import key, truthy
 from pipelines.intake.spec import DatasetSpec
 from pipelines.scoring.entity_state.stores import CardState, secondary_key
 from pipelines.scoring.history.base import context_signature, with_features_of
@@ -69,21 +71,37 @@ def rebuild(
         lon = pd.to_numeric(frame[config.longitude_column], errors="coerce").to_numpy(float)
         located = ~(np.isnan(lat) | np.isnan(lon))
         if config.located_column:
-            located &= np.array([_truthy(v) for v in frame[config.located_column]], dtype=bool)
+            located &= np.array([truthy(v) for v in frame[config.located_column]], dtype=bool)
     rows = frame[model_columns].to_numpy(dtype=object)
     novelty = [frame[c].to_numpy(dtype=object) for c in config.novelty_columns]
+    profile = [frame[c].to_numpy(dtype=object) for c in config.profile_columns]
+    entity_codes = pd.factorize(frame[config.entity_column])[0]
+    marks = frame_marks(frame, config, seconds, entity_codes, located)
     cards: list[tuple[str, CardState]] = []
     for entity, idx in _groups(frame[config.entity_column]):
         t = seconds[idx]
         keep = t >= t[-1] - horizon
-        state = EntityState(len(novelty))
+        state = running.new_entity()
         _fill(state, t[keep], amounts[idx][keep])
         state.last = float(t[-1])
         for i, values in enumerate(novelty):
             seen = state.seen[i]
             for value, when in zip(values[idx][keep].tolist(), t[keep].tolist(), strict=True):
-                if value is not None and value is not pd.NA and value == value:
-                    seen[_key(value)] = when
+                if _known(value):
+                    seen[key(value)] = when
+        for i, values in enumerate(profile):
+            times: dict[str, list[float]] = {}
+            for value, when in zip(values[idx][keep].tolist(), t[keep].tolist(), strict=True):
+                if _known(value):
+                    times.setdefault(key(value), []).append(when)
+            state.profile[i] = {k: array("d", v) for k, v in times.items()}
+        for mark in marks:
+            chosen = idx[mark.rows[idx]]
+            chosen = chosen[seconds[chosen] >= t[-1] - mark.width]
+            if len(chosen):
+                state.marks[mark.name] = array("d", seconds[chosen].tolist())
+                if mark.values is not None:
+                    state.marks["speed"] = array("d", mark.values[chosen].tolist())
         where = idx[located[idx]]
         if len(where):
             last = where[-1]
@@ -99,6 +117,10 @@ def rebuild(
             _fill(state, t[keep], amounts[idx][keep])
             keys.append((secondary_key(column, str(value)), state))
     return cards, keys
+
+
+def _known(value: object) -> bool:
+    return value is not None and value is not pd.NA and value == value
 
 
 def _fill(state: KeyState, t: np.ndarray, amounts: np.ndarray) -> None:

@@ -38,7 +38,9 @@ class HistoryWriter:
     ) -> None:
         self._kept = KeptHistory(store, spec)
         self.flush_seconds, self.max_pending, self.source = flush_seconds, max_pending, source
-        self._pending: list[pd.DataFrame] = []
+        #: Single records (dicts) and frames, in arrival order; a frame is built once
+        #: per flush, not per record (a one-row DataFrame costs more than scoring it).
+        self._pending: list[dict | pd.DataFrame] = []
         self._pending_rows = 0
         self.written_batches: set[str] = set()
         self._lock = threading.Lock()
@@ -60,10 +62,9 @@ class HistoryWriter:
     def add(self, rows: dict | pd.DataFrame) -> bool:
         """Queue one record (a dict) or a frame of them; True when ``max_pending`` wait
         (the writer's own thread is woken; an owner without one flushes itself)."""
-        frame = pd.DataFrame([rows]) if isinstance(rows, dict) else rows
         with self._lock:
-            self._pending.append(frame)
-            self._pending_rows += len(frame)
+            self._pending.append(rows)
+            self._pending_rows += 1 if isinstance(rows, dict) else len(rows)
             full = self._pending_rows >= self.max_pending
         if full:
             self._wake.set()
@@ -75,7 +76,7 @@ class HistoryWriter:
                 pending, self._pending, self._pending_rows = self._pending, [], 0
             if not pending:
                 return 0
-            frame = pd.concat(pending, ignore_index=True)
+            frame = _frame(pending)
             hashed = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy()
             batch_id = f"{self.source}-{hashlib.sha256(hashed.tobytes()).hexdigest()[:16]}"
             try:
@@ -104,3 +105,21 @@ class HistoryWriter:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.flush()
+
+
+def _frame(pending: list[dict | pd.DataFrame]) -> pd.DataFrame:
+    """One frame of the pending records and frames, in order (each run of records as
+    one frame)."""
+    parts: list[pd.DataFrame] = []
+    records: list[dict] = []
+    for item in pending:
+        if isinstance(item, dict):
+            records.append(item)
+            continue
+        if records:
+            parts.append(pd.DataFrame(records))
+            records = []
+        parts.append(item)
+    if records:
+        parts.append(pd.DataFrame(records))
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
