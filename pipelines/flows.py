@@ -18,6 +18,7 @@ from pipelines.jobs.scheduled import score_pending
 from pipelines.jobs.score import ScoreRequest, score_source
 from pipelines.modeling.bundle import PreparedRecords
 from pipelines.modeling.churn import TAG_FLAG_CHURN, FlagChurn, flag_churn_against_champion
+from pipelines.modeling.health import generative_health
 from pipelines.modeling.registry import model_name_for
 from pipelines.modeling.training import (
     DetectorKind,
@@ -113,6 +114,7 @@ def train_detector(
 
     detector = fit_detector(kind, spec, data_split, config)
     evaluation = evaluate_detector(detector, spec, data_split, config)
+    evaluation.metrics.update(generative_health(detector, spec, data_split))
     problems = training_problems(detector, evaluation, spec, data_split)
     if config.seed_check:
         again = config.model_copy(update={"seed": config.seed + 1})
@@ -124,7 +126,7 @@ def train_detector(
         )
         evaluation.metrics.update(stability)
         problems += [p for p in [seed_problem(stability)] if p]
-    warnings = training_warnings(detector, spec, data_split)
+    warnings = training_warnings(evaluation)
     churn = flag_churn_against_champion(
         model_name_for(spec.name, kind),
         PreparedRecords(features=data_split.evaluation, history=data_split.context),

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
+import torch
 from mlflow import MlflowClient
 
 from pipelines.demo import DEMO_SPEC, generate_transactions
 from pipelines.modeling.bundle import ScoringBundle
+from pipelines.modeling.health import generative_health
 from pipelines.modeling.registry import (
     TAG_TRAINING_HEALTH,
     Registration,
@@ -17,8 +20,11 @@ from pipelines.modeling.registry import (
 )
 from pipelines.modeling.training import (
     Evaluation,
+    TrainConfig,
     TrainingSplit,
+    fit_detector,
     redacted_example,
+    split_for_training,
     training_problems,
     training_warnings,
 )
@@ -36,11 +42,16 @@ def _split(rows: int = 200) -> TrainingSplit:
     return TrainingSplit(train=frame, evaluation=frame, y_evaluation=None)
 
 
-class _Collapsed:
-    """A VAE whose every record gets the same code."""
+def _fitted(kind: str, **params):
+    """A small detector fitted through training's own path on demo transactions."""
+    frame = generate_transactions(500, n_anomalies=10, seed=3)
+    split = split_for_training(frame, DEMO_SPEC, evaluation_fraction=0.3, seed=0)
+    config = TrainConfig(detectors=[kind], **{kind: params})
+    return fit_detector(kind, DEMO_SPEC, split, config), split
 
-    def latent_means(self, frame):
-        return np.zeros((len(frame), 4))
+
+def _last_linear(seq: torch.nn.Sequential) -> torch.nn.Linear:
+    return [m for m in seq if isinstance(m, torch.nn.Linear)][-1]
 
 
 def test_a_threshold_that_does_not_hold_on_the_hold_out_is_a_problem():
@@ -52,11 +63,40 @@ def test_a_threshold_that_does_not_hold_on_the_hold_out_is_a_problem():
     assert training_problems(object(), _evaluation(0.2, normals=20), DEMO_SPEC, split) == []
 
 
+def test_a_collapsed_gan_generator_fails_training_and_a_healthy_one_passes():
+    gan, split = _fitted("gan", epochs=4)
+    healthy = _evaluation(0.01)
+    healthy.metrics.update(generative_health(gan, DEMO_SPEC, split))
+    assert healthy.metrics["generator_diversity_ratio"] > 0.05
+    assert training_problems(gan, healthy, DEMO_SPEC, split) == []
+    with torch.no_grad():  # the generator's output no longer depends on its input
+        _last_linear(gan.model_.generator).weight.zero_()
+    collapsed = _evaluation(0.01)
+    collapsed.metrics.update(generative_health(gan, DEMO_SPEC, split))
+    assert collapsed.metrics["generator_diversity_ratio"] < 1e-6
+    problems = training_problems(gan, collapsed, DEMO_SPEC, split)
+    assert len(problems) == 1 and problems[0].startswith("GAN mode collapse: the generator")
+    assert "Retrain with another seed" in problems[0] and "\n" not in problems[0]
+
+
 def test_posterior_collapse_is_a_warning_and_non_finite_scores_a_problem():
-    split = _split()
-    warnings = training_warnings(_Collapsed(), DEMO_SPEC, split)
-    assert any("posterior collapse" in w for w in warnings)
-    assert training_problems(_Collapsed(), _evaluation(0.01), DEMO_SPEC, split) == []
+    vae, split = _fitted("vae", epochs=3, beta=0.5)
+    lively = _evaluation(0.01)
+    lively.metrics.update(generative_health(vae, DEMO_SPEC, split))
+    assert lively.metrics["latent_units_active"] >= 1
+    assert training_warnings(lively) == []
+    with torch.no_grad():  # every record's posterior is the prior: KL 0 in every unit
+        for layer in (vae.model_.mu, vae.model_.logvar):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    collapsed = _evaluation(0.01)
+    collapsed.metrics.update(generative_health(vae, DEMO_SPEC, split))
+    assert collapsed.metrics["latent_units_active"] == 0
+    assert collapsed.metrics["kl_per_unit_max"] == pytest.approx(0.0, abs=1e-9)
+    warnings = training_warnings(collapsed)
+    assert len(warnings) == 1 and warnings[0].startswith("posterior collapse: none of")
+    # a warning, not a gate: the residuals still detect
+    assert training_problems(vae, collapsed, DEMO_SPEC, split) == []
     evaluation = _evaluation(0.01)
     evaluation.scores[3] = np.nan
     assert any("not finite" in p for p in training_problems(object(), evaluation, DEMO_SPEC, split))

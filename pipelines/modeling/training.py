@@ -17,12 +17,8 @@ from detectors import GANDetector, Threshold, VAEDetector, metrics
 from detectors.context import time_to_seconds
 from detectors.sequence import SequenceGANDetector, SequenceVAEDetector
 from pipelines.intake.spec import DatasetSpec
-from pipelines.modeling.bundle import (
-    PreparedRecords,
-    ScoringBundle,
-    is_sequence_detector,
-    prepare_records,
-)
+from pipelines.modeling.bundle import PreparedRecords, ScoringBundle, prepare_records
+from pipelines.modeling.health import mode_collapse_problem, posterior_collapse_warning
 from pipelines.modeling.registry import Registration, model_name_for, register_version
 from pipelines.progress import progress
 
@@ -324,11 +320,6 @@ def evaluate_detector(
     return Evaluation(metrics=result, scores=scores, labels=labels)
 
 
-#: A VAE latent unit whose posterior mean varies less than this over the hold-out carries
-#: no information about the record ("inactive", Burda et al.); none active = collapse.
-ACTIVE_UNIT_VARIANCE = 0.01
-
-
 def training_problems(
     detector, evaluation: Evaluation, spec: DatasetSpec, split: TrainingSplit
 ) -> list[str]:
@@ -336,7 +327,9 @@ def training_problems(
 
     Unattended retraining registers what it trained; these checks decide whether the new
     version may serve: scores that are not numbers, a threshold that does not hold on the
-    normal records kept aside (beyond what chance allows for that many records).
+    normal records kept aside (beyond what chance allows for that many records), a GAN
+    whose generator collapsed (read from ``evaluation.metrics``, where the caller put
+    ``generative_health``'s measures).
     """
     problems: list[str] = []
     m = evaluation.metrics
@@ -356,6 +349,9 @@ def training_problems(
                 "train on a period like the one to be scored, or add the column that "
                 "explains the change (time of day, machine state) to the spec"
             )
+    collapse = mode_collapse_problem(m)
+    if collapse:
+        problems.append(collapse)
     return problems
 
 
@@ -395,30 +391,11 @@ def seed_problem(stability: dict[str, float]) -> str | None:
     )
 
 
-def training_warnings(detector, spec: DatasetSpec, split: TrainingSplit) -> list[str]:
-    """What a person should know about a trained model that does not stop it serving.
-
-    A VAE whose latent units all collapsed to the prior gives every record the same code:
-    its score then rests on reconstruction residuals alone (which still detect), and the
-    codes the labelled model and the kNN view read carry nothing."""
-    warnings: list[str] = []
-    if hasattr(detector, "latent_means") and len(split.evaluation):
-        bundle = ScoringBundle(spec, detector)
-        model_input = bundle.model_input(split.evaluation)
-        window = {"history": split.context} if is_sequence_detector(detector) else {}
-        try:
-            codes = np.asarray(detector.latent_means(model_input, **window))
-        except (TypeError, ValueError):  # a detector without codes for these rows
-            codes = None
-        if codes is not None and len(codes) > 1:
-            active = int((np.var(codes, axis=0) > ACTIVE_UNIT_VARIANCE).sum())
-            if active == 0:
-                warnings.append(
-                    f"posterior collapse: none of the VAE's {codes.shape[1]} latent units "
-                    "varies over the hold-out (KL per unit ~0), so every record gets the "
-                    "same code; retrain with a smaller beta or more epochs"
-                )
-    return warnings
+def training_warnings(evaluation: Evaluation) -> list[str]:
+    """What a person should know about a trained model that does not stop it serving:
+    a VAE whose latent units all collapsed to the prior (``posterior_collapse_warning``
+    says why that is a warning and not a gate), read from ``evaluation.metrics``."""
+    return [w for w in [posterior_collapse_warning(evaluation.metrics)] if w]
 
 
 def log_and_register(
