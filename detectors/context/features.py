@@ -189,14 +189,14 @@ def build_context_features(
         out[f"{PREFIX}share_{_slug(column)}"] = share
 
     if config.profile_hours:
-        hours = _hours(frame[config.time_column], seconds)
+        hours = hours_of_day(frame[config.time_column], seconds)
         with np.errstate(invalid="ignore", divide="ignore"):
             share = _near_hour_counts(entity_codes, hours, seconds, horizon, rows) / earlier
         share[too_short] = np.nan
         out[f"{PREFIX}share_hour"] = share
 
     if config.hour_offset:
-        hours = _hours(frame[config.time_column], seconds)
+        hours = hours_of_day(frame[config.time_column], seconds)
         offset = _hour_offset(entity, hours, left_history)
         offset[too_short] = np.nan
         out[f"{PREFIX}hour_offset"] = offset
@@ -386,7 +386,7 @@ def _near_hour_counts(
     return total
 
 
-def _hours(times: pd.Series, seconds: np.ndarray) -> np.ndarray:
+def hours_of_day(times: pd.Series, seconds: np.ndarray) -> np.ndarray:
     """Hour of day (float) of each record, as the calendar features read it."""
     parts = _clock(times)
     if parts is not None:
@@ -421,7 +421,7 @@ def _clock(times: pd.Series) -> tuple[np.ndarray, ...] | None:
 
 
 def _calendar(times: pd.Series, seconds: np.ndarray) -> dict[str, np.ndarray]:
-    hours = _hours(times, seconds)
+    hours = hours_of_day(times, seconds)
     parts = _clock(times)
     if parts is not None:
         weekday = parts[3]

@@ -53,9 +53,28 @@ from detectors.context.running_values import (
 __all__ = ["EntityState", "KeyState", "RunningContext", "time_seconds", "unsupported"]
 
 
+def _hour_offset(entity: EntityState, left: int, right: int, angle: float) -> float:
+    """How far ``angle``'s hour lies from the mean hour of the entity's records at
+    [left, right), over their circular spread in hours (floored at one hour), as the
+    batch build computes it (``features._hour_offset``)."""
+    sums = entity.hour_sums(left, right)
+    if sums is None or right <= left:
+        return math.nan
+    s, c = sums
+    to_hours = 24.0 / (2.0 * math.pi)
+    mean_hour = math.atan2(s, c) * to_hours
+    resultant = min(max(math.hypot(s, c) / (right - left), 1e-9), 1.0)
+    spread = math.sqrt(-2.0 * math.log(resultant)) * to_hours
+    distance = abs(
+        math.fmod(math.fmod(angle * to_hours - mean_hour + 12.0, 24.0) + 24.0, 24.0) - 12.0
+    )
+    return distance / max(spread, 1.0)
+
+
 def unsupported(config: ContextConfig) -> list[str]:
     """The options of ``config`` the running state does not compute (empty: all covered)."""
-    return ["hour_offset"] if config.hour_offset else []
+    del config
+    return []
 
 
 class RunningContext:
@@ -166,8 +185,12 @@ class RunningContext:
                         near += bisect_left(times, seconds) - bisect_left(times, seconds - horizon)
                 share = near / h_count
             out[f"{PREFIX}share_hour"] = share
+        hour_angle = 2.0 * math.pi * hours / 24.0
+        if config.hour_offset:
+            out[f"{PREFIX}hour_offset"] = (
+                math.nan if too_short else _hour_offset(entity, h_left, end, hour_angle)
+            )
         if config.calendar:
-            hour_angle = 2.0 * math.pi * hours / 24.0
             day_angle = 2.0 * math.pi * weekday / 7.0
             out[f"{PREFIX}hour_sin"] = math.sin(hour_angle)
             out[f"{PREFIX}hour_cos"] = math.cos(hour_angle)
@@ -192,7 +215,8 @@ class RunningContext:
                 )
         self._secondaries(seconds, amount, secondary, out)
         if keep:
-            self._add(record, seconds, amount, here, speed, marks, entity, secondary)
+            angle = hour_angle if config.hour_offset else None
+            self._add(record, seconds, amount, here, speed, marks, entity, secondary, angle)
         return {name: out[name] for name in self.names}
 
     def _median_ratio(self, entity: EntityState, seconds: float, amount: float) -> float:
@@ -275,8 +299,10 @@ class RunningContext:
                 ratio, _ = relative(amount, count, total, squares, config.min_history)
                 out[f"{PREFIX}{slug}_amount_ratio"] = ratio
 
-    def _add(self, record, seconds, amount, here, speed, marks, entity, secondary) -> None:
-        entity.add(seconds, amount)
+    def _add(self, record, seconds, amount, here, speed, marks, entity, secondary, angle) -> None:
+        pos = entity.add(seconds, amount)
+        if angle is not None:
+            entity.add_hour(pos, angle)
         entity.last = max(entity.last, seconds)
         newest = entity.newest
         cutoff = newest - self.horizon

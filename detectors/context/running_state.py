@@ -78,14 +78,14 @@ class KeyState:
         cum = self.cum
         return [cum[i + 1] - cum[i] for i in range(left, right)]
 
-    def trim(self, before: float) -> None:
-        """Forget records older than ``before`` (in blocks)."""
+    def trim(self, before: float) -> int:
+        """Forget records older than ``before`` (in blocks); how many were dropped."""
         k = bisect_left(self.t, before)
         if k >= TRIM_BLOCK or (k and 2 * k >= len(self.t)):
             del self.t[:k]
-            base_cum, base_sq = self.cum[k], self.sq[k]
-            self.cum = array("d", (c - base_cum for c in self.cum[k:]))
-            self.sq = array("d", (s - base_sq for s in self.sq[k:]))
+            self.cum, self.sq = rebased(self.cum, k), rebased(self.sq, k)
+            return k
+        return 0
 
     def to_dict(self) -> dict:
         """Plain JSON values; the arrays as base64 of their float64 bytes (exact, and
@@ -110,10 +110,12 @@ class EntityState(KeyState):
       first at a novelty value (``new:i:j``, ``rated:i:j``, ``base:i``), the located
       records of the travel window with their speeds (``travel`` / ``speed``), the
       records per hour of day (``hour:b``);
-    * ``profile``: per profile column, the times of the records at each value.
+    * ``profile``: per profile column, the times of the records at each value;
+    * ``hour_sin`` / ``hour_cos``: with the usual hour on, prefix sums of the sine and
+      cosine of each record's hour-of-day angle, aligned with ``t`` like ``cum``.
     """
 
-    __slots__ = ("last", "located", "marks", "profile", "seen")
+    __slots__ = ("hour_cos", "hour_sin", "last", "located", "marks", "profile", "seen")
 
     def __init__(self, n_novelty: int = 0, n_profile: int = 0) -> None:
         super().__init__()
@@ -122,6 +124,27 @@ class EntityState(KeyState):
         self.located: tuple[float, float, float] | None = None
         self.marks: dict[str, array] = {}
         self.profile: list[dict[str, array]] = [{} for _ in range(n_profile)]
+        self.hour_sin = array("d", [0.0])
+        self.hour_cos = array("d", [0.0])
+
+    def add_hour(self, pos: int, angle: float) -> None:
+        """Record the hour angle of the record just added at position ``pos``."""
+        self.hour_sin = _inserted(self.hour_sin, pos, math.sin(angle))
+        self.hour_cos = _inserted(self.hour_cos, pos, math.cos(angle))
+
+    def hour_sums(self, left: int, right: int) -> tuple[float, float] | None:
+        """(sum of sines, sum of cosines) of the hour angles at positions [left, right);
+        None where the sums do not cover every record (a state kept without them)."""
+        if len(self.hour_sin) != len(self.cum):
+            return None
+        sin, cos = self.hour_sin, self.hour_cos
+        return sin[right] - sin[left], cos[right] - cos[left]
+
+    def trim(self, before: float) -> int:
+        k = super().trim(before)
+        if k and len(self.hour_sin) > k:
+            self.hour_sin, self.hour_cos = rebased(self.hour_sin, k), rebased(self.hour_cos, k)
+        return k
 
     def mark(self, name: str, seconds: float, keep_after: float) -> int:
         """Add ``seconds`` to the mark ``name`` (dropping its times before
@@ -157,6 +180,8 @@ class EntityState(KeyState):
             "located": list(self.located) if self.located else None,
             "marks": {k: packed(v) for k, v in self.marks.items()},
             "profile": [{k: packed(v) for k, v in p.items()} for p in self.profile],
+            "hour_sin": packed(self.hour_sin),
+            "hour_cos": packed(self.hour_cos),
         }
 
     @classmethod
@@ -168,13 +193,37 @@ class EntityState(KeyState):
         state.located = tuple(data["located"]) if data["located"] else None
         state.marks = {k: unpacked(v) for k, v in data.get("marks", {}).items()}
         state.profile = [{k: unpacked(v) for k, v in p.items()} for p in data.get("profile", [])]
+        if "hour_sin" in data:
+            state.hour_sin, state.hour_cos = unpacked(data["hour_sin"]), unpacked(data["hour_cos"])
         return state
 
     def nbytes(self) -> int:
         seen = sum(48 + 100 * len(s) for s in self.seen)
         marks = sum(120 + 8 * len(v) for v in self.marks.values())
         profile = sum(48 + sum(150 + 8 * len(v) for v in p.values()) for p in self.profile)
-        return super().nbytes() + seen + marks + profile + 200
+        hours = 128 + 8 * (len(self.hour_sin) + len(self.hour_cos))
+        return super().nbytes() + seen + marks + profile + hours + 200
+
+
+def rebased(prefix: array, k: int) -> array:
+    """Prefix sums ``prefix`` without their first ``k`` records (restarted at 0)."""
+    base = prefix[k]
+    return array("d", (v - base for v in prefix[k:]))
+
+
+def _inserted(prefix: array, pos: int, value: float) -> array:
+    """Prefix sums with ``value`` inserted as the record at ``pos`` (appended: O(1); a
+    late record rebuilds the sums after it)."""
+    if pos == len(prefix) - 1:
+        prefix.append(prefix[-1] + value)
+        return prefix
+    values = [value, *(prefix[i + 1] - prefix[i] for i in range(pos, len(prefix) - 1))]
+    out = prefix[: pos + 1]
+    total = prefix[pos]
+    for v in values:
+        total += v
+        out.append(total)
+    return out
 
 
 def insert_time(times: array, seconds: float, keep_after: float) -> int:

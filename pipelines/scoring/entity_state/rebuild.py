@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from detectors.context import time_to_seconds
+from detectors.context.features import hours_of_day
 from detectors.context.running import KeyState, RunningContext
 from detectors.context.running_marks import frame_marks
 from detectors.context.running_values import key, truthy
@@ -77,12 +78,19 @@ def rebuild(
     profile = [frame[c].to_numpy(dtype=object) for c in config.profile_columns]
     entity_codes = pd.factorize(frame[config.entity_column])[0]
     marks = frame_marks(frame, config, seconds, entity_codes, located)
+    angles = None
+    if config.hour_offset:
+        angles = 2.0 * math.pi * hours_of_day(frame[config.time_column], seconds) / 24.0
     cards: list[tuple[str, CardState]] = []
     for entity, idx in _groups(frame[config.entity_column]):
         t = seconds[idx]
         keep = t >= t[-1] - horizon
         state = running.new_entity()
         _fill(state, t[keep], amounts[idx][keep])
+        if angles is not None:
+            kept = angles[idx][keep]
+            state.hour_sin = array("d", [0.0, *np.cumsum(np.sin(kept)).tolist()])
+            state.hour_cos = array("d", [0.0, *np.cumsum(np.cos(kept)).tolist()])
         state.last = float(t[-1])
         for i, values in enumerate(novelty):
             seen = state.seen[i]
