@@ -202,6 +202,7 @@ def vigil_features(s: Stream, args) -> tuple[np.ndarray, list[str], dict]:
         id_column=s.spec.id_column,
         windows=tuple(args.risk_windows),
         delay=f"{args.risk_delay_days}D" if args.risk_delay_days else "0s",
+        records=args.risk_records,
     )
     if "risk" not in s.cached:
         s.cached["risk"] = build_risk_features(
@@ -531,6 +532,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--risk-windows", nargs="+", default=["1D", "7D", "28D"])
     parser.add_argument(
         "--risk-delay-days", type=int, default=7, help="the risk windows' delay (0: none)"
+    )
+    parser.add_argument(
+        "--risk-records",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the risk windows' record counts beside the fraud counts and shares",
     )
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--max-vae-rows", type=int, default=60_000)

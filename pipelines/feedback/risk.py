@@ -40,6 +40,10 @@ class RiskConfig:
     id_column: str
     windows: tuple[str, ...] = ("7D", "28D")
     delay: str = "0s"
+    #: also each window's number of the entity's records (the fraud share's denominator):
+    #: how busy the terminal was, which a share alone does not say (off in configs saved
+    #: before it existed, so their models read the columns they were trained on)
+    records: bool = False
 
     def __post_init__(self) -> None:
         if not self.windows:
@@ -66,6 +70,8 @@ class RiskConfig:
             for window in self.windows:
                 names.append(f"{PREFIX}{_slug(column)}_frauds_{_slug(window)}")
                 names.append(f"{PREFIX}{_slug(column)}_fraud_share_{_slug(window)}")
+                if self.records:
+                    names.append(f"{PREFIX}{_slug(column)}_records_{_slug(window)}")
         return names
 
     def to_dict(self) -> dict:
@@ -135,6 +141,10 @@ def build_risk_features(
             share[missing] = np.nan
             out[f"{PREFIX}{_slug(column)}_frauds_{_slug(window)}"] = fraud_counts
             out[f"{PREFIX}{_slug(column)}_fraud_share_{_slug(window)}"] = share
+            if config.records:
+                records = counts.copy()
+                records[missing] = np.nan
+                out[f"{PREFIX}{_slug(column)}_records_{_slug(window)}"] = records
     result = pd.DataFrame(out, index=frame.index[rows])
     return result[config.feature_names()]
 

@@ -66,6 +66,7 @@ def risk_config_for(
         id_column=spec.id_column,
         windows=tuple(windows),
         delay=delay,
+        records=True,
     )
 
 
