@@ -496,16 +496,15 @@ def figures(report: dict) -> list[str]:
         cells += [_cell([r[k]["ap"] for r in rs], 3) if k in rs[0] else "-" for k in kinds]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     previous = "vigil served, ungated, below x1 (previous rule) [post hoc]"
+    lines.append("")
     if previous in first:
         rs = [run["results"][previous]["all"] for run in runs]
-        lines.append("")
         lines.append(
             "The served rule before the gate (the detector's 1% line, full weight below it) "
             f"on the same scores: AP {_cell([r['ap'] for r in rs], 3)}, CP@100 "
             f"{_cell([r['cp100'] for r in rs], 3)}; other gates and weights in the JSON."
         )
     chosen = {name: [run["tuning"][name]["chosen"] for run in runs] for name in runs[0]["tuning"]}
-    lines.append("")
     lines.append(
         "Chosen settings: "
         + "; ".join(f"{name} {', '.join(map(str, c))}" for name, c in chosen.items())
