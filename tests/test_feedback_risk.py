@@ -149,3 +149,17 @@ def test_train_with_labels_waits_for_the_imported_labels_delay():
     risk = risk_config_for(spec, delay=delay)
     assert risk.delay_seconds == 5 * 86400 and risk.windows == ("1D", "7D", "28D")
     assert label_delay(spec, clean, known.head(3)) == "0s"  # too few frauds: no wait
+
+
+def test_record_counts_say_how_busy_the_terminal_was_and_old_configs_keep_their_columns():
+    frame = _records()
+    busy = RiskConfig(
+        columns=("terminal",), time_column="ts", id_column="tx_id", windows=("7D",), records=True
+    )
+    features = build_risk_features(frame, _frauds(known_day=3.0), busy)
+    records = _by_id(frame, features, "risk_terminal_records_7d")
+    # b (day 4) at T1: f1, a, e in [day -3, day 4); c (day 10): e, b in [day 3, day 10).
+    assert records["b"] == 3 and records["c"] == 2 and records["d"] == 0
+    assert list(features.columns) == busy.feature_names()
+    saved = {k: v for k, v in busy.to_dict().items() if k != "records"}  # before the field
+    assert "risk_terminal_records_7d" not in RiskConfig.from_dict(saved).feature_names()
