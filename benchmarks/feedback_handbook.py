@@ -21,7 +21,9 @@ Models, both ``HistGradientBoostingClassifier`` on the same training records:
   (``prepare_records``), the verdict-driven risk features of the secondary entity
   (``feedback.risk``: frauds known by ``known_at`` = payment + delay), and the
   unsupervised VAE's score, latent means and per-feature errors (fit on normals before
-  every training fold). ``vigil served`` is the served rule ``max(p / 0.5, floor(u))``.
+  every training fold). ``vigil served`` is the served rule ``max(p / 0.5, floor(u))``
+  with the product's gated, bounded floor (``feedback.novelty``); other floors on the same
+  scores are in the JSON (``[post hoc]``).
 - ``vigil (no VAE)``: the same without the unsupervised model's outputs (what it adds).
 
 ``--dataset cards``: the same on the generated card stream (``demo_cards``: five fraud
@@ -49,14 +51,14 @@ import torch
 from benchmarks.sequences import SPEC_FILE, load_handbook
 from detectors import VAEDetector
 from detectors import metrics as m
-from pipelines.feedback.reranker import (
+from pipelines.feedback.novelty import (
     DEFAULT_FLOOR_BELOW,
     DEFAULT_FLOOR_CAP,
-    BoostedTrees,
+    DEFAULT_FLOOR_GATE,
     NoveltyFloor,
-    detector_outputs,
     served_score,
 )
+from pipelines.feedback.reranker import BoostedTrees, detector_outputs
 from pipelines.feedback.risk import RiskConfig, build_risk_features
 from pipelines.intake.spec import DatasetSpec, load_spec
 from pipelines.modeling.bundle import ScoringBundle, prepare_records
@@ -200,6 +202,7 @@ def vigil_features(s: Stream, args) -> tuple[np.ndarray, list[str], dict]:
         id_column=s.spec.id_column,
         windows=tuple(args.risk_windows),
         delay=f"{args.risk_delay_days}D" if args.risk_delay_days else "0s",
+        records=args.risk_records,
     )
     if "risk" not in s.cached:
         s.cached["risk"] = build_risk_features(
@@ -381,16 +384,26 @@ def run(args, stream: Stream) -> dict:
         _log(f"{name}: {params} AUROC {r['auroc']:.4f} AP {r['ap']:.3f} CP@100 {r['cp100']:.3f}")
     u = vigil_X[:, names.index("unsupervised_score")]
     u_normal_train = u[train][(y[train] == 0) & np.isfinite(u[train])]
-    floor = NoveltyFloor.fit(u_normal_train, cap=args.floor_cap, below=args.floor_below)
+    floor = NoveltyFloor.fit(
+        u_normal_train, cap=args.floor_cap, below=args.floor_below, gate=args.floor_gate
+    )
     results["vigil served: max(p/0.5, floor(u))"] = evaluate(
         stream, test, days, served_score(u[test], scores["vigil"], 0.5, floor)
     )
+    # Other floors on the same p and u: the rule before the gate (the detector's 1% line,
+    # full weight below it), and the gate's and the weight's neighbours.
     floors = {
-        below: NoveltyFloor.fit(u_normal_train, cap=args.floor_cap, below=below)
-        for below in args.posthoc_below
+        "ungated, below x1 (previous rule)": NoveltyFloor.fit(
+            u_normal_train, cap=args.floor_cap, below=1.0, gate=0.0
+        )
     }
-    for below, other in floors.items():
-        results[f"vigil served, floor below the line x{below:g} [post hoc]"] = evaluate(
+    for gate in args.posthoc_gates:
+        for below in args.posthoc_below:
+            floors[f"gate {gate:g}, below x{below:g}"] = NoveltyFloor.fit(
+                u_normal_train, cap=args.floor_cap, below=below, gate=gate
+            )
+    for label, other in floors.items():
+        results[f"vigil served, {label} [post hoc]"] = evaluate(
             stream, test, days, served_score(u[test], scores["vigil"], 0.5, other)
         )
     results["unsupervised (VAE score)"] = evaluate(stream, test, days, u[test])
@@ -412,11 +425,11 @@ def run(args, stream: Stream) -> dict:
             "p_auroc": m.auroc(yk, p[keep]),
             "all_ap_served": m.auprc(y[test], served),
             "posthoc": {
-                f"below {below:g}": {
+                label: {
                     "served_auroc": m.auroc(yk, served_score(u[test], p, 0.5, other)[keep]),
                     "all_ap_served": m.auprc(y[test], served_score(u[test], p, 0.5, other)),
                 }
-                for below, other in floors.items()
+                for label, other in floors.items()
             },
         }
         _log(f"held out {kind}: {heldout[kind]}")
@@ -482,8 +495,16 @@ def figures(report: dict) -> list[str]:
         ]
         cells += [_cell([r[k]["ap"] for r in rs], 3) if k in rs[0] else "-" for k in kinds]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    chosen = {name: [run["tuning"][name]["chosen"] for run in runs] for name in runs[0]["tuning"]}
+    previous = "vigil served, ungated, below x1 (previous rule) [post hoc]"
     lines.append("")
+    if previous in first:
+        rs = [run["results"][previous]["all"] for run in runs]
+        lines.append(
+            "The served rule before the gate (the detector's 1% line, full weight below it) "
+            f"on the same scores: AP {_cell([r['ap'] for r in rs], 3)}, CP@100 "
+            f"{_cell([r['cp100'] for r in rs], 3)}; other gates and weights in the JSON."
+        )
+    chosen = {name: [run["tuning"][name]["chosen"] for run in runs] for name in runs[0]["tuning"]}
     lines.append(
         "Chosen settings: "
         + "; ".join(f"{name} {', '.join(map(str, c))}" for name, c in chosen.items())
@@ -511,6 +532,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--risk-delay-days", type=int, default=7, help="the risk windows' delay (0: none)"
     )
+    parser.add_argument(
+        "--risk-records",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the risk windows' record counts beside the fraud counts and shares",
+    )
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--max-vae-rows", type=int, default=60_000)
     parser.add_argument("--heldout", nargs="*", default=[])
@@ -519,7 +546,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid-rates", type=float, nargs="+", default=[0.1])
     parser.add_argument("--floor-cap", type=float, default=DEFAULT_FLOOR_CAP)
     parser.add_argument("--floor-below", type=float, default=DEFAULT_FLOOR_BELOW)
-    parser.add_argument("--posthoc-below", type=float, nargs="*", default=[0.3, 0.1, 0.0])
+    parser.add_argument("--floor-gate", type=float, default=DEFAULT_FLOOR_GATE)
+    parser.add_argument("--posthoc-gates", type=float, nargs="*", default=[2.0, 3.0, 4.0])
+    parser.add_argument("--posthoc-below", type=float, nargs="*", default=[0.002, 0.01, 0.05])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--data-seed", type=int, default=0, help="the generated stream's seed")
     parser.add_argument("--threads", type=int, default=1)

@@ -86,11 +86,13 @@ def test_reranked_bundle_save_load_gives_identical_scores(tmp_path):
         quick["unsupervised_score"], before["unsupervised_score"], rtol=1e-3, atol=1e-3
     )
     assert (quick["is_anomaly"] == before["is_anomaly"]).mean() >= 0.99
-    # The bounded floor keeps the flag line: flagged exactly when the re-ranker says fraud
-    # or the unsupervised model alone is over its threshold.
+    # Flagged exactly when the re-ranker says fraud or the unsupervised model alone is over
+    # its threshold and rarer than the gate among the presumed normals.
     u = before["unsupervised_score"].to_numpy() / bundle.config.base_threshold
     p = before["fraud_probability"].to_numpy()
-    expected = (p / bundle.config.p_cut > 1.0) | (u > 1.0)
+    floor = bundle.config.novelty_floor
+    line = max(floor.gate, floor.rarity(np.array([1.0]))[0])
+    expected = (p / bundle.config.p_cut > 1.0) | ((u > 1.0) & (floor.rarity(u) >= line))
     assert np.array_equal(before["is_anomaly"].to_numpy(), expected)
     assert (before["score"].to_numpy() <= max(2.0, bundle.config.floor["cap"]) + 1e-12).all()
 
@@ -155,7 +157,7 @@ def test_a_feature_missing_everywhere_does_not_stop_training():
 def test_novelty_floor_is_bounded_monotone_and_keeps_the_line():
     rng = np.random.default_rng(5)
     normals = rng.lognormal(-1.5, 0.6, 20_000)  # u in threshold units: ~1% above 1
-    floor = NoveltyFloor.fit(normals, cap=1.5)
+    floor = NoveltyFloor.fit(normals, cap=1.5, below=1.0, gate=0.0)
     u = np.concatenate([np.linspace(0, 3, 2000), [10.0, 1e3, 1e9]])
     f = floor(u)
     assert np.all(np.diff(f) >= 0)  # the unsupervised order is kept
@@ -166,3 +168,23 @@ def test_novelty_floor_is_bounded_monotone_and_keeps_the_line():
     assert abs(floor.rarity(np.quantile(normals, [0.99]))[0] - 2.0) < 0.05
     served = served_score(np.array([50.0, 0.2]), np.array([0.01, 0.95]), 0.5, floor)
     assert served[1] > served[0]  # a confident fraud outranks an extreme-but-unlabelled score
+
+
+def test_the_gated_floor_leaves_the_order_to_the_reranker_above_its_no_opinion_level():
+    rng = np.random.default_rng(6)
+    normals = rng.lognormal(-1.5, 0.6, 50_000)  # ~1% over the detector's threshold
+    floor = NoveltyFloor.fit(normals)  # defaults: gate 3 decades, 0.01 below it
+    u = np.sort(rng.lognormal(-1.5, 0.6, 5000))
+    f = floor(u)
+    assert np.all(np.diff(f) >= 0)
+    rarity = floor.rarity(u)
+    assert f[rarity < 3.0].max() <= 0.01  # below the gate: no more than p = 0.5% weighs
+    assert (f[rarity >= 3.0 + 1e-9] > 1.0).all()  # the rarest 0.1% still flag on their own
+    # A fraud the re-ranker puts at p = 0.2 outranks a normal merely over the detector's
+    # 1% line; an unlabelled pattern past the gate outranks what the re-ranker doubts.
+    over_line = float(np.quantile(normals, 0.995))
+    s = served_score(np.array([over_line, 0.01, 1e3]), np.array([0.0, 0.2, 0.1]), 0.5, floor)
+    assert s[1] > s[0] and s[2] > s[1]
+    # With p tiny everywhere the unsupervised order is kept (a type no one labelled).
+    tiny = served_score(u, np.full(len(u), 1e-4), 0.5, floor)
+    assert np.all(np.diff(tiny) >= 0) and tiny[-1] > tiny[len(u) // 2]

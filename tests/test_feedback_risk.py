@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipelines.feedback.risk import RiskConfig, build_risk_features
+from pipelines.feedback.risk import RiskConfig, build_risk_features, observed_delay
 
 DAY0 = pd.Timestamp("2026-01-01")
 
@@ -114,3 +114,52 @@ def test_batch_after_kept_history_equals_one_big_file():
             if frame["tx_id"].iloc[j] in fraud_known and fraud_known[frame["tx_id"].iloc[j]] < t
         )
         assert whole["risk_terminal_frauds_7d"].iloc[i] == expected
+
+
+def test_the_observed_label_delay_is_a_high_quantile_of_known_at_minus_event_time():
+    events = pd.Series(DAY0 + pd.to_timedelta(np.arange(50), unit="h"))
+    lags = pd.to_timedelta(np.r_[np.full(47, 7.0), np.full(3, 30.0)], unit="D")
+    assert observed_delay(events, events + lags) == "7D"  # the 90% quantile, whole days
+    assert observed_delay(events, events + pd.Timedelta("61min")) == "2h"  # rounded up
+    assert observed_delay(events.head(3), events.head(3) + pd.Timedelta("7D")) == "0s"  # few
+    assert observed_delay(events, events) == "0s"  # known at once: no wait
+    RiskConfig(columns=("t",), time_column="ts", id_column="id", delay="2h")  # valid
+
+
+def test_train_with_labels_waits_for_the_imported_labels_delay():
+    from pipelines.demo_cards import CARD_SPEC as spec
+    from pipelines.feedback.training import label_delay, risk_config_for
+
+    clean = pd.DataFrame(
+        {
+            spec.id_column: [f"r{i}" for i in range(40)],
+            spec.time_column: DAY0 + pd.to_timedelta(np.arange(40), unit="D"),
+        }
+    )
+    known = pd.DataFrame(
+        {
+            "record_id": clean[spec.id_column],
+            "y": [1] * 30 + [0] * 10,  # normals' verdicts do not set the delay
+            "known_at": pd.to_datetime(clean[spec.time_column], utc=True)
+            + pd.to_timedelta([5] * 30 + [60] * 10, unit="D"),
+        }
+    )
+    delay = label_delay(spec, clean, known)
+    assert delay == "5D"
+    risk = risk_config_for(spec, delay=delay)
+    assert risk.delay_seconds == 5 * 86400 and risk.windows == ("1D", "7D", "28D")
+    assert label_delay(spec, clean, known.head(3)) == "0s"  # too few frauds: no wait
+
+
+def test_record_counts_say_how_busy_the_terminal_was_and_old_configs_keep_their_columns():
+    frame = _records()
+    busy = RiskConfig(
+        columns=("terminal",), time_column="ts", id_column="tx_id", windows=("7D",), records=True
+    )
+    features = build_risk_features(frame, _frauds(known_day=3.0), busy)
+    records = _by_id(frame, features, "risk_terminal_records_7d")
+    # b (day 4) at T1: f1, a, e in [day -3, day 4); c (day 10): e, b in [day 3, day 10).
+    assert records["b"] == 3 and records["c"] == 2 and records["d"] == 0
+    assert list(features.columns) == busy.feature_names()
+    saved = {k: v for k, v in busy.to_dict().items() if k != "records"}  # before the field
+    assert "risk_terminal_records_7d" not in RiskConfig.from_dict(saved).feature_names()

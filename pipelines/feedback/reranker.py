@@ -11,17 +11,24 @@ the classifier never sees an ordinary record).
 Served score: ``max(p / p_cut, floor(u))`` with ``u = unsupervised score / its threshold``
 and ``p`` the classifier's fraud probability (``p_cut`` default 0.5). Both halves are "1 = at
 the line": a record is flagged when the re-ranker finds fraud more likely than not, **or**
-the unsupervised model alone puts it over its threshold, so a pattern no analyst has
-labelled (which the classifier cannot know) still reaches the queue.
+the unsupervised model alone finds it rarer than a ``gate`` share of presumed-normal
+records (and over its own threshold), so a pattern no analyst has labelled (which the
+classifier cannot know) still reaches the queue.
 
-The floor is *bounded* (:class:`NoveltyFloor`): ``u`` is first turned into how rare it is
-among presumed-normal records (``-log10`` of its exceedance share, divided by that of the
-threshold, so 1 stays the line), then squashed above the line towards ``cap``. An unbounded
-``u`` let every extreme-but-innocent record outrank the re-ranker's confident frauds (in
-the feedback replay, ``max(u, p/0.5)`` ranked below ``p`` alone); bounded, the
-unsupervised model still decides the order of what the re-ranker has no opinion on, and
-cannot bury what it has learnt. The combined threshold (1.0 at training) can be
-recalibrated like any other (``vigil threshold set``).
+The floor is *bounded* and *gated* (:class:`NoveltyFloor`): ``u`` is first turned into how
+rare it is among presumed-normal records (``-log10`` of its exceedance share), divided by
+the line's rarity (the gate, 3 decades: one record in a thousand, or the detector's
+threshold where that is stricter), then squashed above the line towards ``cap``. Below the
+line it counts ``below`` (0.01) at most, the level of ``p / p_cut`` for ``p = 0.5%``: where
+the re-ranker has an opinion it decides the order, and only among the records it calls
+plainly normal does the unsupervised order decide. An unbounded ``u`` let every
+extreme-but-innocent record outrank the re-ranker's confident frauds; an ungated one (the
+detector's 1% line, full weight below it) buried every fraud with ``p`` under 0.5 beneath
+the 1% most unusual normal records and cost the labelled model 0.08 to 0.2 of its AP on the
+handbook and the generated cards. Gated, the held-out fraud types of the card benchmark
+keep their unsupervised AUROC (the bulk, where they hide, is still ordered by ``u``). The
+combined threshold (1.0 at training) can be recalibrated like any other (``vigil threshold
+set``).
 
 Persistence without pickle: the fitted trees are exported to plain arrays (``trees.npz``,
 read with ``allow_pickle=False``) and evaluated here with numpy, so a saved and reloaded
@@ -45,17 +52,17 @@ from pipelines.feedback.lanes import (
     pick_lanes,
     uncertain_reason,
 )
+from pipelines.feedback.novelty import (
+    DEFAULT_FLOOR_BELOW,
+    DEFAULT_FLOOR_CAP,
+    DEFAULT_FLOOR_GATE,
+    NoveltyFloor,
+    served_score,
+)
 from pipelines.feedback.risk import RiskConfig, build_risk_features
 from pipelines.modeling.bundle import PreparedRecords, ScoringBundle, is_sequence_detector
 
 RERANKER_DIR = "reranker"
-# The served rule's defaults, chosen on the handbook replay (the feedback suite): the
-# unsupervised floor tops out at 1.5, so a re-ranker sure of fraud (p/0.5 up to 2) outranks
-# it; nearby caps ranked the same, larger ones lower. Below the flag line the floor keeps
-# its full weight: smaller weights gained next to nothing and cost a fraud type no analyst
-# labelled some of its AUROC.
-DEFAULT_FLOOR_CAP = 1.5
-DEFAULT_FLOOR_BELOW = 1.0
 TREES_FILE = "trees.npz"
 CONFIG_FILE = "config.json"
 _ROW_CHUNK = 20_000
@@ -173,78 +180,6 @@ class BoostedTrees:
         return cls(arrays, roots, baseline, max_depth)
 
 
-@dataclass
-class NoveltyFloor:
-    """The unsupervised score's share of the served scale, bounded by ``cap``.
-
-    ``quantiles[k]`` is the presumed-normal records' ``u`` exceeded by a share
-    ``10 ** -exponents[k]`` of them. Monotone in ``u``, above 1 exactly when ``u > 1`` (so
-    the flag line does not move), at most ``cap``; below the line it is scaled by ``below``
-    (how much the unsupervised order still counts where the re-ranker has an opinion).
-    Above the reference's largest value it keeps growing with ``log u`` before the squash,
-    so extreme scores still order among themselves.
-    """
-
-    exponents: list[float]
-    quantiles: list[float]
-    cap: float = 1.5
-    below: float = 1.0
-
-    @classmethod
-    def fit(
-        cls, u_normal: np.ndarray, *, cap: float = 1.5, below: float = 1.0, points: int = 64
-    ) -> NoveltyFloor:
-        u_normal = np.sort(np.asarray(u_normal, dtype="float64"))
-        u_normal = u_normal[np.isfinite(u_normal)]
-        if len(u_normal) < 10:
-            raise ValueError("the novelty floor needs at least 10 presumed-normal scores")
-        if cap <= 1.0:
-            raise ValueError("cap must be above 1 (the flag line)")
-        if not 0.0 <= below <= 1.0:
-            raise ValueError("below must be within [0, 1]")
-        top = np.log10(len(u_normal))
-        exponents = np.linspace(0.0, top, points)
-        quantiles = np.quantile(u_normal, 1.0 - 10.0**-exponents)
-        quantiles = np.maximum.accumulate(quantiles)
-        return cls(
-            exponents=exponents.tolist(),
-            quantiles=quantiles.tolist(),
-            cap=float(cap),
-            below=float(below),
-        )
-
-    def rarity(self, u: np.ndarray) -> np.ndarray:
-        """``-log10`` of the share of presumed normals at or above ``u`` (log-extrapolated)."""
-        u = np.asarray(u, dtype="float64")
-        q = np.asarray(self.quantiles)
-        e = np.asarray(self.exponents)
-        # Ties in the reference (flat stretches) give np.interp duplicate x; keep the
-        # largest exponent for each distinct quantile so rarity stays monotone.
-        q_unique, last = np.unique(q[::-1], return_index=True)
-        e_unique = e[::-1][last]
-        inside = np.interp(u, q_unique, e_unique)
-        beyond = e_unique[-1] + np.log(np.maximum(u, 1e-300) / max(q_unique[-1], 1e-300))
-        return np.where(u > q_unique[-1], beyond, inside)
-
-    def __call__(self, u: np.ndarray) -> np.ndarray:
-        line = float(self.rarity(np.array([1.0]))[0])
-        g = self.rarity(u) / max(line, 1e-9)
-        g = np.where(np.asarray(u) > 1.0, np.maximum(g, 1.0 + 1e-12), np.minimum(g, 1.0))
-        room = self.cap - 1.0
-        x = np.maximum(g - 1.0, 0.0) / room
-        # x / (1 + x) rather than tanh: it approaches the cap slowly enough that scores
-        # millions of times the threshold still order among themselves in float64.
-        return np.where(g <= 1.0, self.below * g, 1.0 + room * x / (1.0 + x))
-
-
-def served_score(
-    u: np.ndarray, p: np.ndarray, p_cut: float, floor: NoveltyFloor | None
-) -> np.ndarray:
-    """The served score: ``max(p / p_cut, floor(u))`` (``floor = u`` for models trained
-    before the bounded floor existed)."""
-    u = np.asarray(u, dtype="float64")
-    lifted = u if floor is None else floor(u)
-    return np.maximum(np.asarray(p, dtype="float64") / p_cut, lifted)
 
 
 @dataclass
@@ -407,7 +342,7 @@ class RerankedBundle(ScoringBundle):
         u = scores / self.config.base_threshold if self.config.base_threshold > 0 else scores
         floor = self.config.novelty_floor
         lifted = u if floor is None else floor(u)
-        combined = np.maximum(p / self.config.p_cut, lifted)
+        combined = served_score(u, p, self.config.p_cut, floor)
         flagged = combined > self.threshold
         link = link_strength(features, self.config.risk_config)
         lanes = pick_lanes(
@@ -525,6 +460,7 @@ def fit_reranked_bundle(
     tree_params: dict | None = None,
     floor_cap: float = DEFAULT_FLOOR_CAP,
     floor_below: float = DEFAULT_FLOOR_BELOW,
+    floor_gate: float = DEFAULT_FLOOR_GATE,
 ) -> RerankedBundle:
     """Train the re-ranker on ``features.iloc[rows]`` with targets ``y``.
 
@@ -565,7 +501,9 @@ def fit_reranked_bundle(
     if reference.sum() < 10:
         reference = y_array == 0
     u_ratio = scores / base.threshold if base.threshold > 0 else scores
-    config.floor = asdict(NoveltyFloor.fit(u_ratio[reference], cap=floor_cap, below=floor_below))
+    config.floor = asdict(NoveltyFloor.fit(
+            u_ratio[reference], cap=floor_cap, below=floor_below, gate=floor_gate
+        ))
     weight = None
     if labelled is not None and unlabelled_weight != 1.0:
         weight = np.where(labelled, 1.0, unlabelled_weight)

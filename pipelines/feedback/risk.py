@@ -40,6 +40,10 @@ class RiskConfig:
     id_column: str
     windows: tuple[str, ...] = ("7D", "28D")
     delay: str = "0s"
+    #: also each window's number of the entity's records (the fraud share's denominator):
+    #: how busy the terminal was, which a share alone does not say (off in configs saved
+    #: before it existed, so their models read the columns they were trained on)
+    records: bool = False
 
     def __post_init__(self) -> None:
         if not self.windows:
@@ -66,6 +70,8 @@ class RiskConfig:
             for window in self.windows:
                 names.append(f"{PREFIX}{_slug(column)}_frauds_{_slug(window)}")
                 names.append(f"{PREFIX}{_slug(column)}_fraud_share_{_slug(window)}")
+                if self.records:
+                    names.append(f"{PREFIX}{_slug(column)}_records_{_slug(window)}")
         return names
 
     def to_dict(self) -> dict:
@@ -135,8 +141,45 @@ def build_risk_features(
             share[missing] = np.nan
             out[f"{PREFIX}{_slug(column)}_frauds_{_slug(window)}"] = fraud_counts
             out[f"{PREFIX}{_slug(column)}_fraud_share_{_slug(window)}"] = share
+            if config.records:
+                records = counts.copy()
+                records[missing] = np.nan
+                out[f"{PREFIX}{_slug(column)}_records_{_slug(window)}"] = records
     result = pd.DataFrame(out, index=frame.index[rows])
     return result[config.feature_names()]
+
+
+def observed_delay(
+    event_times: pd.Series,
+    known_at: pd.Series,
+    *,
+    quantile: float = 0.9,
+    min_frauds: int = 10,
+) -> str:
+    """How long confirmed frauds took to become known: the ``quantile`` of
+    ``known_at - event time``, rounded up to whole hours, as a pandas duration.
+
+    Risk windows that wait this long count a terminal's frauds over a span whose labels
+    have (mostly) arrived, so a fraud share's numerator and denominator cover the same
+    records; without the wait, a window shorter than the delay never holds a known fraud
+    and a longer one reads a share diluted by payments whose chargeback is still on its
+    way. ``"0s"`` (no wait; the ``known_at`` rule alone) when fewer than ``min_frauds``
+    pairs are given or the lag is not positive (labels known at once).
+    """
+    try:
+        events = pd.to_datetime(pd.Series(event_times).reset_index(drop=True), utc=True)
+        known = pd.to_datetime(pd.Series(known_at).reset_index(drop=True), utc=True)
+    except (ValueError, TypeError):  # times that are not datetimes: no lag to read
+        return "0s"
+    lag = (known - events).dt.total_seconds().to_numpy(dtype="float64")
+    lag = lag[np.isfinite(lag)]
+    if len(lag) < min_frauds:
+        return "0s"
+    seconds = float(np.quantile(lag, quantile))
+    hours = int(np.ceil(seconds / 3600.0 - 1e-9))
+    if hours <= 0:
+        return "0s"
+    return f"{hours // 24}D" if hours % 24 == 0 else f"{hours}h"
 
 
 def _covering(starts: np.ndarray, ends: np.ndarray, query: np.ndarray) -> np.ndarray:

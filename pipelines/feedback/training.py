@@ -29,7 +29,7 @@ from pipelines.feedback.reranker import (
     fit_reranked_bundle,
     with_risk_features,
 )
-from pipelines.feedback.risk import RiskConfig
+from pipelines.feedback.risk import RiskConfig, observed_delay
 from pipelines.intake.spec import DatasetSpec
 from pipelines.modeling.bundle import PreparedRecords, ScoringBundle, prepare_records
 from pipelines.modeling.registry import LABELLED_SUFFIX, Registration, register_version
@@ -49,8 +49,15 @@ class RerankedModel:
     labels_seen: dict[str, str] = field(default_factory=dict)
 
 
+#: The risk windows of ``vigil train --with-labels``: a day, a week and four weeks, each
+#: after the labels' observed delay (the handbook and the generated card stream).
+RISK_WINDOWS = ("1D", "7D", "28D")
+
+
 def risk_config_for(
-    spec: DatasetSpec, windows: tuple[str, ...] = ("7D", "28D"), delay: str = "0s"
+    spec: DatasetSpec,
+    windows: tuple[str, ...] = RISK_WINDOWS,
+    delay: str = "0s",
 ) -> RiskConfig | None:
     """Risk features for a sequence spec's secondary entities (none otherwise)."""
     if not spec.is_sequence or not spec.secondary_entity_columns:
@@ -61,7 +68,25 @@ def risk_config_for(
         id_column=spec.id_column,
         windows=tuple(windows),
         delay=delay,
+        records=True,
     )
+
+
+def label_delay(spec: DatasetSpec, clean: pd.DataFrame, known: pd.DataFrame) -> str:
+    """The delay the risk windows wait: how late the confirmed frauds among ``clean``'s
+    records became known (``observed_delay``; "0s" when too few to tell)."""
+    if not spec.time_column or spec.time_column not in clean.columns:
+        return "0s"
+    if not pd.api.types.is_datetime64_any_dtype(clean[spec.time_column]):
+        return "0s"  # numeric times: not comparable with known_at
+    frauds = fraud_labels(known)
+    events = pd.Series(
+        clean[spec.time_column].to_numpy(), index=clean[spec.id_column].astype(str).to_numpy()
+    )
+    events = events[~events.index.duplicated()]
+    matched = frauds["record_id"].astype(str).map(events)
+    keep = matched.notna().to_numpy()
+    return observed_delay(matched[keep], frauds["known_at"][keep])
 
 
 def fraud_labels(known: pd.DataFrame) -> pd.DataFrame:
@@ -106,7 +131,7 @@ def train_reranked(
             f"{n_fraud} confirmed frauds among the training records (of {len(known)} labels "
             f"known); the re-ranker needs at least {min_labels}"
         )
-    risk = risk_config_for(spec)
+    risk = risk_config_for(spec, delay=label_delay(spec, clean, known))
     features = prepare_records(spec, clean).features
     if risk is not None:
         features = with_risk_features(features, clean, None, risk, fraud_labels(known))
