@@ -312,14 +312,14 @@ def figures(report: dict) -> list[str]:
         + "; ".join(f"half {i + 1}: " + ", ".join(part) for i, part in enumerate(report["halves"]))
         + ".",
         "",
-        "| best candidates | mean AUROC | mean AUPRC | half 1 | half 2 |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for row in report["top"][:3]:
-        lines.append(
-            f"| {row['candidate']} | {row['auroc']:.3f} | {row['auprc']:.3f} | "
-            f"{row['half0']:.3f} | {row['half1']:.3f} |"
+        # The runners-up in one line (their halves are in the JSON).
+        "Best candidates by mean AUROC / AUPRC: "
+        + "; ".join(
+            f"{row['candidate']} {row['auroc']:.3f} / {row['auprc']:.3f}"
+            for row in report["top"][:3]
         )
+        + ".",
+    ]
     if report.get("comparison"):
         # One line: the full table of the same detectors is the vigil step's.
         result = report["comparison"]

@@ -497,16 +497,18 @@ def figures(report: dict) -> list[str]:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     previous = "vigil served, ungated, below x1 (previous rule) [post hoc]"
     lines.append("")
+    before = ""
     if previous in first:
         rs = [run["results"][previous]["all"] for run in runs]
-        lines.append(
+        before = (
             "The served rule before the gate (the detector's 1% line, full weight below it) "
             f"on the same scores: AP {_cell([r['ap'] for r in rs], 3)}, CP@100 "
-            f"{_cell([r['cp100'] for r in rs], 3)}; other gates and weights in the JSON."
+            f"{_cell([r['cp100'] for r in rs], 3)}; other gates and weights in the JSON. "
         )
     chosen = {name: [run["tuning"][name]["chosen"] for run in runs] for name in runs[0]["tuning"]}
     lines.append(
-        "Chosen settings: "
+        before
+        + "Chosen settings: "
         + "; ".join(f"{name} {', '.join(map(str, c))}" for name, c in chosen.items())
         + "."
     )

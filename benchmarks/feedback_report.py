@@ -77,7 +77,6 @@ def figures(report: dict) -> list[str]:
     lines += goal_lines(report)
     t = report["thresholds"]
     lines += [
-        "",
         "Thresholds of the unsupervised score: fixed 1% FPR "
         f"{t['fpr_1pct']['flags_per_day']:.0f} flags/day, precision "
         f"{_fmt(t['fpr_1pct']['precision'])}; a weekly alert budget of {p['cards_per_day']}/day "
@@ -132,7 +131,7 @@ def goal_lines(report: dict) -> list[str]:
     if name not in results or not {"supervised_same_labels", "supervised_all_labels"} <= set(
         results
     ):
-        return []
+        return [""]
     ours = results[name]["all"]["auprc"]
     same = results["supervised_same_labels"]["all"]["auprc"]
     target = 0.9 * results["supervised_all_labels"]["all"]["auprc"]
