@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from detectors.context import ContextConfig, build_context_features, describe_context
-from detectors.context.running import unsupported
+from detectors.context.running import RunningContext, unsupported
 from pipelines.intake.spec import infer_spec
 
 USUAL = ContextConfig(
@@ -94,5 +94,20 @@ def test_spec_init_proposes_the_hour_offset_only_for_times_of_day(times, propose
     assert spec.context.hour_offset is proposed
 
 
-def test_the_running_state_leaves_the_usual_hour_to_the_kept_rows():
-    assert "hour_offset" in unsupported(USUAL)
+def test_the_running_state_computes_the_usual_hour_as_the_batch_does():
+    """One record at a time against the batch build (two records on one day among them):
+    the same offsets, and the 03:00 payment far from this card's usual morning."""
+    assert "hour_offset" not in unsupported(USUAL)
+    hours = [9.0, 9.5, 10.0, 8.5, 9.25, 3.0, 9.0, 21.0, 9.5, 10.0, 2.0]
+    frame = _card([(h, 40.0, -3.0, 1) for h in hours])
+    frame = pd.concat(
+        [frame, frame.iloc[[4]].assign(time=frame["time"][4] + pd.Timedelta(hours=3))]
+    )
+    frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
+    batch = build_context_features(frame, USUAL)["ctx_hour_offset"].to_numpy()
+    running = RunningContext(USUAL)
+    entity = running.new_entity()
+    stepped = [running.step(r, entity, {})["ctx_hour_offset"] for r in frame.to_dict("records")]
+    np.testing.assert_allclose(stepped, batch, rtol=1e-9, equal_nan=True)
+    night = (frame["time"].dt.hour == 3).to_numpy()
+    assert np.isfinite(batch[-3:]).all() and batch[night][0] > 2.0
