@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.sequences import SCENARIOS, load_handbook, quality
+from benchmarks.sequences import SCENARIOS, load_handbook, quality, scenario_table
 from benchmarks.typologies import _json_tail, vigil
 from pipelines.intake.spec import load_spec
 
@@ -194,18 +194,7 @@ def figures(report: dict) -> list[str]:
         "amount-relative view.",
         "",
     ]
-    header = "| model | all AUROC | all AUPRC | all CP@100 |"
-    rule = "|---|---:|---:|---:|"
-    for s in SCENARIOS:
-        header += f" s{s} AUROC | s{s} AUPRC |"
-        rule += "---:|---:|"
-    lines += [header + " fit s |", rule + "---:|"]
-    for model, r in report["results"].items():
-        cells = [f"{r['all']['auroc']:.4f}", f"{r['all']['auprc']:.3f}", f"{r['all']['cp100']:.3f}"]
-        for s in SCENARIOS:
-            part = r[f"scenario_{s}"]
-            cells += [f"{part['auroc']:.4f}", f"{part['auprc']:.3f}"]
-        lines.append(f"| {model} | " + " | ".join(cells) + f" | {r['fit_seconds']:.0f} |")
+    lines += scenario_table(report["results"])
     return lines
 
 

@@ -410,6 +410,24 @@ TYPOLOGY_HEADER = [
 ]
 
 
+def scenario_table(results: dict) -> list[str]:
+    """One row per model: AUROC, AUPRC and CP@100 overall, AUROC and AUPRC per scenario,
+    and its fit time (the handbook's table, in process or through the CLI)."""
+    header = "| model | all AUROC | all AUPRC | all CP@100 |"
+    rule = "|---|---:|---:|---:|"
+    for s in SCENARIOS:
+        header += f" s{s} AUROC | s{s} AUPRC |"
+        rule += "---:|---:|"
+    lines = [header + " fit s |", rule + "---:|"]
+    for model, r in results.items():
+        cells = [f"{r['all']['auroc']:.4f}", f"{r['all']['auprc']:.3f}", f"{r['all']['cp100']:.3f}"]
+        for s in SCENARIOS:
+            part = r[f"scenario_{s}"]
+            cells += [f"{part['auroc']:.4f}", f"{part['auprc']:.3f}"]
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {r['fit_seconds']:.0f} |")
+    return lines
+
+
 def figures(report: dict) -> list[str]:
     """RESULTS.md lines: per model, quality overall and per scenario (handbook) or per
     typology (typology set), fit time, and the one-day speed with kept state."""
@@ -433,18 +451,7 @@ def figures(report: dict) -> list[str]:
         + "). CP@100: Card Precision@100 per day, averaged over the test days.",
         "",
     ]
-    header = "| model | all AUROC | all AUPRC | all CP@100 |"
-    rule = "|---|---:|---:|---:|"
-    for s in SCENARIOS:
-        header += f" s{s} AUROC | s{s} AUPRC |"
-        rule += "---:|---:|"
-    lines += [header + " fit s |", rule + "---:|"]
-    for model, r in report["results"].items():
-        cells = [f"{r['all']['auroc']:.4f}", f"{r['all']['auprc']:.3f}", f"{r['all']['cp100']:.3f}"]
-        for s in SCENARIOS:
-            part = r[f"scenario_{s}"]
-            cells += [f"{part['auroc']:.4f}", f"{part['auprc']:.3f}"]
-        lines.append(f"| {model} | " + " | ".join(cells) + f" | {r['fit_seconds']:.0f} |")
+    lines += scenario_table(report["results"])
     lines += [
         "",
         f"Context features for all {meta['rows']:,} records: "
