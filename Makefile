@@ -20,9 +20,13 @@ install: $(STAMP)
 demo: install
 	$(BIN)/vigil demo
 
+# Two workers (one core each on the 2-core CI machine); a module's tests stay on one
+# worker because several modules share a trained model or a server through a fixture.
+TEST_WORKERS ?= 2
+
 test: install
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Benchmarks run from a clone through one runner, `python -m benchmarks SUITE` (the suites
 # and their default arguments: benchmarks/suites.yaml). Each writes benchmarks/results/SUITE.json
