@@ -61,3 +61,14 @@ def test_each_type_looks_like_its_description(cards: pd.DataFrame) -> None:
 def test_too_small_a_set_is_refused() -> None:
     with pytest.raises(ValueError, match="n_cards"):
         generate_cards2(n_cards=5)
+
+
+def test_the_typologies_suite_reads_it_with_the_truth_where_spec_init_ignores_it() -> None:
+    from argparse import Namespace
+
+    from benchmarks.typologies import ALL_TYPOLOGIES, VARIANTS, generate
+
+    args = Namespace(**{**VARIANTS["gen2"], "cards": 40, "days": 12})
+    frame = generate(args)
+    assert "fraud_type" not in frame.columns  # else spec init would take the truth as a feature
+    assert set(frame.fraud_kind) - {""} <= set(ALL_TYPOLOGIES)
