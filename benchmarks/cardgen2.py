@@ -6,16 +6,19 @@ present) and online merchants registered in a few hub cities (card not present);
 of a few kinds (commuter, student, family, affluent, retiree, night worker) with a home
 city, a spending level per category, habitual merchants, hours shifted to their own day,
 a weekly rhythm, monthly subscriptions charged at night, and trips by plane or train to
-other cities (an online booking first, card-present payments there, a hotel at the end).
+other cities (an online booking first, card-present payments there, a hotel at the end or
+keyed in ahead). Genuine life also holds what fraud uses, so no column gives fraud away
+alone: tiny amounts (coffee, transit), gift cards and donations, keyed-in payments at
+shops (phone orders, hotel prepayments), night-time subscription charges, far-away trips.
 
 Planted fraud, with the ground truth in ``fraud_type`` (empty for genuine rows):
 
-- ``account_takeover``: a burst of 3-8 online payments within an hour at merchants and
-  categories the card never used, at the card's quiet hours, several times its usual amount.
+- ``account_takeover``: a burst of 3-8 online payments, minutes apart, at merchants and
+  categories the card never used, at the card's quiet hours, 3-12 times its usual amount.
 - ``card_testing``: 6-25 tiny amounts within minutes at one or two online merchants,
   sometimes followed by a larger purchase.
 - ``impossible_travel``: a cloned card used card-present in a city 1,500 km or more from a
-  genuine card-present payment made minutes before or after it.
+  genuine card-present payment made 5-120 minutes before or after it.
 - ``compromised_merchant``: the merchant's own payments turn anomalous. A physical shop's
   terminal is taken over at night: for a few hours it takes keyed-in (card not present)
   payments from 4-12 cards that never shopped there, several times the shop's usual

@@ -121,31 +121,32 @@ class Segment:
 SEGMENTS: dict[str, Segment] = {
     "commuter": Segment(
         0.3, 2.8, 1.0, 0, 0.4,
-        "transit 3, cafe 2, grocery 2, restaurant 1, fuel 0.5, marketplace 0.8, food_delivery 0.5,"
-        " pharmacy 0.3, clothing 0.3, bar 0.4, digital_goods 0.3, electronics 0.05",
+        "transit 3, cafe 2, grocery 2, restaurant 1, fuel 0.5, marketplace 0.8,"
+        " food_delivery 0.5, pharmacy 0.3, clothing 0.3, bar 0.4, digital_goods 0.3,"
+        " electronics 0.05, gift_cards 0.05",
         (1.1, 1.1, 1.1, 1.1, 1.1, 0.7, 0.5),
     ),
     "student": Segment(
         0.15, 2.0, 0.6, 2, 0.3,
         "cafe 2, bar 2, food_delivery 1.5, transit 2, grocery 1.5, digital_goods 1,"
-        " marketplace 0.6, clothing 0.3, electronics 0.03",
+        " marketplace 0.6, clothing 0.3, electronics 0.03, gift_cards 0.05, donation 0.03",
         (1, 1, 1, 1.1, 1.3, 1.2, 0.6),
     ),
     "family": Segment(
         0.25, 2.2, 1.2, 0, 0.3,
         "grocery 4, fuel 1.5, pharmacy 1, clothing 0.8, restaurant 0.7, marketplace 1.2,"
-        " electronics 0.1, food_delivery 0.4",
+        " electronics 0.1, food_delivery 0.4, gift_cards 0.08",
         (0.9, 0.9, 0.9, 0.9, 0.9, 1.5, 0.8),
     ),
     "affluent": Segment(
         0.1, 2.5, 2.0, 0, 1.0,
         "restaurant 2, grocery 1.5, clothing 1, marketplace 1, cafe 1, bar 0.6, electronics 0.2,"
-        " jewelry 0.05, fuel 0.8, food_delivery 0.6",
+        " jewelry 0.05, fuel 0.8, food_delivery 0.6, gift_cards 0.1, donation 0.1",
         (1, 1, 1, 1, 1, 1.2, 1),
     ),
     "retiree": Segment(
         0.12, 1.2, 0.9, -2, 0.5,
-        "grocery 3, pharmacy 1.5, cafe 1, restaurant 0.6, clothing 0.3, fuel 0.5",
+        "grocery 3, pharmacy 1.5, cafe 1, restaurant 0.6, clothing 0.3, fuel 0.5, donation 0.1",
         (1, 1, 1, 1, 1, 0.8, 0.5),
     ),
     "night_worker": Segment(
@@ -397,7 +398,9 @@ def genuine_rows(
                 amount = amount_of(rng, cat, card.scale[cat])
                 if rng.uniform() < 0.01:  # the occasional genuine splurge
                     amount = round(amount * float(rng.uniform(3, 6)), 2)
-                rows.append((card.cid, t, m, amount, 0 if online else 1, ""))
+                # a phone order at a restaurant is keyed in (card not present) at the shop
+                keyed = cat == "restaurant" and rng.uniform() < 0.03
+                rows.append((card.cid, t, m, amount, 0 if online or keyed else 1, ""))
         for m, amt, dom, sec in card.subscriptions:
             if (d % 30) + 1 == dom:
                 rows.append((card.cid, d * 86400.0 + sec, m, amt, 0, ""))
@@ -417,7 +420,10 @@ def genuine_rows(
             )
         hotel = int(rng.choice(w.by_city_cat[(dest, "hotel")]))
         nights = max(1, int((back - arrive) // 86400))
-        t = max(arrive + 3600.0, back - float(rng.uniform(1, 4)) * 3600.0)
-        amt = amount_of(rng, "hotel", card.scale["hotel"]) * nights
-        rows.append((card.cid, t, hotel, round(amt, 2), 1, ""))
+        amt = round(amount_of(rng, "hotel", card.scale["hotel"]) * nights, 2)
+        if booked > 0 and rng.uniform() < 0.4:  # paid in advance, keyed in by the hotel
+            rows.append((card.cid, booked + float(rng.uniform(60, 3600)), hotel, amt, 0, ""))
+        else:
+            t = max(arrive + 3600.0, back - float(rng.uniform(1, 4)) * 3600.0)
+            rows.append((card.cid, t, hotel, amt, 1, ""))
     return rows
