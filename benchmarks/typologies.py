@@ -3,7 +3,9 @@
     python -m benchmarks typologies [--cards 2500 --epochs 8 --detectors seq_vae,vae]
 
 Generates ``generate_typology_set`` and writes it as two CSV files: the training file
-(every day but the last ``--score-days``) and the next period (the last days). Then, in a
+(every day but the last ``--score-days``) and the next period (the last days); the
+variants ``gen2*`` take their data from the second generator, ``benchmarks.cardgen2``,
+written apart from the first (``--variants gen2 gen2_seed1``). Then, in a
 fresh ``VIGIL_HOME``, it runs the user's commands as subprocesses:
 
 1. ``vigil spec init --entity-col card_id --time-col timestamp --ignore-col fraud_kind``
