@@ -504,7 +504,11 @@ def variant_figures(report: dict) -> list[str]:
         lines = ["No kept figures to compare with: these become the kept ones.", ""]
     lines.append(
         "Variants of `generate_typology_set` (cards, days, last days scored, seed, "
-        "generator options; `cardgen2`: the second generator, `benchmarks.cardgen2`): "
+        + (
+            "generator options; `cardgen2`: the second generator, `benchmarks.cardgen2`): "
+            if any(v.get("source") for v in meta["variants"].values())
+            else "generator options): "
+        )
         + "; ".join(
             f"{name} {v['cards']}/{v['days']}/{v['score_days']}/{v['data_seed']}"
             + (f" {v['source']}" if v.get("source") else "")
