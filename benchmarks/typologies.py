@@ -3,7 +3,9 @@
     python -m benchmarks typologies [--cards 2500 --epochs 8 --detectors seq_vae,vae]
 
 Generates ``generate_typology_set`` and writes it as two CSV files: the training file
-(every day but the last ``--score-days``) and the next period (the last days). Then, in a
+(every day but the last ``--score-days``) and the next period (the last days); the
+variants ``gen2*`` take their data from the second generator, ``benchmarks.cardgen2``,
+written apart from the first (``--variants gen2 gen2_seed1``). Then, in a
 fresh ``VIGIL_HOME``, it runs the user's commands as subprocesses:
 
 1. ``vigil spec init --entity-col card_id --time-col timestamp --ignore-col fraud_kind``
@@ -36,6 +38,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
 
+from benchmarks.cardgen2 import generate_cards2
 from benchmarks.sequences import queue_quality, typology_rows
 from detectors.encoding import TabularEncoder
 from detectors.thresholds import Threshold
@@ -85,18 +88,50 @@ VARIANTS: dict[str, dict] = {
         "data_seed": 4,
         "generator": {"fraud_share": 0.012, "typologies": ALL_TYPOLOGIES},
     },
+    # The second generator (``benchmarks.cardgen2``), written apart from the first: its own
+    # customers, merchants and fraud, never looked at while the defaults were chosen.
+    "gen2": {"cards": 1000, "days": 30, "score_days": 6, "data_seed": 0, "source": "cardgen2"},
+    "gen2_seed1": {
+        "cards": 1000,
+        "days": 30,
+        "score_days": 6,
+        "data_seed": 1,
+        "source": "cardgen2",
+    },
 }
 VIGIL = str(Path(sys.executable).with_name("vigil"))
 
 
-def write_files(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path, dict]:
-    """The training file and the next period's file, as CSV (the way a user gets them)."""
-    frame = generate_typology_set(
+def generate(args: argparse.Namespace) -> pd.DataFrame:
+    """The variant's data from its generator; the truth column is ``fraud_kind`` either way
+    (``spec init`` is told to ignore it)."""
+    if getattr(args, "source", "typologies") == "cardgen2":
+        frame = generate_cards2(
+            n_cards=args.cards,
+            days=args.days,
+            seed=args.data_seed,
+            **getattr(args, "generator", {}),
+        )
+        return frame.rename(columns={"fraud_type": "fraud_kind"})
+    return generate_typology_set(
         n_cards=args.cards,
         days=args.days,
         seed=args.data_seed,
         **getattr(args, "generator", {}),
     )
+
+
+def data_call(args: argparse.Namespace) -> str:
+    """The generator call, for the report."""
+    name = (
+        "generate_cards2" if getattr(args, "source", "") == "cardgen2" else "generate_typology_set"
+    )
+    return f"{name}(n_cards={args.cards}, days={args.days}, seed={args.data_seed})"
+
+
+def write_files(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path, dict]:
+    """The training file and the next period's file, as CSV (the way a user gets them)."""
+    frame = generate(args)
     when = pd.to_datetime(frame["timestamp"])
     cut = when.min().normalize() + pd.Timedelta(days=args.days - args.score_days)
     train, later = frame[when < cut], frame[when >= cut]
@@ -294,8 +329,7 @@ def measure(args, workdir: Path, env: dict, log: list, models: list, train_secon
     return {
         "meta": {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "data": f"generate_typology_set(n_cards={args.cards}, days={args.days}, "
-            f"seed={args.data_seed}); next period = last {args.score_days} days",
+            "data": f"{data_call(args)}; next period = last {args.score_days} days",
             "sizes": sizes,
             "epochs": args.epochs,
             "max_train_rows": args.max_train_rows,
@@ -470,10 +504,15 @@ def variant_figures(report: dict) -> list[str]:
         lines = ["No kept figures to compare with: these become the kept ones.", ""]
     lines.append(
         "Variants of `generate_typology_set` (cards, days, last days scored, seed, "
-        "generator options): "
+        + (
+            "generator options; `cardgen2`: the second generator, `benchmarks.cardgen2`): "
+            if any(v.get("source") for v in meta["variants"].values())
+            else "generator options): "
+        )
         + "; ".join(
             f"{name} {v['cards']}/{v['days']}/{v['score_days']}/{v['data_seed']}"
-            + (f" {v['generator']}" if v["generator"] else "")
+            + (f" {v['source']}" if v.get("source") else "")
+            + (f" {v['generator']}" if v.get("generator") else "")
             for name, v in meta["variants"].items()
         )
         + f". Each through `vigil spec init` (defaults), `vigil train --detectors "
