@@ -335,8 +335,22 @@ def _http_clients(store, rows: list[dict], n: int, *, append_history: bool) -> d
     server.should_exit = True
     thread.join(timeout=10)
     coalesced = app.state.scorer.coalesced_requests
+    writer = getattr(app.state.scorer, "history_writer", None)
+    stats = getattr(writer, "stats", None)
+    flushes = (
+        {
+            "flushes": stats.flushes,
+            "flushed_rows": stats.rows,
+            "flush_ms_mean": round(stats.seconds / stats.flushes * 1000, 1),
+            "flush_ms_longest": round(stats.longest_seconds * 1000, 1),
+            "flush_share_of_wall": round(stats.seconds / wall, 3),
+        }
+        if stats is not None and stats.flushes
+        else {}
+    )
     _close(app.state.scorer)
     return {
+        **flushes,
         "requests": len(latencies),
         "append_history": append_history,
         "records_per_s": round(len(latencies) / wall, 1),
@@ -429,12 +443,22 @@ def figures(report: dict) -> list[str]:
                 f"{h.get('records_per_server_cpu_s', '–')} | {h['p50_ms']} | {h['p99_ms']} |"
             )
     if "http_8_clients_appending" in seq:
+        appending = seq["http_8_clients_appending"]
         lines += [
             "",
             "Appending also pays the history write-behind (one frame, Parquet segment and "
             "store write per flush, every second): a cost per second, so per request it "
             "falls as the rate rises.",
         ]
+        if "flushes" in appending:
+            lines[-1] += (
+                f" Here {appending['flushes']} flushes of {appending['flushed_rows']:,} records "
+                f"took {appending['flush_ms_mean']} ms on average, the longest "
+                f"{appending['flush_ms_longest']} ms "
+                f"({appending['flush_share_of_wall'] * 100:.1f}% of the run's wall time); "
+                "a request that arrives during a flush waits while the flush holds the "
+                "interpreter."
+            )
     return lines
 
 

@@ -325,16 +325,35 @@ def test_vigil_api_serves_the_running_state_and_metrics(cards_bundle, tmp_path, 
         schema = client.get("/openapi.json").json()["paths"]["/score"]["post"]["requestBody"]
         assert "records" in schema["content"]["application/json"]["schema"]["properties"]
         text = client.get("/metrics").text
+        app.state.scorer.history_writer.flush()
+        flushed = _samples(client.get("/metrics").text)
     _assert_same(results, expected)
-    lines = dict(
-        line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+    lines = _samples(text)
+    # The scored records wait for the writer (an hour here), then one flush keeps them all.
+    assert float(lines["vigil_api_history_pending_rows"]) == len(live)
+    assert float(lines["vigil_api_history_flushes_total"]) == 0
+    assert float(flushed["vigil_api_history_pending_rows"]) == 0
+    assert float(flushed["vigil_api_history_flushes_total"]) == 1
+    assert float(flushed["vigil_api_history_rows_written_total"]) == len(live)
+    assert (
+        0
+        < float(flushed["vigil_api_history_flush_seconds_max"])
+        <= float(flushed["vigil_api_history_flush_seconds_total"])
     )
+    assert "# TYPE vigil_api_history_flushes_total counter" in text
     assert float(lines['vigil_api_requests_total{outcome="ok"}']) >= len(live)
     assert float(lines["vigil_api_records_scored_total"]) == len(live)
     assert float(lines["vigil_api_request_duration_seconds_count"]) == len(live) + 3
     assert float(lines['vigil_api_errors_total{kind="invalid"}']) >= 2
     assert float(lines['vigil_api_scores_bucket{le="+Inf"}']) == len(live)
     assert "# TYPE vigil_api_request_duration_seconds histogram" in text
+
+
+def _samples(text: str) -> dict[str, str]:
+    """Prometheus text as {name with labels: value}."""
+    return dict(
+        line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
 
 
 def _free_port() -> int:

@@ -48,6 +48,7 @@ from pipelines.operations.api_route import ScoreAnswer, ScoreRoute
 from pipelines.operations.metrics import CONTENT_TYPE, ApiMetrics
 from pipelines.operations.stateful import StatefulScorer, why_not_stateful
 from pipelines.scoring.history import LiveHistory, context_signature
+from pipelines.scoring.history.writer import HistoryWriter
 from pipelines.store import ResultsStore
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,14 @@ class Scorer:
     @property
     def stateful(self) -> StatefulScorer | None:
         return self._stateful
+
+    @property
+    def history_writer(self) -> HistoryWriter | None:
+        """The writer keeping what this scorer scores (None before a model with context is
+        loaded)."""
+        if self._stateful is not None:
+            return self._stateful.writer
+        return self._live.writer if self._live is not None else None
 
     def _live_for(self, spec) -> LiveHistory | None:
         """The in-memory history this spec needs: the one held if it is the same data set
@@ -439,7 +448,7 @@ def create_app(
         running_state=running_state,
         state_url=state_url,
     )
-    metrics = ApiMetrics()
+    metrics = ApiMetrics(history=lambda: scorer.history_writer)
 
     @asynccontextmanager
     async def lifespan(app):

@@ -63,7 +63,8 @@ class Counter:
 
 
 class Gauge:
-    """A value read when scraped (``read`` returns {label values: value})."""
+    """A value read when scraped (``read`` returns {label values: value}); ``kind`` is
+    ``counter`` for a total kept elsewhere and read here."""
 
     def __init__(
         self,
@@ -71,11 +72,13 @@ class Gauge:
         help_text: str,
         read: Callable[[], dict[tuple[str, ...], float]],
         labels: Sequence[str] = (),
+        kind: str = "gauge",
     ) -> None:
         self.name, self.help, self.read, self.labels = name, help_text, read, tuple(labels)
+        self.kind = kind
 
     def lines(self) -> list[str]:
-        out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} gauge"]
+        out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
         for labels, value in sorted(self.read().items()):
             out.append(f"{self.name}{_labels(self.labels, labels)} {_number(value)}")
         return out
@@ -126,10 +129,22 @@ class Registry:
         return "\n".join(lines) + "\n"
 
 
-class ApiMetrics:
-    """What ``vigil api`` counts."""
+#: The kept-history writer's figures on ``/metrics``: (name after ``vigil_api_history_``,
+#: type, help).
+_FLUSH_FIGURES = (
+    ("flushes_total", "counter", "Flushes of scored records to the kept history."),
+    ("rows_written_total", "counter", "Scored records written to the kept history."),
+    ("flush_seconds_total", "counter", "Seconds spent flushing scored records."),
+    ("flush_seconds_max", "gauge", "The longest flush so far, in seconds."),
+    ("pending_rows", "gauge", "Scored records waiting for the next flush."),
+)
 
-    def __init__(self) -> None:
+
+class ApiMetrics:
+    """What ``vigil api`` counts; ``history`` gives the writer of the scored records (its
+    flushes hold the interpreter for a while, and requests answered meanwhile wait)."""
+
+    def __init__(self, history: Callable[[], object | None] | None = None) -> None:
         self.registry = Registry()
         add = self.registry.add
         self.requests = add(
@@ -151,6 +166,32 @@ class ApiMetrics:
         self.scores = add(
             Histogram("vigil_api_scores", "Anomaly scores of the records scored.", SCORE_BUCKETS)
         )
+        if history is not None:
+            self._history = history
+            for field, kind, help_text in _FLUSH_FIGURES:
+                add(
+                    Gauge(
+                        f"vigil_api_history_{field}",
+                        help_text,
+                        lambda field=field: self._flush_figure(field),
+                        kind=kind,
+                    )
+                )
+
+    def _flush_figure(self, field: str) -> dict[tuple[str, ...], float]:
+        writer = self._history()
+        if writer is None:
+            return {(): 0.0}
+        if field == "pending_rows":
+            return {(): float(writer.pending_rows)}
+        stats = writer.stats
+        value = {
+            "flushes_total": stats.flushes,
+            "rows_written_total": stats.rows,
+            "flush_seconds_total": stats.seconds,
+            "flush_seconds_max": stats.longest_seconds,
+        }[field]
+        return {(): float(value)}
 
     def observe(self, response: dict, seconds: float) -> None:
         self.requests.inc(1, "ok")

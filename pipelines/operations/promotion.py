@@ -81,7 +81,6 @@ def compare(
     (no challenger, or the challenger is the champion)."""
     from mlflow import MlflowClient
 
-
     aliases = {
         k: str(v) for k, v in MlflowClient().get_registered_model(model_name).aliases.items()
     }
@@ -287,7 +286,6 @@ def record_and_apply(
     """
     from mlflow import MlflowClient
 
-
     name = comparison.model_name
     before = _aliases(name)
     ledger_decision = override or LEDGER_DECISIONS[decision.outcome]
@@ -372,7 +370,6 @@ def rollback(
     """Move ``champion`` back to ``previous-champion``, with the reason in the ledger."""
     from mlflow import MlflowClient
 
-
     if not reason or not reason.strip():
         raise ValueError("a rollback needs a reason (--reason TEXT)")
     before = _aliases(model_name)
@@ -438,7 +435,6 @@ def models_with_challengers() -> list[str]:
     """Registered models whose challenger differs from their champion (a challenger left
     half-registered by a killed training run is not one)."""
     from mlflow import MlflowClient
-
 
     client = MlflowClient()
     names = []

@@ -234,6 +234,10 @@ class LiveHistory:
     def pending_rows(self) -> int:
         return self._writer.pending_rows
 
+    @property
+    def writer(self) -> HistoryWriter:
+        return self._writer
+
     def flush(self) -> int:
         """Write the records scored since the last flush as one history segment."""
         return self._writer.flush()

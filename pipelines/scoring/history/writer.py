@@ -5,6 +5,10 @@ at once; the store keeps the same records as history segments (what batch scorin
 restarted scorer read), written every ``flush_seconds`` or sooner when ``max_pending``
 wait (by the writer's own thread, or by its owner's), and on :meth:`HistoryWriter.close`.
 On a crash at most ``flush_seconds`` of records are not kept.
+
+A flush holds the interpreter for part of its time (building the frame, hashing it), so
+requests answered meanwhile wait: :class:`FlushStats` counts the flushes and their time,
+which ``vigil api`` exposes on ``/metrics`` beside the request latency.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -20,6 +26,22 @@ from pipelines.scoring.history.kept import KeptHistory
 from pipelines.store import ResultsStore
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class FlushStats:
+    """What the writer's flushes cost: count, rows, wall seconds in all and the longest."""
+
+    flushes: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    longest_seconds: float = 0.0
+
+    def add(self, rows: int, seconds: float) -> None:
+        self.flushes += 1
+        self.rows += rows
+        self.seconds += seconds
+        self.longest_seconds = max(self.longest_seconds, seconds)
 
 
 class HistoryWriter:
@@ -48,6 +70,7 @@ class HistoryWriter:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self.written = 0
+        self.stats = FlushStats()
         self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(
@@ -76,6 +99,7 @@ class HistoryWriter:
                 pending, self._pending, self._pending_rows = self._pending, [], 0
             if not pending:
                 return 0
+            started = time.perf_counter()
             frame = _frame(pending)
             hashed = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy()
             batch_id = f"{self.source}-{hashlib.sha256(hashed.tobytes()).hexdigest()[:16]}"
@@ -88,6 +112,7 @@ class HistoryWriter:
                 raise
             self.written_batches.add(batch_id)
             self.written += len(frame)
+            self.stats.add(len(frame), time.perf_counter() - started)
             return len(frame)
 
     def _run(self) -> None:
