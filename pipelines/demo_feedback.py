@@ -4,8 +4,9 @@ The stream has five fraud types (``demo_cards``), so the gain of labels is real:
 sequence models alone leave frauds below the alert budget. The steps are the card demo's
 (``demo_story``) up to its feedback step: the models are trained on the fortnight, the week
 is scored, the analyst judges the top flags of the week's first days, ``train
---with-labels`` trains a labelled model (the challenger), and precision at the alert
-budget on the week's last days (never reviewed) is printed before and after.
+--with-labels`` on the data up to then trains a labelled model (the challenger) from the
+verdicts and the fortnight's chargebacks, and precision and recall at the alert budget on
+the week's last days (never reviewed, never trained on) are printed before and after.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ def run_feedback_demo(
     loop = result.get("feedback_loop") or {}
     if "precision_before" in loop:
         echo(
-            f"vigil demo-feedback: precision at the alert budget before "
-            f"{loop['precision_before']:.2f}, after {loop['precision_after']:.2f} "
-            "(the labelled model is the challenger: see `vigil models`, `vigil promote`)"
+            f"vigil demo-feedback: at the alert budget ({loop['budget']} alerts) precision "
+            f"{loop['precision_before']:.2f} -> {loop['precision_after']:.2f}, recall "
+            f"{loop['recall_before']:.2f} -> {loop['recall_after']:.2f} (the labelled model is "
+            "the challenger: see `vigil models`, `vigil promote`)"
         )
     return result

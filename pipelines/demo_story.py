@@ -98,18 +98,25 @@ def _score(ctx: DemoContext, data: Path, model: str, out: Path) -> dict:
 
 def _score_in_memory(ctx: DemoContext, model: str, frame: pd.DataFrame) -> np.ndarray:
     """A registered model's scores for ``frame``, with the kept card history before it."""
+    return _scores_and_kind(ctx, model, frame)[0]
+
+
+def _scores_and_kind(ctx: DemoContext, model: str, frame: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """The scores and ``"labelled"`` or ``"unsupervised"``: what scored them."""
     from pipelines.modeling.registry import configure_mlflow, load_bundle, resolve_model
     from pipelines.scoring.history import KeptHistory
 
     configure_mlflow(ctx.settings)
     history = KeptHistory(ctx.store(), CARD_SPEC).before(frame).frame
     bundle = load_bundle(resolve_model(model))
-    if hasattr(bundle, "use_labels"):  # as `vigil score` does: the frauds confirmed so far
+    labelled = hasattr(bundle, "use_labels")
+    if labelled:  # as `vigil score` does: the frauds confirmed so far
         from pipelines.feedback.training import fraud_labels  # deferred: imports MLflow
 
         known = ctx.store().known_labels(known_before=datetime.now(UTC), dataset=CARD_SPEC.name)
         bundle.use_labels(fraud_labels(known))
-    return bundle.score(frame, history=history, with_reasons=False)["score"].to_numpy()
+    scores = bundle.score(frame, history=history, with_reasons=False)["score"].to_numpy()
+    return scores, "labelled" if labelled else "unsupervised"
 
 
 def _import_verdicts(ctx: DemoContext, path: Path):
@@ -280,24 +287,31 @@ def _first_reason(flags: list) -> str:
 
 
 def feedback_loop(ctx: DemoContext) -> dict:
-    """Verdicts on the top of the first days' flags, a labelled model, before/after on
-    the days after, then promotion on that evidence."""
+    """Verdicts on the top of the first days' flags, a labelled model trained on the data up
+    to then, before/after on the days after (which neither model has seen)."""
     store = ctx.store()
     truth = ctx.truth()
     week = pd.read_csv(ctx.files["week"])
     day = (pd.to_datetime(week["timestamp"]) - pd.Timestamp("2026-03-02")).dt.days
-    early = set(week.loc[day < TRAIN_DAYS + REVIEWED_DAYS, "transaction_id"].astype(str))
+    reviewed_days = day < TRAIN_DAYS + REVIEWED_DAYS
+    early = set(week.loc[reviewed_days, "transaction_id"].astype(str))
     flags = store.list_flags(run_id=ctx.state["week_run"]["run_id"], limit=100_000)
     reviewed = sorted(
         (f for f in flags if str(f.record_id) in early), key=lambda f: -float(f.score)
     )[: ctx.verdict_cases * 2]
     ids = [str(f.record_id) for f in reviewed]
     verdict = np.where(truth.loc[ids, "is_fraud"] == "1", "fraud", "not_fraud")
+    # The analyst works each day's queue the next morning: a verdict is known at the
+    # midnight after its payment (stream time), as it would be live.
+    paid = week.set_index(week["transaction_id"].astype(str)).loc[ids, "timestamp"]
+    known_at = pd.to_datetime(paid).dt.floor("D") + pd.Timedelta(days=1)
     path = ctx.settings.home_dir / "demo_verdicts.csv"
-    _verdict_file(path, ids, verdict)
-    through = ctx.settings.home_dir / "demo" / "through_week.csv"
+    _verdict_file(path, ids, verdict, known_at=known_at.dt.tz_localize(UTC).to_numpy())
+    # What the team has when it retrains: the fortnight (its chargebacks in `is_fraud`)
+    # and the reviewed days; the week's last days stay unseen, for before/after.
+    through = ctx.settings.home_dir / "demo" / "through_reviewed.csv"
     train = pd.read_csv(ctx.files["train"])
-    pd.concat([train, week], ignore_index=True).to_csv(through, index=False)
+    pd.concat([train, week[reviewed_days]], ignore_index=True).to_csv(through, index=False)
     ctx.header(
         "5. the loop: the analyst's verdicts -> a labelled model (the challenger)",
         f"vigil labels import {path} --source review; vigil train --data {through} "
@@ -316,23 +330,41 @@ def feedback_loop(ctx: DemoContext) -> dict:
             ctx.echo(f"   no labelled model: {s['skipped']}")
         return {"trained": trained}
     ref = f"{labelled['model']}/{labelled['version']}"
-    later = week[day >= TRAIN_DAYS + REVIEWED_DAYS].reset_index(drop=True)
-    y = (truth.loc[later["transaction_id"].astype(str), "is_fraud"] == "1").to_numpy()
+    n_data = int(labelled["metrics"].get("n_frauds", 0)) - n_fraud
+    ctx.echo(
+        f"   labelled model {ref} [{', '.join(labelled['aliases'])}] learned from the "
+        f"verdicts and the fortnight's chargebacks ({n_data} from the data's is_fraud column)"
+    )
+    later = week[~reviewed_days].reset_index(drop=True)
+    return _before_after(ctx, later, ctx.state["versions"][CHAMPION_KIND], ref)
+
+
+def _before_after(ctx: DemoContext, later: pd.DataFrame, champion: str, labelled: str) -> dict:
+    """Precision, recall and catches per type at one alert budget, champion vs labelled."""
+    truth = ctx.truth().loc[later["transaction_id"].astype(str)]
+    y = (truth["is_fraud"] == "1").to_numpy()
+    kinds = truth["fraud_kind"].to_numpy()
     budget = max(1, int(round(ALERT_RATE * len(later))))
-    before = _score_in_memory(ctx, ctx.state["versions"][CHAMPION_KIND], later)
-    after = _score_in_memory(ctx, ref, later)
-    p_before = float(y[np.argsort(-before, kind="stable")[:budget]].mean())
-    p_after = float(y[np.argsort(-after, kind="stable")[:budget]].mean())
+    before, _ = _scores_and_kind(ctx, champion, later)
+    after, after_kind = _scores_and_kind(ctx, labelled, later)
+    out: dict = {"budget": budget, "after_model": labelled, "after_kind": after_kind}
+    for name, scores in (("before", before), ("after", after)):
+        top = np.argsort(-scores, kind="stable")[:budget]
+        out[f"precision_{name}"] = float(y[top].mean())
+        out[f"recall_{name}"] = float(y[top].sum() / max(1, y.sum()))
+        out[f"catches_{name}"] = catches(scores, kinds, rate=budget / len(later))
     ctx.echo(
-        f"   labelled model {ref} [{', '.join(labelled['aliases'])}] learned from the verdicts"
+        f"   on the week's last {7 - REVIEWED_DAYS} days (never reviewed, never trained on: "
+        f"{int(y.sum())} frauds in {len(later)} payments), at the alert budget ({budget} "
+        f"alerts): precision {out['precision_before']:.2f} -> {out['precision_after']:.2f}, "
+        f"recall {out['recall_before']:.2f} -> {out['recall_after']:.2f}"
     )
-    ctx.echo(
-        f"   precision at the alert budget ({budget} alerts) on the week's last "
-        f"{7 - REVIEWED_DAYS} days, never reviewed: before {p_before:.2f}, after {p_after:.2f}"
-    )
+    for t in FRAUD_TYPES:
+        (b, n), (a, _) = out["catches_before"][t], out["catches_after"][t]
+        ctx.echo(f"     {t.replace('_', ' '):22} {b:>4} -> {a:<4} of {n}")
     ctx.echo("   vigil promote weighs it against the champion once both have scored the same")
     ctx.echo("   records and the analysts have judged them: the next day, below")
-    return {"precision_before": p_before, "precision_after": p_after}
+    return out
 
 
 def next_day(ctx: DemoContext) -> dict:
@@ -383,13 +415,20 @@ def next_day(ctx: DemoContext) -> dict:
     return {"run": run, "promotion": decision}
 
 
-def _verdict_file(path: Path, ids: list[str], verdict: np.ndarray, ago_s: float = 60) -> None:
+def _verdict_file(
+    path: Path, ids: list[str], verdict: np.ndarray, ago_s: float = 60, known_at=None
+) -> None:
+    """A label file as the review app exports it; ``known_at`` per row, or ``ago_s`` ago."""
+    if known_at is None:
+        known_at = (datetime.now(UTC) - timedelta(seconds=ago_s)).isoformat()
+    else:
+        known_at = [pd.Timestamp(t).isoformat() for t in known_at]
     pd.DataFrame(
         {
             "record_id": ids,
             "verdict": verdict,
             "source": "review",
-            "known_at": (datetime.now(UTC) - timedelta(seconds=ago_s)).isoformat(),
+            "known_at": known_at,
             "analyst": "demo-analyst",
         }
     ).to_csv(path, index=False)

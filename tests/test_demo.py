@@ -25,7 +25,7 @@ from pipelines.demo import run_demo
 r = run_demo(n_cards={cards}, seed={seed}, epochs=1, max_train_rows=1500, until={until!r})
 table = r.get("score_week", {{}}).get("table")
 json.dump({{"table": table, "loop": {{k: v for k, v in r.get("feedback_loop", {{}}).items()
-           if k.startswith("precision")}}}}, open(sys.argv[1], "w"))
+           if k.startswith(("precision", "recall", "after_"))}}}}, open(sys.argv[1], "w"))
 """
 
 
@@ -71,8 +71,13 @@ def test_every_step_runs_and_prints_its_command(tmp_path, prefect_api):
     assert "rules" in result["table"] and "seq_vae" in result["table"]
     assert "open cases" in output and "vigil review" in output and "log in as" in output
     assert "the analyst judged" in output
-    # At this size the verdicts may hold too few frauds to learn from; the demo says so.
-    assert "precision at the alert budget" in output or "no labelled model:" in output
+    # The fortnight's chargebacks and the verdicts train a labelled model, and "after" is
+    # what that model scores (not the retrained detector beneath it, not the champion).
+    loop = result["loop"]
+    assert loop["after_kind"] == "labelled", loop
+    assert loop["after_model"].startswith("demo_cards-seq_vae/") and "precision_after" in loop
+    assert loop["after_model"] != "demo_cards-seq_vae/1"  # not the champion
+    assert "precision" in output and "recall" in output and " -> " in output
     assert "health:" in output and "shadow:" in output
     assert "demo_cards-seq_vae: " in output or "no challenger" in output  # promote decided
     assert not list(tmp_path.glob("*.csv"))  # nothing written into the working directory

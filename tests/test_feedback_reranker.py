@@ -188,3 +188,27 @@ def test_the_gated_floor_leaves_the_order_to_the_reranker_above_its_no_opinion_l
     # With p tiny everywhere the unsupervised order is kept (a type no one labelled).
     tiny = served_score(u, np.full(len(u), 1e-4), 0.5, floor)
     assert np.all(np.diff(tiny) >= 0) and tiny[-1] > tiny[len(u) // 2]
+
+
+def test_frauds_in_the_data_label_column_train_it_outside_the_evaluation_period():
+    """The history's chargebacks in the training file's label column are confirmed frauds
+    for the re-ranker (the verdicts alone cover only what the champion flagged); those in
+    the evaluation period stay out (honest metrics), and a verdict overrides the column."""
+    train = generate_transactions(1500, n_anomalies=60, seed=3)
+    base = _base_bundle(train)
+    ids = train["transaction_id"].astype(str)
+    frauds = ids[train["is_fraud"] == 1].tolist()
+    held = set(frauds[:20]) | set(ids[train["is_fraud"] == 0].head(300))
+    verdict_frauds, overridden = frauds[20:30], frauds[30]
+    known = pd.DataFrame(
+        {
+            "record_id": [*verdict_frauds, overridden],
+            "y": [1] * len(verdict_frauds) + [0],
+            "known_at": pd.Timestamp("2026-06-01", tz="UTC"),
+        }
+    )
+    model = train_reranked(base, train, known, evaluation_ids=held, min_labels=20)
+    assert model.bundle.config.training["frauds"] == 60 - 20 - 1
+    assert model.labels_seen["data_frauds"] == str(60 - 20 - 10 - 1)
+    assert model.labels_seen["frauds"] == str(len(verdict_frauds))
+    assert model.metrics["auroc"] > 0.5  # the held-out period keeps its frauds to measure

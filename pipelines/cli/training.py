@@ -36,8 +36,9 @@ from pipelines.settings import get_settings
 @click.option(
     "--with-labels",
     is_flag=True,
-    help="Also train a re-ranker on the verdicts known now and register it as a new "
-    "version of each detector's model (kind <detector>-reranked): the challenger.",
+    help="Also train a re-ranker on the verdicts known now (and the frauds the data's "
+    "label column marks before the evaluation period) and register it as a new version of "
+    "each detector's model (kind <detector>-reranked): the challenger.",
 )
 @click.option(
     "--seed-check",

@@ -45,7 +45,8 @@ class NotEnoughLabels(ValueError):
 class RerankedModel:
     bundle: RerankedBundle
     metrics: dict[str, float]
-    #: the labels that trained it: count, frauds, first and last ``known_at`` (ISO)
+    #: the labels that trained it: count, frauds, first and last ``known_at`` (ISO), and
+    #: the frauds taken from the data's label column (``data_frauds``)
     labels_seen: dict[str, str] = field(default_factory=dict)
 
 
@@ -109,11 +110,18 @@ def train_reranked(
     """Fit the re-ranker on the records of ``clean`` with a verdict in ``known`` plus a
     sample of unlabelled records (presumed normal).
 
+    The frauds the data's own label column marks (the history's chargebacks, when the
+    training file carries them) are confirmed frauds too, outside the evaluation period:
+    analysts' verdicts cover only what the champion flagged, so without them the labelled
+    model never sees the fraud types the champion misses. A verdict in ``known`` overrides
+    the column. They do not feed the risk features (the column says not when each became
+    known), so training and scoring count the same frauds there.
+
     ``propagate``: the share of the unlabelled records linked to a confirmed fraud that
     are presumed frauds (the rest of them are left out, never presumed normal).
 
     Metrics (when the spec has a label column): on the records in ``evaluation_ids`` whose
-    verdict did NOT train the re-ranker, so they are honest.
+    label did NOT train the re-ranker, so they are honest.
     """
     started = time.perf_counter()
     spec = base.spec
@@ -124,12 +132,17 @@ def train_reranked(
         y_data = clean[spec.label_column].fillna(0).astype(int).to_numpy()
     ids = clean[spec.id_column].astype(str)
     verdict = ids.map(dict(zip(known["record_id"].astype(str), known["y"], strict=True)))
+    from_data = np.zeros(len(ids), dtype=bool)
+    if y_data is not None:
+        from_data = (y_data == 1) & verdict.isna().to_numpy() & ~ids.isin(evaluation_ids or ())
+        verdict = verdict.where(~from_data, 1)
     labelled = verdict.notna().to_numpy()
     n_fraud = int((verdict == 1).sum())
     if n_fraud < min_labels:
         raise NotEnoughLabels(
-            f"{n_fraud} confirmed frauds among the training records (of {len(known)} labels "
-            f"known); the re-ranker needs at least {min_labels}"
+            f"{n_fraud} confirmed frauds among the training records ({int(from_data.sum())} "
+            f"from the data's label column, {len(known)} labels known); the re-ranker needs "
+            f"at least {min_labels}"
         )
     risk = risk_config_for(spec, delay=label_delay(spec, clean, known))
     features = prepare_records(spec, clean).features
@@ -188,6 +201,7 @@ def train_reranked(
         "frauds": str(int((seen["y"] == 1).sum())),
         "first_known": times.min().isoformat() if times is not None else "",
         "last_known": times.max().isoformat() if times is not None else "",
+        "data_frauds": str(int(from_data.sum())),
     }
     return RerankedModel(bundle=bundle, metrics=result, labels_seen=labels_seen)
 

@@ -585,4 +585,8 @@ def _labels_seen(tags: dict) -> str:
         return "-"
     first = (tags.get("vigil.labels_first_known") or "")[:10]
     last = (tags.get("vigil.labels_last_known") or "")[:10]
-    return f"{count} ({tags.get('vigil.labels_frauds', '?')} fraud) known {first}..{last}"
+    text = f"{count} ({tags.get('vigil.labels_frauds', '?')} fraud) known {first}..{last}"
+    data_frauds = tags.get("vigil.labels_data_frauds")
+    if data_frauds and data_frauds != "0":
+        text += f" + {data_frauds} frauds from the data's label column"
+    return text
