@@ -416,13 +416,16 @@ def figures(report: dict) -> list[str]:
             "after.",
         ]
     if state:
-        lines += [
-            "",
+        held = (
             f"State held: {state['entities']:,} cards at ~{state['bytes_per_entity']:,} bytes "
             f"each, {state['keys']:,} merchants at ~{state['bytes_per_key']:,} bytes each "
             f"({state['bytes'] / 1e6:.1f} MB in all; estimated from the arrays and objects "
-            "held).",
-        ]
+            "held)."
+        )
+        if large:  # one paragraph with the rebuild it measures
+            lines[-1] += " " + held
+        else:
+            lines += ["", held]
     if isinstance(seq.get("redis"), dict) and "skipped" in seq["redis"]:
         lines += ["", f"Redis: {seq['redis']['skipped']}."]
     lines += [

@@ -504,19 +504,35 @@ def share_cell(r: dict) -> str:
     return f"{r['share_of_limit']:.0%}" if "share_of_limit" in r else "-"
 
 
+def _latest_per_runner(results: list[dict]) -> list[dict]:
+    """The last result of each (rows, runner), its run number left out of the name."""
+    latest: dict[tuple, dict] = {}
+    for r in results:
+        runner = str(r.get("runner", "local")).split(", run ")[0]
+        latest.pop((r["rows"], runner), None)  # re-inserted last: the table keeps run order
+        latest[(r["rows"], runner)] = {**r, "runner": runner}
+    return list(latest.values())
+
+
 def _dask_figures(report: dict) -> list[str]:
     """The Dask runner against one process on the same file and model."""
+    results = _latest_per_runner(report["results"])
     lines = [
         "The same Parquet file and VAE for every row. seconds / rows/s: `score_stream` alone; "
         "with start-up: the child's whole run (Prefect's temporary API and the LocalCluster). "
         "CPU s and peak RSS: the process tree (Dask: driver + scheduler + workers + Prefect "
-        "API; the driver's in brackets).",
+        "API; the driver's in brackets)."
+        + (
+            f" The latest run of each runner ({len(report['results'])} runs in the JSON)."
+            if len(results) < len(report["results"])
+            else ""
+        ),
         "",
         "| rows | runner | load start / end | seconds | rows/s | seconds with start-up "
         "| CPU s scoring | rows per CPU s | peak RSS MB | flagged |",
         "|---:|---|---|---:|---:|---:|---:|---:|---|---:|",
     ]
-    for r in report["results"]:
+    for r in results:
         driver = r.get("driver_peak_rss_mb", r["peak_rss_mb"])
         # A local child's CPU is its scoring's; a Dask child's whole run includes start-up.
         scoring_cpu = r.get("scoring_cpu_seconds")

@@ -452,18 +452,17 @@ def figures(report: dict) -> list[str]:
         "",
     ]
     lines += scenario_table(report["results"])
-    lines += [
-        "",
+    timing = [
         f"Context features for all {meta['rows']:,} records: "
-        f"{report['feature_build_seconds']:.1f} s.",
+        f"{report['feature_build_seconds']:.1f} s."
     ]
     for model, day in report["one_day_seconds"].items():
-        lines.append(
+        timing.append(
             f"One day with {model} ({day['records']:,} records, {day['history_records']:,} "
             f"kept history records): features {day['build']:.2f} s, features + scoring "
             f"{day['total']:.2f} s (median of 3)."
         )
-    return lines
+    return [*lines, "", " ".join(timing)]
 
 
 def main(argv: list[str] | None = None) -> int:
