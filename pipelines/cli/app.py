@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 
+from pipelines.cli import collector
 from pipelines.settings import get_settings
 
 #: Where `spec init` and `demo-data` write by default: the user's project folder.
@@ -45,9 +46,10 @@ class _Group(click.Group):
     went away) into one readable line instead of a traceback."""
 
     def invoke(self, ctx):
-        from pipelines.intake.ingest import DataSourceError
-        from pipelines.intake.spec import SpecError
-        from pipelines.store import LeaseLost, RunAlreadyRunning, StoreUnavailable
+        with collector.paused():  # pandas and the spec's models, which most commands use
+            from pipelines.intake.ingest import DataSourceError
+            from pipelines.intake.spec import SpecError
+            from pipelines.store import LeaseLost, RunAlreadyRunning, StoreUnavailable
 
         try:
             with _quiet_prefect_errors():

@@ -1,0 +1,27 @@
+"""What a short command loads before it starts its work (the start-up a user waits for)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_command_line_loads_no_heavy_library_before_a_command_runs():
+    """`import pipelines.cli` (what `vigil --help` and every command pay) registers the
+    commands without pandas, SQLAlchemy or the ML libraries, and leaves the garbage
+    collector running (it is paused only while modules load)."""
+    code = (
+        "import gc, sys\n"
+        "import pipelines.cli\n"
+        "heavy = ('pandas', 'numpy', 'sqlalchemy', 'torch', 'mlflow', 'scipy', 'sklearn',\n"
+        "         'prefect', 'alembic', 'fastapi')\n"
+        "print([m for m in heavy if m in sys.modules], gc.isenabled(), gc.get_freeze_count() > 0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=str(REPO), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "[] True True"
