@@ -43,7 +43,12 @@ def _fail(message: str, code: int = 2) -> None:
 
 class _Group(click.Group):
     """Turns the errors people cause (bad files, bad specs, unknown models, a store that
-    went away) into one readable line instead of a traceback."""
+    went away) into one readable line instead of a traceback, and spares the process's
+    exit the garbage collector's passes (:mod:`pipelines.cli.collector`)."""
+
+    def main(self, *args, **kwargs):
+        collector.freeze_at_exit()
+        return super().main(*args, **kwargs)
 
     def invoke(self, ctx):
         with collector.paused():  # pandas and the spec's models, which most commands use
