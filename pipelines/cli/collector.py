@@ -20,32 +20,26 @@ from __future__ import annotations
 
 import atexit
 import gc
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-def pause() -> bool:
-    """Stop the collector; True when it was running (hand that to :func:`resume`)."""
-    running = gc.isenabled()
-    gc.disable()
-    return running
-
-
-def resume(was_running: bool = True) -> None:
-    """Freeze what is loaded so far and start the collector again if it was running."""
-    gc.freeze()
-    if was_running:
-        gc.enable()
-
-
 @contextmanager
 def paused() -> Iterator[None]:
-    """The block (a command's imports and set-up) runs without the collector."""
-    was_running = pause()
+    """The block (a command's imports) runs without the collector; what it loaded is
+    frozen afterwards. A block that loads nothing new (the modules were there already,
+    as in a test process that runs many commands) freezes nothing."""
+    modules = len(sys.modules)
+    was_running = gc.isenabled()
+    gc.disable()
     try:
         yield
     finally:
-        resume(was_running)
+        if len(sys.modules) > modules:
+            gc.freeze()
+        if was_running:
+            gc.enable()
 
 
 _freezes_at_exit = False
