@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 
+from pipelines.cli import collector
 from pipelines.settings import get_settings
 
 #: Where `spec init` and `demo-data` write by default: the user's project folder.
@@ -42,12 +43,18 @@ def _fail(message: str, code: int = 2) -> None:
 
 class _Group(click.Group):
     """Turns the errors people cause (bad files, bad specs, unknown models, a store that
-    went away) into one readable line instead of a traceback."""
+    went away) into one readable line instead of a traceback, and spares the process's
+    exit the garbage collector's passes (:mod:`pipelines.cli.collector`)."""
+
+    def main(self, *args, **kwargs):
+        collector.freeze_at_exit()
+        return super().main(*args, **kwargs)
 
     def invoke(self, ctx):
-        from pipelines.intake.ingest import DataSourceError
-        from pipelines.intake.spec import SpecError
-        from pipelines.store import LeaseLost, RunAlreadyRunning, StoreUnavailable
+        with collector.paused():  # pandas and the spec's models, which most commands use
+            from pipelines.intake.ingest import DataSourceError
+            from pipelines.intake.spec import SpecError
+            from pipelines.store import LeaseLost, RunAlreadyRunning, StoreUnavailable
 
         try:
             with _quiet_prefect_errors():

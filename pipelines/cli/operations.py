@@ -6,6 +6,7 @@ import json
 
 import click
 
+from pipelines.cli import collector
 from pipelines.cli.app import _actor, _fail, _store, main, prefect_api
 from pipelines.settings import get_settings
 
@@ -163,11 +164,12 @@ def serve(
 def api(model, host, port, refresh_seconds) -> None:
     """Real-time scoring over HTTP (POST /score, GET /metrics), with entity state for
     sequence models."""
-    import uvicorn
+    with collector.paused():
+        import uvicorn
 
-    from pipelines.modeling import local_registry
-    from pipelines.modeling.registry import configure_mlflow
-    from pipelines.operations.api import create_app
+        from pipelines.modeling import local_registry
+        from pipelines.modeling.registry import configure_mlflow
+        from pipelines.operations.api import create_app
 
     settings = get_settings()
     settings.apply_environment()

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pipelines.cli import collector
 from pipelines.cli.app import _fail, _store, _use_prefect, main, prefect_api
 from pipelines.settings import get_settings
 from pipelines.store.vocabulary import HealthStatus
@@ -43,9 +44,8 @@ def score(data, model, out, batch_id, table, query, runner, dask_address, as_jso
     (its partitions are Prefect tasks), else as the same plain function in this process.
     Exit code 3: the batch is being scored by another process.
     """
-    from pipelines.jobs.score import ScoreRequest, score_source
-    from pipelines.settings import get_settings
-
+    with collector.paused():
+        from pipelines.jobs.score import ScoreRequest, score_source
     runner = runner or get_settings().score_runner
     if dask_address and runner != "dask":
         raise click.UsageError("--dask-address needs --runner dask")
