@@ -229,6 +229,8 @@ def run(args: argparse.Namespace) -> dict:
         train_args += ["--epochs", str(args.epochs)]
     if args.max_train_rows:
         train_args += ["--max-train-rows", str(args.max_train_rows)]
+    if args.seed:
+        train_args += ["--seed", str(args.seed)]
     out, train_seconds = vigil(*train_args, env=env, log=log)
     return measure(args, workdir, env, log, _json_tail(out)["models"], train_seconds)
 
@@ -523,7 +525,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--score-days", type=int, default=12)
     parser.add_argument("--data-seed", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the models' seed (vigil train and IsolationForest)"
+    )
     parser.add_argument("--detectors", default="seq_vae,seq_gan,vae")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--max-train-rows", type=int, default=None)
