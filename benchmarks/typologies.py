@@ -1,6 +1,7 @@
 """The typology set measured through the CLI, exactly as a user would run it.
 
     python -m benchmarks typologies [--cards 2500 --epochs 8 --detectors seq_vae,vae]
+    python -m benchmarks typologies --only variants [--data-seeds own 101 102]
 
 Generates ``generate_typology_set`` and writes it as two CSV files: the training file
 (every day but the last ``--score-days``) and the next period (the last days); the
@@ -263,6 +264,8 @@ def run(args: argparse.Namespace) -> dict:
         train_args += ["--epochs", str(args.epochs)]
     if args.max_train_rows:
         train_args += ["--max-train-rows", str(args.max_train_rows)]
+    if args.seed:
+        train_args += ["--seed", str(args.seed)]
     out, train_seconds = vigil(*train_args, env=env, log=log)
     return measure(args, workdir, env, log, _json_tail(out)["models"], train_seconds)
 
@@ -376,20 +379,42 @@ def figures(report: dict) -> list[str]:
     return lines
 
 
+def variant_runs(names: list[str], data_seeds: list[str]) -> dict[str, dict]:
+    """{run name: variant settings}: each variant on each data seed. ``own`` is the
+    variant's own seed and keeps its name; another seed runs as ``NAME@SEED``, so it is
+    compared only with kept figures of that same seed (a new seed is never judged against
+    another seed's draw of frauds)."""
+    runs = {}
+    for name in names:
+        for seed in data_seeds:
+            if seed == "own" or int(seed) == VARIANTS[name]["data_seed"]:
+                runs[name] = VARIANTS[name]
+            else:
+                runs[f"{name}@{int(seed)}"] = {**VARIANTS[name], "data_seed": int(seed)}
+    return runs
+
+
+def _data_seed(text: str) -> str:
+    if text != "own" and not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: give 'own' or a non-negative integer")
+    return text
+
+
 def run_variants(args: argparse.Namespace) -> dict:
-    """Each variant through the CLI in its own folder, then the comparison with the kept
-    figures (a fallen type is listed in the report's ``regressions``)."""
+    """Each variant (on each data seed) through the CLI in its own folder, then the
+    comparison with the kept figures (a fallen type is listed in the report's
+    ``regressions``)."""
     root = Path(args.workdir)
+    runs = variant_runs(args.variants, args.data_seeds)
     reports = {}
-    for name in args.variants:
-        variant = VARIANTS[name]
+    for name, variant in runs.items():
         one = argparse.Namespace(**{**vars(args), **variant, "workdir": str(root / name)})
         print(f"variant {name}: {variant}", file=sys.stderr)
         reports[name] = run(one)
     report = {
         "meta": {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "variants": {name: VARIANTS[name] for name in args.variants},
+            "variants": runs,
             "epochs": args.epochs,
             "max_train_rows": args.max_train_rows,
             "detectors": args.detectors,
@@ -539,7 +564,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--score-days", type=int, default=12)
     parser.add_argument("--data-seed", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the models' seed (vigil train and IsolationForest)"
+    )
     parser.add_argument("--detectors", default="seq_vae,seq_gan,vae")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--max-train-rows", type=int, default=None)
@@ -559,6 +586,15 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="Run these generator variants (each its own data, spec, models) instead of "
         "--cards/--days, and compare them with the figures kept in --kept.",
+    )
+    parser.add_argument(
+        "--data-seeds",
+        nargs="+",
+        type=_data_seed,
+        default=["own"],
+        metavar="SEED",
+        help="With --variants: generate each variant from these seeds ('own': its own "
+        "seed); another seed's rows are named VARIANT@SEED.",
     )
     parser.add_argument(
         "--kept", default=str(RESULTS_MD), help="RESULTS.md holding the kept variant figures"

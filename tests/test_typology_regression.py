@@ -1,6 +1,17 @@
 """The typologies suite's regression check: kept figures read back from RESULTS.md."""
 
-from benchmarks.typologies import compare, kept_figures, variant_figures
+import argparse
+
+import pytest
+
+from benchmarks.typologies import (
+    VARIANTS,
+    _data_seed,
+    compare,
+    kept_figures,
+    variant_figures,
+    variant_runs,
+)
 
 
 def _report(contextual: float) -> dict:
@@ -45,3 +56,14 @@ def test_a_type_that_falls_more_than_the_tolerance_is_reported(tmp_path):
 
 def test_no_kept_section_means_nothing_to_compare(tmp_path):
     assert kept_figures(tmp_path / "missing.md") == {}
+
+
+def test_other_data_seeds_run_under_their_own_names():
+    runs = variant_runs(["short", "dense"], ["own", "101", "4"])
+    assert list(runs) == ["short", "short@101", "short@4", "dense", "dense@101"]
+    assert runs["short"] == VARIANTS["short"]
+    assert runs["short@101"]["data_seed"] == 101
+    assert runs["short@101"]["cards"] == VARIANTS["short"]["cards"]
+    assert VARIANTS["short"]["data_seed"] == 1  # the kept variant is not changed
+    with pytest.raises(argparse.ArgumentTypeError):
+        _data_seed("seven")

@@ -17,6 +17,11 @@ PREFIX = "ctx_"
 #: The cap `spec init` proposes for the entity's count of earlier records: enough to say
 #: "new or established", and reached inside any training period of a few days.
 HISTORY_COUNT_CAP = 10
+#: ``hour_offset`` stops here: past six spreads an hour is simply "never this card's",
+#: and the rare normal values up to twelve (a tight card's night subscription) made the
+#: column's skew sit at the encoder's log threshold, so whether it was logged (which
+#: shrinks the far values a detector must see) flipped from one data set to the next.
+HOUR_OFFSET_CAP = 6.0
 
 
 class ContextConfig(BaseModel):
@@ -86,8 +91,8 @@ class ContextConfig(BaseModel):
         default=False,
         description="How far this record's time of day is from the entity's usual one: "
         "the circular distance (hours) to the mean hour of its earlier records in history, "
-        "over their circular spread (at least one hour). A payment at 03:00 on a card "
-        "that pays around 14:00 is far; on a card that pays at any hour it is not.",
+        "over their circular spread (at least one hour), capped at 6. A payment at 03:00 on "
+        "a card that pays around 14:00 is far; on a card that pays at any hour it is not.",
     )
     novelty_windows: list[str] = Field(
         default_factory=list,

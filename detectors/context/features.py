@@ -10,7 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from detectors.context.config import PREFIX, ContextConfig, _seconds, _slug
+from detectors.context.config import (
+    HOUR_OFFSET_CAP,
+    PREFIX,
+    ContextConfig,
+    _seconds,
+    _slug,
+)
 
 _EARTH_RADIUS_KM = 6371.0088
 #: Speed is computed with at least this many hours between records (1 minute), so two
@@ -348,9 +354,9 @@ def _earlier_median(entity: _Timeline, a: np.ndarray, horizon: float, min_count:
 def _hour_offset(entity: _Timeline, hours: np.ndarray, left: np.ndarray) -> np.ndarray:
     """Per target: circular distance (hours) from its hour of day to the mean hour of the
     entity's earlier records at sorted positions [left, pos), over their circular standard
-    deviation in hours (floored at one hour): a usual hour gives ~0-1, an hour the entity
-    never uses gives several. Sums of the hour's sine and cosine along the entity's
-    timeline give every window's mean direction at once."""
+    deviation in hours (floored at one hour), capped at ``HOUR_OFFSET_CAP``: a usual hour
+    gives ~0-1, an hour the entity never uses gives several. Sums of the hour's sine and
+    cosine along the entity's timeline give every window's mean direction at once."""
     angle = entity.sort(2.0 * math.pi * hours / 24.0)
     sine = np.concatenate([[0.0], np.cumsum(np.sin(angle))])
     cosine = np.concatenate([[0.0], np.cumsum(np.cos(angle))])
@@ -362,7 +368,7 @@ def _hour_offset(entity: _Timeline, hours: np.ndarray, left: np.ndarray) -> np.n
         resultant = np.clip(np.hypot(s, c) / count, 1e-9, 1.0)
         spread = np.sqrt(-2.0 * np.log(resultant)) * 24.0 / (2.0 * math.pi)
     distance = np.abs(np.mod(angle[pos] * 24.0 / (2.0 * math.pi) - mean_hour + 12.0, 24.0) - 12.0)
-    return distance / np.maximum(spread, 1.0)
+    return np.minimum(distance / np.maximum(spread, 1.0), HOUR_OFFSET_CAP)
 
 
 def _near_hour_counts(

@@ -30,7 +30,13 @@ from array import array
 from bisect import bisect_left, bisect_right
 from typing import Any
 
-from detectors.context.config import PREFIX, ContextConfig, _seconds, _slug
+from detectors.context.config import (
+    HOUR_OFFSET_CAP,
+    PREFIX,
+    ContextConfig,
+    _seconds,
+    _slug,
+)
 from detectors.context.running_state import (
     TRIM_BLOCK,
     EntityState,
@@ -55,8 +61,8 @@ __all__ = ["EntityState", "KeyState", "RunningContext", "time_seconds", "unsuppo
 
 def _hour_offset(entity: EntityState, left: int, right: int, angle: float) -> float:
     """How far ``angle``'s hour lies from the mean hour of the entity's records at
-    [left, right), over their circular spread in hours (floored at one hour), as the
-    batch build computes it (``features._hour_offset``)."""
+    [left, right), over their circular spread in hours (floored at one hour), capped, as
+    the batch build computes it (``features._hour_offset``)."""
     sums = entity.hour_sums(left, right)
     if sums is None or right <= left:
         return math.nan
@@ -68,7 +74,7 @@ def _hour_offset(entity: EntityState, left: int, right: int, angle: float) -> fl
     distance = abs(
         math.fmod(math.fmod(angle * to_hours - mean_hour + 12.0, 24.0) + 24.0, 24.0) - 12.0
     )
-    return distance / max(spread, 1.0)
+    return min(distance / max(spread, 1.0), HOUR_OFFSET_CAP)
 
 
 def unsupported(config: ContextConfig) -> list[str]:

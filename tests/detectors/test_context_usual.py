@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from detectors.context import ContextConfig, build_context_features, describe_context
+from detectors.context.config import HOUR_OFFSET_CAP
 from detectors.context.running import RunningContext, unsupported
 from pipelines.intake.spec import infer_spec
 
@@ -51,7 +52,12 @@ def test_hour_offset_is_far_only_for_an_hour_the_entity_never_uses():
     assert np.isnan(offset[:3]).all()  # fewer than min_history earlier records
     # Earlier hours 13, 14, 15, 14: mean 14:00, spread under an hour (floored at one).
     assert offset[4] == pytest.approx(0.5, abs=0.02)
-    assert offset[5] > 10.0  # 02:00 is twelve hours away from 14:00
+    # 02:00 is twelve hours away from 14:00: past the cap, 'never this card's hour'.
+    assert offset[5] == HOUR_OFFSET_CAP
+    running = RunningContext(USUAL)
+    entity = running.new_entity()
+    stepped = [running.step(r, entity, {})["ctx_hour_offset"] for r in frame.to_dict("records")]
+    assert stepped[5] == HOUR_OFFSET_CAP  # the running state caps as the batch build does
     statement = describe_context("ctx_hour_offset", {"ctx_hour_offset": offset[5]}, USUAL)
     assert "usual hour" in statement
 
