@@ -220,10 +220,16 @@ def _assert_same(results: list[dict], expected: pd.DataFrame) -> None:
         [got[i]["score"] for i in ids], expected.loc[ids, "score"].to_numpy(float),
         rtol=1e-4, atol=1e-6,
     )  # fmt: skip
-    flagged = 0
+    flagged = on_the_line = 0
     for i in ids:
         want = expected.loc[i]
-        assert got[i]["is_anomaly"] == bool(want["is_anomaly"]), i
+        if got[i]["is_anomaly"] != bool(want["is_anomaly"]):
+            # Only float noise may part them: a record whose score *is* the threshold
+            # (records with equal features, e.g. a capped hour offset, tie at the quantile
+            # the threshold was taken at) may fall on either side of it.
+            assert got[i]["score"] == pytest.approx(float(want["score"]), rel=1e-7), i
+            on_the_line += 1
+            continue
         mine, theirs = got[i]["reasons"], want["reasons"]
         assert [r["feature"] for r in mine] == [r["feature"] for r in theirs], i
         for a, b in zip(mine, theirs, strict=True):
@@ -231,6 +237,7 @@ def _assert_same(results: list[dict], expected: pd.DataFrame) -> None:
             assert a["contribution"] == pytest.approx(b["contribution"], rel=1e-3, abs=1e-4)
         flagged += bool(mine)
     assert flagged > 5  # reasons were compared, not only empty lists
+    assert on_the_line <= 2
 
 
 def test_one_payment_at_a_time_scores_and_explains_as_the_batch(cards_bundle, tmp_path):
