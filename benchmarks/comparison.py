@@ -165,15 +165,14 @@ def regression_lines(regressions: list[dict] | None, checked: bool) -> list[str]
             "kept figures).",
             "",
         ]
-    lines = [
-        f"**REGRESSION CHECK FAILED: {len(regressions)} set(s) lost more than {TOLERANCE} "
-        "AUROC against the kept figures.**",
-        "",
-    ]
-    lines += [
-        f"- **FAILED** {r['model']} on {r['dataset']}: {r['kept']:.3f} -> {r['now']:.3f} "
+    failed = "; ".join(
+        f"**FAILED** {r['model']} on {r['dataset']}: {r['kept']:.3f} -> {r['now']:.3f} "
         f"({r['change']:+.3f}; seeds {', '.join(map(str, r['seeds']))})"
         + (" — accepted: the new figure is the reference from now on" if r.get("accepted") else "")
         for r in regressions
+    )
+    return [
+        f"**REGRESSION CHECK FAILED: {len(regressions)} set(s) lost more than {TOLERANCE} "
+        f"AUROC against the kept figures.** {failed}.",
+        "",
     ]
-    return lines + [""]

@@ -518,7 +518,7 @@ def variant_figures(report: dict) -> list[str]:
     if report.get("regressions"):
         # In RESULTS.md one line (the console run lists them one per line).
         fallen = "; ".join(line[2:] for line in regression_lines(report["regressions"]))
-        lines = [regression_banner(report), "", fallen + ".", ""]
+        lines = [f"{regression_banner(report)} {fallen}.", ""]
     elif report.get("compared"):
         lines = [
             f"No figure fell more than {TOLERANCE} below the kept ones "
