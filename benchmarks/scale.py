@@ -341,6 +341,7 @@ def run(
         data = (data_dir or workdir) / f"tx_{rows}.parquet"
         kept = data.exists()
         if not kept:
+            data.parent.mkdir(parents=True, exist_ok=True)
             write_parquet(data, rows)
         for views, bundle_dir in bundles.items():
             for n_threads in threads:
