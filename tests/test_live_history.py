@@ -89,3 +89,24 @@ def test_api_picks_up_a_new_champion_in_the_background_without_a_restart(tmp_pat
     scorer.refresh_seconds = 0
     assert scorer.current().version == "2" and loads == ["1", "2"]
     assert scorer.current().version == "2" and loads == ["1", "2"]  # loaded once
+
+
+def test_a_flushed_segment_is_named_by_its_content():
+    """A retried flush of the same records finds its segment kept; other records, or the
+    same records with one value changed, make another one (dicts and lists included)."""
+    from pipelines.scoring.history.writer import _digest
+
+    frame = pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            "when": pd.to_datetime(["2026-03-01 10:00", "2026-03-01 11:00"]),
+            "amount": [12.5, 3.0],
+            "merchant": ["shop", None],
+        }
+    )
+    assert _digest(frame) == _digest(frame.copy())
+    changed = frame.copy()
+    changed.loc[1, "amount"] = 3.01
+    assert _digest(changed) != _digest(frame)
+    odd = frame.assign(extra=[{"k": 1}, [2]])
+    assert _digest(odd) == _digest(odd.copy()) != _digest(odd.assign(extra=[{"k": 2}, [2]]))

@@ -101,8 +101,7 @@ class HistoryWriter:
                 return 0
             started = time.perf_counter()
             frame = _frame(pending)
-            hashed = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy()
-            batch_id = f"{self.source}-{hashlib.sha256(hashed.tobytes()).hexdigest()[:16]}"
+            batch_id = f"{self.source}-{_digest(frame)}"
             try:
                 self._kept.keep(frame, batch_id=batch_id, source=self.source)
             except Exception:
@@ -130,6 +129,18 @@ class HistoryWriter:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.flush()
+
+
+def _digest(frame: pd.DataFrame) -> str:
+    """The segment's name from its content, so a retried flush keeps it once. Columns are
+    hashed as they are (numbers by their bits): turning every value into text first held
+    the interpreter for most of a flush. A frame holding a value that cannot be hashed
+    as it is (a dict, a list) is hashed as text."""
+    try:
+        hashed = pd.util.hash_pandas_object(frame, index=False)
+    except TypeError:  # a value such as a dict or list
+        hashed = pd.util.hash_pandas_object(frame.astype(str), index=False)
+    return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()[:16]
 
 
 def _frame(pending: list[dict | pd.DataFrame]) -> pd.DataFrame:
