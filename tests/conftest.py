@@ -5,15 +5,38 @@ Tests keep data tiny and epochs few; quality targets live in benchmarks/, not he
 
 from __future__ import annotations
 
+import atexit
 import copy
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
+
+def _memory_backed_tmpdir(root: str = "/dev/shm", need_bytes: int = 2 << 30) -> None:
+    """Put the session's temporary files (state folder, SQLite stores, MLflow and Prefect
+    databases, ``tmp_path``) in memory where the machine has room: SQLite syncs to disk on
+    every commit, and creating an MLflow or Prefect database on disk takes seconds of
+    waiting that test nothing. A ``TMPDIR`` you set wins; subprocesses inherit the choice."""
+    if os.environ.get("TMPDIR") or not os.path.isdir(root):
+        return
+    try:
+        if shutil.disk_usage(root).free < need_bytes:
+            return
+        base = Path(root) / "vigil-tests"
+        base.mkdir(exist_ok=True)
+    except OSError:
+        return
+    os.environ["TMPDIR"] = str(base)
+    tempfile.tempdir = None  # recomputed from TMPDIR on next use
+
+
+_memory_backed_tmpdir()
 _STATE = Path(tempfile.mkdtemp(prefix="vigil-test-"))
+atexit.register(shutil.rmtree, _STATE, ignore_errors=True)
 os.environ["VIGIL_HOME"] = str(_STATE / "home")
 os.environ["VIGIL_PROGRESS"] = "log"
 os.environ.pop("VIGIL_DATABASE_URL", None)
