@@ -116,6 +116,28 @@ def pytest_collection_modifyitems(config, items) -> None:
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _quick_password_hashing(request):
+    """argon2 at its lowest cost while a module's users are made and log in: at the real
+    cost each hash and each log-in spends ~0.2 CPU s. A module that tests the cost itself
+    (the log-in timing) sets ``REAL_PASSWORD_HASHING = True``."""
+    if getattr(request.module, "REAL_PASSWORD_HASHING", False):
+        yield
+        return
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.argon2 import Argon2Hasher
+
+    from pipelines import accounts
+
+    quick = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
+    patch = pytest.MonkeyPatch()
+    patch.setattr(accounts, "_hasher", lambda: quick)
+    accounts._dummy_hash.cache_clear()
+    yield
+    patch.undo()
+    accounts._dummy_hash.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect API for the whole session (~13 s to start)."""
