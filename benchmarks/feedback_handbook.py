@@ -537,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor-below", type=float, default=DEFAULT_FLOOR_BELOW)
     parser.add_argument("--floor-gate", type=float, default=DEFAULT_FLOOR_GATE)
     parser.add_argument("--posthoc-gates", type=float, nargs="*", default=[2.0, 3.0, 4.0])
-    parser.add_argument("--posthoc-below", type=float, nargs="*", default=[0.002, 0.01, 0.05])
+    parser.add_argument("--posthoc-below", type=float, nargs="*", default=[0.01, 0.05, 0.1])
     parser.add_argument(
         "--select-floor",
         action="store_true",
