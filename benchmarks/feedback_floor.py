@@ -1,6 +1,6 @@
 """The novelty floor's settings chosen on validation folds, never on the test week.
 
-    python -m benchmarks.feedback_floor HANDBOOK.json CARDS.json   # the setting for all
+    python -m benchmarks.feedback_floor benchmarks/results/feedback.json   # one setting for all
 
 On each validation fold of the all-labels protocol (the weeks before the test week that
 the trees' grid is tuned on, ``feedback_handbook --select-floor``), the labelled model is
@@ -116,6 +116,13 @@ def across(reports: list[dict], tolerance: float = 0.005) -> tuple[list[dict], d
     """One setting for every data set and seed: each trial's AP averaged per data set then
     over data sets, its loss the worst of any data set, seed and held-out type."""
     table: dict[tuple, dict] = {}
+    # A suite's results file holds its steps' reports; a step's JSON is one report.
+    reports = [r for report in reports for r in report.get("steps", {"": report}).values()]
+    reports = [
+        r
+        for r in reports
+        if r.get("seeds") and all(run.get("floor_selection") for run in r["seeds"])
+    ]
     for report in reports:
         name = report["meta"]["dataset"]
         for run in report["seeds"]:
@@ -138,7 +145,9 @@ def across(reports: list[dict], tolerance: float = 0.005) -> tuple[list[dict], d
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("reports", nargs="+", help="feedback_handbook --select-floor JSONs")
+    parser.add_argument(
+        "reports", nargs="+", help="the suite's results or feedback_handbook --select-floor JSONs"
+    )
     parser.add_argument("--tolerance", type=float, default=0.005)
     args = parser.parse_args(argv)
     reports = [json.loads(open(path).read()) for path in args.reports]

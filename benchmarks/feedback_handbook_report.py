@@ -34,8 +34,9 @@ def figures(report: dict) -> list[str]:
     kinds = sorted({k for r in first.values() for k in r if k != "all"})
     lines.append("| model | AUROC | AP | CP@100 | " + " | ".join(f"{k} AP" for k in kinds) + " |")
     lines.append("|---|---:|---:|---:|" + "---:|" * len(kinds))
+    per_seed_floor = "vigil served, floor chosen on validation"
     for name in first:
-        if "post hoc" in name:
+        if "post hoc" in name or name == per_seed_floor:
             continue
         rs = [run["results"][name] for run in runs]
         cells = [
@@ -56,24 +57,29 @@ def figures(report: dict) -> list[str]:
             f"{_cell([r['cp100'] for r in rs], 3)}; other gates and weights in the JSON. "
         )
     chosen = {name: [run["tuning"][name]["chosen"] for run in runs] for name in runs[0]["tuning"]}
-    lines.append(
-        before
-        + "Chosen settings: "
-        + "; ".join(f"{name} {', '.join(map(str, c))}" for name, c in chosen.items())
-        + "."
-    )
     selections = [run.get("floor_selection") for run in runs]
-    if all(selections):
+    floor = ""
+    if all(selections) and per_seed_floor in first:
         picks = " / ".join(
             f"gate {c['gate']:g}, below {c['below']:g}"
             + ("" if c["within_tolerance"] else " (none within tolerance)")
             for c in (sel["chosen"] for sel in selections)
         )
-        lines.append(
-            "Floor chosen on the validation fold(s) (highest served AP whose held-out types "
-            f"lose at most {selections[0]['tolerance']:g} AUROC there): {picks}; every "
-            "setting's validation AP and losses in the JSON."
+        rs = [run["results"][per_seed_floor]["all"] for run in runs]
+        floor = (
+            " The floor chosen per seed on the validation fold(s) (highest served AP whose "
+            f"held-out types lose at most {selections[0]['tolerance']:g} AUROC there): {picks}; "
+            f"served with it AP {_cell([r['ap'] for r in rs], 3)}, CP@100 "
+            f"{_cell([r['cp100'] for r in rs], 3)} (every setting's validation figures in the "
+            "JSON; `python -m benchmarks.feedback_floor` picks one for every data set and seed)."
         )
+    lines.append(
+        before
+        + "Chosen settings: "
+        + "; ".join(f"{name} {', '.join(map(str, c))}" for name, c in chosen.items())
+        + "."
+        + floor
+    )
     for kind in runs[0].get("heldout", {}):
         hs = [run["heldout"][kind] for run in runs if kind in run.get("heldout", {})]
         chosen_floor = ""
