@@ -15,7 +15,9 @@ Beside it, two checks a product without a held-out type could make on the same f
 an AUROC against the normals under the served score less the unsupervised score's:
 ``proxy_loss``, the frauds the labelled model itself ranks among the normals (``p`` at or
 below the normals' 90th percentile: what it missed); ``novel_loss``, every fraud with its
-own ``u`` but a ``p`` drawn from the normals' (a type the labelled model has no opinion on).
+own ``u`` but a ``p`` drawn from the normals' (a type the labelled model has no opinion on);
+``pseudo_loss``, the worst of the known frauds' clusters (k-means on their features), each
+held out of the labels as a type is (the product's equivalent of the held-out types).
 """
 
 from __future__ import annotations
@@ -38,6 +40,40 @@ def _served(u_ref: np.ndarray, u: np.ndarray, p: np.ndarray, gate, below, cap) -
     return served_score(u, p, 0.5, floor)
 
 
+def _held_out(X, u, y, kind, names, train, test, fit, least: int = 1) -> dict:
+    """Per type: the labelled model trained with that type presumed normal, its floor
+    reference (the presumed normals' u), and the type's AUROC under u on the test week."""
+    finite = np.isfinite(u)
+    models = {}
+    for k in names:
+        y_known = np.where(kind == k, 0, y)
+        keep = np.isin(kind[test], ["", k])
+        yk = (kind[test][keep] == k).astype(int)
+        if least <= yk.sum() < len(yk):
+            p_k = fit(X[train], y_known[train]).predict_proba(X[test])
+            ref_k = u[train][(y_known[train] == 0) & finite[train]]
+            models[k] = (p_k, ref_k, keep, yk, m.auroc(yk, u[test][keep]))
+    return models
+
+
+def _pseudo_types(X, y, train, test, clusters: int) -> np.ndarray:
+    """What a product without fraud types could hold out: the known frauds in ``clusters``
+    groups of their (standardised) features, fit on the training frauds."""
+    from sklearn.cluster import KMeans  # only this check needs it
+
+    pseudo = np.full(len(y), "", dtype=object)
+    if clusters < 2:
+        return pseudo
+    frauds = train[y[train] == 1]
+    scale = np.nan_to_num(X[frauds])
+    mean, std = scale.mean(axis=0), scale.std(axis=0) + 1e-9
+    model = KMeans(clusters, n_init=4, random_state=0).fit((scale - mean) / std)
+    rows = np.concatenate([frauds, test[y[test] == 1]])
+    labels = model.predict((np.nan_to_num(X[rows]) - mean) / std)
+    pseudo[rows] = [f"cluster {c}" for c in labels]
+    return pseudo
+
+
 def floor_trials(
     folds: Sequence[tuple[np.ndarray, np.ndarray]],
     X: np.ndarray,
@@ -50,12 +86,19 @@ def floor_trials(
     belows: Sequence[float],
     cap: float,
     tolerance: float = 0.005,
+    clusters: int = 3,
 ) -> dict:
     """Every (gate, below) on every fold; the chosen one (see the module's docstring)."""
     finite = np.isfinite(u)
     grid = list(itertools.product(gates, belows))
     trials = {
-        g: {"ap": [], "proxy_loss": [], "novel_loss": [], "loss": {k: [] for k in heldout}}
+        g: {
+            "ap": [],
+            "proxy_loss": [],
+            "novel_loss": [],
+            "pseudo_loss": {},
+            "loss": {k: [] for k in heldout},
+        }
         for g in grid
     }
     rng = np.random.default_rng(0)
@@ -68,15 +111,10 @@ def floor_trials(
         u_proxy = m.auroc(missed[proxy].astype(int), u[test][proxy]) if missed.any() else None
         p_novel = np.where(yt == 1, rng.choice(p[yt == 0], len(yt)), p)
         u_all = m.auroc(yt, u[test])
-        models = {}
-        for k in heldout:
-            y_known = np.where(kind == k, 0, y)
-            keep = np.isin(kind[test], ["", k])
-            yk = (kind[test][keep] == k).astype(int)
-            if 0 < yk.sum() < len(yk):
-                p_k = fit(X[train], y_known[train]).predict_proba(X[test])
-                ref_k = u[train][(y_known[train] == 0) & finite[train]]
-                models[k] = (p_k, ref_k, keep, yk, m.auroc(yk, u[test][keep]))
+        models = _held_out(X, u, y, kind, heldout, train, test, fit)
+        pseudo = _pseudo_types(X, y, train, test, clusters)
+        names = sorted(set(pseudo) - {""})
+        pseudo_models = _held_out(X, u, y, pseudo, names, train, test, fit, least=10)
         for gate, below in grid:
             t = trials[(gate, below)]
             s = _served(ref, u[test], p, gate, below, cap)
@@ -88,6 +126,9 @@ def floor_trials(
             for k, (p_k, ref_k, keep, yk, u_auroc) in models.items():
                 s_k = _served(ref_k, u[test], p_k, gate, below, cap)
                 t["loss"][k].append(u_auroc - m.auroc(yk, s_k[keep]))
+            for k, (p_k, ref_k, keep, yk, u_auroc) in pseudo_models.items():
+                s_k = _served(ref_k, u[test], p_k, gate, below, cap)
+                t["pseudo_loss"].setdefault(k, []).append(u_auroc - m.auroc(yk, s_k[keep]))
     rows = []
     for (gate, below), t in trials.items():
         losses = {k: float(np.mean(v)) for k, v in t["loss"].items() if v}
@@ -100,6 +141,9 @@ def floor_trials(
                 "worst_loss": max(losses.values(), default=0.0),
                 "proxy_loss": float(np.mean(t["proxy_loss"])) if t["proxy_loss"] else None,
                 "novel_loss": float(np.mean(t["novel_loss"])),
+                "pseudo_loss": max(
+                    (float(np.mean(v)) for v in t["pseudo_loss"].values()), default=None
+                ),
             }
         )
     return {"trials": rows, "chosen": choose(rows, tolerance), "tolerance": tolerance}

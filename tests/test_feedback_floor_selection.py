@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.feedback_floor import across, choose, floor_trials
+from benchmarks.feedback_floor import _pseudo_types, across, choose, floor_trials
 from pipelines.feedback.reranker import BoostedTrees
 
 
@@ -29,7 +29,7 @@ def _fit(X, y):
 def test_the_chosen_floor_keeps_the_held_out_types_auroc_and_tiny_weights_do_not():
     X, u, y, kind, folds = _stream(0)
     result = floor_trials(
-        folds, X, u, y, kind, ["novel"], _fit, [3.0, 4.0], [0.002, 0.05, 0.2], cap=1.5
+        folds, X, u, y, kind, ["novel"], _fit, [3.0, 4.0], [0.002, 0.05, 0.2], cap=1.5, clusters=0
     )
     by = {(t["gate"], t["below"]): t for t in result["trials"]}
     chosen = result["chosen"]
@@ -64,3 +64,13 @@ def test_choose_falls_back_to_the_smallest_loss_and_across_takes_the_worst_seed(
     table, chosen = across(reports, 0.005)
     assert chosen == {"gate": 3.0, "below": 0.1, "within_tolerance": True}
     assert {(r["gate"], r["below"]): r["worst_loss"] for r in table}[(3.0, 0.01)] == 0.006
+
+
+def test_pseudo_types_group_the_known_frauds_the_same_way_in_training_and_test():
+    X, _, y, kind, folds = _stream(1)
+    train, test = folds[0]
+    pseudo = _pseudo_types(X, y, train, test, clusters=2)
+    assert (pseudo[y == 0] == "").all() and (pseudo[y == 1] != "").all()
+    for k in ("labelled", "novel"):  # each true type lands (almost) whole in one cluster
+        _, counts = np.unique(pseudo[kind == k], return_counts=True)
+        assert counts.max() >= 0.9 * counts.sum()
