@@ -35,8 +35,8 @@ from pipelines.feedback.novelty import NoveltyFloor, served_score
 MISSED_QUANTILE = 0.9  # a fraud at or below this share of the normals' p counts as missed
 
 
-def _served(u_ref: np.ndarray, u: np.ndarray, p: np.ndarray, gate, below, cap, power=1.0):
-    floor = NoveltyFloor.fit(u_ref, cap=cap, below=below, gate=gate, power=power)
+def _served(u_ref: np.ndarray, u: np.ndarray, p: np.ndarray, gate, below, cap) -> np.ndarray:
+    floor = NoveltyFloor.fit(u_ref, cap=cap, below=below, gate=gate)
     return served_score(u, p, 0.5, floor)
 
 
@@ -87,11 +87,10 @@ def floor_trials(
     cap: float,
     tolerance: float = 0.005,
     clusters: int = 3,
-    powers: Sequence[float] = (1.0,),
 ) -> dict:
     """Every (gate, below) on every fold; the chosen one (see the module's docstring)."""
     finite = np.isfinite(u)
-    grid = list(itertools.product(gates, belows, powers))
+    grid = list(itertools.product(gates, belows))
     trials = {
         g: {
             "ap": [],
@@ -116,28 +115,27 @@ def floor_trials(
         pseudo = _pseudo_types(X, y, train, test, clusters)
         names = sorted(set(pseudo) - {""})
         pseudo_models = _held_out(X, u, y, pseudo, names, train, test, fit, least=10)
-        for gate, below, power in grid:
-            t = trials[(gate, below, power)]
-            s = _served(ref, u[test], p, gate, below, cap, power)
+        for gate, below in grid:
+            t = trials[(gate, below)]
+            s = _served(ref, u[test], p, gate, below, cap)
             t["ap"].append(m.auprc(yt, s))
-            s_novel = _served(ref, u[test], p_novel, gate, below, cap, power)
+            s_novel = _served(ref, u[test], p_novel, gate, below, cap)
             t["novel_loss"].append(u_all - m.auroc(yt, s_novel))
             if u_proxy is not None:
                 t["proxy_loss"].append(u_proxy - m.auroc(missed[proxy].astype(int), s[proxy]))
             for k, (p_k, ref_k, keep, yk, u_auroc) in models.items():
-                s_k = _served(ref_k, u[test], p_k, gate, below, cap, power)
+                s_k = _served(ref_k, u[test], p_k, gate, below, cap)
                 t["loss"][k].append(u_auroc - m.auroc(yk, s_k[keep]))
             for k, (p_k, ref_k, keep, yk, u_auroc) in pseudo_models.items():
-                s_k = _served(ref_k, u[test], p_k, gate, below, cap, power)
+                s_k = _served(ref_k, u[test], p_k, gate, below, cap)
                 t["pseudo_loss"].setdefault(k, []).append(u_auroc - m.auroc(yk, s_k[keep]))
     rows = []
-    for (gate, below, power), t in trials.items():
+    for (gate, below), t in trials.items():
         losses = {k: float(np.mean(v)) for k, v in t["loss"].items() if v}
         rows.append(
             {
                 "gate": gate,
                 "below": below,
-                "power": power,
                 "ap": float(np.mean(t["ap"])),
                 "loss": losses,
                 "worst_loss": max(losses.values(), default=0.0),
@@ -155,12 +153,7 @@ def choose(rows: list[dict], tolerance: float) -> dict:
     """The highest AP within the tolerance, else the smallest worst loss."""
     ok = [r for r in rows if r["worst_loss"] <= tolerance]
     best = max(ok, key=lambda r: r["ap"]) if ok else min(rows, key=lambda r: r["worst_loss"])
-    return {
-        "gate": best["gate"],
-        "below": best["below"],
-        "power": best.get("power", 1.0),
-        "within_tolerance": bool(ok),
-    }
+    return {"gate": best["gate"], "below": best["below"], "within_tolerance": bool(ok)}
 
 
 def across(reports: list[dict], tolerance: float = 0.005) -> tuple[list[dict], dict]:
@@ -178,20 +171,18 @@ def across(reports: list[dict], tolerance: float = 0.005) -> tuple[list[dict], d
         name = report["meta"]["dataset"]
         for run in report["seeds"]:
             for r in run["floor_selection"]["trials"]:
-                key = (r["gate"], r["below"], r.get("power", 1.0))
-                row = table.setdefault(key, {"ap": {}, "worst": 0.0})
+                row = table.setdefault((r["gate"], r["below"]), {"ap": {}, "worst": 0.0})
                 row["ap"].setdefault(name, []).append(r["ap"])
                 row["worst"] = max(row["worst"], r["worst_loss"])
     rows = [
         {
             "gate": gate,
             "below": below,
-            "power": power,
             "ap": float(np.mean([np.mean(v) for v in row["ap"].values()])),
             "ap_by_dataset": {k: float(np.mean(v)) for k, v in row["ap"].items()},
             "worst_loss": row["worst"],
         }
-        for (gate, below, power), row in table.items()
+        for (gate, below), row in table.items()
     ]
     return rows, choose(rows, tolerance)
 
@@ -205,13 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     reports = [json.loads(open(path).read()) for path in args.reports]
     rows, chosen = across(reports, args.tolerance)
-    print("gate below power  mean AP  worst loss  AP per data set")
-    for r in sorted(rows, key=lambda r: (r["gate"], r["below"], r["power"])):
+    print("gate below  mean AP  worst loss  AP per data set")
+    for r in sorted(rows, key=lambda r: (r["gate"], r["below"])):
         per = ", ".join(f"{k} {v:.3f}" for k, v in r["ap_by_dataset"].items())
-        print(
-            f"{r['gate']:4g} {r['below']:5g} {r['power']:5g}  {r['ap']:.4f}  "
-            f"{r['worst_loss']:+.4f}  {per}"
-        )
+        print(f"{r['gate']:4g} {r['below']:5g}  {r['ap']:.4f}  {r['worst_loss']:+.4f}  {per}")
     print(f"chosen: {chosen}")
     return 0
 

@@ -431,13 +431,14 @@ def run(args, stream: Stream) -> dict:
             args.select_below,
             args.floor_cap,
             args.select_tolerance,
-            powers=args.select_powers,
         )
         selection["seconds"] = time.perf_counter() - started
         _log(f"floor chosen on validation: {selection['chosen']}")
-        c = selection["chosen"]
         chosen_floor = NoveltyFloor.fit(
-            u_normal_train, cap=args.floor_cap, below=c["below"], gate=c["gate"], power=c["power"]
+            u_normal_train,
+            cap=args.floor_cap,
+            below=selection["chosen"]["below"],
+            gate=selection["chosen"]["gate"],
         )
         results["vigil served, floor chosen on validation"] = evaluate(
             stream, test, days, served_score(u[test], scores["vigil"], 0.5, chosen_floor)
@@ -480,7 +481,7 @@ def run(args, stream: Stream) -> dict:
         if selection is not None:
             c = selection["chosen"]
             floor_k = NoveltyFloor.fit(
-                presumed, cap=args.floor_cap, below=c["below"], gate=c["gate"], power=c["power"]
+                presumed, cap=args.floor_cap, below=c["below"], gate=c["gate"]
             )
             served = served_score(u[test], p, 0.5, floor_k)
             heldout[kind]["chosen_served_auroc"] = m.auroc(yk, served[keep])
@@ -546,7 +547,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--select-below", type=float, nargs="+", default=[0.002, 0.01, 0.05, 0.1, 0.2]
     )
-    parser.add_argument("--select-powers", type=float, nargs="+", default=[1.0])
     parser.add_argument("--select-tolerance", type=float, default=0.005)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--data-seed", type=int, default=0, help="the generated stream's seed")

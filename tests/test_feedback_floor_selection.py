@@ -46,12 +46,7 @@ def test_choose_falls_back_to_the_smallest_loss_and_across_takes_the_worst_seed(
         {"gate": 3.0, "below": 0.01, "ap": 0.7, "worst_loss": 0.02},
         {"gate": 3.0, "below": 0.1, "ap": 0.6, "worst_loss": 0.01},
     ]
-    assert choose(rows, 0.005) == {
-        "gate": 3.0,
-        "below": 0.1,
-        "power": 1.0,
-        "within_tolerance": False,
-    }
+    assert choose(rows, 0.005) == {"gate": 3.0, "below": 0.1, "within_tolerance": False}
     assert choose(rows, 0.015)["below"] == 0.1
     assert choose(rows, 0.05)["below"] == 0.01
 
@@ -67,7 +62,7 @@ def test_choose_falls_back_to_the_smallest_loss_and_across_takes_the_worst_seed(
         for name, seeds in (("a", [(0.0, 0.0), (0.004, 0.0)]), ("b", [(0.006, 0.001)]))
     ]
     table, chosen = across(reports, 0.005)
-    assert chosen == {"gate": 3.0, "below": 0.1, "power": 1.0, "within_tolerance": True}
+    assert chosen == {"gate": 3.0, "below": 0.1, "within_tolerance": True}
     assert {(r["gate"], r["below"]): r["worst_loss"] for r in table}[(3.0, 0.01)] == 0.006
 
 

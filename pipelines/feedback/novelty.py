@@ -30,10 +30,8 @@ class NoveltyFloor:
     ``quantiles[k]`` is the presumed-normal records' ``u`` exceeded by a share
     ``10 ** -exponents[k]`` of them. The line (1 on the served scale) is the rarer of
     ``u = 1`` (the detector's threshold) and ``gate`` decades of rarity; above it the floor
-    grows towards ``cap``, below it the floor is ``below * (rarity / line) ** power`` (how
-    much the unsupervised order still counts under the re-ranker's opinions; a power over 1
-    keeps that weight for the rarest records and takes it from the merely unusual).
-    Monotone in ``u``.
+    grows towards ``cap``, below it the floor is at most ``below`` (how much the
+    unsupervised order still counts under the re-ranker's opinions). Monotone in ``u``.
     Above the reference's largest value it keeps growing with ``log u`` before the squash,
     so extreme scores still order among themselves. ``gate = 0``: the detector's threshold
     alone is the line.
@@ -44,7 +42,6 @@ class NoveltyFloor:
     cap: float = 1.5
     below: float = 1.0
     gate: float = 0.0
-    power: float = 1.0
 
     @classmethod
     def fit(
@@ -54,7 +51,6 @@ class NoveltyFloor:
         cap: float = DEFAULT_FLOOR_CAP,
         below: float = DEFAULT_FLOOR_BELOW,
         gate: float = DEFAULT_FLOOR_GATE,
-        power: float = 1.0,
         points: int = 64,
     ) -> NoveltyFloor:
         u_normal = np.sort(np.asarray(u_normal, dtype="float64"))
@@ -67,8 +63,6 @@ class NoveltyFloor:
             raise ValueError("below must be within [0, 1]")
         if gate < 0.0:
             raise ValueError("gate must be at least 0 (decades of rarity)")
-        if power <= 0.0:
-            raise ValueError("power must be above 0 (1: the weight grows with rarity)")
         top = np.log10(len(u_normal))
         exponents = np.linspace(0.0, top, points)
         quantiles = np.quantile(u_normal, 1.0 - 10.0**-exponents)
@@ -79,7 +73,6 @@ class NoveltyFloor:
             cap=float(cap),
             below=float(below),
             gate=float(gate),
-            power=float(power),
         )
 
     def rarity(self, u: np.ndarray) -> np.ndarray:
@@ -106,8 +99,7 @@ class NoveltyFloor:
         x = np.maximum(g - 1.0, 0.0) / room
         # x / (1 + x) rather than tanh: it approaches the cap slowly enough that scores
         # millions of times the threshold still order among themselves in float64.
-        lower = self.below * np.maximum(g, 0.0) ** self.power
-        return np.where(above, 1.0 + room * x / (1.0 + x), lower)
+        return np.where(above, 1.0 + room * x / (1.0 + x), self.below * g)
 
 
 def served_score(
