@@ -30,7 +30,9 @@ Models, both ``HistGradientBoostingClassifier`` on the same training records:
 types, merchants as the secondary entity), so the gain is not tuned to one simulator;
 ``--heldout KIND`` additionally trains vigil with one fraud type's frauds never labelled
 (presumed normal) and reports that type's AUROC under the unsupervised score and under
-the served score (the novelty floor's job).
+the served score (the novelty floor's job); ``--select-floor`` chooses the floor's gate and
+weight on the validation folds with the held-out types presumed normal there too
+(``feedback_floor``), and reports the test week with that choice beside the default.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.feedback_floor import floor_trials
+from benchmarks.feedback_handbook_report import figures  # noqa: F401 (the runner reads it here)
 from benchmarks.sequences import SPEC_FILE, load_handbook
 from detectors import VAEDetector
 from detectors import metrics as m
@@ -406,6 +410,39 @@ def run(args, stream: Stream) -> dict:
         results[f"vigil served, {label} [post hoc]"] = evaluate(
             stream, test, days, served_score(u[test], scores["vigil"], 0.5, other)
         )
+    selection = None
+    if args.select_floor:
+        # The floor's (gate, below) chosen on the validation folds (held-out types presumed
+        # normal there too), then applied once to the test week.
+        folds = [
+            split(stream, stream.start - pd.Timedelta(days=7 * back), args.delay_days)[:2]
+            for back in args.validation_weeks
+        ]
+        started = time.perf_counter()
+        selection = floor_trials(
+            folds,
+            vigil_X,
+            u,
+            y,
+            stream.kind,
+            args.heldout,
+            lambda X, t: _fit(X, t, tuning["vigil"]["chosen"], args.seed),
+            args.select_gates,
+            args.select_below,
+            args.floor_cap,
+            args.select_tolerance,
+        )
+        selection["seconds"] = time.perf_counter() - started
+        _log(f"floor chosen on validation: {selection['chosen']}")
+        chosen_floor = NoveltyFloor.fit(
+            u_normal_train,
+            cap=args.floor_cap,
+            below=selection["chosen"]["below"],
+            gate=selection["chosen"]["gate"],
+        )
+        results["vigil served, floor chosen on validation"] = evaluate(
+            stream, test, days, served_score(u[test], scores["vigil"], 0.5, chosen_floor)
+        )
     results["unsupervised (VAE score)"] = evaluate(stream, test, days, u[test])
     heldout = {}
     for kind in args.heldout:
@@ -413,7 +450,13 @@ def run(args, stream: Stream) -> dict:
         params = tuning["vigil"]["chosen"]
         model = _fit(vigil_X[train], y_known[train], params, args.seed)
         p = model.predict_proba(vigil_X[test])
-        served = served_score(u[test], p, 0.5, floor)
+        # The floor's reference is what the product has: the presumed normals, this
+        # type's frauds among them.
+        presumed = u[train][(y_known[train] == 0) & np.isfinite(u[train])]
+        floor_k = NoveltyFloor.fit(
+            presumed, cap=args.floor_cap, below=args.floor_below, gate=args.floor_gate
+        )
+        served = served_score(u[test], p, 0.5, floor_k)
         keep = np.isin(stream.kind[test], ["", kind])
         yk = (stream.kind[test][keep] == kind).astype(int)
         if yk.sum() == 0:
@@ -429,9 +472,20 @@ def run(args, stream: Stream) -> dict:
                     "served_auroc": m.auroc(yk, served_score(u[test], p, 0.5, other)[keep]),
                     "all_ap_served": m.auprc(y[test], served_score(u[test], p, 0.5, other)),
                 }
-                for label, other in floors.items()
+                for label, other in (
+                    (label, NoveltyFloor.fit(presumed, cap=f.cap, below=f.below, gate=f.gate))
+                    for label, f in floors.items()
+                )
             },
         }
+        if selection is not None:
+            c = selection["chosen"]
+            floor_k = NoveltyFloor.fit(
+                presumed, cap=args.floor_cap, below=c["below"], gate=c["gate"]
+            )
+            served = served_score(u[test], p, 0.5, floor_k)
+            heldout[kind]["chosen_served_auroc"] = m.auroc(yk, served[keep])
+            heldout[kind]["chosen_all_ap_served"] = m.auprc(y[test], served)
         _log(f"held out {kind}: {heldout[kind]}")
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
@@ -452,75 +506,8 @@ def run(args, stream: Stream) -> dict:
         "results": results,
         "tuning": tuning,
         "heldout": heldout,
+        "floor_selection": selection,
     }
-
-
-def _cell(values: list[float], digits: int) -> str:
-    """Mean over seeds, with each seed's figure when they differ."""
-    mean = float(np.mean(values))
-    if len(values) == 1 or max(values) - min(values) < 0.5 * 10**-digits:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ({' / '.join(f'{v:.{digits}f}' for v in values)})"
-
-
-def figures(report: dict) -> list[str]:
-    """RESULTS.md lines: each model's test-week quality (mean over seeds, each seed in
-    brackets), the chosen settings, and the held-out fraud types."""
-    meta = report["meta"]
-    runs = report["seeds"]
-    lines = [
-        f"{meta['dataset']} ({meta['records']:,} records loaded): train "
-        f"{meta['train']['rows']:,} records ({meta['train']['frauds']} frauds) from "
-        f"{meta['train']['start']}, 7 days of delay, test {meta['test']['rows']:,} "
-        f"({meta['test']['frauds']} frauds; known-compromised cards removed). Both models "
-        "tuned on the same grid by validation AP on the fold(s) starting "
-        f"{', '.join(str(w) for w in meta['protocol']['validation_weeks'])} weeks before "
-        f"(risk windows {meta['protocol'].get('risk_delay_days', 0)} days late); seeds "
-        f"{', '.join(map(str, meta['seeds']))} (mean, each seed in brackets). CP@100: the "
-        "handbook's card precision (cards found on earlier days leave).",
-        "",
-    ]
-    first = runs[0]["results"]
-    kinds = sorted({k for r in first.values() for k in r if k != "all"})
-    lines.append("| model | AUROC | AP | CP@100 | " + " | ".join(f"{k} AP" for k in kinds) + " |")
-    lines.append("|---|---:|---:|---:|" + "---:|" * len(kinds))
-    for name in first:
-        if "post hoc" in name:
-            continue
-        rs = [run["results"][name] for run in runs]
-        cells = [
-            _cell([r["all"]["auroc"] for r in rs], 4),
-            _cell([r["all"]["ap"] for r in rs], 3),
-            _cell([r["all"]["cp100"] for r in rs], 3),
-        ]
-        cells += [_cell([r[k]["ap"] for r in rs], 3) if k in rs[0] else "-" for k in kinds]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    previous = "vigil served, ungated, below x1 (previous rule) [post hoc]"
-    lines.append("")
-    before = ""
-    if previous in first:
-        rs = [run["results"][previous]["all"] for run in runs]
-        before = (
-            "The served rule before the gate (the detector's 1% line, full weight below it) "
-            f"on the same scores: AP {_cell([r['ap'] for r in rs], 3)}, CP@100 "
-            f"{_cell([r['cp100'] for r in rs], 3)}; other gates and weights in the JSON. "
-        )
-    chosen = {name: [run["tuning"][name]["chosen"] for run in runs] for name in runs[0]["tuning"]}
-    lines.append(
-        before
-        + "Chosen settings: "
-        + "; ".join(f"{name} {', '.join(map(str, c))}" for name, c in chosen.items())
-        + "."
-    )
-    for kind in runs[0].get("heldout", {}):
-        hs = [run["heldout"][kind] for run in runs if kind in run.get("heldout", {})]
-        lines.append(
-            f"Held out `{kind}` (its frauds never labelled, presumed normal): AUROC "
-            f"unsupervised {_cell([h['unsupervised_auroc'] for h in hs], 4)}, served "
-            f"{_cell([h['served_auroc'] for h in hs], 4)}, labelled model alone "
-            f"{_cell([h['p_auroc'] for h in hs], 4)}."
-        )
-    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -550,7 +537,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor-below", type=float, default=DEFAULT_FLOOR_BELOW)
     parser.add_argument("--floor-gate", type=float, default=DEFAULT_FLOOR_GATE)
     parser.add_argument("--posthoc-gates", type=float, nargs="*", default=[2.0, 3.0, 4.0])
-    parser.add_argument("--posthoc-below", type=float, nargs="*", default=[0.002, 0.01, 0.05])
+    parser.add_argument("--posthoc-below", type=float, nargs="*", default=[0.01, 0.05, 0.1])
+    parser.add_argument(
+        "--select-floor",
+        action="store_true",
+        help="choose the floor's gate and weight on the validation folds (held-out types)",
+    )
+    parser.add_argument("--select-gates", type=float, nargs="+", default=[2.0, 3.0, 4.0])
+    parser.add_argument(
+        "--select-below", type=float, nargs="+", default=[0.002, 0.01, 0.05, 0.1, 0.2]
+    )
+    parser.add_argument("--select-tolerance", type=float, default=0.005)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--data-seed", type=int, default=0, help="the generated stream's seed")
     parser.add_argument("--threads", type=int, default=1)

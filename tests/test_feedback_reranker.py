@@ -9,6 +9,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from detectors import VAEDetector
 from pipelines.demo import DEMO_SPEC, generate_transactions
+from pipelines.feedback.novelty import DEFAULT_FLOOR_BELOW, DEFAULT_FLOOR_GATE
 from pipelines.feedback.reranker import (
     BoostedTrees,
     NoveltyFloor,
@@ -173,13 +174,15 @@ def test_novelty_floor_is_bounded_monotone_and_keeps_the_line():
 def test_the_gated_floor_leaves_the_order_to_the_reranker_above_its_no_opinion_level():
     rng = np.random.default_rng(6)
     normals = rng.lognormal(-1.5, 0.6, 50_000)  # ~1% over the detector's threshold
-    floor = NoveltyFloor.fit(normals)  # defaults: gate 3 decades, 0.01 below it
-    u = np.sort(rng.lognormal(-1.5, 0.6, 5000))
+    floor = NoveltyFloor.fit(normals)  # defaults: gate 4 decades, 0.1 below it
+    assert (floor.gate, floor.below) == (DEFAULT_FLOOR_GATE, DEFAULT_FLOOR_BELOW)
+    u = np.sort(rng.lognormal(-1.5, 0.6, 50_000))
     f = floor(u)
     assert np.all(np.diff(f) >= 0)
     rarity = floor.rarity(u)
-    assert f[rarity < 3.0].max() <= 0.01  # below the gate: no more than p = 0.5% weighs
-    assert (f[rarity >= 3.0 + 1e-9] > 1.0).all()  # the rarest 0.1% still flag on their own
+    gate, below = DEFAULT_FLOOR_GATE, DEFAULT_FLOOR_BELOW
+    assert f[rarity < gate].max() <= below  # below the gate: no more than p = 5% weighs
+    assert (f[rarity >= gate + 1e-9] > 1.0).all()  # the rarest 0.01% still flag on their own
     # A fraud the re-ranker puts at p = 0.2 outranks a normal merely over the detector's
     # 1% line; an unlabelled pattern past the gate outranks what the re-ranker doubts.
     over_line = float(np.quantile(normals, 0.995))
@@ -188,6 +191,11 @@ def test_the_gated_floor_leaves_the_order_to_the_reranker_above_its_no_opinion_l
     # With p tiny everywhere the unsupervised order is kept (a type no one labelled).
     tiny = served_score(u, np.full(len(u), 1e-4), 0.5, floor)
     assert np.all(np.diff(tiny) >= 0) and tiny[-1] > tiny[len(u) // 2]
+    # A type no one labelled is learnt as normal, so the re-ranker puts it *below* ordinary
+    # normals (p = 0.5% against 2%): rarer than 99.7% of normals, it still outranks them.
+    novel = float(np.quantile(normals, 1 - 10**-2.5))
+    s = served_score(np.array([novel, np.median(normals)]), np.array([0.005, 0.02]), 0.5, floor)
+    assert s[0] > s[1]
 
 
 def test_frauds_in_the_data_label_column_train_it_outside_the_evaluation_period():

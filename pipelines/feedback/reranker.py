@@ -17,11 +17,13 @@ classifier cannot know) still reaches the queue.
 
 The floor is *bounded* and *gated* (:class:`NoveltyFloor`): ``u`` is first turned into how
 rare it is among presumed-normal records (``-log10`` of its exceedance share), divided by
-the line's rarity (the gate, 3 decades: one record in a thousand, or the detector's
+the line's rarity (the gate, 4 decades: one record in ten thousand, or the detector's
 threshold where that is stricter), then squashed above the line towards ``cap``. Below the
-line it counts ``below`` (0.01) at most, the level of ``p / p_cut`` for ``p = 0.5%``: where
-the re-ranker has an opinion it decides the order, and only among the records it calls
-plainly normal does the unsupervised order decide. An unbounded ``u`` let every
+line it counts ``below`` (0.1) at most, the level of ``p / p_cut`` for ``p = 5%``: where
+the re-ranker finds fraud plausible it decides the order, and among the records it calls
+unlikely frauds the unsupervised order decides (a type no analyst labelled is one of them:
+the re-ranker learnt it as normal). Both settings are chosen on validation weeks with a
+fraud type held out of the labels (``novelty.py``). An unbounded ``u`` let every
 extreme-but-innocent record outrank the re-ranker's confident frauds; an ungated one (the
 detector's 1% line, full weight below it) buried every fraud with ``p`` under 0.5 beneath
 the 1% most unusual normal records and cost the labelled model 0.08 to 0.2 of its AP on the
@@ -178,8 +180,6 @@ class BoostedTrees:
             arrays = {name: data[name] for name in cls.FIELDS}
             roots = data["roots"]
         return cls(arrays, roots, baseline, max_depth)
-
-
 
 
 @dataclass
@@ -501,9 +501,9 @@ def fit_reranked_bundle(
     if reference.sum() < 10:
         reference = y_array == 0
     u_ratio = scores / base.threshold if base.threshold > 0 else scores
-    config.floor = asdict(NoveltyFloor.fit(
-            u_ratio[reference], cap=floor_cap, below=floor_below, gate=floor_gate
-        ))
+    config.floor = asdict(
+        NoveltyFloor.fit(u_ratio[reference], cap=floor_cap, below=floor_below, gate=floor_gate)
+    )
     weight = None
     if labelled is not None and unlabelled_weight != 1.0:
         weight = np.where(labelled, 1.0, unlabelled_weight)
