@@ -152,8 +152,20 @@ def test_spec_init_says_what_it_picked(tmp_path):
     result = CliRunner().invoke(
         main,
         [
-            "spec", "init", "--data", str(data), "--id-col", "tx_id", "--label-col",
-            "is_fraud", "--entity-col", "card_id", "--time-col", "timestamp", "--out", str(out),
+            "spec",
+            "init",
+            "--data",
+            str(data),
+            "--id-col",
+            "tx_id",
+            "--label-col",
+            "is_fraud",
+            "--entity-col",
+            "card_id",
+            "--time-col",
+            "timestamp",
+            "--out",
+            str(out),
         ],  # fmt: skip
     )
     assert result.exit_code == 0, result.output
@@ -211,9 +223,7 @@ def test_validation_carries_display_only_columns_and_flags_keep_the_payment():
     )
     clean = validate_batch(Batch(frame=frame, source="b.csv"), spec).clean
     assert list(clean["currency"]) == ["USD", "EUR"]
-    result = pd.DataFrame(
-        {"score": [1.2, 3.0], "is_anomaly": [True, True], "reasons": [[], []]}
-    )
+    result = pd.DataFrame({"score": [1.2, 3.0], "is_anomaly": [True, True], "reasons": [[], []]})
     bundle = SimpleNamespace(spec=spec, threshold=1.0)
     flags = flag_records(clean, clean, result, bundle, max_field_chars=24)
     first, second = (f["record"][PAYMENT_KEY] for f in flags)

@@ -142,7 +142,6 @@ def apply_threshold(
     the next load applies; returns the ledger entry id."""
     from mlflow import MlflowClient
 
-
     threshold = plan.threshold()
     decision_id = store.record_decision(
         model_name=model_name,

@@ -166,7 +166,6 @@ class LocalRegistry:
         else (a re-ranked model's own entry point, a remote artifact store)."""
         import yaml
 
-
         folder = self.model_folder(version)
         if folder is None or not (folder / "MLmodel").exists():
             return None

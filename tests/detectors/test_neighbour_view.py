@@ -53,9 +53,7 @@ def test_neighbour_view_is_the_distance_to_the_nearest_reference_row(tmp_path) -
         numpy_det.decision_function(queries), det.decision_function(queries), rtol=1e-3
     )
     loaded = VAEDetector.load(tmp_path / "m")
-    np.testing.assert_array_equal(
-        loaded.decision_function(queries), det.decision_function(queries)
-    )
+    np.testing.assert_array_equal(loaded.decision_function(queries), det.decision_function(queries))
 
 
 def test_saved_before_the_neighbour_view_loads_without_it(tmp_path) -> None:

@@ -76,7 +76,9 @@ def test_a_max_tail_tie_shares_the_contribution_in_both_forwards(train_df, tmp_p
         numpy_det._ensemble_rules = lambda x, t=tail: (rules, sq, t)
         terms_n, _ = numpy_det._score_terms(np.zeros((1, d)))
         torch_det._ensemble_rules = lambda xb, t=tail: (
-            torch.tensor(rules), torch.tensor(sq), torch.tensor(t)
+            torch.tensor(rules),
+            torch.tensor(sq),
+            torch.tensor(t),
         )
         terms_t, _ = torch_det._ensemble_terms(torch.zeros((1, d)))
         for terms in (np.asarray(terms_n), terms_t.numpy()):
