@@ -72,22 +72,8 @@ def test_running_features_equal_the_batch_build_one_record_at_a_time(changes):
     clean.loc[clean.index[::17], "merchant_id"] = None  # secondary values go missing
     clean.loc[clean.index[::13], "amount"] = np.nan
     expected = build_context_features(clean, config)
-    running = RunningContext(config)
     cards: dict = {}
-    merchants: dict = {}
-    got = []
-    for record in clean.to_dict("records"):
-        card = cards.setdefault(record["card_id"], running.new_entity())
-        merchant = record["merchant_id"]
-        state = None if merchant is None else merchants.setdefault(merchant, KeyState())
-        got.append(running.step(record, card, {"merchant_id": state}))
-    got = pd.DataFrame(got)
-    assert list(got.columns) == list(expected.columns)
-    for column in expected.columns:
-        np.testing.assert_allclose(
-            got[column].to_numpy(float), expected[column].to_numpy(float),
-            rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=column,
-        )  # fmt: skip
+    _assert_features(_stepped(config, clean.to_dict("records"), cards), expected)
     # Bounded: a card keeps only its records within history (14 days of ~3 a day).
     assert max(len(c.t) for c in cards.values()) <= 2 * 14 * 6 + 64
 

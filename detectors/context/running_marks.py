@@ -17,9 +17,8 @@ import numpy as np
 import pandas as pd
 
 from detectors.context.config import ContextConfig, _seconds
+from detectors.context.features import _haversine_km
 from detectors.context.running_values import MIN_HOURS_FOR_SPEED, hour_bucket, truthy
-
-_EARTH_RADIUS_KM = 6371.0088
 
 
 @dataclass
@@ -94,11 +93,3 @@ def _hour_buckets(times: pd.Series, seconds: np.ndarray) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(times):
         return np.floor(np.mod(seconds, 86400.0) / 3600.0).astype(np.int64) % 24
     return np.array([hour_bucket(v, s) for v, s in zip(times, seconds, strict=True)])
-
-
-def _haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dphi = p2 - p1
-    dlambda = np.radians(lon2) - np.radians(lon1)
-    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlambda / 2) ** 2
-    return 2.0 * _EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))

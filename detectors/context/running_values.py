@@ -10,8 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-_EARTH_RADIUS_KM = 6371.0088
-MIN_HOURS_FOR_SPEED = 1.0 / 60.0
+# The batch build's constants: one-record and batch speeds agree by construction.
+from detectors.context.features import _EARTH_RADIUS_KM, _MIN_HOURS_FOR_SPEED
+
+MIN_HOURS_FOR_SPEED = _MIN_HOURS_FOR_SPEED
+
 _EPOCH_NS = np.datetime64(0, "ns")
 _SECOND = np.timedelta64(1, "s")
 _EPOCH = datetime(1970, 1, 1)
