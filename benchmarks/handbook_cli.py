@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.sequences import SCENARIOS, load_handbook, quality, scenario_table
-from benchmarks.typologies import _json_tail, vigil
+from benchmarks.typologies import _json_tail, user_environment, vigil
 from pipelines.intake.spec import load_spec
 
 TRAIN = ("2018-07-01", "2018-08-01")
@@ -90,9 +90,7 @@ def test_rows(later: pd.DataFrame, known: pd.DataFrame) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> dict:
     workdir = Path(args.workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "VIGIL_HOME": str(workdir / "home"), "PYTHONUNBUFFERED": "1"}
-    env.pop("PREFECT_API_URL", None)
+    env = user_environment(workdir)
     log: list[dict] = []
     spec_path = workdir / "spec.yaml"
     sizes = write_files(args, workdir)

@@ -150,6 +150,15 @@ def write_files(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path, di
     return train_path, next_path, sizes
 
 
+def user_environment(workdir: Path) -> dict:
+    """The environment of a user's commands: their own ``VIGIL_HOME`` under ``workdir``
+    (created), the embedded default (no Prefect API)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "VIGIL_HOME": str(workdir / "home"), "PYTHONUNBUFFERED": "1"}
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
 def vigil(*arguments: str, env: dict, log: list) -> tuple[str, float]:
     """Run one vigil command; its output and seconds are kept in ``log``."""
     started = time.perf_counter()
@@ -219,9 +228,7 @@ def registered_models(env: dict, refs: list[str]) -> list[dict]:
 
 def run(args: argparse.Namespace) -> dict:
     workdir = Path(args.workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "VIGIL_HOME": str(workdir / "home"), "PYTHONUNBUFFERED": "1"}
-    env.pop("PREFECT_API_URL", None)
+    env = user_environment(workdir)
     log: list[dict] = []
     spec_path = workdir / "spec.yaml"
     if args.reuse:
