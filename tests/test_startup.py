@@ -9,6 +9,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _python(code: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter at the repository root; it must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=str(REPO), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 def test_the_command_line_loads_no_heavy_library_before_a_command_runs():
     """`import pipelines.cli` (what `vigil --help` and every command pay) registers the
     commands without pandas, SQLAlchemy or the ML libraries, and leaves the garbage
@@ -20,10 +29,7 @@ def test_the_command_line_loads_no_heavy_library_before_a_command_runs():
         "         'prefect', 'alembic', 'fastapi')\n"
         "print([m for m in heavy if m in sys.modules], gc.isenabled(), gc.get_freeze_count() > 0)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=str(REPO), capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _python(code)
     assert done.stdout.split("\n")[-2] == "[] True True"
 
 
@@ -38,9 +44,6 @@ def test_a_command_leaves_its_heap_out_of_the_collections_at_exit():
         "sys.argv = ['vigil', '--help']\n"
         "main()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=str(REPO), capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _python(code)
     tracked = int(done.stdout.strip().splitlines()[-1].split()[-1])
     assert tracked < 5_000
