@@ -96,13 +96,9 @@ def _score(ctx: DemoContext, data: Path, model: str, out: Path) -> dict:
     return score_flow(ScoreRequest(data=str(data), model=model, out=str(out))).to_dict()
 
 
-def _score_in_memory(ctx: DemoContext, model: str, frame: pd.DataFrame) -> np.ndarray:
-    """A registered model's scores for ``frame``, with the kept card history before it."""
-    return _scores_and_kind(ctx, model, frame)[0]
-
-
 def _scores_and_kind(ctx: DemoContext, model: str, frame: pd.DataFrame) -> tuple[np.ndarray, str]:
-    """The scores and ``"labelled"`` or ``"unsupervised"``: what scored them."""
+    """A registered model's scores for ``frame``, with the kept card history before it, and
+    ``"labelled"`` or ``"unsupervised"``: what scored them."""
     from pipelines.modeling.registry import configure_mlflow, load_bundle, resolve_model
     from pipelines.scoring.history import KeptHistory
 
@@ -211,7 +207,7 @@ def score_week(ctx: DemoContext) -> dict:
     kinds = ctx.truth().loc[week["transaction_id"], "fraud_kind"].to_numpy()
     scores = {CHAMPION_KIND: scored.reindex(week["transaction_id"].astype(str)).to_numpy()}
     for kind in KINDS[1:]:
-        scores[kind] = _score_in_memory(ctx, ctx.state["versions"][kind], week)
+        scores[kind], _ = _scores_and_kind(ctx, ctx.state["versions"][kind], week)
     train = pd.read_csv(ctx.files["train"]).drop(columns=["is_fraud"])
     scores["rules"] = rules_scores(pd.concat([train, week], ignore_index=True))[len(train) :]
     health = (run.get("health") or {}).get("summary", "not measured")
