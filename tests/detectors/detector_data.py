@@ -46,3 +46,32 @@ def make_anomalies(n: int, seed: int) -> tuple[pd.DataFrame, list[str]]:
             df.loc[i, col] = "crypto"
         planted.append(col)
     return df, planted
+
+
+def random_payments(n: int, cards: int, days: int, seed: int, merchants: int = 0) -> pd.DataFrame:
+    """Card payments at random times over ``days`` days from 2026-01-01, located (lat/lon,
+    card present or not), with merchants when ``merchants`` > 0."""
+    rng = np.random.default_rng(seed)
+    columns = {
+        "card": rng.choice([f"c{i}" for i in range(cards)], n),
+        "time": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.uniform(0, days * 86400, n), "s"),
+        "amount": rng.gamma(2.0, 20.0, n),
+    }
+    if merchants:
+        columns["merchant"] = rng.choice([f"m{i}" for i in range(merchants)], n)
+    columns.update(lat=rng.normal(50, 1, n), lon=rng.normal(4, 1, n), present=rng.integers(0, 2, n))
+    return pd.DataFrame(columns)
+
+
+def assert_a_day_alone_equals_the_whole_file(frame: pd.DataFrame, config, start: str) -> None:
+    """The context features of the day from ``start``, built from that day and the week
+    before it only, equal those of the whole file (the build is causal and bounded)."""
+    from detectors.context import build_context_features
+
+    full = build_context_features(frame, config)
+    day = pd.Timestamp(start)
+    batch = frame[(frame["time"] >= day) & (frame["time"] < day + pd.Timedelta("1D"))]
+    history = frame[(frame["time"] >= day - pd.Timedelta("7D")) & (frame["time"] < day)]
+    combined = pd.concat([history, batch])
+    alone = build_context_features(combined, config, targets=np.arange(len(history), len(combined)))
+    assert np.allclose(alone.to_numpy(), full.loc[batch.index].to_numpy(), equal_nan=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from detector_data import assert_a_day_alone_equals_the_whole_file, random_payments
 
 from detectors.context import ContextConfig, build_context_features, describe_context
 
@@ -338,29 +339,9 @@ def test_novelty_rate_compares_a_run_of_new_remote_merchants_with_the_cards_own_
 
 
 def test_profile_features_keep_batch_alone_equal_to_whole_file():
-    rng = np.random.default_rng(4)
-    n = 3000
-    frame = pd.DataFrame(
-        {
-            "card": rng.choice([f"c{i}" for i in range(40)], n),
-            "time": pd.Timestamp("2026-01-01")
-            + pd.to_timedelta(rng.uniform(0, 40 * 86400, n), "s"),
-            "amount": rng.gamma(2.0, 20.0, n),
-            "merchant": rng.choice([f"m{i}" for i in range(30)], n),
-            "lat": rng.normal(50, 1, n),
-            "lon": rng.normal(4, 1, n),
-            "present": rng.integers(0, 2, n),
-        }
-    )
+    frame = random_payments(3000, cards=40, days=40, seed=4, merchants=30)
+    assert_a_day_alone_equals_the_whole_file(frame, PROFILE, "2026-01-30")
     full = build_context_features(frame, PROFILE)
-    start = pd.Timestamp("2026-01-30")
-    batch = frame[(frame["time"] >= start) & (frame["time"] < start + pd.Timedelta("1D"))]
-    history = frame[(frame["time"] >= start - pd.Timedelta("7D")) & (frame["time"] < start)]
-    combined = pd.concat([history, batch])
-    alone = build_context_features(
-        combined, PROFILE, targets=np.arange(len(history), len(combined))
-    )
-    assert np.allclose(alone.to_numpy(), full.loc[batch.index].to_numpy(), equal_nan=True)
     shuffled = frame.sample(frac=1.0, random_state=2)
     assert np.allclose(
         build_context_features(shuffled, PROFILE).loc[frame.index].to_numpy(),

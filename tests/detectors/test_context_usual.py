@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from detector_data import assert_a_day_alone_equals_the_whole_file, random_payments
 
 from detectors.context import ContextConfig, build_context_features, describe_context
 from detectors.context.config import HOUR_OFFSET_CAP
@@ -63,26 +64,8 @@ def test_hour_offset_is_far_only_for_an_hour_the_entity_never_uses():
 
 
 def test_usual_hour_keeps_a_batch_alone_equal_to_the_whole_file():
-    rng = np.random.default_rng(5)
-    n = 2000
-    frame = pd.DataFrame(
-        {
-            "card": rng.choice([f"c{i}" for i in range(30)], n),
-            "time": pd.Timestamp("2026-01-01")
-            + pd.to_timedelta(rng.uniform(0, 30 * 86400, n), "s"),
-            "amount": rng.gamma(2.0, 20.0, n),
-            "lat": rng.normal(50, 1, n),
-            "lon": rng.normal(4, 1, n),
-            "present": rng.integers(0, 2, n),
-        }
-    )
-    full = build_context_features(frame, USUAL)
-    start = pd.Timestamp("2026-01-20")
-    batch = frame[(frame["time"] >= start) & (frame["time"] < start + pd.Timedelta("1D"))]
-    history = frame[(frame["time"] >= start - pd.Timedelta("7D")) & (frame["time"] < start)]
-    combined = pd.concat([history, batch])
-    alone = build_context_features(combined, USUAL, targets=np.arange(len(history), len(combined)))
-    assert np.allclose(alone.to_numpy(), full.loc[batch.index].to_numpy(), equal_nan=True)
+    frame = random_payments(2000, cards=30, days=30, seed=5)
+    assert_a_day_alone_equals_the_whole_file(frame, USUAL, "2026-01-20")
 
 
 @pytest.mark.parametrize(
